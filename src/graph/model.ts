@@ -1,0 +1,236 @@
+/**
+ * An ONNX model read into a DAG: compute nodes in a chosen topological order, the tensors between them,
+ * and the constants (initializers, `Constant` nodes and anything computed only from constants), which are
+ * weights rather than traffic: a segment carries its own copy of every constant it reads.
+ */
+import { createHash } from 'node:crypto';
+import { CleaveError, errorMessage } from '../errors.js';
+import {
+  onnx,
+  toNum,
+  dtypeFromOnnx,
+  tensorProtoBytes,
+  tensorProtoElements,
+  type DType,
+  type IGraphProto,
+  type INodeProto,
+  type ITensorProto,
+  type IValueInfoProto,
+  type ModelProto,
+} from './onnx.js';
+import { chooseOrder } from './order.js';
+
+/** A declared graph input or output. `dims` entries are numbers or symbolic names (`batch`, `?`). */
+export interface TensorDecl {
+  readonly name: string;
+  readonly dtype: DType | undefined;
+  readonly dims: (number | string)[] | undefined;
+}
+
+/** A compute node: `deps` are the non-constant tensors it reads, including outer-scope reads of subgraphs. */
+export interface GraphNode {
+  /** Index in the original `graph.node` list. */
+  readonly protoIndex: number;
+  readonly name: string;
+  readonly opType: string;
+  readonly proto: INodeProto;
+  readonly deps: readonly string[];
+  readonly outputs: readonly string[];
+}
+
+const RANDOM_OPS = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli']);
+const CONTROL_FLOW = new Set(['If', 'Loop', 'Scan']);
+
+export class OnnxModel {
+  /** Compute nodes in execution order; cut `p` lies before `nodes[p]`. */
+  readonly nodes: readonly GraphNode[];
+  /** Graph inputs that are not initializers, i.e. what a caller must feed. */
+  readonly inputs: readonly TensorDecl[];
+  readonly outputs: readonly TensorDecl[];
+  /** Initializers by name. */
+  readonly initializers: ReadonlyMap<string, ITensorProto>;
+  /** Nodes that compute constants (Constant, or only constant inputs), by output tensor name. */
+  readonly constProducers: ReadonlyMap<string, INodeProto>;
+  /** Producer position (in `nodes`) of each non-constant tensor; graph inputs are absent. */
+  readonly producerOf: ReadonlyMap<string, number>;
+  /** Last consuming position of each non-constant tensor; graph outputs count as consumed at `nodes.length`. */
+  readonly lastUse: ReadonlyMap<string, number>;
+  /** Declared types by tensor name, from graph inputs, outputs and value_info. */
+  readonly valueInfo: ReadonlyMap<string, IValueInfoProto>;
+
+  private constructor(
+    readonly proto: ModelProto,
+    readonly sha256: string,
+    /** The file as read (initializer data are views into it, so keeping it costs nothing extra). */
+    readonly bytes: Uint8Array,
+    readonly source: string,
+  ) {
+    const graph = proto.graph;
+    if (!graph) throw new CleaveError('E_BAD_MODEL', `${source}: the model has no graph`);
+    const inits = new Map<string, ITensorProto>();
+    for (const t of graph.initializer ?? []) if (t.name) inits.set(t.name, t);
+    this.initializers = inits;
+
+    const vi = new Map<string, IValueInfoProto>();
+    for (const v of [...(graph.valueInfo ?? []), ...(graph.input ?? []), ...(graph.output ?? [])]) if (v.name) vi.set(v.name, v);
+    this.valueInfo = vi;
+    this.inputs = (graph.input ?? []).filter((v) => v.name && !inits.has(v.name)).map(declOf);
+    this.outputs = (graph.output ?? []).map(declOf);
+    if (this.outputs.length === 0) throw new CleaveError('E_BAD_MODEL', `${source}: the graph has no outputs`);
+
+    // Constants: initializers, then every node with no random output whose inputs are all constants.
+    const constant = new Set<string>(inits.keys());
+    const constProducers = new Map<string, INodeProto>();
+    const inputNames = new Set(this.inputs.map((i) => i.name));
+    const compute: { proto: INodeProto; protoIndex: number; deps: string[] }[] = [];
+    (graph.node ?? []).forEach((n, protoIndex) => {
+      const reads = nodeReads(n);
+      const isConst =
+        !RANDOM_OPS.has(n.opType ?? '') &&
+        !CONTROL_FLOW.has(n.opType ?? '') &&
+        (n.output ?? []).length > 0 &&
+        reads.every((r) => constant.has(r) && !inputNames.has(r));
+      if (isConst) {
+        for (const o of n.output ?? []) if (o) {
+          constant.add(o);
+          constProducers.set(o, n);
+        }
+      } else {
+        compute.push({ proto: n, protoIndex, deps: reads.filter((r) => !constant.has(r) || inputNames.has(r)) });
+      }
+    });
+    this.constProducers = constProducers;
+
+    // Every dependency must be produced somewhere: a graph input or a compute node's output.
+    const produced = new Set<string>(inputNames);
+    for (const c of compute) for (const o of c.proto.output ?? []) if (o) produced.add(o);
+    for (const c of compute)
+      for (const d of c.deps)
+        if (!produced.has(d))
+          throw new CleaveError('E_BAD_MODEL', `${source}: node '${c.proto.name || c.proto.opType}' reads '${d}', which nothing produces`);
+    for (const o of this.outputs)
+      if (!produced.has(o.name) && !constant.has(o.name))
+        throw new CleaveError('E_BAD_MODEL', `${source}: graph output '${o.name}' is not produced by any node`);
+
+    const order = chooseOrder(
+      compute.map((c) => ({ deps: c.deps, outputs: (c.proto.output ?? []).filter((o) => o) })),
+      this.outputs.map((o) => o.name),
+      source,
+    );
+    this.nodes = order.map((i) => {
+      const c = compute[i];
+      return {
+        protoIndex: c.protoIndex,
+        name: c.proto.name || `${c.proto.opType}_${c.protoIndex}`,
+        opType: c.proto.opType ?? '',
+        proto: c.proto,
+        deps: c.deps,
+        outputs: (c.proto.output ?? []).filter((o) => o),
+      };
+    });
+
+    const producerOf = new Map<string, number>();
+    const lastUse = new Map<string, number>();
+    this.nodes.forEach((n, p) => {
+      for (const o of n.outputs) producerOf.set(o, p);
+      for (const d of n.deps) lastUse.set(d, Math.max(lastUse.get(d) ?? -1, p));
+    });
+    for (const o of this.outputs) if (!constant.has(o.name)) lastUse.set(o.name, this.nodes.length);
+    this.producerOf = producerOf;
+    this.lastUse = lastUse;
+  }
+
+  /** Parses ONNX bytes. Anything that is not a readable ONNX model is an E_BAD_MODEL naming `source`. */
+  static fromBytes(bytes: Uint8Array, source = 'model'): OnnxModel {
+    let proto: ModelProto;
+    try {
+      proto = onnx.ModelProto.decode(bytes);
+    } catch (e) {
+      throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (${errorMessage(e)})`);
+    }
+    if (!proto.graph || (proto.graph.node ?? []).length === 0)
+      throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (no graph or no nodes)`);
+    if ((proto.opsetImport ?? []).length === 0)
+      throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (no opset import)`);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    return new OnnxModel(proto, sha256, bytes, source);
+  }
+
+  get name(): string {
+    return this.proto.graph?.name || 'model';
+  }
+
+  get graph(): IGraphProto {
+    return this.proto.graph as IGraphProto;
+  }
+
+  /** Opset version of the default ONNX domain. */
+  get opset(): number {
+    const d = (this.proto.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+    return toNum(d?.version);
+  }
+
+  /** Total nodes in the file, constant-producing ones included. */
+  get nodeCount(): number {
+    return (this.graph.node ?? []).length;
+  }
+
+  /** Elements held in initializers (floating-point and integer), the usual "parameter" count. */
+  get parameterCount(): number {
+    let n = 0;
+    for (const t of this.initializers.values()) n += tensorProtoElements(t);
+    return n;
+  }
+
+  get weightBytes(): number {
+    let n = 0;
+    for (const t of this.initializers.values()) n += tensorProtoBytes(t);
+    return n;
+  }
+
+  /** Whether a tensor name is a constant (initializer or computed only from constants). */
+  isConstant(name: string): boolean {
+    return this.initializers.has(name) || this.constProducers.has(name);
+  }
+
+  /** Metadata property by key. */
+  metadata(key: string): string | undefined {
+    return (this.proto.metadataProps ?? []).find((p) => p.key === key)?.value ?? undefined;
+  }
+}
+
+/** Every tensor a node reads: its non-empty inputs plus, for control flow, outer-scope reads of its subgraphs. */
+export function nodeReads(n: INodeProto): string[] {
+  const reads = new Set<string>();
+  for (const i of n.input ?? []) if (i) reads.add(i);
+  for (const a of n.attribute ?? []) {
+    for (const g of [a.g, ...(a.graphs ?? [])]) if (g) for (const r of outerReads(g)) reads.add(r);
+  }
+  return [...reads];
+}
+
+/** Names a subgraph reads from enclosing scopes: read inside, but not defined inside. */
+export function outerReads(g: IGraphProto): Set<string> {
+  const defined = new Set<string>();
+  for (const i of g.input ?? []) if (i.name) defined.add(i.name);
+  for (const t of g.initializer ?? []) if (t.name) defined.add(t.name);
+  for (const n of g.node ?? []) for (const o of n.output ?? []) if (o) defined.add(o);
+  const reads = new Set<string>();
+  for (const n of g.node ?? []) for (const r of nodeReads(n)) if (!defined.has(r)) reads.add(r);
+  for (const o of g.output ?? []) if (o.name && !defined.has(o.name)) reads.add(o.name);
+  return reads;
+}
+
+function declOf(v: IValueInfoProto): TensorDecl {
+  const tt = v.type?.tensorType;
+  const dtype = tt?.elemType ? dtypeFromOnnx(tt.elemType)?.name : undefined;
+  const dims = tt?.shape?.dim?.map((d) => {
+    if (d.dimParam) return d.dimParam;
+    if (d.dimValue !== null && d.dimValue !== undefined) {
+      const n = toNum(d.dimValue);
+      return n > 0 ? n : '?';
+    }
+    return '?';
+  });
+  return { name: v.name ?? '', dtype, dims };
+}

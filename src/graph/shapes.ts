@@ -1,0 +1,63 @@
+/**
+ * Concrete input shapes for a model whose inputs may have symbolic dimensions, from `--shape` arguments.
+ * A leading symbolic dimension (batch) defaults to 1; any other needs to be given.
+ */
+import { CleaveError } from '../errors.js';
+import type { OnnxModel, TensorDecl } from './model.js';
+import type { DType } from './onnx.js';
+
+export interface InputSpec {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly dims: number[];
+}
+
+/** Parses `name=1x3x224x224` (also `name=1,3,224,224`). */
+export function parseShapeArg(arg: string): { name: string; dims: number[] } {
+  const eq = arg.lastIndexOf('=');
+  if (eq <= 0) throw new CleaveError('E_BAD_SHAPE', `--shape '${arg}': expected NAME=DIMxDIMx... (e.g. input=1x3x224x224)`);
+  const name = arg.slice(0, eq);
+  const parts = arg.slice(eq + 1).split(/[x,]/);
+  const dims = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : NaN));
+  if (parts.length === 0 || dims.some((d) => !Number.isSafeInteger(d) || d <= 0))
+    throw new CleaveError('E_BAD_SHAPE', `--shape '${arg}': dimensions must be positive integers separated by 'x'`);
+  return { name, dims };
+}
+
+/** Concrete shapes for every model input; throws E_BAD_SHAPE naming the input that needs one. */
+export function resolveInputs(model: OnnxModel, given: ReadonlyMap<string, number[]> = new Map()): InputSpec[] {
+  for (const name of given.keys())
+    if (!model.inputs.some((i) => i.name === name))
+      throw new CleaveError(
+        'E_BAD_SHAPE',
+        `--shape names '${name}', which is not an input of ${model.source} (inputs: ${model.inputs.map((i) => i.name).join(', ')})`,
+      );
+  return model.inputs.map((decl) => resolveOne(model, decl, given.get(decl.name)));
+}
+
+function resolveOne(model: OnnxModel, decl: TensorDecl, given: number[] | undefined): InputSpec {
+  const dtype = decl.dtype;
+  if (!dtype) throw new CleaveError('E_BAD_MODEL', `${model.source}: input '${decl.name}' has no element type`);
+  const declared = decl.dims;
+  const show = (d: readonly (number | string)[]): string => `[${d.join(',')}]`;
+  if (given) {
+    if (declared && declared.length !== given.length)
+      throw new CleaveError('E_BAD_SHAPE', `--shape ${decl.name}: rank ${given.length} does not match the model's ${show(declared)}`);
+    declared?.forEach((d, i) => {
+      if (typeof d === 'number' && d !== given[i])
+        throw new CleaveError('E_BAD_SHAPE', `--shape ${decl.name}: dimension ${i} is ${given[i]} but the model fixes it at ${d} ${show(declared)}`);
+    });
+    return { name: decl.name, dtype, dims: given };
+  }
+  if (!declared)
+    throw new CleaveError('E_BAD_SHAPE', `input '${decl.name}' of ${model.source} has no declared shape; pass --shape ${decl.name}=DIMxDIMx...`);
+  const dims = declared.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : NaN));
+  if (dims.some((d) => Number.isNaN(d))) {
+    const example = declared.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : 'N')).join('x');
+    throw new CleaveError(
+      'E_BAD_SHAPE',
+      `input '${decl.name}' of ${model.source} has symbolic dimensions ${show(declared)}; pass --shape ${decl.name}=${example} with numbers for N`,
+    );
+  }
+  return { name: decl.name, dtype, dims };
+}

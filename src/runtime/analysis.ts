@@ -1,0 +1,40 @@
+/**
+ * A model analysed for given input shapes: every tensor's measured type, every cut's frontier and bytes,
+ * and the blocks a granularity selects. `inspect`, `split`, `profile` and the hosts all start here.
+ */
+import { allCuts, blocksOf, selectCuts, type Block, type Cut, type Granularity, type TensorTypes } from '../graph/cuts.js';
+import type { OnnxModel } from '../graph/model.js';
+import type { InputSpec } from '../graph/shapes.js';
+import { measureTypes } from './ort-local.js';
+
+export interface Analysis {
+  readonly model: OnnxModel;
+  readonly inputs: readonly InputSpec[];
+  readonly types: TensorTypes;
+  readonly cuts: readonly Cut[];
+  readonly boundaries: readonly number[];
+  readonly blocks: readonly Block[];
+  readonly inputBytes: number;
+  readonly outputBytes: number;
+}
+
+export async function analyze(model: OnnxModel, inputs: readonly InputSpec[], granularity: Granularity = {}): Promise<Analysis> {
+  const types = await measureTypes(model, inputs);
+  return analysisFrom(model, inputs, types, granularity);
+}
+
+export function analysisFrom(model: OnnxModel, inputs: readonly InputSpec[], types: TensorTypes, granularity: Granularity = {}): Analysis {
+  const cuts = allCuts(model, types);
+  const boundaries = selectCuts(cuts, granularity);
+  const blocks = blocksOf(model, cuts, boundaries);
+  return {
+    model,
+    inputs,
+    types,
+    cuts,
+    boundaries,
+    blocks,
+    inputBytes: cuts[0].bytes ?? 0,
+    outputBytes: cuts[cuts.length - 1].bytes ?? 0,
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Tensors as they cross the worker boundary: the plain `TensorLike` shape, the typed array each dtype uses,
+ * feed checks against a session's declared inputs, and the transfer lists that move buffers instead of
+ * copying them. Shared by the executor and its worker, so it imports no ORT and nothing that starts work.
+ */
+import { CleaveError } from '../errors.js';
+import type { DType } from '../graph/onnx.js';
+
+/** ORT element types a tensor may carry across the boundary (string tensors are not supported). */
+export type TensorDType = Exclude<DType, 'string'>;
+
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
+
+/** A tensor as plain data, structured-clonable. `bool` is carried as Uint8Array, `float16` as Uint16Array. */
+export interface TensorLike {
+  readonly dtype: TensorDType;
+  readonly dims: readonly number[];
+  readonly data: TensorData;
+}
+
+/** One declared input or output of a session. Strings in `shape` are symbolic dims; -1 is an unnamed one. */
+export interface ValueInfo {
+  readonly name: string;
+  readonly dtype: TensorDType;
+  readonly shape: readonly (number | string)[];
+}
+
+type ArrayCtor = { new (length: number): TensorData; readonly name: string };
+
+const ARRAY_OF: Record<TensorDType, ArrayCtor> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
+  bool: Uint8Array,
+  float16: Uint16Array,
+};
+
+export function isTensorDType(s: string): s is TensorDType {
+  return Object.hasOwn(ARRAY_OF, s);
+}
+
+function fixedDim(d: number | string): number | undefined {
+  return typeof d === 'number' && d >= 0 ? d : undefined;
+}
+
+const fmt = (dims: readonly (number | string)[]): string => `[${dims.join(',')}]`;
+
+/**
+ * Throws E_BAD_INPUT, naming the input, unless `feeds` holds exactly the declared inputs with their dtype,
+ * rank, fixed dims and element count. ORT would refuse most of these too, but its messages do not always
+ * name the input (a dtype mismatch does not), and a check here costs microseconds.
+ */
+export function checkFeeds(key: string, inputs: readonly ValueInfo[], feeds: Readonly<Record<string, TensorLike>>): void {
+  const bad = (msg: string): CleaveError => new CleaveError('E_BAD_INPUT', `session '${key}': ${msg}`);
+  for (const name of Object.keys(feeds)) {
+    if (!inputs.some((i) => i.name === name)) {
+      throw bad(`unknown input '${name}' (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    }
+  }
+  for (const info of inputs) {
+    const t = feeds[info.name];
+    if (t === undefined) throw bad(`missing input '${info.name}'`);
+    const name = `input '${info.name}'`;
+    if (t.dtype !== info.dtype) throw bad(`${name}: dtype ${String(t.dtype)}, expected ${info.dtype}`);
+    const Ctor = ARRAY_OF[info.dtype];
+    if (!(t.data instanceof Ctor)) {
+      throw bad(`${name}: data is ${t.data?.constructor?.name ?? typeof t.data}, dtype ${info.dtype} needs ${Ctor.name}`);
+    }
+    if (!Array.isArray(t.dims) || !t.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw bad(`${name}: dims must be non-negative integers, got ${JSON.stringify(t.dims)}`);
+    }
+    // ORT reports an undeclared shape as [], which a scalar also is: only a non-empty shape fixes the rank.
+    if (info.shape.length > 0) {
+      if (t.dims.length !== info.shape.length) {
+        throw bad(`${name}: dims ${fmt(t.dims)} have rank ${t.dims.length}, expected rank ${info.shape.length} ${fmt(info.shape)}`);
+      }
+      for (let i = 0; i < t.dims.length; i++) {
+        const want = fixedDim(info.shape[i]);
+        if (want !== undefined && t.dims[i] !== want) {
+          throw bad(`${name}: dims ${fmt(t.dims)}, dim ${i} is ${t.dims[i]}, expected ${want} ${fmt(info.shape)}`);
+        }
+      }
+    }
+    const count = t.dims.reduce((a, d) => a * d, 1);
+    if (t.data.length !== count) throw bad(`${name}: data has ${t.data.length} elements, dims ${fmt(t.dims)} need ${count}`);
+  }
+}
+
+/** Throws E_BAD_INPUT naming the first requested output the session does not have. */
+export function checkOutputNames(key: string, outputs: readonly ValueInfo[], wanted: readonly string[]): void {
+  for (const name of wanted) {
+    if (!outputs.some((o) => o.name === name)) {
+      throw new CleaveError(
+        'E_BAD_INPUT',
+        `session '${key}': unknown output '${name}' (outputs: ${outputs.map((o) => o.name).join(', ')})`,
+      );
+    }
+  }
+}
+
+/**
+ * Zero-filled feeds of the declared shapes, for warm-up runs. Symbolic dims have no size to use, so they
+ * throw E_BAD_INPUT naming the input: the caller must pass warm-up feeds.
+ */
+export function zeroFeeds(key: string, inputs: readonly ValueInfo[]): Record<string, TensorLike> {
+  const feeds: Record<string, TensorLike> = {};
+  for (const info of inputs) {
+    const dims = info.shape.map(fixedDim);
+    if (dims.some((d) => d === undefined)) {
+      throw new CleaveError(
+        'E_BAD_INPUT',
+        `session '${key}': input '${info.name}' has symbolic dims ${fmt(info.shape)}; pass warmupFeeds or warmup: 0`,
+      );
+    }
+    const fixed = dims as number[];
+    feeds[info.name] = { dtype: info.dtype, dims: fixed, data: new ARRAY_OF[info.dtype](fixed.reduce((a, d) => a * d, 1)) };
+  }
+  return feeds;
+}
+
+/**
+ * Makes `tensors` cheap to post: each data buffer either goes into the transfer list as it is (when the
+ * caller gives it up, it is a plain ArrayBuffer, the view covers all of it and no other tensor shares it) or
+ * is replaced by an exact copy that is transferred. Without this, structured cloning a small view copies its
+ * whole backing buffer, a pooled Buffer's 8 KB slab or a socket's receive buffer.
+ */
+export function packForTransfer(
+  tensors: Readonly<Record<string, TensorLike>>,
+  giveUp: boolean,
+): { tensors: Record<string, TensorLike>; transfer: ArrayBuffer[] } {
+  const out: Record<string, TensorLike> = {};
+  const transfer: ArrayBuffer[] = [];
+  for (const [name, t] of Object.entries(tensors)) {
+    const d = t.data;
+    const whole = d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.buffer instanceof ArrayBuffer;
+    if (giveUp && whole && !transfer.includes(d.buffer as ArrayBuffer)) {
+      transfer.push(d.buffer as ArrayBuffer);
+      out[name] = t;
+    } else {
+      const copy = d.slice();
+      transfer.push(copy.buffer as ArrayBuffer);
+      out[name] = { dtype: t.dtype, dims: t.dims, data: copy };
+    }
+  }
+  return { tensors: out, transfer };
+}
