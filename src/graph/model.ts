@@ -175,17 +175,21 @@ export class OnnxModel {
     return (this.graph.node ?? []).length;
   }
 
-  /** Elements held in initializers (floating-point and integer), the usual "parameter" count. */
+  /** Tensors stored in the file: initializers and `Constant` node values (exporters such as Paddle2ONNX use the latter). */
+  storedTensors(): ITensorProto[] {
+    const out = [...this.initializers.values()];
+    for (const n of this.graph.node ?? [])
+      if (n.opType === 'Constant') for (const a of n.attribute ?? []) if (a.name === 'value' && a.t) out.push(a.t);
+    return out;
+  }
+
+  /** Elements of every stored tensor, the usual "parameter" count. */
   get parameterCount(): number {
-    let n = 0;
-    for (const t of this.initializers.values()) n += tensorProtoElements(t);
-    return n;
+    return this.storedTensors().reduce((a, t) => a + tensorProtoElements(t), 0);
   }
 
   get weightBytes(): number {
-    let n = 0;
-    for (const t of this.initializers.values()) n += tensorProtoBytes(t);
-    return n;
+    return this.storedTensors().reduce((a, t) => a + tensorProtoBytes(t), 0);
   }
 
   /** Whether a tensor name is a constant (initializer or computed only from constants). */

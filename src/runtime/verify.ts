@@ -34,8 +34,11 @@ export interface VerifyResult {
   readonly cuts: number;
   readonly splitsChecked: number;
   readonly segmentsRun: number;
+  /** Worst errors on the model's outputs, the figures the tolerances are stated for. */
   readonly worstAbs: number;
   readonly worstRel: number;
+  /** Worst absolute error on intermediate frontier tensors, relative to each tensor's largest magnitude. */
+  readonly worstIntermediateScaled: number;
   readonly atol: number;
   readonly rtol: number;
   readonly pass: boolean;
@@ -77,12 +80,23 @@ export async function verifyModel(model: OnnxModel, specs: readonly InputSpec[],
   const mismatches: Mismatch[] = [];
   let worstAbs = 0;
   let worstRel = 0;
+  let worstScaled = 0;
   let segmentsRun = 0;
   const total = splits.reduce((a, s) => a + s.length - 1, 0);
-  const compare = (split: string, name: string, got: ort.Tensor, want: ort.Tensor): void => {
-    const d = diff(got, want, atol, rtol);
-    worstAbs = Math.max(worstAbs, d.maxAbs);
-    worstRel = Math.max(worstRel, d.maxRel);
+  // Model outputs must meet atol/rtol element by element. Intermediate tensors are checked against their
+  // own scale instead: a conv output whose values reach 100 legitimately differs by ~1e-4 between a fused
+  // whole-model kernel and a split one, even where single elements are near zero.
+  const compare = (split: string, name: string, got: ort.Tensor, want: ort.Tensor, isOutput: boolean): void => {
+    if (isOutput) {
+      const d = diff(got, want, atol, rtol);
+      worstAbs = Math.max(worstAbs, d.maxAbs);
+      worstRel = Math.max(worstRel, d.maxRel);
+      if (!d.ok) mismatches.push({ split, tensor: name, maxAbs: d.maxAbs });
+      return;
+    }
+    const scale = Math.max(1, maxMagnitude(want));
+    const d = diff(got, want, atol * scale, rtol);
+    worstScaled = Math.max(worstScaled, d.maxAbs / scale);
     if (!d.ok) mismatches.push({ split, tensor: name, maxAbs: d.maxAbs });
   };
 
@@ -101,8 +115,9 @@ export async function verifyModel(model: OnnxModel, specs: readonly InputSpec[],
       opts.onProgress?.(segmentsRun, total, label);
       const last = split[i + 1] === model.nodes.length;
       for (const t of seg.outputs) {
-        const want = last && reference[t] ? reference[t] : values[t];
-        if (want) compare(label, t, out[t], want);
+        const isOutput = last && reference[t] !== undefined;
+        const want = isOutput ? reference[t] : values[t];
+        if (want) compare(label, t, out[t], want, isOutput);
       }
       carried = out;
     }
@@ -114,11 +129,22 @@ export async function verifyModel(model: OnnxModel, specs: readonly InputSpec[],
     segmentsRun,
     worstAbs,
     worstRel,
+    worstIntermediateScaled: worstScaled,
     atol,
     rtol,
     pass: mismatches.length === 0,
     mismatches: mismatches.slice(0, 20),
   };
+}
+
+function maxMagnitude(t: ort.Tensor): number {
+  const a = t.data as ArrayLike<number | bigint>;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const v = Math.abs(Number(a[i]));
+    if (v > m) m = v;
+  }
+  return m;
 }
 
 /** numpy.allclose semantics: |got - want| <= atol + rtol * |want| for every element. */

@@ -10,7 +10,9 @@ export const verifyHelp = `cleave verify MODEL [--shape NAME=DIMS ...] [--json] 
 
 Runs the whole model, then the model split at every block boundary, chained segment by segment (each
 segment's outputs are compared with the same tensors in an unsplit run), then N random splits at 1-3
-cuts chained end to end. Passes when every compared element satisfies |got - want| <= atol + rtol*|want|.
+cuts chained end to end. Passes when every element of the model's outputs satisfies
+|got - want| <= atol + rtol*|want|, and every intermediate frontier tensor does so with atol scaled by
+max(1, the tensor's largest magnitude) (fused whole-model kernels round differently from split ones).
 Exits 1 on any mismatch.
 
   --atol A        absolute tolerance (default ${VERIFY_DEFAULTS.atol})
@@ -57,7 +59,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(
       `${r.pass ? 'PASS' : 'FAIL'}  ${r.model}: ${r.cuts} cuts, ${r.splitsChecked} splits, ${r.segmentsRun} segments run in ${seconds.toFixed(1)} s; ` +
-        `worst abs error ${r.worstAbs.toExponential(2)}, worst rel error ${r.worstRel.toExponential(2)} (atol ${r.atol}, rtol ${r.rtol})\n`,
+        `outputs: worst abs error ${r.worstAbs.toExponential(2)}, worst rel error ${r.worstRel.toExponential(2)} (atol ${r.atol}, rtol ${r.rtol}); ` +
+        `intermediates: worst error ${r.worstIntermediateScaled.toExponential(2)} of tensor scale\n`,
     );
     for (const m of r.mismatches) process.stdout.write(`  mismatch: ${m.split}: tensor '${m.tensor}' max abs error ${m.maxAbs}\n`);
   }

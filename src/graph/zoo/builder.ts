@@ -16,6 +16,7 @@ export type AttrValue = number | number[] | string | FloatAttr;
 /** How a weight tensor is filled. All kinds are deterministic given the builder's seed. */
 export type WeightInit =
   | 'he' // uniform with the He-normal variance for fan-in = product of dims[1..]: keeps activations O(1)
+  | 'lecun' // variance 1/fan-in: for kernels whose input did not pass a ReLU (pointwise after depthwise)
   | 'zeros'
   | 'ones'
   | 'bias' // small uniform in [-0.05, 0.05]
@@ -200,6 +201,12 @@ export class GraphBuilder {
       case 'he': {
         const fanIn = dims.slice(1).reduce((a, d) => a * d, 1) || 1;
         const a = Math.sqrt(3) * Math.sqrt(2 / fanIn);
+        uni(-a, a);
+        return;
+      }
+      case 'lecun': {
+        const fanIn = dims.slice(1).reduce((a, d) => a * d, 1) || 1;
+        const a = Math.sqrt(3) * Math.sqrt(1 / fanIn);
         uni(-a, a);
         return;
       }

@@ -29,11 +29,20 @@ export type Pads2 = readonly [readonly [number, number], readonly [number, numbe
 /** Keras BatchNormalization's default epsilon (NASNet passes the same value explicitly). */
 const BN_EPSILON = 1e-3;
 
+/**
+ * Fill of SeparableConv2D's pointwise kernel. 'he' assumes a ReLU'd input, but the pointwise conv reads the
+ * depthwise output directly, so with random weights each separable conv doubles the activation variance
+ * (Xception's final features reach RMS ~1e2, NASNetLarge's ~1e3). A variance-1/fan-in fill would keep them
+ * O(10); the builder has no such fill yet.
+ */
+const POINTWISE_INIT: WeightInit = 'lecun';
+
 const pair = (v: Size2): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
 
 /**
  * TF 'same' padding for one axis: output ceil(n / s), and when the total padding is odd the extra pixel
- * goes after (bottom/right) — unlike ONNX's SAME_UPPER/LOWER in older runtimes, so it is written out.
+ * goes after (bottom/right). Written out as explicit pads rather than auto_pad, which ONNX deprecates and
+ * which tools that read pads (shape inference, cut analysis) would have to re-derive.
  */
 export function samePads(n: number, k: number, s: number): [number, number] {
   const total = Math.max((Math.ceil(n / s) - 1) * s + k - n, 0);
@@ -105,7 +114,7 @@ export class KerasNet {
     const cols = axis(x.w, kw, sw, o.padding ?? 'valid');
     const dwk = this.b.weight(`${name}_depthwise_kernel`, [x.c, 1, kh, kw], 'he');
     const dw = this.b.op('Conv', [x.name, dwk], convAttrs([kh, kw], [sh, sw], rows.pads, cols.pads, x.c), `${name}_depthwise`);
-    const inputs = [dw, this.b.weight(`${name}_pointwise_kernel`, [filters, x.c, 1, 1], 'he')];
+    const inputs = [dw, this.b.weight(`${name}_pointwise_kernel`, [filters, x.c, 1, 1], POINTWISE_INIT)];
     if (o.useBias ?? true) inputs.push(this.b.weight(`${name}_bias`, [filters], 'bias'));
     const out = this.b.op('Conv', inputs, { kernel_shape: [1, 1] }, name);
     this.b.keras('SeparableConv2D', name, [x.name], out);

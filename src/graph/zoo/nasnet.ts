@@ -29,7 +29,15 @@ const SMALL_STEM_DIVISOR = 8;
 const SMALL_INPUT = 64;
 const SMALL_CLASSES = 10;
 
-const BN = (name: string) => ({ name }); // every NASNet BN is named, scale and center on
+/** The adjust block's second path: pad bottom/right, crop top/left, i.e. shift the image by one pixel. */
+const SHIFT_PAD: Pads2 = [
+  [0, 1],
+  [0, 1],
+];
+const SHIFT_CROP: Pads2 = [
+  [1, 0],
+  [1, 0],
+];
 
 /** imagenet_utils.correct_pad: TF-'same'-like padding for a following 'valid' stride-2 window. */
 function correctPad(x: T4, kernel: number): Pads2 {
@@ -49,10 +57,10 @@ class Nasnet {
     let x = k.relu(ip);
     if (strides === 2) x = k.zeroPad(x, correctPad(x, kernel), `separable_conv_1_pad_${id}`);
     x = k.separableConv2d(x, filters, kernel, { strides, padding: strides === 2 ? 'valid' : 'same', useBias: false, name: `separable_conv_1_${id}` });
-    x = k.batchNorm(x, BN(`separable_conv_1_bn_${id}`));
+    x = k.batchNorm(x, { name: `separable_conv_1_bn_${id}` });
     x = k.relu(x);
     x = k.separableConv2d(x, filters, kernel, { padding: 'same', useBias: false, name: `separable_conv_2_${id}` });
-    return k.batchNorm(x, BN(`separable_conv_2_bn_${id}`));
+    return k.batchNorm(x, { name: `separable_conv_2_bn_${id}` });
   }
 
   /** _adjust_block: bring `p` to `ip`'s spatial size (factorised reduction) or to `filters` channels. */
@@ -63,23 +71,16 @@ class Nasnet {
       const r = k.relu(p, `adjust_relu_1_${id}`);
       let p1 = k.avgPool(r, 1, 2, 'valid', `adjust_avg_pool_1_${id}`);
       p1 = k.conv2d(p1, Math.floor(filters / 2), 1, { padding: 'same', useBias: false, name: `adjust_conv_1_${id}` });
-      // The second path is shifted one pixel down and right, so the two paths sample different pixels.
-      let p2 = k.zeroPad(r, [
-        [0, 1],
-        [0, 1],
-      ]);
-      p2 = k.crop(p2, [
-        [1, 0],
-        [1, 0],
-      ]);
+      // Shifted by one pixel, the second stride-2 path samples the pixels the first one skips.
+      let p2 = k.crop(k.zeroPad(r, SHIFT_PAD), SHIFT_CROP);
       p2 = k.avgPool(p2, 1, 2, 'valid', `adjust_avg_pool_2_${id}`);
       p2 = k.conv2d(p2, Math.floor(filters / 2), 1, { padding: 'same', useBias: false, name: `adjust_conv_2_${id}` });
-      return k.batchNorm(k.concat([p1, p2]), BN(`adjust_bn_${id}`));
+      return k.batchNorm(k.concat([p1, p2]), { name: `adjust_bn_${id}` });
     }
     if (p.c !== filters) {
       const r = k.relu(p);
       const c = k.conv2d(r, filters, 1, { padding: 'same', useBias: false, name: `adjust_conv_projection_${id}` });
-      return k.batchNorm(c, BN(`adjust_bn_${id}`));
+      return k.batchNorm(c, { name: `adjust_bn_${id}` });
     }
     return p;
   }
@@ -88,7 +89,7 @@ class Nasnet {
   private squeeze(ip: T4, filters: number, kind: 'normal' | 'reduction', id: string): T4 {
     const k = this.k;
     const c = k.conv2d(k.relu(ip), filters, 1, { padding: 'same', useBias: false, name: `${kind}_conv_1_${id}` });
-    return k.batchNorm(c, BN(`${kind}_bn_1_${id}`));
+    return k.batchNorm(c, { name: `${kind}_bn_1_${id}` });
   }
 
   /** _normal_a_cell; returns [x, ip] as Keras does (the new `x` and the next cell's `p`). */
@@ -131,7 +132,7 @@ function buildNasnet(name: string, fullSize: number, full: NasnetConfig, opts: Z
   const filters = cfg.penultimateFilters / 24;
 
   let x = k.conv2d(k.input(small ? SMALL_INPUT : fullSize), cfg.stemFilters, 3, { strides: 2, padding: 'valid', useBias: false, name: 'stem_conv1' });
-  x = k.batchNorm(x, BN('stem_bn1'));
+  x = k.batchNorm(x, { name: 'stem_bn1' });
 
   let p: T4 | undefined;
   [x, p] = cells.reduction(x, p, Math.floor(filters / fm ** 2), 'stem_1');

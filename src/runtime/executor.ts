@@ -1,0 +1,367 @@
+/**
+ * The executor runs ONNX Runtime sessions in worker threads, so that session creation and `run()`, which
+ * block the thread that calls them in onnxruntime-node, never block the host's event loop (heartbeats,
+ * pings, HTTP). Sessions are keyed by a caller-chosen string (a segment: `${modelSha}:${a}-${b}`), built
+ * and warmed ahead of use by `load`, and kept in a bounded LRU cache so swapping back to a recent segment
+ * is instant. Every worker holds every cached session; a run goes to the least loaded worker.
+ *
+ * Internals: executor-slot.ts (one worker seen from here), executor-worker.ts (the thread itself),
+ * executor-protocol.ts (their messages), executor-tensors.ts (tensor checks and transfer lists),
+ * session-cache.ts (the LRU).
+ */
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { CleaveError, errorMessage } from '../errors.js';
+import type { LoadedReply } from './executor-protocol.js';
+import { WorkerSlot } from './executor-slot.js';
+import { checkFeeds, checkOutputNames, packForTransfer, type TensorLike, type ValueInfo } from './executor-tensors.js';
+import { SessionCache } from './session-cache.js';
+
+export type { TensorData, TensorDType, TensorLike, ValueInfo } from './executor-tensors.js';
+
+/** Every limit of the executor, with its default. */
+export const EXECUTOR_DEFAULTS = {
+  /** Worker threads; each holds every cached session, so memory grows with this. */
+  workers: 1,
+  /** Sessions kept loaded; loading one more releases the least recently used one that is not in use. */
+  maxCachedSessions: 8,
+  /** Runs accepted and not yet finished, across all workers; beyond this `run` rejects with E_QUEUE_FULL. */
+  maxQueuedRuns: 256,
+  /** Warm-up runs made by `load` before it resolves. */
+  warmup: 2,
+} as const;
+
+export interface ExecutorOptions {
+  /** Worker threads. Default 1 (EXECUTOR_DEFAULTS.workers). */
+  workers?: number;
+  /** ORT intra-op threads of every session. Default: available cores divided by `workers`, at least 1. */
+  intraOpThreads?: number;
+  /** Default 8 (EXECUTOR_DEFAULTS.maxCachedSessions). */
+  maxCachedSessions?: number;
+  /** Default 256 (EXECUTOR_DEFAULTS.maxQueuedRuns). */
+  maxQueuedRuns?: number;
+  logger?: Logger;
+}
+
+export interface LoadOptions {
+  /** Warm-up runs. Default 2 (EXECUTOR_DEFAULTS.warmup); 0 skips warm-up. */
+  warmup?: number;
+  /** Feeds for the warm-up runs. Default: zeros of the declared shapes, which symbolic dims rule out. */
+  warmupFeeds?: Record<string, TensorLike>;
+}
+
+export interface RunOptions {
+  /** Outputs to fetch. Default: all of them. */
+  outputs?: readonly string[];
+  /**
+   * Hand the feeds' buffers to the worker instead of copying them: a buffer that a feed's view covers whole
+   * is moved, and the caller's typed array is left detached (length 0). Views on larger buffers are copied.
+   */
+  transferInputs?: boolean;
+}
+
+export interface RunResult {
+  readonly outputs: Record<string, TensorLike>;
+  /** Time inside ORT's `run`, measured in the worker: no queueing, no thread crossing. */
+  readonly computeMs: number;
+}
+
+export interface SessionInfo {
+  readonly key: string;
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
+  /** Session creation and warm-up time on the first worker that loaded it. */
+  readonly createMs: number;
+  readonly warmupMs: number;
+}
+
+/**
+ * A path, or the bytes themselves. Bytes are kept for as long as the session is cached, so that a worker
+ * that dies can be given the session again; pass a path to keep large models out of the main thread.
+ */
+export type ModelSource = Uint8Array | string;
+
+interface Entry {
+  readonly key: string;
+  readonly source: ModelSource;
+  readonly warmup: number;
+  readonly warmupFeeds?: Record<string, TensorLike>;
+  info?: SessionInfo;
+  warm: boolean;
+  ready: Promise<SessionInfo>;
+}
+
+interface Resolved {
+  readonly workers: number;
+  readonly intraOpThreads: number;
+  readonly maxCachedSessions: number;
+  readonly maxQueuedRuns: number;
+}
+
+/** Longest pause between attempts to replace a dead worker whose replacement fails to start. */
+const RESPAWN_MAX_DELAY_MS = 5_000;
+
+function positiveInt(name: string, v: number | undefined, dflt: number): number {
+  const n = v ?? dflt;
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`'${name}' must be an integer >= 1, got ${String(v)}`);
+  return n;
+}
+
+const closedError = (): CleaveError => new CleaveError('E_NOT_READY', 'executor is closed');
+
+export class Executor {
+  readonly #opts: Resolved;
+  readonly #log: Logger | undefined;
+  readonly #slots: WorkerSlot[] = [];
+  readonly #cache: SessionCache<Entry>;
+  /** Runs waiting for a worker while none is alive (between a crash and its replacement). */
+  readonly #slotWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  #queued = 0;
+  #closed = false;
+
+  private constructor(opts: Resolved, logger: Logger | undefined) {
+    this.#opts = opts;
+    this.#log = logger?.child({ component: 'executor' });
+    this.#cache = new SessionCache<Entry>(opts.maxCachedSessions, (key) => {
+      this.#log?.debug({ key }, 'session evicted');
+      this.#releaseEverywhere(key);
+    });
+  }
+
+  /** Starts the worker threads and resolves once each has ORT loaded. */
+  static async create(opts: ExecutorOptions = {}): Promise<Executor> {
+    const workers = positiveInt('workers', opts.workers, EXECUTOR_DEFAULTS.workers);
+    const resolved: Resolved = {
+      workers,
+      intraOpThreads: positiveInt('intraOpThreads', opts.intraOpThreads, Math.max(1, Math.floor(availableParallelism() / workers))),
+      maxCachedSessions: positiveInt('maxCachedSessions', opts.maxCachedSessions, EXECUTOR_DEFAULTS.maxCachedSessions),
+      maxQueuedRuns: positiveInt('maxQueuedRuns', opts.maxQueuedRuns, EXECUTOR_DEFAULTS.maxQueuedRuns),
+    };
+    const ex = new Executor(resolved, opts.logger);
+    const started = await Promise.allSettled(Array.from({ length: workers }, (_, i) => WorkerSlot.start(i, ex.#onDeath)));
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    for (const s of started) if (s.status === 'fulfilled') ex.#slots.push(s.value);
+    if (failed) {
+      await ex.close();
+      throw failed.reason;
+    }
+    ex.#log?.debug({ workers, intraOpThreads: resolved.intraOpThreads }, 'executor started');
+    return ex;
+  }
+
+  /** Runs accepted and not yet finished. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** Keys of the cached sessions (loading or warm), least recently used first. */
+  keys(): string[] {
+    return this.#cache.keys();
+  }
+
+  /** Whether `key` is cached, warm or still loading. */
+  has(key: string): boolean {
+    return this.#cache.has(key);
+  }
+
+  /** Whether a run of `key` would start without waiting for a load. */
+  isWarm(key: string): boolean {
+    const e = this.#cache.peek(key);
+    return e !== undefined && e.warm && this.#slots.some((s) => s.warm.has(key));
+  }
+
+  info(key: string): SessionInfo | undefined {
+    return this.#cache.peek(key)?.info;
+  }
+
+  /** Declared inputs of a loaded session; E_NOT_READY before its load resolves. */
+  inputsOf(key: string): readonly ValueInfo[] {
+    return this.#loadedInfo(key).inputs;
+  }
+
+  outputsOf(key: string): readonly ValueInfo[] {
+    return this.#loadedInfo(key).outputs;
+  }
+
+  /**
+   * Creates the session in every worker and warms it up; resolves when it is warm. Loading a key that is
+   * cached (or loading) joins that load and ignores `model` and `opts`. Rejects with E_BAD_MODEL when ORT
+   * cannot load the model and E_BAD_INPUT when the warm-up feeds do not fit, leaving nothing cached.
+   */
+  load(key: string, model: ModelSource, opts: LoadOptions = {}): Promise<SessionInfo> {
+    if (this.#closed) return Promise.reject(closedError());
+    const existing = this.#cache.get(key);
+    if (existing) return existing.ready;
+    const warmup = opts.warmup ?? EXECUTOR_DEFAULTS.warmup;
+    if (!Number.isSafeInteger(warmup) || warmup < 0) {
+      return Promise.reject(new CleaveError('E_BAD_INPUT', `'warmup' must be an integer >= 0, got ${warmup}`));
+    }
+    // Structured cloning a view copies its whole backing buffer; keep exactly the model's bytes.
+    const source = typeof model === 'string' || model.byteLength === model.buffer.byteLength ? model : model.slice();
+    const entry: Entry = { key, source, warmup, warmupFeeds: opts.warmupFeeds, warm: false, ready: Promise.resolve() as never };
+    // Pinned while loading, so that loads of other keys cannot evict it half-built.
+    this.#cache.set(key, entry, { pinned: true });
+    entry.ready = this.#loadEverywhere(entry).finally(() => this.#cache.peek(key) === entry && this.#cache.unpin(key));
+    return entry.ready;
+  }
+
+  /**
+   * Runs a loaded session on the least loaded worker. Rejects with E_NOT_READY for a key that is not
+   * cached, E_BAD_INPUT (naming the input) for feeds that do not fit the model, E_QUEUE_FULL beyond
+   * `maxQueuedRuns`, and E_INTERNAL when the worker dies during the run.
+   */
+  async run(key: string, feeds: Record<string, TensorLike>, opts: RunOptions = {}): Promise<RunResult> {
+    if (this.#closed) throw closedError();
+    const entry = this.#cache.get(key);
+    if (!entry) throw new CleaveError('E_NOT_READY', `session '${key}' is not loaded`);
+    if (entry.warm) this.#check(entry, feeds, opts);
+    if (this.#queued >= this.#opts.maxQueuedRuns) {
+      throw new CleaveError('E_QUEUE_FULL', `executor has ${this.#queued} runs queued (maxQueuedRuns ${this.#opts.maxQueuedRuns})`);
+    }
+    this.#queued++;
+    this.#cache.pin(key);
+    try {
+      if (!entry.warm) {
+        await entry.ready;
+        this.#check(entry, feeds, opts);
+      }
+      const slot = this.#pick(key) ?? (await this.#waitForSlot(entry));
+      const packed = packForTransfer(feeds, opts.transferInputs === true);
+      const r = await slot.run(key, packed.tensors, opts.outputs, packed.transfer);
+      return { outputs: r.outputs, computeMs: r.computeMs };
+    } finally {
+      this.#queued--;
+      this.#cache.unpin(key);
+    }
+  }
+
+  /** Drops `key` from the cache and releases its sessions once the runs already sent to them finish. */
+  release(key: string): void {
+    if (this.#cache.delete(key)) this.#releaseEverywhere(key);
+  }
+
+  /** Lets the runs already sent finish, releases every session and terminates the workers. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cache.clear();
+    for (const w of this.#slotWaiters.splice(0)) w.reject(closedError());
+    await Promise.all(this.#slots.splice(0).map((s) => s.close()));
+  }
+
+  #loadedInfo(key: string): SessionInfo {
+    const info = this.#cache.peek(key)?.info;
+    if (!info) throw new CleaveError('E_NOT_READY', `session '${key}' is not loaded`);
+    return info;
+  }
+
+  #check(entry: Entry, feeds: Record<string, TensorLike>, opts: RunOptions): void {
+    const info = entry.info as SessionInfo;
+    checkFeeds(entry.key, info.inputs, feeds);
+    if (opts.outputs) checkOutputNames(entry.key, info.outputs, opts.outputs);
+  }
+
+  async #loadEverywhere(entry: Entry): Promise<SessionInfo> {
+    try {
+      await Promise.all(this.#slots.map((s) => this.#loadOn(s, entry)));
+      if (this.#slots.length === 0) await this.#waitForSlot(entry);
+    } catch (e) {
+      if (this.#cache.peek(entry.key) === entry) this.release(entry.key);
+      throw e;
+    }
+    entry.warm = true;
+    const info = entry.info as SessionInfo;
+    this.#log?.debug({ key: entry.key, createMs: info.createMs, warmupMs: info.warmupMs }, 'session warm');
+    return info;
+  }
+
+  /** The session on one worker: joins a load already under way there, or starts one. */
+  #loadOn(slot: WorkerSlot, entry: Entry): Promise<LoadedReply> {
+    const key = entry.key;
+    const known = slot.sessions.get(key);
+    if (known) return known;
+    const p = slot.load({ op: 'load', key, model: entry.source, intraOpThreads: this.#opts.intraOpThreads, warmup: entry.warmup, warmupFeeds: entry.warmupFeeds });
+    slot.sessions.set(key, p);
+    void p.then(
+      (r) => {
+        entry.info ??= { key, inputs: r.inputs, outputs: r.outputs, createMs: r.createMs, warmupMs: r.warmupMs };
+        // Released or evicted while loading: the worker releases it right after this load, so not warm.
+        if (slot.sessions.get(key) === p) slot.warm.add(key);
+      },
+      () => {
+        if (slot.sessions.get(key) === p) slot.sessions.delete(key);
+      },
+    );
+    return p;
+  }
+
+  #releaseEverywhere(key: string): void {
+    for (const s of this.#slots) {
+      s.warm.delete(key);
+      if (s.sessions.delete(key)) {
+        s.release(key).catch((e: unknown) => this.#log?.warn({ key, err: errorMessage(e) }, 'session release failed'));
+      }
+    }
+  }
+
+  /** The least loaded worker holding `key` warm. */
+  #pick(key: string): WorkerSlot | undefined {
+    let best: WorkerSlot | undefined;
+    for (const s of this.#slots) if (s.warm.has(key) && (best === undefined || s.inflight < best.inflight)) best = s;
+    return best;
+  }
+
+  /**
+   * A worker for a cached session that no worker holds warm: the one that first finishes loading it again.
+   * This happens only after a worker died and its replacement is (re)loading the cached sessions.
+   */
+  async #waitForSlot(entry: Entry): Promise<WorkerSlot> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (this.#closed) throw closedError();
+      if (this.#cache.peek(entry.key) !== entry) throw new CleaveError('E_NOT_READY', `session '${entry.key}' was released`);
+      const slot = this.#pick(entry.key);
+      if (slot) return slot;
+      if (this.#slots.length === 0) {
+        await new Promise<void>((resolve, reject) => this.#slotWaiters.push({ resolve, reject }));
+        continue;
+      }
+      try {
+        await Promise.any(this.#slots.map((s) => this.#loadOn(s, entry)));
+      } catch (e) {
+        const first = e instanceof AggregateError ? e.errors[0] : e;
+        throw first instanceof CleaveError ? first : new CleaveError('E_INTERNAL', errorMessage(first));
+      }
+    }
+    throw new CleaveError('E_INTERNAL', `no ORT worker could take session '${entry.key}'`);
+  }
+
+  /** A worker died: its pending requests have failed with E_INTERNAL; start its replacement. */
+  readonly #onDeath = (slot: WorkerSlot, reason: string): void => {
+    const i = this.#slots.indexOf(slot);
+    if (i >= 0) this.#slots.splice(i, 1);
+    this.#log?.error({ worker: slot.index, reason }, 'ORT worker died; replacing it');
+    if (!this.#closed) this.#respawn(slot.index, 0);
+  };
+
+  #respawn(index: number, attempt: number): void {
+    WorkerSlot.start(index, this.#onDeath).then(
+      (slot) => {
+        if (this.#closed) return void slot.close();
+        this.#slots.push(slot);
+        for (const w of this.#slotWaiters.splice(0)) w.resolve();
+        // Give the newcomer every cached session, so it shares the load again.
+        for (const entry of this.#cache.values()) {
+          this.#loadOn(slot, entry).catch((e: unknown) =>
+            this.#log?.warn({ key: entry.key, worker: index, err: errorMessage(e) }, 'reloading a session on a new worker failed'),
+          );
+        }
+      },
+      (e: unknown) => {
+        this.#log?.error({ worker: index, attempt, err: errorMessage(e) }, 'replacing the ORT worker failed');
+        if (this.#closed) return;
+        for (const w of this.#slotWaiters.splice(0)) w.reject(e instanceof Error ? e : new Error(String(e)));
+        setTimeout(() => this.#respawn(index, attempt + 1), Math.min(RESPAWN_MAX_DELAY_MS, 100 * 2 ** attempt)).unref();
+      },
+    );
+  }
+}
