@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   inspect: { summary: 'show a model: inputs, outputs, cuts with frontier bytes, blocks', load: async () => (await import('./commands/inspect.js')).inspectCommand },
   split: { summary: 'write the segments of a model split at given cuts', load: async () => (await import('./commands/split.js')).splitCommand },
   verify: { summary: 'check that split models reproduce the whole model', load: async () => (await import('./commands/verify.js')).verifyCommand },
+  profile: { summary: 'benchmark every block of a model on this machine (profile JSON)', load: async () => (await import('./commands/profile.js')).profileCommand },
   zoo: { summary: 'build the Keras Applications model zoo as ONNX', load: async () => (await import('./commands/zoo.js')).zooCommand },
 };
 

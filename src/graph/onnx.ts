@@ -5,8 +5,6 @@
 import onnxProto from 'onnx-proto';
 
 export const onnx = onnxProto.onnx;
-// eslint-disable-next-line @typescript-eslint/no-namespace
-export type { onnx as OnnxTypes } from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
 
 export type ModelProto = O.ModelProto;

@@ -81,14 +81,20 @@ export interface SessionInfo {
  */
 export type ModelSource = Uint8Array | string;
 
-interface Entry {
-  readonly key: string;
-  readonly source: ModelSource;
-  readonly warmup: number;
-  readonly warmupFeeds?: Record<string, TensorLike>;
+class Entry {
+  /** Known once the first worker has loaded the session. */
   info?: SessionInfo;
-  warm: boolean;
-  ready: Promise<SessionInfo>;
+  /** Set when every worker has loaded it; stays set until the entry leaves the cache. */
+  warm = false;
+  /** Set by `load` as soon as the entry is cached. */
+  ready!: Promise<SessionInfo>;
+
+  constructor(
+    readonly key: string,
+    readonly source: ModelSource,
+    readonly warmup: number,
+    readonly warmupFeeds: Record<string, TensorLike> | undefined,
+  ) {}
 }
 
 interface Resolved {
@@ -198,7 +204,7 @@ export class Executor {
     }
     // Structured cloning a view copies its whole backing buffer; keep exactly the model's bytes.
     const source = typeof model === 'string' || model.byteLength === model.buffer.byteLength ? model : model.slice();
-    const entry: Entry = { key, source, warmup, warmupFeeds: opts.warmupFeeds, warm: false, ready: Promise.resolve() as never };
+    const entry = new Entry(key, source, warmup, opts.warmupFeeds);
     // Pinned while loading, so that loads of other keys cannot evict it half-built.
     this.#cache.set(key, entry, { pinned: true });
     entry.ready = this.#loadEverywhere(entry).finally(() => this.#cache.peek(key) === entry && this.#cache.unpin(key));

@@ -18,6 +18,14 @@ export interface LocalSessionOptions {
   readonly source?: string;
 }
 
+/**
+ * ORT rewrite rules that change results, disabled in every session. `Pad_Fusion` folds a zero-valued Pad
+ * into a following MaxPool's `pads`, but MaxPool pads with -inf, so windows of negative values come out
+ * wrong (Keras ResNetV2's ZeroPadding2D + MaxPooling2D on the un-activated stem conv); a split between the
+ * Pad and the MaxPool would then disagree with the whole model.
+ */
+export const ORT_DISABLED_OPTIMIZERS = 'Pad_Fusion';
+
 export async function createSession(bytes: Uint8Array, opts: LocalSessionOptions = {}): Promise<ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(bytes, {
@@ -25,7 +33,10 @@ export async function createSession(bytes: Uint8Array, opts: LocalSessionOptions
       intraOpNumThreads: opts.intraOpThreads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      extra: {
+        session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } },
+        optimization: { disable_specified_optimizers: ORT_DISABLED_OPTIMIZERS },
+      },
     });
   } catch (e) {
     throw new CleaveError('E_UNSUPPORTED', `${opts.source ?? 'model'}: ONNX Runtime cannot load it: ${firstLine(errorMessage(e))}`);
