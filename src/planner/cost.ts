@@ -1,0 +1,157 @@
+/**
+ * The two cost models, evaluated on one plan. Both the exact search and the brute-force enumerator price
+ * plans with these atoms, so their numbers agree bit for bit.
+ *
+ * Times are kept as integer nanoseconds ("atoms"): every block time and every hop is rounded to 1 ns once,
+ * and from then on sums are exact and associative, so a DP that adds the same terms in another order (or
+ * through prefix sums) gets the very same number as a plain loop, and ties are real ties.
+ *
+ * scission (Scission's published predictor, Lockhart et al. UCC 2020, scission_predict.py):
+ *   latency = sum of each used tier's block times on its host
+ *           + for each hop used: ping + bytes / bandwidth   (ping = the measured round trip, once per hop)
+ *   The bytes leaving a tier are the frontier after its last block, or the raw input size when the device
+ *   runs no block (Scission's default 0.15 MB; see input.ts). A tier that runs nothing is skipped: the link
+ *   jumps over it. Nothing is sent back to the device.
+ *
+ * cleave (default), what the runtime does; on top of Scission's terms it:
+ *   1. uses one-way latency, rtt / 2, per hop instead of the full round trip;
+ *   2. adds `hopOverheadMs` (PLANNER_DEFAULTS: 0.25 ms) to every hop, including the return;
+ *   3. counts the result's return from the last stage straight to the origin: rtt/2 + outputBytes /
+ *      bandwidth + hopOverheadMs over the link last -> origin (or origin -> last when only that direction is
+ *      given), unless the origin itself runs the last block;
+ *   4. adds the host's `stageOverheadMs` (one session run) to each stage that does not start at block 0.
+ *
+ * Throughput (both models): requests are pipelined, so the bound is the slowest stage or link. A stage is
+ * busy for its compute time; a link for bytes / bandwidth (+ hopOverheadMs under cleave). Propagation delay
+ * does not limit throughput. bottleneck = max of these; throughput = 1000 / bottleneck req/s.
+ */
+import type { Prepared, Shape } from './prepare.js';
+
+/** Atoms per millisecond: costs are integer nanoseconds. */
+export const ATOMS_PER_MS = 1e6;
+
+export function toAtoms(ms: number): number {
+  return Math.round(ms * ATOMS_PER_MS);
+}
+
+export function atomsToMs(a: number): number {
+  return a / ATOMS_PER_MS;
+}
+
+/** Bytes sent when the sender's last block ends at boundary `c` (0: the device ran nothing: raw input). */
+export function bytesAt(p: Prepared, c: number): number {
+  return p.bytesOut[c];
+}
+
+/** A hop `from -> to` carrying `bytes`: latency atoms and busy atoms, or undefined without a link. */
+export function hopCost(p: Prepared, from: number, to: number, bytes: number): { lat: number; busy: number } | undefined {
+  const i = from * p.H + to;
+  const k = p.linkK[i];
+  if (Number.isNaN(k)) return undefined;
+  const xfer = Math.round(bytes * k);
+  return { lat: p.linkFixed[i] + xfer, busy: xfer + p.hopOvh };
+}
+
+/** The result's return `last -> origin` under the cleave model (zero under scission or when last is the origin). */
+export function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number } | undefined {
+  if (!p.returns || last === origin) return { lat: 0, busy: 0, bytes: 0 };
+  const i = last * p.H + origin;
+  const k = p.retK[i];
+  if (Number.isNaN(k)) return undefined;
+  const xfer = Math.round(p.outputBytes * k);
+  return { lat: p.retFixed[i] + xfer, busy: xfer + p.hopOvh, bytes: p.outputBytes };
+}
+
+/** Everything the search and the constraints need to know about one plan, in atoms and bytes. */
+export interface Metrics {
+  latency: number;
+  bottleneck: number;
+  compute: number;
+  transfer: number;
+  /** Bytes the origin sends (0 when it runs every block). */
+  deviceOut: number;
+  deviceCompute: number;
+  bytesTransferred: number;
+  /** Per tier position: compute atoms of its stage (0 if unused), bytes its host sends, whether it computes. */
+  tierCompute: number[];
+  tierUpload: number[];
+  tierUsed: boolean[];
+  /** Per host index: weight bytes held. */
+  hostWeights: Map<number, number>;
+  hops: { from: number; to: number; bytes: number; lat: number; busy: number; kind: 'forward' | 'return' }[];
+  /** Stage compute atoms, in order (the device stage first when it computes). */
+  stageCompute: number[];
+}
+
+/**
+ * Prices a plan straightforwardly: blocks summed one by one, hops in order. Returns undefined when a link
+ * the plan needs is missing (possible only with `missingLinks: 'skip'`).
+ */
+export function evaluate(p: Prepared, s: Shape): Metrics | undefined {
+  const T = p.T;
+  const m: Metrics = {
+    latency: 0, bottleneck: 0, compute: 0, transfer: 0, deviceOut: 0, deviceCompute: 0, bytesTransferred: 0,
+    tierCompute: new Array<number>(T).fill(0), tierUpload: new Array<number>(T).fill(0), tierUsed: new Array<boolean>(T).fill(false),
+    hostWeights: new Map(), hops: [], stageCompute: [],
+  };
+  let sender = s.origin;
+  let senderTier = 0;
+  let start = 0;
+  for (let i = 0; i < s.steps.length; i++) {
+    const { q, h, end } = s.steps[i];
+    if (i > 0) {
+      const bytes = bytesAt(p, start);
+      const hop = hopCost(p, sender, h, bytes);
+      if (!hop) return undefined;
+      m.latency += hop.lat;
+      m.transfer += hop.lat;
+      m.bottleneck = Math.max(m.bottleneck, hop.busy);
+      m.tierUpload[senderTier] += bytes;
+      m.bytesTransferred += bytes;
+      if (senderTier === 0) m.deviceOut = bytes;
+      m.hops.push({ from: sender, to: h, bytes, lat: hop.lat, busy: hop.busy, kind: 'forward' });
+    }
+    if (end > start) {
+      const A = p.atoms[h];
+      let c = start > 0 ? p.stageOvh[h] : 0;
+      for (let k = start; k < end; k++) c += A[k];
+      m.latency += c;
+      m.compute += c;
+      m.bottleneck = Math.max(m.bottleneck, c);
+      m.tierCompute[q] = c;
+      m.tierUsed[q] = true;
+      m.stageCompute.push(c);
+      if (q === 0) m.deviceCompute = c;
+      let w = 0;
+      for (let k = start; k < end; k++) w += p.weights[k];
+      m.hostWeights.set(h, w);
+    }
+    sender = h;
+    senderTier = q;
+    start = end;
+  }
+  const ret = returnCost(p, sender, s.origin);
+  if (!ret) return undefined;
+  if (ret.bytes > 0) {
+    m.latency += ret.lat;
+    m.transfer += ret.lat;
+    m.bottleneck = Math.max(m.bottleneck, ret.busy);
+    m.tierUpload[senderTier] += ret.bytes;
+    m.bytesTransferred += ret.bytes;
+    m.hops.push({ from: sender, to: s.origin, bytes: ret.bytes, lat: ret.lat, busy: ret.busy, kind: 'return' });
+  }
+  return m;
+}
+
+/** Canonical plan order for ties: the steps (tier position, host index, end) compared lexicographically. */
+export function compareShapes(a: Shape, b: Shape): number {
+  const n = Math.min(a.steps.length, b.steps.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.steps[i];
+    const y = b.steps[i];
+    if (x.q !== y.q) return x.q - y.q;
+    if (x.h !== y.h) return x.h - y.h;
+    if (x.end !== y.end) return x.end - y.end;
+  }
+  return a.steps.length - b.steps.length;
+}

@@ -1,0 +1,165 @@
+/**
+ * The planner's public types. The core takes plain numbers (per-host block times, frontier bytes, links
+ * with RTT and bandwidth) so that the runtime can feed live measurements; profiles and CSV files are
+ * turned into a `PlanInput` by `profilesToInput` (input.ts) at the edge.
+ */
+
+export type Objective = 'latency' | 'throughput';
+export type CostModel = 'cleave' | 'scission';
+
+/** One candidate host: its tier and its measured time for every block of the model. */
+export interface PlanHost {
+  readonly name: string;
+  readonly tier: string;
+  /** Milliseconds per block, `n` entries, each finite and >= 0. */
+  readonly blockMs: readonly number[];
+  /**
+   * Cleave cost model only: the fixed cost (ms) of one session run, added to a stage that does not start
+   * at block 0 (the profiler already folds one run overhead into block 0's time). Default 0.
+   */
+  readonly stageOverheadMs?: number;
+}
+
+/** A directed link. Scission's CSV gives one row per direction; `from -> to` is the direction data flows. */
+export interface PlanLink {
+  readonly from: string;
+  readonly to: string;
+  /** Measured round-trip time in ms (Scission's `ping(ms)`). */
+  readonly rttMs: number;
+  /** Throughput in bytes per second (Scission's `bandwidth(mbps)` x 125000). */
+  readonly bytesPerSecond: number;
+}
+
+/**
+ * One constraint. Every kind can be combined with every other; `source` (the flag or criteria text that
+ * produced it) is what an E_NO_PLAN error names.
+ */
+export type Constraint =
+  | { readonly kind: 'blockOn'; readonly block: number; readonly tier: string; readonly source?: string }
+  | { readonly kind: 'blockNotOn'; readonly block: number; readonly tier: string; readonly source?: string }
+  /** The tier runs at least one block. */
+  | { readonly kind: 'useTier'; readonly tier: string; readonly source?: string }
+  /** The tier runs no block (for the origin tier: the device only uploads the raw input). */
+  | { readonly kind: 'noTier'; readonly tier: string; readonly source?: string }
+  /** One of these hosts (all of one tier) runs at least one block. */
+  | { readonly kind: 'useHost'; readonly hosts: readonly string[]; readonly source?: string }
+  /** The host takes no part in the plan (an origin host that is excluded cannot be the origin either). */
+  | { readonly kind: 'noHost'; readonly host: string; readonly source?: string }
+  /** Bytes sent by the tier's host (forward hop, plus the result's return under the cleave model). */
+  | { readonly kind: 'maxUpload'; readonly tier: string; readonly bytes: number; readonly source?: string }
+  /** Compute time of the tier's stage, in ms. */
+  | { readonly kind: 'maxCompute'; readonly tier: string; readonly ms: number; readonly source?: string }
+  /** Compute time of the tier's stage as a share (0..1) of the plan's whole compute time (all stages). */
+  | { readonly kind: 'maxComputeShare'; readonly tier: string; readonly share: number; readonly source?: string }
+  /** Weight bytes of the blocks the host runs. */
+  | { readonly kind: 'maxWeights'; readonly host: string; readonly bytes: number; readonly source?: string };
+
+export interface PlannerOptions {
+  /** Cleave cost model: fixed cost of one hop in ms (frame header, send, wake-up on the receiver). Default 0.25. */
+  readonly hopOverheadMs: number;
+  /**
+   * A link missing between two hosts that could talk: 'error' (default) throws E_BAD_NETWORK naming them;
+   * 'skip' makes that pair unusable (the runtime, which may not have measured every pair yet).
+   */
+  readonly missingLinks: 'error' | 'skip';
+  /**
+   * Only used when a share constraint (`maxComputeShare`) is present, which makes the exact search fall
+   * back to branch and bound: the most search nodes it may expand before it gives up with E_UNSUPPORTED
+   * (it never returns an inexact answer). Default 2,000,000.
+   */
+  readonly maxSearchNodes: number;
+}
+
+export const PLANNER_DEFAULTS: PlannerOptions & { readonly topN: number; readonly objective: Objective; readonly costModel: CostModel } = {
+  topN: 5,
+  objective: 'latency',
+  costModel: 'cleave',
+  hopOverheadMs: 0.25,
+  missingLinks: 'error',
+  maxSearchNodes: 2_000_000,
+};
+
+/** Scission's default raw input size when the device runs no block (`-i`, 0.15 MB). */
+export const SCISSION_INPUT_BYTES = 150_000;
+
+export interface PlanInput {
+  /** The tier chain in order; `tiers[0]` is the origin tier (device), where requests arrive and results return. */
+  readonly tiers: readonly string[];
+  readonly hosts: readonly PlanHost[];
+  readonly links: readonly PlanLink[];
+  /** Bytes crossing the cut after each block, `n` entries (the last is normally `outputBytes`). */
+  readonly frontierBytes: readonly number[];
+  /** Raw model input bytes: what the device uploads when it runs no block. */
+  readonly inputBytes: number;
+  /** Model output bytes: what returns to the origin (cleave cost model). */
+  readonly outputBytes: number;
+  /** Weight bytes per block, `n` entries; needed only for `maxWeights`. */
+  readonly weightBytes?: readonly number[];
+  readonly constraints?: readonly Constraint[];
+  /** Default 'latency'. */
+  readonly objective?: Objective;
+  /** Also compute the Pareto set (latency, bytes leaving the device, device compute time). */
+  readonly pareto?: boolean;
+  /** Default 'cleave'. */
+  readonly costModel?: CostModel;
+  /** Plans to return, best first. Default 5. */
+  readonly topN?: number;
+  readonly options?: Partial<PlannerOptions>;
+}
+
+/** A computing stage: `host` runs blocks `[start, end)`. */
+export interface Stage {
+  readonly tier: string;
+  readonly host: string;
+  readonly start: number;
+  readonly end: number;
+  readonly computeMs: number;
+  readonly weightBytes: number;
+}
+
+export interface Hop {
+  readonly from: string;
+  readonly to: string;
+  readonly bytes: number;
+  /** What the hop adds to the latency under the cost model. */
+  readonly ms: number;
+  /** How long the hop occupies the link (bytes / bandwidth, + the hop overhead under cleave). */
+  readonly busyMs: number;
+  /** 'return': the result going back to the origin (cleave cost model). */
+  readonly kind: 'forward' | 'return';
+}
+
+export interface Plan {
+  /** The device host where the request arrives (it may run no block). */
+  readonly origin: string;
+  /** Computing stages in tier order. */
+  readonly stages: readonly Stage[];
+  readonly hops: readonly Hop[];
+  readonly latencyMs: number;
+  readonly computeMs: number;
+  readonly transferMs: number;
+  /** The slowest stage or link: one request per this many ms when pipelined. */
+  readonly bottleneckMs: number;
+  /** Requests per second the pipeline can sustain (1000 / bottleneckMs; Infinity when 0). */
+  readonly throughputRps: number;
+  /** Bytes the origin sends (the frontier after its last block, or the raw input). */
+  readonly deviceBytesOut: number;
+  readonly deviceComputeMs: number;
+  /** Bytes over all hops. */
+  readonly bytesTransferred: number;
+}
+
+export interface PlanResult {
+  readonly objective: Objective;
+  readonly costModel: CostModel;
+  readonly inputBytes: number;
+  /** Best first. Latency: (latency, then the plan's canonical order); throughput: (bottleneck, latency, canonical order). */
+  readonly plans: readonly Plan[];
+  /** With `pareto`: every non-dominated point, one plan each, by latency. */
+  readonly pareto?: readonly Plan[];
+  /**
+   * 'dp' (dynamic programming), 'branch-and-bound' (used when a share constraint couples the stages), or
+   * 'enumeration' (the brute-force reference).
+   */
+  readonly search: 'dp' | 'branch-and-bound' | 'enumeration';
+}

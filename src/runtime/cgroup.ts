@@ -1,0 +1,65 @@
+/**
+ * A CPU quota for a host process through Linux cgroups — the mechanism behind a container's CPU limit.
+ * Works with cgroup v2 (`cpu.max`) and v1 (`cpu.cfs_quota_us`); needs root. Anywhere else it reports why it
+ * could not apply the quota and the host runs unlimited.
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { errorMessage } from '../errors.js';
+
+export interface CpuQuotaResult {
+  readonly applied: boolean;
+  /** 'v2' | 'v1' when applied; why not otherwise. */
+  readonly detail: string;
+  /** The cgroup directory, to remove when the process ends. */
+  readonly dir?: string;
+}
+
+const ROOT = '/sys/fs/cgroup';
+const PERIOD_US = 100_000;
+
+/** Limits process `pid` to `cpus` CPUs (0.5 = half a core) in a cgroup named `name`. */
+export function applyCpuQuota(pid: number, name: string, cpus: number, root = ROOT): CpuQuotaResult {
+  if (process.platform !== 'linux') return { applied: false, detail: `cgroups need Linux (this is ${process.platform})` };
+  if (!(cpus > 0)) return { applied: false, detail: `quota ${cpus} is not a positive number of CPUs` };
+  const quota = Math.max(1000, Math.round(cpus * PERIOD_US));
+  const safe = name.replace(/[^\w.-]/g, '_');
+  try {
+    const v2 = join(root, 'cgroup.controllers');
+    if (existsSync(v2) && readFileSync(v2, 'utf8').split(/\s+/).includes('cpu')) {
+      // cgroup v2: the cpu controller must be enabled for children of the parent.
+      try {
+        writeFileSync(join(root, 'cgroup.subtree_control'), '+cpu');
+      } catch {
+        // Already enabled, or delegated differently: writing cpu.max below tells.
+      }
+      const dir = join(root, `cleave-${safe}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`);
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      return { applied: true, detail: `cgroup v2 cpu.max ${quota}/${PERIOD_US}`, dir };
+    }
+    const v1 = join(root, 'cpu');
+    if (existsSync(join(v1, 'cpu.cfs_quota_us'))) {
+      const dir = join(v1, `cleave-${safe}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota));
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      return { applied: true, detail: `cgroup v1 cpu.cfs_quota_us ${quota}/${PERIOD_US}`, dir };
+    }
+    return { applied: false, detail: `no cgroup cpu controller under ${root}` };
+  } catch (e) {
+    return { applied: false, detail: `could not set a CPU quota: ${errorMessage(e)}` };
+  }
+}
+
+/** Removes a cgroup made by applyCpuQuota once its processes have exited (best effort). */
+export function removeCgroup(dir: string | undefined): void {
+  if (!dir) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Still has processes, or already gone.
+  }
+}

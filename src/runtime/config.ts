@@ -1,0 +1,142 @@
+/**
+ * The deployment config: which model, which hosts (tier, address, ORT threads, CPU quota), the shared
+ * peer token, emulated links and limits. `cleave up` and `cleave serve --config` read it; `defaultConfig()`
+ * is what `npm start` runs. Validation names the field at fault.
+ */
+import { readFileSync } from 'node:fs';
+import { CleaveError, errorMessage } from '../errors.js';
+import type { Granularity } from '../graph/cuts.js';
+import type { TransportOptionsInput } from '../transport/options.js';
+import type { RuntimeLimits } from './limits.js';
+
+export interface HostConfig {
+  readonly name: string;
+  readonly tier: string;
+  /** `HOST:PORT` the host serves HTTP and peer WebSockets on. */
+  readonly listen: string;
+  /** ORT intra-op threads for this host's sessions. Default 1. */
+  readonly threads?: number;
+  /** CPU quota in CPUs (0.5 = half a core), applied through cgroups by `cleave up` where possible. */
+  readonly cpus?: number;
+}
+
+export interface LinkConfig {
+  readonly from: string;
+  readonly to: string;
+  /** Emulated bandwidth in Mbit/s (10^6 bits); absent = unlimited. */
+  readonly mbps?: number;
+  /** Emulated one-way delay in ms. Default 0. */
+  readonly delayMs?: number;
+}
+
+export interface DeploymentConfig {
+  /** Model name in the repository; for `cleave up`, a zoo name is built into the repository if missing. */
+  readonly model: string;
+  /** Shared peer token; the CLEAVE_TOKEN environment variable overrides it. */
+  readonly token?: string;
+  /** Tier chain, origin first. Default device, edge, cloud. */
+  readonly tiers?: readonly string[];
+  readonly hosts: readonly HostConfig[];
+  readonly links?: readonly LinkConfig[];
+  /** Concrete input shapes for models with symbolic dimensions: `{ "x": [1, 3, 640, 640] }`. */
+  readonly shapes?: Readonly<Record<string, number[]>>;
+  readonly granularity?: Granularity;
+  readonly profile?: { readonly repeats?: number; readonly warmup?: number };
+  readonly limits?: Partial<RuntimeLimits>;
+  readonly transport?: TransportOptionsInput;
+}
+
+export const DEFAULT_TIERS = ['device', 'edge', 'cloud'] as const;
+
+/**
+ * The built-in deployment: MobileNetV2 on three loopback hosts whose differences are real (ORT threads and,
+ * where cgroups allow, CPU quotas), with emulated links slower towards the cloud.
+ */
+export function defaultConfig(): DeploymentConfig {
+  return {
+    model: 'mobilenetv2',
+    tiers: [...DEFAULT_TIERS],
+    hosts: [
+      { name: 'device', tier: 'device', listen: '127.0.0.1:8000', threads: 1, cpus: 0.5 },
+      { name: 'edge', tier: 'edge', listen: '127.0.0.1:8001', threads: 1, cpus: 1 },
+      { name: 'cloud', tier: 'cloud', listen: '127.0.0.1:8002', threads: 2 },
+    ],
+    links: [
+      { from: 'device', to: 'edge', mbps: 100, delayMs: 2 },
+      { from: 'edge', to: 'device', mbps: 100, delayMs: 2 },
+      { from: 'edge', to: 'cloud', mbps: 200, delayMs: 10 },
+      { from: 'cloud', to: 'edge', mbps: 200, delayMs: 10 },
+      { from: 'device', to: 'cloud', mbps: 20, delayMs: 12 },
+      { from: 'cloud', to: 'device', mbps: 20, delayMs: 12 },
+    ],
+  };
+}
+
+export function readConfig(file: string): DeploymentConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new CleaveError('E_BAD_INPUT', `config ${file}: ${errorMessage(e)}`);
+  }
+  return checkConfig(raw, `config ${file}`);
+}
+
+export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
+  const bad = (field: string, what: string): never => {
+    throw new CleaveError('E_BAD_INPUT', `${where}: ${field} ${what}`);
+  };
+  if (!isObject(raw)) return bad('(top level)', 'must be a JSON object');
+  if (typeof raw.model !== 'string' || raw.model === '') bad('model', 'must be a model name');
+  if (raw.token !== undefined && typeof raw.token !== 'string') bad('token', 'must be a string');
+  const tiers = raw.tiers ?? [...DEFAULT_TIERS];
+  if (!Array.isArray(tiers) || tiers.length === 0 || !tiers.every((t) => typeof t === 'string' && t !== '')) bad('tiers', 'must be a list of tier names');
+  if (new Set(tiers as string[]).size !== (tiers as string[]).length) bad('tiers', 'names a tier twice');
+  if (!Array.isArray(raw.hosts) || raw.hosts.length === 0) bad('hosts', 'must be a non-empty list');
+  const names = new Set<string>();
+  (raw.hosts as unknown[]).forEach((h, i) => {
+    const f = `hosts[${i}]`;
+    if (!isObject(h)) return bad(f, 'must be an object');
+    if (typeof h.name !== 'string' || !/^[\w.-]+$/.test(h.name)) bad(`${f}.name`, 'must be letters, digits, . _ -');
+    if (names.has(h.name as string)) bad(`${f}.name`, `'${h.name}' is used twice`);
+    names.add(h.name as string);
+    if (typeof h.tier !== 'string' || !(tiers as string[]).includes(h.tier)) bad(`${f}.tier`, `must be one of ${(tiers as string[]).join(', ')}`);
+    if (typeof h.listen !== 'string') bad(`${f}.listen`, 'must be HOST:PORT');
+    parseListen(h.listen as string, `${where}: ${f}.listen`);
+    if (h.threads !== undefined && !(Number.isInteger(h.threads) && (h.threads as number) >= 0)) bad(`${f}.threads`, 'must be an integer >= 0');
+    if (h.cpus !== undefined && !(typeof h.cpus === 'number' && h.cpus > 0)) bad(`${f}.cpus`, 'must be a positive number');
+  });
+  const origins = (raw.hosts as { tier: string }[]).filter((h) => h.tier === (tiers as string[])[0]);
+  if (origins.length !== 1) bad('hosts', `must hold exactly one host of the origin tier '${(tiers as string[])[0]}'`);
+  ((raw.links ?? []) as unknown[]).forEach((l, i) => {
+    const f = `links[${i}]`;
+    if (!isObject(l)) return bad(f, 'must be an object');
+    if (!names.has(l.from as string)) bad(`${f}.from`, `'${String(l.from)}' is not a host`);
+    if (!names.has(l.to as string)) bad(`${f}.to`, `'${String(l.to)}' is not a host`);
+    if (l.mbps !== undefined && !(typeof l.mbps === 'number' && l.mbps > 0)) bad(`${f}.mbps`, 'must be a positive number');
+    if (l.delayMs !== undefined && !(typeof l.delayMs === 'number' && l.delayMs >= 0)) bad(`${f}.delayMs`, 'must be a number >= 0');
+  });
+  if (raw.shapes !== undefined) {
+    if (!isObject(raw.shapes)) bad('shapes', 'must map input names to dimension lists');
+    for (const [k, v] of Object.entries(raw.shapes as object))
+      if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0)) bad(`shapes.${k}`, 'must be a list of positive integers');
+  }
+  return { ...(raw as unknown as DeploymentConfig), tiers: tiers as string[] };
+}
+
+export function parseListen(s: string, where: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || port > 65535) throw new CleaveError('E_BAD_INPUT', `${where} '${s}': expected HOST:PORT (e.g. 127.0.0.1:8000)`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+/** The peer token: CLEAVE_TOKEN, else the config's, else a fixed development token (logged as such). */
+export function peerToken(cfg: DeploymentConfig): { token: string; fromDefault: boolean } {
+  const t = process.env.CLEAVE_TOKEN ?? cfg.token;
+  return t ? { token: t, fromDefault: false } : { token: 'cleave-dev-token', fromDefault: true };
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}

@@ -1,0 +1,51 @@
+/**
+ * Prometheus metrics of one host (prom-client), named in the spirit of Triton's
+ * (`nv_inference_request_success` -> `cleave_request_success`). Each host owns its registry.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Microsecond buckets, fine below 5 ms where split inference on loopback lives. */
+export const LATENCY_BUCKETS_US = [
+  100, 200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10_000, 15_000, 20_000, 30_000, 50_000,
+  75_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
+
+export class HostMetrics {
+  readonly registry = new Registry();
+  readonly requestSuccess: Counter<'model'>;
+  readonly requestFailure: Counter<'model' | 'code'>;
+  readonly requestDuration: Histogram<'model'>;
+  readonly stageCompute: Histogram<'segment'>;
+  readonly linkBytes: Gauge<'from' | 'to'>;
+  readonly linkRtt: Gauge<'from' | 'to'>;
+  readonly linkThroughput: Gauge<'from' | 'to'>;
+  readonly queueDepth: Gauge<'host'>;
+  readonly planEpoch: Gauge<'host'>;
+
+  constructor(host: string, tier: string) {
+    this.registry.setDefaultLabels({ host, tier });
+    collectDefaultMetrics({ register: this.registry, prefix: 'cleave_process_' });
+    const r = [this.registry];
+    this.requestSuccess = new Counter({ name: 'cleave_request_success', help: 'Inference requests answered successfully', labelNames: ['model'], registers: r });
+    this.requestFailure = new Counter({ name: 'cleave_request_failure', help: 'Inference requests that failed, by error code', labelNames: ['model', 'code'], registers: r });
+    this.requestDuration = new Histogram({
+      name: 'cleave_request_duration_us',
+      help: 'End-to-end request latency at the gateway (arrival to answer), microseconds',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS_US,
+      registers: r,
+    });
+    this.stageCompute = new Histogram({
+      name: 'cleave_compute_infer_duration_us',
+      help: 'Segment compute time on this host (inside the ORT worker), microseconds',
+      labelNames: ['segment'],
+      buckets: LATENCY_BUCKETS_US,
+      registers: r,
+    });
+    this.linkBytes = new Gauge({ name: 'cleave_link_bytes_sent', help: 'Bytes sent on a directed link', labelNames: ['from', 'to'], registers: r });
+    this.linkRtt = new Gauge({ name: 'cleave_link_rtt_ms', help: 'Measured round-trip time of a directed link (WebSocket ping), ms', labelNames: ['from', 'to'], registers: r });
+    this.linkThroughput = new Gauge({ name: 'cleave_link_throughput_bytes_per_second', help: 'Measured throughput of a directed link from acknowledged frames', labelNames: ['from', 'to'], registers: r });
+    this.queueDepth = new Gauge({ name: 'cleave_queue_depth', help: 'Requests in flight at this host', labelNames: ['host'], registers: r });
+    this.planEpoch = new Gauge({ name: 'cleave_plan_epoch', help: 'Epoch of the plan new requests take', labelNames: ['host'], registers: r });
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The host's outgoing links: one PeerLink (one WebSocket) per other host of the deployment, dialed at start
+ * and redialed by the transport when dropped. Frames addressed to a host go out on its link; the link's
+ * measurements are what the planner sees.
+ */
+import type { Logger } from 'pino';
+import { CleaveError } from '../errors.js';
+import type { EmulationSettings } from '../transport/emulator.js';
+import type { FrameHandler } from '../transport/incoming.js';
+import type { TransportOptionsInput } from '../transport/options.js';
+import { PeerLink } from '../transport/peer-link.js';
+import type { HostConfig, LinkConfig } from './config.js';
+
+export interface PeerMeshOptions {
+  readonly self: HostConfig;
+  readonly peers: readonly HostConfig[];
+  readonly token: string;
+  readonly modelSha256: string;
+  readonly links: readonly LinkConfig[];
+  readonly onFrame: FrameHandler;
+  readonly logger: Logger;
+  readonly transport?: TransportOptionsInput;
+}
+
+/** Emulation settings for a configured link (Mbit/s are 10^6 bits). */
+export function emulationOf(l: LinkConfig | undefined): EmulationSettings | null {
+  if (!l || (l.mbps === undefined && !l.delayMs)) return null;
+  return { bandwidthBps: l.mbps !== undefined ? (l.mbps * 1e6) / 8 : null, delayMs: l.delayMs ?? 0 };
+}
+
+export class PeerMesh {
+  private readonly links = new Map<string, PeerLink>();
+
+  constructor(private readonly opts: PeerMeshOptions) {
+    for (const p of opts.peers) {
+      const conf = opts.links.find((l) => l.from === opts.self.name && l.to === p.name);
+      const link = PeerLink.connect({
+        url: `ws://${p.listen}/v1/peer`,
+        token: opts.token,
+        self: { host: opts.self.name, tier: opts.self.tier },
+        modelSha256: opts.modelSha256,
+        peerHost: p.name,
+        onFrame: opts.onFrame,
+        emulation: emulationOf(conf),
+        logger: opts.logger,
+        options: opts.transport,
+      });
+      link.on('down', (d) => opts.logger.warn({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down'));
+      link.on('open', () => opts.logger.info({ link: link.name }, 'link open'));
+      this.links.set(p.name, link);
+    }
+  }
+
+  /** The link to `host`; E_PEER_GONE when the deployment has no such host. */
+  to(host: string): PeerLink {
+    const l = this.links.get(host);
+    if (!l) throw new CleaveError('E_PEER_GONE', `no link from ${this.opts.self.name} to '${host}'`);
+    return l;
+  }
+
+  has(host: string): boolean {
+    return this.links.has(host);
+  }
+
+  all(): PeerLink[] {
+    return [...this.links.values()];
+  }
+
+  /** Resolves when every link has completed its handshake at least once (or rejects after `timeoutMs`). */
+  async whenAllOpen(timeoutMs: number): Promise<void> {
+    await Promise.all(this.all().map((l) => l.whenOpen(timeoutMs)));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((l) => l.close()));
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * How one request moves: the route travels with it. `route[0]` is always the origin (the device host, which
+ * answers the client) and may run no blocks, in which case it only forwards the raw input. Each stage runs
+ * its segment `[from, to)` and sends the frontier at `to` to the next stage; the last stage sends the model
+ * outputs back to the origin as a `result` frame (or an `error` frame when anything fails on the way).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { CleaveError, isCleaveError, errorMessage, type ErrorCode } from '../errors.js';
+import type { HeaderInput, Tensor, RouteStage } from '../transport/frame.js';
+import type { IncomingFrame } from '../transport/incoming.js';
+import type { TensorLike } from './executor.js';
+import type { HostMetrics } from './metrics.js';
+import type { PeerMesh } from './peers.js';
+import type { SegmentSessions } from './segments.js';
+
+export interface PipelineOptions {
+  readonly self: string;
+  readonly segments: SegmentSessions;
+  readonly mesh: PeerMesh;
+  readonly metrics: HostMetrics;
+  readonly logger: Logger;
+  /** Model output names, in order: what the last stage returns. */
+  readonly outputs: readonly string[];
+  readonly maxInFlight: number;
+}
+
+export interface Routed {
+  readonly epoch: number;
+  readonly route: readonly RouteStage[];
+}
+
+interface Pending {
+  resolve: (out: Record<string, TensorLike>) => void;
+  reject: (e: CleaveError) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class Pipeline {
+  private readonly pending = new Map<string, Pending>();
+  /** Stage work in progress on this host (requests passing through, not only those it originated). */
+  private working = 0;
+  /** Moving average of compute time per segment `from-to` run here. */
+  private readonly computeMs = new Map<string, number>();
+
+  constructor(private readonly o: PipelineOptions) {}
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  get busy(): number {
+    return this.working;
+  }
+
+  /** Smoothed compute time (ms) of segment `from-to` on this host, or null when it has not run. */
+  meanComputeMs(range: string): number | null {
+    const v = this.computeMs.get(range);
+    return v === undefined ? null : Math.round(v * 1000) / 1000;
+  }
+
+  /**
+   * Runs one request along `plan`'s route from this (origin) host. Rejects with E_QUEUE_FULL when
+   * `maxInFlight` requests are already pending, E_DEADLINE when `deadlineMs` passes first.
+   */
+  async infer(plan: Routed, inputs: Record<string, TensorLike>, deadlineMs: number): Promise<Record<string, TensorLike>> {
+    if (this.pending.size >= this.o.maxInFlight)
+      throw new CleaveError('E_QUEUE_FULL', `${this.pending.size} requests in flight (limit maxInFlight=${this.o.maxInFlight}); retry later`);
+    const id = randomUUID();
+    const deadline = Date.now() + deadlineMs;
+    const done = new Promise<Record<string, TensorLike>>((resolve, reject) => {
+      const timer = setTimeout(() => this.settle(id, new CleaveError('E_DEADLINE', `request ${id} missed its ${deadlineMs} ms deadline`)), deadlineMs);
+      this.pending.set(id, { resolve, reject, timer });
+    });
+    this.o.metrics.queueDepth.set({ host: this.o.self }, this.pending.size);
+    // The origin's own stage runs here; any failure settles the pending request.
+    void this.runStage({ id, epoch: plan.epoch, route: [...plan.route], stage: 0, deadline }, inputs);
+    return done;
+  }
+
+  /** Frames arriving from peers: work for a stage here, or the answer to a request this host originated. */
+  onFrame(f: IncomingFrame): void {
+    const h = f.header;
+    if (h.kind === 'infer') {
+      const inputs: Record<string, TensorLike> = {};
+      for (const t of f.tensors) inputs[t.name] = { dtype: t.dtype as TensorLike['dtype'], dims: t.dims, data: t.data };
+      void this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, inputs);
+    } else if (h.kind === 'result') {
+      const out: Record<string, TensorLike> = {};
+      for (const t of f.tensors) out[t.name] = { dtype: t.dtype as TensorLike['dtype'], dims: t.dims, data: t.data };
+      this.settle(h.id, out);
+    } else if (h.kind === 'error') {
+      const code = (h.error?.code ?? 'E_INTERNAL') as ErrorCode;
+      this.settle(h.id, new CleaveError(code, `${f.peer.host}: ${h.error?.message ?? 'failed'}`));
+    }
+  }
+
+  /** Fails every pending request that was waiting on a frame from `host`'s direction (its link went down). */
+  failAll(reason: string): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, new CleaveError('E_PEER_GONE', reason));
+  }
+
+  private async runStage(r: { id: string; epoch: number; route: RouteStage[]; stage: number; deadline: number }, inputs: Record<string, TensorLike>): Promise<void> {
+    const stage = r.route[r.stage];
+    const origin = r.route[0].host;
+    this.working++;
+    try {
+      if (!stage || stage.host !== this.o.self)
+        throw new CleaveError('E_BAD_FRAME', `request ${r.id}: stage ${r.stage} is not addressed to ${this.o.self}`);
+      if (r.deadline && Date.now() > r.deadline) throw new CleaveError('E_DEADLINE', `request ${r.id} expired before stage ${r.stage}`);
+      let outputs = inputs;
+      if (stage.to > stage.from) {
+        const range = { start: stage.from, end: stage.to };
+        const io = this.o.segments.io(range);
+        const feeds: Record<string, TensorLike> = {};
+        for (const n of io.inputs) {
+          const t = inputs[n];
+          if (!t) throw new CleaveError('E_BAD_FRAME', `request ${r.id}: stage ${r.stage} needs tensor '${n}', which did not arrive`);
+          feeds[n] = t;
+        }
+        const res = await this.o.segments.run(range, feeds);
+        const seg = `${stage.from}-${stage.to}`;
+        this.o.metrics.stageCompute.observe({ segment: seg }, res.computeMs * 1000);
+        const prev = this.computeMs.get(seg);
+        this.computeMs.set(seg, prev === undefined ? res.computeMs : prev + 0.2 * (res.computeMs - prev));
+        // Tensors that only pass through this segment ride along with its outputs.
+        outputs = {};
+        for (const n of io.outputs) outputs[n] = res.outputs[n] ?? inputs[n];
+      }
+      const next = r.stage + 1;
+      if (next < r.route.length) {
+        this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: r.deadline }, outputs);
+      } else {
+        const result: Record<string, TensorLike> = {};
+        for (const n of this.o.outputs) {
+          if (!outputs[n]) throw new CleaveError('E_INTERNAL', `request ${r.id}: the last stage did not produce output '${n}'`);
+          result[n] = outputs[n];
+        }
+        if (origin === this.o.self) this.settle(r.id, result);
+        else this.send(origin, { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage }, result);
+      }
+    } catch (e) {
+      const err = isCleaveError(e) ? e : new CleaveError('E_INTERNAL', errorMessage(e));
+      if (origin === this.o.self) this.settle(r.id, err);
+      else {
+        try {
+          this.o.mesh.to(origin).send({ kind: 'error', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage, error: { code: err.code, message: err.message } });
+        } catch (e2) {
+          this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin');
+        }
+      }
+    } finally {
+      this.working--;
+    }
+  }
+
+  private send(host: string, header: HeaderInput, tensors: Record<string, TensorLike>): void {
+    const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims, data: t.data }));
+    const link = this.o.mesh.to(host);
+    link.send(header, list);
+    const s = link.stats();
+    this.o.metrics.linkBytes.set({ from: this.o.self, to: host }, s.bytesSent);
+  }
+
+  private settle(id: string, result: Record<string, TensorLike> | CleaveError): void {
+    const p = this.pending.get(id);
+    if (!p) return; // Already answered (e.g. deadline passed before the result came back).
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    this.o.metrics.queueDepth.set({ host: this.o.self }, this.pending.size);
+    if (result instanceof CleaveError) p.reject(result);
+    else p.resolve(result);
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * A host's segment sessions: `[start, end)` node ranges of the deployment's model, extracted on demand,
+ * created and warmed in the executor's worker, kept in its bounded LRU cache (so swapping back to a
+ * recently used split is instant), and run with the frontier tensors a stage receives.
+ */
+import { extractSegment, type Segment } from '../graph/segment.js';
+import type { Analysis } from './analysis.js';
+import type { Executor, RunResult, TensorLike } from './executor.js';
+import { isTensorDType, zeroFeeds } from './executor-tensors.js';
+import { CleaveError } from '../errors.js';
+
+export interface SegmentRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+export class SegmentSessions {
+  private readonly segments = new Map<string, Segment>();
+  private readonly fronts: string[][];
+
+  constructor(
+    private readonly analysis: Analysis,
+    private readonly executor: Executor,
+    private readonly warmupRuns: number,
+  ) {
+    this.fronts = analysis.cuts.map((c) => [...c.tensors]);
+  }
+
+  key(r: SegmentRange): string {
+    return `${this.analysis.model.sha256.slice(0, 12)}:${r.start}-${r.end}`;
+  }
+
+  /** The tensors a segment takes and produces (frontiers at its two cuts). */
+  io(r: SegmentRange): { inputs: readonly string[]; outputs: readonly string[] } {
+    this.check(r);
+    return { inputs: this.fronts[r.start], outputs: this.fronts[r.end] };
+  }
+
+  isWarm(r: SegmentRange): boolean {
+    return this.executor.isWarm(this.key(r));
+  }
+
+  /** Creates and warms the session (deduplicated; a cached one returns at once). */
+  async prepare(r: SegmentRange): Promise<void> {
+    this.check(r);
+    const key = this.key(r);
+    if (this.executor.isWarm(key)) return;
+    let seg = this.segments.get(key);
+    if (!seg) {
+      seg = extractSegment(this.analysis.model, r.start, r.end, { fronts: this.fronts, types: this.analysis.types });
+      this.segments.set(key, seg);
+    }
+    await this.executor.load(key, seg.bytes, { warmup: this.warmupRuns, warmupFeeds: this.zeros(seg.inputs) });
+    // The bytes live on in the executor's cache entry; ours only saved re-extraction while loading.
+    this.segments.delete(key);
+  }
+
+  async run(r: SegmentRange, feeds: Record<string, TensorLike>): Promise<RunResult> {
+    await this.prepare(r);
+    return this.executor.run(this.key(r), feeds);
+  }
+
+  /** Zeros of the measured shapes: segment inputs of dynamic models have no declared size to warm up with. */
+  private zeros(names: readonly string[]): Record<string, TensorLike> {
+    return zeroFeeds(
+      'warm-up',
+      names.map((n) => {
+        const t = this.analysis.types.get(n);
+        if (!t || !isTensorDType(t.dtype)) throw new CleaveError('E_INTERNAL', `no type for segment input '${n}'`);
+        return { name: n, dtype: t.dtype, shape: [...t.dims] };
+      }),
+    );
+  }
+
+  private check(r: SegmentRange): void {
+    const n = this.analysis.model.nodes.length;
+    if (!Number.isInteger(r.start) || !Number.isInteger(r.end) || r.start < 0 || r.end > n || r.start >= r.end)
+      throw new CleaveError('E_BAD_CUT', `segment [${r.start}, ${r.end}) is not within 0..${n}`);
+  }
+}

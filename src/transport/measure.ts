@@ -1,0 +1,157 @@
+/**
+ * Link measurement from what a sender observes: when it handed each data frame to the link, when the
+ * receiver's ack came back, and WebSocket ping round trips. It knows nothing about the emulator: on an
+ * emulated link it sees the emulated behaviour exactly as it would see a real network.
+ *
+ * Throughput. A frame of B bytes handed over at time e and acknowledged at k spent k - s - RTT on the wire,
+ * where s is when it started to move: e if the link was idle, or, if it queued behind the previous frame,
+ * when that one finished, which the previous ack (at k') tells us happened at k' - RTT. So
+ *
+ *     s = max(e, k' - RTT),   T = k - s - RTT,   sample = B / T.
+ *
+ * On a busy link T = k - k' (the ack spacing) and the RTT estimate cancels out. A frame whose T is under
+ * `minSampleMs` is too quick to time against timer noise; it only tells us the link is at least
+ * B / minSampleMs fast, so it may raise the estimate but never lower it.
+ */
+export interface LinkStats {
+  /** Smoothed round-trip time (ms) from pings, or null before the first sample. */
+  rttMs: number | null;
+  /** The most recent RTT sample (ms). */
+  rttLastMs: number | null;
+  /** Smoothed throughput in bytes per second, or null before the first sample. */
+  throughputBps: number | null;
+  /** The most recent throughput sample (bytes/s), resolved or lower bound. */
+  throughputLastBps: number | null;
+  bytesSent: number;
+  framesSent: number;
+  bytesAcked: number;
+  framesAcked: number;
+  /** Data frames handed to the link and not yet acknowledged. */
+  inFlightFrames: number;
+  rttSamples: number;
+  throughputSamples: number;
+  /** Date.now() of the latest RTT or throughput sample, or null. */
+  lastSampleAt: number | null;
+  /** Date.now() of the latest timed (not lower-bound) throughput sample, or null. */
+  lastThroughputSampleAt: number | null;
+}
+
+export interface MeterOptions {
+  ewmaAlpha: number;
+  minSampleMs: number;
+}
+
+interface InFlight {
+  seq: number;
+  id: string;
+  bytes: number;
+  sentAt: number;
+}
+
+/** Beyond this many unacknowledged frames the oldest are forgotten (a peer that never acks is a bug). */
+const MAX_IN_FLIGHT = 4096;
+
+export class LinkMeter {
+  private readonly inFlight: InFlight[] = [];
+  private rtt: number | null = null;
+  private rttLast: number | null = null;
+  private rate: number | null = null;
+  private rateLast: number | null = null;
+  private lastAckAt = -Infinity;
+  private bytesSent = 0;
+  private framesSent = 0;
+  private bytesAcked = 0;
+  private framesAcked = 0;
+  private rttSamples = 0;
+  private rateSamples = 0;
+  private lastSampleAt: number | null = null;
+  private lastRateAt: number | null = null;
+  /** Monotonic time of the last timed throughput sample, for the probe scheduler. */
+  lastResolvedAt = -Infinity;
+
+  constructor(private readonly options: MeterOptions) {}
+
+  /** A data frame of `bytes` was handed to the link at monotonic time `at` (ms). */
+  sent(seq: number, id: string, bytes: number, at: number): void {
+    this.inFlight.push({ seq, id, bytes, sentAt: at });
+    if (this.inFlight.length > MAX_IN_FLIGHT) this.inFlight.shift();
+    this.bytesSent += bytes;
+    this.framesSent++;
+  }
+
+  /** The receiver acknowledged frame `seq`; the ack was observed at monotonic time `at`. */
+  acked(seq: number, at: number): void {
+    let i = 0;
+    while (i < this.inFlight.length && this.inFlight[i].seq !== seq) i++;
+    if (i === this.inFlight.length) return; // unknown or from a previous connection
+    const f = this.inFlight[i];
+    this.inFlight.splice(0, i + 1);
+    this.bytesAcked += f.bytes;
+    this.framesAcked++;
+    const rtt = this.rtt ?? 0;
+    const start = Math.max(f.sentAt, this.lastAckAt - rtt);
+    const transferMs = at - start - rtt;
+    this.lastAckAt = at;
+    if (f.bytes === 0) return;
+    if (transferMs >= this.options.minSampleMs) {
+      this.rateSample((f.bytes * 1000) / transferMs, true, at);
+    } else {
+      const floor = (f.bytes * 1000) / this.options.minSampleMs;
+      if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
+    }
+  }
+
+  /** A round trip of `ms` was measured. */
+  rttSample(ms: number): void {
+    this.rttLast = ms;
+    this.rtt = this.rtt === null ? ms : this.rtt + this.options.ewmaAlpha * (ms - this.rtt);
+    this.rttSamples++;
+    this.lastSampleAt = Date.now();
+  }
+
+  /** The connection is gone: forget in-flight frames and return their request ids (for failing them fast). */
+  dropInFlight(): string[] {
+    const ids = this.inFlight.map((f) => f.id);
+    this.inFlight.length = 0;
+    this.lastAckAt = -Infinity;
+    return ids;
+  }
+
+  get inFlightFrames(): number {
+    return this.inFlight.length;
+  }
+
+  /** Current estimate in bytes/s, or null. */
+  get throughputBps(): number | null {
+    return this.rate;
+  }
+
+  stats(): LinkStats {
+    return {
+      rttMs: this.rtt,
+      rttLastMs: this.rttLast,
+      throughputBps: this.rate,
+      throughputLastBps: this.rateLast,
+      bytesSent: this.bytesSent,
+      framesSent: this.framesSent,
+      bytesAcked: this.bytesAcked,
+      framesAcked: this.framesAcked,
+      inFlightFrames: this.inFlight.length,
+      rttSamples: this.rttSamples,
+      throughputSamples: this.rateSamples,
+      lastSampleAt: this.lastSampleAt,
+      lastThroughputSampleAt: this.lastRateAt,
+    };
+  }
+
+  private rateSample(bps: number, resolved: boolean, at: number): void {
+    this.rateLast = bps;
+    this.rate = this.rate === null ? bps : this.rate + this.options.ewmaAlpha * (bps - this.rate);
+    this.rateSamples++;
+    this.lastSampleAt = Date.now();
+    if (resolved) {
+      this.lastRateAt = this.lastSampleAt;
+      this.lastResolvedAt = at;
+    }
+  }
+}

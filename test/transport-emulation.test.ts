@@ -1,0 +1,196 @@
+import { performance } from 'node:perf_hooks';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LinkEmulator, checkEmulationSettings } from '../src/transport/emulator.js';
+import { LinkMeter } from '../src/transport/measure.js';
+import { PeerLink, PeerServer, type IncomingFrame, type PeerLinkOptions } from '../src/transport/index.js';
+
+const SHA = '12'.repeat(32);
+const TOKEN = 't';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+
+async function pair(over: Partial<PeerLinkOptions> = {}): Promise<{ link: PeerLink; frames: IncomingFrame[] }> {
+  const frames: IncomingFrame[] = [];
+  const s = await PeerServer.listen({ self: { host: 'cloud', tier: 'cloud' }, modelSha256: SHA, token: TOKEN, onFrame: (f) => frames.push(f) });
+  cleanups.push(() => s.close());
+  const link = PeerLink.connect({ url: s.url, token: TOKEN, self: { host: 'edge', tier: 'edge' }, modelSha256: SHA, ...over });
+  cleanups.push(() => link.close());
+  await link.whenOpen();
+  return { link, frames };
+}
+
+const bytes = (n: number): { name: string; dtype: 'uint8'; dims: number[]; data: Uint8Array } => ({
+  name: 'b',
+  dtype: 'uint8',
+  dims: [n],
+  data: new Uint8Array(n),
+});
+
+describe('LinkEmulator', () => {
+  it('passes straight through when off', () => {
+    const e = new LinkEmulator(null);
+    const out: number[] = [];
+    e.send(10, true, () => out.push(1));
+    e.receive(() => out.push(2));
+    expect(out).toEqual([1, 2]);
+    expect(e.heldBytes).toBe(0);
+  });
+
+  it('paces frames at the bandwidth, in order, with control frames slipping past the bucket', async () => {
+    const e = new LinkEmulator({ bandwidthBps: 100_000, delayMs: 10 });
+    const t0 = performance.now();
+    const out: [string, number][] = [];
+    const mark = (name: string) => () => out.push([name, performance.now() - t0]);
+    e.send(5000, true, mark('a')); // 50 ms
+    e.send(5000, true, mark('b')); // 100 ms
+    e.send(10, false, mark('ack')); // 10 ms: only the delay
+    expect(e.heldBytes).toBe(10_010);
+    await until(() => out.length === 3);
+    expect(out.map((o) => o[0])).toEqual(['ack', 'a', 'b']);
+    const at = Object.fromEntries(out);
+    expect(at.ack).toBeGreaterThanOrEqual(9);
+    expect(at.a).toBeGreaterThanOrEqual(55);
+    expect(at.b).toBeGreaterThanOrEqual(105);
+    expect(at.b).toBeLessThan(300);
+    expect(e.heldBytes).toBe(0);
+  });
+
+  it('delays what comes back, in order', async () => {
+    const e = new LinkEmulator({ bandwidthBps: null, delayMs: 20 });
+    const t0 = performance.now();
+    const out: number[] = [];
+    e.receive(() => out.push(performance.now() - t0));
+    e.receive(() => out.push(performance.now() - t0));
+    expect(out).toEqual([]);
+    await until(() => out.length === 2);
+    expect(out[0]).toBeGreaterThanOrEqual(19);
+    expect(out[1]).toBeGreaterThanOrEqual(out[0]);
+  });
+
+  it('releases held frames in order when turned off, and re-times them when the rate changes', async () => {
+    const e = new LinkEmulator({ bandwidthBps: 1000, delayMs: 0 });
+    const out: string[] = [];
+    e.send(1000, true, () => out.push('a'));
+    e.send(1000, true, () => out.push('b'));
+    e.set({ bandwidthBps: 1e9, delayMs: 0 });
+    await until(() => out.length === 2, 500);
+    e.set({ bandwidthBps: 10, delayMs: 0 });
+    e.send(1000, true, () => out.push('c'));
+    e.send(1, true, () => out.push('d'));
+    e.set(null);
+    expect(out).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('lets a burst through at once after an idle spell', async () => {
+    const e = new LinkEmulator({ bandwidthBps: 1000, delayMs: 0, burstBytes: 5000 });
+    await sleep(30);
+    const out: string[] = [];
+    e.send(4000, true, () => out.push('a')); // bucket starts full
+    expect(out).toEqual(['a']);
+    e.send(4000, true, () => out.push('b')); // 1000 tokens left: waits ~3 s
+    expect(out).toEqual(['a']);
+    e.clear();
+  });
+
+  it('checks settings from outside, naming the field', () => {
+    expect(checkEmulationSettings({ bandwidthBps: 1e6, delayMs: 5 })).toEqual({ bandwidthBps: 1e6, delayMs: 5, burstBytes: 0 });
+    expect(checkEmulationSettings(null)).toBeNull();
+    expect(() => checkEmulationSettings({ delayMs: -1 })).toThrow(/delayMs/);
+    expect(() => checkEmulationSettings({ bandwidthBps: 'fast' })).toThrow(/bandwidthBps/);
+  });
+});
+
+describe('LinkMeter', () => {
+  it('measures back-to-back frames from the ack spacing, whatever the RTT estimate', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
+    m.rttSample(30); // wrong on purpose: the real RTT is 20 ms
+    // 10 frames of 100 kB handed over at t=0 on a 1 MB/s link with 10 ms one-way delay each way.
+    for (let i = 1; i <= 10; i++) m.sent(i, `r${i}`, 100_000, 0);
+    for (let i = 1; i <= 10; i++) m.acked(i, i * 100 + 20);
+    const s = m.stats();
+    // The first sample is biased by the RTT error; the following ones are exact.
+    expect(s.throughputBps).toBeGreaterThan(0.99e6);
+    expect(s.throughputBps).toBeLessThan(1.01e6);
+    expect(s.framesAcked).toBe(10);
+    expect(s.inFlightFrames).toBe(0);
+  });
+
+  it('treats frames too quick to time as a lower bound only', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
+    m.rttSample(0.2);
+    m.sent(1, 'a', 1_000_000, 0);
+    m.acked(1, 10.2); // 100 MB/s, timed
+    m.sent(2, 'b', 1000, 20);
+    m.acked(2, 20.3); // 1 kB in 0.1 ms: says only ">= 1 MB/s"
+    expect(m.stats().throughputBps).toBeCloseTo(100e6, -6);
+    expect(m.stats().throughputSamples).toBe(1);
+  });
+
+  it('returns the ids of unacknowledged frames when the connection drops', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    m.sent(1, 'a', 10, 0);
+    m.sent(2, 'b', 10, 0);
+    m.acked(1, 5);
+    expect(m.dropInFlight()).toEqual(['b']);
+    expect(m.stats().inFlightFrames).toBe(0);
+  });
+});
+
+describe('emulated links', () => {
+  it('takes about a second to carry 1 MB at 8 Mbit/s', async () => {
+    const { link, frames } = await pair({ emulation: { bandwidthBps: 1_000_000, delayMs: 0 } });
+    const t0 = performance.now();
+    link.send({ kind: 'infer', id: 'mb' }, [bytes(1_000_000)]);
+    await until(() => frames.length === 1);
+    const ms = performance.now() - t0;
+    expect(ms).toBeGreaterThanOrEqual(800);
+    expect(ms).toBeLessThan(3000);
+  });
+
+  it('measurement converges toward the emulated rate and delay (without reading the settings)', async () => {
+    const rate = 4_000_000; // 32 Mbit/s
+    const { link } = await pair({
+      emulation: { bandwidthBps: rate, delayMs: 15 },
+      options: { pingIntervalMs: 100, ewmaAlpha: 0.3 },
+    });
+    const frame = bytes(100_000); // 25 ms each
+    const end = performance.now() + 1200;
+    while (performance.now() < end) {
+      while (link.stats().queuedBytes < 250_000) link.send({ kind: 'infer' }, [frame]);
+      await sleep(10);
+    }
+    const st = link.stats();
+    expect(st.throughputBps).toBeGreaterThan(rate * 0.7);
+    expect(st.throughputBps).toBeLessThan(rate * 1.4);
+    expect(st.rttMs).toBeGreaterThan(30 * 0.8); // 2 x 15 ms one-way
+    expect(st.rttMs).toBeLessThan(30 * 1.6);
+  });
+
+  it('probes an idle link, and notices when it gets faster', async () => {
+    const { link } = await pair({
+      emulation: { bandwidthBps: 400_000, delayMs: 2 },
+      options: { probeIntervalMs: 60, probeMinBytes: 4096, probeMaxBytes: 256 * 1024 },
+    });
+    await until(() => link.stats().throughputSamples >= 3, 3000);
+    const slow = link.stats().throughputBps ?? 0;
+    expect(slow).toBeGreaterThan(400_000 * 0.5);
+    expect(slow).toBeLessThan(400_000 * 2);
+    expect(link.probes).toBeGreaterThanOrEqual(3);
+
+    link.setEmulation({ bandwidthBps: 20_000_000, delayMs: 2 });
+    await until(() => (link.stats().throughputBps ?? 0) > 4 * slow, 4000);
+  });
+});

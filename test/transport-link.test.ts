@@ -1,0 +1,300 @@
+import http from 'node:http';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import WebSocket from 'ws';
+import { CleaveError } from '../src/errors.js';
+import { encodeFrame } from '../src/transport/frame.js';
+import {
+  PeerLink,
+  PeerServer,
+  type IncomingFrame,
+  type LinkDown,
+  type PeerLinkOptions,
+  type PeerServerOptions,
+} from '../src/transport/index.js';
+
+const SHA = 'ab'.repeat(32);
+const TOKEN = 'secret-token';
+const FAST = { reconnect: { initialMs: 20, maxMs: 200 }, helloTimeoutMs: 2000 };
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function server(over: Partial<PeerServerOptions> = {}): Promise<{ server: PeerServer; frames: IncomingFrame[] }> {
+  const frames: IncomingFrame[] = [];
+  const s = await PeerServer.listen({
+    self: { host: 'edge', tier: 'edge' },
+    modelSha256: SHA,
+    token: TOKEN,
+    onFrame: (f) => frames.push(f),
+    options: FAST,
+    ...over,
+  });
+  cleanups.push(() => s.close());
+  return { server: s, frames };
+}
+
+function link(url: string, over: Partial<PeerLinkOptions> = {}): PeerLink {
+  const l = PeerLink.connect({
+    url,
+    token: TOKEN,
+    self: { host: 'device', tier: 'device' },
+    modelSha256: SHA,
+    peerHost: 'edge',
+    options: FAST,
+    ...over,
+  });
+  cleanups.push(() => l.close());
+  return l;
+}
+
+/** A logger whose lines land in an array, to check what was logged. */
+function memoryLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines };
+}
+
+async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A bare ws client, for speaking the protocol wrongly on purpose. */
+function rawClient(url: string, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }): WebSocket {
+  const ws = new WebSocket(url, { headers, perMessageDeflate: false });
+  cleanups.push(() => ws.terminate());
+  return ws;
+}
+
+const hello = (sha = SHA): Buffer =>
+  Buffer.concat(encodeFrame({ kind: 'hello', body: { host: 'rogue', tier: 'edge', modelSha256: sha, protocol: 1 } }).chunks);
+
+function closeOf(ws: WebSocket): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+}
+
+const x = (n: number): { name: string; dtype: 'float32'; dims: number[]; data: Float32Array } => ({
+  name: 'x',
+  dtype: 'float32',
+  dims: [n],
+  data: Float32Array.from({ length: n }, (_, i) => i),
+});
+
+describe('PeerServer and PeerLink', () => {
+  it('carries a frame to the handler and a reply back on the same connection', async () => {
+    const { server: s, frames } = await server({
+      onFrame: (f) => {
+        frames.push(f);
+        f.reply({ kind: 'result', id: f.header.id, epoch: f.header.epoch }, [{ ...x(3), name: 'y' }]);
+      },
+    });
+    const replies: IncomingFrame[] = [];
+    const l = link(s.url, { onFrame: (f) => replies.push(f) });
+    const peer = await l.whenOpen();
+    expect(peer).toEqual({ host: 'edge', tier: 'edge', modelSha256: SHA });
+    expect(l.name).toBe('device->edge');
+
+    const route = [
+      { host: 'device', tier: 'device', from: 0, to: 2 },
+      { host: 'edge', tier: 'edge', from: 2, to: 5 },
+    ];
+    expect(l.send({ kind: 'infer', id: 'r1', epoch: 4, route, stage: 1 }, [x(300_000), x(5)])).toBe(true);
+    await until(() => replies.length === 1);
+
+    const f = frames[0];
+    expect(f.header).toMatchObject({ kind: 'infer', id: 'r1', epoch: 4, route, stage: 1, seq: 1 });
+    expect(f.peer.host).toBe('device');
+    expect(f.via.name).toBe('device->edge');
+    expect(f.tensors[0].data).toBeInstanceOf(Float32Array);
+    expect(Array.from(f.tensors[0].data.subarray(0, 4) as Float32Array)).toEqual([0, 1, 2, 3]);
+    expect(f.tensors[0].data.length).toBe(300_000);
+    expect(f.tensors[0].data[299_999]).toBe(299_999);
+    // The big tensor arrives as its own WebSocket fragment: a view, no copy by the decoder.
+    expect(f.copiedBytes).toBeLessThan(1000);
+
+    expect(replies[0].header).toMatchObject({ kind: 'result', id: 'r1', epoch: 4 });
+    expect(replies[0].peer.host).toBe('edge');
+    expect(Array.from(replies[0].tensors[0].data as Float32Array)).toEqual([0, 1, 2]);
+
+    await until(() => l.stats().framesAcked === 1);
+    const st = l.stats();
+    expect(st).toMatchObject({ state: 'open', framesSent: 1, framesAcked: 1, connects: 1, inFlightFrames: 0 });
+    expect(st.bytesSent).toBeGreaterThan(1_200_000);
+    expect(s.connections().map((c) => c.name)).toEqual(['device->edge']);
+  });
+
+  it('refuses a wrong or missing token with 401 and keeps serving good peers', async () => {
+    const { logger, lines } = memoryLogger();
+    const { server: s, frames } = await server({ logger });
+    const bad = link(s.url, { token: 'nope' });
+    const err = await bad.whenOpen().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CleaveError);
+    expect((err as CleaveError).code).toBe('E_UNAUTHORIZED');
+    expect(() => bad.send({ kind: 'infer' })).toThrow(expect.objectContaining({ code: 'E_PEER_GONE' }));
+
+    const status = await new Promise<number>((resolve) => {
+      const ws = rawClient(s.url, {});
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('error', () => undefined);
+    });
+    expect(status).toBe(401);
+    expect(lines.some((l) => /token/.test(String(l.msg)))).toBe(true);
+
+    const good = link(s.url);
+    await good.whenOpen();
+    good.send({ kind: 'infer', id: 'ok' });
+    await until(() => frames.length === 1);
+  });
+
+  it('refuses a peer holding another model with the E_BAD_MODEL close code', async () => {
+    const { server: s } = await server();
+    const ws = rawClient(s.url);
+    const closed = closeOf(ws);
+    ws.on('open', () => ws.send(hello('cd'.repeat(32))));
+    const { code, reason } = await closed;
+    expect(code).toBe(new CleaveError('E_BAD_MODEL', '').closeCode);
+    expect(reason).toMatch(/sha256/);
+
+    const l = link(s.url, { modelSha256: 'ef'.repeat(32) });
+    const err = (await l.whenOpen().catch((e: unknown) => e)) as CleaveError;
+    expect(err.code).toBe('E_BAD_MODEL');
+  });
+
+  it('closes a connection sending a malformed frame with E_BAD_FRAME, logs it, and serves the others', async () => {
+    const { logger, lines } = memoryLogger();
+    const { server: s, frames } = await server({ logger });
+    const good = link(s.url);
+    await good.whenOpen();
+
+    const ws = rawClient(s.url);
+    const closed = closeOf(ws);
+    ws.on('open', () => {
+      ws.send(hello());
+      ws.send(Buffer.from('definitely not a frame'));
+    });
+    const { code, reason } = await closed;
+    expect(code).toBe(4400);
+    expect(reason).toMatch(/magic/);
+    expect(lines.some((l) => l.code === 'E_BAD_FRAME' && /magic/.test(String(l.msg)) && l.conn !== undefined)).toBe(true);
+
+    // A frame before the hello is refused too.
+    const early = rawClient(s.url);
+    const earlyClosed = closeOf(early);
+    early.on('open', () => early.send(Buffer.concat(encodeFrame({ kind: 'infer' }).chunks)));
+    expect((await earlyClosed).code).toBe(4400);
+
+    good.send({ kind: 'infer', id: 'still-fine' }, [x(10)]);
+    await until(() => frames.length === 1);
+    expect(frames[0].header.id).toBe('still-fine');
+    expect(good.state).toBe('open');
+  });
+
+  it('keeps the connection when a handler throws', async () => {
+    const { server: s } = await server({
+      onFrame: () => {
+        throw new Error('handler bug');
+      },
+    });
+    const l = link(s.url);
+    await l.whenOpen();
+    l.send({ kind: 'infer', id: '1' });
+    l.send({ kind: 'infer', id: '2' });
+    await until(() => l.stats().framesAcked === 2);
+    expect(l.state).toBe('open');
+  });
+
+  it('reconnects with backoff after the server restarts, failing fast while down', async () => {
+    const first = await server();
+    const port = first.server.port;
+    const l = link(first.server.url);
+    await l.whenOpen();
+    const downs: LinkDown[] = [];
+    l.on('down', (d) => downs.push(d));
+
+    await first.server.close();
+    await until(() => l.state === 'down');
+    expect(downs[0].error.code).toBe('E_PEER_GONE');
+    expect(downs[0].retryInMs).toBeGreaterThan(0);
+    expect(() => l.send({ kind: 'infer', id: 'lost' })).toThrow(expect.objectContaining({ code: 'E_PEER_GONE' }));
+
+    await new Promise((r) => setTimeout(r, 150)); // a few failed attempts against the closed port
+    expect(downs.length).toBeGreaterThan(1);
+    const second = await server({ port });
+    await l.whenOpen(3000);
+    l.send({ kind: 'infer', id: 'after' });
+    await until(() => second.frames.length === 1);
+    expect(l.stats().connects).toBe(2);
+  });
+
+  it('refuses with E_QUEUE_FULL past maxQueueBytes and accepts again after drain', async () => {
+    const { server: s, frames } = await server();
+    const l = link(s.url, {
+      options: { ...FAST, maxQueueBytes: 256 * 1024 },
+      emulation: { bandwidthBps: 2_000_000, delayMs: 0 },
+    });
+    await l.whenOpen();
+    const frame = x(25_000); // 100 KB
+    expect(l.send({ kind: 'infer', id: 'a' }, [frame])).toBe(true);
+    expect(l.send({ kind: 'infer', id: 'b' }, [frame])).toBe(false); // over half: slow down
+    expect(() => l.send({ kind: 'infer', id: 'c' }, [frame]))
+      .toThrow(expect.objectContaining({ code: 'E_QUEUE_FULL', status: 503 }));
+    expect(l.stats().queuedBytes).toBeLessThanOrEqual(256 * 1024);
+
+    await new Promise<void>((resolve) => l.once('drain', resolve));
+    expect(l.stats().queuedBytes).toBeLessThan(128 * 1024);
+    l.send({ kind: 'infer', id: 'd' }, [frame]);
+    await until(() => frames.length === 3);
+    expect(frames.map((f) => f.header.id)).toEqual(['a', 'b', 'd']);
+  });
+
+  it('refuses a frame over maxFrameBytes at the sender, and a receiver with a smaller limit closes', async () => {
+    const { server: s } = await server({ options: { ...FAST, maxFrameBytes: 64 * 1024 } });
+    const l = link(s.url, { options: { ...FAST, maxFrameBytes: 1024 * 1024 } });
+    await l.whenOpen();
+    expect(() => l.send({ kind: 'infer' }, [x(300_000)])).toThrow(expect.objectContaining({ code: 'E_TOO_LARGE' }));
+    const down = new Promise<LinkDown>((resolve) => l.once('down', resolve));
+    l.send({ kind: 'infer', id: 'big' }, [x(100_000)]);
+    const d = await down;
+    expect(d.error.code).toBe('E_TOO_LARGE');
+    expect(d.unacked).toEqual(['big']);
+  });
+
+  it('shares an existing http.Server, leaving its other routes alone', async () => {
+    const httpServer = http.createServer((_req, res) => res.end('gateway'));
+    await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => httpServer.close(() => r())));
+    const { server: s, frames } = await server({ server: httpServer });
+    const l = link(s.url);
+    await l.whenOpen();
+    l.send({ kind: 'message', body: { profile: [1, 2, 3] } });
+    await until(() => frames.length === 1);
+    expect(frames[0].header.body).toEqual({ profile: [1, 2, 3] });
+    const text = await (await fetch(`http://127.0.0.1:${s.port}/v2/health/live`)).text();
+    expect(text).toBe('gateway');
+  });
+
+  it('measures RTT from pings and throughput from acks on a plain link', async () => {
+    const { server: s } = await server();
+    const l = link(s.url, { options: { ...FAST, pingIntervalMs: 50 } });
+    await l.whenOpen();
+    for (let i = 0; i < 5; i++) l.send({ kind: 'infer', id: `${i}` }, [x(256 * 1024)]);
+    await until(() => l.stats().framesAcked === 5 && l.stats().rttSamples >= 2);
+    const st = l.stats();
+    expect(st.rttMs).toBeGreaterThan(0);
+    expect(st.rttMs).toBeLessThan(50);
+    expect(st.throughputBps).toBeGreaterThan(10e6);
+    expect(st.lastSampleAt).toBeGreaterThan(Date.now() - 5000);
+  });
+});
