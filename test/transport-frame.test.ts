@@ -19,7 +19,7 @@ const MAX = 1 << 30;
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 /** A tensor of `n` elements of `dtype` with distinct, recognisable values. */
-function sample(dtype: Dtype, n: number, name = dtype): Tensor {
+function sample(dtype: Dtype, n: number, name: string = dtype): Tensor {
   const data: TensorData = (() => {
     switch (dtype) {
       case 'float32':

@@ -53,13 +53,13 @@ export function hopCost(p: Prepared, from: number, to: number, bytes: number): {
 }
 
 /** The result's return `last -> origin` under the cleave model (zero under scission or when last is the origin). */
-export function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number } | undefined {
-  if (!p.returns || last === origin) return { lat: 0, busy: 0, bytes: 0 };
+export function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number; used: boolean } | undefined {
+  if (!p.returns || last === origin) return { lat: 0, busy: 0, bytes: 0, used: false };
   const i = last * p.H + origin;
   const k = p.retK[i];
   if (Number.isNaN(k)) return undefined;
   const xfer = Math.round(p.outputBytes * k);
-  return { lat: p.retFixed[i] + xfer, busy: xfer + p.hopOvh, bytes: p.outputBytes };
+  return { lat: p.retFixed[i] + xfer, busy: xfer + p.hopOvh, bytes: p.outputBytes, used: true };
 }
 
 /** Everything the search and the constraints need to know about one plan, in atoms and bytes. */
@@ -132,7 +132,7 @@ export function evaluate(p: Prepared, s: Shape): Metrics | undefined {
   }
   const ret = returnCost(p, sender, s.origin);
   if (!ret) return undefined;
-  if (ret.bytes > 0) {
+  if (ret.used) {
     m.latency += ret.lat;
     m.transfer += ret.lat;
     m.bottleneck = Math.max(m.bottleneck, ret.busy);

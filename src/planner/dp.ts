@@ -16,70 +16,14 @@
  *
  * A bottleneck threshold `lambda` (every stage's compute and every link's busy time <= lambda) is a
  * per-stage and per-hop test, which is what the throughput search needs.
+ *
+ * Storage: S list items live in flat arrays indexed by `node * K + j`; an item is one stage (its node
+ * gives tier and host, `sC` its end) and `sE` links it to the item of the stage after it, so a suffix's
+ * canonical key is that chain. E lists hold (value, first S item of the suffix).
  */
+import { KList, copyList, mergeLists } from './klist.js';
 import type { Prepared, Shape } from './prepare.js';
 import { stageWindows } from './window.js';
-
-/** Entries: suffixes of plans. E-entries have q = -1 and point to their S-entry; S-entries to an E-entry. */
-class Pool {
-  v = new Float64Array(1024);
-  q = new Int32Array(1024);
-  h = new Int32Array(1024);
-  c = new Int32Array(1024);
-  nx = new Int32Array(1024);
-  size = 0;
-
-  alloc(v: number, q: number, h: number, c: number, nx: number): number {
-    if (this.size === this.v.length) this.grow();
-    const i = this.size++;
-    this.v[i] = v;
-    this.q[i] = q;
-    this.h[i] = h;
-    this.c[i] = c;
-    this.nx[i] = nx;
-    return i;
-  }
-
-  private grow(): void {
-    const cap = this.v.length * 2;
-    const f = (a: Float64Array): Float64Array => { const b = new Float64Array(cap); b.set(a); return b; };
-    const g = (a: Int32Array): Int32Array => { const b = new Int32Array(cap); b.set(a); return b; };
-    this.v = f(this.v);
-    this.q = g(this.q);
-    this.h = g(this.h);
-    this.c = g(this.c);
-    this.nx = g(this.nx);
-  }
-
-  /** Canonical order of two suffixes (entry indices; -1 is the empty suffix). */
-  cmpKey(a: number, b: number): number {
-    const { q, h, c, nx } = this;
-    for (;;) {
-      while (a >= 0 && q[a] < 0) a = nx[a];
-      while (b >= 0 && q[b] < 0) b = nx[b];
-      if (a === b) return 0;
-      if (a < 0) return -1;
-      if (b < 0) return 1;
-      const d = q[a] - q[b] || h[a] - h[b] || c[a] - c[b];
-      if (d !== 0) return d;
-      a = nx[a];
-      b = nx[b];
-    }
-  }
-}
-
-/** A K-best list of window candidates (w, c, e): value, stage end, and E-entry. */
-class KList {
-  w: Float64Array;
-  c: Int32Array;
-  e: Int32Array;
-  n = 0;
-  constructor(K: number) {
-    this.w = new Float64Array(K);
-    this.c = new Int32Array(K);
-    this.e = new Int32Array(K);
-  }
-}
 
 /** The result of one run: the K best plans from this origin, as shapes with their latency atoms. */
 export interface Ranked {
@@ -96,14 +40,19 @@ export class LatencyDP {
   private readonly slotQ: number[] = [];
   private readonly slotH: number[] = [];
   private readonly slotsOfTier: number[][];
-  private pool = new Pool();
-  private readonly eList: Int32Array;
+  private readonly eV: Float64Array;
+  private readonly eS: Int32Array;
   private readonly eCnt: Int32Array;
-  private readonly sList: Int32Array;
+  /** The K-th best value of each full E list (Infinity until full): the E phase's fast path. */
+  private readonly eKth: Float64Array;
+  private readonly sV: Float64Array;
+  private readonly sC: Int32Array;
+  private readonly sE: Int32Array;
   private readonly sCnt: Int32Array;
+  private readonly xferCache = new Map<number, Float64Array>();
   private readonly lo: Int32Array;
   private readonly hi: Int32Array;
-  // Two-stack queue for the sliding window.
+  // The sliding window's two-stack queue, and scratch lists.
   private readonly inC: Int32Array;
   private readonly outC: Int32Array;
   private readonly outAgg: KList[];
@@ -112,9 +61,10 @@ export class LatencyDP {
   private readonly tmpB: KList;
   private readonly tmpMerge: KList;
   private readonly tmpMerge2: KList;
-  /** Node index of (current slot, c = 0): `mergeInto` reads E lists of that slot. */
+  /** Node of (slot being processed, c = 0): `mergeInto` reads that slot's E lists. */
   private curBase = 0;
   private origin = -1;
+  private readonly cmpKey = (a: number, b: number): number => this.compareSuffix(a, b);
 
   constructor(p: Prepared, K: number) {
     this.p = p;
@@ -133,9 +83,13 @@ export class LatencyDP {
       }
     }
     const nodes = this.slotQ.length * this.stride;
-    this.eList = new Int32Array(nodes * K);
+    this.eV = new Float64Array(nodes * K);
+    this.eS = new Int32Array(nodes * K);
     this.eCnt = new Int32Array(nodes);
-    this.sList = new Int32Array(nodes * K);
+    this.eKth = new Float64Array(nodes);
+    this.sV = new Float64Array(nodes * K);
+    this.sC = new Int32Array(nodes * K);
+    this.sE = new Int32Array(nodes * K);
     this.sCnt = new Int32Array(nodes);
     this.lo = new Int32Array(p.n);
     this.hi = new Int32Array(p.n);
@@ -149,41 +103,41 @@ export class LatencyDP {
     this.tmpMerge2 = new KList(K);
   }
 
-  /** The best value of E(origin step) at boundary c0 (Infinity if none), after `run`: for Pareto. */
-  bestDeviceEnd(c0: number): { v: number; entry: number } | undefined {
-    const node = c0;
-    if (this.eCnt[node] === 0) return undefined;
-    const x = this.eList[node * this.K];
-    return { v: this.pool.v[x], entry: x };
-  }
-
-  /** Best E value at (slot, c) for branch and bound lower bounds. */
-  bestE(slot: number, c: number): number {
-    const node = slot * this.stride + c;
-    return this.eCnt[node] === 0 ? Infinity : this.pool.v[this.eList[node * this.K]];
-  }
-
   slots(): { q: readonly number[]; h: readonly number[]; ofTier: readonly (readonly number[])[] } {
     return { q: this.slotQ, h: this.slotH, ofTier: this.slotsOfTier };
   }
 
-  /** Runs the DP for one origin under bottleneck threshold `lambda`; returns the K best plans from it. */
+  /** After `run`: the best finish from the origin's step ending at c0, for Pareto. */
+  bestDeviceEnd(c0: number): { v: number; suffix: number } | undefined {
+    if (this.eCnt[c0] === 0) return undefined;
+    return { v: this.eV[c0 * this.K], suffix: this.eS[c0 * this.K] };
+  }
+
+  /** After `run`: the best finish from E(slot, c), Infinity if none (branch and bound's bound). */
+  bestE(slot: number, c: number): number {
+    const node = slot * this.stride + c;
+    return this.eCnt[node] === 0 ? Infinity : this.eV[node * this.K];
+  }
+
+  /**
+   * Runs the DP for one origin under bottleneck threshold `lambda`; returns the K best plans from it.
+   * origin = -1: bound mode for `originBound` (tiers >= 1 only, cheapest return over all origins).
+   */
   run(origin: number, lambda = Infinity): Ranked[] {
     const p = this.p;
     const K = this.K;
-    const n = this.n;
     this.origin = origin;
     this.slotH[0] = origin;
-    this.pool.size = 0;
     this.eCnt.fill(0);
+    this.eKth.fill(Infinity);
     this.sCnt.fill(0);
-    for (let q = p.T - 1; q >= 0; q--) {
+    for (let q = p.T - 1; q >= (origin >= 0 ? 0 : 1); q--) {
       for (const slot of this.slotsOfTier[q]) {
         this.ePhase(slot, lambda);
-        if (q === 0) break;
-        this.sPhase(slot, lambda);
+        if (q > 0) this.sPhase(slot, lambda);
       }
     }
+    if (origin < 0) return [];
     // Root: the origin's own step (0, o, c0): its stage [0, c0), or no stage (c0 = 0, raw input sent).
     const root = this.tmpA;
     root.n = 0;
@@ -191,106 +145,199 @@ export class LatencyDP {
     if (p.deviceMayCompute) {
       stageWindows(p, 0, origin, Math.min(p.computeCap[0], lambda), this.lo, this.hi);
       const P = p.prefix[origin];
-      for (let c = this.lo[0]; c <= this.hi[0]; c++) this.mergeElem(root, c, P[c]);
+      for (let c = this.lo[0]; c <= this.hi[0]; c++) this.mergeInto(root, c, P[c]);
     }
-    const out: Ranked[] = [];
-    const pool = this.pool;
     const cands: { v: number; c: number; e: number }[] = [];
     for (let i = 0; i < root.n; i++) cands.push({ v: root.w[i], c: root.c[i], e: root.e[i] });
     if (!p.mustUse[0]) {
       // c0 = 0 sorts before any c0 >= 1 on equal latency, as the canonical order says.
-      const cnt = this.eCnt[0];
-      for (let i = 0; i < cnt; i++) {
-        const e = this.eList[i];
-        cands.push({ v: pool.v[e], c: 0, e });
-      }
+      for (let i = 0; i < this.eCnt[0]; i++) cands.push({ v: this.eV[i], c: 0, e: this.eS[i] });
     }
-    cands.sort((a, b) => a.v - b.v || a.c - b.c || pool.cmpKey(a.e, b.e));
-    for (const x of cands.slice(0, K)) out.push({ shape: this.shapeOf(x.c, x.e), latency: x.v });
-    return out;
+    cands.sort((a, b) => a.v - b.v || a.c - b.c || this.compareSuffix(a.e, b.e));
+    return cands.slice(0, K).map((x) => ({ shape: this.shapeOf(x.c, x.e), latency: x.v }));
   }
 
-  /** The shape of the plan whose origin step ends at c0 and continues with E-entry e. */
-  shapeOf(c0: number, e: number): Shape {
-    const pool = this.pool;
+  /** The plan whose origin step ends at c0 and continues with suffix s (an S item, -1 for none). */
+  shapeOf(c0: number, s: number): Shape {
     const steps = [{ q: 0, h: this.origin, end: c0 }];
-    let s = pool.nx[e];
-    while (s >= 0) {
-      steps.push({ q: pool.q[s], h: pool.h[s], end: pool.c[s] });
-      s = pool.nx[pool.nx[s]];
+    for (; s >= 0; s = this.sE[s]) {
+      const slot = Math.floor(s / this.K / this.stride);
+      steps.push({ q: this.slotQ[slot], h: this.slotH[slot], end: this.sC[s] });
     }
     return { origin: this.origin, steps };
+  }
+
+  /**
+   * Bound mode (after `run(-1, lambda)`): a lower bound on the latency of every plan from origin o. The
+   * tiers >= 1 were solved once with the cheapest return over all origins; the origin's own stage and
+   * first hop are exact, and the return's excess over the cheapest is bounded by its minimum over g.
+   */
+  originBound(o: number, lambda = Infinity): number {
+    const p = this.p;
+    const n = this.n;
+    let best = Infinity;
+    let delta = Infinity;
+    for (let q = 1; q < p.T; q++) {
+      for (const g of p.tierHosts[q]) {
+        const cheapest = this.finishMin(g, lambda);
+        if (cheapest < Infinity) delta = Math.min(delta, this.finish(g, o, lambda) - cheapest);
+      }
+    }
+    const opts: number[] = [];
+    if (!p.mustUse[0]) opts.push(0);
+    if (p.deviceMayCompute) {
+      stageWindows(p, 0, o, Math.min(p.computeCap[0], lambda), this.lo, this.hi);
+      for (let c = this.lo[0]; c <= this.hi[0]; c++) opts.push(c);
+    }
+    const qEnd = Math.min(p.nextMust[0], p.T - 1);
+    for (const c0 of opts) {
+      const dev = p.prefix[o][c0];
+      if (c0 === n) {
+        if (p.nextMust[0] === p.T) best = Math.min(best, dev);
+        continue;
+      }
+      for (let q2 = 1; q2 <= qEnd; q2++) {
+        for (const slot2 of this.slotsOfTier[q2]) {
+          const g2 = this.slotH[slot2];
+          const xf = this.xfers(o, g2);
+          const node2 = slot2 * this.stride + c0;
+          if (!xf || xf[c0] + p.hopOvh > lambda || this.sCnt[node2] === 0) continue;
+          const v = dev + p.linkFixed[o * p.H + g2] + xf[c0] + this.sV[node2 * this.K] + delta;
+          if (v < best) best = v;
+        }
+      }
+    }
+    return best;
+  }
+
+  /** Canonical order of two suffixes (S items; -1 is the empty suffix). */
+  private compareSuffix(a: number, b: number): number {
+    const per = this.K * this.stride;
+    for (;;) {
+      if (a === b) return 0;
+      if (a < 0) return -1;
+      if (b < 0) return 1;
+      const sa = Math.floor(a / per);
+      const sb = Math.floor(b / per);
+      const d = this.slotQ[sa] - this.slotQ[sb] || this.slotH[sa] - this.slotH[sb] || this.sC[a] - this.sC[b];
+      if (d !== 0) return d;
+      a = this.sE[a];
+      b = this.sE[b];
+    }
+  }
+
+  /** Latency atoms of finishing on g (the return to `origin` under cleave); Infinity if not allowed. */
+  private finish(g: number, origin: number, lambda: number): number {
+    const p = this.p;
+    if (!p.returns || g === origin) return 0;
+    const i = g * p.H + origin;
+    const k = p.retK[i];
+    if (Number.isNaN(k) || p.outputBytes > p.uploadCap[p.hostTier[g]]) return Infinity;
+    const xfer = Math.round(p.outputBytes * k);
+    return xfer + p.hopOvh > lambda ? Infinity : p.retFixed[i] + xfer;
+  }
+
+  private finishMin(g: number, lambda: number): number {
+    let best = Infinity;
+    for (const o of this.p.tierHosts[0]) best = Math.min(best, this.finish(g, o, lambda));
+    return best;
+  }
+
+  /**
+   * Transfer atoms of `from -> to` at every boundary (Infinity where the sender's upload cap forbids it),
+   * cached for the whole plan() call: they do not depend on the origin. undefined: no link.
+   */
+  private xfers(from: number, to: number): Float64Array | undefined {
+    const p = this.p;
+    const i = from * p.H + to;
+    const k = p.linkK[i];
+    if (Number.isNaN(k)) return undefined;
+    let a = this.xferCache.get(i);
+    if (!a) {
+      a = new Float64Array(p.n + 1);
+      const cap = p.uploadCap[p.hostTier[from]];
+      for (let c = 0; c <= p.n; c++) {
+        const bytes = p.bytesOut[c];
+        a[c] = bytes > cap ? Infinity : Math.round(bytes * k);
+      }
+      this.xferCache.set(i, a);
+    }
+    return a;
   }
 
   private ePhase(slot: number, lambda: number): void {
     const p = this.p;
     const K = this.K;
     const n = this.n;
+    const stride = this.stride;
     const q = this.slotQ[slot];
     const g = this.slotH[slot];
-    const pool = this.pool;
-    const base = slot * this.stride;
+    const { eV, eS, eCnt, eKth, sV, sCnt } = this;
+    const hopOvh = p.hopOvh;
+    const base = slot * stride;
     // Finish: the last block has run on g; the result returns to the origin (cleave).
     if (p.nextMust[q] === p.T) {
-      let ok = true;
-      let lat = 0;
-      if (p.returns && g !== this.origin) {
-        const i = g * p.H + this.origin;
-        const k = p.retK[i];
-        if (Number.isNaN(k)) ok = false;
-        else {
-          const xfer = Math.round(p.outputBytes * k);
-          lat = p.retFixed[i] + xfer;
-          if (xfer + p.hopOvh > lambda || p.outputBytes > p.uploadCap[q]) ok = false;
-        }
-      }
-      if (ok) {
-        this.eList[(base + n) * K] = pool.alloc(lat, -1, 0, 0, -1);
-        this.eCnt[base + n] = 1;
+      const lat = this.origin >= 0 ? this.finish(g, this.origin, lambda) : this.finishMin(g, lambda);
+      if (lat < Infinity) {
+        eV[(base + n) * K] = lat;
+        eS[(base + n) * K] = -1;
+        eCnt[base + n] = 1;
+        if (K === 1) eKth[base + n] = lat;
       }
     }
     const qEnd = Math.min(p.nextMust[q], p.T - 1);
     const cFrom = q === 0 ? 0 : 1;
-    const cap = p.uploadCap[q];
+    // Receivers likely to be good first (scored on a sample of boundaries), so that the K-best lists
+    // fill with good entries early and most later pairs take the fast path. The order changes no result.
+    const order: { slot2: number; xf: Float64Array; fixed: number; score: number }[] = [];
+    const step = Math.max(1, Math.floor((n - cFrom) / 16));
     for (let q2 = q + 1; q2 <= qEnd; q2++) {
       for (const slot2 of this.slotsOfTier[q2]) {
         const g2 = this.slotH[slot2];
-        const li = g * p.H + g2;
-        const k = p.linkK[li];
-        if (Number.isNaN(k)) continue;
-        const fixed = p.linkFixed[li];
-        const base2 = slot2 * this.stride;
-        for (let c = cFrom; c < n; c++) {
-          const cnt2 = this.sCnt[base2 + c];
-          if (cnt2 === 0) continue;
-          const bytes = p.bytesOut[c];
-          if (bytes > cap) continue;
-          const xfer = Math.round(bytes * k);
-          if (xfer + p.hopOvh > lambda) continue;
-          const hop = fixed + xfer;
-          const node = base + c;
-          const off = node * K;
-          for (let j = 0; j < cnt2; j++) {
-            const s = this.sList[(base2 + c) * K + j];
-            const v = pool.v[s] + hop;
-            let cnt = this.eCnt[node];
-            if (cnt === K) {
-              const last = this.eList[off + K - 1];
-              const d = v - pool.v[last] || pool.cmpKey(s, last);
-              if (d >= 0) break; // the rest of S's list is worse still
-              cnt = K - 1;
-            }
-            let i = cnt;
-            while (i > 0) {
-              const x = this.eList[off + i - 1];
-              const d = v - pool.v[x] || pool.cmpKey(s, x);
-              if (d >= 0) break;
-              this.eList[off + i] = x;
-              i--;
-            }
-            this.eList[off + i] = pool.alloc(v, -1, 0, 0, s);
-            this.eCnt[node] = cnt + 1;
+        const xf = this.xfers(g, g2);
+        if (!xf) continue;
+        const fixed = p.linkFixed[g * p.H + g2];
+        let score = 0;
+        for (let c = cFrom; c < n; c += step) {
+          const node2 = slot2 * stride + c;
+          score += sCnt[node2] > 0 ? Math.min(sV[node2 * K] + fixed + xf[c], 1e300) : 1e300;
+        }
+        order.push({ slot2, xf, fixed, score });
+      }
+    }
+    order.sort((a, b) => a.score - b.score);
+    for (const { slot2, xf, fixed } of order) {
+      const base2 = slot2 * stride;
+      for (let c = cFrom; c < n; c++) {
+        const cnt2 = sCnt[base2 + c];
+        if (cnt2 === 0) continue;
+        const xfer = xf[c];
+        const soff = (base2 + c) * K;
+        const head = sV[soff] + fixed + xfer;
+        const node = base + c;
+        // Fast path: most pairs cannot beat the K-th best already held.
+        if (head > eKth[node]) continue;
+        if (head === Infinity || xfer + hopOvh > lambda) continue;
+        const hop = fixed + xfer;
+        const off = node * K;
+        for (let j = 0; j < cnt2; j++) {
+          const s = soff + j;
+          const v = sV[s] + hop;
+          let cnt = eCnt[node];
+          if (cnt === K) {
+            if ((v - eV[off + K - 1] || this.compareSuffix(s, eS[off + K - 1])) >= 0) break; // the rest is worse still
+            cnt = K - 1;
           }
+          let i = off + cnt;
+          while (i > off && (v - eV[i - 1] || this.compareSuffix(s, eS[i - 1])) < 0) {
+            eV[i] = eV[i - 1];
+            eS[i] = eS[i - 1];
+            i--;
+          }
+          eV[i] = v;
+          eS[i] = s;
+          eCnt[node] = cnt + 1;
+          if (cnt + 1 === K) eKth[node] = eV[off + K - 1];
         }
       }
     }
@@ -298,7 +345,6 @@ export class LatencyDP {
 
   private sPhase(slot: number, lambda: number): void {
     const p = this.p;
-    const K = this.K;
     const n = this.n;
     const q = this.slotQ[slot];
     const g = this.slotH[slot];
@@ -306,131 +352,83 @@ export class LatencyDP {
     const ovh = p.stageOvh[g];
     const base = slot * this.stride;
     this.curBase = base;
-    const lo = this.lo;
-    const hi = this.hi;
+    const { lo, hi, inC, outC, outAgg, inAgg } = this;
     stageWindows(p, q, g, Math.min(p.computeCap[q], lambda), lo, hi);
     const reqMin = p.reqMin[q];
+    const from = p.reqMax[q] + 1;
     let inTop = 0;
     let outTop = 0;
-    this.inAgg.n = 0;
-    let next = n + 1; // next c to push is next - 1
+    inAgg.n = 0;
+    let next = n + 1; // the next end to enter the window is next - 1
     for (let b = n - 1; b >= 1; b--) {
-      const l = Math.max(b + 1, p.reqMax[q] + 1);
+      const l = Math.max(b + 1, from);
       while (next - 1 >= l) {
-        next--;
-        const c = next;
-        const cnt = this.eCnt[base + c];
-        if (cnt === 0) continue; // nothing to finish with from there
-        this.inC[inTop++] = c;
-        this.mergeInto(this.inAgg, c, P[c]);
+        const c = --next;
+        if (this.eCnt[base + c] === 0) continue; // nothing finishes from there
+        inC[inTop++] = c;
+        this.mergeInto(inAgg, c, P[c]);
       }
-      // Pop the oldest (largest c) while beyond the window's end.
+      // Drop the oldest ends (the largest c) beyond the window.
       for (;;) {
-        let oldest: number;
-        if (outTop > 0) oldest = this.outC[outTop - 1];
-        else if (inTop > 0) oldest = this.inC[0];
-        else break;
-        if (oldest <= hi[b]) break;
+        const oldest = outTop > 0 ? outC[outTop - 1] : inTop > 0 ? inC[0] : -1;
+        if (oldest < 0 || oldest <= hi[b]) break;
         if (outTop === 0) {
-          // Transfer: the in-stack reversed onto the out-stack, each slot aggregating all newer ones.
+          // The in-stack reversed onto the out-stack, each entry aggregating itself and all newer ones.
           while (inTop > 0) {
-            const c = this.inC[--inTop];
-            const agg = this.outAgg[outTop];
-            agg.n = 0;
-            if (outTop > 0) copyList(this.outAgg[outTop - 1], agg);
+            const c = inC[--inTop];
+            const agg = outAgg[outTop];
+            if (outTop > 0) copyList(outAgg[outTop - 1], agg);
+            else agg.n = 0;
             this.mergeInto(agg, c, P[c]);
-            this.outC[outTop++] = c;
+            outC[outTop++] = c;
           }
-          this.inAgg.n = 0;
+          inAgg.n = 0;
         }
         outTop--;
       }
-      if (reqMin >= 0 && b > reqMin) continue;
-      if (lo[b] > hi[b]) continue;
-      // Query: the out-stack's top aggregate merged with the in-stack's.
-      const res = this.tmpB;
-      if (outTop > 0) this.mergeLists(this.outAgg[outTop - 1], this.inAgg, res);
-      else copyList(this.inAgg, res);
-      this.emitS(base + b, res, P[b] - ovh, q, g);
+      if ((reqMin >= 0 && b > reqMin) || lo[b] > hi[b]) continue;
+      let res = inAgg;
+      if (outTop > 0) {
+        res = this.tmpB;
+        mergeLists(outAgg[outTop - 1], inAgg, res, this.K, this.cmpKey);
+      }
+      this.emitS(base + b, res, P[b] - ovh);
     }
     // b = 0 (only after an origin that ran no block): no run overhead, its own window.
     if (lo[0] <= hi[0]) {
       const res = this.tmpB;
       res.n = 0;
       for (let c = lo[0]; c <= hi[0]; c++) this.mergeInto(res, c, P[c]);
-      this.emitS(base, res, P[0], q, g);
+      this.emitS(base, res, P[0]);
     }
   }
 
-  private emitS(node: number, res: KList, sub: number, q: number, g: number): void {
-    const K = this.K;
+  private emitS(node: number, res: KList, sub: number): void {
+    const off = node * this.K;
     for (let i = 0; i < res.n; i++) {
-      this.sList[node * K + i] = this.pool.alloc(res.w[i] - sub, q, g, res.c[i], res.e[i]);
+      this.sV[off + i] = res.w[i] - sub;
+      this.sC[off + i] = res.c[i];
+      this.sE[off + i] = res.e[i];
     }
     this.sCnt[node] = res.n;
   }
 
-  /** Root helper: merge E(origin, c) shifted by P[c] into `into`. */
-  private mergeElem(into: KList, c: number, shift: number): void {
-    if (this.eCnt[c] > 0) this.mergeInto(into, c, shift);
-  }
-
   /** Merge E(current slot, c)'s list, each value + shift, into `into` (kept K-best). */
   private mergeInto(into: KList, c: number, shift: number): void {
+    const K = this.K;
     const node = this.curBase + c;
     const cnt = this.eCnt[node];
-    const off = node * this.K;
+    if (cnt === 0) return;
+    const off = node * K;
+    if (into.n === K && this.eV[off] + shift > into.w[K - 1]) return; // cannot enter a full list
     const a = this.tmpMerge;
-    a.n = 0;
+    a.n = cnt;
     for (let i = 0; i < cnt; i++) {
-      const e = this.eList[off + i];
-      a.w[a.n] = this.pool.v[e] + shift;
-      a.c[a.n] = c;
-      a.e[a.n] = e;
-      a.n++;
+      a.w[i] = this.eV[off + i] + shift;
+      a.c[i] = c;
+      a.e[i] = this.eS[off + i];
     }
-    const r = this.tmpMerge2;
-    this.mergeLists(into, a, r);
-    copyList(r, into);
-  }
-
-
-  /** Merge two sorted K-lists into `out` (out must differ from a and b). */
-  private mergeLists(a: KList, b: KList, out: KList): void {
-    const K = this.K;
-    const pool = this.pool;
-    let i = 0;
-    let j = 0;
-    out.n = 0;
-    while (out.n < K && (i < a.n || j < b.n)) {
-      let takeA: boolean;
-      if (i >= a.n) takeA = false;
-      else if (j >= b.n) takeA = true;
-      else {
-        const d = a.w[i] - b.w[j] || a.c[i] - b.c[j] || pool.cmpKey(a.e[i], b.e[j]);
-        takeA = d <= 0;
-      }
-      if (takeA) {
-        out.w[out.n] = a.w[i];
-        out.c[out.n] = a.c[i];
-        out.e[out.n] = a.e[i];
-        i++;
-      } else {
-        out.w[out.n] = b.w[j];
-        out.c[out.n] = b.c[j];
-        out.e[out.n] = b.e[j];
-        j++;
-      }
-      out.n++;
-    }
-  }
-}
-
-function copyList(from: KList, to: KList): void {
-  to.n = from.n;
-  for (let i = 0; i < from.n; i++) {
-    to.w[i] = from.w[i];
-    to.c[i] = from.c[i];
-    to.e[i] = from.e[i];
+    mergeLists(into, a, this.tmpMerge2, K, this.cmpKey);
+    copyList(this.tmpMerge2, into);
   }
 }

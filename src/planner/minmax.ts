@@ -95,6 +95,37 @@ export class MinMaxDP {
     return this.root(-1);
   }
 
+  /**
+   * Lower bounds on `run(o)` for every origin at the cost of about one run: the tiers >= 1 are solved
+   * once with the least return busy time over all origins, then each origin's own step exactly.
+   * Leaves the instance in no usable state for `above` (call `run` or `restore` first).
+   */
+  originBounds(origins: readonly number[]): Map<number, number> {
+    this.origin = -1;
+    this.pass(-1);
+    const out = new Map<number, number>();
+    for (const o of origins) {
+      this.origin = o;
+      this.slotH[0] = o;
+      this.E0.fill(Infinity, 0, this.stride);
+      this.ePhase(0, -1);
+      out.set(o, this.root(-1));
+    }
+    return out;
+  }
+
+  /** The plain pass's tables after `run(o)`, to return to that origin later without recomputing. */
+  snapshot(): { origin: number; E0: Float64Array; S0: Float64Array } {
+    return { origin: this.origin, E0: this.E0.slice(), S0: this.S0.slice() };
+  }
+
+  restore(s: { origin: number; E0: Float64Array; S0: Float64Array }): void {
+    this.origin = s.origin;
+    this.slotH[0] = s.origin;
+    this.E0.set(s.E0);
+    this.S0.set(s.S0);
+  }
+
   /** The smallest bottleneck strictly above `theta` from the origin of the last `run`, Infinity if none. */
   above(theta: number): number {
     this.pass(theta);
@@ -109,12 +140,21 @@ export class MinMaxDP {
     const S = flagged ? this.S1 : this.S0;
     E.fill(Infinity);
     S.fill(Infinity);
-    for (let q = p.T - 1; q >= 0; q--) {
+    for (let q = p.T - 1; q >= (this.origin >= 0 ? 0 : 1); q--) {
       for (const slot of this.slotsOfTier[q]) {
         this.ePhase(slot, theta);
         if (q > 0) this.sPhase(slot, theta);
       }
     }
+  }
+
+  /** Busy atoms of the return from g to origin o (0 when none is sent), Infinity if not allowed. */
+  private finishBusy(g: number, o: number): number {
+    const p = this.p;
+    if (!p.returns || g === o) return 0;
+    const k = p.retK[g * p.H + o];
+    if (Number.isNaN(k) || p.outputBytes > p.uploadCap[p.hostTier[g]]) return Infinity;
+    return Math.round(p.outputBytes * k) + p.hopOvh;
   }
 
   private ePhase(slot: number, theta: number): void {
@@ -126,15 +166,10 @@ export class MinMaxDP {
     const g = this.slotH[slot];
     const base = slot * this.stride;
     if (p.nextMust[q] === p.T) {
-      let busy = 0;
-      let ok = true;
-      if (p.returns && g !== this.origin) {
-        const i = g * p.H + this.origin;
-        const k = p.retK[i];
-        if (Number.isNaN(k) || p.outputBytes > p.uploadCap[q]) ok = false;
-        else busy = Math.round(p.outputBytes * k) + p.hopOvh;
-      }
-      if (ok && (!flagged || busy > theta)) E[base + n] = busy;
+      let busy = Infinity;
+      if (this.origin >= 0) busy = this.finishBusy(g, this.origin);
+      else for (const o of p.tierHosts[0]) busy = Math.min(busy, this.finishBusy(g, o));
+      if (busy < Infinity && (!flagged || busy > theta)) E[base + n] = busy;
     }
     const qEnd = Math.min(p.nextMust[q], p.T - 1);
     const cFrom = q === 0 ? 0 : 1;
@@ -187,7 +222,7 @@ export class MinMaxDP {
     let b = hi + 1;
     while (a < b) {
       const m = (a + b) >> 1;
-      if (P[m] - sub > theta) b = m;
+      if (P[m] - sub >= theta) b = m;
       else a = m + 1;
     }
     if (a <= hi) best = Math.min(best, windowMinMax(P, sub, a, hi, this.rmq0));

@@ -54,6 +54,7 @@ export function toPlan(p: Prepared, s: Scored): Plan {
   const bottleneckMs = atomsToMs(m.bottleneck);
   return {
     origin: p.hostNames[shape.origin],
+    originTier: p.tiers[0],
     stages,
     hops: m.hops.map((h) => ({ from: p.hostNames[h.from], to: p.hostNames[h.to], bytes: h.bytes, ms: atomsToMs(h.lat), busyMs: atomsToMs(h.busy), kind: h.kind })),
     latencyMs: atomsToMs(m.latency),

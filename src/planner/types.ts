@@ -130,8 +130,9 @@ export interface Hop {
 }
 
 export interface Plan {
-  /** The device host where the request arrives (it may run no block). */
+  /** The device host where the request arrives (it may run no block), and its tier (the chain's first). */
   readonly origin: string;
+  readonly originTier: string;
   /** Computing stages in tier order. */
   readonly stages: readonly Stage[];
   readonly hops: readonly Hop[];

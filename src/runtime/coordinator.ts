@@ -105,7 +105,7 @@ export class Coordinator {
   }
 
   /** The planner's top plans for the current measurements. */
-  async search(constraints: readonly Constraint[], topN = 1): Promise<Plan[]> {
+  async search(constraints: readonly Constraint[], topN = 1): Promise<readonly Plan[]> {
     const input = await this.planInput(constraints, topN);
     return searchPlans(input).plans;
   }

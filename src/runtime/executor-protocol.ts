@@ -9,7 +9,7 @@ export interface LoadRequest {
   readonly op: 'load';
   readonly id: number;
   readonly key: string;
-  /** ONNX bytes, or a file path the worker reads itself (nothing crosses the thread boundary). */
+  /** A file path the worker reads itself, or ONNX bytes in a SharedArrayBuffer (shared, not copied). */
   readonly model: Uint8Array | string;
   readonly intraOpThreads: number;
   readonly warmup: number;
@@ -30,7 +30,7 @@ export interface ReleaseRequest {
   readonly key: string;
 }
 
-/** Releases every session; the executor terminates the worker after the reply. */
+/** Releases every session and closes the worker's port after the reply, so the thread exits. */
 export interface CloseRequest {
   readonly op: 'close';
   readonly id: number;
@@ -53,6 +53,8 @@ export interface RanReply {
   readonly outputs: Record<string, TensorLike>;
   /** Time inside `session.run`, measured in the worker. */
   readonly computeMs: number;
+  /** The feeds' buffers, done with and sent back for reuse by later feed copies. */
+  readonly spent: ArrayBuffer[];
 }
 
 export interface DoneReply {

@@ -10,8 +10,8 @@ import type { TensorLike } from './executor-tensors.js';
 
 const WORKER_URL = new URL('./executor-worker.mjs', import.meta.url);
 
-/** How long `close()` waits for the worker to release its sessions before terminating it anyway. */
-const CLOSE_GRACE_MS = 2_000;
+/** How long `close()` lets a worker that has released its sessions take to exit before terminating it. */
+const EXIT_GRACE_MS = 1_000;
 
 /** Distributive so that `Omit` keeps each request's own fields. */
 type Unsent<T> = T extends WorkerRequest ? Omit<T, 'id'> : never;
@@ -36,6 +36,9 @@ export class WorkerSlot {
   /** Set by an uncaught error in the worker, which is followed by its exit. */
   private deathReason: string | undefined;
 
+  /** Settles when the worker posts 'ready' (resolve) or fails first (reject). */
+  private startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
+
   private constructor(
     readonly index: number,
     private readonly worker: Worker,
@@ -49,24 +52,14 @@ export class WorkerSlot {
   }
 
   /** Starts a worker and resolves once it has imported ORT and accepts requests. */
-  static start(index: number, onDeath: (slot: WorkerSlot, reason: string) => void): Promise<WorkerSlot> {
+  static async start(index: number, onDeath: (slot: WorkerSlot, reason: string) => void): Promise<WorkerSlot> {
     // execArgv: [] keeps the worker clean of the parent's loader flags (tsx's own --import, vitest's
     // --conditions); executor-worker.mjs registers tsx itself.
-    const worker = new Worker(WORKER_URL, { name: `cleave-ort-${index}`, execArgv: [] });
-    return new Promise((resolve, reject) => {
-      const fail = (why: string): void => {
-        worker.removeAllListeners();
-        void worker.terminate();
-        reject(new CleaveError('E_INTERNAL', `ORT worker ${index} did not start: ${why}`));
-      };
-      worker.once('error', (e) => fail(e.message));
-      worker.once('exit', (code) => fail(`exited with code ${code}`));
-      worker.once('message', (m: WorkerMessage) => {
-        if (!('op' in m) || m.op !== 'ready') return fail('unexpected first message');
-        worker.removeAllListeners();
-        resolve(new WorkerSlot(index, worker, onDeath));
-      });
+    const slot = new WorkerSlot(index, new Worker(WORKER_URL, { name: `cleave-ort-${index}`, execArgv: [] }), onDeath);
+    await new Promise<void>((resolve, reject) => {
+      slot.startup = { resolve, reject };
     });
+    return slot;
   }
 
   get alive(): boolean {
@@ -90,18 +83,20 @@ export class WorkerSlot {
     return this.request({ op: 'release', key }, [], `release of '${key}'`) as Promise<DoneReply>;
   }
 
-  /** Releases the worker's sessions (waiting at most CLOSE_GRACE_MS), then terminates it. */
+  /**
+   * Lets the worker finish the requests already posted, release its sessions and exit. It is never
+   * terminated inside `session.run`: onnxruntime-node then aborts the whole process (measured on 1.30).
+   */
   async close(): Promise<void> {
     if (this.dead || this.closing) return;
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
     const released = this.request({ op: 'close' }, [], 'close');
     this.closing = true;
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_GRACE_MS);
-    });
-    await Promise.race([released.catch(() => undefined), grace]);
+    await released.catch(() => undefined);
+    // Sessions are gone now, so terminating is safe if the thread is slow to wind down.
+    const timer = setTimeout(() => void this.worker.terminate(), EXIT_GRACE_MS);
+    await exited;
     clearTimeout(timer);
-    await this.worker.terminate();
   }
 
   private request(msg: Unsent<WorkerRequest>, transfer: ArrayBuffer[], what: string): Promise<WorkerReply> {
@@ -119,7 +114,11 @@ export class WorkerSlot {
   }
 
   private onMessage(m: WorkerMessage): void {
-    if (!('id' in m)) return;
+    if (!('id' in m)) {
+      this.startup?.resolve();
+      this.startup = undefined;
+      return;
+    }
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
@@ -131,6 +130,11 @@ export class WorkerSlot {
     const expected = this.closing;
     this.dead = true;
     const reason = this.deathReason ?? `worker ${this.index} exited with code ${code}`;
+    if (this.startup) {
+      this.startup.reject(new CleaveError('E_INTERNAL', `ORT worker ${this.index} did not start: ${reason}`));
+      this.startup = undefined;
+      return;
+    }
     for (const p of this.pending.values()) {
       p.reject(new CleaveError(expected ? 'E_NOT_READY' : 'E_INTERNAL', expected ? `executor closed during ${p.what}` : `${reason} during ${p.what}`));
     }

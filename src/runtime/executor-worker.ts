@@ -57,10 +57,12 @@ async function load(req: LoadRequest): Promise<WorkerReply> {
   let session: ort.InferenceSession;
   try {
     const opts = sessionOptions(req.intraOpThreads);
+    const model = req.model;
+    // ORT refuses SharedArrayBuffer-backed bytes: copy them here, off the main thread.
     session =
-      typeof req.model === 'string'
-        ? await ort.InferenceSession.create(req.model, opts)
-        : await ort.InferenceSession.create(req.model, opts);
+      typeof model === 'string'
+        ? await ort.InferenceSession.create(model, opts)
+        : await ort.InferenceSession.create(model.buffer instanceof SharedArrayBuffer ? new Uint8Array(model) : model, opts);
   } catch (e) {
     throw new CleaveError('E_BAD_MODEL', `session '${req.key}': ONNX Runtime could not load the model: ${errorMessage(e)}`, { cause: e });
   }
@@ -107,10 +109,15 @@ async function run(req: RunRequest): Promise<{ reply: WorkerReply; transfer: Arr
   for (const [name, t] of Object.entries(results)) {
     outputs[name] = { dtype: t.type as TensorLike['dtype'], dims: t.dims, data: t.data as TensorData };
   }
-  // On onnxruntime-node 1.30 each output comes back in a buffer of its own, so they are given up whole;
-  // packForTransfer still copies any output that is a view on a larger buffer or shares one.
+  // On onnxruntime-node 1.30 each output comes back in a buffer of its own, which nothing here keeps.
   const packed = packForTransfer(outputs, true);
-  return { reply: { id: req.id, ok: true, outputs: packed.tensors, computeMs }, transfer: packed.transfer };
+  // ORT read the feeds in place and is done with them: their buffers go back to be filled again.
+  const spent: ArrayBuffer[] = [];
+  for (const t of Object.values(req.feeds)) {
+    const b = t.data.buffer;
+    if (b instanceof ArrayBuffer && !spent.includes(b) && !packed.transfer.includes(b)) spent.push(b);
+  }
+  return { reply: { id: req.id, ok: true, outputs: packed.tensors, computeMs, spent }, transfer: [...packed.transfer, ...spent] };
 }
 
 async function release(key: string): Promise<void> {
@@ -138,6 +145,8 @@ async function handle(req: WorkerRequest): Promise<void> {
       case 'close':
         for (const key of [...sessions.keys()]) await release(key);
         port.postMessage({ id: req.id, ok: true } satisfies WorkerReply);
+        // With the port closed the thread has nothing left to wait for and exits by itself.
+        port.close();
         return;
     }
   } catch (e) {

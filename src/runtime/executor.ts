@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { LoadedReply } from './executor-protocol.js';
 import { WorkerSlot } from './executor-slot.js';
-import { checkFeeds, checkOutputNames, packForTransfer, type TensorLike, type ValueInfo } from './executor-tensors.js';
+import { BufferPool, checkFeeds, checkOutputNames, packForTransfer, type TensorLike, type ValueInfo } from './executor-tensors.js';
 import { SessionCache } from './session-cache.js';
 
 export type { TensorData, TensorDType, TensorLike, ValueInfo } from './executor-tensors.js';
@@ -29,6 +29,8 @@ export const EXECUTOR_DEFAULTS = {
   maxQueuedRuns: 256,
   /** Warm-up runs made by `load` before it resolves. */
   warmup: 2,
+  /** Bytes of feed buffers kept for reuse after the workers send them back (up to 4 per size). */
+  feedPoolBytes: 32 * 1024 * 1024,
 } as const;
 
 export interface ExecutorOptions {
@@ -54,8 +56,9 @@ export interface RunOptions {
   /** Outputs to fetch. Default: all of them. */
   outputs?: readonly string[];
   /**
-   * Hand the feeds' buffers to the worker instead of copying them: a buffer that a feed's view covers whole
-   * is moved, and the caller's typed array is left detached (length 0). Views on larger buffers are copied.
+   * Hand the feeds' buffers to the worker instead of copying them: every ArrayBuffer under a feed is moved
+   * whole, including bytes outside the feed's view (a received frame's header, other tensors), and is left
+   * detached (length 0) here. Default false: each feed is copied once.
    */
   transferInputs?: boolean;
 }
@@ -76,8 +79,10 @@ export interface SessionInfo {
 }
 
 /**
- * A path, or the bytes themselves. Bytes are kept for as long as the session is cached, so that a worker
- * that dies can be given the session again; pass a path to keep large models out of the main thread.
+ * A path, which the workers read themselves, or the bytes. Bytes are copied once into shared memory, a
+ * chunk per event-loop turn, and shared by all workers; the copy is kept while the session is cached, so
+ * that a worker that dies can be given the session again. Pass a path to keep a large model out of the
+ * main thread's memory altogether. Bytes must not change until `load` resolves.
  */
 export type ModelSource = Uint8Array | string;
 
@@ -91,7 +96,8 @@ class Entry {
 
   constructor(
     readonly key: string,
-    readonly source: ModelSource,
+    /** A path, or the bytes copied into a SharedArrayBuffer. */
+    readonly model: Promise<string | Uint8Array>,
     readonly warmup: number,
     readonly warmupFeeds: Record<string, TensorLike> | undefined,
   ) {}
@@ -102,6 +108,23 @@ interface Resolved {
   readonly intraOpThreads: number;
   readonly maxCachedSessions: number;
   readonly maxQueuedRuns: number;
+}
+
+/** Bytes of a model copied per event-loop turn when sharing it with the workers: a few ms each. */
+const SHARE_CHUNK_BYTES = 4 << 20;
+
+/**
+ * `bytes` copied into a SharedArrayBuffer that every worker can read without a copy of its own crossing
+ * the thread boundary. Copying a chunk per turn keeps a model of hundreds of MB from blocking the loop for
+ * the whole copy, as one structured clone per worker would.
+ */
+async function share(bytes: Uint8Array): Promise<Uint8Array> {
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  for (let off = 0; off < bytes.byteLength; off += SHARE_CHUNK_BYTES) {
+    if (off > 0) await new Promise((resolve) => setImmediate(resolve));
+    shared.set(bytes.subarray(off, off + SHARE_CHUNK_BYTES), off);
+  }
+  return shared;
 }
 
 /** Longest pause between attempts to replace a dead worker whose replacement fails to start. */
@@ -120,6 +143,7 @@ export class Executor {
   readonly #log: Logger | undefined;
   readonly #slots: WorkerSlot[] = [];
   readonly #cache: SessionCache<Entry>;
+  readonly #feedPool = new BufferPool(EXECUTOR_DEFAULTS.feedPoolBytes);
   /** Runs waiting for a worker while none is alive (between a crash and its replacement). */
   readonly #slotWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   #queued = 0;
@@ -202,9 +226,7 @@ export class Executor {
     if (!Number.isSafeInteger(warmup) || warmup < 0) {
       return Promise.reject(new CleaveError('E_BAD_INPUT', `'warmup' must be an integer >= 0, got ${warmup}`));
     }
-    // Structured cloning a view copies its whole backing buffer; keep exactly the model's bytes.
-    const source = typeof model === 'string' || model.byteLength === model.buffer.byteLength ? model : model.slice();
-    const entry = new Entry(key, source, warmup, opts.warmupFeeds);
+    const entry = new Entry(key, typeof model === 'string' ? Promise.resolve(model) : share(model), warmup, opts.warmupFeeds);
     // Pinned while loading, so that loads of other keys cannot evict it half-built.
     this.#cache.set(key, entry, { pinned: true });
     entry.ready = this.#loadEverywhere(entry).finally(() => this.#cache.peek(key) === entry && this.#cache.unpin(key));
@@ -218,12 +240,14 @@ export class Executor {
    */
   async run(key: string, feeds: Record<string, TensorLike>, opts: RunOptions = {}): Promise<RunResult> {
     if (this.#closed) throw closedError();
-    const entry = this.#cache.get(key);
+    const entry = this.#cache.peek(key);
     if (!entry) throw new CleaveError('E_NOT_READY', `session '${key}' is not loaded`);
     if (entry.warm) this.#check(entry, feeds, opts);
     if (this.#queued >= this.#opts.maxQueuedRuns) {
       throw new CleaveError('E_QUEUE_FULL', `executor has ${this.#queued} runs queued (maxQueuedRuns ${this.#opts.maxQueuedRuns})`);
     }
+    // Only an accepted run counts as a use of the session.
+    this.#cache.get(key);
     this.#queued++;
     this.#cache.pin(key);
     try {
@@ -232,12 +256,14 @@ export class Executor {
         this.#check(entry, feeds, opts);
       }
       const slot = this.#pick(key) ?? (await this.#waitForSlot(entry));
-      const packed = packForTransfer(feeds, opts.transferInputs === true);
+      const packed = packForTransfer(feeds, opts.transferInputs === true, this.#feedPool);
       const r = await slot.run(key, packed.tensors, opts.outputs, packed.transfer);
+      for (const b of r.spent) this.#feedPool.give(b);
       return { outputs: r.outputs, computeMs: r.computeMs };
     } finally {
       this.#queued--;
-      this.#cache.unpin(key);
+      // A release during the run took the pins with it; a later load of the key holds pins of its own.
+      if (this.#cache.peek(key) === entry) this.#cache.unpin(key);
     }
   }
 
@@ -246,7 +272,7 @@ export class Executor {
     if (this.#cache.delete(key)) this.#releaseEverywhere(key);
   }
 
-  /** Lets the runs already sent finish, releases every session and terminates the workers. */
+  /** Lets the runs already sent finish, releases every session and ends the worker threads. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -286,7 +312,9 @@ export class Executor {
     const key = entry.key;
     const known = slot.sessions.get(key);
     if (known) return known;
-    const p = slot.load({ op: 'load', key, model: entry.source, intraOpThreads: this.#opts.intraOpThreads, warmup: entry.warmup, warmupFeeds: entry.warmupFeeds });
+    const p = entry.model.then((model) =>
+      slot.load({ op: 'load', key, model, intraOpThreads: this.#opts.intraOpThreads, warmup: entry.warmup, warmupFeeds: entry.warmupFeeds }),
+    );
     slot.sessions.set(key, p);
     void p.then(
       (r) => {

@@ -52,6 +52,7 @@ export class Channel {
   private closeError: CleaveError | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
   private pingCount = 0;
+  private pongs = 0;
   private pingOut: { id: number; at: number } | null = null;
 
   constructor(cfg: ChannelConfig) {
@@ -176,15 +177,19 @@ export class Channel {
       this.fail(isCleaveError(e) ? e : new CleaveError('E_BAD_FRAME', `bad frame: ${errorMessage(e)}`));
       return;
     }
-    const kind = frame.header.kind;
+    const { kind, seq, body } = frame.header;
     if (kind === 'ack') {
-      this.cfg.meter.acked(frame.header.seq, performance.now());
+      // The ack says how long the receiver held the frame before acking (its handler ran first); that time
+      // is not transfer time.
+      const held = typeof body === 'number' && body > 0 ? body : 0;
+      this.cfg.meter.acked(seq, performance.now() - held);
       return;
     }
-    // Ack before handing over, so the handler's work does not count as transfer time.
-    if (kind !== 'hello') this.sendControl({ kind: 'ack', seq: frame.header.seq });
-    if (kind === 'probe') return;
+    if (kind === 'probe') return this.sendControl({ kind: 'ack', seq, body: 0 });
+    const start = performance.now();
+    // The handler runs before the ack is written, so a hop's latency does not include an ack's syscall.
     this.cfg.onFrame(frame, receivedAt);
+    if (kind !== 'hello') this.sendControl({ kind: 'ack', seq, body: performance.now() - start });
   }
 
   private tick(): void {
@@ -212,6 +217,8 @@ export class Channel {
     if (!this.pingOut || data.length !== 4 || data.readUInt32LE(0) !== this.pingOut.id) return;
     this.cfg.meter.rttSample(performance.now() - this.pingOut.at);
     this.pingOut = null;
+    // Three pings back to back when the connection opens, so the first estimate is a median, not one sample.
+    if (++this.pongs < 3) this.tick();
   }
 
   private pong(data: Buffer): void {

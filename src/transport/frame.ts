@@ -25,63 +25,9 @@
  */
 import { Packr } from 'msgpackr';
 import { CleaveError } from '../errors.js';
+import { DTYPE_SIZE, DTYPES, TYPED_ARRAY, tensorBytes, type Dtype, type Tensor, type TensorData } from './dtype.js';
 
-/** Tensor element types carried on the wire, spelled as onnxruntime's `Tensor.type` strings. */
-export type Dtype =
-  | 'float32'
-  | 'float64'
-  | 'float16'
-  | 'int8'
-  | 'uint8'
-  | 'int16'
-  | 'uint16'
-  | 'int32'
-  | 'uint32'
-  | 'int64'
-  | 'uint64'
-  | 'bool';
-
-/** Bytes per element for every wire dtype. */
-export const DTYPE_SIZE: Readonly<Record<Dtype, number>> = {
-  float32: 4,
-  float64: 8,
-  float16: 2,
-  int8: 1,
-  uint8: 1,
-  int16: 2,
-  uint16: 2,
-  int32: 4,
-  uint32: 4,
-  int64: 8,
-  uint64: 8,
-  bool: 1,
-};
-
-export const DTYPES = Object.keys(DTYPE_SIZE) as readonly Dtype[];
-
-/**
- * The typed arrays tensors are exposed as (what onnxruntime-node's `Tensor` accepts). float16 has no
- * typed array in Node 20 and travels as its raw bits in a Uint16Array; bool is a Uint8Array of 0/1.
- */
-export type TensorData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array;
-
-/** A tensor to send, or one received: `data` is a view over the frame's bytes whenever alignment allows. */
-export interface Tensor {
-  name: string;
-  dtype: Dtype;
-  dims: readonly number[];
-  data: TensorData;
-}
+export { DTYPE_SIZE, DTYPES, tensorBytes, type Dtype, type Tensor, type TensorData };
 
 /** How a tensor is described in the header. */
 export interface TensorDesc {
@@ -128,7 +74,8 @@ export interface FrameHeader {
   seq: number;
   tensors: TensorDesc[];
   error?: FrameError;
-  /** Opaque msgpack-able data for `message` and `hello` frames. */
+  /** Opaque msgpack-able data of `message` and `hello` frames; on an ack, the ms the receiver held the frame
+   * (its handler ran) before acking, which the sender does not count as transfer time. */
   body?: unknown;
 }
 
@@ -178,15 +125,11 @@ const DEFAULT_MAX_TENSORS = 4096;
 // Plain maps and arrays only: records/structures would make the wire depend on the packer's shared state.
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', variableMapSize: true });
 
-const align = (n: number): number => (n + ALIGN - 1) & ~(ALIGN - 1);
+// Arithmetic, not bit masks: frames may pass 2 GiB.
+const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
 
 function bad(field: string, message: string): CleaveError {
   return new CleaveError('E_BAD_FRAME', `bad frame: ${field} ${message}`);
-}
-
-/** Raw bytes of a typed array, as a view. */
-export function tensorBytes(data: TensorData): Buffer {
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** Element count for dims, or -1 when the dims are not a list of non-negative safe integers. */
@@ -305,27 +248,10 @@ class Bytes {
   }
 }
 
-type ArrayCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData };
-
-const CTORS: Record<Dtype, ArrayCtor> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  float16: Uint16Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-};
-
 /** A typed array over `buf`: a view when `buf` is aligned for the element size, else one aligned copy. */
 function toTyped(buf: Buffer, dtype: Dtype): { data: TensorData; copied: boolean } {
   const size = DTYPE_SIZE[dtype];
-  const ctor = CTORS[dtype];
+  const ctor = TYPED_ARRAY[dtype];
   if (buf.byteOffset % size === 0) return { data: new ctor(buf.buffer, buf.byteOffset, buf.length / size), copied: false };
   const copy = new ArrayBuffer(buf.length);
   new Uint8Array(copy).set(buf);

@@ -23,6 +23,7 @@ export {
   type TensorData,
   type TensorDesc,
 } from './frame.js';
+export { TYPED_ARRAY, type TypedArrayConstructor } from './dtype.js';
 export { LinkEmulator, checkEmulationSettings, type EmulationSettings } from './emulator.js';
 export { LinkMeter, type LinkStats } from './measure.js';
 export { DEFAULT_TRANSPORT_OPTIONS, resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';

@@ -12,6 +12,11 @@
  * On a busy link T = k - k' (the ack spacing) and the RTT estimate cancels out. A frame whose T is under
  * `minSampleMs` is too quick to time against timer noise; it only tells us the link is at least
  * B / minSampleMs fast, so it may raise the estimate but never lower it.
+ *
+ * Both estimates are EWMAs fed through a median of the last three samples: one pong or ack held up by a GC
+ * pause or a big frame ahead of it in the socket is dropped, while a real change gets through one sample late.
+ * Until three samples exist the estimate is that median itself, so a cold first sample (JIT, connection
+ * set-up) does not linger in the average: the start-up estimates are the ones the first plan is made from.
  */
 export interface LinkStats {
   /** Smoothed round-trip time (ms) from pings, or null before the first sample. */
@@ -51,8 +56,28 @@ interface InFlight {
 /** Beyond this many unacknowledged frames the oldest are forgotten (a peer that never acks is a bug). */
 const MAX_IN_FLIGHT = 4096;
 
+/** Median of the last three values (of fewer, while starting). */
+class Median3 {
+  private readonly last: number[] = [];
+
+  push(x: number): number {
+    this.last.push(x);
+    if (this.last.length > 3) this.last.shift();
+    const [a, b, c] = this.last;
+    if (this.last.length === 1) return a;
+    if (this.last.length === 2) return (a + b) / 2;
+    return Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
+  }
+
+  reset(): void {
+    this.last.length = 0;
+  }
+}
+
 export class LinkMeter {
   private readonly inFlight: InFlight[] = [];
+  private readonly rttFilter = new Median3();
+  private readonly rateFilter = new Median3();
   private rtt: number | null = null;
   private rttLast: number | null = null;
   private rate: number | null = null;
@@ -64,6 +89,7 @@ export class LinkMeter {
   private framesAcked = 0;
   private rttSamples = 0;
   private rateSamples = 0;
+  private resolvedSamples = 0;
   private lastSampleAt: number | null = null;
   private lastRateAt: number | null = null;
   /** Monotonic time of the last timed throughput sample, for the probe scheduler. */
@@ -104,8 +130,9 @@ export class LinkMeter {
   /** A round trip of `ms` was measured. */
   rttSample(ms: number): void {
     this.rttLast = ms;
-    this.rtt = this.rtt === null ? ms : this.rtt + this.options.ewmaAlpha * (ms - this.rtt);
+    const x = this.rttFilter.push(ms);
     this.rttSamples++;
+    this.rtt = this.rtt === null || this.rttSamples <= 3 ? x : this.rtt + this.options.ewmaAlpha * (x - this.rtt);
     this.lastSampleAt = Date.now();
   }
 
@@ -146,8 +173,15 @@ export class LinkMeter {
 
   private rateSample(bps: number, resolved: boolean, at: number): void {
     this.rateLast = bps;
-    this.rate = this.rate === null ? bps : this.rate + this.options.ewmaAlpha * (bps - this.rate);
     this.rateSamples++;
+    if (resolved) {
+      const x = this.rateFilter.push(bps);
+      this.resolvedSamples++;
+      this.rate = this.rate === null || this.resolvedSamples <= 3 ? x : this.rate + this.options.ewmaAlpha * (x - this.rate);
+    } else {
+      // Lower bounds bypass the filter: they only ever raise the estimate, and must when a link speeds up.
+      this.rate = this.rate === null ? bps : this.rate + this.options.ewmaAlpha * (bps - this.rate);
+    }
     this.lastSampleAt = Date.now();
     if (resolved) {
       this.lastRateAt = this.lastSampleAt;

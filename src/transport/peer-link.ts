@@ -311,7 +311,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     const bytes = Math.min(o.probeMaxBytes, Math.max(o.probeMinBytes, Math.round((estimate * o.probeTargetMs) / 1000)));
     this.lastProbeAt = now;
     this.probesSent++;
-    channel.send({ kind: 'probe' }, [{ name: 'probe', dtype: 'uint8', dims: [bytes], data: probeBytes(bytes) }]);
+    try {
+      channel.send({ kind: 'probe' }, [{ name: 'probe', dtype: 'uint8', dims: [bytes], data: probeBytes(bytes) }]);
+    } catch (e) {
+      // A timer must not throw; a probe that cannot go now is simply skipped.
+      this.log.debug({ err: e }, 'probe skipped');
+    }
   }
 
   private onClose(channel: Channel, error: CleaveError): void {

@@ -1,0 +1,12 @@
+/** The planner's public face: exact split planning over a tier chain, pure and synchronous. */
+export { plan } from './plan.js';
+export { enumeratePlans } from './enumerate.js';
+export { profilesToInput, type ProfilesToInputOptions } from './input.js';
+export { parseProfile, checkProfiles, PROFILE_FORMAT, type Profile, type ProfileBlock, type ProfileHost, type ProfileTimings } from './profile.js';
+export { parseNetworkCsv, type NetworkLink } from './network.js';
+export { parseScissionCriteria, parseConstraintFlag, parseSize, DEFAULT_TIERS } from './criteria.js';
+export { formatPlan, formatResult } from './format.js';
+export { planSvg } from './svg.js';
+export { describeConstraint } from './prepare.js';
+export { ATOMS_PER_MS } from './cost.js';
+export * from './types.js';

@@ -1,0 +1,145 @@
+/**
+ * A real three-host deployment on loopback inside the test process: a model repository in a temp folder,
+ * free ports, real hosts (ORT worker threads, WebSocket links, HTTP gateway), and helpers to send Open
+ * Inference Protocol requests over HTTP in JSON and binary form.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { DeploymentConfig, HostConfig, LinkConfig } from '../../src/runtime/config.js';
+import { Host } from '../../src/runtime/host.js';
+import type { RuntimeLimits } from '../../src/runtime/limits.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Deployment {
+  readonly hosts: Host[];
+  readonly device: Host;
+  readonly url: string;
+  readonly model: string;
+  readonly token: string;
+  close(): Promise<void>;
+}
+
+export async function startDeployment(o: {
+  modelName: string;
+  modelBytes: Uint8Array;
+  shapes?: Record<string, number[]>;
+  limits?: Partial<RuntimeLimits>;
+  links?: LinkConfig[];
+  threads?: [number, number, number];
+}): Promise<Deployment> {
+  const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
+  const repo = join(dir, 'models');
+  mkdirSync(join(repo, o.modelName, '1'), { recursive: true });
+  writeFileSync(join(repo, o.modelName, '1', 'model.onnx'), o.modelBytes);
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const th = o.threads ?? [1, 1, 1];
+  const hosts: HostConfig[] = [
+    { name: 'dev', tier: 'device', listen: `127.0.0.1:${ports[0]}`, threads: th[0] },
+    { name: 'edg', tier: 'edge', listen: `127.0.0.1:${ports[1]}`, threads: th[1] },
+    { name: 'cld', tier: 'cloud', listen: `127.0.0.1:${ports[2]}`, threads: th[2] },
+  ];
+  const token = 'test-token-123';
+  const config: DeploymentConfig = {
+    model: o.modelName,
+    token,
+    hosts,
+    links: o.links ?? [],
+    shapes: o.shapes,
+    profile: { repeats: 2, warmup: 1 },
+    limits: { startupTimeoutMs: 20_000, ...o.limits },
+    transport: { probeIntervalMs: 200 },
+  };
+  const logger = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
+  const started: Host[] = [];
+  try {
+    for (const h of hosts) started.push(await Host.start({ config, name: h.name, modelsDir: repo, cacheDir: join(dir, 'cache'), logger }));
+    await started[0].planAtStartup();
+  } catch (e) {
+    await Promise.all(started.map((h) => h.close()));
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    hosts: started,
+    device: started[0],
+    url: `http://${hosts[0].listen}`,
+    model: o.modelName,
+    token,
+    async close() {
+      await Promise.all(started.map((h) => h.close()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface OipTensor {
+  name: string;
+  dtype: 'float32';
+  dims: number[];
+  data: Float32Array;
+}
+
+/** POST a JSON inference request; returns status and parsed body. */
+export async function inferJson(url: string, model: string, inputs: OipTensor[]): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}/v2/models/${model}/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id: 'req-json', inputs: inputs.map((t) => ({ name: t.name, shape: t.dims, datatype: 'FP32', data: Array.from(t.data) })) }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** POST a binary-extension inference request asking for binary outputs; returns outputs as Float32Arrays. */
+export async function inferBinary(url: string, model: string, inputs: OipTensor[]): Promise<{ status: number; outputs: Record<string, Float32Array>; json: any }> {
+  const header = Buffer.from(
+    JSON.stringify({
+      id: 'req-bin',
+      inputs: inputs.map((t) => ({ name: t.name, shape: t.dims, datatype: 'FP32', parameters: { binary_data_size: t.data.byteLength } })),
+      parameters: { binary_data_output: true },
+    }),
+  );
+  const body = Buffer.concat([header, ...inputs.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
+  const res = await fetch(`${url}/v2/models/${model}/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+    body,
+  });
+  const buf = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) return { status: res.status, outputs: {}, json: JSON.parse(buf.toString()) };
+  const hl = Number(res.headers.get('inference-header-content-length'));
+  const json = JSON.parse(buf.subarray(0, hl).toString());
+  const outputs: Record<string, Float32Array> = {};
+  let off = hl;
+  for (const o of json.outputs) {
+    const n = o.parameters.binary_data_size;
+    outputs[o.name] = new Float32Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + n));
+    off += n;
+  }
+  return { status: res.status, outputs, json };
+}
+
+/** numpy.allclose. */
+export function allclose(a: ArrayLike<number>, b: ArrayLike<number>, atol = 1e-4, rtol = 1e-3): { ok: boolean; maxAbs: number } {
+  if (a.length !== b.length) return { ok: false, maxAbs: Infinity };
+  let ok = true;
+  let maxAbs = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i] - b[i]);
+    maxAbs = Math.max(maxAbs, e);
+    if (!(e <= atol + rtol * Math.abs(b[i]))) ok = false;
+  }
+  return { ok, maxAbs };
+}

@@ -1,0 +1,158 @@
+/**
+ * The exact search against brute force: on random instances (block times with and without ties, frontier
+ * sizes, links, several hosts per tier and origins, skipped tiers, random constraints), the planner's top N
+ * (and Pareto set) must equal full enumeration's, plan for plan and in order, for both objectives and
+ * both cost models; and when enumeration finds nothing, the planner must say E_NO_PLAN.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { isCleaveError } from '../src/errors.js';
+import { enumeratePlans } from '../src/planner/enumerate.js';
+import { plan, type Constraint, type CostModel, type Objective, type Plan, type PlanInput, type PlanResult } from '../src/planner/index.js';
+
+const time = fc.oneof(fc.integer({ min: 0, max: 4 }), fc.double({ min: 0, max: 10, noNaN: true, noDefaultInfinity: true }));
+const bytes = fc.oneof(fc.constantFrom(0, 100, 1000, 2000), fc.integer({ min: 0, max: 5000 }));
+
+interface Shape {
+  tiers: string[];
+  n: number;
+  hosts: { name: string; tier: string }[];
+}
+
+const shapeArb: fc.Arbitrary<Shape> = fc
+  .record({ T: fc.integer({ min: 1, max: 4 }), n: fc.integer({ min: 1, max: 6 }), origins: fc.integer({ min: 1, max: 3 }), per: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 3, maxLength: 3 }) })
+  .map(({ T, n, origins, per }) => {
+    const tiers = ['device', 'edge', 'region', 'cloud'].slice(0, T);
+    const hosts: Shape['hosts'] = [];
+    tiers.forEach((tier, q) => {
+      const k = q === 0 ? origins : per[q - 1];
+      for (let i = 0; i < k; i++) hosts.push({ name: `${tier}${i}`, tier });
+    });
+    return { tiers, n, hosts };
+  });
+
+function constraintArb(s: Shape): fc.Arbitrary<Constraint> {
+  const tier = fc.constantFrom(...s.tiers);
+  const host = fc.constantFrom(...s.hosts.map((h) => h.name));
+  const block = fc.integer({ min: 0, max: s.n - 1 });
+  const byTier = s.tiers.filter((t) => s.hosts.some((h) => h.tier === t));
+  return fc.oneof(
+    fc.record({ kind: fc.constant('blockOn' as const), block, tier }),
+    fc.record({ kind: fc.constant('blockNotOn' as const), block, tier }),
+    fc.record({ kind: fc.constant('useTier' as const), tier }),
+    fc.record({ kind: fc.constant('noTier' as const), tier }),
+    fc.constantFrom(...byTier).chain((t) => fc.subarray(s.hosts.filter((h) => h.tier === t).map((h) => h.name), { minLength: 1 }).map((hosts) => ({ kind: 'useHost' as const, hosts }))),
+    fc.record({ kind: fc.constant('noHost' as const), host }),
+    fc.record({ kind: fc.constant('maxUpload' as const), tier, bytes: fc.constantFrom(0, 500, 1000, 2500, 10_000) }),
+    fc.record({ kind: fc.constant('maxCompute' as const), tier, ms: fc.constantFrom(0, 1, 3, 5, 10) }),
+    fc.record({ kind: fc.constant('maxComputeShare' as const), tier, share: fc.constantFrom(0, 0.2, 0.5, 0.7, 1) }),
+    fc.record({ kind: fc.constant('maxWeights' as const), host, bytes: fc.constantFrom(0, 10, 50, 200) }),
+  );
+}
+
+interface Opts {
+  objective?: Objective;
+  costModel?: CostModel;
+  pareto?: boolean;
+  /** Only share constraints (the branch-and-bound path), at least one. */
+  shares?: boolean;
+}
+
+function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
+  return shapeArb.chain((s) => {
+    const H = s.hosts.length;
+    const order = (t: string): number => s.tiers.indexOf(t);
+    const pairs = s.hosts.flatMap((a) => s.hosts.filter((b) => a !== b && (order(a.tier) < order(b.tier) || order(a.tier) > order(b.tier))).map((b) => [a.name, b.name, order(a.tier) < order(b.tier)] as const));
+    const cs = o.shares
+      ? fc.array(fc.record({ kind: fc.constant('maxComputeShare' as const), tier: fc.constantFrom(...s.tiers), share: fc.constantFrom(0.1, 0.3, 0.5, 0.8) }), { minLength: 1, maxLength: 2 })
+      : fc.array(constraintArb(s), { maxLength: 3 });
+    return fc
+      .record({
+        times: fc.array(fc.array(time, { minLength: s.n, maxLength: s.n }), { minLength: H, maxLength: H }),
+        ovh: fc.array(fc.constantFrom(0, 0, 1.5), { minLength: H, maxLength: H }),
+        links: fc.array(fc.record({ rtt: time, bw: fc.constantFrom(1e3, 2e3, 1e4, 5e5), keep: fc.boolean() }), { minLength: pairs.length, maxLength: pairs.length }),
+        skip: fc.boolean(),
+        frontier: fc.array(bytes, { minLength: s.n, maxLength: s.n }),
+        weights: fc.array(fc.integer({ min: 0, max: 60 }), { minLength: s.n, maxLength: s.n }),
+        inputBytes: fc.constantFrom(0, 500, 3000),
+        outputBytes: fc.constantFrom(0, 10, 400),
+        constraints: cs,
+        objective: o.objective ? fc.constant(o.objective) : fc.constantFrom<Objective>('latency', 'throughput'),
+        costModel: o.costModel ? fc.constant(o.costModel) : fc.constantFrom<CostModel>('cleave', 'scission'),
+        topN: fc.integer({ min: 1, max: 8 }),
+        hopOverheadMs: fc.constantFrom(0, 0.25, 1),
+      })
+      .map((r): PlanInput => ({
+        tiers: s.tiers,
+        hosts: s.hosts.map((h, i) => ({ ...h, blockMs: r.times[i], stageOverheadMs: r.ovh[i] })),
+        // Forward pairs always, unless missing links are tested ('skip'); backward rows sometimes (returns).
+        links: pairs.flatMap(([from, to, fwd], i) => ((fwd && (!r.skip || r.links[i].keep)) || (!fwd && r.links[i].keep) ? [{ from, to, rttMs: r.links[i].rtt, bytesPerSecond: r.links[i].bw }] : [])),
+        frontierBytes: r.frontier,
+        inputBytes: r.inputBytes,
+        outputBytes: r.outputBytes,
+        weightBytes: r.weights,
+        constraints: r.constraints,
+        objective: r.objective,
+        costModel: r.costModel,
+        topN: r.topN,
+        pareto: o.pareto ?? false,
+        options: { hopOverheadMs: r.hopOverheadMs, missingLinks: r.skip ? 'skip' : 'error' },
+      }));
+  });
+}
+
+function key(plans: readonly Plan[] | undefined): string[] {
+  return (plans ?? []).map((p) => `${p.origin} | ${p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',')} | ${p.latencyMs} | ${p.bottleneckMs}`);
+}
+
+/** The planner equals brute force on `input` (or both find no plan). Returns whether plans existed. */
+function agrees(input: PlanInput): boolean {
+  const ref = enumeratePlans(input);
+  let got: PlanResult | undefined;
+  try {
+    got = plan(input);
+  } catch (e) {
+    if (isCleaveError(e) && e.code === 'E_NO_PLAN' && ref.plans.length === 0) return false;
+    throw e;
+  }
+  expect(key(got.plans)).toEqual(key(ref.plans));
+  if (input.pareto) expect(key(got.pareto)).toEqual(key(ref.pareto));
+  return true;
+}
+
+const RUNS = 250;
+
+describe('exact search equals brute-force enumeration', () => {
+  for (const objective of ['latency', 'throughput'] as const) {
+    for (const costModel of ['cleave', 'scission'] as const) {
+      it(`top N by ${objective}, ${costModel} cost model, with random constraints`, () => {
+        let feasible = 0;
+        fc.assert(fc.property(instanceArb({ objective, costModel }), (input) => { if (agrees(input)) feasible++; }), { numRuns: RUNS, seed: 20261126 });
+        expect(feasible).toBeGreaterThan(RUNS / 2); // the constraints do not make the test vacuous
+      });
+    }
+  }
+
+  it('Pareto sets (latency, bytes leaving the device, device compute)', () => {
+    fc.assert(fc.property(instanceArb({ pareto: true }), (input) => { agrees(input); }), { numRuns: RUNS, seed: 7 });
+  });
+
+  it('share-of-compute constraints (branch and bound), all objectives and Pareto', () => {
+    fc.assert(fc.property(instanceArb({ shares: true, pareto: true }), (input) => { agrees(input); }), { numRuns: RUNS, seed: 11 });
+  });
+
+  it('larger instances: 12 blocks, 3 tiers, 2 hosts each, top 10', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ times: fc.array(fc.array(time, { minLength: 12, maxLength: 12 }), { minLength: 6, maxLength: 6 }), frontier: fc.array(bytes, { minLength: 12, maxLength: 12 }), objective: fc.constantFrom<Objective>('latency', 'throughput'), costModel: fc.constantFrom<CostModel>('cleave', 'scission') }),
+        (r) => {
+          const tiers = ['device', 'edge', 'cloud'];
+          const hosts = r.times.map((blockMs, i) => ({ name: `h${i}`, tier: tiers[i >> 1], blockMs }));
+          const links = hosts.flatMap((a, i) => hosts.filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier)).map((b, j) => ({ from: a.name, to: b.name, rttMs: (i * 7 + j * 3) % 11, bytesPerSecond: 1e4 * (1 + ((i + j) % 3)) })));
+          agrees({ tiers, hosts, links, frontierBytes: r.frontier, inputBytes: 3000, outputBytes: 100, objective: r.objective, costModel: r.costModel, topN: 10, pareto: true });
+        },
+      ),
+      { numRuns: 60, seed: 3 },
+    );
+  });
+});

@@ -1,0 +1,340 @@
+import { describe, expect, it } from 'vitest';
+import { isCleaveError } from '../src/errors.js';
+import { enumeratePlans } from '../src/planner/enumerate.js';
+import {
+  formatPlan,
+  formatResult,
+  parseConstraintFlag,
+  parseNetworkCsv,
+  parseScissionCriteria,
+  parseSize,
+  plan,
+  planSvg,
+  type Constraint,
+  type Plan,
+  type PlanInput,
+  type PlanResult,
+} from '../src/planner/index.js';
+
+/** Runs f, expecting a CleaveError with `code` whose message matches `re`. */
+function expectError(f: () => unknown, code: string, re: RegExp): void {
+  let err: unknown;
+  try {
+    f();
+  } catch (e) {
+    err = e;
+  }
+  expect(isCleaveError(err), `expected a CleaveError, got ${String(err)}`).toBe(true);
+  if (isCleaveError(err)) {
+    expect(err.code).toBe(code);
+    expect(err.message).toMatch(re);
+  }
+}
+
+function stagesOf(p: Plan): string {
+  return p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',');
+}
+
+// Scission's own network file (benchmark_data/network_stats.csv), as Scission ships it.
+const SCISSION_CSV = `source,destination,ping(ms),bandwidth(mbps)
+raspi4,2500,            66.7,  1.6
+raspi4,vm2Core,            66.7,  1.6
+raspi4,6700k(GPU),      100,  1.6
+raspi4,6700k(NoGPU),    100,  1.6
+2500,6700k(GPU),        20,  50
+2500,6700k(NoGPU),      20,  50
+vm2Core,6700k(GPU),        20,  50
+vm2Core,6700k(NoGPU),      20,  50
+`;
+
+/** A 3-block model on Scission's hosts, numbers chosen to be checked by hand. */
+function handInput(over: Partial<PlanInput> = {}): PlanInput {
+  return {
+    tiers: ['device', 'edge', 'cloud'],
+    hosts: [
+      { name: 'raspi4', tier: 'device', blockMs: [300, 400, 500] },
+      { name: 'vm2Core', tier: 'edge', blockMs: [20, 40, 60] },
+      { name: '6700k(GPU)', tier: 'cloud', blockMs: [2, 4, 6] },
+    ],
+    links: parseNetworkCsv(SCISSION_CSV, 'network_stats.csv'),
+    frontierBytes: [200_000, 100_000, 4000],
+    inputBytes: 150_000,
+    outputBytes: 4000,
+    weightBytes: [1000, 2000, 3000],
+    ...over,
+  };
+}
+
+describe('scission cost model', () => {
+  it('reproduces Scission\'s predictor on a hand-computed example', () => {
+    // 1.6 Mbps = 200000 B/s, 50 Mbps = 6.25 MB/s; ping is added once per hop, as measured.
+    // cloud alone:          2+4+6 + 100 + 150000/200000 s              = 862 ms
+    // edge 0, cloud 1-2:    20 + 4+6 + 66.7 + 750 + 20 + 200000/6.25e6 s = 898.7 ms
+    // edge 0-1, cloud 2:    20+40 + 6 + 66.7 + 750 + 20 + 16           = 918.7 ms
+    // edge alone:           120 + 66.7 + 750                            = 936.7 ms
+    // device alone:         1200 ms (nothing is sent)
+    const r = plan(handInput({ costModel: 'scission' }));
+    expect(r.plans.map(formatPlan)).toEqual([
+      '0.862s - 0.15MB - Device(raspi4) = none, Cloud(6700k(GPU)) = 0 - 2',
+      '0.8987s - 0.35MB - Device(raspi4) = none, Edge(vm2Core) = 0 - 0, Cloud(6700k(GPU)) = 1 - 2',
+      '0.9187s - 0.25MB - Device(raspi4) = none, Edge(vm2Core) = 0 - 1, Cloud(6700k(GPU)) = 2 - 2',
+      '0.9367s - 0.15MB - Device(raspi4) = none, Edge(vm2Core) = 0 - 2',
+      '1.2s - 0MB - Device(raspi4) = 0 - 2',
+    ]);
+    expect(r.plans[1].latencyMs).toBeCloseTo(898.7, 9);
+    expect(r.plans[1].hops.map((h) => [h.from, h.to, h.bytes, h.ms])).toEqual([
+      ['raspi4', 'vm2Core', 150_000, 816.7],
+      ['vm2Core', '6700k(GPU)', 200_000, 52],
+    ]);
+  });
+
+  it('agrees with a direct port of scission_predict.py on random instances', () => {
+    let seed = 7;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let t = 0; t < 25; t++) {
+      const n = 2 + Math.floor(rnd() * 6);
+      const mk = (name: string, tier: string): PlanInput['hosts'][number] => ({ name, tier, blockMs: Array.from({ length: n }, () => rnd() * 50) });
+      const hosts = [mk('d1', 'device'), mk('d2', 'device'), mk('e1', 'edge'), mk('e2', 'edge'), mk('c1', 'cloud')];
+      const links = hosts.flatMap((a) => hosts.filter((b) => order(a.tier) < order(b.tier)).map((b) => ({ from: a.name, to: b.name, rttMs: rnd() * 100, bytesPerSecond: Math.round((0.5 + rnd() * 50) * 125000) })));
+      const frontierBytes = Array.from({ length: n }, () => Math.round(rnd() * 400_000));
+      const input: PlanInput = { tiers: ['device', 'edge', 'cloud'], hosts, links, frontierBytes, inputBytes: 150_000, outputBytes: frontierBytes[n - 1], costModel: 'scission', topN: 5 };
+      const ours = plan(input).plans.map((p) => p.latencyMs / 1000);
+      const theirs = scissionPredict(input).slice(0, 5);
+      expect(ours.length).toBe(theirs.length);
+      ours.forEach((x, i) => expect(x).toBeCloseTo(theirs[i], 6));
+    }
+  });
+});
+
+function order(tier: string): number {
+  return ['device', 'edge', 'cloud'].indexOf(tier);
+}
+
+/**
+ * scission_predict.py's create_splits / create_scenarios / get_transfer_overhead, ported line by line
+ * (seconds): every device x edge x cloud host triple, every split (x, y) with the edge or cloud empty.
+ */
+function scissionPredict(input: PlanInput): number[] {
+  const n = input.frontierBytes.length;
+  const by = (tier: string): PlanInput['hosts'][number][] => input.hosts.filter((h) => h.tier === tier);
+  const stats = new Map(input.links.map((l) => [`${l.from}>${l.to}`, { ping: l.rttMs / 1000, bandwidth: l.bytesPerSecond }]));
+  const splits: [number, number, number, number, number, number][] = [];
+  for (let x = -1; x < n; x++) {
+    for (let y = -1; y < n; y++) {
+      if (!(y > x || y === -1)) continue;
+      const z = x !== n - 1 && y !== n - 1 ? n - 1 : -1;
+      splits.push([x !== -1 ? 0 : -1, x, y !== -1 ? x + 1 : -1, y, z !== -1 ? Math.max(x, y) + 1 : -1, z]);
+    }
+  }
+  const seen = new Map<string, number>();
+  for (const d of by('device')) {
+    for (const e of by('edge')) {
+      for (const c of by('cloud')) {
+        for (const [d0, d1, e0, e1, c0, c1] of splits) {
+          const time = (h: typeof d, a: number, b: number): number => {
+            let s = 0;
+            for (let k = a; k <= b; k++) s += h.blockMs[k] / 1000;
+            return s;
+          };
+          let deviceOut = input.inputBytes;
+          let edgeOut = 0;
+          const dt = d0 !== -1 ? time(d, d0, d1) : 0;
+          if (d0 !== -1) deviceOut = input.frontierBytes[d1];
+          const et = e0 !== -1 ? time(e, e0, e1) : 0;
+          if (e0 !== -1) edgeOut = input.frontierBytes[e1];
+          const ct = c0 !== -1 ? time(c, c0, c1) : 0;
+          if (e0 === -1 && c0 === -1) deviceOut = 0;
+          else if (c0 === -1) edgeOut = 0;
+          let transfer = 0;
+          const edge = e0 !== -1 ? e.name : undefined;
+          const cloud = c0 !== -1 ? c.name : undefined;
+          if (edge) {
+            const s = stats.get(`${d.name}>${edge}`) as { ping: number; bandwidth: number };
+            transfer += s.ping + deviceOut / s.bandwidth;
+            if (cloud) {
+              const s2 = stats.get(`${edge}>${cloud}`) as { ping: number; bandwidth: number };
+              transfer += s2.ping + edgeOut / s2.bandwidth;
+            }
+          } else if (cloud) {
+            const s = stats.get(`${d.name}>${cloud}`) as { ping: number; bandwidth: number };
+            transfer += s.ping + deviceOut / s.bandwidth;
+          }
+          const config = `${d.name} ${d0}-${d1} ${edge} ${e0}-${e1} ${cloud} ${c0}-${c1}`;
+          seen.set(config, dt + et + ct + transfer);
+        }
+      }
+    }
+  }
+  return [...seen.values()].sort((a, b) => a - b);
+}
+
+describe('cleave cost model', () => {
+  it('adds one-way latency, the hop overhead, the return to the origin and the stage overhead', () => {
+    const input = handInput({ costModel: 'cleave', options: { hopOverheadMs: 0.25 } });
+    const r = enumeratePlans({ ...input, topN: 100 });
+    const find = (s: string): Plan => r.plans.find((p) => stagesOf(p) === s) as Plan;
+    // cloud alone: 12 + (100/2 + 0.25 + 750) + return over raspi4->6700k (reverse row missing):
+    // 100/2 + 0.25 + 4000/200000 s = 70.25 ms  => 882.5 ms
+    expect(find('6700k(GPU):0-3').latencyMs).toBeCloseTo(882.5, 9);
+    // device 0, edge 1-2: 300 + (33.35 + 0.25 + 1000) + 100 + (33.35 + 0.25 + 20) = 1487.2 ms
+    const de = find('raspi4:0-1,vm2Core:1-3');
+    expect(de.latencyMs).toBeCloseTo(1487.2, 9);
+    expect(de.hops.map((h) => h.kind)).toEqual(['forward', 'return']);
+    expect(de.bottleneckMs).toBeCloseTo(1000.25, 9); // the first link: 200 kB at 200 kB/s + overhead
+    expect(de.throughputRps).toBeCloseTo(1000 / 1000.25, 9);
+    // device alone: no transfer at all.
+    expect(find('raspi4:0-3').latencyMs).toBe(1200);
+    // a stage that does not start at block 0 pays the host's run overhead
+    const withOvh = enumeratePlans({ ...input, topN: 100, hosts: input.hosts.map((h) => ({ ...h, stageOverheadMs: 5 })) });
+    expect((withOvh.plans.find((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3') as Plan).latencyMs).toBeCloseTo(1492.2, 9);
+    expect((withOvh.plans.find((p) => stagesOf(p) === '6700k(GPU):0-3') as Plan).latencyMs).toBeCloseTo(882.5, 9);
+  });
+
+  it('uses the reverse row for the return when the network gives one', () => {
+    const links = [...parseNetworkCsv(SCISSION_CSV, 'n.csv'), { from: '6700k(GPU)', to: 'raspi4', rttMs: 10, bytesPerSecond: 4e6 }];
+    const r = enumeratePlans({ ...handInput({ links }), topN: 100 });
+    const p = r.plans.find((x) => stagesOf(x) === '6700k(GPU):0-3') as Plan;
+    expect(p.hops[1]).toMatchObject({ from: '6700k(GPU)', to: 'raspi4', kind: 'return', bytes: 4000 });
+    expect(p.hops[1].ms).toBeCloseTo(5 + 0.25 + 1, 9);
+  });
+
+  it('ranks throughput by the slowest stage or link, then latency', () => {
+    const r = plan(handInput({ objective: 'throughput', topN: 3 }));
+    const b = r.plans.map((p) => p.bottleneckMs);
+    expect(b).toEqual([...b].sort((x, y) => x - y));
+    expect(r.plans[0].throughputRps).toBeCloseTo(1000 / r.plans[0].bottleneckMs, 9);
+  });
+});
+
+describe('constraints', () => {
+  const base = handInput({ costModel: 'scission', topN: 50 });
+  const all = (cs: Constraint[]): PlanResult => plan({ ...base, constraints: cs });
+
+  it('block on / not on a tier', () => {
+    for (const p of all([{ kind: 'blockOn', block: 1, tier: 'edge' }]).plans) expect(p.stages.some((s) => s.tier === 'edge' && s.start <= 1 && s.end > 1)).toBe(true);
+    for (const p of all([{ kind: 'blockNotOn', block: 2, tier: 'cloud' }]).plans) expect(p.stages.some((s) => s.tier === 'cloud' && s.end > 2)).toBe(false);
+  });
+
+  it('tiers and hosts used or not', () => {
+    for (const p of all([{ kind: 'useTier', tier: 'device' }]).plans) expect(p.stages[0].tier).toBe('device');
+    for (const p of all([{ kind: 'noTier', tier: 'edge' }]).plans) expect(p.stages.every((s) => s.tier !== 'edge')).toBe(true);
+    for (const p of all([{ kind: 'useHost', hosts: ['vm2Core'] }]).plans) expect(p.stages.some((s) => s.host === 'vm2Core')).toBe(true);
+    for (const p of all([{ kind: 'noHost', host: '6700k(GPU)' }]).plans) expect(p.stages.every((s) => s.host !== '6700k(GPU)')).toBe(true);
+  });
+
+  it('upload, compute and weight caps', () => {
+    for (const p of all([{ kind: 'maxUpload', tier: 'device', bytes: 120_000 }]).plans) expect(p.deviceBytesOut).toBeLessThanOrEqual(120_000);
+    for (const p of all([{ kind: 'maxCompute', tier: 'device', ms: 300 }]).plans) expect(p.deviceComputeMs).toBeLessThanOrEqual(300);
+    for (const p of all([{ kind: 'maxComputeShare', tier: 'edge', share: 0.5 }]).plans) {
+      const edge = p.stages.find((s) => s.tier === 'edge')?.computeMs ?? 0;
+      expect(edge).toBeLessThanOrEqual(0.5 * p.computeMs);
+    }
+    for (const p of all([{ kind: 'maxWeights', host: 'vm2Core', bytes: 3000 }]).plans) {
+      expect(p.stages.filter((s) => s.host === 'vm2Core').reduce((a, s) => a + s.weightBytes, 0)).toBeLessThanOrEqual(3000);
+    }
+  });
+
+  it('combines constraints and uses branch and bound for shares', () => {
+    const cs: Constraint[] = [
+      { kind: 'useTier', tier: 'device' },
+      { kind: 'maxComputeShare', tier: 'device', share: 0.9 },
+      { kind: 'blockOn', block: 2, tier: 'cloud' },
+    ];
+    const r = plan({ ...base, constraints: cs });
+    expect(r.search).toBe('branch-and-bound');
+    const ref = enumeratePlans({ ...base, constraints: cs });
+    expect(r.plans.map(stagesOf)).toEqual(ref.plans.map(stagesOf));
+  });
+
+  it('no plan: names the constraints that empty the set', () => {
+    expectError(() => plan({ ...base, constraints: [{ kind: 'noTier', tier: 'device', source: '-d "-1"' }, { kind: 'maxUpload', tier: 'device', bytes: 1000, source: '--max-upload device=1kB' }, { kind: 'useTier', tier: 'cloud', source: '--use-tier cloud' }] }),
+      'E_NO_PLAN', /no plan: --max-upload device=1kB, --use-tier cloud cannot all be met together/);
+    expectError(() => plan({ ...base, constraints: [{ kind: 'useHost', hosts: ['2500'], source: '-e "2500"' }] }), 'E_BAD_INPUT', /-e "2500": unknown host '2500'/);
+    expectError(() => plan({ ...base, constraints: [{ kind: 'blockOn', block: 0, tier: 'edge', source: '--block-on 0=edge' }, { kind: 'blockOn', block: 0, tier: 'cloud', source: '--block-on 0=cloud' }] }),
+      'E_NO_PLAN', /--block-on 0=edge, --block-on 0=cloud cannot all be met together/);
+    expectError(() => plan({ ...base, constraints: [{ kind: 'maxCompute', tier: 'cloud', ms: 1 }, { kind: 'useTier', tier: 'cloud' }] }), 'E_NO_PLAN', /--max-compute cloud=0.001s, --use-tier cloud/);
+  });
+
+  it('block index out of range names the flag', () => {
+    expectError(() => plan({ ...base, constraints: parseConstraintFlag('--block-on', '7=edge') }), 'E_BAD_INPUT', /--block-on 7=edge: block 7 is out of range \(the model has blocks 0..2\)/);
+    expectError(() => plan({ ...base, constraints: parseScissionCriteria('-c', 'cloud', '30,!cloud1') }), 'E_BAD_INPUT', /-c "30": block 30 is out of range/);
+  });
+});
+
+describe('criteria and flags', () => {
+  it('parses Scission\'s criteria', () => {
+    expect(parseScissionCriteria('-d', 'device', '3,!10,raspi4')).toEqual([
+      { kind: 'blockOn', block: 3, tier: 'device', source: '-d "3"' },
+      { kind: 'blockNotOn', block: 10, tier: 'device', source: '-d "!10"' },
+      { kind: 'useHost', hosts: ['raspi4'], source: '-d "raspi4"' },
+    ]);
+    expect(parseScissionCriteria('-e', 'edge', '-1')).toEqual([{ kind: 'noTier', tier: 'edge', source: '-e "-1"' }]);
+    expect(parseScissionCriteria('-e', 'edge', '!-1')).toEqual([{ kind: 'useTier', tier: 'edge', source: '-e "!-1"' }]);
+    expect(parseScissionCriteria('-c', 'cloud', '30,!cloud1')[1]).toEqual({ kind: 'noHost', host: 'cloud1', source: '-c "!cloud1"' });
+    expectError(() => parseScissionCriteria('-d', 'device', '3,,4'), 'E_BAD_INPUT', /-d: '3,,4' has an empty item/);
+  });
+
+  it('parses long flags', () => {
+    expect(parseConstraintFlag('--max-upload', 'edge=2MB')).toEqual([{ kind: 'maxUpload', tier: 'edge', bytes: 2e6, source: '--max-upload edge=2MB' }]);
+    expect(parseConstraintFlag('--max-compute', 'device=30%')[0]).toMatchObject({ kind: 'maxComputeShare', share: 0.3 });
+    expect(parseConstraintFlag('--max-compute', 'device=0.5s')[0]).toMatchObject({ kind: 'maxCompute', ms: 500 });
+    expect(parseConstraintFlag('--max-compute', 'device=20ms')[0]).toMatchObject({ kind: 'maxCompute', ms: 20 });
+    expect(parseConstraintFlag('--max-weights', 'raspi4=1.5MiB')[0]).toMatchObject({ kind: 'maxWeights', host: 'raspi4', bytes: 1572864 });
+    expect(parseConstraintFlag('--block-on', '2-4=edge').map((c) => (c as { block: number }).block)).toEqual([2, 3, 4]);
+    expect(parseSize('150kB', '--input-bytes')).toBe(150_000);
+    expectError(() => parseConstraintFlag('--max-compute', 'device=fast'), 'E_BAD_INPUT', /--max-compute: 'fast' is not a limit/);
+    expectError(() => parseConstraintFlag('--max-upload', 'edge'), 'E_BAD_INPUT', /--max-upload: 'edge': expected NAME=VALUE/);
+  });
+});
+
+describe('network CSV', () => {
+  it('reads Scission\'s file unchanged: header, padding, Mbps = 10^6 bit/s', () => {
+    const links = parseNetworkCsv(SCISSION_CSV, 'n.csv');
+    expect(links).toHaveLength(8);
+    expect(links[0]).toEqual({ from: 'raspi4', to: '2500', rttMs: 66.7, bytesPerSecond: 200_000, row: 2 });
+    expect(parseNetworkCsv('a,b,1,8\n', 'n.csv')[0].bytesPerSecond).toBe(1e6); // no header
+  });
+
+  it('names the file and row of a malformed row', () => {
+    expectError(() => parseNetworkCsv('source,destination,ping(ms),bandwidth(mbps)\na,b,1,2\na,c,x,2\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:3: ping 'x'/);
+    expectError(() => parseNetworkCsv('a,b,1\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:1: 3 fields/);
+    expectError(() => parseNetworkCsv('a,b,1,0\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:1: bandwidth '0'/);
+    expectError(() => parseNetworkCsv('a,b,1,2\n\na,b,3,4\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:3: a second row for a -> b \(first at row 1\)/);
+  });
+
+  it('a missing link is an error naming the hosts', () => {
+    const links = parseNetworkCsv(SCISSION_CSV, 'n.csv').filter((l) => !(l.from === 'raspi4' && l.to === '6700k(GPU)'));
+    expectError(() => plan(handInput({ links })), 'E_BAD_NETWORK', /no link from 'raspi4' to '6700k\(GPU\)'/);
+    expect(plan(handInput({ links, options: { missingLinks: 'skip' }, topN: 50 })).plans.every((p) => !(p.stages[0].host === '6700k(GPU)'))).toBe(true);
+  });
+});
+
+describe('output', () => {
+  it('formats plans as Scission does, with details', () => {
+    const r = plan(handInput({ costModel: 'scission', pareto: true }));
+    const text = formatResult(r, { title: 'toy' });
+    expect(text).toContain('[1] 0.862s - 0.15MB - Device(raspi4) = none, Cloud(6700k(GPU)) = 0 - 2');
+    expect(text).toContain('Pareto set');
+    expect(r.pareto?.length).toBeGreaterThan(0);
+  });
+
+  it('draws a self-contained SVG', () => {
+    const input = handInput();
+    const r = plan(input);
+    const svg = planSvg(input, r.plans[0], { title: 'a <b> & "c"', blockNames: ['x<y', 'b', 'c'] });
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    expect(svg).toContain('a &lt;b&gt; &amp; &quot;c&quot;');
+    expect(svg).not.toMatch(/<script|href=/);
+    expect((svg.match(/<rect [^>]*fill="#1f77b4"><title>/g) ?? []).length).toBe(3); // three cloud blocks
+  });
+});
+
+describe('validation', () => {
+  it('rejects a bad PlanInput with the field named', () => {
+    expectError(() => plan(handInput({ frontierBytes: [1, -2, 3] })), 'E_BAD_INPUT', /frontierBytes\[1\] = -2/);
+    expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2] }] })), 'E_BAD_INPUT', /host 'raspi4' has 2 block times, the model has 3 blocks/);
+    expectError(() => plan(handInput({ hosts: [{ name: 'x', tier: 'fog', blockMs: [1, 2, 3] }] })), 'E_BAD_INPUT', /tier 'fog', which is not in the tier chain/);
+    expectError(() => plan(handInput({ hosts: [{ name: 'x', tier: 'edge', blockMs: [1, 2, 3] }] })), 'E_BAD_INPUT', /no host in the origin tier 'device'/);
+  });
+});

