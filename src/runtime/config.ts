@@ -49,25 +49,26 @@ export interface DeploymentConfig {
 export const DEFAULT_TIERS = ['device', 'edge', 'cloud'] as const;
 
 /**
- * The built-in deployment: MobileNetV2 on three loopback hosts whose differences are real (ORT threads and,
- * where cgroups allow, CPU quotas), with emulated links slower towards the cloud.
+ * The built-in deployment (`npm start`): ResNet50 on three loopback hosts whose differences are real —
+ * ORT threads and, where cgroups allow, CPU quotas (the device gets a quarter of a core) — with emulated
+ * links that get slower and longer towards the cloud.
  */
 export function defaultConfig(): DeploymentConfig {
   return {
-    model: 'mobilenetv2',
+    model: 'resnet50',
     tiers: [...DEFAULT_TIERS],
     hosts: [
-      { name: 'device', tier: 'device', listen: '127.0.0.1:8000', threads: 1, cpus: 0.5 },
+      { name: 'device', tier: 'device', listen: '127.0.0.1:8000', threads: 1, cpus: 0.25 },
       { name: 'edge', tier: 'edge', listen: '127.0.0.1:8001', threads: 1, cpus: 1 },
       { name: 'cloud', tier: 'cloud', listen: '127.0.0.1:8002', threads: 2 },
     ],
     links: [
-      { from: 'device', to: 'edge', mbps: 100, delayMs: 2 },
-      { from: 'edge', to: 'device', mbps: 100, delayMs: 2 },
-      { from: 'edge', to: 'cloud', mbps: 200, delayMs: 10 },
-      { from: 'cloud', to: 'edge', mbps: 200, delayMs: 10 },
-      { from: 'device', to: 'cloud', mbps: 20, delayMs: 12 },
-      { from: 'cloud', to: 'device', mbps: 20, delayMs: 12 },
+      { from: 'device', to: 'edge', mbps: 200, delayMs: 1 },
+      { from: 'edge', to: 'device', mbps: 200, delayMs: 1 },
+      { from: 'edge', to: 'cloud', mbps: 100, delayMs: 10 },
+      { from: 'cloud', to: 'edge', mbps: 100, delayMs: 10 },
+      { from: 'device', to: 'cloud', mbps: 50, delayMs: 15 },
+      { from: 'cloud', to: 'device', mbps: 50, delayMs: 15 },
     ],
   };
 }

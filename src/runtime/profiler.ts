@@ -14,39 +14,15 @@ import type { Analysis } from './analysis.js';
 import { extractSegment } from '../graph/segment.js';
 import { createSession, makeFeeds, runAllTensors, runSession, type Feeds } from './ort-local.js';
 import { onnx } from '../graph/onnx.js';
+import { PROFILE_FORMAT, type Profile } from '../planner/profile.js';
 
-export const PROFILE_FORMAT = 'cleave-profile/1';
-
-export type Tier = string;
-
-export interface ProfileBlock {
-  index: number;
-  name: string;
-  nodes: [number, number];
-  frontierBytes: number;
-  frontierTensors: number;
-  weightBytes: number;
-}
-
-export interface ProfileDoc {
-  format: typeof PROFILE_FORMAT;
-  model: { name: string; sha256: string; inputBytes: number; outputBytes: number; blocks: ProfileBlock[] };
-  host: { name: string; tier: Tier; cpu: string; cores: number; memoryBytes: number; threads: number };
-  timings: {
-    repeats: number;
-    warmup: number;
-    /** Per block: calibrated median (what the planner sums), p90, and the raw median as measured alone. */
-    blocks: { medianMs: number; p90Ms: number; rawMedianMs: number }[];
-    wholeModelMs: { medianMs: number; p90Ms: number };
-    /** Fixed cost of one session run on this host, measured on a one-node model. */
-    runOverheadMs: number;
-  };
-  createdAt: string;
-}
+/** The profile format is the planner's (src/planner/profile.ts): it reads what this writes. */
+export type ProfileDoc = Profile;
+export { PROFILE_FORMAT };
 
 export interface ProfileOptions {
   readonly host: string;
-  readonly tier: Tier;
+  readonly tier: string;
   readonly repeats?: number;
   readonly warmup?: number;
   /** ORT intra-op threads (0: ORT's default). */
@@ -155,7 +131,7 @@ export async function checkSegments(
     const m = await timeSession(seg.bytes, segFeeds, opts.repeats ?? PROFILE_DEFAULTS.repeats, opts.warmup ?? PROFILE_DEFAULTS.warmup, opts.threads ?? 0);
     let predicted = 0;
     for (let i = lo; i < hi; i++) predicted += profile.timings.blocks[i].medianMs;
-    if (lo > 0) predicted += profile.timings.runOverheadMs;
+    if (lo > 0) predicted += profile.timings.runOverheadMs ?? 0;
     out.push({ blocks: [lo, hi] as [number, number], predictedMs: round(predicted), measuredMs: round(m.median), error: round((predicted - m.median) / m.median) });
   }
   return out;

@@ -45,7 +45,7 @@ export class Channel {
   private readonly ws: WebSocket;
   private readonly cfg: ChannelConfig;
   private seq = 0;
-  /** Bytes handed to ws.send whose write has not completed. */
+  /** Bytes of data frames handed to ws.send whose write has not completed (control frames are not counted). */
   private writing = 0;
   private needDrain = false;
   private closing = false;
@@ -75,7 +75,10 @@ export class Channel {
     return !this.closing && this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Bytes accepted by `send` and not yet written to the socket (held in the emulator or in ws/Node buffers). */
+  /**
+   * Bytes of data frames accepted by `send` and not yet written to the socket (held in the emulator or in ws/Node
+   * buffers). Control frames (acks, hello, pings) do not count: an idle link has a queue of 0.
+   */
   get queuedBytes(): number {
     return this.cfg.pipe.heldBytes + this.writing;
   }
@@ -110,7 +113,7 @@ export class Channel {
     }
     this.seq++;
     this.cfg.meter.sent(this.seq, frame.header.id, frame.byteLength, performance.now());
-    this.cfg.pipe.send(frame.byteLength, true, () => this.write(frame));
+    this.cfg.pipe.send(frame.byteLength, true, () => this.write(frame, true));
     if (this.queuedBytes < maxQueueBytes / 2) return true;
     this.needDrain = true;
     return false;
@@ -120,7 +123,7 @@ export class Channel {
   sendControl(input: HeaderInput): void {
     if (!this.open) return;
     const frame = encodeFrame(input);
-    this.cfg.pipe.send(frame.byteLength, false, () => this.write(frame));
+    this.cfg.pipe.send(frame.byteLength, false, () => this.write(frame, false));
   }
 
   /** Close with a code; the error, if given, is reported to onClose as the cause. */
@@ -146,9 +149,9 @@ export class Channel {
     this.close(error.closeCode, error.message, error);
   }
 
-  private write(frame: EncodedFrame): void {
+  private write(frame: EncodedFrame, data: boolean): void {
     if (this.ws.readyState !== WebSocket.OPEN) return; // lost with the connection; the owner fails it
-    const bytes = frame.byteLength;
+    const bytes = data ? frame.byteLength : 0;
     this.writing += bytes;
     const done = (): void => {
       this.writing -= bytes;

@@ -30,11 +30,19 @@ export interface EmulationSettings {
 
 /** The sender-side path a connection writes through: the emulator, or a pass-through on the server side. */
 export interface Pipe {
-  /** Hand `deliver` an item of `bytes` to write out when the (emulated) link lets it go. */
+  /**
+   * Hand `deliver` an item of `bytes` to write out when the (emulated) link lets it go. `shaped` marks a data
+   * frame (it waits for bandwidth); control items (acks, hello, pings, pongs) only serve the delay.
+   */
   send(bytes: number, shaped: boolean, deliver: () => void): void;
   /** Run `fn` for something that arrived, after the (emulated) return delay. */
   receive(fn: () => void): void;
-  /** Bytes held and not yet delivered. */
+  /**
+   * Bytes of data frames (`shaped` items) held and not yet delivered. Control items are not counted: they are
+   * the link's own chatter, not queued work, and on an emulated link a ping or ack is almost always in transit
+   * for `delayMs`, so counting them would make an idle link look busy (no probe would ever go) and could
+   * refuse a large frame on an empty queue.
+   */
   readonly heldBytes: number;
   /** Drop everything held (the connection is gone). */
   clear(): void;
@@ -49,6 +57,8 @@ export const PASSTHROUGH: Pipe = {
 
 interface Held {
   bytes: number;
+  /** Counted in `heldBytes`: a data frame. */
+  data: boolean;
   deliver: () => void;
   /** Time the item leaves the current stage. */
   at: number;
@@ -118,6 +128,7 @@ export class LinkEmulator implements Pipe {
   private bucketTime = 0;
   /** The delay the travelling and returning items were scheduled with. */
   private appliedDelay = 0;
+  /** Bytes of data frames held (shaping or travelling); control items are not counted. */
   private held = 0;
   private readonly shapeAlarm: Alarm;
   private readonly travelAlarm: Alarm;
@@ -170,8 +181,8 @@ export class LinkEmulator implements Pipe {
       deliver();
       return;
     }
-    this.held += bytes;
-    const item: Held = { bytes, deliver, at: 0 };
+    if (shaped) this.held += bytes;
+    const item: Held = { bytes, data: shaped, deliver, at: 0 };
     if (shaped && this.rate() > 0) {
       this.shaping.push(item);
       if (this.shaping.length === 1) {
@@ -265,7 +276,7 @@ export class LinkEmulator implements Pipe {
     const now = this.clock();
     while (this.travelling.length && this.travelling[0].at <= now) {
       const item = this.travelling.shift() as Held;
-      this.held -= item.bytes;
+      if (item.data) this.held -= item.bytes;
       item.deliver();
     }
     if (this.travelling.length) this.travelAlarm.set(this.travelling[0].at);

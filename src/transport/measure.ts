@@ -94,6 +94,12 @@ export class LinkMeter {
   private lastRateAt: number | null = null;
   /** Monotonic time of the last timed throughput sample, for the probe scheduler. */
   lastResolvedAt = -Infinity;
+  /**
+   * The highest lower bound (bytes/s) seen since the last timed sample, or null: the link is at least this
+   * fast. Probes size themselves from it, so a probe too quick to time is followed by one big enough to time,
+   * even when the lower bound did not raise the (smoothed) estimate that far.
+   */
+  lowerBoundBps: number | null = null;
 
   constructor(private readonly options: MeterOptions) {}
 
@@ -123,6 +129,7 @@ export class LinkMeter {
       this.rateSample((f.bytes * 1000) / transferMs, true, at);
     } else {
       const floor = (f.bytes * 1000) / this.options.minSampleMs;
+      this.lowerBoundBps = Math.max(this.lowerBoundBps ?? 0, floor);
       if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
     }
   }
@@ -186,6 +193,7 @@ export class LinkMeter {
     if (resolved) {
       this.lastRateAt = this.lastSampleAt;
       this.lastResolvedAt = at;
+      this.lowerBoundBps = null;
     }
   }
 }

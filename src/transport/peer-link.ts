@@ -293,6 +293,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     this.error = null;
     this.connects++;
     channel.start();
+    if (this.probeTimer) clearInterval(this.probeTimer);
     this.probeTimer = setInterval(() => this.probe(), Math.max(10, this.options.probeIntervalMs / 2));
     this.probeTimer.unref();
     this.log.info({ peer }, 'link open');
@@ -307,8 +308,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     const now = performance.now();
     if (now - this.meter.lastResolvedAt < o.probeIntervalMs || now - this.lastProbeAt < o.probeIntervalMs) return;
     if (channel.queuedBytes > 0 || this.meter.inFlightFrames > 0) return;
-    const estimate = this.meter.throughputBps ?? 0;
-    const bytes = Math.min(o.probeMaxBytes, Math.max(o.probeMinBytes, Math.round((estimate * o.probeTargetMs) / 1000)));
+    // Size the probe to take probeTargetMs at what we know of the link: the estimate, or the lower bound left by
+    // a probe that was too quick to time (which grows the next one by probeTargetMs / minSampleMs, at least 2x),
+    // so that probing ends in a timed sample rather than in lower bounds forever.
+    const rate = Math.max(this.meter.throughputBps ?? 0, this.meter.lowerBoundBps ?? 0);
+    const ms = Math.max(o.probeTargetMs, 2 * o.minSampleMs);
+    const bytes = Math.min(o.probeMaxBytes, Math.max(o.probeMinBytes, Math.round((rate * ms) / 1000)));
     this.lastProbeAt = now;
     this.probesSent++;
     try {

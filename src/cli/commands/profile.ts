@@ -78,7 +78,7 @@ export async function profileCommand(argv: string[]): Promise<number> {
   const json = `${JSON.stringify(profile, null, 2)}\n`;
   if (values.out) writeFileSync(values.out, json);
   else process.stdout.write(json);
-  const sum = profile.timings.blocks.reduce((s, b) => s + b.rawMedianMs, 0);
+  const sum = profile.timings.blocks.reduce((s, b) => s + (b.rawMedianMs ?? 0), 0);
   process.stderr.write(
     `${model.name} on ${values.host} (${values.tier}): ${a.blocks.length} blocks in ${seconds.toFixed(1)} s; whole model ${profile.timings.wholeModelMs.medianMs} ms median, ` +
       `blocks alone sum to ${sum.toFixed(2)} ms, run overhead ${profile.timings.runOverheadMs} ms; input ${fmtBytes(a.inputBytes)}` +

@@ -1,0 +1,110 @@
+/**
+ * Starts every host of a deployment as its own OS process (`cleave serve`), applies CPU quotas through
+ * cgroups where asked and allowed, and waits for the origin to be ready. `cleave up` and the benchmarks use
+ * it; tests that need no process isolation start hosts in-process instead.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { CleaveError } from '../errors.js';
+import { applyCpuQuota, removeCgroup } from './cgroup.js';
+import type { DeploymentConfig, HostConfig } from './config.js';
+
+const BIN = fileURLToPath(new URL('../../bin/cleave.mjs', import.meta.url));
+
+export interface LaunchOptions {
+  readonly config: DeploymentConfig;
+  readonly modelsDir: string;
+  /** Folder for the generated config file. */
+  readonly runDir: string;
+  /** Apply `cpus` quotas (default true). */
+  readonly quotas?: boolean;
+  /** Each output line of each host, prefixed by nothing: the caller decides. */
+  readonly onLine?: (host: string, line: string) => void;
+  /** Called once per host after it is spawned, with what was applied. */
+  readonly onStarted?: (h: HostConfig, pid: number | undefined, quota: string) => void;
+  /** Called when a host exits before `stop()`. */
+  readonly onExit?: (host: string, code: number | null, signal: string | null) => void;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface Launched {
+  readonly origin: HostConfig;
+  readonly token: string;
+  readonly url: string;
+  /** Resolves once the origin answers /v2/health/ready with 200; rejects if a host exits first or on timeout. */
+  ready(timeoutMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function launchDeployment(o: LaunchOptions): Launched {
+  const config = o.config;
+  const origin = config.hosts.find((h) => h.tier === (config.tiers ?? ['device'])[0]);
+  if (!origin) throw new CleaveError('E_BAD_INPUT', 'the config has no origin host');
+  const token = process.env.CLEAVE_TOKEN ?? config.token ?? randomBytes(16).toString('hex');
+  mkdirSync(o.runDir, { recursive: true });
+  const configFile = join(o.runDir, `deployment-${process.pid}-${Date.now()}.json`);
+  // The token travels in the environment, never in a file.
+  writeFileSync(configFile, JSON.stringify({ ...config, token: undefined }, null, 2));
+
+  const children: { name: string; child: ChildProcess; cgroup?: string }[] = [];
+  let stopping = false;
+  let exited: string | null = null;
+  for (const h of config.hosts) {
+    const child = spawn(process.execPath, [BIN, 'serve', '--config', configFile, '--name', h.name, '--models', o.modelsDir], {
+      env: { ...process.env, ...o.env, CLEAVE_TOKEN: token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const entry: { name: string; child: ChildProcess; cgroup?: string } = { name: h.name, child };
+    children.push(entry);
+    for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on('line', (l) => o.onLine?.(h.name, l));
+    let quota = 'none requested';
+    if (h.cpus !== undefined && o.quotas !== false && child.pid !== undefined) {
+      const r = applyCpuQuota(child.pid, `${h.name}-${process.pid}`, h.cpus);
+      entry.cgroup = r.dir;
+      quota = r.applied ? `${h.cpus} CPU (${r.detail})` : `not applied: ${r.detail}`;
+    } else if (h.cpus !== undefined) quota = 'not applied (quotas off)';
+    o.onStarted?.(h, child.pid, quota);
+    child.once('exit', (code, signal) => {
+      removeCgroup(entry.cgroup);
+      if (!stopping) {
+        exited = `${h.name} exited (${signal ?? code})`;
+        o.onExit?.(h.name, code, signal);
+      }
+    });
+  }
+  const url = `http://${origin.listen}`;
+  return {
+    origin,
+    token,
+    url,
+    async ready(timeoutMs: number): Promise<void> {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        if (exited) throw new CleaveError('E_NOT_READY', `deployment failed to start: ${exited}`);
+        if (Date.now() > until) throw new CleaveError('E_NOT_READY', `deployment not ready after ${timeoutMs} ms`);
+        try {
+          const r = await fetch(`${url}/v2/health/ready`);
+          if (r.status === 200) return;
+        } catch {
+          // Not listening yet.
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+    async stop(): Promise<void> {
+      stopping = true;
+      const gone = children.map((c) => (c.child.exitCode !== null || c.child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.child.once('exit', () => r()))));
+      for (const c of children) c.child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        for (const c of children) c.child.kill('SIGKILL');
+      }, 3000);
+      await Promise.all(gone);
+      clearTimeout(timer);
+      for (const c of children) removeCgroup(c.cgroup);
+    },
+  };
+}
