@@ -57,7 +57,7 @@ describe('LinkEmulator', () => {
     e.send(5000, true, mark('a')); // 50 ms
     e.send(5000, true, mark('b')); // 100 ms
     e.send(10, false, mark('ack')); // 10 ms: only the delay
-    expect(e.heldBytes).toBe(10_010);
+    expect(e.heldBytes).toBe(10_000); // data frames only: the ack is not queued work
     await until(() => out.length === 3);
     expect(out.map((o) => o[0])).toEqual(['ack', 'a', 'b']);
     const at = Object.fromEntries(out);
@@ -66,6 +66,29 @@ describe('LinkEmulator', () => {
     expect(at.b).toBeGreaterThanOrEqual(105);
     expect(at.b).toBeLessThan(300);
     expect(e.heldBytes).toBe(0);
+  });
+
+  it('counts only data frames as held: control frames in transit leave an idle link with an empty queue', async () => {
+    const e = new LinkEmulator({ bandwidthBps: 1_000_000, delayMs: 20 });
+    const out: string[] = [];
+    e.send(8, false, () => out.push('ping'));
+    e.send(20, false, () => out.push('ack'));
+    expect(e.heldBytes).toBe(0);
+    e.send(1000, true, () => out.push('data'));
+    expect(e.heldBytes).toBe(1000);
+    await until(() => out.length === 3);
+    expect(out).toEqual(['ping', 'ack', 'data']);
+    expect(e.heldBytes).toBe(0);
+  });
+
+  it('forgets the bandwidth debt of a frame dropped with the connection', async () => {
+    const e = new LinkEmulator({ bandwidthBps: 10_000, delayMs: 0 });
+    const out: string[] = [];
+    e.send(100_000, true, () => out.push('lost')); // 10 s at 10 kB/s
+    e.clear(); // the connection dropped
+    e.send(100, true, () => out.push('next')); // 10 ms, not 10 s
+    await until(() => out.length === 1, 1000);
+    expect(out).toEqual(['next']);
   });
 
   it('delays what comes back, in order', async () => {
@@ -139,6 +162,47 @@ describe('LinkMeter', () => {
     expect(m.stats().throughputSamples).toBe(1);
   });
 
+  it('restarts the throughput estimate when three timed samples in a row say the link changed', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    m.rttSample(4);
+    let t = 0;
+    // One 100 kB frame at a time on an idle link, `ms` of transfer each.
+    const frame = (ms: number): void => {
+      t += 1000;
+      m.sent(t, `r${t}`, 100_000, t);
+      m.acked(t, t + 4 + ms);
+    };
+    for (let i = 0; i < 5; i++) frame(10); // 10 MB/s
+    expect(m.throughputBps).toBeCloseTo(10e6, -5);
+    frame(100); // one slow sample is an outlier: the median drops it
+    expect(m.throughputBps).toBeCloseTo(10e6, -5);
+    frame(10);
+    frame(100); // 1 MB/s from here on
+    frame(100);
+    expect(m.throughputBps).toBeGreaterThan(5e6); // two in a row: still smoothing
+    frame(100); // the third in a row: a new level, not a crawl at ewmaAlpha per sample
+    expect(m.throughputBps).toBeCloseTo(1e6, -4);
+    frame(10); // and back up
+    frame(10);
+    frame(10);
+    expect(m.throughputBps).toBeCloseTo(10e6, -5);
+  });
+
+  it('keeps the lower bound of a frame too quick to time, until a timed sample', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    m.rttSample(4);
+    m.sent(1, 'a', 100_000, 0);
+    m.acked(1, 14); // 10 MB/s, timed
+    expect(m.lowerBoundBps).toBeNull();
+    m.sent(2, 'b', 4000, 100);
+    m.acked(2, 104.5); // 4 kB in 0.5 ms: only ">= 4 MB/s", under the estimate
+    expect(m.lowerBoundBps).toBe(4e6);
+    expect(m.throughputBps).toBeCloseTo(10e6, -5);
+    m.sent(3, 'c', 100_000, 200);
+    m.acked(3, 214);
+    expect(m.lowerBoundBps).toBeNull();
+  });
+
   it('returns the ids of unacknowledged frames when the connection drops', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
     m.sent(1, 'a', 10, 0);
@@ -177,6 +241,47 @@ describe('emulated links', () => {
     expect(st.throughputBps).toBeLessThan(rate * 1.4);
     expect(st.rttMs).toBeGreaterThan(30 * 0.8); // 2 x 15 ms one-way
     expect(st.rttMs).toBeLessThan(30 * 1.6);
+  });
+
+  // The bug: with emulation, a ping or ack was always in transit when the probe timer fired (the probe timer,
+  // period probeIntervalMs / 2, ran in step with the ping timer), the emulator counted it as queued data, and
+  // the link never probed: throughput stayed null and the runtime's start-up planner waited out its timeout.
+  // The ping period here is half the probe interval, in step with the probe timer, as with the defaults.
+  it('an emulated idle link gets a throughput estimate within a few probe intervals', async () => {
+    const probeIntervalMs = 40;
+    const rate = 2_000_000;
+    const { link } = await pair({
+      emulation: { bandwidthBps: rate, delayMs: 2 },
+      options: { probeIntervalMs, pingIntervalMs: probeIntervalMs / 2 },
+    });
+    const t0 = performance.now();
+    await until(() => link.stats().throughputBps !== null, 20 * probeIntervalMs);
+    expect(performance.now() - t0).toBeLessThan(20 * probeIntervalMs);
+    expect(link.probes).toBeGreaterThanOrEqual(1);
+    expect(link.stats().rttMs).not.toBeNull();
+    await until(() => link.stats().throughputSamples >= 3, 20 * probeIntervalMs);
+    const st = link.stats();
+    expect(st.throughputBps).toBeGreaterThan(rate * 0.5);
+    expect(st.throughputBps).toBeLessThan(rate * 2);
+    expect(st.queuedBytes).toBe(0); // pings and acks in transit are not queued data
+  });
+
+  it('follows a bandwidth change on an idle link within a few probe intervals, growing probes until they can be timed', async () => {
+    const probeIntervalMs = 40;
+    const { link } = await pair({
+      emulation: { bandwidthBps: 12_500_000, delayMs: 2 }, // 100 Mbit/s: a 4 KiB probe takes 0.33 ms, too quick to time
+      options: { probeIntervalMs, pingIntervalMs: probeIntervalMs / 2 },
+    });
+    const near = (rate: number): boolean => {
+      const bps = link.stats().throughputBps;
+      return bps !== null && bps > rate * 0.6 && bps < rate * 1.6;
+    };
+    // Each wait allows a dozen probe intervals plus the time the probes themselves take on the new link.
+    await until(() => near(12_500_000), 12 * probeIntervalMs + 200);
+    link.setEmulation({ bandwidthBps: 1_250_000, delayMs: 2 }); // 10x slower: probes sized for 100 Mbit/s take 100 ms
+    await until(() => near(1_250_000), 12 * probeIntervalMs + 600);
+    link.setEmulation({ bandwidthBps: 25_000_000, delayMs: 2 }); // 20x faster: the first probes are too quick to time
+    await until(() => near(25_000_000), 12 * probeIntervalMs + 200);
   });
 
   it('probes an idle link, and notices when it gets faster', async () => {

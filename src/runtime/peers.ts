@@ -45,7 +45,9 @@ export class PeerMesh {
         logger: opts.logger,
         options: opts.transport,
       });
-      link.on('down', (d) => opts.logger.warn({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down'));
+      link.on('down', (d) =>
+        opts.logger[link.stats().connects > 0 ? 'warn' : 'debug']({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down'),
+      );
       link.on('open', () => opts.logger.info({ link: link.name }, 'link open'));
       this.links.set(p.name, link);
     }

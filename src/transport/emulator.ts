@@ -206,6 +206,9 @@ export class LinkEmulator implements Pipe {
   }
 
   clear(): void {
+    // A frame dropped while being paid for leaves no debt: the next connection's first frame must not wait
+    // for the rest of a frame that never went.
+    if (this.headDebited) this.tokens = Math.min(this.burst(), this.tokens + this.shaping[0].bytes);
     this.shaping.length = 0;
     this.travelling.length = 0;
     this.returning.length = 0;

@@ -17,6 +17,10 @@
  * pause or a big frame ahead of it in the socket is dropped, while a real change gets through one sample late.
  * Until three samples exist the estimate is that median itself, so a cold first sample (JIT, connection
  * set-up) does not linger in the average: the start-up estimates are the ones the first plan is made from.
+ * When three timed throughput samples in a row lie more than SHIFT_FACTOR from the estimate on the same side,
+ * the link has changed (a new route, new emulation settings): the estimate restarts from their median instead
+ * of crawling there at ewmaAlpha per sample, which on an idle link (one probe per probeIntervalMs) would take
+ * a dozen intervals for a 10x drop.
  */
 export interface LinkStats {
   /** Smoothed round-trip time (ms) from pings, or null before the first sample. */
@@ -52,6 +56,11 @@ interface InFlight {
   bytes: number;
   sentAt: number;
 }
+
+/** A timed throughput sample more than this factor above or below the estimate counts toward a level shift. */
+const SHIFT_FACTOR = 2;
+/** This many such samples in a row, all on one side, restart the throughput estimate from their median. */
+const SHIFT_RUN = 3;
 
 /** Beyond this many unacknowledged frames the oldest are forgotten (a peer that never acks is a bug). */
 const MAX_IN_FLIGHT = 4096;
@@ -90,6 +99,9 @@ export class LinkMeter {
   private rttSamples = 0;
   private rateSamples = 0;
   private resolvedSamples = 0;
+  /** Consecutive timed samples beyond SHIFT_FACTOR of the estimate, and on which side (1 above, -1 below). */
+  private shiftRun = 0;
+  private shiftSide = 0;
   private lastSampleAt: number | null = null;
   private lastRateAt: number | null = null;
   /** Monotonic time of the last timed throughput sample, for the probe scheduler. */
@@ -184,7 +196,17 @@ export class LinkMeter {
     if (resolved) {
       const x = this.rateFilter.push(bps);
       this.resolvedSamples++;
-      this.rate = this.rate === null || this.resolvedSamples <= 3 ? x : this.rate + this.options.ewmaAlpha * (x - this.rate);
+      const side = this.rate === null ? 0 : bps > this.rate * SHIFT_FACTOR ? 1 : bps * SHIFT_FACTOR < this.rate ? -1 : 0;
+      this.shiftRun = side !== 0 && side === this.shiftSide ? this.shiftRun + 1 : side !== 0 ? 1 : 0;
+      this.shiftSide = side;
+      if (this.rate === null || this.resolvedSamples <= 3 || this.shiftRun >= SHIFT_RUN) {
+        // The median of three samples that all lie past SHIFT_FACTOR on one side lies there too.
+        this.rate = x;
+        this.shiftRun = 0;
+        this.shiftSide = 0;
+      } else {
+        this.rate = this.rate + this.options.ewmaAlpha * (x - this.rate);
+      }
     } else {
       // Lower bounds bypass the filter: they only ever raise the estimate, and must when a link speeds up.
       this.rate = this.rate === null ? bps : this.rate + this.options.ewmaAlpha * (bps - this.rate);

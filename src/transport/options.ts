@@ -26,7 +26,8 @@ export interface TransportOptions {
    * time) sends one probe frame. Default 2000 ms.
    */
   probeIntervalMs: number;
-  /** Probe size: the current estimate times `probeTargetMs`, clamped to [probeMinBytes, probeMaxBytes].
+  /** Probe size: the current estimate (or the lower bound a probe too quick to time left, if higher) times
+   * `probeTargetMs` (at least 2 x minSampleMs), clamped to [probeMinBytes, probeMaxBytes].
    * Defaults 4 KiB, 256 KiB and 10 ms, i.e. at most ~0.5% of an idle link's capacity. */
   probeMinBytes: number;
   probeMaxBytes: number;
