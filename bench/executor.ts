@@ -98,6 +98,8 @@ async function measure(ex: Executor, c: Case): Promise<Record<string, number>> {
     directMedianMs: round(d),
     executorMedianMs: round(e),
     workerComputeMedianMs: round(median(compute)),
+    // time outside session.run: the thread hops, copies and checks, whatever ORT's speed in each thread
+    outsideRunMedianMs: round(e - median(compute)),
     overheadMs: round(e - d),
     executorTransferMedianMs: round(tr),
     overheadTransferMs: round(tr - d),

@@ -3,6 +3,7 @@
  * close requests one at a time, so a session never runs while it is being released and runs on one worker
  * never compete with each other for its intra-op threads. Started through executor-worker.mjs.
  */
+import { ortSessionOptions } from './ort-options.js';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
@@ -24,18 +25,6 @@ const port = mainPort();
 
 const sessions = new Map<string, Held>();
 
-function sessionOptions(intraOpThreads: number): ort.InferenceSession.SessionOptions {
-  return {
-    intraOpNumThreads: intraOpThreads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // Spinning threads burn the cores other sessions (and the other tiers' processes) need; measured here,
-    // sessions with spinning on slow each other down far more than spinning speeds any one of them up.
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  };
-}
-
 function valueInfo(key: string, m: ort.InferenceSession.ValueMetadata): ValueInfo {
   if (!m.isTensor || !isTensorDType(m.type)) {
     const what = m.isTensor ? `dtype ${m.type}` : 'a non-tensor type';
@@ -56,7 +45,7 @@ async function load(req: LoadRequest): Promise<WorkerReply> {
   const t0 = performance.now();
   let session: ort.InferenceSession;
   try {
-    const opts = sessionOptions(req.intraOpThreads);
+    const opts = ortSessionOptions(req.intraOpThreads);
     const model = req.model;
     // ORT refuses SharedArrayBuffer-backed bytes: copy them here, off the main thread.
     session =

@@ -4,6 +4,7 @@
  */
 import ort from 'onnxruntime-node';
 import { CleaveError, errorMessage } from '../errors.js';
+import { ortSessionOptions } from './ort-options.js';
 import type { TensorType } from '../graph/cuts.js';
 import type { OnnxModel } from '../graph/model.js';
 import type { InputSpec } from '../graph/shapes.js';
@@ -18,26 +19,9 @@ export interface LocalSessionOptions {
   readonly source?: string;
 }
 
-/**
- * ORT rewrite rules that change results, disabled in every session. `Pad_Fusion` folds a zero-valued Pad
- * into a following MaxPool's `pads`, but MaxPool pads with -inf, so windows of negative values come out
- * wrong (Keras ResNetV2's ZeroPadding2D + MaxPooling2D on the un-activated stem conv); a split between the
- * Pad and the MaxPool would then disagree with the whole model.
- */
-export const ORT_DISABLED_OPTIMIZERS = 'Pad_Fusion';
-
 export async function createSession(bytes: Uint8Array, opts: LocalSessionOptions = {}): Promise<ort.InferenceSession> {
   try {
-    return await ort.InferenceSession.create(bytes, {
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: opts.intraOpThreads ?? 0,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      extra: {
-        session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } },
-        optimization: { disable_specified_optimizers: ORT_DISABLED_OPTIMIZERS },
-      },
-    });
+    return await ort.InferenceSession.create(bytes, ortSessionOptions(opts.intraOpThreads ?? 0));
   } catch (e) {
     throw new CleaveError('E_UNSUPPORTED', `${opts.source ?? 'model'}: ONNX Runtime cannot load it: ${firstLine(errorMessage(e))}`);
   }
