@@ -20,7 +20,7 @@ interface Shape {
 }
 
 const shapeArb: fc.Arbitrary<Shape> = fc
-  .record({ T: fc.integer({ min: 1, max: 4 }), n: fc.integer({ min: 1, max: 6 }), origins: fc.integer({ min: 1, max: 3 }), per: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 3, maxLength: 3 }) })
+  .record({ T: fc.integer({ min: 1, max: 4 }), n: fc.integer({ min: 1, max: 8 }), origins: fc.integer({ min: 1, max: 3 }), per: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 3, maxLength: 3 }) })
   .map(({ T, n, origins, per }) => {
     const tiers = ['device', 'edge', 'region', 'cloud'].slice(0, T);
     const hosts: Shape['hosts'] = [];
@@ -120,7 +120,7 @@ function agrees(input: PlanInput): boolean {
   return true;
 }
 
-const RUNS = 250;
+const RUNS = 400;
 
 describe('exact search equals brute-force enumeration', () => {
   for (const objective of ['latency', 'throughput'] as const) {
@@ -139,6 +139,33 @@ describe('exact search equals brute-force enumeration', () => {
 
   it('share-of-compute constraints (branch and bound), all objectives and Pareto', () => {
     fc.assert(fc.property(instanceArb({ shares: true, pareto: true }), (input) => { agrees(input); }), { numRuns: RUNS, seed: 11 });
+  });
+
+  it('tie-heavy instances: times and links of 0 or 1, up to 3 hosts a tier, top 10', () => {
+    const bit = fc.constantFrom(0, 1);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 8 }).chain((n) =>
+          fc.record({
+            n: fc.constant(n),
+            per: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 3, maxLength: 3 }),
+            times: fc.array(fc.array(bit, { minLength: n, maxLength: n }), { minLength: 9, maxLength: 9 }),
+            frontier: fc.array(fc.constantFrom(0, 1000), { minLength: n, maxLength: n }),
+            rtt: fc.array(bit, { minLength: 81, maxLength: 81 }),
+            objective: fc.constantFrom<Objective>('latency', 'throughput'),
+            costModel: fc.constantFrom<CostModel>('cleave', 'scission'),
+            topN: fc.integer({ min: 1, max: 10 }),
+          }),
+        ),
+        (r) => {
+          const tiers = ['device', 'edge', 'cloud'];
+          const hosts = tiers.flatMap((tier, q) => Array.from({ length: r.per[q] }, (_, i) => ({ name: `${tier}${i}`, tier, blockMs: r.times[q * 3 + i] })));
+          const links = hosts.flatMap((a, i) => hosts.filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier)).map((b, j) => ({ from: a.name, to: b.name, rttMs: r.rtt[i * 9 + j], bytesPerSecond: 1e6 })));
+          agrees({ tiers, hosts, links, frontierBytes: r.frontier, inputBytes: 1000, outputBytes: 0, objective: r.objective, costModel: r.costModel, topN: r.topN, pareto: true, options: { hopOverheadMs: 0 } });
+        },
+      ),
+      { numRuns: 150, seed: 5 },
+    );
   });
 
   it('larger instances: 12 blocks, 3 tiers, 2 hosts each, top 10', () => {

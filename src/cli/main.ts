@@ -11,6 +11,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   split: { summary: 'write the segments of a model split at given cuts', load: async () => (await import('./commands/split.js')).splitCommand },
   verify: { summary: 'check that split models reproduce the whole model', load: async () => (await import('./commands/verify.js')).verifyCommand },
   profile: { summary: 'benchmark every block of a model on this machine (profile JSON)', load: async () => (await import('./commands/profile.js')).profileCommand },
+  plan: { summary: 'pick the best split across hosts from profiles and a network file', load: async () => (await import('./commands/plan.js')).planCommand },
   serve: { summary: 'run one host (device, edge or cloud) of a deployment', load: async () => (await import('./commands/serve.js')).serveCommand },
   up: { summary: 'start device, edge and cloud hosts on this machine and serve', load: async () => (await import('./commands/up.js')).upCommand },
   link: { summary: 'change or show emulated links of a running deployment', load: async () => (await import('./commands/link.js')).linkCommand },

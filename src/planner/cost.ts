@@ -52,6 +52,28 @@ export function hopCost(p: Prepared, from: number, to: number, bytes: number): {
   return { lat: p.linkFixed[i] + xfer, busy: xfer + p.hopOvh };
 }
 
+/**
+ * Transfer atoms of `from -> to` for a sender whose last block ends at each boundary c = 0..n (Infinity
+ * where the sender tier's upload cap forbids it); undefined without a link. Cached per plan() call: the
+ * DPs read it for every origin and pass. Equal to `hopCost`'s transfer term.
+ */
+export function transfers(p: Prepared, from: number, to: number): Float64Array | undefined {
+  const i = from * p.H + to;
+  const k = p.linkK[i];
+  if (Number.isNaN(k)) return undefined;
+  let a = p.xferCache.get(i);
+  if (!a) {
+    a = new Float64Array(p.n + 1);
+    const cap = p.uploadCap[p.hostTier[from]];
+    for (let c = 0; c <= p.n; c++) {
+      const bytes = p.bytesOut[c];
+      a[c] = bytes > cap ? Infinity : Math.round(bytes * k);
+    }
+    p.xferCache.set(i, a);
+  }
+  return a;
+}
+
 /** The result's return `last -> origin` under the cleave model (zero under scission or when last is the origin). */
 export function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number; used: boolean } | undefined {
   if (!p.returns || last === origin) return { lat: 0, busy: 0, bytes: 0, used: false };

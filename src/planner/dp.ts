@@ -21,6 +21,7 @@
  * gives tier and host, `sC` its end) and `sE` links it to the item of the stage after it, so a suffix's
  * canonical key is that chain. E lists hold (value, first S item of the suffix).
  */
+import { transfers } from './cost.js';
 import { KList, copyList, mergeLists } from './klist.js';
 import type { Prepared, Shape } from './prepare.js';
 import { stageWindows } from './window.js';
@@ -49,7 +50,6 @@ export class LatencyDP {
   private readonly sC: Int32Array;
   private readonly sE: Int32Array;
   private readonly sCnt: Int32Array;
-  private readonly xferCache = new Map<number, Float64Array>();
   private readonly lo: Int32Array;
   private readonly hi: Int32Array;
   // The sliding window's two-stack queue, and scratch lists.
@@ -199,7 +199,7 @@ export class LatencyDP {
       for (let q2 = 1; q2 <= qEnd; q2++) {
         for (const slot2 of this.slotsOfTier[q2]) {
           const g2 = this.slotH[slot2];
-          const xf = this.xfers(o, g2);
+          const xf = transfers(this.p, o, g2);
           const node2 = slot2 * this.stride + c0;
           if (!xf || xf[c0] + p.hopOvh > lambda || this.sCnt[node2] === 0) continue;
           const v = dev + p.linkFixed[o * p.H + g2] + xf[c0] + this.sV[node2 * this.K] + delta;
@@ -243,28 +243,6 @@ export class LatencyDP {
     return best;
   }
 
-  /**
-   * Transfer atoms of `from -> to` at every boundary (Infinity where the sender's upload cap forbids it),
-   * cached for the whole plan() call: they do not depend on the origin. undefined: no link.
-   */
-  private xfers(from: number, to: number): Float64Array | undefined {
-    const p = this.p;
-    const i = from * p.H + to;
-    const k = p.linkK[i];
-    if (Number.isNaN(k)) return undefined;
-    let a = this.xferCache.get(i);
-    if (!a) {
-      a = new Float64Array(p.n + 1);
-      const cap = p.uploadCap[p.hostTier[from]];
-      for (let c = 0; c <= p.n; c++) {
-        const bytes = p.bytesOut[c];
-        a[c] = bytes > cap ? Infinity : Math.round(bytes * k);
-      }
-      this.xferCache.set(i, a);
-    }
-    return a;
-  }
-
   private ePhase(slot: number, lambda: number): void {
     const p = this.p;
     const K = this.K;
@@ -294,7 +272,7 @@ export class LatencyDP {
     for (let q2 = q + 1; q2 <= qEnd; q2++) {
       for (const slot2 of this.slotsOfTier[q2]) {
         const g2 = this.slotH[slot2];
-        const xf = this.xfers(g, g2);
+        const xf = transfers(this.p, g, g2);
         if (!xf) continue;
         const fixed = p.linkFixed[g * p.H + g2];
         let score = 0;

@@ -11,13 +11,16 @@ import type { PlanInput, PlanResult } from './types.js';
 
 type Step = Shape['steps'][number];
 
-/** Calls `visit` with every plan shape (constraints not applied). */
-export function forEachShape(p: Prepared, visit: (s: Shape) => void): void {
+/** Calls `visit` with every plan shape (constraints not applied), or with the first `limit` of them. */
+export function forEachShape(p: Prepared, visit: (s: Shape) => void, limit = Infinity): void {
   const hostsOf: number[][] = p.tiers.map(() => []);
   for (let h = 0; h < p.H; h++) hostsOf[p.hostTier[h]].push(h);
   const steps: Step[] = [];
+  let count = 0;
   const rec = (origin: number, q: number, end: number): void => {
+    if (count >= limit) return;
     if (end === p.n) {
+      count++;
       visit({ origin, steps: steps.slice() });
       return;
     }
@@ -40,15 +43,35 @@ export function forEachShape(p: Prepared, visit: (s: Shape) => void): void {
   }
 }
 
-/** Every feasible plan, priced, unsorted. */
-export function feasiblePlans(p: Prepared): Scored[] {
+/** Every feasible plan (or those among the first `limit` shapes), priced, unsorted. */
+export function feasiblePlans(p: Prepared, limit = Infinity): Scored[] {
   const out: Scored[] = [];
   const constraints = p.input.constraints ?? [];
   forEachShape(p, (shape) => {
     const m = evaluate(p, shape);
     if (m && !violated(p, shape, m, constraints)) out.push({ shape, m });
-  });
+  }, limit);
   return out;
+}
+
+/** How many plan shapes full enumeration visits (exact, as a BigInt). */
+export function countShapes(p: Prepared): bigint {
+  const per = p.tiers.map((_, q) => BigInt(Array.from(p.hostTier).filter((t) => t === q).length));
+  // ways[q][c]: completions after a stage of tier q ending at c; after[q][c]: sum of ways[q][c' > c].
+  const ways = p.tiers.map(() => new Array<bigint>(p.n + 1).fill(0n));
+  const after = p.tiers.map(() => new Array<bigint>(p.n + 1).fill(0n));
+  for (let q = p.T - 1; q >= 0; q--) {
+    ways[q][p.n] = 1n;
+    for (let c = p.n - 1; c >= 0; c--) {
+      let s = 0n;
+      for (let q2 = q + 1; q2 < p.T; q2++) s += per[q2] * after[q2][c];
+      ways[q][c] = s;
+    }
+    for (let c = p.n - 1; c >= 0; c--) after[q][c] = after[q][c + 1] + ways[q][c + 1];
+  }
+  let total = 0n;
+  for (let c0 = 0; c0 <= p.n; c0++) total += ways[0][c0];
+  return per[0] * total;
 }
 
 /** Brute force with the planner's interface: the same ranking, top N and Pareto set, or no plans. */

@@ -10,6 +10,7 @@
  * `above(theta)` carries one bit, "some stage or link already exceeds theta", to find the smallest
  * bottleneck strictly above theta: the next level the throughput search needs.
  */
+import { transfers } from './cost.js';
 import type { Prepared } from './prepare.js';
 import { stageWindows } from './window.js';
 
@@ -173,20 +174,21 @@ export class MinMaxDP {
     }
     const qEnd = Math.min(p.nextMust[q], p.T - 1);
     const cFrom = q === 0 ? 0 : 1;
-    const cap = p.uploadCap[q];
+    const hopOvh = p.hopOvh;
+    const { S0, S1 } = this;
     for (let q2 = q + 1; q2 <= qEnd; q2++) {
       for (const slot2 of this.slotsOfTier[q2]) {
-        const g2 = this.slotH[slot2];
-        const k = p.linkK[g * p.H + g2];
-        if (Number.isNaN(k)) continue;
+        const xf = transfers(p, g, this.slotH[slot2]);
+        if (!xf) continue;
         const base2 = slot2 * this.stride;
         for (let c = cFrom; c < n; c++) {
-          const bytes = p.bytesOut[c];
-          if (bytes > cap) continue;
-          const busy = Math.round(bytes * k) + p.hopOvh;
-          const rest = !flagged || busy > theta ? this.S0[base2 + c] : this.S1[base2 + c];
+          const e = E[base + c];
+          if (S0[base2 + c] >= e) continue; // cannot improve (S1 >= S0)
+          const busy = xf[c] + hopOvh;
+          if (busy >= e) continue;
+          const rest = !flagged || busy > theta ? S0[base2 + c] : S1[base2 + c];
           const v = busy > rest ? busy : rest;
-          if (v < E[base + c]) E[base + c] = v;
+          if (v < e) E[base + c] = v;
         }
       }
     }
@@ -222,7 +224,7 @@ export class MinMaxDP {
     let b = hi + 1;
     while (a < b) {
       const m = (a + b) >> 1;
-      if (P[m] - sub >= theta) b = m;
+      if (P[m] - sub > theta) b = m;
       else a = m + 1;
     }
     if (a <= hi) best = Math.min(best, windowMinMax(P, sub, a, hi, this.rmq0));

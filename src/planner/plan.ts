@@ -109,8 +109,10 @@ function throughputTop(p: Prepared): Scored[] {
     for (const s of latencyTop(p, level, dp, bound)) {
       if (s.m.bottleneck > theta && found.length < p.topN) found.push(s);
     }
+    if (found.length >= p.topN) break;
     theta = level;
-    if (found.length < p.topN) level = nextLevel(theta);
+    level = nextLevel(theta);
+    if (level <= theta) throw new CleaveError('E_INTERNAL', 'throughput search: the next bottleneck level did not increase');
   }
   return found;
 }

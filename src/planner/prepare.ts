@@ -46,6 +46,8 @@ export interface Prepared {
   readonly hopOvh: number;
   /** Whether the result returns to the origin (cleave). */
   readonly returns: boolean;
+  /** Per host pair, transfer atoms at every boundary, filled on demand by `transfers` (cost.ts). */
+  readonly xferCache: Map<number, Float64Array>;
 
   // Constraints, folded.
   /** Allowed hosts per tier position (tier 0: allowed origins), ascending host index. */
@@ -103,7 +105,7 @@ export function prepare(input: PlanInput): Prepared {
   if (objective !== 'latency' && objective !== 'throughput') bad(`objective '${String(objective)}': expected latency or throughput`);
   if (costModel !== 'cleave' && costModel !== 'scission') bad(`cost model '${String(costModel)}': expected cleave or scission`);
   const topN = input.topN ?? PLANNER_DEFAULTS.topN;
-  if (!Number.isInteger(topN) || topN < 1) bad(`topN ${topN}: expected an integer >= 1`);
+  if (!Number.isInteger(topN) || topN < 1 || topN > PLANNER_DEFAULTS.maxTopN) bad(`topN ${topN}: expected an integer from 1 to ${PLANNER_DEFAULTS.maxTopN}`);
   if (!isNonNeg(options.hopOverheadMs)) bad(`hopOverheadMs ${options.hopOverheadMs}: expected a number >= 0`);
 
   const tiers = [...input.tiers];
@@ -318,7 +320,7 @@ export function prepare(input: PlanInput): Prepared {
   return {
     input, n, T, H, tiers, hostNames: input.hosts.map((h) => h.name), hostTier, objective, costModel, topN, options,
     atoms, prefix, stageOvh, weights, weightPrefix, bytesOut, inputBytes: input.inputBytes, outputBytes: input.outputBytes,
-    linkFixed, linkK, retFixed, retK, hopOvh, returns,
+    linkFixed, linkK, retFixed, retK, hopOvh, returns, xferCache: new Map(),
     tierHosts, deviceMayCompute, mustUse, nextMust, reqMin, reqMax, nextForbidden, uploadCap, computeCap, weightCap, shares,
   };
 }

@@ -54,6 +54,17 @@ export function applyCpuQuota(pid: number, name: string, cpus: number, root = RO
   }
 }
 
+/** Moves this process back to the parent cgroup and removes the one applyCpuQuota made for it. */
+export function leaveCgroup(dir: string | undefined): void {
+  if (!dir) return;
+  try {
+    writeFileSync(join(dir, '..', 'cgroup.procs'), String(process.pid));
+  } catch {
+    // Not ours to move; rmdir below then fails quietly too.
+  }
+  removeCgroup(dir);
+}
+
 /** Removes a cgroup made by applyCpuQuota once its processes have exited (best effort). */
 export function removeCgroup(dir: string | undefined): void {
   if (!dir) return;

@@ -159,7 +159,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   if (costModel !== 'cleave' && costModel !== 'scission') throw new CleaveError('E_BAD_INPUT', `--cost-model '${values['cost-model']}': expected cleave or scission`);
   let topN: number = PLANNER_DEFAULTS.topN;
   if (values.top !== undefined) {
-    if (!/^\d+$/.test(values.top) || Number(values.top) < 1 || Number(values.top) > 10_000) throw new CleaveError('E_BAD_INPUT', `--top '${values.top}': expected an integer from 1 to 10000`);
+    if (!/^\d+$/.test(values.top) || Number(values.top) < 1 || Number(values.top) > PLANNER_DEFAULTS.maxTopN) throw new CleaveError('E_BAD_INPUT', `--top '${values.top}': expected an integer from 1 to ${PLANNER_DEFAULTS.maxTopN}`);
     topN = Number(values.top);
   }
   const stat = values.stat ?? 'median';

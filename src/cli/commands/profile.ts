@@ -4,13 +4,14 @@ import { CleaveError } from '../../errors.js';
 import { resolveInputs } from '../../graph/shapes.js';
 import { analyze } from '../../runtime/analysis.js';
 import { checkSegments, profileModel, PROFILE_DEFAULTS } from '../../runtime/profiler.js';
-import { parseIntFlag } from '../args.js';
+import { parseFloatFlag, parseIntFlag } from '../args.js';
+import { applyCpuQuota, leaveCgroup } from '../../runtime/cgroup.js';
 import { fmtBytes } from '../format.js';
 import { loadModel, shapeMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';
 
 export const profileHelp = `cleave profile MODEL --tier device|edge|cloud --host NAME [--repeats N] [--warmup N] [--threads N]
-                     [--out FILE] [--shape NAME=DIMS ...] [--max-tensors K] [--max-bytes B] [--check N]
+                     [--cpus C] [--out FILE] [--shape NAME=DIMS ...] [--max-tensors K] [--max-bytes B] [--check N]
 
 Benchmarks every block of MODEL on this machine, each as its own ONNX Runtime session (warm-up, then N
 timed runs: median and p90), times the whole model, and writes the profile JSON (format
@@ -21,6 +22,7 @@ fused sessions and prints predicted versus measured.
   --repeats N   timed runs per block (default ${PROFILE_DEFAULTS.repeats})
   --warmup N    untimed runs first (default ${PROFILE_DEFAULTS.warmup})
   --threads N   ORT intra-op threads (default 0: ORT decides)
+  --cpus C      run under a CPU quota of C CPUs (cgroups; Linux as root), a stand-in for a slower machine
   --out FILE    where to write the profile (default: standard output)`;
 
 export async function profileCommand(argv: string[]): Promise<number> {
@@ -35,6 +37,7 @@ export async function profileCommand(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       out: { type: 'string' },
       check: { type: 'string' },
+      cpus: { type: 'string' },
       shape: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
       ...granularityOptions,
@@ -51,7 +54,28 @@ export async function profileCommand(argv: string[]): Promise<number> {
   const threads = values.threads !== undefined ? parseIntFlag('--threads', values.threads, 0) : undefined;
   const check = values.check !== undefined ? parseIntFlag('--check', values.check, 0) : 0;
 
-  const model = loadModel(positionals[0]);
+  let quota: ReturnType<typeof applyCpuQuota> | undefined;
+  if (values.cpus !== undefined) {
+    const cpus = parseFloatFlag('--cpus', values.cpus);
+    quota = applyCpuQuota(process.pid, `profile-${process.pid}`, cpus);
+    if (!quota.applied) throw new CleaveError('E_UNSUPPORTED', `--cpus ${cpus}: ${quota.detail}`);
+    process.stderr.write(`profiling under a CPU quota of ${cpus} CPUs (${quota.detail})\n`);
+  }
+  try {
+    return await profileWith(positionals[0], values, { repeats, warmup, threads, check });
+  } finally {
+    leaveCgroup(quota?.dir);
+  }
+}
+
+async function profileWith(
+  ref: string,
+  values: { tier?: string; host?: string; out?: string; shape?: string[]; 'max-tensors'?: string; 'max-bytes'?: string },
+  o: { repeats?: number; warmup?: number; threads?: number; check: number },
+): Promise<number> {
+  const { repeats, warmup, threads, check } = o;
+  if (!values.tier || !values.host) throw new CleaveError('E_INTERNAL', 'tier and host were checked');
+  const model = loadModel(ref);
   const a = await analyze(model, resolveInputs(model, shapeMap(values.shape)), granularityFrom(values));
   const tty = process.stderr.isTTY;
   const started = Date.now();
