@@ -64,7 +64,7 @@ describe('LinkEmulator', () => {
     expect(at.ack).toBeGreaterThanOrEqual(9);
     expect(at.a).toBeGreaterThanOrEqual(55);
     expect(at.b).toBeGreaterThanOrEqual(105);
-    expect(at.b).toBeLessThan(300);
+    expect(at.b).toBeLessThan(3000); // generous: only catches a frame that was never paced out
     expect(e.heldBytes).toBe(0);
   });
 
@@ -87,7 +87,7 @@ describe('LinkEmulator', () => {
     e.send(100_000, true, () => out.push('lost')); // 10 s at 10 kB/s
     e.clear(); // the connection dropped
     e.send(100, true, () => out.push('next')); // 10 ms, not 10 s
-    await until(() => out.length === 1, 1000);
+    await until(() => out.length === 1, 5000);
     expect(out).toEqual(['next']);
   });
 
@@ -109,7 +109,7 @@ describe('LinkEmulator', () => {
     e.send(1000, true, () => out.push('a'));
     e.send(1000, true, () => out.push('b'));
     e.set({ bandwidthBps: 1e9, delayMs: 0 });
-    await until(() => out.length === 2, 500);
+    await until(() => out.length === 2, 900); // un-retimed, 'a' alone would take 1000 ms
     e.set({ bandwidthBps: 10, delayMs: 0 });
     e.send(1000, true, () => out.push('c'));
     e.send(1, true, () => out.push('d'));
@@ -221,7 +221,7 @@ describe('emulated links', () => {
     await until(() => frames.length === 1);
     const ms = performance.now() - t0;
     expect(ms).toBeGreaterThanOrEqual(800);
-    expect(ms).toBeLessThan(3000);
+    expect(ms).toBeLessThan(10_000);
   });
 
   it('measurement converges toward the emulated rate and delay (without reading the settings)', async () => {
@@ -240,7 +240,7 @@ describe('emulated links', () => {
     expect(st.throughputBps).toBeGreaterThan(rate * 0.7);
     expect(st.throughputBps).toBeLessThan(rate * 1.4);
     expect(st.rttMs).toBeGreaterThan(30 * 0.8); // 2 x 15 ms one-way
-    expect(st.rttMs).toBeLessThan(30 * 1.6);
+    expect(st.rttMs).toBeLessThan(30 * 2.5); // upper bound loose: a loaded machine adds event-loop lag
   });
 
   // The bug: with emulation, a ping or ack was always in transit when the probe timer fired (the probe timer,
@@ -254,12 +254,12 @@ describe('emulated links', () => {
       emulation: { bandwidthBps: rate, delayMs: 2 },
       options: { probeIntervalMs, pingIntervalMs: probeIntervalMs / 2 },
     });
-    const t0 = performance.now();
-    await until(() => link.stats().throughputBps !== null, 20 * probeIntervalMs);
-    expect(performance.now() - t0).toBeLessThan(20 * probeIntervalMs);
+    await until(() => link.stats().throughputBps !== null, 10_000);
+    // Counted in probes rather than time, so a slow machine cannot fail it: the first probes must do.
     expect(link.probes).toBeGreaterThanOrEqual(1);
+    expect(link.probes).toBeLessThanOrEqual(5);
     expect(link.stats().rttMs).not.toBeNull();
-    await until(() => link.stats().throughputSamples >= 3, 20 * probeIntervalMs);
+    await until(() => link.stats().throughputSamples >= 3, 10_000);
     const st = link.stats();
     expect(st.throughputBps).toBeGreaterThan(rate * 0.5);
     expect(st.throughputBps).toBeLessThan(rate * 2);
@@ -276,12 +276,18 @@ describe('emulated links', () => {
       const bps = link.stats().throughputBps;
       return bps !== null && bps > rate * 0.6 && bps < rate * 1.6;
     };
-    // Each wait allows a dozen probe intervals plus the time the probes themselves take on the new link.
-    await until(() => near(12_500_000), 12 * probeIntervalMs + 200);
+    // Convergence is counted in probes, not milliseconds: a loaded CI machine may be slow, but the estimate
+    // must follow each change within a dozen probes. The time limits only stop a test that never converges.
+    const within = async (rate: number): Promise<void> => {
+      const before = link.probes;
+      await until(() => near(rate), 10_000);
+      expect(link.probes - before, `probes to converge on ${rate} B/s`).toBeLessThanOrEqual(12);
+    };
+    await within(12_500_000);
     link.setEmulation({ bandwidthBps: 1_250_000, delayMs: 2 }); // 10x slower: probes sized for 100 Mbit/s take 100 ms
-    await until(() => near(1_250_000), 12 * probeIntervalMs + 600);
+    await within(1_250_000);
     link.setEmulation({ bandwidthBps: 25_000_000, delayMs: 2 }); // 20x faster: the first probes are too quick to time
-    await until(() => near(25_000_000), 12 * probeIntervalMs + 200);
+    await within(25_000_000);
   });
 
   it('probes an idle link, and notices when it gets faster', async () => {
