@@ -8,6 +8,7 @@
  * separates the gateway's own cost from the split's. Goal: ratio <= 1.05 for each model.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +27,7 @@ import { freePort } from '../test/helpers/deployment.js';
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '60' }, models: { type: 'string', default: 'resnet50,mobilenetv2' } } });
 const N = Number(values.requests);
 const GOAL = 1.05;
+const agent = new http.Agent({ keepAlive: true });
 
 async function timeLoop(n: number, fn: () => Promise<void>): Promise<number> {
   for (let i = 0; i < Math.max(5, n / 5); i++) await fn();
@@ -79,10 +81,24 @@ for (const name of values.models.split(',')) {
     const xData = x.data as Float32Array;
     const header = Buffer.from(JSON.stringify({ inputs: [{ name: specs[0].name, shape: specs[0].dims, datatype: 'FP32', parameters: { binary_data_size: xData.byteLength } }], parameters: { binary_data_output: true } }));
     const body = Buffer.concat([header, Buffer.from(xData.buffer, xData.byteOffset, xData.byteLength)]);
-    const infer = async (): Promise<void> => {
-      const r = await fetch(`${d.url}/v2/models/${name}/infer`, { method: 'POST', headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream' }, body });
-      await r.arrayBuffer();
-      if (r.status !== 200) throw new Error(`infer: ${r.status}`);
+    // node:http with keep-alive: fetch (undici) adds ~0.5 ms per request here, which is the client's cost.
+    const port = Number(d.origin.listen.split(':').pop());
+    const infer = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const req = http.request(
+          { host: '127.0.0.1', port, path: `/v2/models/${name}/infer`, method: 'POST', agent, headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream', 'content-length': body.length } },
+          (res) => {
+            res.resume();
+            res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`infer: ${res.statusCode}`))));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    // Stage compute as the hosts measured it (inside their ORT workers), to split e2e into compute and the rest.
+    const stageCompute = async (): Promise<number[]> => {
+      const p = (await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { measuredComputeMs: number | null }[] };
+      return p.stages.map((s) => s.measuredComputeMs ?? 0);
     };
     const pin = async (stages: { host: string; blocks: [number, number] }[]): Promise<void> => {
       const r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages }) });
@@ -90,8 +106,10 @@ for (const name of values.models.split(',')) {
     };
     await pin([{ host: 'device', blocks: [0, c1] }, { host: 'edge', blocks: [c1, c2] }, { host: 'cloud', blocks: [c2, n] }]);
     const split = await timeLoop(N, infer);
+    const splitCompute = await stageCompute();
     await pin([{ host: 'device', blocks: [0, n] }]);
     const single = await timeLoop(N, infer);
+    const singleCompute = await stageCompute();
 
     const s = await createSession(model.bytes, { intraOpThreads: 1 });
     const baseline = await timeLoop(N, async () => {
@@ -107,6 +125,9 @@ for (const name of values.models.split(',')) {
       baselineMs: round(baseline),
       allDeviceViaGatewayMs: round(single),
       threeHostMs: round(split),
+      threeHostStageComputeMs: splitCompute.map(round),
+      threeHostOverheadMs: round(split - splitCompute.reduce((x, y) => x + y, 0)),
+      allDeviceComputeMs: round(singleCompute[0] ?? 0),
       ratio: round(split / baseline),
       gatewayRatio: round(single / baseline),
     });

@@ -126,7 +126,7 @@ describe('runtime: bad input', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
   };
   beforeAll(async () => {
-    d = await startDeployment({ modelName: 'mnv2', modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(), limits: { maxBodyBytes: 1_000_000 } });
+    d = await startDeployment({ modelName: 'mnv2', modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(), limits: { maxBodyBytes: 1_000_000, maxInFlight: 2 } });
   });
   afterAll(async () => {
     await d?.close();
@@ -135,11 +135,11 @@ describe('runtime: bad input', () => {
     fetch(`${d.url}${path}`, { method: 'POST', headers, body: body as BodyInit });
 
   it.each([
-    ['wrong shape', { inputs: [{ name: 'input', shape: [1, 3, 64], datatype: 'FP32', data: [1, 2, 3] }] }, 400, /shape/],
-    ['wrong dtype', { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'INT64', data: new Array(12288).fill(0) }] }, 400, /INT64|datatype/],
-    ['value count mismatch', { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', data: [1, 2] }] }, 400, /values|expected/],
-    ['unknown input', { inputs: [{ name: 'nope', shape: [1], datatype: 'FP32', data: [1] }] }, 400, /nope/],
-  ])('%s -> %d, then a good request succeeds', async (_label, body, status, pattern) => {
+    ['wrong shape', 400, { inputs: [{ name: 'input', shape: [1, 3, 64], datatype: 'FP32', data: [1, 2, 3] }] }, /shape/],
+    ['wrong dtype', 400, { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'INT64', data: new Array(12288).fill(0) }] }, /INT64|datatype/],
+    ['value count mismatch', 400, { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', data: [1, 2] }] }, /values|expected/],
+    ['unknown input', 400, { inputs: [{ name: 'nope', shape: [1], datatype: 'FP32', data: [1] }] }, /nope/],
+  ] as const)('%s -> %d, then a good request succeeds', async (_label, status, body, pattern) => {
     const r = await post('/v2/models/mnv2/infer', JSON.stringify(body));
     expect(r.status).toBe(status);
     expect((await r.json()).error).toMatch(pattern);
@@ -175,6 +175,46 @@ describe('runtime: bad input', () => {
     const r = await post('/v2/models/mnv2/infer', Buffer.alloc(2_000_000, 32), { 'content-type': 'application/octet-stream' });
     expect(r.status).toBe(413);
     expect((await r.json()).error).toMatch(/limit/);
+    await good();
+  });
+
+  it('a full queue answers 503 E_QUEUE_FULL and a missed deadline 504 E_DEADLINE; then good requests succeed', async () => {
+    // Route everything through a slow emulated link so requests stay pending long enough to pile up.
+    const n = d.device.analysis.blocks.length;
+    let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 150 }) });
+    expect(r.status).toBe(200);
+    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'cld', blocks: [0, n] }] }) });
+    expect(r.status).toBe(200);
+    const body = JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] });
+    const all = await Promise.all(Array.from({ length: 6 }, () => post('/v2/models/mnv2/infer', body)));
+    const codes = all.map((a) => a.status);
+    expect(codes.filter((c) => c === 200).length).toBeGreaterThanOrEqual(2); // maxInFlight
+    const refused = all.filter((a) => a.status === 503);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect((await refused[0].json()).code).toBe('E_QUEUE_FULL');
+    // OIP `timeout` is in microseconds: 20 ms cannot cover a 150 ms one-way delay.
+    r = await post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }], parameters: { timeout: 20_000 } }));
+    expect(r.status).toBe(504);
+    expect((await r.json()).code).toBe('E_DEADLINE');
+    r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: 'null' });
+    expect(r.status).toBe(200);
+    r = await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
+    expect(r.status).toBe(200);
+    await good();
+  });
+
+  it('bad link settings and bad pinned plans are 400s naming the problem', async () => {
+    let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mbps: -3 }) });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/mbps/);
+    r = await fetch(`${d.url}/v1/links/dev/nowhere`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 1 }) });
+    expect(r.status).toBe(400);
+    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks: [0, 3] }] }) });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/cover blocks/);
+    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'mars', blocks: [0, 3] }] }) });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/mars/);
     await good();
   });
 

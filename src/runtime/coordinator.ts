@@ -22,6 +22,8 @@ export interface LinkView {
   readonly to: string;
   readonly rttMs: number | null;
   readonly throughputBps: number | null;
+  /** Timed throughput samples so far: early ones are rough, so start-up planning waits for a few. */
+  readonly throughputSamples?: number;
 }
 
 /** What the coordinator needs from the host: kept small so it can be driven without sockets in tests. */

@@ -27,6 +27,9 @@ import { SegmentSessions } from './segments.js';
 import { buildApp } from './http-app.js';
 import { LoadSampler } from './load.js';
 
+/** Timed throughput samples each link needs before the first plan (the first ones after a link opens are rough). */
+const STARTUP_SAMPLES = 3;
+
 export interface HostStartOptions {
   readonly config: DeploymentConfig;
   /** This host's name in `config.hosts`. */
@@ -178,7 +181,7 @@ export class Host {
     await this.mesh.whenAllOpen(this.limits.startupTimeoutMs).catch(() => undefined);
     for (;;) {
       const links = await this.allLinks().catch(() => [] as LinkView[]);
-      const measured = links.filter((l) => l.rttMs !== null && l.throughputBps !== null).length;
+      const measured = links.filter((l) => l.rttMs !== null && l.throughputBps !== null && (l.throughputSamples ?? 0) >= STARTUP_SAMPLES).length;
       const wanted = this.config.hosts.length * (this.config.hosts.length - 1);
       if (measured >= wanted || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 250));
@@ -204,7 +207,7 @@ export class Host {
       const to = l.name.split('->')[1] ?? '';
       this.metrics.linkRtt.set({ from: this.self.name, to }, s.rttMs ?? 0);
       this.metrics.linkThroughput.set({ from: this.self.name, to }, s.throughputBps ?? 0);
-      return { from: this.self.name, to, rttMs: s.rttMs, throughputBps: s.throughputBps, state: s.state, bytesSent: s.bytesSent, queuedBytes: s.queuedBytes, emulation: l.getEmulation() };
+      return { from: this.self.name, to, rttMs: s.rttMs, throughputBps: s.throughputBps, throughputSamples: s.throughputSamples, state: s.state, bytesSent: s.bytesSent, queuedBytes: s.queuedBytes, emulation: l.getEmulation() };
     });
   }
 

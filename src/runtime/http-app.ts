@@ -58,7 +58,8 @@ export function buildApp(host: Host): express.Express {
   });
   // Emulated link settings. Any host accepts the call and forwards it to the link's sending host, where
   // the emulator sits.
-  app.put('/v1/links/:from/:to', json, async (req, res, next) => {
+  // strict: false so that a bare `null` (emulation off) is accepted as a body.
+  app.put('/v1/links/:from/:to', express.json({ limit: '64kb', strict: false }), async (req, res, next) => {
     try {
       const { from, to } = req.params;
       const settings = linkSettings(req.body);

@@ -103,6 +103,8 @@ export class Pipeline {
   private async runStage(r: { id: string; epoch: number; route: RouteStage[]; stage: number; deadline: number }, inputs: Record<string, TensorLike>): Promise<void> {
     const stage = r.route[r.stage];
     const origin = r.route[0].host;
+    const t0 = performance.now();
+    let tRun = t0;
     this.working++;
     try {
       if (!stage || stage.host !== this.o.self)
@@ -118,7 +120,10 @@ export class Pipeline {
           if (!t) throw new CleaveError('E_BAD_FRAME', `request ${r.id}: stage ${r.stage} needs tensor '${n}', which did not arrive`);
           feeds[n] = t;
         }
+        tRun = performance.now();
         const res = await this.o.segments.run(range, feeds);
+        if (this.o.logger.isLevelEnabled('trace'))
+          this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + t0, runMs: performance.now() - tRun, computeMs: res.computeMs }, 'stage ran');
         const seg = `${stage.from}-${stage.to}`;
         this.o.metrics.stageCompute.observe({ segment: seg }, res.computeMs * 1000);
         const prev = this.computeMs.get(seg);

@@ -67,7 +67,9 @@ export class Channel {
     });
     this.ws.on('pong', (data) => this.cfg.pipe.receive(() => this.onPong(data)));
     if (cfg.pongThroughPipe) this.ws.on('ping', (data) => this.pong(data));
-    this.ws.on('error', (err) => this.cfg.log.warn({ err: errorMessage(err) }, 'peer socket error'));
+    // Debug only: every failed dial while peers start in any order lands here; the link's 'down' event is
+    // what the host reports.
+    this.ws.on('error', (err) => this.cfg.log.debug({ err: errorMessage(err) }, 'peer socket error'));
     this.ws.once('close', (code, reason) => this.onClose(code, reason.toString()));
   }
 
