@@ -23,7 +23,7 @@
  */
 import { transfers } from './cost.js';
 import { KList, copyList, mergeLists } from './klist.js';
-import type { Prepared, Shape } from './prepare.js';
+import { slotLayout, type Prepared, type Shape } from './prepare.js';
 import { stageWindows } from './window.js';
 
 /** The result of one run: the K best plans from this origin, as shapes with their latency atoms. */
@@ -38,8 +38,8 @@ export class LatencyDP {
   private readonly n: number;
   private readonly stride: number;
   /** Slot 0 is the origin; slots 1.. are (tier >= 1, allowed host), grouped by tier. */
-  private readonly slotQ: number[] = [];
-  private readonly slotH: number[] = [];
+  private readonly slotQ: number[];
+  private readonly slotH: number[];
   private readonly slotsOfTier: number[][];
   private readonly eV: Float64Array;
   private readonly eS: Int32Array;
@@ -71,17 +71,7 @@ export class LatencyDP {
     this.K = K;
     this.n = p.n;
     this.stride = p.n + 1;
-    this.slotsOfTier = p.tiers.map(() => []);
-    this.slotQ.push(0);
-    this.slotH.push(-1);
-    this.slotsOfTier[0].push(0);
-    for (let q = 1; q < p.T; q++) {
-      for (const h of p.tierHosts[q]) {
-        this.slotsOfTier[q].push(this.slotQ.length);
-        this.slotQ.push(q);
-        this.slotH.push(h);
-      }
-    }
+    ({ q: this.slotQ, h: this.slotH, ofTier: this.slotsOfTier } = slotLayout(p));
     const nodes = this.slotQ.length * this.stride;
     this.eV = new Float64Array(nodes * K);
     this.eS = new Int32Array(nodes * K);

@@ -11,7 +11,7 @@
  * bottleneck strictly above theta: the next level the throughput search needs.
  */
 import { transfers } from './cost.js';
-import type { Prepared } from './prepare.js';
+import { slotLayout, type Prepared } from './prepare.js';
 import { stageWindows } from './window.js';
 
 class RangeMin {
@@ -44,8 +44,8 @@ export class MinMaxDP {
   private readonly p: Prepared;
   private readonly n: number;
   private readonly stride: number;
-  private readonly slotQ: number[] = [];
-  private readonly slotH: number[] = [];
+  private readonly slotQ: number[];
+  private readonly slotH: number[];
   private readonly slotsOfTier: number[][];
   private readonly E0: Float64Array;
   private readonly S0: Float64Array;
@@ -61,17 +61,7 @@ export class MinMaxDP {
     this.p = p;
     this.n = p.n;
     this.stride = p.n + 1;
-    this.slotsOfTier = p.tiers.map(() => []);
-    this.slotQ.push(0);
-    this.slotH.push(-1);
-    this.slotsOfTier[0].push(0);
-    for (let q = 1; q < p.T; q++) {
-      for (const h of p.tierHosts[q]) {
-        this.slotsOfTier[q].push(this.slotQ.length);
-        this.slotQ.push(q);
-        this.slotH.push(h);
-      }
-    }
+    ({ q: this.slotQ, h: this.slotH, ofTier: this.slotsOfTier } = slotLayout(p));
     const nodes = this.slotQ.length * this.stride;
     this.E0 = new Float64Array(nodes);
     this.S0 = new Float64Array(nodes);

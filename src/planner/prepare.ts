@@ -329,3 +329,32 @@ export function prepare(input: PlanInput): Prepared {
 export function defaultInputBytes(costModel: CostModel, modelInputBytes: number): number {
   return costModel === 'scission' ? SCISSION_INPUT_BYTES : modelInputBytes;
 }
+
+/**
+ * The DP state slots both searches (dp.ts, minmax.ts) index their tables by: slot 0 is the origin, its host
+ * set by each run; slots 1.. are (tier >= 1, allowed host), grouped by tier. Fresh arrays per call, since
+ * each search writes its own origin into `h[0]`.
+ */
+export interface Slots {
+  /** Tier position of each slot. */
+  readonly q: number[];
+  /** Host of each slot (-1 for the origin until a run sets it). */
+  readonly h: number[];
+  /** Slots of each tier position, in slot order. */
+  readonly ofTier: number[][];
+}
+
+export function slotLayout(p: Prepared): Slots {
+  const q = [0];
+  const h = [-1];
+  const ofTier: number[][] = p.tiers.map(() => []);
+  ofTier[0].push(0);
+  for (let t = 1; t < p.T; t++) {
+    for (const host of p.tierHosts[t]) {
+      ofTier[t].push(q.length);
+      q.push(t);
+      h.push(host);
+    }
+  }
+  return { q, h, ofTier };
+}

@@ -5,21 +5,18 @@
  */
 import { CleaveError } from '../errors.js';
 import type { DType } from '../graph/onnx.js';
+import { TYPED_ARRAY, type Dtype, type TensorData, type TypedArrayConstructor } from '../transport/dtype.js';
 
-/** ORT element types a tensor may carry across the boundary (string tensors are not supported). */
-export type TensorDType = Exclude<DType, 'string'>;
+export { isDtype as isTensorDType, type TensorData } from '../transport/dtype.js';
 
-export type TensorData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array;
+/**
+ * ORT element types a tensor may carry across the boundary: the wire's dtypes, which are the graph's less
+ * `string` (string tensors are not supported).
+ */
+export type TensorDType = Dtype;
+
+// Fails to compile if the wire's dtypes and the graph's (less `string`) ever drift apart.
+const _sameDtypes: [TensorDType, Exclude<DType, 'string'>] extends [Exclude<DType, 'string'>, TensorDType] ? true : never = true;
 
 /** A tensor as plain data, structured-clonable. `bool` is carried as Uint8Array, `float16` as Uint16Array. */
 export interface TensorLike {
@@ -33,27 +30,6 @@ export interface ValueInfo {
   readonly name: string;
   readonly dtype: TensorDType;
   readonly shape: readonly (number | string)[];
-}
-
-type ArrayCtor = { new (length: number): TensorData; readonly name: string };
-
-const ARRAY_OF: Record<TensorDType, ArrayCtor> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-  float16: Uint16Array,
-};
-
-export function isTensorDType(s: string): s is TensorDType {
-  return Object.hasOwn(ARRAY_OF, s);
 }
 
 function fixedDim(d: number | string): number | undefined {
@@ -79,7 +55,7 @@ export function checkFeeds(key: string, inputs: readonly ValueInfo[], feeds: Rea
     if (t === undefined) throw bad(`missing input '${info.name}'`);
     const name = `input '${info.name}'`;
     if (t.dtype !== info.dtype) throw bad(`${name}: dtype ${String(t.dtype)}, expected ${info.dtype}`);
-    const Ctor = ARRAY_OF[info.dtype];
+    const Ctor = TYPED_ARRAY[info.dtype];
     if (!(t.data instanceof Ctor)) {
       throw bad(`${name}: data is ${t.data?.constructor?.name ?? typeof t.data}, dtype ${info.dtype} needs ${Ctor.name}`);
     }
@@ -130,7 +106,7 @@ export function zeroFeeds(key: string, inputs: readonly ValueInfo[]): Record<str
       );
     }
     const fixed = dims as number[];
-    feeds[info.name] = { dtype: info.dtype, dims: fixed, data: new ARRAY_OF[info.dtype](fixed.reduce((a, d) => a * d, 1)) };
+    feeds[info.name] = { dtype: info.dtype, dims: fixed, data: new TYPED_ARRAY[info.dtype](fixed.reduce((a, d) => a * d, 1)) };
   }
   return feeds;
 }
@@ -166,14 +142,12 @@ export class BufferPool {
   }
 }
 
-type ViewCtor = new (buffer: ArrayBuffer, byteOffset?: number, length?: number) => TensorData;
-
 /** An exact copy of `d`, in a pooled buffer when one of its size is free. */
 function copyOf(d: TensorData, pool: BufferPool | undefined): TensorData {
   const buf = pool?.take(d.byteLength);
   if (!buf) return d.slice();
   new Uint8Array(buf).set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  return new (d.constructor as ViewCtor)(buf, 0, d.length);
+  return new (d.constructor as TypedArrayConstructor)(buf, 0, d.length);
 }
 
 /**

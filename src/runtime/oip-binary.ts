@@ -1,58 +1,16 @@
 /**
- * Element-level codecs behind the Open Inference Protocol request/response codec (oip.ts): tensor bytes in
- * and out (the binary tensor data extension), JSON tensor `data` in and out, FP16 <-> number, and the
- * position of a JSON syntax error. Pure functions over bytes and JSON values; errors are left to oip.ts,
+ * Element-level codecs behind the Open Inference Protocol request/response codec (oip.ts): the BOOL check on
+ * binary tensor data, JSON tensor `data` in and out, FP16 <-> number, and the position of a JSON syntax
+ * error. Pure functions over bytes and JSON values; errors are left to oip.ts,
  * which knows which field they belong to.
  */
 import type { TensorData, TensorDType, TensorLike } from './executor-tensors.js';
 
-type ArrayCtor = {
-  new (length: number): TensorData;
-  new (buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData;
-  readonly BYTES_PER_ELEMENT: number;
-};
-
-export const ARRAY_OF: Readonly<Record<TensorDType, ArrayCtor>> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-  float16: Uint16Array,
-};
-
-export function elementBytes(dtype: TensorDType): number {
-  return ARRAY_OF[dtype].BYTES_PER_ELEMENT;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Binary tensor data
-
-/**
- * The `count` elements at `bytes[start ..]` as a typed array: a view over the body when the absolute offset
- * is aligned for the element size, a copy when it is not (a typed array cannot start mid-element). The
- * protocol's binary data is little-endian; so is every platform onnxruntime-node ships for, so no swap.
- */
-export function tensorFromBytes(dtype: TensorDType, count: number, bytes: Uint8Array, start: number): TensorData {
-  const Ctor = ARRAY_OF[dtype];
-  const size = Ctor.BYTES_PER_ELEMENT;
-  const at = bytes.byteOffset + start;
-  if (at % size === 0) return new Ctor(bytes.buffer, at, count);
-  const copy = new Uint8Array(count * size);
-  copy.set(bytes.subarray(start, start + count * size));
-  return new Ctor(copy.buffer, 0, count);
-}
-
-/** A tensor's bytes as a Buffer view (no copy), for the binary part of a response. */
-export function tensorBytes(t: TensorLike): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
+//
+// Tensor bytes in are `typedFromBytes` (transport/dtype.ts): the protocol's binary data is little-endian, so
+// is every platform onnxruntime-node ships for, so no swap. Bytes out are `tensorBytes`, from the same file.
 
 /** Index of the first byte of a BOOL tensor that is neither 0 nor 1, or -1. */
 export function badBoolByte(data: Uint8Array): number {

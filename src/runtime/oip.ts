@@ -20,18 +20,15 @@
  */
 import { CleaveError } from '../errors.js';
 import type { TensorDType, TensorLike, ValueInfo } from './executor-tensors.js';
+import { DTYPE_SIZE, TYPED_ARRAY, tensorBytes, typedFromBytes } from '../transport/dtype.js';
 import {
-  ARRAY_OF,
   DataShapeError,
   JSON_CONV,
   badBoolByte,
   countLeaves,
-  elementBytes,
   fillFromJson,
   jsonDataText,
   locateJsonError,
-  tensorBytes,
-  tensorFromBytes,
 } from './oip-binary.js';
 
 export type OipDatatype =
@@ -314,7 +311,7 @@ function parseInput(
     if (!Number.isSafeInteger(size) || (size as number) < 0) {
       throw bad(`${where}.parameters.binary_data_size: expected a non-negative integer for ${name}, got ${JSON.stringify(size)}`);
     }
-    const want = count * elementBytes(dtype);
+    const want = count * DTYPE_SIZE[dtype];
     if (size !== want) {
       throw bad(`${name}: binary_data_size ${String(size)} but ${want} bytes expected (${spec.datatype} ${fmt(dims)})`);
     }
@@ -325,7 +322,7 @@ function parseInput(
           : `${name}: binary_data_size ${want} but the request has no ${INFERENCE_HEADER}, so no binary data`,
       );
     }
-    const data = tensorFromBytes(dtype, count, body, offset);
+    const { data } = typedFromBytes(dtype, body.subarray(offset, offset + want));
     if (dtype === 'bool') {
       const k = badBoolByte(data as Uint8Array);
       if (k >= 0) throw bad(`${name}: BOOL element ${k} is byte ${(data as Uint8Array)[k]} (must be 0 or 1)`);
@@ -338,7 +335,7 @@ function parseInput(
   try {
     const values = countLeaves(raw.data, Math.max(dims.length, 1));
     if (values !== count) throw bad(`${name}: ${values} values for shape ${fmt(dims)} (${count} expected)`);
-    const data = new ARRAY_OF[dtype](count);
+    const data = new TYPED_ARRAY[dtype](count);
     fillFromJson(raw.data, data, JSON_CONV[dtype]);
     return { tensor: { dtype, dims, data }, binaryBytes: 0 };
   } catch (e) {
@@ -397,7 +394,7 @@ export function encodeInferResponse(
     }
     const head = `{"name":${JSON.stringify(name)},"datatype":"${toOipDatatype(t.dtype)}","shape":${fmt(t.dims)}`;
     if (asBinary) {
-      binary.push(tensorBytes(t));
+      binary.push(tensorBytes(t.data));
       parts.push(`${head},"parameters":{"binary_data_size":${t.data.byteLength}}}`);
     } else {
       parts.push(`${head},"data":${jsonDataText(t)}}`);

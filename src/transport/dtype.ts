@@ -18,24 +18,6 @@ export type Dtype =
   | 'uint64'
   | 'bool';
 
-/** Bytes per element for every wire dtype. */
-export const DTYPE_SIZE: Readonly<Record<Dtype, number>> = {
-  float32: 4,
-  float64: 8,
-  float16: 2,
-  int8: 1,
-  uint8: 1,
-  int16: 2,
-  uint16: 2,
-  int32: 4,
-  uint32: 4,
-  int64: 8,
-  uint64: 8,
-  bool: 1,
-};
-
-export const DTYPES = Object.keys(DTYPE_SIZE) as readonly Dtype[];
-
 /**
  * The typed arrays tensors are exposed as (what onnxruntime-node's `Tensor` accepts). float16 has no
  * typed array in Node 20 and travels as its raw bits in a Uint16Array; bool is a Uint8Array of 0/1.
@@ -60,9 +42,14 @@ export interface Tensor {
   data: TensorData;
 }
 
-export type TypedArrayConstructor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData };
+/** A typed-array class: `length` zeroed elements, or a view of `length` elements over a buffer. */
+export type TypedArrayConstructor = {
+  new (length: number): TensorData;
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData;
+  readonly BYTES_PER_ELEMENT: number;
+};
 
-/** The typed array each dtype is exposed as. */
+/** The typed array each dtype is exposed as: the one table of dtypes, their arrays and element sizes. */
 export const TYPED_ARRAY: Readonly<Record<Dtype, TypedArrayConstructor>> = {
   float32: Float32Array,
   float64: Float64Array,
@@ -77,6 +64,31 @@ export const TYPED_ARRAY: Readonly<Record<Dtype, TypedArrayConstructor>> = {
   uint64: BigUint64Array,
   bool: Uint8Array,
 };
+
+export const DTYPES = Object.keys(TYPED_ARRAY) as readonly Dtype[];
+
+/** Bytes per element for every wire dtype. */
+export const DTYPE_SIZE: Readonly<Record<Dtype, number>> = Object.fromEntries(
+  DTYPES.map((d) => [d, TYPED_ARRAY[d].BYTES_PER_ELEMENT]),
+) as Record<Dtype, number>;
+
+export function isDtype(s: string): s is Dtype {
+  return Object.hasOwn(TYPED_ARRAY, s);
+}
+
+/**
+ * `bytes` as a typed array of `dtype` (its length a whole number of elements): a view when its offset is
+ * aligned for the element size, else one aligned copy (a typed array cannot start mid-element).
+ */
+export function typedFromBytes(dtype: Dtype, bytes: Uint8Array): { data: TensorData; copied: boolean } {
+  const Ctor = TYPED_ARRAY[dtype];
+  const size = Ctor.BYTES_PER_ELEMENT;
+  const count = bytes.byteLength / size;
+  if (bytes.byteOffset % size === 0) return { data: new Ctor(bytes.buffer, bytes.byteOffset, count), copied: false };
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return { data: new Ctor(copy.buffer, 0, count), copied: true };
+}
 
 /** Raw bytes of a typed array, as a view. */
 export function tensorBytes(data: TensorData): Buffer {

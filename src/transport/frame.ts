@@ -25,7 +25,7 @@
  */
 import { Packr } from 'msgpackr';
 import { CleaveError } from '../errors.js';
-import { DTYPE_SIZE, DTYPES, TYPED_ARRAY, tensorBytes, type Dtype, type Tensor, type TensorData } from './dtype.js';
+import { DTYPE_SIZE, DTYPES, isDtype, tensorBytes, typedFromBytes, type Dtype, type Tensor, type TensorData } from './dtype.js';
 
 export { DTYPE_SIZE, DTYPES, tensorBytes, type Dtype, type Tensor, type TensorData };
 
@@ -248,16 +248,6 @@ class Bytes {
   }
 }
 
-/** A typed array over `buf`: a view when `buf` is aligned for the element size, else one aligned copy. */
-function toTyped(buf: Buffer, dtype: Dtype): { data: TensorData; copied: boolean } {
-  const size = DTYPE_SIZE[dtype];
-  const ctor = TYPED_ARRAY[dtype];
-  if (buf.byteOffset % size === 0) return { data: new ctor(buf.buffer, buf.byteOffset, buf.length / size), copied: false };
-  const copy = new ArrayBuffer(buf.length);
-  new Uint8Array(copy).set(buf);
-  return { data: new ctor(copy, 0, buf.length / size), copied: true };
-}
-
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
@@ -293,13 +283,13 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
     const f = `tensors[${i}]`;
     if (!isObject(t)) throw bad(f, 'is not a map');
     if (typeof t.name !== 'string') throw bad(`${f}.name`, 'is not a string');
-    if (typeof t.dtype !== 'string' || !Object.hasOwn(DTYPE_SIZE, t.dtype)) {
+    if (typeof t.dtype !== 'string' || !isDtype(t.dtype)) {
       throw bad(`${f}.dtype`, `'${String(t.dtype)}' is not one of ${DTYPES.join(', ')}`);
     }
     const count = elementCount(t.dims);
     if (count < 0) throw bad(`${f}.dims`, 'is not a list of non-negative integers');
     if (!isCount(t.byteLength)) throw bad(`${f}.byteLength`, 'is not a non-negative integer');
-    const size = DTYPE_SIZE[t.dtype as Dtype];
+    const size = DTYPE_SIZE[t.dtype];
     if (count * size !== t.byteLength) {
       throw bad(
         `${f}.byteLength`,
@@ -348,7 +338,7 @@ export function decodeFrame(data: Buffer | readonly Buffer[], options: DecodeOpt
       throw bad(`tensors[${i}]`, `(${d.name}, ${d.byteLength} bytes at offset ${start}) runs past the end of the ${total}-byte frame`);
     }
     const { buf, copied: split } = bytes.range(start, d.byteLength);
-    const { data, copied } = toTyped(buf, d.dtype);
+    const { data, copied } = typedFromBytes(d.dtype, buf);
     if (split || copied) copiedBytes += d.byteLength;
     tensors.push({ name: d.name, dtype: d.dtype, dims: d.dims, data });
     at = start + d.byteLength;

@@ -1,7 +1,8 @@
 /**
  * What a frame handler receives, and the sending face shared by both ends of a connection.
  */
-import type { FrameHeader, HeaderInput, Tensor } from './frame.js';
+import type { Logger } from 'pino';
+import type { DecodedFrame, FrameHeader, HeaderInput, Tensor } from './frame.js';
 import type { PeerIdentity } from './handshake.js';
 import type { LinkStats } from './measure.js';
 
@@ -51,3 +52,32 @@ export interface IncomingFrame {
 
 /** Called synchronously for every data frame; a throw is logged and does not close the connection. */
 export type FrameHandler = (frame: IncomingFrame) => void;
+
+/**
+ * Hands a data frame that arrived on `via` from `peer` to `handler`, as both ends of a connection do. A throw
+ * is logged on `log` and goes no further, so a handler's bug does not close the connection.
+ */
+export function deliverFrame(
+  handler: FrameHandler,
+  frame: DecodedFrame,
+  via: FrameSource,
+  peer: PeerIdentity,
+  receivedAt: number,
+  log: Logger,
+): void {
+  const h = frame.header;
+  try {
+    handler({
+      header: h,
+      tensors: frame.tensors,
+      byteLength: frame.byteLength,
+      copiedBytes: frame.copiedBytes,
+      peer,
+      via,
+      receivedAt,
+      reply: (header, tensors) => via.send(header, tensors),
+    });
+  } catch (e) {
+    log.error({ err: e, kind: h.kind, id: h.id }, 'frame handler threw');
+  }
+}

@@ -26,7 +26,7 @@ import {
   type HostIdentity,
   type PeerIdentity,
 } from './handshake.js';
-import type { ConnectionState, ConnectionStats, FrameHandler, FrameSource } from './incoming.js';
+import { deliverFrame, type ConnectionState, type ConnectionStats, type FrameHandler, type FrameSource } from './incoming.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
@@ -265,20 +265,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
       this.log.debug({ kind: h.kind, id: h.id }, 'frame from peer dropped: no handler');
       return;
     }
-    try {
-      handler({
-        header: h,
-        tensors: frame.tensors,
-        byteLength: frame.byteLength,
-        copiedBytes: frame.copiedBytes,
-        peer: this.peerId,
-        via: this,
-        receivedAt,
-        reply: (header, tensors) => this.send(header, tensors),
-      });
-    } catch (e) {
-      this.log.error({ err: e, kind: h.kind, id: h.id }, 'frame handler threw');
-    }
+    deliverFrame(handler, frame, this, this.peerId, receivedAt, this.log);
   }
 
   private onOpen(channel: Channel, peer: PeerIdentity): void {

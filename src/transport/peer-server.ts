@@ -17,7 +17,7 @@ import { Channel, CLOSE_GOING_AWAY } from './channel.js';
 import { PASSTHROUGH } from './emulator.js';
 import type { DecodedFrame, HeaderInput, Tensor } from './frame.js';
 import { checkHello, errorForClose, helloBody, mismatch, tokenMatches, type HostIdentity, type PeerIdentity } from './handshake.js';
-import type { ConnectionState, ConnectionStats, FrameHandler, FrameSource } from './incoming.js';
+import { deliverFrame, type ConnectionState, type ConnectionStats, type FrameHandler, type FrameSource } from './incoming.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
@@ -264,20 +264,7 @@ export class PeerConnection implements FrameSource {
     if (this.connState !== 'open' || !this.peerId) {
       return this.channel.fail(new CleaveError('E_BAD_FRAME', `bad frame: kind ${h.kind} before the hello`));
     }
-    try {
-      this.cfg.onFrame({
-        header: h,
-        tensors: frame.tensors,
-        byteLength: frame.byteLength,
-        copiedBytes: frame.copiedBytes,
-        peer: this.peerId,
-        via: this,
-        receivedAt,
-        reply: (header, tensors) => this.send(header, tensors),
-      });
-    } catch (e) {
-      this.log.error({ err: e, kind: h.kind, id: h.id }, 'frame handler threw');
-    }
+    deliverFrame(this.cfg.onFrame, frame, this, this.peerId, receivedAt, this.log);
   }
 
   private onClose(error: CleaveError): void {
