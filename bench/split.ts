@@ -61,8 +61,11 @@ for (const name of values.models.split(',')) {
     }
     return best;
   };
-  const c1 = pick(n / 3);
-  const c2 = pick((2 * n) / 3);
+  // A cut between an Add and its Relu breaks ORT's Add+Relu fusion: prefer the later of two neighbouring
+  // single-tensor cuts of the same size (the block's output).
+  const settle = (c: number): number => (c + 1 < n - 1 && a.blocks[c].after.tensors.length === 1 && a.blocks[c].after.bytes === a.blocks[c - 1].after.bytes ? c + 1 : c);
+  const c1 = settle(pick(n / 3));
+  const c2 = settle(pick((2 * n) / 3));
   const ports = [await freePort(), await freePort(), await freePort()];
   const config: DeploymentConfig = {
     model: name,

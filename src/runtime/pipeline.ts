@@ -86,6 +86,7 @@ export class Pipeline {
       for (const t of f.tensors) inputs[t.name] = { dtype: t.dtype as TensorLike['dtype'], dims: t.dims, data: t.data };
       void this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, inputs);
     } else if (h.kind === 'result') {
+      if (this.o.logger.isLevelEnabled('trace')) this.o.logger.trace({ id: h.id, at: performance.timeOrigin + performance.now() }, 'result arrived');
       const out: Record<string, TensorLike> = {};
       for (const t of f.tensors) out[t.name] = { dtype: t.dtype as TensorLike['dtype'], dims: t.dims, data: t.data };
       this.settle(h.id, out);
@@ -123,7 +124,7 @@ export class Pipeline {
         tRun = performance.now();
         const res = await this.o.segments.run(range, feeds);
         if (this.o.logger.isLevelEnabled('trace'))
-          this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + t0, runMs: performance.now() - tRun, computeMs: res.computeMs }, 'stage ran');
+          this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + t0, prepMs: tRun - t0, runMs: performance.now() - tRun, computeMs: res.computeMs }, 'stage ran');
         const seg = `${stage.from}-${stage.to}`;
         this.o.metrics.stageCompute.observe({ segment: seg }, res.computeMs * 1000);
         const prev = this.computeMs.get(seg);
@@ -133,6 +134,7 @@ export class Pipeline {
         for (const n of io.outputs) outputs[n] = res.outputs[n] ?? inputs[n];
       }
       const next = r.stage + 1;
+      const tSend = performance.now();
       if (next < r.route.length) {
         this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: r.deadline }, outputs);
       } else {
@@ -144,6 +146,8 @@ export class Pipeline {
         if (origin === this.o.self) this.settle(r.id, result);
         else this.send(origin, { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage }, result);
       }
+      if (this.o.logger.isLevelEnabled('trace'))
+        this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + tSend, sendMs: performance.now() - tSend }, 'stage sent');
     } catch (e) {
       const err = isCleaveError(e) ? e : new CleaveError('E_INTERNAL', errorMessage(e));
       if (origin === this.o.self) this.settle(r.id, err);
