@@ -236,4 +236,24 @@ describe('runtime: bad input', () => {
     expect(code).toBe(4400);
     await good();
   });
+
+  // Last in this block: it stops the cloud host.
+  it('a host that dies mid-request fails the request fast with 502 E_PEER_GONE; the device keeps serving', async () => {
+    const n = d.device.analysis.blocks.length;
+    let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 300 }) });
+    expect(r.status).toBe(200);
+    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'cld', blocks: [0, n] }] }) });
+    expect(r.status).toBe(200);
+    const t0 = Date.now();
+    const pending = post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }));
+    await new Promise((res) => setTimeout(res, 100));
+    await d.hosts[2].close();
+    r = await pending;
+    expect(r.status).toBe(502);
+    expect((await r.json()).code).toBe('E_PEER_GONE');
+    expect(Date.now() - t0).toBeLessThan(d.device.limits.deadlineMs); // failed fast, not by the deadline
+    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks: [0, n] }] }) });
+    expect(r.status).toBe(200);
+    await good();
+  });
 });

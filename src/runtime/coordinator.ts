@@ -117,6 +117,8 @@ export class Coordinator {
     const links = await this.d.links();
     const blocks = profiles[0]?.model.blocks;
     if (!blocks) throw new CleaveError('E_NOT_READY', 'no host profile yet');
+    // Only hosts that answered take part; links to or from the others are left out.
+    const known = new Set(profiles.map((p) => p.host.name));
     return {
       tiers: this.d.tiers,
       hosts: profiles.map((p) => ({
@@ -127,6 +129,7 @@ export class Coordinator {
       })),
       // Only links measured in both RTT and throughput take part; the others cannot be planned over yet.
       links: links
+        .filter((l) => known.has(l.from) && known.has(l.to))
         .filter((l) => l.rttMs !== null && l.throughputBps !== null && l.throughputBps > 0)
         .map((l) => ({ from: l.from, to: l.to, rttMs: l.rttMs as number, bytesPerSecond: l.throughputBps as number })),
       frontierBytes: blocks.map((b) => b.frontierBytes),

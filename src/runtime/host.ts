@@ -51,6 +51,7 @@ export class Host {
   readonly load: LoadSampler;
   /** Segment `[from, to)` this host was last asked to prepare: readiness means it is warm. */
   private current: { start: number; end: number } | null = null;
+  private readonly peerProfiles = new Map<string, ProfileDoc>();
   private closed = false;
 
   private constructor(
@@ -119,6 +120,7 @@ export class Host {
       modelSha256: model.sha256,
       links: o.config.links ?? [],
       onFrame,
+      onLost: (peer, ids) => host?.pipeline.failLost(peer, ids),
       logger: log,
       transport: o.config.transport,
     });
@@ -211,15 +213,33 @@ export class Host {
     });
   }
 
-  async allProfiles(): Promise<ProfileDoc[]> {
-    const others = this.config.hosts.filter((h) => h.name !== this.self.name);
-    const got = await Promise.all(others.map((h) => this.peerRequest(h.name, 'GET', '/v1/profile') as Promise<ProfileDoc>));
-    return [this.profile, ...got];
+  /** Hosts the origin can plan with now: itself and every peer whose link from here is open. */
+  private reachablePeers(): HostConfig[] {
+    return this.config.hosts.filter((h) => h.name !== this.self.name && this.mesh.has(h.name) && this.mesh.to(h.name).state === 'open');
   }
 
+  /** Profiles of the reachable hosts (a peer's profile is fetched once; it only changes with a restart). */
+  async allProfiles(): Promise<ProfileDoc[]> {
+    const got = await Promise.all(
+      this.reachablePeers().map(async (h) => {
+        const cached = this.peerProfiles.get(h.name);
+        if (cached) return cached;
+        try {
+          const p = (await this.peerRequest(h.name, 'GET', '/v1/profile')) as ProfileDoc;
+          this.peerProfiles.set(h.name, p);
+          return p;
+        } catch (e) {
+          this.log.warn({ peer: h.name, err: (e as Error).message }, 'no profile from peer; planning without it');
+          return null;
+        }
+      }),
+    );
+    return [this.profile, ...got.filter((p): p is ProfileDoc => p !== null)];
+  }
+
+  /** Link measurements: this host's own and those of every reachable peer that answers. */
   async allLinks(): Promise<LinkView[]> {
-    const others = this.config.hosts.filter((h) => h.name !== this.self.name);
-    const got = await Promise.all(others.map((h) => this.peerRequest(h.name, 'GET', '/v1/links') as Promise<LinkView[]>));
+    const got = await Promise.all(this.reachablePeers().map((h) => (this.peerRequest(h.name, 'GET', '/v1/links') as Promise<LinkView[]>).catch(() => [] as LinkView[])));
     return [...this.linkViews(), ...got.flat()];
   }
 

@@ -18,6 +18,8 @@ export interface PeerMeshOptions {
   readonly modelSha256: string;
   readonly links: readonly LinkConfig[];
   readonly onFrame: FrameHandler;
+  /** A link went down with frames never acknowledged: their request ids, so the origin can fail them now. */
+  readonly onLost?: (host: string, requestIds: readonly string[]) => void;
   readonly logger: Logger;
   readonly transport?: TransportOptionsInput;
 }
@@ -45,9 +47,10 @@ export class PeerMesh {
         logger: opts.logger,
         options: opts.transport,
       });
-      link.on('down', (d) =>
-        opts.logger[link.stats().connects > 0 ? 'warn' : 'debug']({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down'),
-      );
+      link.on('down', (d) => {
+        opts.logger[link.stats().connects > 0 ? 'warn' : 'debug']({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down');
+        if (d.unacked.length > 0) opts.onLost?.(p.name, d.unacked);
+      });
       link.on('open', () => opts.logger.info({ link: link.name }, 'link open'));
       this.links.set(p.name, link);
     }

@@ -96,9 +96,17 @@ export class Pipeline {
     }
   }
 
-  /** Fails every pending request that was waiting on a frame from `host`'s direction (its link went down). */
+  /** Fails every pending request (the host is shutting down). */
   failAll(reason: string): void {
     for (const id of [...this.pending.keys()]) this.settle(id, new CleaveError('E_PEER_GONE', reason));
+  }
+
+  /**
+   * Fails at once the requests this host originated whose frames a dropped link never delivered, instead of
+   * letting them wait out their deadline. Ids of requests originated elsewhere are not pending here.
+   */
+  failLost(host: string, ids: readonly string[]): void {
+    for (const id of ids) this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host} dropped before it was delivered`));
   }
 
   private async runStage(r: { id: string; epoch: number; route: RouteStage[]; stage: number; deadline: number }, inputs: Record<string, TensorLike>): Promise<void> {
