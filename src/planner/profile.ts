@@ -35,6 +35,13 @@ export interface ProfileTimings {
   readonly wholeModelMs: { readonly medianMs: number; readonly p90Ms: number };
   /** Optional: the fixed cost of one session run on this host (ms). */
   readonly runOverheadMs?: number;
+  /**
+   * Optional: what a cut costs beyond the transfer, in ms per byte of its frontier (both sides together:
+   * the stage before it writes the frontier out of ORT's internal layout, the stage after reads it back in).
+   * Block times exclude it, so that they sum to the whole model; the profiler estimates it from its
+   * calibration chunks. Informational: the planner does not read it yet.
+   */
+  readonly cutMsPerByte?: number;
 }
 
 export interface Profile {
@@ -141,6 +148,7 @@ export function parseProfile(json: unknown, source: string): Profile {
     }),
     wholeModelMs: { medianMs: r.num(whole.medianMs, 'timings.wholeModelMs.medianMs'), p90Ms: r.num(whole.p90Ms, 'timings.wholeModelMs.p90Ms') },
     ...(t.runOverheadMs !== undefined ? { runOverheadMs: r.num(t.runOverheadMs, 'timings.runOverheadMs') } : {}),
+    ...(t.cutMsPerByte !== undefined ? { cutMsPerByte: r.num(t.cutMsPerByte, 'timings.cutMsPerByte') } : {}),
   };
   const createdAt = r.str(top.createdAt, 'createdAt');
   if (Number.isNaN(Date.parse(createdAt))) r.fail('createdAt', `${JSON.stringify(createdAt)} is not a date`);

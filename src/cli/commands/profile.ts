@@ -11,17 +11,19 @@ import { loadModel, shapeMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';
 
 export const profileHelp = `cleave profile MODEL --tier device|edge|cloud --host NAME [--repeats N] [--warmup N] [--threads N]
-                     [--cpus C] [--out FILE] [--shape NAME=DIMS ...] [--max-tensors K] [--max-bytes B] [--check N]
+                     [--chunks K] [--cpus C] [--out FILE] [--shape NAME=DIMS ...] [--max-tensors K] [--max-bytes B] [--check N]
 
 Benchmarks every block of MODEL on this machine, each as its own ONNX Runtime session (warm-up, then N
 timed runs: median and p90), times the whole model, and writes the profile JSON (format
-cleave-profile/1, see README) that 'cleave plan' reads. Block times are calibrated so that they sum to
-the whole model's time (see README). --check N then times N random multi-block segments as single
-fused sessions and prints predicted versus measured.
+cleave-profile/1, see README) that 'cleave plan' reads. Block times are calibrated against K contiguous
+chunks of the model, each timed as one fused session, and sum to the whole model's time (see README).
+--check N then times N random multi-block segments as single fused sessions and prints predicted
+versus measured.
 
   --repeats N   timed runs per block (default ${PROFILE_DEFAULTS.repeats})
   --warmup N    untimed runs first (default ${PROFILE_DEFAULTS.warmup})
   --threads N   ORT intra-op threads (default 0: ORT decides)
+  --chunks K    calibration chunks (default ${PROFILE_DEFAULTS.chunks}; 1: scale all blocks uniformly to the whole model)
   --cpus C      run under a CPU quota of C CPUs (cgroups; Linux as root), a stand-in for a slower machine
   --out FILE    where to write the profile (default: standard output)`;
 
@@ -37,6 +39,7 @@ export async function profileCommand(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       out: { type: 'string' },
       check: { type: 'string' },
+      chunks: { type: 'string' },
       cpus: { type: 'string' },
       shape: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
@@ -53,6 +56,7 @@ export async function profileCommand(argv: string[]): Promise<number> {
   const warmup = values.warmup !== undefined ? parseIntFlag('--warmup', values.warmup, 0) : undefined;
   const threads = values.threads !== undefined ? parseIntFlag('--threads', values.threads, 0) : undefined;
   const check = values.check !== undefined ? parseIntFlag('--check', values.check, 0) : 0;
+  const chunks = values.chunks !== undefined ? parseIntFlag('--chunks', values.chunks, 1) : undefined;
 
   let quota: ReturnType<typeof applyCpuQuota> | undefined;
   if (values.cpus !== undefined) {
@@ -62,7 +66,7 @@ export async function profileCommand(argv: string[]): Promise<number> {
     process.stderr.write(`profiling under a CPU quota of ${cpus} CPUs (${quota.detail})\n`);
   }
   try {
-    return await profileWith(positionals[0], values, { repeats, warmup, threads, check });
+    return await profileWith(positionals[0], values, { repeats, warmup, threads, chunks, check });
   } finally {
     leaveCgroup(quota?.dir);
   }
@@ -71,9 +75,9 @@ export async function profileCommand(argv: string[]): Promise<number> {
 async function profileWith(
   ref: string,
   values: { tier?: string; host?: string; out?: string; shape?: string[]; 'max-tensors'?: string; 'max-bytes'?: string },
-  o: { repeats?: number; warmup?: number; threads?: number; check: number },
+  o: { repeats?: number; warmup?: number; threads?: number; chunks?: number; check: number },
 ): Promise<number> {
-  const { repeats, warmup, threads, check } = o;
+  const { repeats, warmup, threads, chunks, check } = o;
   if (!values.tier || !values.host) throw new CleaveError('E_INTERNAL', 'tier and host were checked');
   const model = loadModel(ref);
   const a = await analyze(model, resolveInputs(model, shapeMap(values.shape)), granularityFrom(values));
@@ -86,6 +90,7 @@ async function profileWith(
     repeats,
     warmup,
     threads,
+    chunks,
     onProgress: (done, total) => {
       if (tty) {
         const w = 30;
