@@ -152,7 +152,6 @@ export function buildApp(host: Host): express.Express {
 
   app.use((_req: Request, _res: Response, next: NextFunction) => next(new CleaveError('E_BAD_INPUT', 'no such endpoint')));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    void _next;
     const e = toCleaveError(err);
     if (e.status >= 500) host.log.warn({ path: req.path, err: e.message }, 'request failed');
     const status = e.message === 'no such endpoint' ? 404 : e.status;
