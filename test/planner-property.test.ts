@@ -1,6 +1,6 @@
 /**
  * The exact search against brute force: on random instances (block times with and without ties, frontier
- * sizes, links, several hosts per tier and origins, skipped tiers, random constraints), the planner's top N
+ * sizes, cut costs per byte, links, several hosts per tier and origins, skipped tiers, random constraints), the planner's top N
  * (and Pareto set) must equal full enumeration's, plan for plan and in order, for both objectives and
  * both cost models; and when enumeration finds nothing, the planner must say E_NO_PLAN.
  */
@@ -11,6 +11,8 @@ import { enumeratePlans } from '../src/planner/enumerate.js';
 import { plan, type Constraint, type CostModel, type Objective, type Plan, type PlanInput, type PlanResult } from '../src/planner/index.js';
 
 const time = fc.oneof(fc.integer({ min: 0, max: 4 }), fc.double({ min: 0, max: 10, noNaN: true, noDefaultInfinity: true }));
+/** Cut cost per byte (ms): often none; up to ~7 ms for the largest frontier, comparable to block times. */
+const cutArb = fc.oneof(fc.constant(0), fc.constantFrom(1e-4, 1e-3, 2.5e-3), fc.double({ min: 0, max: 3e-3, noNaN: true, noDefaultInfinity: true }));
 const bytes = fc.oneof(fc.constantFrom(0, 100, 1000, 2000), fc.integer({ min: 0, max: 5000 }));
 
 interface Shape {
@@ -70,6 +72,7 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
       .record({
         times: fc.array(fc.array(time, { minLength: s.n, maxLength: s.n }), { minLength: H, maxLength: H }),
         ovh: fc.array(fc.constantFrom(0, 0, 1.5), { minLength: H, maxLength: H }),
+        cut: fc.array(cutArb, { minLength: H, maxLength: H }),
         links: fc.array(fc.record({ rtt: time, bw: fc.constantFrom(1e3, 2e3, 1e4, 5e5), keep: fc.boolean() }), { minLength: pairs.length, maxLength: pairs.length }),
         skip: fc.boolean(),
         frontier: fc.array(bytes, { minLength: s.n, maxLength: s.n }),
@@ -84,7 +87,7 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
       })
       .map((r): PlanInput => ({
         tiers: s.tiers,
-        hosts: s.hosts.map((h, i) => ({ ...h, blockMs: r.times[i], stageOverheadMs: r.ovh[i] })),
+        hosts: s.hosts.map((h, i) => ({ ...h, blockMs: r.times[i], stageOverheadMs: r.ovh[i], cutMsPerByte: r.cut[i] })),
         // Forward pairs always, unless missing links are tested ('skip'); backward rows sometimes (returns).
         links: pairs.flatMap(([from, to, fwd], i) => ((fwd && (!r.skip || r.links[i].keep)) || (!fwd && r.links[i].keep) ? [{ from, to, rttMs: r.links[i].rtt, bytesPerSecond: r.links[i].bw }] : [])),
         frontierBytes: r.frontier,
@@ -171,10 +174,10 @@ describe('exact search equals brute-force enumeration', () => {
   it('larger instances: 12 blocks, 3 tiers, 2 hosts each, top 10', () => {
     fc.assert(
       fc.property(
-        fc.record({ times: fc.array(fc.array(time, { minLength: 12, maxLength: 12 }), { minLength: 6, maxLength: 6 }), frontier: fc.array(bytes, { minLength: 12, maxLength: 12 }), objective: fc.constantFrom<Objective>('latency', 'throughput'), costModel: fc.constantFrom<CostModel>('cleave', 'scission') }),
+        fc.record({ times: fc.array(fc.array(time, { minLength: 12, maxLength: 12 }), { minLength: 6, maxLength: 6 }), cut: fc.array(cutArb, { minLength: 6, maxLength: 6 }), frontier: fc.array(bytes, { minLength: 12, maxLength: 12 }), objective: fc.constantFrom<Objective>('latency', 'throughput'), costModel: fc.constantFrom<CostModel>('cleave', 'scission') }),
         (r) => {
           const tiers = ['device', 'edge', 'cloud'];
-          const hosts = r.times.map((blockMs, i) => ({ name: `h${i}`, tier: tiers[i >> 1], blockMs }));
+          const hosts = r.times.map((blockMs, i) => ({ name: `h${i}`, tier: tiers[i >> 1], blockMs, cutMsPerByte: r.cut[i] }));
           const links = hosts.flatMap((a, i) => hosts.filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier)).map((b, j) => ({ from: a.name, to: b.name, rttMs: (i * 7 + j * 3) % 11, bytesPerSecond: 1e4 * (1 + ((i + j) % 3)) })));
           agrees({ tiers, hosts, links, frontierBytes: r.frontier, inputBytes: 3000, outputBytes: 100, objective: r.objective, costModel: r.costModel, topN: 10, pareto: true });
         },

@@ -190,6 +190,52 @@ describe('cleave cost model', () => {
     expect((withOvh.plans.find((p) => stagesOf(p) === '6700k(GPU):0-3') as Plan).latencyMs).toBeCloseTo(882.5, 9);
   });
 
+  it('adds each stage\'s cut cost (cutMsPerByte x edge bytes / 2 per side, none at the model\'s input and output) to its compute', () => {
+    // Interior cuts: after block 0 200 kB, after block 1 100 kB; the model's input and output are no cut.
+    const cutMsPerByte = { raspi4: 1e-5, vm2Core: 1e-4, '6700k(GPU)': 2e-5 } as Record<string, number>;
+    const input = handInput({ options: { hopOverheadMs: 0.25 } });
+    const withCut: PlanInput = { ...input, hosts: input.hosts.map((h) => ({ ...h, cutMsPerByte: cutMsPerByte[h.name] })) };
+    const r = enumeratePlans({ ...withCut, topN: 100 });
+    const find = (s: string): Plan => r.plans.find((p) => stagesOf(p) === s) as Plan;
+    // device 0, edge 1-2: raspi4 [0,1) 300 + 1e-5 x 200000 / 2 = 301; vm2Core [1,3) 100 + 1e-4 x (200000 + 0) / 2 = 110
+    // => 1487.2 + 1 + 10 = 1498.2 ms; the bottleneck is still the first link.
+    const de = find('raspi4:0-1,vm2Core:1-3');
+    expect(de.stages.map((x) => x.computeMs)).toEqual([301, 110]);
+    expect(de.computeMs).toBe(411);
+    expect(de.latencyMs).toBeCloseTo(1498.2, 9);
+    expect(de.bottleneckMs).toBeCloseTo(1000.25, 9);
+    // device 0-1, edge 2: 700 + 0.5, hop 33.35 + 0.25 + 500, 60 + 5, return 33.35 + 0.25 + 20 => 1352.7 ms
+    const de2 = find('raspi4:0-2,vm2Core:2-3');
+    expect(de2.stages.map((x) => x.computeMs)).toEqual([700.5, 65]);
+    expect(de2.latencyMs).toBeCloseTo(1352.7, 9);
+    expect(de2.deviceComputeMs).toBe(700.5);
+    // edge 0, cloud 1-2 (device uploads the input): 783.6 + (20 + 10) + 42.25 + (10 + 2) + 70.25 = 938.1 ms
+    const ec = find('vm2Core:0-1,6700k(GPU):1-3');
+    expect(ec.stages.map((x) => x.computeMs)).toEqual([30, 12]);
+    expect(ec.latencyMs).toBeCloseTo(938.1, 9);
+    // a single stage over the whole model pays no cut
+    expect(find('6700k(GPU):0-3').latencyMs).toBeCloseTo(882.5, 9);
+    expect(find('raspi4:0-3').latencyMs).toBe(1200);
+    // it counts against compute caps: vm2Core [1,3) is 110 ms with its cuts, 100 ms without
+    const cap: Constraint[] = [{ kind: 'maxCompute', tier: 'edge', ms: 105 }];
+    const capped = plan({ ...withCut, constraints: cap, topN: 100 });
+    expect(capped.plans.some((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3')).toBe(false);
+    expect(plan({ ...input, constraints: cap, topN: 100 }).plans.some((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3')).toBe(true);
+    // every search path agrees with enumeration
+    for (const objective of ['latency', 'throughput'] as const) {
+      for (const constraints of [[], cap, [{ kind: 'maxComputeShare', tier: 'edge', share: 0.2 }] as Constraint[]]) {
+        const x = { ...withCut, objective, constraints, topN: 100, pareto: true };
+        const a = plan(x);
+        const b = enumeratePlans(x);
+        expect(a.plans.map((p) => [stagesOf(p), p.latencyMs, p.bottleneckMs])).toEqual(b.plans.map((p) => [stagesOf(p), p.latencyMs, p.bottleneckMs]));
+        expect((a.pareto ?? []).map(stagesOf)).toEqual((b.pareto ?? []).map(stagesOf));
+      }
+    }
+    // the scission model ignores it
+    const sc = (h: PlanInput): number[] => enumeratePlans({ ...h, costModel: 'scission', topN: 100 }).plans.map((p) => p.latencyMs);
+    expect(sc(withCut)).toEqual(sc(input));
+  });
+
   it('uses the reverse row for the return when the network gives one', () => {
     const links = [...parseNetworkCsv(SCISSION_CSV, 'n.csv'), { from: '6700k(GPU)', to: 'raspi4', rttMs: 10, bytesPerSecond: 4e6 }];
     const r = enumeratePlans({ ...handInput({ links }), topN: 100 });
@@ -336,5 +382,7 @@ describe('validation', () => {
     expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2] }] })), 'E_BAD_INPUT', /host 'raspi4' has 2 block times, the model has 3 blocks/);
     expectError(() => plan(handInput({ hosts: [{ name: 'x', tier: 'fog', blockMs: [1, 2, 3] }] })), 'E_BAD_INPUT', /tier 'fog', which is not in the tier chain/);
     expectError(() => plan(handInput({ hosts: [{ name: 'x', tier: 'edge', blockMs: [1, 2, 3] }] })), 'E_BAD_INPUT', /no host in the origin tier 'device'/);
+    expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2, 3], cutMsPerByte: -1e-6 }] })), 'E_BAD_INPUT', /host 'raspi4' cutMsPerByte -0.000001: expected ms per byte >= 0/);
+    expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2, 3], cutMsPerByte: NaN }] })), 'E_BAD_INPUT', /cutMsPerByte NaN/);
   });
 });

@@ -112,7 +112,7 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
     bounds.set(o, { lat, bn, share });
   }
   let scale = 1;
-  for (let h = 0; h < p.H; h++) scale = Math.max(scale, p.prefix[h][n] + p.stageOvh[h]);
+  for (let h = 0; h < p.H; h++) scale = Math.max(scale, p.prefix[h][n] + p.stageOvh[h] + 2 * Math.max(...p.cut[h]));
   const tol = 1e-9 * scale * p.T;
 
   // Stage windows per host (they depend on the host and its tier only).
@@ -155,6 +155,7 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
     if (p.deviceMayCompute) for (let c0 = Math.max(1, winLo[o][0]); c0 <= winHi[o][0]; c0++) options.push(c0);
     for (const c0 of options) {
       const comp = c0 > 0 ? stageAtoms(p, o, 0, c0) : 0;
+      if (comp > p.computeCap[0]) continue; // cut costs: the window is a superset (window.ts)
       const acc = new Float64Array(weightsOf.map((w) => w(0) * comp));
       offer(o, [{ q: 0, h: o, end: c0 }], 0, c0, comp, comp, acc, c0 === n ? 0 : p.bytesOut[c0], comp);
     }
@@ -201,6 +202,7 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
         const hi = winHi[g2][x.c];
         for (let c2 = lo; c2 <= hi; c2++) {
           const comp = stageAtoms(p, g2, x.c, c2);
+          if (comp > p.computeCap[q2]) continue;
           const acc = new Float64Array(x.acc.length);
           for (let r = 0; r < acc.length; r++) acc[r] = x.acc[r] + weightsOf[r](q2) * comp;
           const steps = [...x.shape.steps, { q: q2, h: g2, end: c2 }];
@@ -254,9 +256,12 @@ function shareBound(
       // S(b) = min over c in the window of wq (P[c] - P[b] + ovh) + E[c]: a sliding-window minimum of
       // wq P[c] + E[c] as b falls (both window ends only move down).
       const wq = w(q);
-      const P = p.prefix[g];
+      // With cut costs the window may hold ends the compute cap forbids (window.ts): the minimum is then
+      // over more ends than allowed, still a lower bound, which is all the pruning needs.
+      const PE = p.endPrefix[g];
+      const PS = p.startPrefix[g];
       stageWindows(p, q, g, p.computeCap[q], lo, hi);
-      const val = (c: number): number => wq * P[c] + E[base + c];
+      const val = (c: number): number => wq * PE[c] + E[base + c];
       let head = 0;
       let tail = 0; // deque dq[head..tail): c descending, values increasing
       let next = n + 1;
@@ -271,9 +276,9 @@ function shareBound(
         }
         while (tail > head && dq[head] > hi[b]) head++;
         if (lo[b] > hi[b] || tail === head) continue;
-        S[base + b] = val(dq[head]) - wq * (P[b] - p.stageOvh[g]);
+        S[base + b] = val(dq[head]) - wq * (PS[b] - p.stageOvh[g]);
       }
-      for (let c = lo[0]; c <= hi[0]; c++) S[base] = Math.min(S[base], wq * (P[c] - P[0]) + E[base + c]);
+      for (let c = lo[0]; c <= hi[0]; c++) S[base] = Math.min(S[base], wq * (PE[c] - PS[0]) + E[base + c]);
     }
   }
   // The origin's own stage (slot 0) is accounted by the caller from the device step on; E is what it needs.

@@ -19,7 +19,10 @@
  *   3. counts the result's return from the last stage straight to the origin: rtt/2 + outputBytes /
  *      bandwidth + hopOverheadMs over the link last -> origin (or origin -> last when only that direction is
  *      given), unless the origin itself runs the last block;
- *   4. adds the host's `stageOverheadMs` (one session run) to each stage that does not start at block 0.
+ *   4. adds the host's `stageOverheadMs` (one session run) to each stage that does not start at block 0;
+ *   5. adds the host's cut cost to each stage, as part of its compute: `cutMsPerByte x edgeBytes / 2` at
+ *      each of its two boundaries, edgeBytes = the frontier at an interior cut, 0 at the model's input and
+ *      output (the profiler's `calibrate` convention); each side rounded to 1 ns once (prepare.ts `cut`).
  *
  * Throughput (both models): requests are pipelined, so the bound is the slowest stage or link. A stage is
  * busy for its compute time; a link for bytes / bandwidth (+ hopOverheadMs under cleave). Propagation delay
@@ -136,6 +139,7 @@ export function evaluate(p: Prepared, s: Shape): Metrics | undefined {
     if (end > start) {
       const A = p.atoms[h];
       let c = start > 0 ? p.stageOvh[h] : 0;
+      c += p.cut[h][start] + p.cut[h][end];
       for (let k = start; k < end; k++) c += A[k];
       m.latency += c;
       m.compute += c;

@@ -8,8 +8,11 @@
  *   S(q, g, b)  host g at tier q is about to start at block b; the K best ways to finish, its stage first.
  * E(q, g, c) = K-best over later tiers q' (no must-use tier skipped) and their hosts g' of
  *              hop(g -> g', bytes after c) + S(q', g', c).
- * S(q, g, b) = K-best over ends c in the stage window of (P_g[c] + E(q, g, c)) - P_g[b] (+ run overhead):
- *              the window slides as b falls, and a two-stack queue keeps the K best of it in O(K) per step.
+ * S(q, g, b) = K-best over ends c in the stage window of (PE_g[c] + E(q, g, c)) - PS_g[b] (+ run overhead),
+ *              PE/PS the prefix sums with the cut atoms added at the end and taken off at the start
+ *              (prepare.ts): the window slides as b falls, and a two-stack queue keeps the K best of it in
+ *              O(K) per step. A host with cut costs under a compute limit scans each start's ends instead
+ *              (its allowed ends are no window, window.ts).
  * Ties are broken by the canonical order (steps compared lexicographically), which is suffix-compatible:
  * two suffixes from the same state keep their order when a common prefix is put in front. Costs are
  * integer atoms, so every sum here equals `evaluate`'s exactly, and so does the ranking.
@@ -24,7 +27,7 @@
 import { transfers } from './cost.js';
 import { KList, copyList, mergeLists } from './klist.js';
 import { slotLayout, type Prepared, type Shape } from './prepare.js';
-import { stageWindows } from './window.js';
+import { stageAtoms, stageWindows } from './window.js';
 
 /** The result of one run: the K best plans from this origin, as shapes with their latency atoms. */
 export interface Ranked {
@@ -133,9 +136,13 @@ export class LatencyDP {
     root.n = 0;
     this.curBase = 0;
     if (p.deviceMayCompute) {
-      stageWindows(p, 0, origin, Math.min(p.computeCap[0], lambda), this.lo, this.hi);
-      const P = p.prefix[origin];
-      for (let c = this.lo[0]; c <= this.hi[0]; c++) this.mergeInto(root, c, P[c]);
+      const lim = Math.min(p.computeCap[0], lambda);
+      stageWindows(p, 0, origin, lim, this.lo, this.hi);
+      const PE = p.endPrefix[origin];
+      for (let c = this.lo[0]; c <= this.hi[0]; c++) {
+        if (PE[c] > lim) continue; // the stage [0, c) with its cut cost (window.ts)
+        this.mergeInto(root, c, PE[c]);
+      }
     }
     const cands: { v: number; c: number; e: number }[] = [];
     for (let i = 0; i < root.n; i++) cands.push({ v: root.w[i], c: root.c[i], e: root.e[i] });
@@ -176,12 +183,13 @@ export class LatencyDP {
     const opts: number[] = [];
     if (!p.mustUse[0]) opts.push(0);
     if (p.deviceMayCompute) {
-      stageWindows(p, 0, o, Math.min(p.computeCap[0], lambda), this.lo, this.hi);
-      for (let c = this.lo[0]; c <= this.hi[0]; c++) opts.push(c);
+      const lim = Math.min(p.computeCap[0], lambda);
+      stageWindows(p, 0, o, lim, this.lo, this.hi);
+      for (let c = this.lo[0]; c <= this.hi[0]; c++) if (stageAtoms(p, o, 0, c) <= lim) opts.push(c);
     }
     const qEnd = Math.min(p.nextMust[0], p.T - 1);
     for (const c0 of opts) {
-      const dev = p.prefix[o][c0];
+      const dev = c0 > 0 ? stageAtoms(p, o, 0, c0) : 0;
       if (c0 === n) {
         if (p.nextMust[0] === p.T) best = Math.min(best, dev);
         continue;
@@ -316,12 +324,30 @@ export class LatencyDP {
     const n = this.n;
     const q = this.slotQ[slot];
     const g = this.slotH[slot];
-    const P = p.prefix[g];
+    // Stage [b, c) computes PE[c] - PS[b] + ovh: the end term goes with E(c), the start term with S(b).
+    const PE = p.endPrefix[g];
+    const PS = p.startPrefix[g];
     const ovh = p.stageOvh[g];
     const base = slot * this.stride;
     this.curBase = base;
     const { lo, hi, inC, outC, outAgg, inAgg } = this;
-    stageWindows(p, q, g, Math.min(p.computeCap[q], lambda), lo, hi);
+    const limit = Math.min(p.computeCap[q], lambda);
+    stageWindows(p, q, g, limit, lo, hi);
+    if (p.hasCut[g] && limit < Infinity) {
+      // Cut costs make the allowed ends no window (window.ts): each start scans its ends, O(n) each.
+      for (let b = n - 1; b >= 0; b--) {
+        if (lo[b] > hi[b]) continue;
+        const sub = PS[b] - (b > 0 ? ovh : 0);
+        const res = this.tmpB;
+        res.n = 0;
+        for (let c = lo[b]; c <= hi[b]; c++) {
+          if (PE[c] - sub > limit) continue;
+          this.mergeInto(res, c, PE[c]);
+        }
+        this.emitS(base + b, res, sub);
+      }
+      return;
+    }
     const reqMin = p.reqMin[q];
     const from = p.reqMax[q] + 1;
     let inTop = 0;
@@ -334,7 +360,7 @@ export class LatencyDP {
         const c = --next;
         if (this.eCnt[base + c] === 0) continue; // nothing finishes from there
         inC[inTop++] = c;
-        this.mergeInto(inAgg, c, P[c]);
+        this.mergeInto(inAgg, c, PE[c]);
       }
       // Drop the oldest ends (the largest c) beyond the window.
       for (;;) {
@@ -347,7 +373,7 @@ export class LatencyDP {
             const agg = outAgg[outTop];
             if (outTop > 0) copyList(outAgg[outTop - 1], agg);
             else agg.n = 0;
-            this.mergeInto(agg, c, P[c]);
+            this.mergeInto(agg, c, PE[c]);
             outC[outTop++] = c;
           }
           inAgg.n = 0;
@@ -360,14 +386,14 @@ export class LatencyDP {
         res = this.tmpB;
         mergeLists(outAgg[outTop - 1], inAgg, res, this.K, this.cmpKey);
       }
-      this.emitS(base + b, res, P[b] - ovh);
+      this.emitS(base + b, res, PS[b] - ovh);
     }
     // b = 0 (only after an origin that ran no block): no run overhead, its own window.
     if (lo[0] <= hi[0]) {
       const res = this.tmpB;
       res.n = 0;
-      for (let c = lo[0]; c <= hi[0]; c++) this.mergeInto(res, c, P[c]);
-      this.emitS(base, res, P[0]);
+      for (let c = lo[0]; c <= hi[0]; c++) this.mergeInto(res, c, PE[c]);
+      this.emitS(base, res, PS[0]);
     }
   }
 

@@ -62,6 +62,7 @@ export function profilesToInput(
       tier: profile.host.tier,
       blockMs: profile.timings.blocks.map((b) => (stat === 'p90' ? b.p90Ms : b.medianMs)),
       stageOverheadMs: profile.timings.runOverheadMs,
+      cutMsPerByte: profile.timings.cutMsPerByte,
     })),
     links,
     frontierBytes: model.blocks.map((b) => b.frontierBytes),

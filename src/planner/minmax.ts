@@ -7,6 +7,9 @@
  * a nondecreasing and a nonincreasing function of x whose crossing is found by binary search with a
  * sparse-table range minimum: O(log n) per start instead of O(n).
  *
+ * A host with cut costs (cleave's `cutMsPerByte`) has a stage term PE[c] - PS[b] (+ run overhead) that is
+ * not monotone in c; its starts scan their ends instead, O(n) each.
+ *
  * `above(theta)` carries one bit, "some stage or link already exceeds theta", to find the smallest
  * bottleneck strictly above theta: the next level the throughput search needs.
  */
@@ -191,18 +194,40 @@ export class MinMaxDP {
     const q = this.slotQ[slot];
     const g = this.slotH[slot];
     const base = slot * this.stride;
-    const P = p.prefix[g];
-    stageWindows(p, q, g, p.computeCap[q], this.lo, this.hi);
-    this.rmq0.build(this.E0, base, n + 1);
-    if (flagged) this.rmq1.build(this.E1, base, n + 1);
+    const PE = p.endPrefix[g];
+    const PS = p.startPrefix[g];
+    const cap = p.computeCap[q];
+    stageWindows(p, q, g, cap, this.lo, this.hi);
+    const cut = p.hasCut[g] === 1;
+    if (!cut) {
+      this.rmq0.build(this.E0, base, n + 1);
+      if (flagged) this.rmq1.build(this.E1, base, n + 1);
+    }
     const S = flagged ? this.S1 : this.S0;
     for (let b = 0; b < n; b++) {
       const lo = this.lo[b];
       const hi = this.hi[b];
       if (lo > hi) continue;
-      const sub = P[b] - (b > 0 ? p.stageOvh[g] : 0);
-      S[base + b] = this.stageMin(P, sub, lo, hi, theta, flagged);
+      const sub = PS[b] - (b > 0 ? p.stageOvh[g] : 0);
+      S[base + b] = cut ? this.stageScan(PE, sub, base, lo, hi, cap, theta, flagged) : this.stageMin(PE, sub, lo, hi, theta, flagged);
     }
+  }
+
+  /**
+   * `stageMin` for a host with cut costs, whose stage term PE[c] - sub is not monotone in c: every end
+   * scanned (O(n) per start), each tested against the compute cap (the window is a superset, window.ts).
+   */
+  private stageScan(PE: Float64Array, sub: number, base: number, lo: number, hi: number, cap: number, theta: number, flagged: boolean): number {
+    const { E0, E1 } = this;
+    let best = Infinity;
+    for (let c = lo; c <= hi; c++) {
+      const d = PE[c] - sub;
+      if (d > cap || d >= best) continue;
+      const rest = !flagged || d > theta ? E0[base + c] : E1[base + c];
+      const v = d > rest ? d : rest;
+      if (v < best) best = v;
+    }
+    return best;
   }
 
   /** min over stage ends c in [lo, hi] of max(P[c] - sub, rest(c)), flagged or not. */
@@ -229,7 +254,9 @@ export class MinMaxDP {
       stageWindows(p, 0, this.origin, p.computeCap[0], this.lo, this.hi);
       const lo = this.lo[0];
       const hi = this.hi[0];
-      if (lo <= hi) {
+      if (lo <= hi && p.hasCut[this.origin]) {
+        best = this.stageScan(p.endPrefix[this.origin], 0, 0, lo, hi, p.computeCap[0], theta, flagged);
+      } else if (lo <= hi) {
         this.rmq0.build(this.E0, 0, this.n + 1);
         if (flagged) this.rmq1.build(this.E1, 0, this.n + 1);
         best = this.stageMin(p.prefix[this.origin], 0, lo, hi, theta, flagged);

@@ -20,7 +20,7 @@ import { MinMaxDP } from './minmax.js';
 import { describeConstraint, prepare, type Prepared, type Shape } from './prepare.js';
 import { byLatency, paretoFront, toPlan, type Scored } from './result.js';
 import type { Constraint, PlanInput, PlanResult } from './types.js';
-import { stageWindows } from './window.js';
+import { stageAtoms, stageWindows } from './window.js';
 
 export function plan(input: PlanInput): PlanResult {
   const p = prepare(input);
@@ -126,7 +126,7 @@ function paretoDP(p: Prepared): Scored[] {
     dp.run(o);
     stageWindows(p, 0, o, p.computeCap[0], lo, hi);
     for (let c0 = 0; c0 <= p.n; c0++) {
-      const allowed = c0 === 0 ? !p.mustUse[0] : p.deviceMayCompute && c0 >= lo[0] && c0 <= hi[0];
+      const allowed = c0 === 0 ? !p.mustUse[0] : p.deviceMayCompute && c0 >= lo[0] && c0 <= hi[0] && stageAtoms(p, o, 0, c0) <= p.computeCap[0];
       if (!allowed) continue;
       const best = dp.bestDeviceEnd(c0);
       if (best) cands.push(score(p, dp.shapeOf(c0, best.suffix)));

@@ -31,6 +31,20 @@ export interface Prepared {
   readonly prefix: readonly Float64Array[];
   /** Per host: atoms added to a stage that starts after block 0 (cleave only). */
   readonly stageOvh: Float64Array;
+  /**
+   * Per host, n + 1 entries: cut atoms a stage of that host pays at boundary x, one side of the cut
+   * (`cutMsPerByte x edgeBytes(x) / 2`, rounded to 1 ns once; 0 at x = 0 and x = n, and under scission).
+   */
+  readonly cut: readonly Float64Array[];
+  /** Per host: whether any cut atom is nonzero (then compute-limited windows are only a superset, window.ts). */
+  readonly hasCut: Uint8Array;
+  /**
+   * Per host, n + 1 entries: prefix[c] + cut[c] (a stage's end term) and prefix[b] - cut[b] (its start term):
+   * stage [b, c) computes endPrefix[c] - startPrefix[b] (+ stageOvh when b > 0). The same arrays as
+   * `prefix` for a host without cut costs.
+   */
+  readonly endPrefix: readonly Float64Array[];
+  readonly startPrefix: readonly Float64Array[];
   readonly weights: Float64Array;
   readonly weightPrefix: Float64Array;
   /** bytesOut[c]: what a sender whose last block ends at boundary c sends (c = 0: the raw input). */
@@ -136,6 +150,10 @@ export function prepare(input: PlanInput): Prepared {
   const atoms: Float64Array[] = [];
   const prefix: Float64Array[] = [];
   const stageOvh = new Float64Array(H);
+  const cut: Float64Array[] = [];
+  const hasCut = new Uint8Array(H);
+  const endPrefix: Float64Array[] = [];
+  const startPrefix: Float64Array[] = [];
   const limit = Math.floor(MAX_ATOMS / (2 * T + 2));
   input.hosts.forEach((h, i) => {
     if (hostIndex.has(h.name)) bad(`host '${h.name}' is given twice`);
@@ -156,8 +174,35 @@ export function prepare(input: PlanInput): Prepared {
     const ovh = h.stageOverheadMs ?? 0;
     if (!isNonNeg(ovh)) bad(`host '${h.name}' stageOverheadMs ${ovh}: expected ms >= 0`);
     stageOvh[i] = costModel === 'cleave' ? toAtoms(ovh) : 0;
+    const perByte = h.cutMsPerByte ?? 0;
+    if (!isNonNeg(perByte)) bad(`host '${h.name}' cutMsPerByte ${perByte}: expected ms per byte >= 0`);
+    // Interior cuts only: the model's own input (0) and output (n) are no cut, as the profiler charges them.
+    const X = new Float64Array(n + 1);
+    let maxX = 0;
+    if (costModel === 'cleave' && perByte > 0) {
+      for (let x = 1; x < n; x++) {
+        X[x] = toAtoms((perByte * input.frontierBytes[x - 1]) / 2);
+        maxX = Math.max(maxX, X[x]);
+      }
+    }
+    if (maxX > 0 && P[n] + stageOvh[i] + 2 * maxX > limit) bad(`host '${h.name}': a stage's time with its cut costs (cutMsPerByte ${perByte}) is beyond the planner's range`);
     atoms.push(A);
     prefix.push(P);
+    cut.push(X);
+    if (maxX > 0) {
+      hasCut[i] = 1;
+      const PE = new Float64Array(n + 1);
+      const PS = new Float64Array(n + 1);
+      for (let x = 0; x <= n; x++) {
+        PE[x] = P[x] + X[x];
+        PS[x] = P[x] - X[x];
+      }
+      endPrefix.push(PE);
+      startPrefix.push(PS);
+    } else {
+      endPrefix.push(P);
+      startPrefix.push(P);
+    }
   });
   const origins = input.hosts.map((_, i) => i).filter((i) => hostTier[i] === 0);
   if (origins.length === 0) bad(`no host in the origin tier '${tiers[0]}': the device must exist, requests arrive there`);
@@ -319,7 +364,7 @@ export function prepare(input: PlanInput): Prepared {
 
   return {
     input, n, T, H, tiers, hostNames: input.hosts.map((h) => h.name), hostTier, objective, costModel, topN, options,
-    atoms, prefix, stageOvh, weights, weightPrefix, bytesOut, inputBytes: input.inputBytes, outputBytes: input.outputBytes,
+    atoms, prefix, stageOvh, cut, hasCut, endPrefix, startPrefix, weights, weightPrefix, bytesOut, inputBytes: input.inputBytes, outputBytes: input.outputBytes,
     linkFixed, linkK, retFixed, retK, hopOvh, returns, xferCache: new Map(),
     tierHosts, deviceMayCompute, mustUse, nextMust, reqMin, reqMax, nextForbidden, uploadCap, computeCap, weightCap, shares,
   };

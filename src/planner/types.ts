@@ -18,6 +18,14 @@ export interface PlanHost {
    * at block 0 (the profiler already folds one run overhead into block 0's time). Default 0.
    */
   readonly stageOverheadMs?: number;
+  /**
+   * Cleave cost model only: what a stage pays at its own edges beyond the transfer (layout reorders and
+   * copies of the tensors crossing a cut), in ms per byte: a stage [b, c) adds
+   * `cutMsPerByte x (edgeBytes(b) + edgeBytes(c)) / 2`, edgeBytes being the frontier at an interior cut and
+   * 0 at the model's input (0) and output (n). Counted as the stage's compute. The profile's
+   * `timings.cutMsPerByte`. Default 0.
+   */
+  readonly cutMsPerByte?: number;
 }
 
 /** A directed link. Scission's CSV gives one row per direction; `from -> to` is the direction data flows. */

@@ -4,6 +4,11 @@
  * tier (b <= first, c > last), blocks that must not (c <= the next forbidden block), the host's weight cap,
  * and the tier's compute cap (or a bottleneck threshold). For b >= 1 both ends only move down as b moves
  * down, which is what lets the searches slide one window over all b in O(n).
+ *
+ * The compute limit is applied to the blocks and the run overhead only. A host with cut costs
+ * (`p.hasCut[g]`, cleave's `cutMsPerByte`) adds cut[b] + cut[c] >= 0, not monotone in c, so its window is
+ * then a superset of the allowed ends whenever the limit is finite: callers test each end with
+ * `stageAtoms(...) <= limit` (exact either way, as for a host without cut costs the test always holds).
  */
 import type { Prepared } from './prepare.js';
 
@@ -34,7 +39,7 @@ export function stageWindows(p: Prepared, q: number, g: number, limit: number, l
   }
 }
 
-/** Compute atoms of stage [b, c) on host g. */
+/** Compute atoms of stage [b, c) on host g: its blocks, the run overhead when b > 0, and its cut costs. */
 export function stageAtoms(p: Prepared, g: number, b: number, c: number): number {
-  return p.prefix[g][c] - p.prefix[g][b] + (b > 0 ? p.stageOvh[g] : 0);
+  return p.endPrefix[g][c] - p.startPrefix[g][b] + (b > 0 ? p.stageOvh[g] : 0);
 }

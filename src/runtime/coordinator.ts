@@ -126,6 +126,7 @@ export class Coordinator {
         tier: p.host.tier,
         blockMs: p.timings.blocks.map((b) => b.medianMs),
         stageOverheadMs: p.timings.runOverheadMs,
+        cutMsPerByte: p.timings.cutMsPerByte,
       })),
       // Only links measured in both RTT and throughput take part; the others cannot be planned over yet.
       links: links

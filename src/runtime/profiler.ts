@@ -10,7 +10,7 @@
  * whole model's time exactly. A segment's estimate is the sum of its blocks' times (plus one run overhead
  * when it does not start at block 0); `checkSegments` measures how close that is for real fused segment
  * runs. What the estimate leaves out is the segment's own edge cost, about `timings.cutMsPerByte` times the
- * bytes of its input and output frontiers, half per side (the planner does not add it yet).
+ * bytes of its input and output frontiers, half per side (the cleave cost model adds it per cut).
  */
 import { cpus, totalmem } from 'node:os';
 import ort from 'onnxruntime-node';
@@ -213,7 +213,10 @@ export function calibrate(
   };
 }
 
-/** Predicted (sum of profile block times, plus one overhead when not starting at block 0) versus measured. */
+/**
+ * Predicted (sum of profile block times, plus one overhead when not starting at block 0, plus the edge cost
+ * `cutMsPerByte x (edge bytes at lo + edge bytes at hi) / 2`, the planner's cleave estimate) versus measured.
+ */
 export async function checkSegments(
   a: Analysis,
   profile: ProfileDoc,
@@ -232,6 +235,10 @@ export async function checkSegments(
     let predicted = 0;
     for (let i = lo; i < hi; i++) predicted += profile.timings.blocks[i].medianMs;
     if (lo > 0) predicted += profile.timings.runOverheadMs ?? 0;
+    // The segment's own edges, as the planner's cleave model charges them (and as `calibrate` does).
+    const n = profile.timings.blocks.length;
+    const edgeBytes = (c: number): number => (c > 0 && c < n ? profile.model.blocks[c - 1].frontierBytes : 0);
+    predicted += ((profile.timings.cutMsPerByte ?? 0) / 2) * (edgeBytes(lo) + edgeBytes(hi));
     out.push({ blocks: [lo, hi] as [number, number], predictedMs: round(predicted), measuredMs: round(m.median), error: round((predicted - m.median) / m.median) });
   }
   return out;
