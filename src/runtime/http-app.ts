@@ -82,7 +82,7 @@ export function buildApp(host: Host): express.Express {
       try {
         const p = c.current;
         if (!p) throw new CleaveError('E_NOT_READY', 'no plan yet: the deployment is starting');
-        const statuses = await Promise.all(host.config.hosts.map((h) => (h.name === host.self.name ? Promise.resolve(status(host)) : host.peerRequest(h.name, 'GET', '/v1/status').catch(() => null))));
+        const statuses = await allStatuses(host);
         const links = await host.allLinks().catch(() => []);
         res.json({
           epoch: p.epoch,
@@ -93,7 +93,7 @@ export function buildApp(host: Host): express.Express {
           predicted: { latencyMs: p.predicted.latencyMs, throughputRps: p.predicted.throughputRps, computeMs: p.predicted.computeMs, transferMs: p.predicted.transferMs },
           stages: p.route.map((s) => {
             const predicted = p.predicted.stages.find((x) => x.host === s.host);
-            const st = statuses.find((x) => (x as { host?: string } | null)?.host === s.host) as ReturnType<typeof status> | null;
+            const st = statuses.find((x): x is HostStatus => x.host === s.host && !('error' in x));
             return {
               host: s.host,
               tier: s.tier,
@@ -141,8 +141,7 @@ export function buildApp(host: Host): express.Express {
     });
     app.get('/v1/topology', async (_req, res, next) => {
       try {
-        const statuses = await Promise.all(host.config.hosts.map((h) => (h.name === host.self.name ? Promise.resolve(status(host)) : host.peerRequest(h.name, 'GET', '/v1/status').catch((e) => ({ host: h.name, error: errorMessage(e) })))));
-        res.json({ tiers: host.config.tiers, hosts: statuses, links: await host.allLinks() });
+        res.json({ tiers: host.config.tiers, hosts: await allStatuses(host), links: await host.allLinks() });
       } catch (e) {
         next(e);
       }
@@ -189,6 +188,19 @@ function linkSettingsUnchecked(body: unknown): ReturnType<typeof checkEmulationS
   }
   return checkEmulationSettings({ delayMs: 0, bandwidthBps: null, ...b });
 }
+
+/** Every host's status: this one's directly, the others' over their API (`{host, error}` when unreachable). */
+async function allStatuses(host: Host): Promise<(HostStatus | { host: string; error: string })[]> {
+  return Promise.all(
+    host.config.hosts.map((h) =>
+      h.name === host.self.name
+        ? Promise.resolve(status(host))
+        : (host.peerRequest(h.name, 'GET', '/v1/status') as Promise<HostStatus>).catch((e) => ({ host: h.name, error: errorMessage(e) })),
+    ),
+  );
+}
+
+export type HostStatus = ReturnType<typeof status>;
 
 export function status(host: Host): {
   host: string;

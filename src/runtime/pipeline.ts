@@ -82,14 +82,10 @@ export class Pipeline {
   onFrame(f: IncomingFrame): void {
     const h = f.header;
     if (h.kind === 'infer') {
-      const inputs: Record<string, TensorLike> = {};
-      for (const t of f.tensors) inputs[t.name] = { dtype: t.dtype as TensorLike['dtype'], dims: t.dims, data: t.data };
-      void this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, inputs);
+      void this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, byName(f.tensors));
     } else if (h.kind === 'result') {
       if (this.o.logger.isLevelEnabled('trace')) this.o.logger.trace({ id: h.id, at: performance.timeOrigin + performance.now() }, 'result arrived');
-      const out: Record<string, TensorLike> = {};
-      for (const t of f.tensors) out[t.name] = { dtype: t.dtype as TensorLike['dtype'], dims: t.dims, data: t.data };
-      this.settle(h.id, out);
+      this.settle(h.id, byName(f.tensors));
     } else if (h.kind === 'error') {
       const code = (h.error?.code ?? 'E_INTERNAL') as ErrorCode;
       this.settle(h.id, new CleaveError(code, `${f.peer.host}: ${h.error?.message ?? 'failed'}`));
@@ -188,4 +184,11 @@ export class Pipeline {
     if (result instanceof CleaveError) p.reject(result);
     else p.resolve(result);
   }
+}
+
+/** A frame's tensors keyed by name, as the executor takes them (views, no copies). */
+function byName(tensors: readonly Tensor[]): Record<string, TensorLike> {
+  const out: Record<string, TensorLike> = {};
+  for (const t of tensors) out[t.name] = { dtype: t.dtype, dims: t.dims, data: t.data };
+  return out;
 }

@@ -52,10 +52,8 @@ export async function profileModel(a: Analysis, opts: ProfileOptions): Promise<P
   const overhead = await runOverhead(repeats, warmup, threads);
   const raw: { median: number; p90: number }[] = [];
   for (const b of a.blocks) {
-    const seg = extractSegment(a.model, b.start, b.end, { fronts, types: a.types });
-    const segFeeds: Feeds = {};
-    for (const t of seg.inputs) segFeeds[t] = values[t];
-    raw.push(await timeSession(seg.bytes, segFeeds, repeats, warmup, threads));
+    const seg = segmentRun(a, fronts, values, b.start, b.end);
+    raw.push(await timeSession(seg.bytes, seg.feeds, repeats, warmup, threads));
     opts.onProgress?.(raw.length, a.blocks.length);
   }
   // Nodes ORT folds into the preceding Conv in a fused run (BatchNormalization, activations) cost nothing
@@ -71,10 +69,7 @@ export async function profileModel(a: Analysis, opts: ProfileOptions): Promise<P
   const runs: { bytes: Uint8Array; feeds: Feeds }[] = [{ bytes: a.model.bytes, feeds }];
   if (chunks.length > 1) {
     for (const [lo, hi] of chunks) {
-      const seg = extractSegment(a.model, a.blocks[lo].start, a.blocks[hi - 1].end, { fronts, types: a.types });
-      const segFeeds: Feeds = {};
-      for (const t of seg.inputs) segFeeds[t] = values[t];
-      runs.push({ bytes: seg.bytes, feeds: segFeeds });
+      runs.push(segmentRun(a, fronts, values, a.blocks[lo].start, a.blocks[hi - 1].end));
     }
   }
   const [whole, ...chunkTimes] = await timePasses(runs, CALIBRATION_PASSES, repeats, warmup, threads);
@@ -228,10 +223,8 @@ export async function checkSegments(
   const fronts = a.cuts.map((c) => c.tensors);
   const out = [];
   for (const [lo, hi] of ranges) {
-    const seg = extractSegment(a.model, a.blocks[lo].start, a.blocks[hi - 1].end, { fronts, types: a.types });
-    const segFeeds: Feeds = {};
-    for (const t of seg.inputs) segFeeds[t] = values[t];
-    const m = await timeSession(seg.bytes, segFeeds, opts.repeats ?? PROFILE_DEFAULTS.repeats, opts.warmup ?? PROFILE_DEFAULTS.warmup, opts.threads ?? 0);
+    const seg = segmentRun(a, fronts, values, a.blocks[lo].start, a.blocks[hi - 1].end);
+    const m = await timeSession(seg.bytes, seg.feeds, opts.repeats ?? PROFILE_DEFAULTS.repeats, opts.warmup ?? PROFILE_DEFAULTS.warmup, opts.threads ?? 0);
     let predicted = 0;
     for (let i = lo; i < hi; i++) predicted += profile.timings.blocks[i].medianMs;
     if (lo > 0) predicted += profile.timings.runOverheadMs ?? 0;
@@ -242,6 +235,14 @@ export async function checkSegments(
     out.push({ blocks: [lo, hi] as [number, number], predictedMs: round(predicted), measuredMs: round(m.median), error: round((predicted - m.median) / m.median) });
   }
   return out;
+}
+
+/** Nodes `[start, end)` as a standalone model, with its inputs taken from a whole-model run's tensors. */
+function segmentRun(a: Analysis, fronts: readonly (readonly string[])[], values: Feeds, start: number, end: number): { bytes: Uint8Array; feeds: Feeds } {
+  const seg = extractSegment(a.model, start, end, { fronts, types: a.types });
+  const feeds: Feeds = {};
+  for (const t of seg.inputs) feeds[t] = values[t];
+  return { bytes: seg.bytes, feeds };
 }
 
 async function timeSession(bytes: Uint8Array, feeds: Feeds, repeats: number, warmup: number, threads: number): Promise<{ median: number; p90: number }> {
