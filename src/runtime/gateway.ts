@@ -4,8 +4,9 @@
  * model's signature before anything reaches a worker; each takes the current plan (its epoch and route)
  * and carries it to the end.
  */
-import express, { type Express, type Request, type Response, type NextFunction } from 'express';
+import type { Express, Request, Response, NextFunction } from 'express';
 import { CleaveError, isCleaveError } from '../errors.js';
+import { inferBody } from './http-body.js';
 import { isTensorDType, type TensorDType, type ValueInfo } from './executor-tensors.js';
 import type { Host } from './host.js';
 import { encodeInferResponse, modelMetadata, parseInferRequest, signatureOf, INFERENCE_HEADER, type ModelSignature } from './oip.js';
@@ -57,9 +58,11 @@ export function mountGateway(app: Express, host: Host): void {
     });
     app.post(
       `${base}/infer`,
-      express.raw({ type: () => true, limit: host.limits.maxBodyBytes }),
+      inferBody(host.limits.maxBodyBytes, INFERENCE_HEADER),
       async (req: Request, res: Response, next: NextFunction) => {
         const t0 = performance.now();
+        const trace = host.log.isLevelEnabled('trace');
+        if (trace) host.log.trace({ at: performance.timeOrigin + t0 }, 'request received');
         try {
           model(req);
           const plan = host.coordinator?.current;
@@ -71,6 +74,7 @@ export function mountGateway(app: Express, host: Host): void {
           const outputs = await host.pipeline.infer(plan, parsed.inputs, deadline);
           const enc = encodeInferResponse(sig, { id: parsed.id, outputs: parsed.outputs, binaryOutputs: parsed.binaryOutputs, modelVersion: host.repoModel.version }, outputs);
           res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);
+          if (trace) host.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
           host.metrics.requestSuccess.inc({ model: name });
           host.metrics.requestDuration.observe({ model: name }, (performance.now() - t0) * 1000);
         } catch (e) {

@@ -11,6 +11,7 @@ import { tokenMatches } from '../transport/handshake.js';
 import { describeRoute } from './coordinator.js';
 import type { Host } from './host.js';
 import { mountGateway } from './gateway.js';
+import { heapFlags } from './node-flags.js';
 
 export function buildApp(host: Host): express.Express {
   const app = express();
@@ -210,6 +211,7 @@ export function status(host: Host): {
   inFlight: number;
   busy: number;
   threads: number;
+  heapFlags: string[];
   segments: Record<string, { warm: boolean; meanMs: number | null }>;
 } {
   const segments: Record<string, { warm: boolean; meanMs: number | null }> = {};
@@ -225,6 +227,7 @@ export function status(host: Host): {
     inFlight: host.pipeline.inFlight,
     busy: host.pipeline.busy,
     threads: host.self.threads ?? 1,
+    heapFlags: heapFlags(),
     segments,
   };
 }

@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CleaveError } from '../errors.js';
 import { applyCpuQuota, removeCgroup } from './cgroup.js';
+import { HOST_NODE_FLAGS } from './node-flags.js';
 import type { DeploymentConfig, HostConfig } from './config.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cleave.mjs', import.meta.url));
@@ -54,7 +55,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
   let stopping = false;
   let exited: string | null = null;
   for (const h of config.hosts) {
-    const child = spawn(process.execPath, [BIN, 'serve', '--config', configFile, '--name', h.name, '--models', o.modelsDir], {
+    const child = spawn(process.execPath, [...HOST_NODE_FLAGS, BIN, 'serve', '--config', configFile, '--name', h.name, '--models', o.modelsDir], {
       env: { ...process.env, ...o.env, CLEAVE_TOKEN: token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -6,6 +6,7 @@ import { Host } from '../../runtime/host.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { cacheDir } from '../model-ref.js';
 import { describeRoute } from '../../runtime/coordinator.js';
+import { hasHostNodeFlags, reexecWithHostFlags } from '../../runtime/node-flags.js';
 
 export const serveHelp = `cleave serve --name NAME --models DIR [--config FILE] [--tier TIER --listen HOST:PORT]
              [--model NAME] [--peers NAME=TIER@HOST:PORT,...] [--threads N]
@@ -15,7 +16,9 @@ profiles its blocks (cached by model hash, host and threads), serves HTTP and pe
 --listen, and dials its peers. The host of the first tier (device) is the origin: it serves the
 Open Inference Protocol gateway and picks the plan. With --config, hosts, links and limits come from
 the deployment file (see README); flags override this host's entry. The peer token comes from
-CLEAVE_TOKEN or the config.`;
+CLEAVE_TOKEN or the config. The host runs in a Node process started with a larger initial V8 old
+space (--initial-old-space-size=256), which keeps major GCs off the request path; started without it,
+serve runs itself again with it (CLEAVE_NODE_FLAGS=0 turns this off).`;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -40,6 +43,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (!values.models) throw new CleaveError('E_BAD_INPUT', '--models DIR is required');
   const config = values.config ? readConfig(values.config) : configFromFlags(values, values.models);
   const merged = overrideSelf(config, values);
+  // A host needs V8 heap flags that only a new process can take (see runtime/node-flags.ts).
+  if (!hasHostNodeFlags() && process.env.CLEAVE_NODE_FLAGS !== '0') return reexecWithHostFlags();
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
   const host = await Host.start({ config: merged, name: values.name, modelsDir: values.models, cacheDir: cacheDir(), logger });
   const stop = (): void => {

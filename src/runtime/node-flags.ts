@@ -1,0 +1,44 @@
+/**
+ * Node/V8 flags every host process runs with, and the re-exec that applies them to a `cleave serve` started
+ * without them (V8 reads heap flags only when the isolate is created, so they cannot be set from inside).
+ *
+ * Why: a host holds ~20 MB of JS heap while megabytes of tensors pass through it per request. With V8's
+ * default limits the old generation sits a few MB under its allocation limit, so V8 starts incremental
+ * marking every 2-4 requests and finishes it with a 4-6 ms mark-compact on the main thread, in the middle
+ * of a request (measured on ResNet50 split three ways: ~80 major GCs per 300 requests on the device host,
+ * median end-to-end 51.1 ms). A larger initial old space leaves that to minor GCs and the external-memory
+ * trigger: 3 major GCs per 300 requests on the busiest host, median 40.8 ms (`bench/split.ts`).
+ */
+import { spawn } from 'node:child_process';
+
+export const HOST_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=256'];
+
+/** The heap flags this process was started with. */
+export function heapFlags(execArgv: readonly string[] = process.execArgv): string[] {
+  return execArgv.filter((a) => /^--(initial|max)-(old|semi|young)-(space|generation)-size/.test(a));
+}
+
+export function hasHostNodeFlags(execArgv: readonly string[] = process.execArgv): boolean {
+  return HOST_NODE_FLAGS.every((f) => execArgv.some((a) => a.split('=')[0] === f.split('=')[0]));
+}
+
+/**
+ * Runs this same command again in a child Node started with HOST_NODE_FLAGS, sharing stdio, passing
+ * SIGINT/SIGTERM on, and resolving with the child's exit code. Set CLEAVE_NODE_FLAGS=0 to skip it.
+ */
+export function reexecWithHostFlags(): Promise<number> {
+  const child = spawn(process.execPath, [...HOST_NODE_FLAGS, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: process.env });
+  const forward = (sig: NodeJS.Signals): void => {
+    child.kill(sig);
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      resolve(code ?? (signal ? 128 + (signal === 'SIGINT' ? 2 : 15) : 1));
+    });
+  });
+}
