@@ -1,11 +1,16 @@
 /**
- * `npm run bench -- split [--requests N] [--models resnet50,mobilenetv2]`
+ * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2]`
  *
  * End-to-end latency of a three-host route (device -> edge -> cloud, three OS processes on loopback, no
  * link emulation, no CPU quotas, one ORT thread each) measured at an HTTP client sending binary Open
  * Inference Protocol requests, divided by the same model run in one process with the same thread settings
- * (baseline, measured in the same run). Also reports the all-device route through the same gateway, which
- * separates the gateway's own cost from the split's. Goal: ratio <= 1.05 for each model.
+ * (baseline, measured in the same run). Goal: ratio <= 1.05 for each model.
+ *
+ * To say where the difference comes from, the same run also measures, in K interleaved rounds so drift on
+ * this shared machine hits every figure alike:
+ * - the same three segments chained in one process with no transport (ORT's own cost of cutting the graph);
+ * - the all-device route through the same gateway (what HTTP and one worker hop cost);
+ * - the stage compute the hosts measured inside their ORT workers.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -19,27 +24,29 @@ import { analyze } from '../src/runtime/analysis.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
 import { launchDeployment } from '../src/runtime/launcher.js';
 import { createSession, makeFeeds } from '../src/runtime/ort-local.js';
+import { extractSegment } from '../src/graph/segment.js';
 import { quantile } from '../src/runtime/profiler.js';
 import { ensureModel } from '../src/cli/commands/up.js';
 import { freePort } from '../test/helpers/deployment.js';
 
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '60' }, models: { type: 'string', default: 'resnet50,mobilenetv2' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' }, models: { type: 'string', default: 'resnet50,mobilenetv2' } } });
 const N = Number(values.requests);
+const ROUNDS = Number(values.rounds);
 const GOAL = 1.05;
 const agent = new http.Agent({ keepAlive: true });
 
-async function timeLoop(n: number, fn: () => Promise<void>): Promise<number> {
-  for (let i = 0; i < Math.max(5, n / 5); i++) await fn();
-  const t: number[] = [];
+/** Times `n` calls of `fn` after a few untimed ones, appending to `into`. */
+async function timeBlock(n: number, fn: () => Promise<void>, into: number[]): Promise<void> {
+  for (let i = 0; i < 3; i++) await fn();
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     await fn();
-    t.push(performance.now() - t0);
+    into.push(performance.now() - t0);
   }
-  return quantile(t, 0.5);
 }
 
+type Stage = { host: string; blocks: [number, number] };
 const results = [];
 for (const name of values.models.split(',')) {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-bench-split-'));
@@ -103,22 +110,56 @@ for (const name of values.models.split(',')) {
       const p = (await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { measuredComputeMs: number | null }[] };
       return p.stages.map((s) => s.measuredComputeMs ?? 0);
     };
-    const pin = async (stages: { host: string; blocks: [number, number] }[]): Promise<void> => {
+    const pin = async (stages: Stage[]): Promise<void> => {
       const r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages }) });
       if (r.status !== 200) throw new Error(`pin: ${await r.text()}`);
     };
-    await pin([{ host: 'device', blocks: [0, c1] }, { host: 'edge', blocks: [c1, c2] }, { host: 'cloud', blocks: [c2, n] }]);
-    const split = await timeLoop(N, infer);
-    const splitCompute = await stageCompute();
-    await pin([{ host: 'device', blocks: [0, n] }]);
-    const single = await timeLoop(N, infer);
-    const singleCompute = await stageCompute();
+    const threeHost: Stage[] = [{ host: 'device', blocks: [0, c1] }, { host: 'edge', blocks: [c1, c2] }, { host: 'cloud', blocks: [c2, n] }];
+    const allDevice: Stage[] = [{ host: 'device', blocks: [0, n] }];
 
-    const s = await createSession(model.bytes, { intraOpThreads: 1 });
-    const baseline = await timeLoop(N, async () => {
-      await s.run({ [specs[0].name]: new ort.Tensor('float32', xData, specs[0].dims) });
-    });
-    await s.release();
+    const whole = await createSession(model.bytes, { intraOpThreads: 1 });
+    // The same three segments as sessions in this process, run one after the other with no transport.
+    const fronts = a.cuts.map((c) => [...c.tensors]);
+    const nodeAt = (b: number): number => (b === n ? a.blocks[n - 1].end : a.blocks[b].start);
+    const chain: ort.InferenceSession[] = [];
+    for (const [from, to] of [[0, c1], [c1, c2], [c2, n]]) {
+      const seg = extractSegment(a.model, nodeAt(from), nodeAt(to), { fronts, types: a.types });
+      chain.push(await createSession(seg.bytes, { intraOpThreads: 1 }));
+    }
+    const runWhole = async (): Promise<void> => {
+      await whole.run({ [specs[0].name]: new ort.Tensor('float32', xData, specs[0].dims) });
+    };
+    const runChain = async (): Promise<void> => {
+      let cur: Record<string, ort.Tensor> = { [specs[0].name]: new ort.Tensor('float32', xData, specs[0].dims) };
+      for (const s of chain) {
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const name of s.inputNames) feeds[name] = cur[name];
+        cur = { ...cur, ...(await s.run(feeds)) };
+      }
+    };
+
+    const t = { baseline: [] as number[], chain: [] as number[], single: [] as number[], split: [] as number[] };
+    let splitCompute: number[] = [];
+    let singleCompute: number[] = [];
+    const per = Math.ceil(N / ROUNDS);
+    for (let r = 0; r < ROUNDS; r++) {
+      await timeBlock(per, runWhole, t.baseline);
+      await timeBlock(per, runChain, t.chain);
+      await pin(threeHost);
+      await timeBlock(per, infer, t.split);
+      splitCompute = await stageCompute();
+      await pin(allDevice);
+      await timeBlock(per, infer, t.single);
+      singleCompute = await stageCompute();
+    }
+    await whole.release();
+    for (const s of chain) await s.release();
+
+    const med = (xs: number[]): number => quantile(xs, 0.5);
+    const baseline = med(t.baseline);
+    const inProcessChain = med(t.chain);
+    const single = med(t.single);
+    const split = med(t.split);
     const frontier = (i: number): number => a.blocks[i - 1].after.bytes ?? 0;
     results.push({
       model: name,
@@ -126,13 +167,18 @@ for (const name of values.models.split(',')) {
       cuts: [c1, c2],
       frontierBytes: [frontier(c1), frontier(c2)],
       baselineMs: round(baseline),
+      inProcessChainMs: round(inProcessChain),
       allDeviceViaGatewayMs: round(single),
       threeHostMs: round(split),
+      threeHostP90Ms: round(quantile(t.split, 0.9)),
       threeHostStageComputeMs: splitCompute.map(round),
-      threeHostOverheadMs: round(split - splitCompute.reduce((x, y) => x + y, 0)),
       allDeviceComputeMs: round(singleCompute[0] ?? 0),
+      // What the two extra processes and their hops add beyond the gateway and ORT's own cost of cutting.
+      hopsMs: round(split - single - (inProcessChain - baseline)),
       ratio: round(split / baseline),
+      chainRatio: round(inProcessChain / baseline),
       gatewayRatio: round(single / baseline),
+      overAllDeviceRatio: round(split / single),
     });
   } finally {
     await d.stop();
@@ -148,7 +194,7 @@ const ratio = Math.max(...results.map((r) => r.ratio));
 console.log(
   JSON.stringify({
     name: 'split',
-    figures: { requests: N, models: results, baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)' },
+    figures: { requests: N, rounds: ROUNDS, models: results, baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)' },
     ratio,
     goal: `three-host route end to end (HTTP binary request, median) / one-process run <= ${GOAL} for each model`,
     pass: ratio <= GOAL,

@@ -146,7 +146,7 @@ export class OnnxModel {
     try {
       proto = onnx.ModelProto.decode(bytes);
     } catch (e) {
-      throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (${errorMessage(e)})`);
+      throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (${decodeProblem(errorMessage(e), bytes.length)})`);
     }
     if (!proto.graph || (proto.graph.node ?? []).length === 0)
       throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (no graph or no nodes)`);
@@ -237,4 +237,11 @@ function declOf(v: IValueInfoProto): TensorDecl {
     return '?';
   });
   return { name: v.name ?? '', dtype, dims };
+}
+
+/** protobufjs's decode errors in words: a field running past the end means the file was cut short. */
+function decodeProblem(message: string, size: number): string {
+  const m = /index out of range: (\d+) \+ (\d+) > (\d+)/.exec(message);
+  if (m) return `it ends early: a ${m[2]}-byte field at byte ${m[1]} runs past the end of its ${size} bytes; is the file truncated?`;
+  return message;
 }

@@ -20,7 +20,7 @@ export interface ChannelConfig {
   log: Logger;
   pipe: Pipe;
   meter: LinkMeter;
-  /** Every frame but acks and probes (which the channel consumes); data frames are acked before this runs. */
+  /** Every frame but acks and probes (which the channel consumes); data frames are acked after this returns. */
   onFrame(frame: DecodedFrame, receivedAt: number): void;
   /** The socket closed; `error` is what closed it from this side, if anything did. */
   onClose(code: number, reason: string, error: CleaveError | null): void;
