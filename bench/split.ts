@@ -10,7 +10,8 @@
  * this shared machine hits every figure alike:
  * - the same three segments chained in one process with no transport (ORT's own cost of cutting the graph);
  * - the all-device route through the same gateway (what HTTP and one worker hop cost);
- * - the stage compute the hosts measured inside their ORT workers.
+ * - the stage compute the hosts measured inside their ORT workers;
+ * and, for contrast, requests per second with 4 clients in a closed loop on each route (not part of the goal).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -33,8 +34,10 @@ import { freePort } from '../test/helpers/deployment.js';
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' }, models: { type: 'string', default: 'resnet50,mobilenetv2' } } });
 const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
+const CONCURRENCY = 4;
+const LOAD_SECONDS = 5;
 const GOAL = 1.05;
-const agent = new http.Agent({ keepAlive: true });
+const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
 /** Times `n` calls of `fn` after a few untimed ones, appending to `into`. */
 async function timeBlock(n: number, fn: () => Promise<void>, into: number[]): Promise<void> {
@@ -155,6 +158,27 @@ for (const name of values.models.split(',')) {
     await whole.release();
     for (const s of chain) await s.release();
 
+    // Throughput under load, for contrast: CONCURRENCY clients in a closed loop for LOAD_SECONDS per route.
+    // Stages of different requests overlap on different hosts, which one host cannot do with one thread.
+    const load = async (stages: Stage[]): Promise<number> => {
+      await pin(stages);
+      for (let i = 0; i < 3; i++) await infer();
+      let done = 0;
+      const until = performance.now() + LOAD_SECONDS * 1000;
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (performance.now() < until) {
+            await infer();
+            done++;
+          }
+        }),
+      );
+      return done / ((performance.now() - t0) / 1000);
+    };
+    const threeHostRps = await load(threeHost);
+    const allDeviceRps = await load(allDevice);
+
     const med = (xs: number[]): number => quantile(xs, 0.5);
     const baseline = med(t.baseline);
     const inProcessChain = med(t.chain);
@@ -179,6 +203,7 @@ for (const name of values.models.split(',')) {
       chainRatio: round(inProcessChain / baseline),
       gatewayRatio: round(single / baseline),
       overAllDeviceRatio: round(split / single),
+      loadRps: { concurrency: CONCURRENCY, seconds: LOAD_SECONDS, threeHost: round(threeHostRps), allDevice: round(allDeviceRps), ratio: round(threeHostRps / allDeviceRps) },
     });
   } finally {
     await d.stop();
