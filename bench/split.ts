@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2]`
+ * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2] [--heap-flags on|off]`
  *
  * End-to-end latency of a three-host route (device -> edge -> cloud, three OS processes on loopback, no
  * link emulation, no CPU quotas, one ORT thread each) measured at an HTTP client sending binary Open
@@ -12,6 +12,8 @@
  * - the all-device route through the same gateway (what HTTP and one worker hop cost);
  * - the stage compute the hosts measured inside their ORT workers;
  * and, for contrast, requests per second with 4 clients in a closed loop on each route (not part of the goal).
+ * Major GCs per three-host request come from the hosts' own /metrics; `--heap-flags off` starts the hosts
+ * without HOST_NODE_FLAGS (runtime/node-flags.ts) to show what those flags are for.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -24,6 +26,7 @@ import { resolveInputs } from '../src/graph/shapes.js';
 import { analyze } from '../src/runtime/analysis.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
 import { launchDeployment } from '../src/runtime/launcher.js';
+import { HOST_NODE_FLAGS } from '../src/runtime/node-flags.js';
 import { createSession, makeFeeds } from '../src/runtime/ort-local.js';
 import { extractSegment } from '../src/graph/segment.js';
 import { quantile } from '../src/runtime/profiler.js';
@@ -31,7 +34,9 @@ import { ensureModel } from '../src/cli/commands/up.js';
 import { freePort } from '../test/helpers/deployment.js';
 
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' }, models: { type: 'string', default: 'resnet50,mobilenetv2' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' }, models: { type: 'string', default: 'resnet50,mobilenetv2' }, 'heap-flags': { type: 'string', default: 'on' } } });
+if (!['on', 'off'].includes(values['heap-flags'])) throw new Error(`--heap-flags: on or off, got '${values['heap-flags']}'`);
+const HEAP_FLAGS = values['heap-flags'] === 'on';
 const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
 const CONCURRENCY = 4;
@@ -86,7 +91,7 @@ for (const name of values.models.split(',')) {
     ],
     profile: { repeats: 3, warmup: 1 },
   };
-  const d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' }, onLine: (h, l) => quiet(`[${h}] ${l}\n`) });
+  const d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn', CLEAVE_NODE_FLAGS: HEAP_FLAGS ? '1' : '0' }, nodeFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [], onLine: (h, l) => quiet(`[${h}] ${l}\n`) });
   try {
     await d.ready(180_000);
     const feeds = makeFeeds(specs);
@@ -145,11 +150,27 @@ for (const name of values.models.split(',')) {
     let splitCompute: number[] = [];
     let singleCompute: number[] = [];
     const per = Math.ceil(N / ROUNDS);
+    // Major (mark-compact) GCs the three hosts report in their /metrics.
+    const majorGcs = async (): Promise<number> => {
+      let sum = 0;
+      for (const h of config.hosts) {
+        const text = await (await fetch(`http://${h.listen}/metrics`)).text();
+        const m = /^cleave_process_nodejs_gc_duration_seconds_count\{[^}]*kind="major"[^}]*\} (\d+)/m.exec(text);
+        sum += m ? Number(m[1]) : 0;
+      }
+      return sum;
+    };
+    let majors = 0;
+    let splitRequests = 0;
     for (let r = 0; r < ROUNDS; r++) {
       await timeBlock(per, runWhole, t.baseline);
       await timeBlock(per, runChain, t.chain);
       await pin(threeHost);
+      const gc0 = await majorGcs();
+      const before = t.split.length;
       await timeBlock(per, infer, t.split);
+      majors += (await majorGcs()) - gc0;
+      splitRequests += t.split.length - before + 3; // the untimed ones count too
       splitCompute = await stageCompute();
       await pin(allDevice);
       await timeBlock(per, infer, t.single);
@@ -195,6 +216,7 @@ for (const name of values.models.split(',')) {
       allDeviceViaGatewayMs: round(single),
       threeHostMs: round(split),
       threeHostP90Ms: round(quantile(t.split, 0.9)),
+      majorGcPerThreeHostRequest: round(majors / splitRequests),
       threeHostStageComputeMs: splitCompute.map(round),
       allDeviceComputeMs: round(singleCompute[0] ?? 0),
       // What the two extra processes and their hops add beyond the gateway and ORT's own cost of cutting.
@@ -219,7 +241,7 @@ const ratio = Math.max(...results.map((r) => r.ratio));
 console.log(
   JSON.stringify({
     name: 'split',
-    figures: { requests: N, rounds: ROUNDS, models: results, baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)' },
+    figures: { requests: N, rounds: ROUNDS, heapFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [], models: results, baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)' },
     ratio,
     goal: `three-host route end to end (HTTP binary request, median) / one-process run <= ${GOAL} for each model`,
     pass: ratio <= GOAL,

@@ -30,6 +30,8 @@ export interface LaunchOptions {
   /** Called when a host exits before `stop()`. */
   readonly onExit?: (host: string, code: number | null, signal: string | null) => void;
   readonly env?: NodeJS.ProcessEnv;
+  /** Node flags for the host processes (default HOST_NODE_FLAGS). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export interface Launched {
@@ -55,7 +57,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
   let stopping = false;
   let exited: string | null = null;
   for (const h of config.hosts) {
-    const child = spawn(process.execPath, [...HOST_NODE_FLAGS, BIN, 'serve', '--config', configFile, '--name', h.name, '--models', o.modelsDir], {
+    const child = spawn(process.execPath, [...(o.nodeFlags ?? HOST_NODE_FLAGS), BIN, 'serve', '--config', configFile, '--name', h.name, '--models', o.modelsDir], {
       env: { ...process.env, ...o.env, CLEAVE_TOKEN: token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
