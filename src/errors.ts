@@ -67,6 +67,11 @@ export class CleaveError extends Error {
   }
 }
 
+/** True for the codes this module knows (a peer of another version may send others). */
+export function isErrorCode(c: unknown): c is ErrorCode {
+  return typeof c === 'string' && Object.hasOwn(STATUS, c);
+}
+
 export function isCleaveError(e: unknown): e is CleaveError {
   return e instanceof CleaveError;
 }

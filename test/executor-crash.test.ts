@@ -3,6 +3,11 @@ import type { Worker as NodeWorker, WorkerOptions } from 'node:worker_threads';
 import { GraphBuilder } from '../src/graph/zoo/builder.js';
 import { CleaveError } from '../src/errors.js';
 import { Executor, type TensorLike } from '../src/runtime/executor.js';
+import { OnnxModel } from '../src/graph/model.js';
+import { resolveInputs } from '../src/graph/shapes.js';
+import { zooEntry } from '../src/graph/zoo/index.js';
+import { analyze } from '../src/runtime/analysis.js';
+import { SegmentSessions } from '../src/runtime/segments.js';
 
 // The executor has no way to kill its own workers, and a test must not terminate() one from outside while
 // it runs a session: onnxruntime-node then aborts the whole process. So the test wraps the Worker class the
@@ -22,6 +27,19 @@ vi.mock('node:worker_threads', async (importOriginal) => {
     }
   }
   return { ...real, Worker: CrashableWorker, default: { ...real, Worker: CrashableWorker } };
+});
+
+// Counts graph surgery: a segment cached in the executor must not be extracted again after a crash.
+const extractions = vi.hoisted(() => ({ n: 0 }));
+vi.mock('../src/graph/segment.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../src/graph/segment.js')>();
+  return {
+    ...real,
+    extractSegment: (...a: Parameters<typeof real.extractSegment>) => {
+      extractions.n++;
+      return real.extractSegment(...a);
+    },
+  };
 });
 
 /** A few convolutions at 192x192: ~10 ms per run, so the runs queued behind the first are still waiting. */
@@ -97,6 +115,36 @@ describe('Executor worker crash', () => {
       await ex.load('m', model(), { warmup: 1 });
       expect(spawned).toHaveLength(n + 1);
       expect((await ex.run('m', feeds())).computeMs).toBeGreaterThan(0);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it('a segment cached before the crash runs again on the replacement without being extracted again', async () => {
+    const m = OnnxModel.fromBytes(zooEntry('mobilenetv2')!.build({ small: true }).toBytes());
+    const a = await analyze(m, resolveInputs(m));
+    const ex = await Executor.create({ workers: 1, intraOpThreads: 1 });
+    const segs = new SegmentSessions(a, ex, 1);
+    const range = { start: 0, end: m.nodes.length };
+    try {
+      const before = extractions.n;
+      await segs.prepare(range);
+      expect(extractions.n).toBe(before + 1);
+      const [name] = segs.io(range).inputs;
+      const dims = [...(a.types.get(name)?.dims ?? [])] as number[];
+      const f = { [name]: { dtype: 'float32' as const, dims, data: new Float32Array(dims.reduce((x, y) => x * y, 1)).fill(0.5) } };
+      const want = await segs.run(range, f);
+      const first = spawned.length - 1;
+      spawned[first].postMessage({ op: 'test-crash' });
+      await new Promise((r) => spawned[first].once('exit', r));
+      const runs = [];
+      for (let i = 0; i < 5; i++) {
+        runs.push(segs.run(range, f));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const got = await Promise.all(runs);
+      expect(extractions.n).toBe(before + 1);
+      for (const g of got) expect(Object.keys(g.outputs)).toEqual(Object.keys(want.outputs));
     } finally {
       await ex.close();
     }

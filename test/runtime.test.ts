@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { createSession } from '../src/runtime/ort-local.js';
+import { PeerLink } from '../src/transport/peer-link.js';
 import { allclose, inferBinary, inferJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
 
 function randomInput(name: string, dims: number[], seed: number): OipTensor {
@@ -215,7 +216,41 @@ describe('runtime: bad input', () => {
     r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'mars', blocks: [0, 3] }] }) });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/mars/);
+    const n = d.device.analysis.blocks.length;
+    for (const blocks of [[null, n], ['0', n], [0.5, n]]) {
+      r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks }] }) });
+      expect(r.status).toBe(400);
+      expect((await r.json()).error).toMatch(/integer a and b/);
+    }
     await good();
+  });
+
+  it('a request timeout that is not a positive number is a 400 naming parameters.timeout', async () => {
+    for (const timeout of [true, 'abc', '5000', [1], -3, 0]) {
+      const r = await post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }], parameters: { timeout } }));
+      expect(r.status).toBe(400);
+      expect((await r.json()).error).toMatch(/parameters\.timeout: expected a positive number of microseconds/);
+    }
+    await good();
+  });
+
+  it('an authenticated peer sending an infer frame whose stage is not on its route is ignored; the host keeps serving', async () => {
+    const edge = d.hosts[1];
+    const link = PeerLink.connect({ url: `ws://127.0.0.1:${edge.port}/v1/peer`, token: d.token, self: { host: 'dev', tier: 'device' }, peerHost: 'edg', modelSha256: edge.analysis.model.sha256 });
+    try {
+      await link.whenOpen(5000);
+      link.send({ kind: 'infer', id: 'no-route', epoch: 1, route: [], stage: 0, deadline: 0 }, []);
+      link.send({ kind: 'infer', id: 'past-route', epoch: 1, route: [{ host: 'edg', tier: 'edge', from: 0, to: 1 }], stage: 3, deadline: 0 }, []);
+      await new Promise((res) => setTimeout(res, 200));
+    } finally {
+      await link.close();
+    }
+    // Through the edge host: it is still up and runs its stage.
+    const n = d.device.analysis.blocks.length;
+    const r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'edg', blocks: [0, n] }] }) });
+    expect(r.status).toBe(200);
+    await good();
+    await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
   });
 
   it('a peer without the token is refused; a malformed frame closes that connection with 4400', async () => {
@@ -237,7 +272,27 @@ describe('runtime: bad input', () => {
     await good();
   });
 
-  // Last in this block: it stops the cloud host.
+  // These last two stop the edge and the cloud host.
+  it('a host that dies after acknowledging a request fails it fast with 502 E_PEER_GONE, not by the deadline', async () => {
+    const n = d.device.analysis.blocks.length;
+    // All on the edge, whose result then waits 1 s in its emulated link back: the frame is acked long before.
+    let r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'edg', blocks: [0, n] }] }) });
+    expect(r.status).toBe(200);
+    r = await fetch(`${d.url}/v1/links/edg/dev`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 1000 }) });
+    expect(r.status).toBe(200);
+    const t0 = Date.now();
+    const pending = post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }));
+    await new Promise((res) => setTimeout(res, 300));
+    await d.hosts[1].close();
+    r = await pending;
+    expect(r.status).toBe(502);
+    expect((await r.json()).error).toMatch(/the link to edg, on its route, dropped/);
+    expect(Date.now() - t0).toBeLessThan(1000); // before the result could have arrived, let alone the deadline
+    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks: [0, n] }] }) });
+    expect(r.status).toBe(200);
+    await good();
+  });
+
   it('a host that dies mid-request fails the request fast with 502 E_PEER_GONE; the device keeps serving', async () => {
     const n = d.device.analysis.blocks.length;
     let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 300 }) });

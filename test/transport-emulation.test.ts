@@ -133,10 +133,70 @@ describe('LinkEmulator', () => {
     expect(checkEmulationSettings(null)).toBeNull();
     expect(() => checkEmulationSettings({ delayMs: -1 })).toThrow(/delayMs/);
     expect(() => checkEmulationSettings({ bandwidthBps: 'fast' })).toThrow(/bandwidthBps/);
+    expect(() => checkEmulationSettings({ delayMs: 3e9 })).toThrow(/'delayMs' must be at most 60000/);
+    expect(() => checkEmulationSettings({ bandwidthBps: 0.001 })).toThrow(/'bandwidthBps' must be at least 1/);
+  });
+
+  it('holds a frame longer than the longest setTimeout without spinning', async () => {
+    // 1 B/s and a 4 GB frame: a wait past 2^31-1 ms, which Node would otherwise cut to 1 ms and warn about.
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    const e = new LinkEmulator({ bandwidthBps: 1, delayMs: 0 });
+    let delivered = false;
+    try {
+      e.send(4e9, true, () => (delivered = true));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(delivered).toBe(false);
+      expect(e.heldBytes).toBe(4e9);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      e.clear();
+      process.off('warning', onWarning);
+    }
   });
 });
 
 describe('LinkMeter', () => {
+  // 10 kB frames on a 1 MB/s link: 10 ms of transfer each, one at a time on an idle link.
+  const frames = (m: LinkMeter, from: number, count: number, t0: number, roundTripMs: number): number => {
+    let t = t0;
+    for (let i = 0; i < count; i++) {
+      m.sent(from + i, `f${from + i}`, 10_000, t);
+      m.acked(from + i, t + 10 + roundTripMs);
+      t += 1000;
+    }
+    return t;
+  };
+
+  it('takes no throughput samples while the pings still say the delay is higher than it now is', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) m.rttSample(100);
+    let t = frames(m, 1, 3, 0, 100);
+    expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
+    // The delay drops to 2.5 ms each way; frames come back long before the 100 ms the pings still say.
+    t = frames(m, 4, 5, t, 5);
+    expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
+    // Two pings at the new delay make the median of the last three: samples are timed right again.
+    m.rttSample(5);
+    m.rttSample(5);
+    frames(m, 9, 5, t, 5);
+    expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
+  });
+
+  it('recovers the throughput estimate two pings after the delay rises', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) m.rttSample(5);
+    const t = frames(m, 1, 3, 0, 5);
+    expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
+    m.rttSample(150);
+    m.rttSample(150);
+    frames(m, 4, 4, t, 150);
+    const bps = m.stats().throughputBps ?? 0;
+    expect(bps).toBeGreaterThan(0.9e6);
+    expect(bps).toBeLessThan(1.1e6);
+  });
+
   it('measures back-to-back frames from the ack spacing, whatever the RTT estimate', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
     m.rttSample(30); // wrong on purpose: the real RTT is 20 ms

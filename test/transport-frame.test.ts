@@ -253,6 +253,13 @@ describe('frame decoder rejects malformed frames, naming the field', () => {
     badFrame(() => decodeFrame(Buffer.concat([good, Buffer.alloc(8)]), opts), /byteLength.*after its last tensor/);
   });
 
+  it('two tensors of one name, a tensor named __proto__, an infinite deadline', () => {
+    const t = { name: 'x', dtype: 'float32', dims: [1], byteLength: 4 };
+    badFrame(() => decodeFrame(rawFrame(goodHeader([t, t]), Buffer.alloc(16)), opts), /tensors\[1\]\.name.*'x' names two tensors/);
+    badFrame(() => decodeFrame(rawFrame(goodHeader([{ ...t, name: '__proto__' }]), Buffer.alloc(8)), opts), /tensors\[0\]\.name.*'__proto__' is not a tensor name/);
+    badFrame(() => decodeFrame(rawFrame({ ...goodHeader(), deadline: Infinity }), opts), /deadline/);
+  });
+
   it('dims x element size != byteLength', () => {
     const h = goodHeader([{ name: 'x', dtype: 'float32', dims: [2, 3], byteLength: 20 }]);
     badFrame(() => decodeFrame(rawFrame(h, Buffer.alloc(20)), opts), /tensors\[0\]\.byteLength/);

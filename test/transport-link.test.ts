@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -110,7 +111,7 @@ describe('PeerServer and PeerLink', () => {
       { host: 'device', tier: 'device', from: 0, to: 2 },
       { host: 'edge', tier: 'edge', from: 2, to: 5 },
     ];
-    expect(l.send({ kind: 'infer', id: 'r1', epoch: 4, route, stage: 1 }, [x(300_000), x(5)])).toBe(true);
+    expect(l.send({ kind: 'infer', id: 'r1', epoch: 4, route, stage: 1 }, [x(300_000), { ...x(5), name: 'x2' }])).toBe(true);
     await until(() => replies.length === 1);
 
     const f = frames[0];
@@ -296,5 +297,76 @@ describe('PeerServer and PeerLink', () => {
     expect(st.rttMs).toBeLessThan(50);
     expect(st.throughputBps).toBeGreaterThan(10e6);
     expect(st.lastSampleAt).toBeGreaterThan(Date.now() - 5000);
+  });
+});
+
+describe('PeerServer upgrade requests', () => {
+  /** Sends a raw HTTP upgrade request with `target` and returns the status line, or 'closed'/'no answer'. */
+  function rawUpgrade(port: number, target: string): Promise<string> {
+    return new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1', () =>
+        s.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+      );
+      let got = '';
+      s.on('data', (b: Buffer) => (got += b.toString()));
+      s.on('close', () => resolve(got.split('\r\n')[0] || 'closed'));
+      s.on('error', () => undefined);
+      setTimeout(() => {
+        s.destroy();
+        resolve(got.split('\r\n')[0] || 'no answer');
+      }, 1000);
+    });
+  }
+
+  it('answers a target that is not a URL, or another path, with a status and keeps serving (own and shared server)', async () => {
+    const own = await server();
+    const ownPort = Number(new URL(own.server.url).port);
+    const shared = http.createServer((_req, res) => res.end('plain'));
+    await new Promise<void>((r) => shared.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => shared.close(() => r())));
+    const onShared = await server({ server: shared });
+    const sharedPort = (shared.address() as { port: number }).port;
+    for (const port of [ownPort, sharedPort]) {
+      for (const target of ['//[', '//%', '//x:99999', '/elsewhere']) expect(await rawUpgrade(port, target), target).toMatch(/^HTTP\/1\.1 (404|401)/);
+      expect(await rawUpgrade(port, '/v1/peer')).toMatch(/^HTTP\/1\.1 401/); // no token
+    }
+    for (const s of [own.server, onShared.server]) {
+      const l = link(s.url);
+      await l.whenOpen(5000);
+      expect(l.stats().state).toBe('open');
+    }
+  });
+});
+
+describe('PeerLink drain', () => {
+  it("owes 'drain' to a sender told to slow down, even when the connection drops before the queue empties", async () => {
+    const { server: s } = await server();
+    const l = link(s.url, { emulation: { bandwidthBps: 2e6, delayMs: 5 }, options: { ...FAST, maxQueueBytes: 1_000_000 } });
+    await l.whenOpen(5000);
+    const data = new Uint8Array(300_000);
+    const t = [{ name: 'x', dtype: 'uint8' as const, dims: [data.length], data }];
+    let drains = 0;
+    l.on('drain', () => drains++);
+    let n = 0;
+    while (l.send({ kind: 'message', id: `a${n}` }, t)) n++;
+    expect(n).toBeLessThan(5);
+    for (const c of s.connections()) c.close(1001, 'bye');
+    await new Promise<void>((r) => l.once('down', () => r()));
+    await l.whenOpen(5000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(drains).toBe(1);
+    expect(l.stats().queuedBytes).toBe(0);
+  });
+});
+
+describe('PeerLink send', () => {
+  it("refuses the transport's own frame kinds and keeps the link open", async () => {
+    const { server: s, frames } = await server();
+    const l = link(s.url);
+    await l.whenOpen(5000);
+    for (const kind of ['hello', 'ack', 'probe'] as const) expect(() => l.send({ kind })).toThrow(expect.objectContaining({ code: 'E_BAD_INPUT' }));
+    l.send({ kind: 'message', id: 'after' });
+    await until(() => frames.length === 1);
+    expect(l.stats().state).toBe('open');
   });
 });

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
-import type { TransportOptionsInput } from '../transport/options.js';
+import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
 import type { RuntimeLimits } from './limits.js';
 
 export interface HostConfig {
@@ -121,6 +121,13 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     if (!isObject(raw.shapes)) bad('shapes', 'must map input names to dimension lists');
     for (const [k, v] of Object.entries(raw.shapes as object))
       if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0)) bad(`shapes.${k}`, 'must be a list of positive integers');
+  }
+  if (raw.transport !== undefined) {
+    try {
+      resolveTransportOptions(raw.transport as TransportOptionsInput);
+    } catch (e) {
+      throw new CleaveError('E_BAD_INPUT', `${where}: ${errorMessage(e)}`);
+    }
   }
   return { ...(raw as unknown as DeploymentConfig), tiers: tiers as string[] };
 }

@@ -69,8 +69,10 @@ export function mountGateway(app: Express, host: Host): void {
           if (!plan) throw new CleaveError('E_NOT_READY', 'the deployment has no plan yet; retry when /v2/health/ready answers 200');
           const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
           const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, { maxBodyBytes: host.limits.maxBodyBytes });
-          const timeout = Number(parsed.parameters?.timeout);
-          const deadline = Number.isFinite(timeout) && timeout > 0 ? Math.min(timeout / 1000, host.limits.deadlineMs) : host.limits.deadlineMs;
+          const timeout = parsed.parameters?.timeout;
+          if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0))
+            throw new CleaveError('E_BAD_INPUT', `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`);
+          const deadline = timeout === undefined ? host.limits.deadlineMs : Math.min(timeout / 1000, host.limits.deadlineMs);
           const outputs = await host.pipeline.infer(plan, parsed.inputs, deadline);
           const enc = encodeInferResponse(sig, { id: parsed.id, outputs: parsed.outputs, binaryOutputs: parsed.binaryOutputs, modelVersion: host.repoModel.version }, outputs);
           res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);

@@ -191,10 +191,10 @@ export class Host {
     await this.coordinator.replan('start-up');
   }
 
-  /** Prepare (build and warm) a segment here; remember it as the one readiness depends on. */
+  /** Prepare (build and warm) a segment here; once it is warm, it is the one readiness depends on. */
   async prepareLocal(start: number, end: number): Promise<void> {
-    this.current = { start, end };
     await this.segments.prepare({ start, end });
+    this.current = { start, end };
   }
 
   private async prepareOn(host: string, from: number, to: number): Promise<void> {

@@ -122,9 +122,9 @@ export function buildApp(host: Host): express.Express {
         if (!Array.isArray(stages)) throw new CleaveError('E_BAD_INPUT', 'body must be {"stages": [{"host": NAME, "blocks": [a, b]}, ...]}');
         const parsed = stages.map((s, i) => {
           const o = s as { host?: unknown; blocks?: unknown };
-          if (typeof o?.host !== 'string' || !Array.isArray(o.blocks) || o.blocks.length !== 2)
-            throw new CleaveError('E_BAD_INPUT', `stages[${i}]: expected {"host": NAME, "blocks": [a, b]}`);
-          return { host: o.host, blocks: [Number(o.blocks[0]), Number(o.blocks[1])] as [number, number] };
+          if (typeof o?.host !== 'string' || !Array.isArray(o.blocks) || o.blocks.length !== 2 || !o.blocks.every((b) => Number.isInteger(b)))
+            throw new CleaveError('E_BAD_INPUT', `stages[${i}]: expected {"host": NAME, "blocks": [a, b]} with integer a and b, got ${JSON.stringify(s)}`);
+          return { host: o.host, blocks: [o.blocks[0], o.blocks[1]] as [number, number] };
         });
         const p = await c.pin(parsed);
         res.json({ epoch: p.epoch, route: describeRoute(p.route), pinned: true, predictedLatencyMs: p.predicted.latencyMs });

@@ -18,8 +18,8 @@ export interface PeerMeshOptions {
   readonly modelSha256: string;
   readonly links: readonly LinkConfig[];
   readonly onFrame: FrameHandler;
-  /** A link went down with frames never acknowledged: their request ids, so the origin can fail them now. */
-  readonly onLost?: (host: string, requestIds: readonly string[]) => void;
+  /** The link to `host` went down; `unacked` are the request ids of frames it never got acknowledged. */
+  readonly onLost?: (host: string, unacked: readonly string[]) => void;
   readonly logger: Logger;
   readonly transport?: TransportOptionsInput;
 }
@@ -49,7 +49,7 @@ export class PeerMesh {
       });
       link.on('down', (d) => {
         opts.logger[link.stats().connects > 0 ? 'warn' : 'debug']({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down');
-        if (d.unacked.length > 0) opts.onLost?.(p.name, d.unacked);
+        opts.onLost?.(p.name, d.unacked);
       });
       link.on('open', () => opts.logger.info({ link: link.name }, 'link open'));
       this.links.set(p.name, link);

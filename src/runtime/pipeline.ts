@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { CleaveError, isCleaveError, errorMessage, type ErrorCode } from '../errors.js';
+import { CleaveError, isCleaveError, isErrorCode, errorMessage } from '../errors.js';
 import type { HeaderInput, Tensor, RouteStage } from '../transport/frame.js';
 import type { IncomingFrame } from '../transport/incoming.js';
 import type { TensorLike } from './executor.js';
@@ -31,6 +31,8 @@ export interface Routed {
 }
 
 interface Pending {
+  /** The hosts on its route other than this one. */
+  readonly through: ReadonlySet<string>;
   resolve: (out: Record<string, TensorLike>) => void;
   reject: (e: CleaveError) => void;
   timer: NodeJS.Timeout;
@@ -70,7 +72,8 @@ export class Pipeline {
     const deadline = Date.now() + deadlineMs;
     const done = new Promise<Record<string, TensorLike>>((resolve, reject) => {
       const timer = setTimeout(() => this.settle(id, new CleaveError('E_DEADLINE', `request ${id} missed its ${deadlineMs} ms deadline`)), deadlineMs);
-      this.pending.set(id, { resolve, reject, timer });
+      const through = new Set(plan.route.map((s) => s.host).filter((h) => h !== this.o.self));
+      this.pending.set(id, { through, resolve, reject, timer });
     });
     this.o.metrics.queueDepth.set({ host: this.o.self }, this.pending.size);
     // The origin's own stage runs here; any failure settles the pending request.
@@ -82,12 +85,19 @@ export class Pipeline {
   onFrame(f: IncomingFrame): void {
     const h = f.header;
     if (h.kind === 'infer') {
-      void this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, byName(f.tensors));
+      // Without its stage on the route there is no one to run it and no origin to tell: log and drop.
+      if (h.stage >= h.route.length) {
+        this.o.logger.warn({ peer: f.peer.host, id: h.id, stage: h.stage, stages: h.route.length }, 'dropped an infer frame whose stage is not on its route');
+        return;
+      }
+      this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, byName(f.tensors)).catch((e: unknown) =>
+        this.o.logger.error({ id: h.id, err: errorMessage(e) }, 'stage failed outside its error handling'),
+      );
     } else if (h.kind === 'result') {
       if (this.o.logger.isLevelEnabled('trace')) this.o.logger.trace({ id: h.id, at: performance.timeOrigin + performance.now() }, 'result arrived');
       this.settle(h.id, byName(f.tensors));
     } else if (h.kind === 'error') {
-      const code = (h.error?.code ?? 'E_INTERNAL') as ErrorCode;
+      const code = h.error && isErrorCode(h.error.code) ? h.error.code : 'E_INTERNAL';
       this.settle(h.id, new CleaveError(code, `${f.peer.host}: ${h.error?.message ?? 'failed'}`));
     }
   }
@@ -98,16 +108,22 @@ export class Pipeline {
   }
 
   /**
-   * Fails at once the requests this host originated whose frames a dropped link never delivered, instead of
-   * letting them wait out their deadline. Ids of requests originated elsewhere are not pending here.
+   * The link from this host to `host` dropped. Fails at once, instead of letting them wait out their deadline,
+   * the requests this host originated that it sent to `host` without an acknowledgement (`unacked`), and
+   * those whose route passes through `host`: a host this one can no longer reach has most likely gone, with
+   * whatever it held (a frame it acknowledged and was still computing, a result queued on its way back).
+   * Ids of requests originated elsewhere are not pending here.
    */
-  failLost(host: string, ids: readonly string[]): void {
-    for (const id of ids) this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host} dropped before it was delivered`));
+  failLost(host: string, unacked: readonly string[]): void {
+    for (const id of unacked) this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host} dropped before it was delivered`));
+    for (const [id, p] of [...this.pending]) {
+      if (p.through.has(host)) this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host}, on its route, dropped`));
+    }
   }
 
   private async runStage(r: { id: string; epoch: number; route: RouteStage[]; stage: number; deadline: number }, inputs: Record<string, TensorLike>): Promise<void> {
     const stage = r.route[r.stage];
-    const origin = r.route[0].host;
+    const origin = r.route[0]?.host ?? this.o.self;
     const t0 = performance.now();
     let tRun = t0;
     this.working++;

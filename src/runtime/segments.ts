@@ -9,6 +9,9 @@ import type { Executor, RunResult, TensorLike } from './executor.js';
 import { isTensorDType, zeroFeeds } from './executor-tensors.js';
 import { CleaveError } from '../errors.js';
 
+/** What `load` is given for a key it already has (it ignores the bytes then). */
+const NO_BYTES = new Uint8Array(0);
+
 export interface SegmentRange {
   readonly start: number;
   readonly end: number;
@@ -45,21 +48,30 @@ export class SegmentSessions {
     this.check(r);
     const key = this.key(r);
     if (this.executor.isWarm(key)) return;
+    // Cached (loading, or reloading in a worker that replaced a dead one): join that load, extract nothing.
+    if (this.executor.has(key)) {
+      await this.executor.load(key, NO_BYTES);
+      return;
+    }
     let seg = this.segments.get(key);
     if (!seg) {
       seg = extractSegment(this.analysis.model, r.start, r.end, { fronts: this.fronts, types: this.analysis.types });
       this.segments.set(key, seg);
     }
-    await this.executor.load(key, seg.bytes, { warmup: this.warmupRuns, warmupFeeds: this.zeros(seg.inputs) });
-    // The bytes live on in the executor's cache entry; ours only saved re-extraction while loading.
-    this.segments.delete(key);
+    try {
+      await this.executor.load(key, seg.bytes, { warmup: this.warmupRuns, warmupFeeds: this.zeros(seg.inputs) });
+    } finally {
+      // The bytes live on in the executor's cache entry; ours only saved re-extraction while loading.
+      this.segments.delete(key);
+    }
   }
 
   run(r: SegmentRange, feeds: Record<string, TensorLike>): Promise<RunResult> {
     const key = this.key(r);
-    // A warm session is posted to its worker in this tick: a stage arriving in a frame reaches the worker
-    // before the channel writes the frame's ack (an await here would put that syscall first, ~0.2 ms).
-    if (this.executor.isWarm(key)) return this.executor.run(key, feeds);
+    // A cached session is run at once: the executor waits for it if it is not warm yet. A warm one is
+    // posted to its worker in this tick, so a stage arriving in a frame reaches the worker before the
+    // channel writes the frame's ack.
+    if (this.executor.has(key)) return this.executor.run(key, feeds);
     return this.prepare(r).then(() => this.executor.run(key, feeds));
   }
 

@@ -33,6 +33,14 @@ export interface ChannelConfig {
   pongThroughPipe?: boolean;
 }
 
+/** Frame kinds the channel and its owners send themselves; callers of the links' `send` may not. */
+const TRANSPORT_KINDS: ReadonlySet<string> = new Set(['hello', 'ack', 'probe']);
+
+/** Throws E_BAD_INPUT for a frame kind only the transport itself sends (a stray hello makes the peer close). */
+export function checkDataKind(kind: string): void {
+  if (TRANSPORT_KINDS.has(kind)) throw new CleaveError('E_BAD_INPUT', `'${kind}' frames are the transport's own; send infer, result, error or message`);
+}
+
 /** Close codes of a normal shutdown, which are not errors. */
 export const CLOSE_NORMAL = 1000;
 export const CLOSE_GOING_AWAY = 1001;

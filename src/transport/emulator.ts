@@ -48,6 +48,12 @@ export interface Pipe {
   clear(): void;
 }
 
+/** The longest single setTimeout Node honours. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+/** Bounds on settings from outside: a link slower or later than this is a typo, not an experiment. */
+const MAX_DELAY_MS = 60_000;
+const MIN_BANDWIDTH_BPS = 1;
+
 export const PASSTHROUGH: Pipe = {
   send: (_bytes, _shaped, deliver) => deliver(),
   receive: (fn) => fn(),
@@ -104,7 +110,8 @@ class Alarm {
       this.at = Infinity;
       this.fire();
     } else if (left > 1) {
-      this.timeout = setTimeout(this.arm, left - 1);
+      // Node fires a timeout past 2^31-1 ms after 1 ms instead: wait in steps up to that, then look again.
+      this.timeout = setTimeout(this.arm, Math.min(left - 1, MAX_TIMEOUT_MS));
     } else {
       this.immediate = setImmediate(this.arm);
     }
@@ -315,9 +322,13 @@ export function checkEmulationSettings(value: unknown): EmulationSettings | null
     if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new TypeError(`'${k}' must be a non-negative number`);
     return x;
   };
-  return {
+  const out = {
     bandwidthBps: num('bandwidthBps', true),
     delayMs: num('delayMs', false) ?? 0,
     burstBytes: num('burstBytes', false) ?? 0,
   };
+  if (out.delayMs > MAX_DELAY_MS) throw new TypeError(`'delayMs' must be at most ${MAX_DELAY_MS} (one minute), got ${out.delayMs}`);
+  if (out.bandwidthBps !== null && out.bandwidthBps > 0 && out.bandwidthBps < MIN_BANDWIDTH_BPS)
+    throw new TypeError(`'bandwidthBps' must be at least ${MIN_BANDWIDTH_BPS} (8 bit/s) or null, got ${out.bandwidthBps}`);
+  return out;
 }

@@ -261,7 +261,7 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
   if (!isCount(h.epoch)) throw bad('epoch', 'is not a non-negative integer');
   if (!isCount(h.stage)) throw bad('stage', 'is not a non-negative integer');
   if (!isCount(h.seq)) throw bad('seq', 'is not a non-negative integer');
-  if (typeof h.deadline !== 'number' || !(h.deadline >= 0)) throw bad('deadline', 'is not a non-negative number');
+  if (typeof h.deadline !== 'number' || !Number.isFinite(h.deadline) || h.deadline < 0) throw bad('deadline', 'is not a finite non-negative number');
   if (!Array.isArray(h.route)) throw bad('route', 'is not an array');
   h.route.forEach((s: unknown, i) => {
     if (!isObject(s)) throw bad(`route[${i}]`, 'is not a map');
@@ -279,10 +279,15 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
   }
   if (!Array.isArray(h.tensors)) throw bad('tensors', 'is not an array');
   if (h.tensors.length > maxTensors) throw bad('tensors', `has ${h.tensors.length} entries, more than the limit ${maxTensors}`);
+  const names = new Set<string>();
   h.tensors.forEach((t: unknown, i) => {
     const f = `tensors[${i}]`;
     if (!isObject(t)) throw bad(f, 'is not a map');
     if (typeof t.name !== 'string') throw bad(`${f}.name`, 'is not a string');
+    // Receivers key tensors by name in plain objects: a repeat would hide one, '__proto__' would set a prototype.
+    if (names.has(t.name)) throw bad(`${f}.name`, `'${t.name}' names two tensors`);
+    if (t.name === '__proto__') throw bad(`${f}.name`, "'__proto__' is not a tensor name");
+    names.add(t.name);
     if (typeof t.dtype !== 'string' || !isDtype(t.dtype)) {
       throw bad(`${f}.dtype`, `'${String(t.dtype)}' is not one of ${DTYPES.join(', ')}`);
     }

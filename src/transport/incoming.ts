@@ -26,7 +26,8 @@ export interface FrameSource {
   readonly peer: PeerIdentity | null;
   /**
    * Send a data frame; the header's `seq` is assigned by the connection. Returns false when the caller should
-   * wait for 'drain' before sending more. Throws CleaveError E_PEER_GONE (not connected), E_QUEUE_FULL
+   * slow down: a PeerLink emits 'drain' when it may go on (a PeerConnection, which only carries replies, has
+   * no such event). Throws CleaveError E_PEER_GONE (not connected), E_QUEUE_FULL
    * (over maxQueueBytes), E_TOO_LARGE (over maxFrameBytes), E_BAD_INPUT (tensor data does not match dims).
    */
   send(header: HeaderInput, tensors?: readonly Tensor[]): boolean;

@@ -88,6 +88,8 @@ export class LinkMeter {
   private readonly rttFilter = new Median3();
   private readonly rateFilter = new Median3();
   private rtt: number | null = null;
+  /** Median of the last three RTT samples: what transfer times subtract (the EWMA lags a delay change). */
+  private rttRecent: number | null = null;
   private rttLast: number | null = null;
   private rate: number | null = null;
   private rateLast: number | null = null;
@@ -132,7 +134,8 @@ export class LinkMeter {
     this.inFlight.splice(0, i + 1);
     this.bytesAcked += f.bytes;
     this.framesAcked++;
-    const rtt = this.rtt ?? 0;
+    const rtt = this.rttRecent ?? 0;
+    const roundTrip = at - f.sentAt;
     const start = Math.max(f.sentAt, this.lastAckAt - rtt);
     const transferMs = at - start - rtt;
     this.lastAckAt = at;
@@ -140,7 +143,9 @@ export class LinkMeter {
     if (transferMs >= this.options.minSampleMs) {
       this.rateSample((f.bytes * 1000) / transferMs, true, at);
     } else {
-      const floor = (f.bytes * 1000) / this.options.minSampleMs;
+      // Too quick to time: the link is at least this fast. When the frame came back sooner than the RTT the
+      // pings say (the delay fell and they have not caught up), its own round trip still bounds its transfer.
+      const floor = (f.bytes * 1000) / Math.max(this.options.minSampleMs, roundTrip < rtt ? roundTrip : 0);
       this.lowerBoundBps = Math.max(this.lowerBoundBps ?? 0, floor);
       if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
     }
@@ -150,6 +155,7 @@ export class LinkMeter {
   rttSample(ms: number): void {
     this.rttLast = ms;
     const x = this.rttFilter.push(ms);
+    this.rttRecent = x;
     this.rttSamples++;
     this.rtt = this.rtt === null || this.rttSamples <= 3 ? x : this.rtt + this.options.ewmaAlpha * (x - this.rtt);
     this.lastSampleAt = Date.now();

@@ -6,14 +6,15 @@
  *
  * Events: 'open' (peer identity) after each successful handshake; 'down' (error, request ids of frames that
  * were never acknowledged, retry delay) whenever a connection ends or an attempt fails; 'drain' when the
- * queue falls under half of maxQueueBytes after `send` returned false or refused.
+ * queue falls under half of maxQueueBytes after `send` returned false or refused (or, if the connection
+ * dropped meanwhile, when the next one opens: its queue starts empty).
  */
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import pino, { type Logger } from 'pino';
 import { CleaveError } from '../errors.js';
-import { Channel, CLOSE_NORMAL } from './channel.js';
+import { Channel, CLOSE_NORMAL, checkDataKind } from './channel.js';
 import { LinkEmulator, type EmulationSettings } from './emulator.js';
 import type { DecodedFrame, HeaderInput, Tensor } from './frame.js';
 import {
@@ -91,6 +92,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
   private probesSent = 0;
   private error: CleaveError | null = null;
   private closedWaiters: (() => void)[] = [];
+  /** A send said to slow down and 'drain' has not fired since: a new connection starts empty and owes it. */
+  private drainOwed = false;
 
   /** Start dialing `options.url`; the link is usable (send fails fast) before it is open. */
   static connect(options: PeerLinkOptions): PeerLink {
@@ -159,7 +162,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     if (this.linkState !== 'open' || !this.channel) {
       throw new CleaveError('E_PEER_GONE', `link ${this.name} is ${this.linkState}${this.error ? `: ${this.error.message}` : ''}`);
     }
-    return this.channel.send(header, tensors);
+    checkDataKind(header.kind);
+    try {
+      const ok = this.channel.send(header, tensors);
+      if (!ok) this.drainOwed = true;
+      return ok;
+    } catch (e) {
+      if (e instanceof CleaveError && e.code === 'E_QUEUE_FULL') this.drainOwed = true;
+      throw e;
+    }
   }
 
   /** Change this link's emulation while running; null turns it off. Frames already queued are re-timed. */
@@ -227,7 +238,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
       pongThroughPipe: true,
       onFrame: (frame, receivedAt) => this.onFrame(channel, frame, receivedAt),
       onClose: (code, reason, error) => this.onClose(channel, refused ?? error ?? errorForClose(code, reason)),
-      onDrain: () => this.emit('drain'),
+      onDrain: () => {
+        this.drainOwed = false;
+        this.emit('drain');
+      },
     });
     this.channel = channel;
     ws.once('open', () => {
@@ -285,6 +299,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     this.probeTimer.unref();
     this.log.info({ peer }, 'link open');
     this.emit('open', peer);
+    if (this.drainOwed) {
+      this.drainOwed = false;
+      this.emit('drain');
+    }
   }
 
   /** Send one probe if the link has given no timed throughput sample for probeIntervalMs. */

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import pino, { type Logger } from 'pino';
 import { CleaveError } from '../errors.js';
-import { Channel, CLOSE_GOING_AWAY } from './channel.js';
+import { Channel, CLOSE_GOING_AWAY, checkDataKind } from './channel.js';
 import { PASSTHROUGH } from './emulator.js';
 import type { DecodedFrame, HeaderInput, Tensor } from './frame.js';
 import { checkHello, errorForClose, helloBody, mismatch, tokenMatches, type HostIdentity, type PeerIdentity } from './handshake.js';
@@ -125,10 +125,12 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
   }
 
   private readonly onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    // Only the path matters, and a request target need not parse as a URL (`//[`): compare the raw path.
+    const path = (req.url ?? '/').split('?')[0];
     if (path !== this.options.path) {
-      // On a shared server other paths belong to other handlers; on our own, nobody else will answer.
-      if (this.ownsServer) refuse(socket, 404, 'Not Found');
+      // Other paths belong to other upgrade handlers on a shared server; with none (or on our own server)
+      // nobody else will answer, and a socket handed to 'upgrade' has no timeout: refuse it.
+      if (this.ownsServer || this.http.listenerCount('upgrade') <= 1) refuse(socket, 404, 'Not Found');
       return;
     }
     if (this.closed) return refuse(socket, 503, 'Service Unavailable');
@@ -214,6 +216,7 @@ export class PeerConnection implements FrameSource {
 
   send(header: HeaderInput, tensors: readonly Tensor[] = []): boolean {
     if (this.connState !== 'open') throw new CleaveError('E_PEER_GONE', `connection ${this.name} is ${this.connState}`);
+    checkDataKind(header.kind);
     return this.channel.send(header, tensors);
   }
 

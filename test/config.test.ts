@@ -1,0 +1,52 @@
+/**
+ * The deployment config's checks (the file `cleave up --config` and `cleave serve --config` read) and the
+ * transport options inside it: each mistake is named by its field.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkConfig } from '../src/runtime/config.js';
+import { DEFAULT_TRANSPORT_OPTIONS, resolveTransportOptions } from '../src/transport/options.js';
+
+const good = {
+  model: 'resnet50',
+  hosts: [
+    { name: 'device', tier: 'device', listen: '127.0.0.1:8000', threads: 1, cpus: 0.25 },
+    { name: 'edge', tier: 'edge', listen: '127.0.0.1:8001' },
+    { name: 'cloud', tier: 'cloud', listen: '127.0.0.1:8002', threads: 2 },
+  ],
+  links: [{ from: 'device', to: 'edge', mbps: 200, delayMs: 1 }],
+  transport: { maxQueueBytes: 1 << 20, reconnect: { initialMs: 50 } },
+};
+
+describe('checkConfig', () => {
+  it('accepts a full config and fills in the default tiers', () => {
+    expect(checkConfig(good)).toMatchObject({ model: 'resnet50', tiers: ['device', 'edge', 'cloud'] });
+  });
+
+  it.each([
+    [{ ...good, model: '' }, /config: model must be a model name/],
+    [{ ...good, hosts: [] }, /hosts must be a non-empty list/],
+    [{ ...good, hosts: [good.hosts[0], { ...good.hosts[1], name: 'device' }] }, /hosts\[1\]\.name 'device' is used twice/],
+    [{ ...good, hosts: [good.hosts[0], { ...good.hosts[1], tier: 'fog' }] }, /hosts\[1\]\.tier must be one of device, edge, cloud/],
+    [{ ...good, hosts: [{ ...good.hosts[0], cpus: 0 }] }, /hosts\[0\]\.cpus must be a positive number/],
+    [{ ...good, hosts: good.hosts.slice(1) }, /exactly one host of the origin tier 'device'/],
+    [{ ...good, links: [{ from: 'device', to: 'moon' }] }, /links\[0\]\.to 'moon' is not a host/],
+    [{ ...good, transport: { maxQueueBytess: 5 } }, /config: transport\.maxQueueBytess: unknown option \(known: maxFrameBytes, /],
+    [{ ...good, transport: { minSampleMs: 0 } }, /transport\.minSampleMs: must be a positive number, got 0/],
+    [{ ...good, transport: { ewmaAlpha: 3 } }, /transport\.ewmaAlpha: must be in \(0, 1\], got 3/],
+    [{ ...good, transport: { maxFrameBytes: 'big' } }, /transport\.maxFrameBytes: must be an integer >= 1, got "big"/],
+    [{ ...good, transport: { reconnect: { initialMs: 0 } } }, /transport\.reconnect\.initialMs: must be a positive number, got 0/],
+    [{ ...good, transport: { reconnect: { initialMs: 500, maxMs: 100 } } }, /transport\.reconnect\.maxMs: must be >= reconnect\.initialMs \(500\)/],
+    [{ ...good, transport: { pingIntervalMs: -5 } }, /transport\.pingIntervalMs: must be a positive number/],
+  ])('refuses %#, naming the field', (raw, message) => {
+    expect(() => checkConfig(raw, 'config')).toThrow(message);
+  });
+});
+
+describe('resolveTransportOptions', () => {
+  it('puts the given options over the defaults, reconnect included', () => {
+    const o = resolveTransportOptions({ maxTensors: 8, reconnect: { maxMs: 9000 }, pingIntervalMs: undefined });
+    expect(o.maxTensors).toBe(8);
+    expect(o.pingIntervalMs).toBe(DEFAULT_TRANSPORT_OPTIONS.pingIntervalMs);
+    expect(o.reconnect).toEqual({ initialMs: DEFAULT_TRANSPORT_OPTIONS.reconnect.initialMs, maxMs: 9000 });
+  });
+});
