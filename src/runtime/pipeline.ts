@@ -90,7 +90,9 @@ export class Pipeline {
         this.o.logger.warn({ peer: f.peer.host, id: h.id, stage: h.stage, stages: h.route.length }, 'dropped an infer frame whose stage is not on its route');
         return;
       }
-      this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline: h.deadline }, byName(f.tensors)).catch((e: unknown) =>
+      // The frame carries the time left when it was sent, not a clock reading: hosts' clocks may disagree.
+      const deadline = h.deadline > 0 ? Date.now() + h.deadline : 0;
+      this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline }, byName(f.tensors)).catch((e: unknown) =>
         this.o.logger.error({ id: h.id, err: errorMessage(e) }, 'stage failed outside its error handling'),
       );
     } else if (h.kind === 'result') {
@@ -156,7 +158,9 @@ export class Pipeline {
       const next = r.stage + 1;
       const tSend = performance.now();
       if (next < r.route.length) {
-        this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: r.deadline }, outputs);
+        const left = r.deadline ? r.deadline - Date.now() : 0;
+        if (r.deadline && left <= 0) throw new CleaveError('E_DEADLINE', `request ${r.id} expired during stage ${r.stage}`);
+        this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: left }, outputs);
       } else {
         const result: Record<string, TensorLike> = {};
         for (const n of this.o.outputs) {

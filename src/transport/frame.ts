@@ -68,7 +68,7 @@ export interface FrameHeader {
   route: RouteStage[];
   /** Index into `route` of the stage this frame is addressed to. */
   stage: number;
-  /** Absolute deadline in ms since the Unix epoch, 0 for none. */
+  /** Milliseconds the request had left when the frame was sent, 0 for none (no clock readings: hosts' clocks differ). */
   deadline: number;
   /** Per-connection sequence number, set by the connection; an ack carries the seq it acknowledges. */
   seq: number;
