@@ -5,9 +5,9 @@
  * Why: a host holds ~20 MB of JS heap while megabytes of tensors pass through it per request. With V8's
  * default limits the old generation sits a few MB under its allocation limit, so V8 starts incremental
  * marking every 2-4 requests and finishes it with a 4-6 ms mark-compact on the main thread, in the middle
- * of a request (measured on ResNet50 split three ways: ~80 major GCs per 300 requests on the device host,
- * median end-to-end 51.1 ms). A larger initial old space leaves that to minor GCs and the external-memory
- * trigger: 3 major GCs per 300 requests on the busiest host, median 40.8 ms (`bench/split.ts`).
+ * of a request. A larger initial old space leaves that to minor GCs and the external-memory trigger.
+ * `npm run bench -- split --heap-flags off` against the default, ResNet50 split three ways: 0.44 → 0.04
+ * major GCs per request, median 46.7 → 43.7 ms, p90 70.5 → 57.8 ms, 32 → 43 requests/s with 4 clients.
  */
 import { spawn } from 'node:child_process';
 
