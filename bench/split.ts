@@ -31,7 +31,7 @@ import { createSession, makeFeeds } from '../src/runtime/ort-local.js';
 import { extractSegment } from '../src/graph/segment.js';
 import { quantile } from '../src/runtime/profiler.js';
 import { ensureModel } from '../src/cli/commands/up.js';
-import { freePort } from '../test/helpers/deployment.js';
+import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' }, models: { type: 'string', default: 'resnet50,mobilenetv2' }, 'heap-flags': { type: 'string', default: 'on' } } });
@@ -81,16 +81,7 @@ for (const name of values.models.split(',')) {
   const settle = (c: number): number => (c + 1 < n - 1 && a.blocks[c].after.tensors.length === 1 && a.blocks[c].after.bytes === a.blocks[c - 1].after.bytes ? c + 1 : c);
   const c1 = settle(pick(n / 3));
   const c2 = settle(pick((2 * n) / 3));
-  const ports = [await freePort(), await freePort(), await freePort()];
-  const config: DeploymentConfig = {
-    model: name,
-    hosts: [
-      { name: 'device', tier: 'device', listen: `127.0.0.1:${ports[0]}`, threads: 1 },
-      { name: 'edge', tier: 'edge', listen: `127.0.0.1:${ports[1]}`, threads: 1 },
-      { name: 'cloud', tier: 'cloud', listen: `127.0.0.1:${ports[2]}`, threads: 1 },
-    ],
-    profile: { repeats: 3, warmup: 1 },
-  };
+  const config: DeploymentConfig = { model: name, hosts: await loopbackHosts(['device', 'edge', 'cloud']), profile: { repeats: 3, warmup: 1 } };
   const d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn', CLEAVE_NODE_FLAGS: HEAP_FLAGS ? '1' : '0' }, nodeFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [], onLine: (h, l) => quiet(`[${h}] ${l}\n`) });
   try {
     await d.ready(180_000);
@@ -119,7 +110,7 @@ for (const name of values.models.split(',')) {
       return p.stages.map((s) => s.measuredComputeMs ?? 0);
     };
     const pin = async (stages: Stage[]): Promise<void> => {
-      const r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages }) });
+      const r = await putJson(`${d.url}/v1/plan`, { stages });
       if (r.status !== 200) throw new Error(`pin: ${await r.text()}`);
     };
     const threeHost: Stage[] = [{ host: 'device', blocks: [0, c1] }, { host: 'edge', blocks: [c1, c2] }, { host: 'cloud', blocks: [c2, n] }];

@@ -15,7 +15,7 @@ import type { DeploymentConfig } from '../src/runtime/config.js';
 import { launchDeployment, type Launched } from '../src/runtime/launcher.js';
 import { HOST_NODE_FLAGS } from '../src/runtime/node-flags.js';
 import { createSession } from '../src/runtime/ort-local.js';
-import { allclose, freePort, inferBinary } from './helpers/deployment.js';
+import { allclose, freePort, inferBinary, loopbackHosts, putJson } from './helpers/deployment.js';
 
 const BIN = fileURLToPath(new URL('../bin/cleave.mjs', import.meta.url));
 const MODEL = 'mnv2';
@@ -49,16 +49,7 @@ describe('launched hosts (three OS processes)', () => {
   const lines: string[] = [];
 
   beforeAll(async () => {
-    const ports = [await freePort(), await freePort(), await freePort()];
-    const config: DeploymentConfig = {
-      model: MODEL,
-      hosts: [
-        { name: 'device', tier: 'device', listen: `127.0.0.1:${ports[0]}`, threads: 1 },
-        { name: 'edge', tier: 'edge', listen: `127.0.0.1:${ports[1]}`, threads: 1 },
-        { name: 'cloud', tier: 'cloud', listen: `127.0.0.1:${ports[2]}`, threads: 1 },
-      ],
-      profile: { repeats: 2, warmup: 1 },
-    };
+    const config: DeploymentConfig = { model: MODEL, hosts: await loopbackHosts(['device', 'edge', 'cloud']), profile: { repeats: 2, warmup: 1 } };
     d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' }, onLine: (h, l) => lines.push(`[${h}] ${l}`) });
     await d.ready(90_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${lines.join('\n')}`);
@@ -77,11 +68,7 @@ describe('launched hosts (three OS processes)', () => {
     expect(n).toBeGreaterThan(3);
     const a = Math.floor(n / 3);
     const b = Math.floor((2 * n) / 3);
-    const pin = await fetch(`${d.url}/v1/plan`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ stages: [{ host: 'device', blocks: [0, a] }, { host: 'edge', blocks: [a, b] }, { host: 'cloud', blocks: [b, n] }] }),
-    });
+    const pin = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'device', blocks: [0, a] }, { host: 'edge', blocks: [a, b] }, { host: 'cloud', blocks: [b, n] }] });
     expect(pin.status).toBe(200);
     for (let i = 0; i < 3; i++) {
       const r = await inferBinary(d.url, MODEL, [{ name: 'input', dtype: 'float32', dims, data: x }]);

@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { createSession } from '../src/runtime/ort-local.js';
 import { PeerLink } from '../src/transport/peer-link.js';
-import { allclose, inferBinary, inferJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
+import { allclose, inferBinary, inferJson, putJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
 
 function randomInput(name: string, dims: number[], seed: number): OipTensor {
   const n = dims.reduce((a, d) => a * d, 1);
@@ -88,7 +88,7 @@ describe.each([
     const want = await reference(modelBytes, x);
     const n = d.device.analysis.blocks.length;
     for (const route of routesFor(n, d.device.analysis.blocks)) {
-      const pin = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: route.stages }) });
+      const pin = await putJson(`${d.url}/v1/plan`, { stages: route.stages });
       expect(pin.status, `${route.label}: ${await pin.clone().text()}`).toBe(200);
       const active = await (await fetch(`${d.url}/v1/plan`)).json();
       const hosts = route.stages.map((s) => s.host);
@@ -182,9 +182,9 @@ describe('runtime: bad input', () => {
   it('a full queue answers 503 E_QUEUE_FULL and a missed deadline 504 E_DEADLINE; then good requests succeed', async () => {
     // Route everything through a slow emulated link so requests stay pending long enough to pile up.
     const n = d.device.analysis.blocks.length;
-    let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 150 }) });
+    let r = await putJson(`${d.url}/v1/links/dev/cld`, { delayMs: 150 });
     expect(r.status).toBe(200);
-    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'cld', blocks: [0, n] }] }) });
+    r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'cld', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     const body = JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] });
     const all = await Promise.all(Array.from({ length: 6 }, () => post('/v2/models/mnv2/infer', body)));
@@ -197,7 +197,7 @@ describe('runtime: bad input', () => {
     r = await post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }], parameters: { timeout: 20_000 } }));
     expect(r.status).toBe(504);
     expect((await r.json()).code).toBe('E_DEADLINE');
-    r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: 'null' });
+    r = await putJson(`${d.url}/v1/links/dev/cld`, null);
     expect(r.status).toBe(200);
     r = await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
     expect(r.status).toBe(200);
@@ -205,20 +205,20 @@ describe('runtime: bad input', () => {
   });
 
   it('bad link settings and bad pinned plans are 400s naming the problem', async () => {
-    let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mbps: -3 }) });
+    let r = await putJson(`${d.url}/v1/links/dev/cld`, { mbps: -3 });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/mbps/);
-    r = await fetch(`${d.url}/v1/links/dev/nowhere`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 1 }) });
+    r = await putJson(`${d.url}/v1/links/dev/nowhere`, { delayMs: 1 });
     expect(r.status).toBe(400);
-    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks: [0, 3] }] }) });
+    r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'dev', blocks: [0, 3] }] });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/cover blocks/);
-    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'mars', blocks: [0, 3] }] }) });
+    r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'mars', blocks: [0, 3] }] });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/mars/);
     const n = d.device.analysis.blocks.length;
     for (const blocks of [[null, n], ['0', n], [0.5, n]]) {
-      r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks }] }) });
+      r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'dev', blocks }] });
       expect(r.status).toBe(400);
       expect((await r.json()).error).toMatch(/integer a and b/);
     }
@@ -247,7 +247,7 @@ describe('runtime: bad input', () => {
     }
     // Through the edge host: it is still up and runs its stage.
     const n = d.device.analysis.blocks.length;
-    const r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'edg', blocks: [0, n] }] }) });
+    const r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'edg', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     await good();
     await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
@@ -276,9 +276,9 @@ describe('runtime: bad input', () => {
   it('a host that dies after acknowledging a request fails it fast with 502 E_PEER_GONE, not by the deadline', async () => {
     const n = d.device.analysis.blocks.length;
     // All on the edge, whose result then waits 1 s in its emulated link back: the frame is acked long before.
-    let r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'edg', blocks: [0, n] }] }) });
+    let r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'edg', blocks: [0, n] }] });
     expect(r.status).toBe(200);
-    r = await fetch(`${d.url}/v1/links/edg/dev`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 1000 }) });
+    r = await putJson(`${d.url}/v1/links/edg/dev`, { delayMs: 1000 });
     expect(r.status).toBe(200);
     const t0 = Date.now();
     const pending = post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }));
@@ -288,16 +288,16 @@ describe('runtime: bad input', () => {
     expect(r.status).toBe(502);
     expect((await r.json()).error).toMatch(/the link to edg, on its route, dropped/);
     expect(Date.now() - t0).toBeLessThan(1000); // before the result could have arrived, let alone the deadline
-    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks: [0, n] }] }) });
+    r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'dev', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     await good();
   });
 
   it('a host that dies mid-request fails the request fast with 502 E_PEER_GONE; the device keeps serving', async () => {
     const n = d.device.analysis.blocks.length;
-    let r = await fetch(`${d.url}/v1/links/dev/cld`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delayMs: 300 }) });
+    let r = await putJson(`${d.url}/v1/links/dev/cld`, { delayMs: 300 });
     expect(r.status).toBe(200);
-    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'cld', blocks: [0, n] }] }) });
+    r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'cld', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     const t0 = Date.now();
     const pending = post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }));
@@ -307,7 +307,7 @@ describe('runtime: bad input', () => {
     expect(r.status).toBe(502);
     expect((await r.json()).code).toBe('E_PEER_GONE');
     expect(Date.now() - t0).toBeLessThan(d.device.limits.deadlineMs); // failed fast, not by the deadline
-    r = await fetch(`${d.url}/v1/plan`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ stages: [{ host: 'dev', blocks: [0, n] }] }) });
+    r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'dev', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     await good();
   });

@@ -23,6 +23,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A device, an edge and a cloud host named `names`, each on a free loopback port, with `threads` ORT threads. */
+export async function loopbackHosts(names: readonly [string, string, string], threads: readonly [number, number, number] = [1, 1, 1]): Promise<HostConfig[]> {
+  const tiers = ['device', 'edge', 'cloud'];
+  const hosts: HostConfig[] = [];
+  for (let i = 0; i < 3; i++) hosts.push({ name: names[i], tier: tiers[i], listen: `127.0.0.1:${await freePort()}`, threads: threads[i] });
+  return hosts;
+}
+
+/** PUT `body` as JSON to `url` (pinning a plan, setting an emulated link). */
+export function putJson(url: string, body: unknown): Promise<Response> {
+  return fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
 export interface Deployment {
   readonly hosts: Host[];
   readonly device: Host;
@@ -44,13 +57,7 @@ export async function startDeployment(o: {
   const repo = join(dir, 'models');
   mkdirSync(join(repo, o.modelName, '1'), { recursive: true });
   writeFileSync(join(repo, o.modelName, '1', 'model.onnx'), o.modelBytes);
-  const ports = [await freePort(), await freePort(), await freePort()];
-  const th = o.threads ?? [1, 1, 1];
-  const hosts: HostConfig[] = [
-    { name: 'dev', tier: 'device', listen: `127.0.0.1:${ports[0]}`, threads: th[0] },
-    { name: 'edg', tier: 'edge', listen: `127.0.0.1:${ports[1]}`, threads: th[1] },
-    { name: 'cld', tier: 'cloud', listen: `127.0.0.1:${ports[2]}`, threads: th[2] },
-  ];
+  const hosts = await loopbackHosts(['dev', 'edg', 'cld'], o.threads);
   const token = 'test-token-123';
   const config: DeploymentConfig = {
     model: o.modelName,
