@@ -93,6 +93,11 @@ export class Channel {
     return this.cfg.pipe.heldBytes + this.writing;
   }
 
+  /** A send was told to slow down (returned false, or refused E_QUEUE_FULL) and onDrain has not run since. */
+  get owesDrain(): boolean {
+    return this.needDrain;
+  }
+
   /** Start the ping loop (after the handshake) and take a first RTT sample right away. */
   start(): void {
     if (this.pingTimer) return;

@@ -92,7 +92,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
   private probesSent = 0;
   private error: CleaveError | null = null;
   private closedWaiters: (() => void)[] = [];
-  /** A send said to slow down and 'drain' has not fired since: a new connection starts empty and owes it. */
+  /** A connection dropped owing 'drain' (a send was told to slow down): the next one, empty, pays it. */
   private drainOwed = false;
 
   /** Start dialing `options.url`; the link is usable (send fails fast) before it is open. */
@@ -163,14 +163,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
       throw new CleaveError('E_PEER_GONE', `link ${this.name} is ${this.linkState}${this.error ? `: ${this.error.message}` : ''}`);
     }
     checkDataKind(header.kind);
-    try {
-      const ok = this.channel.send(header, tensors);
-      if (!ok) this.drainOwed = true;
-      return ok;
-    } catch (e) {
-      if (e instanceof CleaveError && e.code === 'E_QUEUE_FULL') this.drainOwed = true;
-      throw e;
-    }
+    return this.channel.send(header, tensors);
   }
 
   /** Change this link's emulation while running; null turns it off. Frames already queued are re-timed. */
@@ -238,10 +231,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
       pongThroughPipe: true,
       onFrame: (frame, receivedAt) => this.onFrame(channel, frame, receivedAt),
       onClose: (code, reason, error) => this.onClose(channel, refused ?? error ?? errorForClose(code, reason)),
-      onDrain: () => {
-        this.drainOwed = false;
-        this.emit('drain');
-      },
+      onDrain: () => this.emit('drain'),
     });
     this.channel = channel;
     ws.once('open', () => {
@@ -332,6 +322,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
   private onClose(channel: Channel, error: CleaveError): void {
     if (this.channel !== channel) return;
     this.channel = null;
+    this.drainOwed ||= channel.owesDrain;
     if (this.helloTimer) clearTimeout(this.helloTimer);
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.helloTimer = null;
