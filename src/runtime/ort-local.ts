@@ -9,8 +9,12 @@ import type { TensorType } from '../graph/cuts.js';
 import type { OnnxModel } from '../graph/model.js';
 import type { InputSpec } from '../graph/shapes.js';
 import { onnx, dtypeInfo, isDType } from '../graph/onnx.js';
+import { TYPED_ARRAY, type Dtype } from '../transport/dtype.js';
 
 export type Feeds = Record<string, ort.Tensor>;
+
+/** The element types `makeFeeds` generates (with the wire's typed arrays): floats random, the rest zeros. */
+const GENERATED: ReadonlySet<string> = new Set(['float32', 'float64', 'int64', 'int32', 'uint8', 'int8', 'bool']);
 
 export interface LocalSessionOptions {
   /** ORT intra-op threads; 0 lets ORT choose. */
@@ -48,38 +52,12 @@ export function makeFeeds(specs: readonly InputSpec[], seed = 7): Feeds {
   };
   const feeds: Feeds = {};
   for (const spec of specs) {
-    const count = spec.dims.reduce((a, d) => a * d, 1);
-    switch (spec.dtype) {
-      case 'float32': {
-        const a = new Float32Array(count);
-        for (let i = 0; i < count; i++) a[i] = rnd();
-        feeds[spec.name] = new ort.Tensor('float32', a, spec.dims);
-        break;
-      }
-      case 'float64': {
-        const a = new Float64Array(count);
-        for (let i = 0; i < count; i++) a[i] = rnd();
-        feeds[spec.name] = new ort.Tensor('float64', a, spec.dims);
-        break;
-      }
-      case 'int64':
-        feeds[spec.name] = new ort.Tensor('int64', new BigInt64Array(count), spec.dims);
-        break;
-      case 'int32':
-        feeds[spec.name] = new ort.Tensor('int32', new Int32Array(count), spec.dims);
-        break;
-      case 'uint8':
-        feeds[spec.name] = new ort.Tensor('uint8', new Uint8Array(count), spec.dims);
-        break;
-      case 'int8':
-        feeds[spec.name] = new ort.Tensor('int8', new Int8Array(count), spec.dims);
-        break;
-      case 'bool':
-        feeds[spec.name] = new ort.Tensor('bool', new Uint8Array(count), spec.dims);
-        break;
-      default:
-        throw new CleaveError('E_UNSUPPORTED', `input '${spec.name}' has element type ${spec.dtype}, which Cleave cannot generate`);
+    if (!GENERATED.has(spec.dtype)) {
+      throw new CleaveError('E_UNSUPPORTED', `input '${spec.name}' has element type ${spec.dtype}, which Cleave cannot generate`);
     }
+    const data = new TYPED_ARRAY[spec.dtype as Dtype](spec.dims.reduce((a, d) => a * d, 1));
+    if (spec.dtype === 'float32' || spec.dtype === 'float64') for (let i = 0; i < data.length; i++) data[i] = rnd();
+    feeds[spec.name] = new ort.Tensor(spec.dtype as Dtype, data as Float32Array, spec.dims);
   }
   return feeds;
 }
