@@ -8,7 +8,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../src/graph/zoo/builder.js';
-import { Executor, type TensorLike } from '../src/runtime/executor.js';
+import { Executor, type TensorLike } from '../src/runtime/executor/executor.js';
 
 const GOAL_MS = 0.2;
 const INTRA_OP_THREADS = 1;

@@ -23,8 +23,8 @@ import { countCuts } from '../src/cli/commands/inspect.js';
 import { buildZooFile, cacheDir } from '../src/cli/model-ref.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
-import { analyze } from '../src/runtime/analysis.js';
-import { verifyModel } from '../src/runtime/verify.js';
+import { analyze } from '../src/runtime/local/analysis.js';
+import { verifyModel } from '../src/runtime/local/verify.js';
 
 const GOAL_RATIO = 30;
 

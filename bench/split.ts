@@ -23,13 +23,13 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
-import { analyze } from '../src/runtime/analysis.js';
+import { analyze } from '../src/runtime/local/analysis.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
-import { launchDeployment } from '../src/runtime/launcher.js';
-import { HOST_NODE_FLAGS } from '../src/runtime/node-flags.js';
-import { createSession, makeFeeds } from '../src/runtime/ort-local.js';
+import { launchDeployment } from '../src/runtime/process/launcher.js';
+import { HOST_NODE_FLAGS } from '../src/runtime/process/node-flags.js';
+import { createSession, makeFeeds } from '../src/runtime/local/ort-local.js';
 import { extractSegment } from '../src/graph/segment.js';
-import { quantile } from '../src/runtime/profiler.js';
+import { quantile } from '../src/runtime/local/profiler.js';
 import { ensureModel } from '../src/cli/commands/up.js';
 import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 

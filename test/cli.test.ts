@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
-import { makeFeeds } from '../src/runtime/ort-local.js';
+import { makeFeeds } from '../src/runtime/local/ort-local.js';
 import { expectClose } from './helpers/split.js';
 import { runBytes, tinyModel, type Feeds } from './helpers/tiny-onnx.js';
 

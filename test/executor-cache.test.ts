@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SessionCache } from '../src/runtime/session-cache.js';
+import { SessionCache } from '../src/runtime/executor/session-cache.js';
 
 function cache(capacity: number): { c: SessionCache<number>; evicted: string[] } {
   const evicted: string[] = [];

@@ -2,12 +2,12 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Worker as NodeWorker, WorkerOptions } from 'node:worker_threads';
 import { GraphBuilder } from '../src/graph/zoo/builder.js';
 import { CleaveError } from '../src/errors.js';
-import { Executor, type TensorLike } from '../src/runtime/executor.js';
+import { Executor, type TensorLike } from '../src/runtime/executor/executor.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { zooEntry } from '../src/graph/zoo/index.js';
-import { analyze } from '../src/runtime/analysis.js';
-import { SegmentSessions } from '../src/runtime/segments.js';
+import { analyze } from '../src/runtime/local/analysis.js';
+import { SegmentSessions } from '../src/runtime/host/segments.js';
 
 // The executor has no way to kill its own workers, and a test must not terminate() one from outside while
 // it runs a session: onnxruntime-node then aborts the whole process. So the test wraps the Worker class the

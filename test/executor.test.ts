@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../src/graph/zoo/builder.js';
 import { onnx } from '../src/graph/onnx.js';
 import { CleaveError } from '../src/errors.js';
-import { Executor, type TensorLike } from '../src/runtime/executor.js';
+import { Executor, type TensorLike } from '../src/runtime/executor/executor.js';
 
 /** Conv then Relu, both exposed as outputs. */
 function convModel(): Uint8Array {

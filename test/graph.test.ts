@@ -11,9 +11,9 @@ import { OnnxModel } from '../src/graph/model.js';
 import { chooseOrder } from '../src/graph/order.js';
 import { extractSegment } from '../src/graph/segment.js';
 import { parseShapeArg, resolveInputs } from '../src/graph/shapes.js';
-import { analyze, type Analysis } from '../src/runtime/analysis.js';
-import { makeFeeds } from '../src/runtime/ort-local.js';
-import { verifyModel } from '../src/runtime/verify.js';
+import { analyze, type Analysis } from '../src/runtime/local/analysis.js';
+import { makeFeeds } from '../src/runtime/local/ort-local.js';
+import { verifyModel } from '../src/runtime/local/verify.js';
 import { chain, expectClose, expectSplitsMatch } from './helpers/split.js';
 import { decode, floats, graph, int64s, runBytes, tinyModel, type NodeSpec } from './helpers/tiny-onnx.js';
 

@@ -9,7 +9,7 @@ import { gzipSync } from 'node:zlib';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CleaveError } from '../src/errors.js';
-import { inferBody } from '../src/runtime/http-body.js';
+import { inferBody } from '../src/runtime/http/body.js';
 
 const FIELD = 'inference-header-content-length';
 const LIMIT = 100_000;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CleaveError, type ErrorCode } from '../src/errors.js';
-import type { TensorData, TensorDType, TensorLike } from '../src/runtime/executor-tensors.js';
+import type { TensorData, TensorDType, TensorLike } from '../src/runtime/executor/tensors.js';
 import {
   INFERENCE_HEADER,
   encodeInferResponse,
@@ -11,8 +11,8 @@ import {
   toOipDatatype,
   type ModelSignature,
   type OipDatatype,
-} from '../src/runtime/oip.js';
-import { halfBits, halfToNumber, locateJsonError } from '../src/runtime/oip-binary.js';
+} from '../src/runtime/http/oip.js';
+import { halfBits, halfToNumber, locateJsonError } from '../src/runtime/http/oip-binary.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // helpers

@@ -8,9 +8,9 @@ import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { extractSegment } from '../src/graph/segment.js';
 import { zooEntry } from '../src/graph/zoo/index.js';
-import { Executor, type TensorLike } from '../src/runtime/executor.js';
-import { analyze } from '../src/runtime/analysis.js';
-import { makeFeeds } from '../src/runtime/ort-local.js';
+import { Executor, type TensorLike } from '../src/runtime/executor/executor.js';
+import { analyze } from '../src/runtime/local/analysis.js';
+import { makeFeeds } from '../src/runtime/local/ort-local.js';
 import { allclose } from './helpers/deployment.js';
 
 describe('regression: Pad_Fusion changes MaxPool results', () => {

@@ -12,9 +12,9 @@ import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
-import { launchDeployment, type Launched } from '../src/runtime/launcher.js';
-import { HOST_NODE_FLAGS } from '../src/runtime/node-flags.js';
-import { createSession } from '../src/runtime/ort-local.js';
+import { launchDeployment, type Launched } from '../src/runtime/process/launcher.js';
+import { HOST_NODE_FLAGS } from '../src/runtime/process/node-flags.js';
+import { createSession } from '../src/runtime/local/ort-local.js';
 import { allclose, freePort, inferBinary, loopbackHosts, putJson } from './helpers/deployment.js';
 
 const BIN = fileURLToPath(new URL('../bin/cleave.mjs', import.meta.url));

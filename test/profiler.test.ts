@@ -7,8 +7,8 @@ import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { parseProfile, type Profile } from '../src/planner/profile.js';
-import { analyze, type Analysis } from '../src/runtime/analysis.js';
-import { calibrate, chunkBounds, profileModel } from '../src/runtime/profiler.js';
+import { analyze, type Analysis } from '../src/runtime/local/analysis.js';
+import { calibrate, chunkBounds, profileModel } from '../src/runtime/local/profiler.js';
 
 const hostInfo = { cpu: 'test cpu', cores: 2, memoryBytes: 1 << 30 };
 const sum = (xs: readonly number[]): number => xs.reduce((s, x) => s + x, 0);

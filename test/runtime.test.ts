@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { zooEntry } from '../src/graph/zoo/index.js';
-import { createSession } from '../src/runtime/ort-local.js';
+import { createSession } from '../src/runtime/local/ort-local.js';
 import { PeerLink } from '../src/transport/peer-link.js';
 import { allclose, inferBinary, inferJson, putJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
 

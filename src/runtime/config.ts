@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
 import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
-import type { RuntimeLimits } from './limits.js';
+import type { RuntimeLimits } from './defaults.js';
 
 export interface HostConfig {
   readonly name: string;

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { DeploymentConfig, HostConfig, LinkConfig } from '../../src/runtime/config.js';
-import { Host } from '../../src/runtime/host.js';
-import type { RuntimeLimits } from '../../src/runtime/limits.js';
+import { Host } from '../../src/runtime/host/host.js';
+import type { RuntimeLimits } from '../../src/runtime/defaults.js';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

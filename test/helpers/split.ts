@@ -6,8 +6,8 @@ import { expect } from 'vitest';
 import { nodeReads, type OnnxModel } from '../../src/graph/model.js';
 import { extractSegment, type Segment } from '../../src/graph/segment.js';
 import { resolveInputs } from '../../src/graph/shapes.js';
-import { analyze, type Analysis } from '../../src/runtime/analysis.js';
-import { makeFeeds } from '../../src/runtime/ort-local.js';
+import { analyze, type Analysis } from '../../src/runtime/local/analysis.js';
+import { makeFeeds } from '../../src/runtime/local/ort-local.js';
 import type ort from 'onnxruntime-node';
 import { decode, runBytes, type Feeds } from './tiny-onnx.js';
 

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { Granularity } from '../../graph/cuts.js';
 import { kerasSingleTensorSplits } from '../../graph/keras.js';
 import { resolveInputs } from '../../graph/shapes.js';
-import { analyze, type Analysis } from '../../runtime/analysis.js';
+import { analyze, type Analysis } from '../../runtime/local/analysis.js';
 import { parseBytes, parseIntFlag } from '../args.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
 import { loadModel, shapeMap } from '../model-ref.js';

@@ -2,11 +2,11 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { CleaveError, errorMessage } from '../../errors.js';
 import { checkConfig, readConfig, type DeploymentConfig, type HostConfig } from '../../runtime/config.js';
-import { Host } from '../../runtime/host.js';
+import { Host } from '../../runtime/host/host.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { cacheDir } from '../model-ref.js';
-import { describeRoute } from '../../runtime/coordinator.js';
-import { hasHostNodeFlags, reexecWithHostFlags } from '../../runtime/node-flags.js';
+import { describeRoute } from '../../runtime/plan/coordinator.js';
+import { hasHostNodeFlags, reexecWithHostFlags } from '../../runtime/process/node-flags.js';
 
 export const serveHelp = `cleave serve --name NAME --models DIR [--config FILE] [--tier TIER --listen HOST:PORT]
              [--model NAME] [--peers NAME=TIER@HOST:PORT,...] [--threads N]

@@ -5,7 +5,7 @@ import { CleaveError } from '../../errors.js';
 import { checkCuts } from '../../graph/cuts.js';
 import { resolveInputs } from '../../graph/shapes.js';
 import { extractSegment } from '../../graph/segment.js';
-import { analyze } from '../../runtime/analysis.js';
+import { analyze } from '../../runtime/local/analysis.js';
 import { parseIntList } from '../args.js';
 import { fmtBytes } from '../format.js';
 import { loadModel, shapeMap } from '../model-ref.js';

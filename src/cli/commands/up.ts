@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CleaveError, errorMessage } from '../../errors.js';
 import { checkConfig, defaultConfig, readConfig, type DeploymentConfig } from '../../runtime/config.js';
-import { launchDeployment } from '../../runtime/launcher.js';
+import { launchDeployment } from '../../runtime/process/launcher.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { buildZooFile, cacheDir, parseZooName } from '../model-ref.js';
 

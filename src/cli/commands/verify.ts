@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { resolveInputs } from '../../graph/shapes.js';
-import { verifyModel, VERIFY_DEFAULTS } from '../../runtime/verify.js';
+import { verifyModel, VERIFY_DEFAULTS } from '../../runtime/local/verify.js';
 import { parseFloatFlag, parseIntFlag } from '../args.js';
 import { loadModel, shapeMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';

@@ -6,12 +6,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { CleaveError, isCleaveError, isErrorCode, errorMessage } from '../errors.js';
-import type { HeaderInput, Tensor, RouteStage } from '../transport/frame.js';
-import type { IncomingFrame } from '../transport/incoming.js';
-import type { TensorLike } from './executor.js';
+import { CleaveError, isCleaveError, isErrorCode, errorMessage } from '../../errors.js';
+import type { HeaderInput, Tensor, RouteStage } from '../../transport/frame.js';
+import type { IncomingFrame } from '../../transport/incoming.js';
+import type { TensorLike } from '../executor/executor.js';
 import type { HostMetrics } from './metrics.js';
-import type { PeerMesh } from './peers.js';
+import type { PeerMesh } from './peer-mesh.js';
 import type { SegmentSessions } from './segments.js';
 
 export interface PipelineOptions {

@@ -3,11 +3,11 @@
  * created and warmed in the executor's worker, kept in its bounded LRU cache (so swapping back to a
  * recently used split is instant), and run with the frontier tensors a stage receives.
  */
-import { extractSegment, type Segment } from '../graph/segment.js';
-import type { Analysis } from './analysis.js';
-import type { Executor, RunResult, TensorLike } from './executor.js';
-import { isTensorDType, zeroFeeds } from './executor-tensors.js';
-import { CleaveError } from '../errors.js';
+import { extractSegment, type Segment } from '../../graph/segment.js';
+import type { Analysis } from '../local/analysis.js';
+import type { Executor, RunResult, TensorLike } from '../executor/executor.js';
+import { isTensorDType, zeroFeeds } from '../executor/tensors.js';
+import { CleaveError } from '../../errors.js';
 
 /** What `load` is given for a key it already has (it ignores the bytes then). */
 const NO_BYTES = new Uint8Array(0);

@@ -15,10 +15,10 @@
 import { cpus, totalmem } from 'node:os';
 import ort from 'onnxruntime-node';
 import type { Analysis } from './analysis.js';
-import { extractSegment } from '../graph/segment.js';
+import { extractSegment } from '../../graph/segment.js';
 import { createSession, makeFeeds, runAllTensors, runSession, type Feeds } from './ort-local.js';
-import { onnx } from '../graph/onnx.js';
-import { PROFILE_FORMAT, type Profile } from '../planner/profile.js';
+import { onnx } from '../../graph/onnx.js';
+import { PROFILE_FORMAT, type Profile } from '../../planner/profile.js';
 
 /** The profile format is the planner's (src/planner/profile.ts): it reads what this writes. */
 export type ProfileDoc = Profile;

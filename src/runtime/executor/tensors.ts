@@ -3,11 +3,11 @@
  * feed checks against a session's declared inputs, and the transfer lists that move buffers instead of
  * copying them. Shared by the executor and its worker, so it imports no ORT and nothing that starts work.
  */
-import { CleaveError } from '../errors.js';
-import type { DType } from '../graph/onnx.js';
-import { TYPED_ARRAY, type Dtype, type TensorData, type TypedArrayConstructor } from '../transport/dtype.js';
+import { CleaveError } from '../../errors.js';
+import type { DType } from '../../graph/onnx.js';
+import { TYPED_ARRAY, type Dtype, type TensorData, type TypedArrayConstructor } from '../../transport/dtype.js';
 
-export { isDtype as isTensorDType, type TensorData } from '../transport/dtype.js';
+export { isDtype as isTensorDType, type TensorData } from '../../transport/dtype.js';
 
 /**
  * ORT element types a tensor may carry across the boundary: the wire's dtypes, which are the graph's less

@@ -4,12 +4,12 @@
  * measurements are what the planner sees.
  */
 import type { Logger } from 'pino';
-import { CleaveError } from '../errors.js';
-import type { EmulationSettings } from '../transport/emulator.js';
-import type { FrameHandler } from '../transport/incoming.js';
-import type { TransportOptionsInput } from '../transport/options.js';
-import { PeerLink } from '../transport/peer-link.js';
-import type { HostConfig, LinkConfig } from './config.js';
+import { CleaveError } from '../../errors.js';
+import type { EmulationSettings } from '../../transport/emulator.js';
+import type { FrameHandler } from '../../transport/incoming.js';
+import type { TransportOptionsInput } from '../../transport/options.js';
+import { PeerLink } from '../../transport/peer-link.js';
+import type { HostConfig, LinkConfig } from '../config.js';
 
 export interface PeerMeshOptions {
   readonly self: HostConfig;

@@ -5,19 +5,19 @@
  * and warmed ahead of use by `load`, and kept in a bounded LRU cache so swapping back to a recent segment
  * is instant. Every worker holds every cached session; a run goes to the least loaded worker.
  *
- * Internals: executor-slot.ts (one worker seen from here), executor-worker.ts (the thread itself),
- * executor-protocol.ts (their messages), executor-tensors.ts (tensor checks and transfer lists),
+ * Internals: slot.ts (one worker seen from here), worker.ts (the thread itself),
+ * protocol.ts (their messages), tensors.ts (tensor checks and transfer lists),
  * session-cache.ts (the LRU).
  */
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { CleaveError, errorMessage } from '../errors.js';
-import type { LoadedReply } from './executor-protocol.js';
-import { WorkerSlot } from './executor-slot.js';
-import { BufferPool, checkFeeds, checkOutputNames, packForTransfer, type TensorLike, type ValueInfo } from './executor-tensors.js';
+import { CleaveError, errorMessage } from '../../errors.js';
+import type { LoadedReply } from './protocol.js';
+import { WorkerSlot } from './slot.js';
+import { BufferPool, checkFeeds, checkOutputNames, packForTransfer, type TensorLike, type ValueInfo } from './tensors.js';
 import { SessionCache } from './session-cache.js';
 
-export type { TensorData, TensorDType, TensorLike, ValueInfo } from './executor-tensors.js';
+export type { TensorData, TensorDType, TensorLike, ValueInfo } from './tensors.js';
 
 /** Every limit of the executor, with its default. */
 export const EXECUTOR_DEFAULTS = {

@@ -4,10 +4,10 @@
  * outputs against the plain model, and random multi-cut splits are chained end to end as well.
  */
 import type ort from 'onnxruntime-node';
-import { allCuts, selectCuts, type Granularity } from '../graph/cuts.js';
-import type { OnnxModel } from '../graph/model.js';
-import type { InputSpec } from '../graph/shapes.js';
-import { extractSegment } from '../graph/segment.js';
+import { allCuts, selectCuts, type Granularity } from '../../graph/cuts.js';
+import type { OnnxModel } from '../../graph/model.js';
+import type { InputSpec } from '../../graph/shapes.js';
+import { extractSegment } from '../../graph/segment.js';
 import { createSession, makeFeeds, runAllTensors, runSession, typesOf, type Feeds } from './ort-local.js';
 
 export interface VerifyOptions {

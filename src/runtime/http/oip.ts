@@ -18,9 +18,9 @@
  * - `data` may be flat or nested (row-major, at most as deep as the rank); only the leaf count must match.
  * - An empty `outputs` list means all outputs, like an absent one.
  */
-import { CleaveError } from '../errors.js';
-import type { TensorDType, TensorLike, ValueInfo } from './executor-tensors.js';
-import { DTYPE_SIZE, TYPED_ARRAY, tensorBytes, typedFromBytes } from '../transport/dtype.js';
+import { CleaveError } from '../../errors.js';
+import type { TensorDType, TensorLike, ValueInfo } from '../executor/tensors.js';
+import { DTYPE_SIZE, TYPED_ARRAY, tensorBytes, typedFromBytes } from '../../transport/dtype.js';
 import {
   DataShapeError,
   JSON_CONV,

@@ -4,11 +4,11 @@
  * fails every pending request with E_INTERNAL if the thread dies.
  */
 import { Worker } from 'node:worker_threads';
-import { CleaveError } from '../errors.js';
-import type { DoneReply, LoadedReply, LoadRequest, RanReply, WorkerMessage, WorkerReply, WorkerRequest } from './executor-protocol.js';
-import type { TensorLike } from './executor-tensors.js';
+import { CleaveError } from '../../errors.js';
+import type { DoneReply, LoadedReply, LoadRequest, RanReply, WorkerMessage, WorkerReply, WorkerRequest } from './protocol.js';
+import type { TensorLike } from './tensors.js';
 
-const WORKER_URL = new URL('./executor-worker.mjs', import.meta.url);
+const WORKER_URL = new URL('./worker.mjs', import.meta.url);
 
 /** How long `close()` lets a worker that has released its sessions take to exit before terminating it. */
 const EXIT_GRACE_MS = 1_000;
@@ -54,7 +54,7 @@ export class WorkerSlot {
   /** Starts a worker and resolves once it has imported ORT and accepts requests. */
   static async start(index: number, onDeath: (slot: WorkerSlot, reason: string) => void): Promise<WorkerSlot> {
     // execArgv: [] keeps the worker clean of the parent's loader flags (tsx's own --import, vitest's
-    // --conditions); executor-worker.mjs registers tsx itself.
+    // --conditions); worker.mjs registers tsx itself.
     const slot = new WorkerSlot(index, new Worker(WORKER_URL, { name: `cleave-ort-${index}`, execArgv: [] }), onDeath);
     await new Promise<void>((resolve, reject) => {
       slot.startup = { resolve, reject };

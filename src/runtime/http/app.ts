@@ -5,13 +5,13 @@
  * error's code carries.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { CleaveError, isCleaveError, errorMessage } from '../errors.js';
-import { checkEmulationSettings } from '../transport/emulator.js';
-import { tokenMatches } from '../transport/handshake.js';
-import { describeRoute } from './coordinator.js';
-import type { Host } from './host.js';
+import { CleaveError, isCleaveError, errorMessage } from '../../errors.js';
+import { checkEmulationSettings } from '../../transport/emulator.js';
+import { tokenMatches } from '../../transport/handshake.js';
+import { describeRoute } from '../plan/coordinator.js';
+import type { Host } from '../host/host.js';
 import { mountGateway } from './gateway.js';
-import { heapFlags } from './node-flags.js';
+import { heapFlags } from '../process/node-flags.js';
 
 export function buildApp(host: Host): express.Express {
   const app = express();

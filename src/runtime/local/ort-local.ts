@@ -3,13 +3,13 @@
  * thing at a time and have no event loop to protect. Servers use the worker-thread executor instead.
  */
 import ort from 'onnxruntime-node';
-import { CleaveError, errorMessage } from '../errors.js';
-import { ortSessionOptions } from './ort-options.js';
-import type { TensorType } from '../graph/cuts.js';
-import type { OnnxModel } from '../graph/model.js';
-import type { InputSpec } from '../graph/shapes.js';
-import { onnx, dtypeInfo, isDType } from '../graph/onnx.js';
-import { TYPED_ARRAY, type Dtype } from '../transport/dtype.js';
+import { CleaveError, errorMessage } from '../../errors.js';
+import { ortSessionOptions } from '../executor/ort-options.js';
+import type { TensorType } from '../../graph/cuts.js';
+import type { OnnxModel } from '../../graph/model.js';
+import type { InputSpec } from '../../graph/shapes.js';
+import { onnx, dtypeInfo, isDType } from '../../graph/onnx.js';
+import { TYPED_ARRAY, type Dtype } from '../../transport/dtype.js';
 
 export type Feeds = Record<string, ort.Tensor>;
 

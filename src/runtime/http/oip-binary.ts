@@ -4,7 +4,7 @@
  * error. Pure functions over bytes and JSON values; errors are left to oip.ts,
  * which knows which field they belong to.
  */
-import type { TensorData, TensorDType, TensorLike } from './executor-tensors.js';
+import type { TensorData, TensorDType, TensorLike } from '../executor/tensors.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Binary tensor data

@@ -2,9 +2,9 @@
  * A model analysed for given input shapes: every tensor's measured type, every cut's frontier and bytes,
  * and the blocks a granularity selects. `inspect`, `split`, `profile` and the hosts all start here.
  */
-import { allCuts, blocksOf, selectCuts, type Block, type Cut, type Granularity, type TensorTypes } from '../graph/cuts.js';
-import type { OnnxModel } from '../graph/model.js';
-import type { InputSpec } from '../graph/shapes.js';
+import { allCuts, blocksOf, selectCuts, type Block, type Cut, type Granularity, type TensorTypes } from '../../graph/cuts.js';
+import type { OnnxModel } from '../../graph/model.js';
+import type { InputSpec } from '../../graph/shapes.js';
 import { measureTypes } from './ort-local.js';
 
 export interface Analysis {

@@ -5,10 +5,10 @@
  * and carries it to the end.
  */
 import type { Express, Request, Response, NextFunction } from 'express';
-import { CleaveError, isCleaveError } from '../errors.js';
-import { inferBody } from './http-body.js';
-import { isTensorDType, type TensorDType, type ValueInfo } from './executor-tensors.js';
-import type { Host } from './host.js';
+import { CleaveError, isCleaveError } from '../../errors.js';
+import { inferBody } from './body.js';
+import { isTensorDType, type TensorDType, type ValueInfo } from '../executor/tensors.js';
+import type { Host } from '../host/host.js';
 import { encodeInferResponse, modelMetadata, parseInferRequest, signatureOf, INFERENCE_HEADER, type ModelSignature } from './oip.js';
 
 export function signatureFor(host: Host): ModelSignature {

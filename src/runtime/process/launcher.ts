@@ -9,12 +9,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { CleaveError } from '../errors.js';
+import { CleaveError } from '../../errors.js';
 import { applyCpuQuota, removeCgroup } from './cgroup.js';
 import { HOST_NODE_FLAGS } from './node-flags.js';
-import type { DeploymentConfig, HostConfig } from './config.js';
+import type { DeploymentConfig, HostConfig } from '../config.js';
 
-const BIN = fileURLToPath(new URL('../../bin/cleave.mjs', import.meta.url));
+const BIN = fileURLToPath(new URL('../../../bin/cleave.mjs', import.meta.url));
 
 export interface LaunchOptions {
   readonly config: DeploymentConfig;

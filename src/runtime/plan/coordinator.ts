@@ -5,12 +5,12 @@
  * hand (PUT /v1/plan) and unpinned (DELETE), which re-plans.
  */
 import type { Logger } from 'pino';
-import { CleaveError } from '../errors.js';
-import type { Block } from '../graph/cuts.js';
-import { plan as searchPlans } from '../planner/index.js';
-import type { Constraint, Plan, PlanInput } from '../planner/types.js';
-import type { RouteStage } from '../transport/frame.js';
-import type { ProfileDoc } from './profiler.js';
+import { CleaveError } from '../../errors.js';
+import type { Block } from '../../graph/cuts.js';
+import { plan as searchPlans } from '../../planner/index.js';
+import type { Constraint, Plan, PlanInput } from '../../planner/types.js';
+import type { RouteStage } from '../../transport/frame.js';
+import type { ProfileDoc } from '../local/profiler.js';
 
 export interface HostView {
   readonly name: string;

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../../errors.js';
 
 export interface CpuQuotaResult {
   readonly applied: boolean;

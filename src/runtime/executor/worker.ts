@@ -1,15 +1,15 @@
 /**
  * The inside of one executor worker thread: it owns ORT sessions by key and handles load, run, release and
  * close requests one at a time, so a session never runs while it is being released and runs on one worker
- * never compete with each other for its intra-op threads. Started through executor-worker.mjs.
+ * never compete with each other for its intra-op threads. Started through worker.mjs.
  */
 import { ortSessionOptions } from './ort-options.js';
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { CleaveError, errorMessage, type ErrorCode } from '../errors.js';
-import type { LoadRequest, RunRequest, WorkerReply, WorkerRequest, ReadyMessage } from './executor-protocol.js';
-import { checkFeeds, isTensorDType, packForTransfer, zeroFeeds, type TensorData, type TensorLike, type ValueInfo } from './executor-tensors.js';
+import { CleaveError, errorMessage, type ErrorCode } from '../../errors.js';
+import type { LoadRequest, RunRequest, WorkerReply, WorkerRequest, ReadyMessage } from './protocol.js';
+import { checkFeeds, isTensorDType, packForTransfer, zeroFeeds, type TensorData, type TensorLike, type ValueInfo } from './tensors.js';
 
 interface Held {
   readonly session: ort.InferenceSession;

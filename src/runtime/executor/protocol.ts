@@ -2,8 +2,8 @@
  * Messages between the executor and its ORT worker threads. Every request carries an id that its one reply
  * echoes; the worker handles requests one at a time, in the order they were posted.
  */
-import type { ErrorCode } from '../errors.js';
-import type { TensorLike, ValueInfo } from './executor-tensors.js';
+import type { ErrorCode } from '../../errors.js';
+import type { TensorLike, ValueInfo } from './tensors.js';
 
 export interface LoadRequest {
   readonly op: 'load';

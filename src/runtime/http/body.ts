@@ -6,7 +6,7 @@
  * Content-Length (chunked) go through express.raw, which inflates and streams them.
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
-import { CleaveError } from '../errors.js';
+import { CleaveError } from '../../errors.js';
 
 /** Alignment of the binary part: enough for every dtype the protocol carries (FP64, INT64). */
 const ALIGN = 8;

@@ -6,4 +6,4 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('./executor-worker.ts');
+await import('./worker.ts');
