@@ -5,20 +5,40 @@
  *        [--connections 4] [--seconds 10] [--json]
  *
  * Reads the model's input signature from GET /v2/models/{m}, sends binary-extension requests with random
- * inputs (one body reused), and prints requests/s and latency percentiles; the last line is JSON. Only
- * targets the URL given (loopback by default), and stops after --seconds.
+ * inputs (one body reused), and prints requests/s and latency percentiles; the last line is JSON (with
+ * --json, the only line). Only targets the URL given (loopback by default), and stops after --seconds.
  */
 import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({
-  options: {
-    url: { type: 'string', default: 'http://127.0.0.1:8000' },
-    model: { type: 'string' },
-    connections: { type: 'string', default: '4' },
-    seconds: { type: 'string', default: '10' },
-  },
-});
+const USAGE = 'usage: npm run loadtest -- [--url http://127.0.0.1:8000] [--model resnet50] [--connections 4] [--seconds 10] [--json]';
+let values;
+try {
+  values = parseArgs({
+    options: {
+      url: { type: 'string', default: 'http://127.0.0.1:8000' },
+      model: { type: 'string' },
+      connections: { type: 'string', default: '4' },
+      seconds: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }).values;
+} catch (e) {
+  console.error(`loadtest: ${(e as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+for (const k of ['connections', 'seconds'] as const) {
+  const n = Number(values[k]);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`loadtest: --${k} must be a positive integer, got '${values[k]}'`);
+    process.exit(2);
+  }
+}
 const url = values.url.replace(/\/$/, '');
 const name = values.model ?? 'resnet50';
 const meta = (await (await fetch(`${url}/v2/models/${name}`)).json()) as { inputs?: { name: string; datatype: string; shape: number[] }[]; error?: string };
@@ -58,5 +78,5 @@ const summary = {
   rps: result.requests.average,
   latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
 };
-console.log(`${summary.requests} requests in ${summary.seconds} s (${summary.rps.toFixed(1)} req/s), p50 ${summary.latencyMs.p50} ms, p99 ${summary.latencyMs.p99} ms, non-2xx ${summary.non2xx}`);
+if (!values.json) console.log(`${summary.requests} requests in ${summary.seconds} s (${summary.rps.toFixed(1)} req/s), p50 ${summary.latencyMs.p50} ms, p99 ${summary.latencyMs.p99} ms, non-2xx ${summary.non2xx}`);
 console.log(JSON.stringify(summary));

@@ -19,8 +19,8 @@ export type ErrorCode =
   | 'E_BAD_FRAME'
   | 'E_UNAUTHORIZED'
   | 'E_NOT_READY'
-  | 'E_INTERNAL'
-  | 'E_MISMATCH';
+  | 'E_NOT_FOUND'
+  | 'E_INTERNAL';
 
 const STATUS: Record<ErrorCode, number> = {
   E_BAD_INPUT: 400,
@@ -39,8 +39,8 @@ const STATUS: Record<ErrorCode, number> = {
   E_BAD_FRAME: 400,
   E_UNAUTHORIZED: 401,
   E_NOT_READY: 503,
+  E_NOT_FOUND: 404,
   E_INTERNAL: 500,
-  E_MISMATCH: 500,
 };
 
 /** WebSocket close codes in the private-use range 4000-4999, one per code that can end a peer connection. */

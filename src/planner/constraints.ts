@@ -3,7 +3,8 @@
  * this; the exact search folds the same constraints into its transitions (prepare.ts) and uses this only
  * for the one constraint that couples stages (a tier's share of the whole compute time).
  */
-import { toAtoms, type Metrics } from './cost.js';
+import { toAtoms } from './atoms.js';
+import type { Metrics } from './cost.js';
 import type { Prepared, Shape } from './prepare.js';
 import type { Constraint } from './types.js';
 

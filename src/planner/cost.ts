@@ -30,17 +30,6 @@
  */
 import type { Prepared, Shape } from './prepare.js';
 
-/** Atoms per millisecond: costs are integer nanoseconds. */
-export const ATOMS_PER_MS = 1e6;
-
-export function toAtoms(ms: number): number {
-  return Math.round(ms * ATOMS_PER_MS);
-}
-
-export function atomsToMs(a: number): number {
-  return a / ATOMS_PER_MS;
-}
-
 /** Bytes sent when the sender's last block ends at boundary `c` (0: the device ran nothing: raw input). */
 export function bytesAt(p: Prepared, c: number): number {
   return p.bytesOut[c];

@@ -4,7 +4,7 @@
  * constraints folded into per-tier and per-host limits.
  */
 import { CleaveError } from '../errors.js';
-import { ATOMS_PER_MS, toAtoms } from './cost.js';
+import { ATOMS_PER_MS, toAtoms } from './atoms.js';
 import { PLANNER_DEFAULTS, SCISSION_INPUT_BYTES, type Constraint, type CostModel, type Objective, type PlanInput, type PlannerOptions } from './types.js';
 
 /** A plan inside the planner: the origin host and its steps `(tier position, host index, end boundary)`. */

@@ -1,5 +1,6 @@
 /** Ranking orders shared by every search path, and the conversion of an internal plan to a public Plan. */
-import { atomsToMs, compareShapes, type Metrics } from './cost.js';
+import { atomsToMs } from './atoms.js';
+import { compareShapes, type Metrics } from './cost.js';
 import type { Prepared, Shape } from './prepare.js';
 import type { Plan, Stage } from './types.js';
 

@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
 import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
-import type { RuntimeLimits } from './defaults.js';
+import { DEFAULT_TIERS } from '../planner/criteria.js';
+import { resolveLimits, type RuntimeLimits } from './defaults.js';
 
 export interface HostConfig {
   readonly name: string;
@@ -45,8 +46,6 @@ export interface DeploymentConfig {
   readonly limits?: Partial<RuntimeLimits>;
   readonly transport?: TransportOptionsInput;
 }
-
-export const DEFAULT_TIERS = ['device', 'edge', 'cloud'] as const;
 
 /**
  * The built-in deployment (`npm start`): ResNet50 on three loopback hosts whose differences are real —
@@ -121,6 +120,14 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     if (!isObject(raw.shapes)) bad('shapes', 'must map input names to dimension lists');
     for (const [k, v] of Object.entries(raw.shapes as object))
       if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0)) bad(`shapes.${k}`, 'must be a list of positive integers');
+  }
+  if (raw.limits !== undefined) {
+    if (!isObject(raw.limits)) bad('limits', 'must be an object of named limits');
+    try {
+      resolveLimits(raw.limits as Partial<RuntimeLimits>);
+    } catch (e) {
+      throw new CleaveError('E_BAD_INPUT', `${where}: ${errorMessage(e)}`);
+    }
   }
   if (raw.transport !== undefined) {
     try {

@@ -1,38 +1,64 @@
 /**
- * Every runtime limit with its default, in one place. Hosts take a partial object from the config file;
- * `resolveLimits` fills in the rest. Transport limits (frame size, link queue) live in
- * src/transport/options.ts and are passed through `transport`.
+ * Every limit of the runtime with its default and its meaning, in one place. Hosts take a partial object from
+ * the deployment config's `limits`; `resolveLimits` checks it and fills in the rest. The README's Limits table
+ * is generated from `LIMITS` (`limitsTable`), and a test keeps the two equal. Transport limits (frame size,
+ * link queue, pings) live in src/transport/options.ts and come through the config's `transport`.
  */
-export interface RuntimeLimits {
-  /** Largest HTTP request body accepted by the gateway (413 beyond). Default 64 MiB. */
-  maxBodyBytes: number;
-  /** Requests in flight at the gateway at once; more are refused with 503 E_QUEUE_FULL. Default 64. */
-  maxInFlight: number;
-  /** Per-request deadline from arrival to answer, unless the request sets a smaller `timeout` parameter
-   * (ms). Default 30 000 ms; a request past it is answered 504 E_DEADLINE. */
-  deadlineMs: number;
-  /** Segment sessions kept warm per host (LRU). Default 8. */
-  sessionCache: number;
-  /** Warm-up runs when a segment session is created. Default 2. */
-  warmupRuns: number;
-  /** How long the device waits for peers' profiles and first link measurements at start-up. Default 60 000 ms. */
-  startupTimeoutMs: number;
-  /** How often a host samples its CPU load (systeminformation). Default 1000 ms. */
-  loadSampleMs: number;
+import { CleaveError } from '../errors.js';
+
+interface LimitSpec {
+  readonly default: number;
+  readonly unit: 'bytes' | 'ms' | 'count';
+  /** Smallest accepted value. */
+  readonly min: number;
+  readonly doc: string;
 }
 
-export const DEFAULT_LIMITS: Readonly<RuntimeLimits> = Object.freeze({
-  maxBodyBytes: 64 * 1024 * 1024,
-  maxInFlight: 64,
-  deadlineMs: 30_000,
-  sessionCache: 8,
-  warmupRuns: 2,
-  startupTimeoutMs: 60_000,
-  loadSampleMs: 1000,
-});
+const MiB = 1024 * 1024;
 
+export const LIMITS = {
+  maxBodyBytes: { default: 64 * MiB, unit: 'bytes', min: 1024, doc: 'Largest inference request body (413 E_TOO_LARGE beyond).' },
+  maxControlBodyBytes: { default: 1 * MiB, unit: 'bytes', min: 1024, doc: 'Largest control-API JSON body (plans, links, segments).' },
+  maxInFlight: { default: 64, unit: 'count', min: 1, doc: 'Requests in flight at the gateway at once; more are refused with 503 E_QUEUE_FULL.' },
+  deadlineMs: { default: 30_000, unit: 'ms', min: 1, doc: 'Per-request deadline from arrival to answer, unless the request sets a smaller `timeout` parameter; 504 E_DEADLINE past it.' },
+  sessionCache: { default: 8, unit: 'count', min: 1, doc: 'Segment sessions each host keeps loaded (LRU), so swapping back to a recent split is instant.' },
+  warmupRuns: { default: 2, unit: 'count', min: 0, doc: 'Warm-up runs when a segment session is created, before it is reported warm.' },
+  startupTimeoutMs: { default: 60_000, unit: 'ms', min: 1, doc: "How long the origin waits for its peers' links and first measurements before the first plan." },
+  startupSamples: { default: 3, unit: 'count', min: 0, doc: 'Throughput samples every link needs before the first plan (the first ones after a link opens are rough).' },
+  peerRequestTimeoutMs: { default: 60_000, unit: 'ms', min: 1, doc: "A control call to a peer's API (its profile, status, links; preparing a segment) fails after this." },
+  loadSampleMs: { default: 1000, unit: 'ms', min: 10, doc: 'How often a host samples its CPU load (systeminformation).' },
+  planHistory: { default: 50, unit: 'count', min: 1, doc: 'Adopted plans kept for `GET /v1/plans`.' },
+} as const satisfies Record<string, LimitSpec>;
+
+export type RuntimeLimits = { -readonly [K in keyof typeof LIMITS]: number };
+
+export const DEFAULT_LIMITS: Readonly<RuntimeLimits> = Object.freeze(
+  Object.fromEntries(Object.entries(LIMITS).map(([k, v]) => [k, v.default])) as RuntimeLimits,
+);
+
+/** The defaults with `input` on top; an unknown key or a bad value throws E_BAD_INPUT naming `limits.KEY`. */
 export function resolveLimits(input: Partial<RuntimeLimits> = {}): RuntimeLimits {
-  const out = { ...DEFAULT_LIMITS };
-  for (const [k, v] of Object.entries(input)) if (v !== undefined) (out as Record<string, number>)[k] = v;
+  const out: RuntimeLimits = { ...DEFAULT_LIMITS };
+  for (const [k, v] of Object.entries(input)) {
+    if (v === undefined) continue;
+    if (!Object.hasOwn(LIMITS, k)) throw new CleaveError('E_BAD_INPUT', `limits.${k}: unknown limit (known: ${Object.keys(LIMITS).join(', ')})`);
+    const spec: LimitSpec = LIMITS[k as keyof RuntimeLimits];
+    const integer = spec.unit !== 'ms';
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < spec.min || (integer && !Number.isInteger(v)))
+      throw new CleaveError('E_BAD_INPUT', `limits.${k}: must be ${integer ? 'an integer' : 'a number'} >= ${spec.min}, got ${JSON.stringify(v)}`);
+    out[k as keyof RuntimeLimits] = v;
+  }
   return out;
+}
+
+function human(spec: LimitSpec): string {
+  if (spec.unit === 'bytes') return spec.default % MiB === 0 ? `${spec.default / MiB} MiB` : `${spec.default} B`;
+  if (spec.unit === 'ms') return spec.default % 1000 === 0 ? `${spec.default / 1000} s` : `${spec.default} ms`;
+  return String(spec.default);
+}
+
+/** The README's Limits table (markdown), one row per limit. */
+export function limitsTable(): string {
+  const rows = Object.entries(LIMITS).map(([k, v]) => `| \`${k}\` | ${human(v)} | ${v.doc} |`);
+  return ['| limit | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
 }

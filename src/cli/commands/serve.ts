@@ -5,7 +5,7 @@ import { checkConfig, readConfig, type DeploymentConfig, type HostConfig } from 
 import { Host } from '../../runtime/host/host.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { cacheDir } from '../model-ref.js';
-import { describeRoute } from '../../runtime/plan/coordinator.js';
+import { describeRoute } from '../../runtime/plan/route.js';
 import { hasHostNodeFlags, reexecWithHostFlags } from '../../runtime/process/node-flags.js';
 
 export const serveHelp = `cleave serve --name NAME --models DIR [--config FILE] [--tier TIER --listen HOST:PORT]

@@ -1,8 +1,8 @@
 /**
- * One Cleave host process: it serves HTTP and peer WebSockets on one port, holds the deployment's model,
- * runs its segments in ORT worker threads, and passes frontier tensors to the next stage. The origin
- * (device) host also answers inference requests and plans. `Host.start` does everything in order: load and
- * analyse the model, profile (or load the cached profile), start the executor, listen, dial the peers.
+ * host/: one Cleave host process, and the parts it is made of (pipeline, segments, peer mesh, metrics, load).
+ * `Host` is the composition root: `Host.start` loads and analyses the model, profiles it (or loads the cached
+ * profile), starts the executor, builds and wires the parts, listens, and dials the peers. The origin (the
+ * first tier's host) also answers inference requests and plans.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -11,24 +11,28 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { CleaveError } from '../../errors.js';
 import { resolveInputs } from '../../graph/shapes.js';
-import { PeerServer } from '../../transport/peer-server.js';
+import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
-import { analyze, type Analysis } from '../local/analysis.js';
+import { PeerServer } from '../../transport/peer-server.js';
 import { parseListen, peerToken, type DeploymentConfig, type HostConfig } from '../config.js';
-import { Coordinator, type LinkView } from '../plan/coordinator.js';
-import { Executor } from '../executor/executor.js';
 import { resolveLimits, type RuntimeLimits } from '../defaults.js';
+import { Executor } from '../executor/executor.js';
+import { buildApp } from '../http/app.js';
+import { modelSignature } from '../http/gateway.js';
+import { analyze, type Analysis } from '../local/analysis.js';
+import { profileModel, PROFILE_DEFAULTS, PROFILE_FORMAT, type ProfileDoc } from '../local/profiler.js';
+import { loadRepoModel } from '../model-repo.js';
+import { heapFlags } from '../process/node-flags.js';
+import type { HostStatus } from '../plan/cluster-view.js';
+import { Coordinator } from '../plan/coordinator.js';
+import { SERVER_VERSION } from '../version.js';
+import { Cluster } from './cluster.js';
+import { LoadSampler } from './load.js';
 import { HostMetrics } from './metrics.js';
-import { loadRepoModel, type RepoModel } from '../model-repo.js';
+import { PeerClient } from './peer-client.js';
 import { PeerMesh } from './peer-mesh.js';
 import { Pipeline } from './pipeline.js';
-import { profileModel, PROFILE_FORMAT, type ProfileDoc } from '../local/profiler.js';
 import { SegmentSessions } from './segments.js';
-import { buildApp } from '../http/app.js';
-import { LoadSampler } from './load.js';
-
-/** Timed throughput samples each link needs before the first plan (the first ones after a link opens are rough). */
-const STARTUP_SAMPLES = 3;
 
 export interface HostStartOptions {
   readonly config: DeploymentConfig;
@@ -41,62 +45,39 @@ export interface HostStartOptions {
   readonly logger?: Logger;
 }
 
-export class Host {
+/** The parts a started host is made of. */
+interface HostParts {
+  readonly config: DeploymentConfig;
   readonly self: HostConfig;
   readonly limits: RuntimeLimits;
-  readonly metrics: HostMetrics;
+  readonly analysis: Analysis;
+  readonly profile: ProfileDoc;
+  readonly executor: Executor;
+  readonly segments: SegmentSessions;
   readonly mesh: PeerMesh;
   readonly pipeline: Pipeline;
-  readonly coordinator: Coordinator | null;
+  readonly metrics: HostMetrics;
   readonly load: LoadSampler;
-  /** Segment `[from, to)` this host was last asked to prepare: readiness means it is warm. */
+  readonly cluster: Cluster;
+  readonly coordinator: Coordinator | null;
+  readonly server: http.Server;
+  readonly peerServer: PeerServer;
+  readonly log: Logger;
+}
+
+export class Host {
+  /** Segment `[start, end)` this host was last asked to prepare: readiness means it is warm. */
   private current: { start: number; end: number } | null = null;
-  private readonly peerProfiles = new Map<string, ProfileDoc>();
   private closed = false;
 
-  private constructor(
-    readonly config: DeploymentConfig,
-    readonly repoModel: RepoModel,
-    readonly analysis: Analysis,
-    readonly profile: ProfileDoc,
-    readonly executor: Executor,
-    readonly segments: SegmentSessions,
-    readonly server: http.Server,
-    readonly peerServer: PeerServer,
-    readonly token: string,
-    readonly log: Logger,
-    self: HostConfig,
-    mesh: PeerMesh,
-    pipeline: Pipeline,
-    metrics: HostMetrics,
-  ) {
-    this.self = self;
-    this.limits = resolveLimits(config.limits);
-    this.metrics = metrics;
-    this.mesh = mesh;
-    this.pipeline = pipeline;
-    this.load = new LoadSampler(this.limits.loadSampleMs);
-    const tiers = config.tiers ?? ['device', 'edge', 'cloud'];
-    this.coordinator =
-      self.tier === tiers[0]
-        ? new Coordinator({
-            self: { name: self.name, tier: self.tier },
-            tiers,
-            hosts: config.hosts.map((h) => ({ name: h.name, tier: h.tier })),
-            blocks: analysis.blocks,
-            profiles: () => this.allProfiles(),
-            links: () => this.allLinks(),
-            prepare: (host, from, to) => this.prepareOn(host, from, to),
-            logger: log,
-          })
-        : null;
-  }
+  private constructor(private readonly p: HostParts) {}
 
   static async start(o: HostStartOptions): Promise<Host> {
     const self = o.config.hosts.find((h) => h.name === o.name);
     if (!self) throw new CleaveError('E_BAD_INPUT', `--name ${o.name}: not a host of the config (hosts: ${o.config.hosts.map((h) => h.name).join(', ')})`);
     const log = (o.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ host: self.name, tier: self.tier });
     const limits = resolveLimits(o.config.limits);
+    const tiers = o.config.tiers ?? DEFAULT_TIERS;
     const { entry, model } = loadRepoModel(o.modelsDir, o.config.model);
     const shapes = new Map(Object.entries(o.config.shapes ?? {}));
     const analysis = await analyze(model, resolveInputs(model, shapes), o.config.granularity ?? {});
@@ -109,10 +90,10 @@ export class Host {
     const { token, fromDefault } = peerToken(o.config);
     if (fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
 
-    // The pipeline and the mesh refer to each other through the frame handler; `host` is set before any
-    // frame can arrive (frames need the listening socket, which opens below).
-    let host: Host | null = null;
-    const onFrame = (f: IncomingFrame): void => host?.pipeline.onFrame(f);
+    // Frames reach the pipeline through the mesh (replies) and the peer server (requests); both open only
+    // after the parts exist, so the late binding below is always set before a frame arrives.
+    let pipeline: Pipeline | null = null;
+    const onFrame = (f: IncomingFrame): void => pipeline?.onFrame(f);
     const mesh = new PeerMesh({
       self,
       peers: o.config.hosts.filter((h) => h.name !== self.name),
@@ -120,31 +101,76 @@ export class Host {
       modelSha256: model.sha256,
       links: o.config.links ?? [],
       onFrame,
-      onLost: (peer, ids) => host?.pipeline.failLost(peer, ids),
+      onLost: (peer, ids) => pipeline?.failLost(peer, ids),
       logger: log,
       transport: o.config.transport,
     });
-    const pipeline = new Pipeline({
-      self: self.name,
-      segments,
-      mesh,
-      metrics,
-      logger: log,
-      outputs: model.outputs.map((x) => x.name),
-      maxInFlight: limits.maxInFlight,
-    });
+    pipeline = new Pipeline({ self: self.name, segments, links: mesh, metrics, logger: log, outputs: model.outputs.map((x) => x.name), maxInFlight: limits.maxInFlight });
+    metrics.observeLinks(() => mesh.reports());
+    const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs });
+    const load = new LoadSampler(limits.loadSampleMs);
     const server = http.createServer();
-    const peerServer = await PeerServer.listen({
-      self: { host: self.name, tier: self.tier },
-      modelSha256: model.sha256,
-      token,
-      onFrame,
-      server,
-      logger: log,
-      options: o.config.transport,
-    });
-    host = new Host(o.config, entry, analysis, profile, executor, segments, server, peerServer, token, log, self, mesh, pipeline, metrics);
-    server.on('request', buildApp(host));
+    const peerServer = await PeerServer.listen({ self: { host: self.name, tier: self.tier }, modelSha256: model.sha256, token, onFrame, server, logger: log, options: o.config.transport });
+
+    let host: Host | null = null;
+    const status = (): HostStatus => (host as Host).status();
+    const cluster = new Cluster({ self: self.name, hosts: o.config.hosts, isOpen: (h) => mesh.isOpen(h), client, profile, status, links: () => mesh.reports(), logger: log });
+    const prepareOn = (name: string, from: number, to: number): Promise<void> =>
+      name === self.name ? (host as Host).prepareLocal(from, to) : client.request(name, 'POST', '/v1/segments', { from, to }).then(() => undefined);
+    const coordinator =
+      self.tier === tiers[0]
+        ? new Coordinator({
+            self: { name: self.name, tier: self.tier },
+            tiers,
+            hosts: o.config.hosts.map((h) => ({ name: h.name, tier: h.tier })),
+            blocks: analysis.blocks,
+            cluster,
+            prepare: prepareOn,
+            historyLength: limits.planHistory,
+            onAdopt: (a) => metrics.planEpoch.set({ host: self.name }, a.epoch),
+            logger: log,
+          })
+        : null;
+    host = new Host({ config: o.config, self, limits, analysis, profile, executor, segments, mesh, pipeline, metrics, load, cluster, coordinator, server, peerServer, log });
+    const h = host;
+    const version = { name: entry.name, version: entry.version };
+    server.on(
+      'request',
+      buildApp({
+        ready: () => h.ready,
+        metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+        control: {
+          self: self.name,
+          token,
+          limits,
+          status,
+          profile: () => profile,
+          links: () => mesh.reports(),
+          prepareSegment: (from, to) => h.prepareLocal(from, to),
+          hasLink: (to) => mesh.has(to),
+          setLinkEmulation: (to, settings) => {
+            const now = mesh.setEmulation(to, settings);
+            log.info({ link: `${self.name}->${to}`, settings }, 'link emulation changed');
+            return now;
+          },
+          forward: (name, method, path, body) => client.request(name, method, path, body),
+          plan: coordinator ? { tiers, coordinator, cluster } : undefined,
+        },
+        gateway: coordinator
+          ? {
+              model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
+              serverVersion: SERVER_VERSION,
+              limits,
+              ready: () => h.ready,
+              plan: () => coordinator.current,
+              infer: (plan, inputs, deadlineMs) => (pipeline as Pipeline).infer(plan, inputs, deadlineMs),
+              metrics,
+              log,
+            }
+          : undefined,
+        log,
+      }),
+    );
     const { host: addr, port } = parseListen(self.listen, `${self.name}.listen`);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -153,24 +179,55 @@ export class Host {
         resolve();
       });
     });
-    host.load.start();
+    load.start();
     log.info({ listen: `${addr}:${(server.address() as AddressInfo).port}` }, 'listening');
     return host;
   }
 
-  get isOrigin(): boolean {
-    return this.coordinator !== null;
+  get self(): HostConfig {
+    return this.p.self;
+  }
+
+  get limits(): RuntimeLimits {
+    return this.p.limits;
+  }
+
+  get analysis(): Analysis {
+    return this.p.analysis;
+  }
+
+  /** The origin's coordinator; null on the other hosts. */
+  get coordinator(): Coordinator | null {
+    return this.p.coordinator;
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return (this.p.server.address() as AddressInfo).port;
   }
 
   /** Live: the process serves. Ready: the origin has a committed plan; others have their segment warm. */
   get ready(): boolean {
     if (this.closed) return false;
-    if (this.coordinator) return this.coordinator.current !== null;
-    return this.current === null || this.segments.isWarm(this.current);
+    if (this.p.coordinator) return this.p.coordinator.current !== null;
+    return this.current === null || this.p.segments.isWarm(this.current);
+  }
+
+  status(): HostStatus {
+    const times = this.p.pipeline.computeTimes();
+    return {
+      host: this.p.self.name,
+      tier: this.p.self.tier,
+      ready: this.ready,
+      cpuPercent: this.p.load.cpuPercent,
+      inFlight: this.p.pipeline.inFlight,
+      busy: this.p.pipeline.busy,
+      threads: this.p.self.threads ?? 1,
+      heapFlags: heapFlags(),
+      segments: this.p.segments.held().map(({ range, warm }) => {
+        const t = times.find((x) => x.from === range.start && x.to === range.end);
+        return { from: range.start, to: range.end, warm, meanMs: t?.meanMs ?? null, runs: t?.runs ?? 0 };
+      }),
+    };
   }
 
   /**
@@ -178,119 +235,49 @@ export class Host {
    * real traffic and probes), then plan and commit the first epoch.
    */
   async planAtStartup(): Promise<void> {
-    if (!this.coordinator) return;
-    const until = Date.now() + this.limits.startupTimeoutMs;
-    await this.mesh.whenAllOpen(this.limits.startupTimeoutMs).catch(() => undefined);
+    const c = this.p.coordinator;
+    if (!c) return;
+    const { startupTimeoutMs, startupSamples } = this.p.limits;
+    const until = Date.now() + startupTimeoutMs;
+    await this.p.mesh.whenAllOpen(startupTimeoutMs).catch(() => undefined);
+    const wanted = this.p.config.hosts.length * (this.p.config.hosts.length - 1);
     for (;;) {
-      const links = await this.allLinks().catch(() => [] as LinkView[]);
-      const measured = links.filter((l) => l.rttMs !== null && l.throughputBps !== null && (l.throughputSamples ?? 0) >= STARTUP_SAMPLES).length;
-      const wanted = this.config.hosts.length * (this.config.hosts.length - 1);
+      const links = await this.p.cluster.links().catch(() => []);
+      const measured = links.filter((l) => l.rttMs !== null && l.throughputBps !== null && (l.throughputSamples ?? 0) >= startupSamples).length;
       if (measured >= wanted || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    await this.coordinator.replan('start-up');
+    await c.replan('start-up');
   }
 
   /** Prepare (build and warm) a segment here; once it is warm, it is the one readiness depends on. */
   async prepareLocal(start: number, end: number): Promise<void> {
-    await this.segments.prepare({ start, end });
+    await this.p.segments.prepare({ start, end });
     this.current = { start, end };
-  }
-
-  private async prepareOn(host: string, from: number, to: number): Promise<void> {
-    if (host === this.self.name) return this.prepareLocal(from, to);
-    await this.peerRequest(host, 'POST', '/v1/segments', { from, to });
-  }
-
-  /** Outgoing link measurements of this host. */
-  linkViews(): (LinkView & { state: string; bytesSent: number; queuedBytes: number; emulation: unknown })[] {
-    return this.mesh.all().map((l) => {
-      const s = l.stats();
-      const to = l.name.split('->')[1] ?? '';
-      this.metrics.linkRtt.set({ from: this.self.name, to }, s.rttMs ?? 0);
-      this.metrics.linkThroughput.set({ from: this.self.name, to }, s.throughputBps ?? 0);
-      return { from: this.self.name, to, rttMs: s.rttMs, throughputBps: s.throughputBps, throughputSamples: s.throughputSamples, state: s.state, bytesSent: s.bytesSent, queuedBytes: s.queuedBytes, emulation: l.getEmulation() };
-    });
-  }
-
-  /** Hosts the origin can plan with now: itself and every peer whose link from here is open. */
-  private reachablePeers(): HostConfig[] {
-    return this.config.hosts.filter((h) => h.name !== this.self.name && this.mesh.has(h.name) && this.mesh.to(h.name).state === 'open');
-  }
-
-  /** Profiles of the reachable hosts (a peer's profile is fetched once; it only changes with a restart). */
-  async allProfiles(): Promise<ProfileDoc[]> {
-    const got = await Promise.all(
-      this.reachablePeers().map(async (h) => {
-        const cached = this.peerProfiles.get(h.name);
-        if (cached) return cached;
-        try {
-          const p = (await this.peerRequest(h.name, 'GET', '/v1/profile')) as ProfileDoc;
-          this.peerProfiles.set(h.name, p);
-          return p;
-        } catch (e) {
-          this.log.warn({ peer: h.name, err: (e as Error).message }, 'no profile from peer; planning without it');
-          return null;
-        }
-      }),
-    );
-    return [this.profile, ...got.filter((p): p is ProfileDoc => p !== null)];
-  }
-
-  /** Link measurements: this host's own and those of every reachable peer that answers. */
-  async allLinks(): Promise<LinkView[]> {
-    const got = await Promise.all(this.reachablePeers().map((h) => (this.peerRequest(h.name, 'GET', '/v1/links') as Promise<LinkView[]>).catch(() => [] as LinkView[])));
-    return [...this.linkViews(), ...got.flat()];
-  }
-
-  /** An authenticated control-plane call to another host's HTTP API. */
-  async peerRequest(host: string, method: string, path: string, body?: unknown): Promise<unknown> {
-    const h = this.config.hosts.find((x) => x.name === host);
-    if (!h) throw new CleaveError('E_BAD_INPUT', `'${host}' is not a host of this deployment`);
-    let res: Response;
-    try {
-      res = await fetch(`http://${h.listen}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.limits.startupTimeoutMs),
-      });
-    } catch (e) {
-      throw new CleaveError('E_PEER_GONE', `${host}: ${method} ${path} failed: ${(e as Error).message}`);
-    }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = { error: text };
-    }
-    if (!res.ok) {
-      const msg = (json as { error?: string }).error ?? res.statusText;
-      throw new CleaveError(res.status === 404 ? 'E_BAD_INPUT' : res.status >= 500 ? 'E_PEER_GONE' : 'E_BAD_INPUT', `${host}: ${msg}`);
-    }
-    return json;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.load.stop();
-    this.pipeline.failAll(`${this.self.name} is shutting down`);
-    await this.mesh.close();
-    await this.peerServer.close();
+    const p = this.p;
+    p.load.stop();
+    p.pipeline.failAll(`${p.self.name} is shutting down`);
+    await p.mesh.close();
+    await p.peerServer.close();
     await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
+      p.server.close(() => resolve());
+      p.server.closeAllConnections();
     });
-    await this.executor.close();
+    await p.executor.close();
   }
 }
 
 /** The host's profile: from the cache when this model, host, thread count and granularity were profiled. */
 async function cachedProfile(dir: string, a: Analysis, self: HostConfig, threads: number, cfg: DeploymentConfig, log: Logger): Promise<ProfileDoc> {
   const g = cfg.granularity ?? {};
-  const key = `${a.model.sha256.slice(0, 16)}-${self.name}-t${threads}-k${g.maxTensors ?? 'all'}-b${g.maxBytes ?? 'all'}.json`;
+  const repeats = cfg.profile?.repeats ?? PROFILE_DEFAULTS.repeats;
+  const warmup = cfg.profile?.warmup ?? PROFILE_DEFAULTS.warmup;
+  const key = `${a.model.sha256.slice(0, 16)}-${self.name}-t${threads}-k${g.maxTensors ?? 'all'}-b${g.maxBytes ?? 'all'}-r${repeats}.json`;
   const file = join(dir, 'profiles', key);
   if (existsSync(file)) {
     try {
@@ -304,7 +291,7 @@ async function cachedProfile(dir: string, a: Analysis, self: HostConfig, threads
     }
   }
   const t0 = Date.now();
-  const p = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats: cfg.profile?.repeats ?? 5, warmup: cfg.profile?.warmup ?? 1 });
+  const p = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats, warmup });
   mkdirSync(join(dir, 'profiles'), { recursive: true });
   writeFileSync(`${file}.tmp`, JSON.stringify(p));
   renameSync(`${file}.tmp`, file);

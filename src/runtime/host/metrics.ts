@@ -3,6 +3,7 @@
  * (`nv_inference_request_success` -> `cleave_request_success`). Each host owns its registry.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { LinkReport } from '../plan/cluster-view.js';
 
 /** Microsecond buckets, fine below 5 ms where split inference on loopback lives. */
 export const LATENCY_BUCKETS_US = [
@@ -21,6 +22,7 @@ export class HostMetrics {
   readonly linkThroughput: Gauge<'from' | 'to'>;
   readonly queueDepth: Gauge<'host'>;
   readonly planEpoch: Gauge<'host'>;
+  private links: () => readonly LinkReport[] = () => [];
 
   constructor(host: string, tier: string) {
     this.registry.setDefaultLabels({ host, tier });
@@ -43,9 +45,32 @@ export class HostMetrics {
       registers: r,
     });
     this.linkBytes = new Gauge({ name: 'cleave_link_bytes_sent', help: 'Bytes sent on a directed link', labelNames: ['from', 'to'], registers: r });
-    this.linkRtt = new Gauge({ name: 'cleave_link_rtt_ms', help: 'Measured round-trip time of a directed link (WebSocket ping), ms', labelNames: ['from', 'to'], registers: r });
-    this.linkThroughput = new Gauge({ name: 'cleave_link_throughput_bytes_per_second', help: 'Measured throughput of a directed link from acknowledged frames', labelNames: ['from', 'to'], registers: r });
+    // Link measurements are read from the links when scraped, not pushed on every change.
+    const links = (): readonly LinkReport[] => this.links();
+    this.linkRtt = new Gauge({
+      name: 'cleave_link_rtt_ms',
+      help: 'Measured round-trip time of a directed link (WebSocket ping), ms',
+      labelNames: ['from', 'to'],
+      registers: r,
+      collect() {
+        for (const l of links()) this.set({ from: l.from, to: l.to }, l.rttMs ?? 0);
+      },
+    });
+    this.linkThroughput = new Gauge({
+      name: 'cleave_link_throughput_bytes_per_second',
+      help: 'Measured throughput of a directed link from acknowledged frames',
+      labelNames: ['from', 'to'],
+      registers: r,
+      collect() {
+        for (const l of links()) this.set({ from: l.from, to: l.to }, l.throughputBps ?? 0);
+      },
+    });
     this.queueDepth = new Gauge({ name: 'cleave_queue_depth', help: 'Requests in flight at this host', labelNames: ['host'], registers: r });
     this.planEpoch = new Gauge({ name: 'cleave_plan_epoch', help: 'Epoch of the plan new requests take', labelNames: ['host'], registers: r });
+  }
+
+  /** Where the link gauges read their values at scrape time. */
+  observeLinks(source: () => readonly LinkReport[]): void {
+    this.links = source;
   }
 }

@@ -6,10 +6,13 @@
 import type { Logger } from 'pino';
 import { CleaveError } from '../../errors.js';
 import type { EmulationSettings } from '../../transport/emulator.js';
+import type { HeaderInput, Tensor } from '../../transport/frame.js';
 import type { FrameHandler } from '../../transport/incoming.js';
 import type { TransportOptionsInput } from '../../transport/options.js';
 import { PeerLink } from '../../transport/peer-link.js';
 import type { HostConfig, LinkConfig } from '../config.js';
+import type { LinkReport } from '../plan/cluster-view.js';
+import type { LinkPort } from './backpressure.js';
 
 export interface PeerMeshOptions {
   readonly self: HostConfig;
@@ -25,12 +28,12 @@ export interface PeerMeshOptions {
 }
 
 /** Emulation settings for a configured link (Mbit/s are 10^6 bits). */
-export function emulationOf(l: LinkConfig | undefined): EmulationSettings | null {
+function emulationOf(l: LinkConfig | undefined): EmulationSettings | null {
   if (!l || (l.mbps === undefined && !l.delayMs)) return null;
   return { bandwidthBps: l.mbps !== undefined ? (l.mbps * 1e6) / 8 : null, delayMs: l.delayMs ?? 0 };
 }
 
-export class PeerMesh {
+export class PeerMesh implements LinkPort {
   private readonly links = new Map<string, PeerLink>();
 
   constructor(private readonly opts: PeerMeshOptions) {
@@ -56,27 +59,69 @@ export class PeerMesh {
     }
   }
 
-  /** The link to `host`; E_PEER_GONE when the deployment has no such host. */
-  to(host: string): PeerLink {
-    const l = this.links.get(host);
-    if (!l) throw new CleaveError('E_PEER_GONE', `no link from ${this.opts.self.name} to '${host}'`);
-    return l;
-  }
-
   has(host: string): boolean {
     return this.links.has(host);
   }
 
-  all(): PeerLink[] {
-    return [...this.links.values()];
+  /** True when the link to `host` exists and is open now. */
+  isOpen(host: string): boolean {
+    return this.links.get(host)?.state === 'open';
+  }
+
+  /** Sends a frame to `host`; false when the sender should wait for drain (see LinkPort). */
+  send(host: string, header: HeaderInput, tensors: readonly Tensor[]): boolean {
+    return this.to(host).send(header, tensors);
+  }
+
+  onDrain(host: string, listener: () => void): void {
+    this.to(host).on('drain', listener);
+  }
+
+  onDown(host: string, listener: () => void): void {
+    this.to(host).on('down', listener);
+  }
+
+  bytesSent(host: string): number {
+    return this.to(host).stats().bytesSent;
+  }
+
+  setEmulation(host: string, settings: EmulationSettings | null): EmulationSettings | null {
+    const l = this.to(host);
+    l.setEmulation(settings);
+    return l.getEmulation();
+  }
+
+  /** This host's outgoing links as `GET /v1/links` reports them. */
+  reports(): LinkReport[] {
+    return [...this.links].map(([to, l]) => {
+      const s = l.stats();
+      return {
+        from: this.opts.self.name,
+        to,
+        rttMs: s.rttMs,
+        throughputBps: s.throughputBps,
+        throughputSamples: s.throughputSamples,
+        state: s.state,
+        bytesSent: s.bytesSent,
+        queuedBytes: s.queuedBytes,
+        emulation: l.getEmulation(),
+      };
+    });
   }
 
   /** Resolves when every link has completed its handshake at least once (or rejects after `timeoutMs`). */
   async whenAllOpen(timeoutMs: number): Promise<void> {
-    await Promise.all(this.all().map((l) => l.whenOpen(timeoutMs)));
+    await Promise.all([...this.links.values()].map((l) => l.whenOpen(timeoutMs)));
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.all().map((l) => l.close()));
+    await Promise.all([...this.links.values()].map((l) => l.close()));
+  }
+
+  /** The link to `host`; E_PEER_GONE when the deployment has no such host (nothing can reach it). */
+  private to(host: string): PeerLink {
+    const l = this.links.get(host);
+    if (!l) throw new CleaveError('E_PEER_GONE', `no link from ${this.opts.self.name} to '${host}'`);
+    return l;
   }
 }

@@ -9,16 +9,29 @@ import type { Logger } from 'pino';
 import { CleaveError, isCleaveError, isErrorCode, errorMessage } from '../../errors.js';
 import type { HeaderInput, Tensor, RouteStage } from '../../transport/frame.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
-import type { TensorLike } from '../executor/executor.js';
+import type { RunResult, TensorLike } from '../executor/executor.js';
+import { SendGate, type LinkPort } from './backpressure.js';
 import type { HostMetrics } from './metrics.js';
-import type { PeerMesh } from './peer-mesh.js';
-import type { SegmentSessions } from './segments.js';
+
+/** A node range `[start, end)` of the model. */
+export interface SegmentRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** What a stage runs its segment with (SegmentSessions, or a fake in tests). */
+export interface StageRunner {
+  /** The tensors a segment takes and produces (the frontiers at its two cuts). */
+  io(r: SegmentRange): { inputs: readonly string[]; outputs: readonly string[] };
+  run(r: SegmentRange, feeds: Record<string, TensorLike>): Promise<RunResult>;
+}
 
 export interface PipelineOptions {
   readonly self: string;
-  readonly segments: SegmentSessions;
-  readonly mesh: PeerMesh;
-  readonly metrics: HostMetrics;
+  readonly segments: StageRunner;
+  /** Frames to other hosts go out here, through a SendGate that honours backpressure. */
+  readonly links: LinkPort & { bytesSent(host: string): number };
+  readonly metrics: Pick<HostMetrics, 'stageCompute' | 'queueDepth' | 'linkBytes'>;
   readonly logger: Logger;
   /** Model output names, in order: what the last stage returns. */
   readonly outputs: readonly string[];
@@ -42,10 +55,13 @@ export class Pipeline {
   private readonly pending = new Map<string, Pending>();
   /** Stage work in progress on this host (requests passing through, not only those it originated). */
   private working = 0;
-  /** Moving average of compute time per segment `from-to` run here. */
-  private readonly computeMs = new Map<string, number>();
+  /** Smoothed compute time of each segment run here, by node range. */
+  private readonly computeMs = new Map<string, { from: number; to: number; meanMs: number; runs: number }>();
+  private readonly gate: SendGate;
 
-  constructor(private readonly o: PipelineOptions) {}
+  constructor(private readonly o: PipelineOptions) {
+    this.gate = new SendGate(o.links);
+  }
 
   get inFlight(): number {
     return this.pending.size;
@@ -55,10 +71,14 @@ export class Pipeline {
     return this.working;
   }
 
-  /** Smoothed compute time (ms) of segment `from-to` on this host, or null when it has not run. */
-  meanComputeMs(range: string): number | null {
-    const v = this.computeMs.get(range);
-    return v === undefined ? null : Math.round(v * 1000) / 1000;
+  /** Smoothed compute time (ms) and run count of each segment run here. */
+  computeTimes(): { from: number; to: number; meanMs: number; runs: number }[] {
+    return [...this.computeMs.values()].map((v) => ({ ...v, meanMs: Math.round(v.meanMs * 1000) / 1000 }));
+  }
+
+  /** Frames waiting for a full link to drain. */
+  get waitingToSend(): number {
+    return this.gate.waiting;
   }
 
   /**
@@ -147,10 +167,7 @@ export class Pipeline {
         const res = await this.o.segments.run(range, feeds);
         if (this.o.logger.isLevelEnabled('trace'))
           this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + t0, prepMs: tRun - t0, runMs: performance.now() - tRun, computeMs: res.computeMs }, 'stage ran');
-        const seg = `${stage.from}-${stage.to}`;
-        this.o.metrics.stageCompute.observe({ segment: seg }, res.computeMs * 1000);
-        const prev = this.computeMs.get(seg);
-        this.computeMs.set(seg, prev === undefined ? res.computeMs : prev + 0.2 * (res.computeMs - prev));
+        this.observe(stage, res.computeMs);
         // Tensors that only pass through this segment ride along with its outputs.
         outputs = {};
         for (const n of io.outputs) outputs[n] = res.outputs[n] ?? inputs[n];
@@ -160,7 +177,7 @@ export class Pipeline {
       if (next < r.route.length) {
         const left = r.deadline ? r.deadline - Date.now() : 0;
         if (r.deadline && left <= 0) throw new CleaveError('E_DEADLINE', `request ${r.id} expired during stage ${r.stage}`);
-        this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: left }, outputs);
+        await this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: left }, outputs, r.deadline);
       } else {
         const result: Record<string, TensorLike> = {};
         for (const n of this.o.outputs) {
@@ -168,7 +185,7 @@ export class Pipeline {
           result[n] = outputs[n];
         }
         if (origin === this.o.self) this.settle(r.id, result);
-        else this.send(origin, { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage }, result);
+        else await this.send(origin, { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage }, result, r.deadline);
       }
       if (this.o.logger.isLevelEnabled('trace'))
         this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + tSend, sendMs: performance.now() - tSend }, 'stage sent');
@@ -176,23 +193,30 @@ export class Pipeline {
       const err = isCleaveError(e) ? e : new CleaveError('E_INTERNAL', errorMessage(e));
       if (origin === this.o.self) this.settle(r.id, err);
       else {
-        try {
-          this.o.mesh.to(origin).send({ kind: 'error', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage, error: { code: err.code, message: err.message } });
-        } catch (e2) {
-          this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin');
-        }
+        const header: HeaderInput = { kind: 'error', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage, error: { code: err.code, message: err.message } };
+        await this.gate.send(origin, header, [], r.deadline).catch((e2: unknown) => this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin'));
       }
     } finally {
       this.working--;
     }
   }
 
-  private send(host: string, header: HeaderInput, tensors: Record<string, TensorLike>): void {
+  private observe(stage: RouteStage, computeMs: number): void {
+    this.o.metrics.stageCompute.observe({ segment: `${stage.from}-${stage.to}` }, computeMs * 1000);
+    const key = `${stage.from}:${stage.to}`;
+    const prev = this.computeMs.get(key);
+    if (prev === undefined) this.computeMs.set(key, { from: stage.from, to: stage.to, meanMs: computeMs, runs: 1 });
+    else {
+      prev.meanMs += 0.2 * (computeMs - prev.meanMs);
+      prev.runs++;
+    }
+  }
+
+  /** Sends to the next host, waiting (up to the deadline) while its link is full. */
+  private async send(host: string, header: HeaderInput, tensors: Record<string, TensorLike>, deadline: number): Promise<void> {
     const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims, data: t.data }));
-    const link = this.o.mesh.to(host);
-    link.send(header, list);
-    const s = link.stats();
-    this.o.metrics.linkBytes.set({ from: this.o.self, to: host }, s.bytesSent);
+    await this.gate.send(host, header, list, deadline);
+    this.o.metrics.linkBytes.set({ from: this.o.self, to: host }, this.o.links.bytesSent(host));
   }
 
   private settle(id: string, result: Record<string, TensorLike> | CleaveError): void {

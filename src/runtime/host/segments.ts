@@ -8,17 +8,15 @@ import type { Analysis } from '../local/analysis.js';
 import type { Executor, RunResult, TensorLike } from '../executor/executor.js';
 import { isTensorDType, zeroFeeds } from '../executor/tensors.js';
 import { CleaveError } from '../../errors.js';
+import type { SegmentRange, StageRunner } from './pipeline.js';
 
 /** What `load` is given for a key it already has (it ignores the bytes then). */
 const NO_BYTES = new Uint8Array(0);
 
-export interface SegmentRange {
-  readonly start: number;
-  readonly end: number;
-}
-
-export class SegmentSessions {
+export class SegmentSessions implements StageRunner {
   private readonly segments = new Map<string, Segment>();
+  /** Every range asked for, by cache key: what `held` reports (the executor's cache knows keys only). */
+  private readonly ranges = new Map<string, SegmentRange>();
   private readonly fronts: string[][];
 
   constructor(
@@ -29,8 +27,20 @@ export class SegmentSessions {
     this.fronts = analysis.cuts.map((c) => [...c.tensors]);
   }
 
-  key(r: SegmentRange): string {
-    return `${this.analysis.model.sha256.slice(0, 12)}:${r.start}-${r.end}`;
+  private key(r: SegmentRange): string {
+    const key = `${this.analysis.model.sha256.slice(0, 12)}:${r.start}-${r.end}`;
+    if (!this.ranges.has(key)) this.ranges.set(key, { start: r.start, end: r.end });
+    return key;
+  }
+
+  /** The segments the executor holds now, and whether each is warm. */
+  held(): { range: SegmentRange; warm: boolean }[] {
+    const out: { range: SegmentRange; warm: boolean }[] = [];
+    for (const [key, range] of this.ranges) {
+      if (this.executor.has(key)) out.push({ range, warm: this.executor.isWarm(key) });
+      else this.ranges.delete(key);
+    }
+    return out;
   }
 
   /** The tensors a segment takes and produces (frontiers at its two cuts). */

@@ -4,40 +4,63 @@
  * model's signature before anything reaches a worker; each takes the current plan (its epoch and route)
  * and carries it to the end.
  */
-import type { Express, Request, Response, NextFunction } from 'express';
+import express, { type Request, type Response, type NextFunction, type Router } from 'express';
+import type { Logger } from 'pino';
 import { CleaveError, isCleaveError } from '../../errors.js';
+import type { TensorType } from '../../graph/cuts.js';
+import type { RuntimeLimits } from '../defaults.js';
+import { isTensorDType, type TensorDType, type TensorLike, type ValueInfo } from '../executor/tensors.js';
+import type { HostMetrics } from '../host/metrics.js';
+import type { Routed } from '../host/pipeline.js';
 import { inferBody } from './body.js';
-import { isTensorDType, type TensorDType, type ValueInfo } from '../executor/tensors.js';
-import type { Host } from '../host/host.js';
 import { encodeInferResponse, modelMetadata, parseInferRequest, signatureOf, INFERENCE_HEADER, type ModelSignature } from './oip.js';
 
-export function signatureFor(host: Host): ModelSignature {
-  const { model, types } = host.analysis;
+/** What the gateway needs: the model it serves, the plan new requests take, and a way to run one. */
+export interface GatewayDeps {
+  readonly model: { readonly name: string; readonly version: string; readonly signature: ModelSignature };
+  readonly serverVersion: string;
+  readonly limits: Pick<RuntimeLimits, 'maxBodyBytes' | 'deadlineMs'>;
+  ready(): boolean;
+  /** The plan new requests are stamped with; null before the first. */
+  plan(): Routed | null;
+  infer(plan: Routed, inputs: Record<string, TensorLike>, deadlineMs: number): Promise<Record<string, TensorLike>>;
+  readonly metrics: Pick<HostMetrics, 'requestSuccess' | 'requestFailure' | 'requestDuration'>;
+  readonly log: Logger;
+}
+
+/** The model's OIP signature: its inputs (with the shapes it is served at) and outputs, typed. */
+export function modelSignature(
+  model: { readonly name: string; readonly version: string },
+  inputs: readonly { readonly name: string; readonly dims?: readonly (number | string)[] }[],
+  outputs: readonly { readonly name: string }[],
+  types: ReadonlyMap<string, TensorType>,
+): ModelSignature {
   const info = (name: string, dims: readonly (number | string)[] | undefined): ValueInfo => {
     const t = types.get(name);
     if (!t || !isTensorDType(t.dtype)) throw new CleaveError('E_UNSUPPORTED', `tensor '${name}' has a type the gateway cannot carry`);
     return { name, dtype: t.dtype as TensorDType, shape: dims ?? t.dims };
   };
   return signatureOf(
-    host.repoModel.name,
-    [host.repoModel.version],
-    model.inputs.map((i) => info(i.name, i.dims)),
-    model.outputs.map((o) => info(o.name, undefined)),
+    model.name,
+    [model.version],
+    inputs.map((i) => info(i.name, i.dims)),
+    outputs.map((o) => info(o.name, undefined)),
   );
 }
 
-export function mountGateway(app: Express, host: Host): void {
-  const sig = signatureFor(host);
-  const name = host.repoModel.name;
+export function gatewayRoutes(d: GatewayDeps): Router {
+  const app = express.Router();
+  const sig = d.model.signature;
+  const name = d.model.name;
   const model = (req: Request): void => {
     const m = req.params.model;
     if (m !== name) throw new CleaveError('E_UNKNOWN_MODEL', `unknown model '${m}' (this deployment serves '${name}')`);
     const v = req.params.version;
-    if (v !== undefined && v !== host.repoModel.version) throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${host.repoModel.version})`);
+    if (v !== undefined && v !== d.model.version) throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${d.model.version})`);
   };
 
   app.get('/v2', (_req, res) => {
-    res.json({ name: 'cleave', version: '0.1.0', extensions: ['binary_tensor_data', 'model_repository'] });
+    res.json({ name: 'cleave', version: d.serverVersion, extensions: ['binary_tensor_data', 'model_repository'] });
   });
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
     app.get(base, (req, res, next) => {
@@ -51,39 +74,41 @@ export function mountGateway(app: Express, host: Host): void {
     app.get(`${base}/ready`, (req, res, next) => {
       try {
         model(req);
-        res.status(host.ready ? 200 : 503).json({ name, ready: host.ready });
+        const ready = d.ready();
+        res.status(ready ? 200 : 503).json({ name, ready });
       } catch (e) {
         next(e);
       }
     });
     app.post(
       `${base}/infer`,
-      inferBody(host.limits.maxBodyBytes, INFERENCE_HEADER),
+      inferBody(d.limits.maxBodyBytes, INFERENCE_HEADER),
       async (req: Request, res: Response, next: NextFunction) => {
         const t0 = performance.now();
-        const trace = host.log.isLevelEnabled('trace');
-        if (trace) host.log.trace({ at: performance.timeOrigin + t0 }, 'request received');
+        const trace = d.log.isLevelEnabled('trace');
+        if (trace) d.log.trace({ at: performance.timeOrigin + t0 }, 'request received');
         try {
           model(req);
-          const plan = host.coordinator?.current;
+          const plan = d.plan();
           if (!plan) throw new CleaveError('E_NOT_READY', 'the deployment has no plan yet; retry when /v2/health/ready answers 200');
           const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-          const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, { maxBodyBytes: host.limits.maxBodyBytes });
+          const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, { maxBodyBytes: d.limits.maxBodyBytes });
           const timeout = parsed.parameters?.timeout;
           if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0))
             throw new CleaveError('E_BAD_INPUT', `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`);
-          const deadline = timeout === undefined ? host.limits.deadlineMs : Math.min(timeout / 1000, host.limits.deadlineMs);
-          const outputs = await host.pipeline.infer(plan, parsed.inputs, deadline);
-          const enc = encodeInferResponse(sig, { id: parsed.id, outputs: parsed.outputs, binaryOutputs: parsed.binaryOutputs, modelVersion: host.repoModel.version }, outputs);
+          const deadline = timeout === undefined ? d.limits.deadlineMs : Math.min(timeout / 1000, d.limits.deadlineMs);
+          const outputs = await d.infer(plan, parsed.inputs, deadline);
+          const enc = encodeInferResponse(sig, { id: parsed.id, outputs: parsed.outputs, binaryOutputs: parsed.binaryOutputs, modelVersion: d.model.version }, outputs);
           res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);
-          if (trace) host.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
-          host.metrics.requestSuccess.inc({ model: name });
-          host.metrics.requestDuration.observe({ model: name }, (performance.now() - t0) * 1000);
+          if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
+          d.metrics.requestSuccess.inc({ model: name });
+          d.metrics.requestDuration.observe({ model: name }, (performance.now() - t0) * 1000);
         } catch (e) {
-          host.metrics.requestFailure.inc({ model: name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
+          d.metrics.requestFailure.inc({ model: name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
           next(e);
         }
       },
     );
   }
+  return app;
 }

@@ -1,0 +1,169 @@
+/**
+ * The control API. Every host: its status, profile and links, emulated link settings, and the
+ * token-protected call peers make to prepare a segment. The origin adds the plan endpoints and the topology.
+ */
+import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
+import { CleaveError, errorMessage } from '../../errors.js';
+import type { Profile } from '../../planner/profile.js';
+import { checkEmulationSettings, type EmulationSettings } from '../../transport/emulator.js';
+import { tokenMatches } from '../../transport/handshake.js';
+import type { RuntimeLimits } from '../defaults.js';
+import type { ClusterView, HostStatus, LinkReport } from '../plan/cluster-view.js';
+import type { ActivePlan, Coordinator } from '../plan/coordinator.js';
+import { planView } from '../plan/plan-view.js';
+import { describeRoute } from '../plan/route.js';
+
+/** What the control API needs of a host. */
+export interface ControlDeps {
+  readonly self: string;
+  /** The peer token: peers' calls (preparing a segment) must present it. */
+  readonly token: string;
+  readonly limits: Pick<RuntimeLimits, 'maxControlBodyBytes'>;
+  status(): HostStatus;
+  profile(): Profile;
+  /** This host's outgoing links. */
+  links(): LinkReport[];
+  /** Builds and warms node range `[from, to)` here. */
+  prepareSegment(from: number, to: number): Promise<void>;
+  /** Whether this host has a link to `to`. */
+  hasLink(to: string): boolean;
+  /** Sets (null: removes) the emulation of this host's link to `to`; returns what is in force. */
+  setLinkEmulation(to: string, settings: EmulationSettings | null): EmulationSettings | null;
+  /** A control call to another host's API (authenticated). */
+  forward(host: string, method: string, path: string, body?: unknown): Promise<unknown>;
+  /** Present on the origin only. */
+  readonly plan?: PlanDeps;
+}
+
+/** What the plan endpoints need (the origin only). */
+export interface PlanDeps {
+  readonly tiers: readonly string[];
+  readonly coordinator: Pick<Coordinator, 'current' | 'plans' | 'pin' | 'unpin'>;
+  readonly cluster: ClusterView;
+}
+
+type Handler = (req: Request, res: Response) => Promise<void> | void;
+
+/** An async handler whose failures reach the error handler. */
+function handle(fn: Handler): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    Promise.resolve()
+      .then(() => fn(req, res))
+      .catch(next);
+  };
+}
+
+export function controlRoutes(d: ControlDeps): Router {
+  const r = express.Router();
+  const json = express.json({ limit: d.limits.maxControlBodyBytes });
+  const internal: RequestHandler = (req, _res, next) => {
+    if (!tokenMatches(req.headers.authorization, d.token)) return next(new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong'));
+    next();
+  };
+
+  r.get('/v1/status', (_req, res) => {
+    res.json(d.status());
+  });
+  r.get('/v1/profile', (_req, res) => {
+    res.json(d.profile());
+  });
+  r.get('/v1/links', (_req, res) => {
+    res.json(d.links());
+  });
+  r.post(
+    '/v1/segments',
+    internal,
+    json,
+    handle(async (req, res) => {
+      const { from, to } = (req.body ?? {}) as { from?: unknown; to?: unknown };
+      if (!Number.isInteger(from) || !Number.isInteger(to)) throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int}');
+      const t0 = performance.now();
+      await d.prepareSegment(from as number, to as number);
+      res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
+    }),
+  );
+  // Emulated link settings. Any host accepts the call and forwards it to the link's sending host, where the
+  // emulator sits. strict: false so that a bare `null` (emulation off) is accepted as a body.
+  r.put(
+    '/v1/links/:from/:to',
+    express.json({ limit: d.limits.maxControlBodyBytes, strict: false }),
+    handle(async (req, res) => {
+      const from = String(req.params.from);
+      const to = String(req.params.to);
+      const settings = linkSettings(req.body);
+      if (from !== d.self) {
+        res.json(await d.forward(from, 'PUT', `/v1/links/${encodeURIComponent(from)}/${encodeURIComponent(to)}`, req.body));
+        return;
+      }
+      if (!d.hasLink(to)) throw new CleaveError('E_BAD_INPUT', `no link from ${from} to '${to}'`);
+      res.json({ from, to, emulation: d.setLinkEmulation(to, settings) });
+    }),
+  );
+  if (d.plan) mountPlan(r, d.plan, json);
+  return r;
+}
+
+function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
+  const c = p.coordinator;
+  const brief = (a: ActivePlan, pinned: boolean): object => ({ epoch: a.epoch, route: describeRoute(a.route), pinned, predictedLatencyMs: a.predicted.latencyMs });
+  r.get(
+    '/v1/plan',
+    handle(async (_req, res) => {
+      const a = c.current;
+      if (!a) throw new CleaveError('E_NOT_READY', 'no plan yet: the deployment is starting');
+      const [statuses, links] = await Promise.all([p.cluster.statuses(), p.cluster.links().catch(() => [])]);
+      res.json(planView(a, statuses, links));
+    }),
+  );
+  r.get('/v1/plans', (_req, res) => {
+    res.json(c.plans.map((a) => ({ epoch: a.epoch, route: describeRoute(a.route), pinned: a.pinned, adoptedAt: a.adoptedAt, reason: a.reason, predictedLatencyMs: a.predicted.latencyMs })));
+  });
+  r.put(
+    '/v1/plan',
+    json,
+    handle(async (req, res) => {
+      const stages = (req.body as { stages?: unknown })?.stages;
+      if (!Array.isArray(stages)) throw new CleaveError('E_BAD_INPUT', 'body must be {"stages": [{"host": NAME, "blocks": [a, b]}, ...]}');
+      const parsed = stages.map((s, i) => {
+        const o = s as { host?: unknown; blocks?: unknown };
+        if (typeof o?.host !== 'string' || !Array.isArray(o.blocks) || o.blocks.length !== 2 || !o.blocks.every((b) => Number.isInteger(b)))
+          throw new CleaveError('E_BAD_INPUT', `stages[${i}]: expected {"host": NAME, "blocks": [a, b]} with integer a and b, got ${JSON.stringify(s)}`);
+        return { host: o.host, blocks: [o.blocks[0], o.blocks[1]] as [number, number] };
+      });
+      res.json(brief(await c.pin(parsed), true));
+    }),
+  );
+  r.delete(
+    '/v1/plan',
+    handle(async (_req, res) => {
+      res.json(brief(await c.unpin(), false));
+    }),
+  );
+  r.get(
+    '/v1/topology',
+    handle(async (_req, res) => {
+      const [hosts, links] = await Promise.all([p.cluster.statuses(), p.cluster.links()]);
+      res.json({ tiers: p.tiers, hosts, links });
+    }),
+  );
+}
+
+function linkSettings(body: unknown): EmulationSettings | null {
+  try {
+    return linkSettingsUnchecked(body);
+  } catch (e) {
+    throw new CleaveError('E_BAD_INPUT', `link settings: ${errorMessage(e)}`);
+  }
+}
+
+function linkSettingsUnchecked(body: unknown): EmulationSettings | null {
+  // Accept Mbit/s for people ({"mbps": 10, "delayMs": 5}) as well as the emulator's own bytes per second.
+  const b = (body ?? {}) as Record<string, unknown>;
+  if (b.off === true || body === null) return null;
+  if (b.mbps !== undefined) {
+    if (typeof b.mbps !== 'number' || !(b.mbps > 0)) throw new CleaveError('E_BAD_INPUT', 'mbps must be a positive number');
+    const { mbps, ...rest } = b;
+    return checkEmulationSettings({ delayMs: 0, ...rest, bandwidthBps: (mbps * 1e6) / 8 });
+  }
+  return checkEmulationSettings({ delayMs: 0, bandwidthBps: null, ...b });
+}

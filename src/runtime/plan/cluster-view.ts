@@ -1,0 +1,67 @@
+/**
+ * What the origin's planning needs to know about the deployment, as plain data: every reachable host's
+ * profile, the measured links, each host's status. `host/cluster.ts` answers it over the peer mesh and the
+ * peers' APIs; tests answer it with fakes.
+ */
+import type { Profile } from '../../planner/profile.js';
+
+/** One directed link's measurements, as the sending host sees them. */
+export interface LinkView {
+  readonly from: string;
+  readonly to: string;
+  readonly rttMs: number | null;
+  readonly throughputBps: number | null;
+  /** Timed throughput samples so far: early ones are rough, so start-up planning waits for a few. */
+  readonly throughputSamples?: number;
+}
+
+/** A link as `GET /v1/links` reports it: its measurements, connection state, traffic and emulation. */
+export interface LinkReport extends LinkView {
+  readonly state: string;
+  readonly bytesSent: number;
+  readonly queuedBytes: number;
+  readonly emulation: unknown;
+}
+
+/** One segment session a host holds, and how long it has taken to run there. */
+export interface SegmentStat {
+  /** Node range `[from, to)`. */
+  readonly from: number;
+  readonly to: number;
+  readonly warm: boolean;
+  /** Smoothed compute time (ms) of the runs here, null before the first. */
+  readonly meanMs: number | null;
+  readonly runs: number;
+}
+
+/** `GET /v1/status`. */
+export interface HostStatus {
+  readonly host: string;
+  readonly tier: string;
+  readonly ready: boolean;
+  readonly cpuPercent: number | null;
+  readonly inFlight: number;
+  readonly busy: number;
+  readonly threads: number;
+  readonly heapFlags: readonly string[];
+  readonly segments: readonly SegmentStat[];
+}
+
+/** A host whose status could not be had, and why. */
+export interface HostUnreachable {
+  readonly host: string;
+  readonly error: string;
+}
+
+export function isReachable(s: HostStatus | HostUnreachable): s is HostStatus {
+  return !('error' in s);
+}
+
+export interface ClusterView {
+  /** Profiles of this host and every peer it can reach now, this host's first. */
+  profiles(): Promise<Profile[]>;
+  /** Link measurements of this host and of every reachable peer that answers. */
+  links(): Promise<LinkReport[]>;
+  /** Every host's status, in config order; an unreachable one as `{host, error}`. */
+  statuses(): Promise<(HostStatus | HostUnreachable)[]>;
+}

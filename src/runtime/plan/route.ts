@@ -1,0 +1,33 @@
+/**
+ * Plans as routes: the stages a request is stamped with, in tier order, the origin first (running nothing
+ * when the plan gives it no blocks). Blocks are the planner's unit; a route carries node ranges.
+ */
+import type { Plan } from '../../planner/types.js';
+import type { RouteStage } from '../../transport/frame.js';
+
+export interface HostView {
+  readonly name: string;
+  readonly tier: string;
+}
+
+/** A block as a node range `[start, end)` of the model's execution order. */
+export interface BlockRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+export function routeOf(p: Plan, origin: HostView, blocks: readonly BlockRange[]): RouteStage[] {
+  const nodes = (a: number, b: number): { from: number; to: number } => ({ from: blocks[a].start, to: blocks[b - 1].end });
+  const route: RouteStage[] = [];
+  if (p.stages[0]?.host !== origin.name) route.push({ host: origin.name, tier: origin.tier, from: 0, to: 0 });
+  for (const s of p.stages) route.push({ host: s.host, tier: s.tier, ...nodes(s.start, s.end) });
+  return route;
+}
+
+export function sameRoute(a: readonly RouteStage[], b: readonly RouteStage[]): boolean {
+  return a.length === b.length && a.every((s, i) => s.host === b[i].host && s.tier === b[i].tier && s.from === b[i].from && s.to === b[i].to);
+}
+
+export function describeRoute(route: readonly RouteStage[]): string {
+  return route.map((s) => (s.to > s.from ? `${s.host}[${s.from}:${s.to})` : `${s.host}(input)`)).join(' -> ');
+}
