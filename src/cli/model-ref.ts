@@ -37,7 +37,7 @@ export function buildZooFile(name: string, small: boolean, file: string, seed = 
 }
 
 /** The ONNX file a MODEL argument names, building a zoo model into the cache when needed. */
-export function resolveModelPath(ref: string): string {
+function resolveModelPath(ref: string): string {
   if (existsSync(ref)) return ref;
   const z = parseZooName(ref);
   if (!z) throw new CleaveError('E_BAD_INPUT', `model '${ref}': no such file, and not a zoo model (known: ${ZOO.map((e) => e.name).join(', ')}; add -small for the small variant)`);

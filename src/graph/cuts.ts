@@ -127,7 +127,7 @@ export function blocksOf(model: OnnxModel, cuts: readonly Cut[], boundaries: rea
 }
 
 /** Bytes of the constants (initializers) that nodes `[start, end)` read, each counted once. */
-export function weightBytesOf(model: OnnxModel, start: number, end: number): number {
+function weightBytesOf(model: OnnxModel, start: number, end: number): number {
   let sum = 0;
   for (const name of constantsRead(model, start, end)) {
     const t = model.initializers.get(name);

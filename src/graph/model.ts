@@ -28,7 +28,7 @@ export interface TensorDecl {
 }
 
 /** A compute node: `deps` are the non-constant tensors it reads, including outer-scope reads of subgraphs. */
-export interface GraphNode {
+interface GraphNode {
   /** Index in the original `graph.node` list. */
   readonly protoIndex: number;
   readonly name: string;
@@ -214,7 +214,7 @@ export function nodeReads(n: INodeProto): string[] {
 }
 
 /** Names a subgraph reads from enclosing scopes: read inside, but not defined inside. */
-export function outerReads(g: IGraphProto): Set<string> {
+function outerReads(g: IGraphProto): Set<string> {
   const defined = new Set<string>();
   for (const i of g.input ?? []) if (i.name) defined.add(i.name);
   for (const t of g.initializer ?? []) if (t.name) defined.add(t.name);

@@ -8,7 +8,6 @@ export const onnx = onnxProto.onnx;
 import type { onnx as O } from 'onnx-proto';
 
 export type ModelProto = O.ModelProto;
-export type IModelProto = O.IModelProto;
 export type IGraphProto = O.IGraphProto;
 export type INodeProto = O.INodeProto;
 export type ITensorProto = O.ITensorProto;
@@ -22,7 +21,7 @@ export function toNum(v: number | { toNumber(): number } | null | undefined): nu
 }
 
 /** Element types by ONNX TensorProto.DataType value. `ort` is the onnxruntime-node tensor type name. */
-export interface DTypeInfo {
+interface DTypeInfo {
   readonly id: number;
   readonly name: DType;
   readonly bytes: number;

@@ -5,7 +5,7 @@
  */
 import { CleaveError } from '../errors.js';
 
-export interface OrderNode {
+interface OrderNode {
   readonly deps: readonly string[];
   readonly outputs: readonly string[];
 }

@@ -42,6 +42,6 @@ export function violated(p: Prepared, s: Shape, m: Metrics, constraints: readonl
 }
 
 /** The one definition of the share test, so every search path decides it identically. */
-export function shareOk(tierCompute: number, totalCompute: number, share: number): boolean {
+function shareOk(tierCompute: number, totalCompute: number, share: number): boolean {
   return tierCompute <= share * totalCompute;
 }

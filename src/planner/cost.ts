@@ -31,12 +31,12 @@
 import type { Prepared, Shape } from './prepare.js';
 
 /** Bytes sent when the sender's last block ends at boundary `c` (0: the device ran nothing: raw input). */
-export function bytesAt(p: Prepared, c: number): number {
+function bytesAt(p: Prepared, c: number): number {
   return p.bytesOut[c];
 }
 
 /** A hop `from -> to` carrying `bytes`: latency atoms and busy atoms, or undefined without a link. */
-export function hopCost(p: Prepared, from: number, to: number, bytes: number): { lat: number; busy: number } | undefined {
+function hopCost(p: Prepared, from: number, to: number, bytes: number): { lat: number; busy: number } | undefined {
   const i = from * p.H + to;
   const k = p.linkK[i];
   if (Number.isNaN(k)) return undefined;
@@ -67,7 +67,7 @@ export function transfers(p: Prepared, from: number, to: number): Float64Array |
 }
 
 /** The result's return `last -> origin` under the cleave model (zero under scission or when last is the origin). */
-export function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number; used: boolean } | undefined {
+function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number; used: boolean } | undefined {
   if (!p.returns || last === origin) return { lat: 0, busy: 0, bytes: 0, used: false };
   const i = last * p.H + origin;
   const k = p.retK[i];

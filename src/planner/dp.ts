@@ -1,6 +1,8 @@
 /**
  * Exact top-K plans by (latency, canonical order), by dynamic programming backwards over the tier chain,
  * one run per origin host. O(n x (sum over tier pairs of hosts x hosts) x K) per origin.
+ * (Past 400 lines on purpose: one algorithm whose state layout, recurrence and K-best merge share invariants
+ * that read best side by side.)
  *
  * States, for the chosen origin o:
  *   E(q, g, c)  host g at tier position q has just run its last block, c - 1 (c = 0: the device ran none);
@@ -30,7 +32,7 @@ import { slotLayout, type Prepared, type Shape } from './prepare.js';
 import { stageAtoms, stageWindows } from './window.js';
 
 /** The result of one run: the K best plans from this origin, as shapes with their latency atoms. */
-export interface Ranked {
+interface Ranked {
   readonly shape: Shape;
   readonly latency: number;
 }

@@ -12,7 +12,7 @@ import type { PlanInput, PlanResult } from './types.js';
 type Step = Shape['steps'][number];
 
 /** Calls `visit` with every plan shape (constraints not applied), or with the first `limit` of them. */
-export function forEachShape(p: Prepared, visit: (s: Shape) => void, limit = Infinity): void {
+function forEachShape(p: Prepared, visit: (s: Shape) => void, limit = Infinity): void {
   const hostsOf: number[][] = p.tiers.map(() => []);
   for (let h = 0; h < p.H; h++) hostsOf[p.hostTier[h]].push(h);
   const steps: Step[] = [];

@@ -34,7 +34,7 @@ export function formatPlan(plan: Plan): string {
 }
 
 /** The slowest stage or link of a plan, in words. */
-export function bottleneckOf(plan: Plan): string {
+function bottleneckOf(plan: Plan): string {
   let best = `stage ${plan.stages[0]?.host ?? ''}`;
   let v = -1;
   for (const s of plan.stages) {

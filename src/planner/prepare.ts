@@ -2,6 +2,9 @@
  * Validates a PlanInput (errors name the host, link, block or constraint source) and turns it into the
  * flat tables the searches run on: per-host prefix sums of block atoms, link costs per host pair, and the
  * constraints folded into per-tier and per-host limits.
+ *
+ * Past 400 lines on purpose: validation and the tables it fills are one pass over the input, and splitting
+ * them would repeat the walk or pass half-built tables between files.
  */
 import { CleaveError } from '../errors.js';
 import { ATOMS_PER_MS, toAtoms } from './atoms.js';

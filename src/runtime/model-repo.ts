@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CleaveError } from '../errors.js';
 import { OnnxModel } from '../graph/model.js';
 
-export interface RepoModel {
+interface RepoModel {
   readonly name: string;
   readonly version: string;
   readonly path: string;
@@ -31,7 +31,7 @@ export function listModels(dir: string): RepoModel[] {
   return out;
 }
 
-export function findModel(dir: string, name: string): RepoModel {
+function findModel(dir: string, name: string): RepoModel {
   const all = listModels(dir);
   const m = all.find((x) => x.name === name);
   if (!m) throw new CleaveError('E_UNKNOWN_MODEL', `model '${name}' is not in the repository ${dir} (has: ${all.map((x) => x.name).join(', ') || 'nothing'})`);

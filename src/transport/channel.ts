@@ -14,7 +14,7 @@ import type { LinkMeter } from './measure.js';
 import type { Pipe } from './emulator.js';
 import type { TransportOptions } from './options.js';
 
-export interface ChannelConfig {
+interface ChannelConfig {
   ws: WebSocket;
   options: TransportOptions;
   log: Logger;

@@ -19,7 +19,7 @@ export interface PeerIdentity extends HostIdentity {
   modelSha256: string;
 }
 
-export interface HelloBody extends PeerIdentity {
+interface HelloBody extends PeerIdentity {
   protocol: number;
 }
 

@@ -7,7 +7,7 @@ import { parseBytes, parseIntFlag } from '../args.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
 import { loadModel, shapeMap } from '../model-ref.js';
 
-export const inspectHelp = `cleave inspect MODEL [--shape NAME=1x3x224x224 ...] [--max-tensors K] [--max-bytes B] [--json]
+const inspectHelp = `cleave inspect MODEL [--shape NAME=1x3x224x224 ...] [--max-tensors K] [--max-bytes B] [--json]
 
 Reads an ONNX model (a file, or a zoo name such as resnet50 or mobilenetv2-small), measures every
 tensor for the given input shapes (one ONNX Runtime run), and prints its inputs, outputs, node and
@@ -31,7 +31,7 @@ export function granularityFrom(v: { 'max-tensors'?: string; 'max-bytes'?: strin
   };
 }
 
-export interface CutCounts {
+interface CutCounts {
   inner: number;
   single: number;
   multi: number;

@@ -3,7 +3,7 @@ import { CleaveError } from '../../errors.js';
 import { parseFloatFlag } from '../args.js';
 import { table } from '../format.js';
 
-export const linkHelp = `cleave link set FROM TO [--mbps N] [--delay MS] [--off] [--url URL]
+const linkHelp = `cleave link set FROM TO [--mbps N] [--delay MS] [--off] [--url URL]
 cleave link show [--url URL]
 
 Changes the emulated bandwidth (Mbit/s, 10^6 bits) and one-way delay of the directed link FROM -> TO

@@ -20,7 +20,7 @@ import {
   type Profile,
 } from '../../planner/index.js';
 
-export const planHelp = `cleave plan --profiles FILE... --network FILE.csv [options]
+const planHelp = `cleave plan --profiles FILE... --network FILE.csv [options]
 
 Finds the best ways to split a model across device, edge and cloud hosts from their profiles (written by
 'cleave profile') and a network file. Exact: the same answer as trying every split on every host, found

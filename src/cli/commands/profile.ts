@@ -10,7 +10,7 @@ import { fmtBytes } from '../format.js';
 import { loadModel, shapeMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';
 
-export const profileHelp = `cleave profile MODEL --tier device|edge|cloud --host NAME [--repeats N] [--warmup N] [--threads N]
+const profileHelp = `cleave profile MODEL --tier device|edge|cloud --host NAME [--repeats N] [--warmup N] [--threads N]
                      [--chunks K] [--cpus C] [--out FILE] [--shape NAME=DIMS ...] [--max-tensors K] [--max-bytes B] [--check N]
 
 Benchmarks every block of MODEL on this machine, each as its own ONNX Runtime session (warm-up, then N

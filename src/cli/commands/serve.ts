@@ -8,7 +8,7 @@ import { cacheDir } from '../model-ref.js';
 import { describeRoute } from '../../runtime/plan/route.js';
 import { hasHostNodeFlags, reexecWithHostFlags } from '../../runtime/process/node-flags.js';
 
-export const serveHelp = `cleave serve --name NAME --models DIR [--config FILE] [--tier TIER --listen HOST:PORT]
+const serveHelp = `cleave serve --name NAME --models DIR [--config FILE] [--tier TIER --listen HOST:PORT]
              [--model NAME] [--peers NAME=TIER@HOST:PORT,...] [--threads N]
 
 Runs one host: loads the model from the repository DIR (DIR/NAME/1/model.onnx or DIR/NAME.onnx),

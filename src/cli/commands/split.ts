@@ -10,7 +10,7 @@ import { parseIntList } from '../args.js';
 import { fmtBytes } from '../format.js';
 import { loadModel, shapeMap } from '../model-ref.js';
 
-export const splitHelp = `cleave split MODEL --cuts i,j,... --out DIR [--shape NAME=DIMS ...]
+const splitHelp = `cleave split MODEL --cuts i,j,... --out DIR [--shape NAME=DIMS ...]
 
 Writes one standalone ONNX model per segment (segment-0.onnx, segment-1.onnx, ...) and manifest.json:
 each segment's node range, input and output tensors (names, dtypes, dims, bytes). Cuts are positions

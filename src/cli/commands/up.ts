@@ -7,7 +7,7 @@ import { launchDeployment } from '../../runtime/process/launcher.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { buildZooFile, cacheDir, parseZooName } from '../model-ref.js';
 
-export const upHelp = `cleave up [--model NAME] [--config FILE] [--models DIR] [--no-quota] [--verbose]
+const upHelp = `cleave up [--model NAME] [--config FILE] [--models DIR] [--no-quota] [--verbose]
 
 Starts every host of a deployment (by default: device, edge and cloud on 127.0.0.1:8000-8002 serving
 ResNet50) as separate OS processes, applies each host's CPU quota through cgroups where Linux and root

@@ -5,7 +5,7 @@ import { parseFloatFlag, parseIntFlag } from '../args.js';
 import { loadModel, shapeMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';
 
-export const verifyHelp = `cleave verify MODEL [--shape NAME=DIMS ...] [--json] [--atol A] [--rtol R] [--combos N] [--exhaustive]
+const verifyHelp = `cleave verify MODEL [--shape NAME=DIMS ...] [--json] [--atol A] [--rtol R] [--combos N] [--exhaustive]
                     [--max-tensors K] [--max-bytes B]
 
 Runs the whole model, then the model split at every block boundary, chained segment by segment (each

@@ -5,7 +5,7 @@ import { ZOO, zooEntry } from '../../graph/zoo/index.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
 import { buildZooFile } from '../model-ref.js';
 
-export const zooHelp = `cleave zoo list
+const zooHelp = `cleave zoo list
 cleave zoo build [NAMES...] [--out DIR] [--small] [--seed N]
 
 Writes architecture-faithful ONNX models of the Keras Applications (seeded deterministic weights;

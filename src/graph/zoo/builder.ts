@@ -6,12 +6,12 @@
 import { onnx, type INodeProto, type ITensorProto, type IAttributeProto, type IValueInfoProto } from '../onnx.js';
 
 /** Wrap a number to store it as a FLOAT attribute even when it is an integer (e.g. `alpha: float(1)`). */
-export class FloatAttr {
+class FloatAttr {
   constructor(readonly value: number) {}
 }
 export const float = (v: number): FloatAttr => new FloatAttr(v);
 
-export type AttrValue = number | number[] | string | FloatAttr;
+type AttrValue = number | number[] | string | FloatAttr;
 
 /** How a weight tensor is filled. All kinds are deterministic given the builder's seed. */
 export type WeightInit =
@@ -25,7 +25,7 @@ export type WeightInit =
   | 'mean' // uniform in [-0.1, 0.1]
   | 'var'; // uniform in [0.8, 1.2]
 
-export interface KerasLayerRecord {
+interface KerasLayerRecord {
   readonly name: string;
   readonly kind: string;
   /** Tensor names feeding the layer (its Keras inbound layers' outputs). */

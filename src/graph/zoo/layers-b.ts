@@ -15,7 +15,7 @@ export interface T4 {
 }
 
 /** A 2-D activation [1, units]. */
-export interface T2 {
+interface T2 {
   readonly name: string;
   readonly units: number;
 }

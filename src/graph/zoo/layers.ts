@@ -1,4 +1,6 @@
 /**
+ * (Past 400 lines on purpose: one small helper per Keras layer, a flat catalogue read by name.)
+ *
  * Keras layers as ONNX nodes, for writing the zoo's architectures the way keras/applications writes them:
  * one helper call per Keras layer, with Keras's own defaults (Conv2D and Dense have a bias, padding is
  * 'valid', pooling strides default to the pool size, BatchNormalization epsilon is 1e-3) so a family file
@@ -30,7 +32,7 @@ export interface Tensor {
 }
 
 /** A size given once for both spatial axes, or as (height, width) like Keras's tuples. */
-export type Pair = number | readonly [number, number];
+type Pair = number | readonly [number, number];
 
 /** Keras padding modes. 'same' pads like TensorFlow: total `max((out-1)*s + k_eff - in, 0)`, the odd pixel after. */
 export type Padding = 'same' | 'valid';
@@ -80,7 +82,7 @@ export function widths(small: boolean | undefined, divisor: number): (c: number)
 const counters = new WeakMap<GraphBuilder, Map<string, number>>();
 
 /** The layer name Keras would give: `name` if given, else `<snake_class>` then `<snake_class>_1`, ... */
-export function layerName(b: GraphBuilder, snake: string, name?: string): string {
+function layerName(b: GraphBuilder, snake: string, name?: string): string {
   if (name !== undefined) return name;
   let m = counters.get(b);
   if (!m) counters.set(b, (m = new Map()));

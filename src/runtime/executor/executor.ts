@@ -1,4 +1,6 @@
 /**
+ * executor/: ONNX Runtime in worker threads, its message protocol, tensor checks, the session cache, ORT options.
+ *
  * The executor runs ONNX Runtime sessions in worker threads, so that session creation and `run()`, which
  * block the thread that calls them in onnxruntime-node, never block the host's event loop (heartbeats,
  * pings, HTTP). Sessions are keyed by a caller-chosen string (a segment: `${modelSha}:${a}-${b}`), built
@@ -69,7 +71,7 @@ export interface RunResult {
   readonly computeMs: number;
 }
 
-export interface SessionInfo {
+interface SessionInfo {
   readonly key: string;
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
@@ -84,7 +86,7 @@ export interface SessionInfo {
  * that a worker that dies can be given the session again. Pass a path to keep a large model out of the
  * main thread's memory altogether. Bytes must not change until `load` resolves.
  */
-export type ModelSource = Uint8Array | string;
+type ModelSource = Uint8Array | string;
 
 class Entry {
   /** Known once the first worker has loaded the session. */
@@ -198,10 +200,6 @@ export class Executor {
   isWarm(key: string): boolean {
     const e = this.#cache.peek(key);
     return e !== undefined && e.warm && this.#slots.some((s) => s.warm.has(key));
-  }
-
-  info(key: string): SessionInfo | undefined {
-    return this.#cache.peek(key)?.info;
   }
 
   /** Declared inputs of a loaded session; E_NOT_READY before its load resolves. */

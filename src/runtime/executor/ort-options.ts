@@ -10,7 +10,7 @@ import type ort from 'onnxruntime-node';
  * wrong (Keras ResNetV2's ZeroPadding2D + MaxPooling2D on the un-activated stem conv); a split between the
  * Pad and the MaxPool would then disagree with the whole model.
  */
-export const ORT_DISABLED_OPTIMIZERS = 'Pad_Fusion';
+const ORT_DISABLED_OPTIMIZERS = 'Pad_Fusion';
 
 /** `intraOpThreads` 0 lets ORT choose. */
 export function ortSessionOptions(intraOpThreads: number): ort.InferenceSession.SessionOptions {

@@ -24,14 +24,14 @@ export interface RunRequest {
   readonly outputs?: readonly string[];
 }
 
-export interface ReleaseRequest {
+interface ReleaseRequest {
   readonly op: 'release';
   readonly id: number;
   readonly key: string;
 }
 
 /** Releases every session and closes the worker's port after the reply, so the thread exits. */
-export interface CloseRequest {
+interface CloseRequest {
   readonly op: 'close';
   readonly id: number;
 }
@@ -62,7 +62,7 @@ export interface DoneReply {
   readonly ok: true;
 }
 
-export interface FailedReply {
+interface FailedReply {
   readonly id: number;
   readonly ok: false;
   readonly code: ErrorCode;

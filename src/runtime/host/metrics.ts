@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { LinkReport } from '../plan/cluster-view.js';
 
 /** Microsecond buckets, fine below 5 ms where split inference on loopback lives. */
-export const LATENCY_BUCKETS_US = [
+const LATENCY_BUCKETS_US = [
   100, 200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10_000, 15_000, 20_000, 30_000, 50_000,
   75_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
 ];

@@ -63,12 +63,12 @@ export function halfToNumber(h: number): number {
 // JSON tensor data in
 
 /** Why one JSON element cannot be stored; oip.ts adds the input name and the element's path. */
-export class Reject {
+class Reject {
   constructor(readonly reason: string) {}
 }
 
 /** Converts one JSON element to what the typed array stores, or says why it cannot. */
-export type ElementConv = (v: unknown) => number | bigint | Reject;
+type ElementConv = (v: unknown) => number | bigint | Reject;
 
 export function describe(v: unknown): string {
   if (v === null) return 'null';

@@ -4,7 +4,8 @@
  * headers out; the model metadata body. Pure: bytes and JSON only, no express, no sockets, no ORT.
  *
  * Every malformed request throws CleaveError E_BAD_INPUT (400) naming the field; a body past
- * `maxBodyBytes` throws E_TOO_LARGE (413).
+ * `maxBodyBytes` throws E_TOO_LARGE (413). (Past 400 lines on purpose: request and response codecs share
+ * the datatype and shape rules below; the element codecs already live in oip-binary.ts.)
  *
  * Decisions where the protocol leaves room (see oip-binary.ts for the element codecs):
  * - INT64/UINT64 in JSON: numbers are accepted only as safe integers (|v| <= 2^53-1), because JSON.parse
@@ -47,7 +48,7 @@ export type OipDatatype =
   | 'BYTES';
 
 /** One input or output as the model metadata describes it. -1 in `shape` is a dimension of any size. */
-export interface OipTensorSpec {
+interface OipTensorSpec {
   readonly name: string;
   readonly datatype: OipDatatype;
   readonly shape: readonly number[];
@@ -62,24 +63,24 @@ export interface ModelSignature {
   readonly outputs: readonly OipTensorSpec[];
 }
 
-export interface OipLimits {
+interface OipLimits {
   /** Largest request body, JSON and binary parts together (413 E_TOO_LARGE beyond). Default 64 MiB, the
    * same as RuntimeLimits.maxBodyBytes, so the gateway can pass its RuntimeLimits as they are. */
   maxBodyBytes: number;
 }
 
-export const DEFAULT_OIP_LIMITS: Readonly<OipLimits> = Object.freeze({ maxBodyBytes: 64 * 1024 * 1024 });
+const DEFAULT_OIP_LIMITS: Readonly<OipLimits> = Object.freeze({ maxBodyBytes: 64 * 1024 * 1024 });
 
 /** The HTTP header giving the length of the JSON part of a body that carries binary tensor data. */
 export const INFERENCE_HEADER = 'Inference-Header-Content-Length';
 
-export interface RequestedOutput {
+interface RequestedOutput {
   readonly name: string;
   /** Resolved: the output's `parameters.binary_data`, else the request's `binary_data_output`. */
   readonly binary: boolean;
 }
 
-export interface InferRequest {
+interface InferRequest {
   readonly id?: string;
   /** Every model input, keyed by name; binary data are views over the body where alignment allows. */
   readonly inputs: Record<string, TensorLike>;
@@ -91,7 +92,7 @@ export interface InferRequest {
   readonly parameters?: Readonly<Record<string, unknown>>;
 }
 
-export interface EncodedResponse {
+interface EncodedResponse {
   readonly body: Buffer;
   /** Content-Type, and Inference-Header-Content-Length when any output is binary. */
   readonly headers: Record<string, string>;
@@ -117,7 +118,7 @@ const TO_OIP: Readonly<Record<TensorDType, OipDatatype>> = {
 const FROM_OIP = new Map(Object.entries(TO_OIP).map(([k, v]) => [v, k as TensorDType]));
 const OIP_NAMES = [...FROM_OIP.keys(), 'BYTES'];
 
-export function isOipDatatype(s: string): s is OipDatatype {
+function isOipDatatype(s: string): s is OipDatatype {
   return OIP_NAMES.includes(s);
 }
 

@@ -1,4 +1,6 @@
 /**
+ * local/: in-process ORT for the CLI and start-up: model analysis, the profiler, split verification.
+ *
  * A model analysed for given input shapes: every tensor's measured type, every cut's frontier and bytes,
  * and the blocks a granularity selects. `inspect`, `split`, `profile` and the hosts all start here.
  */
@@ -23,7 +25,7 @@ export async function analyze(model: OnnxModel, inputs: readonly InputSpec[], gr
   return analysisFrom(model, inputs, types, granularity);
 }
 
-export function analysisFrom(model: OnnxModel, inputs: readonly InputSpec[], types: TensorTypes, granularity: Granularity = {}): Analysis {
+function analysisFrom(model: OnnxModel, inputs: readonly InputSpec[], types: TensorTypes, granularity: Granularity = {}): Analysis {
   const cuts = allCuts(model, types);
   const boundaries = selectCuts(cuts, granularity);
   const blocks = blocksOf(model, cuts, boundaries);

@@ -302,7 +302,7 @@ function round(x: number): number {
 }
 
 /** CPU model, cores and memory; systeminformation for the CPU brand, os as the fallback. */
-export async function hostFacts(): Promise<{ cpu: string; cores: number; memoryBytes: number }> {
+async function hostFacts(): Promise<{ cpu: string; cores: number; memoryBytes: number }> {
   try {
     const si = await import('systeminformation');
     const c = await si.cpu();

@@ -23,13 +23,13 @@ export interface VerifyOptions {
   readonly onProgress?: (done: number, total: number, what: string) => void;
 }
 
-export interface Mismatch {
+interface Mismatch {
   readonly split: string;
   readonly tensor: string;
   readonly maxAbs: number;
 }
 
-export interface VerifyResult {
+interface VerifyResult {
   readonly model: string;
   readonly cuts: number;
   readonly splitsChecked: number;
@@ -148,7 +148,7 @@ function maxMagnitude(t: ort.Tensor): number {
 }
 
 /** numpy.allclose semantics: |got - want| <= atol + rtol * |want| for every element. */
-export function diff(got: ort.Tensor, want: ort.Tensor, atol: number, rtol: number): { ok: boolean; maxAbs: number; maxRel: number } {
+function diff(got: ort.Tensor, want: ort.Tensor, atol: number, rtol: number): { ok: boolean; maxAbs: number; maxRel: number } {
   if (got.type !== want.type || got.dims.join(',') !== want.dims.join(','))
     return { ok: false, maxAbs: Infinity, maxRel: Infinity };
   const a = got.data as ArrayLike<number | bigint>;

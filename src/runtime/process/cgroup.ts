@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 
-export interface CpuQuotaResult {
+interface CpuQuotaResult {
   readonly applied: boolean;
   /** 'v2' | 'v1' when applied; why not otherwise. */
   readonly detail: string;

@@ -1,4 +1,6 @@
 /**
+ * process/: OS processes of a deployment: the launcher, CPU quotas through cgroups, the hosts' Node flags.
+ *
  * Starts every host of a deployment as its own OS process (`cleave serve`), applies CPU quotas through
  * cgroups where asked and allowed, and waits for the origin to be ready. `cleave up` and the benchmarks use
  * it; tests that need no process isolation start hosts in-process instead.
