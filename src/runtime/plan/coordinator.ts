@@ -29,7 +29,7 @@ export interface CoordinatorOptions {
   readonly costModel?: CostModel;
   /** A pair of hosts with no measured link: 'skip' (default: not usable yet) or 'error'. */
   readonly missingLinks?: PlannerOptions['missingLinks'];
-  /** The deployment's constraints, applied to every search (a pin adds its own). */
+  /** The deployment's constraints, applied to every search but a pin's (an operator's explicit plan). */
   readonly constraints?: readonly Constraint[];
   /** Adopted plans kept in `plans`. */
   readonly historyLength: number;
@@ -148,6 +148,8 @@ export class Coordinator {
   async adopt(p: Plan | undefined, how: { pinned: boolean; reason: string }): Promise<ActivePlan> {
     if (!p) throw new CleaveError('E_NO_PLAN', 'the planner found no plan');
     while (this.switching) await this.switching.catch(() => undefined);
+    // A pin committed while this switch waited wins over a plan searched before it.
+    if (!how.pinned && this.active?.pinned) return this.active;
     const run = (async (): Promise<ActivePlan> => {
       const route = this.routeOf(p);
       if (this.active && sameRoute(this.active.route, route)) {

@@ -1,0 +1,401 @@
+/**
+ * The HTTP app built from fake ControlDeps and GatewayDeps, driven without a socket by light-my-request.
+ * Errors come back as `{"error", "code"}` with the status their code carries.
+ */
+import inject from 'light-my-request';
+import { describe, expect, it, vi } from 'vitest';
+import { CleaveError } from '../src/errors.js';
+import type { Plan } from '../src/planner/types.js';
+import type { TensorLike } from '../src/runtime/executor/executor.js';
+import { HostMetrics } from '../src/runtime/host/metrics.js';
+import type { Routed } from '../src/runtime/host/pipeline.js';
+import { buildApp } from '../src/runtime/http/app.js';
+import type { ControlDeps, PlanDeps } from '../src/runtime/http/control.js';
+import type { GatewayDeps } from '../src/runtime/http/gateway.js';
+import { signatureOf } from '../src/runtime/http/oip.js';
+import type { ActivePlan } from '../src/runtime/plan/coordinator.js';
+import type { HostStatus, LinkReport } from '../src/runtime/plan/cluster-view.js';
+import { f32, profile, silent } from './helpers/fakes.js';
+
+const TOKEN = 'peer-secret';
+const SIG = signatureOf('tiny', ['1'], [{ name: 'x', dtype: 'float32', shape: [1, 4] }], [{ name: 'y', dtype: 'float32', shape: [1, 2] }]);
+
+const PREDICTED: Plan = {
+  origin: 'device',
+  originTier: 'device',
+  stages: [
+    { tier: 'device', host: 'device', start: 0, end: 2, computeMs: 3, weightBytes: 10 },
+    { tier: 'edge', host: 'edge', start: 2, end: 4, computeMs: 4, weightBytes: 10 },
+  ],
+  hops: [
+    { from: 'device', to: 'edge', bytes: 1000, ms: 5.35, busyMs: 0.35, kind: 'forward' },
+    { from: 'edge', to: 'device', bytes: 1000, ms: 5.35, busyMs: 0.35, kind: 'return' },
+  ],
+  latencyMs: 17.7,
+  computeMs: 7,
+  transferMs: 10.7,
+  bottleneckMs: 4,
+  throughputRps: 250,
+  deviceBytesOut: 1000,
+  deviceComputeMs: 3,
+  bytesTransferred: 2000,
+};
+
+function active(epoch: number, pinned = false): ActivePlan {
+  return {
+    epoch,
+    route: [{ host: 'device', tier: 'device', from: 0, to: 20 }, { host: 'edge', tier: 'edge', from: 20, to: 40 }],
+    predicted: PREDICTED,
+    pinned,
+    adoptedAt: '2026-01-01T00:00:00.000Z',
+    reason: pinned ? 'pinned by PUT /v1/plan' : 'start-up',
+  };
+}
+
+function status(host: string, segments: HostStatus['segments']): HostStatus {
+  return { host, tier: host, ready: true, cpuPercent: null, inFlight: 0, busy: 0, threads: 1, heapFlags: [], segments };
+}
+
+const LINK: LinkReport = { from: 'device', to: 'edge', rttMs: 9, throughputBps: 5e6, state: 'open', bytesSent: 0, queuedBytes: 0, emulation: null };
+
+function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
+  const state = { ready: true, plan: { epoch: 7, route: active(7).route } as Routed | null };
+  const coordinator = {
+    current: null as ActivePlan | null,
+    plans: [] as ActivePlan[],
+    pin: vi.fn(async (_stages: readonly { host: string; blocks: readonly [number, number] }[]) => active(8, true)),
+    unpin: vi.fn(async () => active(9)),
+  };
+  const cluster: PlanDeps['cluster'] = {
+    profiles: async () => [],
+    links: vi.fn(async () => [LINK]),
+    statuses: async () => [
+      status('device', [
+        { from: 0, to: 40, warm: true, meanMs: 99, runs: 1 },
+        { from: 0, to: 20, warm: true, meanMs: 2.5, runs: 3 },
+      ]),
+      status('edge', [{ from: 20, to: 40, warm: true, meanMs: 3.5, runs: 3 }]),
+      { host: 'cloud', error: 'timed out' },
+    ],
+  };
+  const control = {
+    self: 'device',
+    token: TOKEN,
+    limits: { maxControlBodyBytes: 1024 },
+    status: () => status('device', []),
+    profile: () => profile('device', 'device', [1, 1]),
+    links: () => [LINK],
+    prepareSegment: vi.fn(async (_from: number, _to: number) => undefined),
+    hasLink: (to: string) => to === 'edge',
+    setLinkEmulation: vi.fn((_to: string, s: unknown) => s as never),
+    forward: vi.fn(async (host: string, method: string, path: string, _body?: unknown): Promise<unknown> => ({ forwardedTo: host, method, path })),
+    ...(o.plan !== false && { plan: { tiers: ['device', 'edge', 'cloud'], coordinator, cluster } }),
+  } satisfies ControlDeps;
+  const metrics = new HostMetrics('device', 'device');
+  const gateway = {
+    model: { name: 'tiny', version: '1', signature: SIG },
+    serverVersion: '9.9.9-test',
+    limits: { maxBodyBytes: 64 * 1024, deadlineMs: 5000 },
+    ready: () => state.ready,
+    plan: () => state.plan,
+    infer: vi.fn(async (_plan: Routed, _inputs: Record<string, TensorLike>, _deadlineMs: number): Promise<Record<string, TensorLike>> => ({ y: f32([0.5, 1.5], [1, 2]) })),
+    metrics,
+    log: silent,
+  } satisfies GatewayDeps;
+  const app = buildApp({
+    ready: () => state.ready,
+    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'cleave_test 1\n' }),
+    control,
+    ...(o.gateway !== false && { gateway }),
+    log: silent,
+  });
+  return { app, state, control, coordinator, cluster, gateway, metrics };
+}
+
+type App = ReturnType<typeof rig>['app'];
+
+async function call(app: App, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) {
+  const raw = typeof payload === 'string';
+  const res = await inject(app, {
+    method,
+    url,
+    ...(payload !== undefined && { payload: raw ? payload : JSON.stringify(payload) }),
+    headers: { ...(payload !== undefined && { 'content-type': 'application/json' }), ...headers },
+  });
+  const body: unknown = res.headers['content-type']?.toString().includes('json') ? res.json() : res.body;
+  return { status: res.statusCode, headers: res.headers, body: body as Record<string, unknown> & unknown[] };
+}
+
+const X = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] };
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+describe('health, metrics, unknown endpoints', () => {
+  it('live is 200; ready follows ready()', async () => {
+    const { app, state } = rig();
+    expect(await call(app, 'GET', '/v2/health/live')).toMatchObject({ status: 200, body: { live: true } });
+    expect(await call(app, 'GET', '/v2/health/ready')).toMatchObject({ status: 200, body: { ready: true } });
+    state.ready = false;
+    expect(await call(app, 'GET', '/v2/health/ready')).toMatchObject({ status: 503, body: { ready: false } });
+  });
+
+  it('an unknown endpoint is 404 E_NOT_FOUND as a JSON error', async () => {
+    const r = await call(rig().app, 'GET', '/v3/nothing');
+    expect(r.status).toBe(404);
+    expect(r.headers['content-type']).toMatch(/^application\/json/);
+    expect(r.body).toEqual({ error: 'no such endpoint: GET /v3/nothing', code: 'E_NOT_FOUND' });
+  });
+
+  it('without a gateway (a non-origin host) the inference routes are unknown', async () => {
+    const { app } = rig({ gateway: false });
+    expect(await call(app, 'GET', '/v2')).toMatchObject({ status: 404, body: { code: 'E_NOT_FOUND' } });
+    expect(await call(app, 'POST', '/v2/models/tiny/infer', X)).toMatchObject({ status: 404, body: { code: 'E_NOT_FOUND' } });
+  });
+
+  it('GET /metrics returns the exposition with its content type', async () => {
+    const r = await call(rig().app, 'GET', '/metrics');
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(r.body).toBe('cleave_test 1\n');
+  });
+});
+
+describe('gateway', () => {
+  it('GET /v2 reports the server version', async () => {
+    const r = await call(rig().app, 'GET', '/v2');
+    expect(r).toMatchObject({ status: 200, body: { name: 'cleave', version: '9.9.9-test' } });
+  });
+
+  it('model metadata, and model readiness following ready()', async () => {
+    const { app, state } = rig();
+    const inputs = [{ name: 'x', datatype: 'FP32', shape: [1, 4] }];
+    const meta = { name: 'tiny', versions: ['1'], platform: 'onnxruntime_onnx', inputs, outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2] }] };
+    expect(await call(app, 'GET', '/v2/models/tiny')).toEqual(expect.objectContaining({ status: 200, body: meta }));
+    expect(await call(app, 'GET', '/v2/models/tiny/versions/1')).toEqual(expect.objectContaining({ status: 200, body: meta }));
+    state.ready = false;
+    expect(await call(app, 'GET', '/v2/models/tiny/ready')).toMatchObject({ status: 503, body: { name: 'tiny', ready: false } });
+  });
+
+  it('an unknown model or version is 404 E_UNKNOWN_MODEL', async () => {
+    const { app, gateway } = rig();
+    expect(await call(app, 'GET', '/v2/models/huge')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
+    expect(await call(app, 'GET', '/v2/models/tiny/versions/2')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
+    expect(await call(app, 'POST', '/v2/models/huge/infer', X)).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
+    expect(gateway.infer).not.toHaveBeenCalled();
+  });
+
+  it("a JSON infer returns the outputs and the plan's epoch in x-cleave-epoch", async () => {
+    const { app, gateway, state, metrics } = rig();
+    const r = await call(app, 'POST', '/v2/models/tiny/infer', { id: 'q1', ...X });
+    expect(r.status).toBe(200);
+    expect(r.headers['x-cleave-epoch']).toBe('7');
+    expect(r.body).toEqual({ id: 'q1', model_name: 'tiny', model_version: '1', outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2], data: [0.5, 1.5] }] });
+    expect(gateway.infer).toHaveBeenCalledTimes(1);
+    const [plan, inputs, deadline] = gateway.infer.mock.calls[0];
+    expect(plan).toBe(state.plan);
+    expect(Object.keys(inputs)).toEqual(['x']);
+    expect([inputs.x.dims, Array.from(inputs.x.data as Float32Array)]).toEqual([[1, 4], [1, 2, 3, 4]]);
+    expect(deadline).toBe(5000);
+    expect((await metrics.requestSuccess.get()).values[0]?.value).toBe(1);
+  });
+
+  it('a timeout parameter (microseconds) shortens the deadline, never lengthens it', async () => {
+    const { app, gateway } = rig();
+    await call(app, 'POST', '/v2/models/tiny/infer', { ...X, parameters: { timeout: 250_000 } });
+    await call(app, 'POST', '/v2/models/tiny/infer', { ...X, parameters: { timeout: 60_000_000 } });
+    expect(gateway.infer.mock.calls.map((c) => c[2])).toEqual([250, 5000]);
+    const bad = await call(app, 'POST', '/v2/models/tiny/infer', { ...X, parameters: { timeout: -1 } });
+    expect(bad).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(bad.body.error).toMatch(/^parameters\.timeout/);
+  });
+
+  it('no plan yet is 503 E_NOT_READY', async () => {
+    const { app, state, gateway } = rig();
+    state.plan = null;
+    expect(await call(app, 'POST', '/v2/models/tiny/infer', X)).toMatchObject({ status: 503, body: { code: 'E_NOT_READY' } });
+    expect(gateway.infer).not.toHaveBeenCalled();
+  });
+
+  const failures: [CleaveError, number][] = [
+    [new CleaveError('E_DEADLINE', 'missed its deadline'), 504],
+    [new CleaveError('E_QUEUE_FULL', 'too many in flight'), 503],
+    [new CleaveError('E_PEER_GONE', 'edge dropped'), 502],
+  ];
+  for (const [err, statusCode] of failures) {
+    it(`an infer failing ${err.code} answers ${statusCode} with that code`, async () => {
+      const { app, gateway, metrics } = rig();
+      gateway.infer.mockRejectedValueOnce(err);
+      const r = await call(app, 'POST', '/v2/models/tiny/infer', X);
+      expect(r).toMatchObject({ status: statusCode, body: { code: err.code, error: err.message } });
+      const failed = (await metrics.requestFailure.get()).values;
+      expect(failed.map((v) => [v.labels.code, v.value])).toEqual([[err.code, 1]]);
+    });
+  }
+
+  it('a bad body is 400 naming the field', async () => {
+    const { app, gateway } = rig();
+    const shape = await call(app, 'POST', '/v2/models/tiny/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] });
+    expect(shape).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(shape.body.error).toMatch(/^inputs\[0\]\.shape: expected \[1,4\] but got \[1,3\]/);
+    const missing = await call(app, 'POST', '/v2/models/tiny/infer', { outputs: [] });
+    expect(missing.body.error).toBe('inputs: missing');
+    const json = await call(app, 'POST', '/v2/models/tiny/infer', '{"inputs": [');
+    expect(json).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(json.body.error).toMatch(/^malformed JSON at position 12/);
+    expect(gateway.infer).not.toHaveBeenCalled();
+  });
+
+  it('a body past maxBodyBytes is 413 E_TOO_LARGE', async () => {
+    const { app, gateway } = rig();
+    const r = await call(app, 'POST', '/v2/models/tiny/infer', { ...X, pad: 'x'.repeat(70 * 1024) });
+    expect(r).toMatchObject({ status: 413, body: { code: 'E_TOO_LARGE' } });
+    expect(gateway.infer).not.toHaveBeenCalled();
+  });
+});
+
+describe('control: segments and links', () => {
+  it('POST /v1/segments needs the peer token, then prepares the range', async () => {
+    const { app, control } = rig();
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 })).toMatchObject({ status: 401, body: { code: 'E_UNAUTHORIZED' } });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: 'Bearer wrong' })).toMatchObject({ status: 401 });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: TOKEN })).toMatchObject({ status: 401 });
+    expect(control.prepareSegment).not.toHaveBeenCalled();
+
+    const r = await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, auth);
+    expect(r).toMatchObject({ status: 200, body: { host: 'device', from: 0, to: 20, warm: true } });
+    expect(control.prepareSegment.mock.calls).toEqual([[0, 20]]);
+  });
+
+  it('a bad segments body is 400, and a failing prepare keeps its code', async () => {
+    const { app, control } = rig();
+    for (const body of [{ from: '0', to: 20 }, { from: 0 }, [0, 20], { from: 0.5, to: 20 }]) {
+      const r = await call(app, 'POST', '/v1/segments', body, auth);
+      expect(r, JSON.stringify(body)).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    }
+    expect(control.prepareSegment).not.toHaveBeenCalled();
+    control.prepareSegment.mockRejectedValueOnce(new CleaveError('E_BAD_CUT', 'no cut at 7'));
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 7 }, auth)).toMatchObject({ status: 400, body: { code: 'E_BAD_CUT', error: 'no cut at 7' } });
+  });
+
+  it('PUT /v1/links/self/to in Mbit/s sets the emulation in bytes per second; null turns it off', async () => {
+    const { app, control } = rig();
+    const r = await call(app, 'PUT', '/v1/links/device/edge', { mbps: 10, delayMs: 5 });
+    expect(r.status).toBe(200);
+    expect(control.setLinkEmulation.mock.calls[0]).toEqual(['edge', { bandwidthBps: 1.25e6, delayMs: 5, burstBytes: 0 }]);
+    expect(r.body).toEqual({ from: 'device', to: 'edge', emulation: { bandwidthBps: 1.25e6, delayMs: 5, burstBytes: 0 } });
+
+    const off = await call(app, 'PUT', '/v1/links/device/edge', 'null');
+    expect(off).toMatchObject({ status: 200, body: { emulation: null } });
+    expect(await call(app, 'PUT', '/v1/links/device/edge', { off: true })).toMatchObject({ status: 200, body: { emulation: null } });
+    expect(control.setLinkEmulation.mock.calls.slice(1)).toEqual([['edge', null], ['edge', null]]);
+    expect(control.forward).not.toHaveBeenCalled();
+  });
+
+  it("another host's link is forwarded to that host", async () => {
+    const { app, control } = rig();
+    const r = await call(app, 'PUT', '/v1/links/edge/cloud', { mbps: 10, delayMs: 5 });
+    expect(r).toMatchObject({ status: 200, body: { forwardedTo: 'edge' } });
+    expect(control.forward.mock.calls).toEqual([['edge', 'PUT', '/v1/links/edge/cloud', { mbps: 10, delayMs: 5 }]]);
+    expect(control.setLinkEmulation).not.toHaveBeenCalled();
+  });
+
+  it("a forward failing with a peer's code answers with that code", async () => {
+    const { app, control } = rig();
+    control.forward.mockRejectedValueOnce(new CleaveError('E_NOT_READY', 'edge: starting'));
+    expect(await call(app, 'PUT', '/v1/links/edge/cloud', { delayMs: 5 })).toMatchObject({ status: 503, body: { code: 'E_NOT_READY', error: 'edge: starting' } });
+  });
+
+  it('an unknown link or bad settings are 400 naming the problem, and change nothing', async () => {
+    const { app, control } = rig();
+    const unknown = await call(app, 'PUT', '/v1/links/device/laptop', { delayMs: 5 });
+    expect(unknown).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT', error: "no link from device to 'laptop'" } });
+    const mbps = await call(app, 'PUT', '/v1/links/device/edge', { mbps: -1 });
+    expect(mbps).toMatchObject({ status: 400, body: { error: 'link settings: mbps must be a positive number' } });
+    const delay = await call(app, 'PUT', '/v1/links/device/edge', { delayMs: 'soon' });
+    expect(delay.body.error).toMatch(/'delayMs' must be a non-negative number/);
+    expect(control.setLinkEmulation).not.toHaveBeenCalled();
+  });
+
+  it('a malformed JSON body is 400; one past maxControlBodyBytes is 413', async () => {
+    const { app, control } = rig();
+    const bad = await call(app, 'PUT', '/v1/links/device/edge', '{"mbps": 10,');
+    expect(bad).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(bad.body.error).toMatch(/^malformed JSON body/);
+    const big = await call(app, 'PUT', '/v1/links/device/edge', { delayMs: 5, note: 'x'.repeat(2000) });
+    expect(big).toMatchObject({ status: 413, body: { code: 'E_TOO_LARGE', error: 'request body is larger than the 1024 byte limit' } });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20, note: 'x'.repeat(2000) }, auth)).toMatchObject({ status: 413 });
+    expect(control.setLinkEmulation).not.toHaveBeenCalled();
+    expect(control.prepareSegment).not.toHaveBeenCalled();
+  });
+});
+
+describe('control: plans', () => {
+  it('GET /v1/plan is 503 E_NOT_READY before the first plan', async () => {
+    expect(await call(rig().app, 'GET', '/v1/plan')).toMatchObject({ status: 503, body: { code: 'E_NOT_READY' } });
+  });
+
+  it('GET /v1/plan reports epoch, route and stages with the measured compute of each stage', async () => {
+    const { app, coordinator } = rig();
+    coordinator.current = active(7);
+    const r = await call(app, 'GET', '/v1/plan');
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ epoch: 7, pinned: false, route: 'device[0:20) -> edge[20:40)', predicted: { latencyMs: 17.7, throughputRps: 250 } });
+    expect(r.body.stages).toEqual([
+      { host: 'device', tier: 'device', nodes: [0, 20], blocks: [0, 2], predictedComputeMs: 3, measuredComputeMs: 2.5 },
+      { host: 'edge', tier: 'edge', nodes: [20, 40], blocks: [2, 4], predictedComputeMs: 4, measuredComputeMs: 3.5 },
+    ]);
+    expect((r.body.hops as { measuredRttMs: number | null }[]).map((h) => h.measuredRttMs)).toEqual([9, null]);
+  });
+
+  it('GET /v1/plan still answers when the links cannot be had', async () => {
+    const { app, coordinator, cluster } = rig();
+    coordinator.current = active(7);
+    vi.mocked(cluster.links).mockRejectedValueOnce(new Error('edge unreachable'));
+    const r = await call(app, 'GET', '/v1/plan');
+    expect(r.status).toBe(200);
+    expect((r.body.hops as { measuredRttMs: number | null }[]).map((h) => h.measuredRttMs)).toEqual([null, null]);
+  });
+
+  it('PUT /v1/plan validates the body shape, naming stages[i], then pins', async () => {
+    const { app, coordinator } = rig();
+    expect(await call(app, 'PUT', '/v1/plan', { stage: [] })).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    for (const s of [{ host: 'edge', blocks: [2, '4'] }, { host: 3, blocks: [2, 4] }, { host: 'edge', blocks: [2] }]) {
+      const r = await call(app, 'PUT', '/v1/plan', { stages: [{ host: 'device', blocks: [0, 2] }, s] });
+      expect(r, JSON.stringify(s)).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+      expect(r.body.error).toMatch(/^stages\[1\]: expected/);
+    }
+    expect(coordinator.pin).not.toHaveBeenCalled();
+
+    const stages = [{ host: 'device', blocks: [0, 2] }, { host: 'edge', blocks: [2, 4] }];
+    const r = await call(app, 'PUT', '/v1/plan', { stages });
+    expect(r).toMatchObject({ status: 200, body: { epoch: 8, pinned: true, route: 'device[0:20) -> edge[20:40)', predictedLatencyMs: 17.7 } });
+    expect(coordinator.pin.mock.calls).toEqual([[stages]]);
+  });
+
+  it("the coordinator's refusal of a pin keeps its code and message", async () => {
+    const { app, coordinator } = rig();
+    coordinator.pin.mockRejectedValueOnce(new CleaveError('E_BAD_INPUT', "stages[0].host: 'laptop' is not a host of this deployment"));
+    const r = await call(app, 'PUT', '/v1/plan', { stages: [{ host: 'laptop', blocks: [0, 4] }] });
+    expect(r).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT', error: "stages[0].host: 'laptop' is not a host of this deployment" } });
+  });
+
+  it('DELETE /v1/plan unpins', async () => {
+    const { app, coordinator } = rig();
+    const r = await call(app, 'DELETE', '/v1/plan');
+    expect(r).toMatchObject({ status: 200, body: { epoch: 9, pinned: false } });
+    expect(coordinator.unpin).toHaveBeenCalledTimes(1);
+  });
+
+  it('GET /v1/plans lists the history', async () => {
+    const { app, coordinator } = rig();
+    coordinator.plans = [active(1), active(2, true)];
+    const r = await call(app, 'GET', '/v1/plans');
+    expect(r.body).toEqual([
+      { epoch: 1, route: 'device[0:20) -> edge[20:40)', pinned: false, adoptedAt: '2026-01-01T00:00:00.000Z', reason: 'start-up', predictedLatencyMs: 17.7 },
+      { epoch: 2, route: 'device[0:20) -> edge[20:40)', pinned: true, adoptedAt: '2026-01-01T00:00:00.000Z', reason: 'pinned by PUT /v1/plan', predictedLatencyMs: 17.7 },
+    ]);
+  });
+
+  it('without plan deps (not the origin) the plan endpoints are unknown', async () => {
+    expect(await call(rig({ plan: false }).app, 'GET', '/v1/plan')).toMatchObject({ status: 404, body: { code: 'E_NOT_FOUND' } });
+  });
+});
