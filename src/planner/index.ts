@@ -8,5 +8,7 @@ export { parseScissionCriteria, parseConstraintFlag, parseSize, DEFAULT_TIERS } 
 export { formatPlan, formatResult } from './format.js';
 export { planSvg } from './svg.js';
 export { describeConstraint } from './prepare.js';
-export { ATOMS_PER_MS } from './cost.js';
+export { ATOMS_PER_MS } from './atoms.js';
 export * from './types.js';
+export { Controller, CONTROLLER_DEFAULTS, EXPLAIN_LIMITS, checkControllerSettings, evaluateStages, liveInput, routeOf, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from './controller.js';
+export { StepMedian, slowdownOf, ESTIMATE_DEFAULTS, type ObservedSegment, type SlowdownOptions, type StepMedianOptions } from './estimate.js';

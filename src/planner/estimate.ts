@@ -1,0 +1,167 @@
+/**
+ * Live estimators the adaptive controller plans with: a windowed median of a noisy link measurement (RTT
+ * or throughput), and a host's slowdown against its profile from the segment times it reports. Pure: the
+ * caller passes every timestamp, nothing here reads a clock.
+ */
+import { CleaveError } from '../errors.js';
+
+export const ESTIMATE_DEFAULTS = {
+  /**
+   * StepMedian: samples younger than this (ms before `now`) form the estimate. 1500 ms holds ~6-7 samples
+   * at the heartbeat's 200-250 ms, so a step in the true value wins the median once it holds the majority
+   * of the window, about 4 samples (0.8-1 s) after the step.
+   */
+  windowMs: 1500,
+  /**
+   * StepMedian: with fewer fresh samples than this, the estimate is the median of the last `minSamples`
+   * samples of any age instead: when measurements stop (an idle link) the last value stands, and one late
+   * outlier cannot move a median of 3.
+   */
+  minSamples: 3,
+  /**
+   * StepMedian: samples kept (a ring). When samples come faster than windowMs / maxSamples the window is in
+   * effect the last maxSamples samples, which is still ~a quarter of a second at 4 ms intervals.
+   */
+  maxSamples: 64,
+  /** slowdownOf: segments run fewer times than this are ignored (a first run includes warm-up). */
+  minRuns: 3,
+  /** slowdownOf: the result is clamped to [minSlowdown, maxSlowdown]; beyond it the measurement is suspect. */
+  minSlowdown: 0.25,
+  maxSlowdown: 50,
+} as const;
+
+function bad(msg: string): never {
+  throw new CleaveError('E_BAD_INPUT', msg);
+}
+
+function isNonNeg(x: unknown): x is number {
+  return typeof x === 'number' && Number.isFinite(x) && x >= 0;
+}
+
+function median(a: Float64Array, k: number): number {
+  const s = a.subarray(0, k).sort();
+  return k % 2 === 1 ? s[(k - 1) / 2] : (s[k / 2 - 1] + s[k / 2]) / 2;
+}
+
+export interface StepMedianOptions {
+  readonly windowMs: number;
+  readonly minSamples: number;
+  readonly maxSamples: number;
+}
+
+/**
+ * The median of the samples of the last `windowMs`, in bounded memory (`maxSamples`). Follows a step in
+ * the true value within about half a window, ignores a single outlier, and keeps the last estimate when
+ * samples stop arriving (see ESTIMATE_DEFAULTS).
+ */
+export class StepMedian {
+  readonly options: Readonly<StepMedianOptions>;
+  readonly #at: Float64Array;
+  readonly #v: Float64Array;
+  /** Scratch for the median, so `value()` allocates nothing. */
+  readonly #scratch: Float64Array;
+  #next = 0;
+  #count = 0;
+
+  constructor(opts: Partial<StepMedianOptions> = {}) {
+    const o = { windowMs: ESTIMATE_DEFAULTS.windowMs, minSamples: ESTIMATE_DEFAULTS.minSamples, maxSamples: ESTIMATE_DEFAULTS.maxSamples, ...opts };
+    if (!(isNonNeg(o.windowMs) && o.windowMs > 0)) bad(`windowMs: must be a number > 0 (got ${String(o.windowMs)})`);
+    if (!Number.isInteger(o.minSamples) || o.minSamples < 1) bad(`minSamples: must be an integer >= 1 (got ${String(o.minSamples)})`);
+    if (!Number.isInteger(o.maxSamples) || o.maxSamples < o.minSamples || o.maxSamples > 1_000_000) {
+      bad(`maxSamples: must be an integer from minSamples (${o.minSamples}) to 1000000 (got ${String(o.maxSamples)})`);
+    }
+    this.options = Object.freeze(o);
+    this.#at = new Float64Array(o.maxSamples);
+    this.#v = new Float64Array(o.maxSamples);
+    this.#scratch = new Float64Array(o.maxSamples);
+  }
+
+  /** Samples held (at most `maxSamples`). */
+  get size(): number {
+    return this.#count;
+  }
+
+  add(atMs: number, value: number): void {
+    if (typeof atMs !== 'number' || !Number.isFinite(atMs)) bad(`atMs: must be a finite number (got ${String(atMs)})`);
+    if (!isNonNeg(value)) bad(`value: must be a finite number >= 0 (got ${String(value)})`);
+    this.#at[this.#next] = atMs;
+    this.#v[this.#next] = value;
+    this.#next = (this.#next + 1) % this.options.maxSamples;
+    this.#count = Math.min(this.#count + 1, this.options.maxSamples);
+  }
+
+  /** The estimate at `nowMs`; null only before the first sample. */
+  value(nowMs: number): number | null {
+    const { windowMs, minSamples, maxSamples } = this.options;
+    if (this.#count === 0) return null;
+    let k = 0;
+    for (let i = 0; i < this.#count; i++) {
+      const j = (this.#next - 1 - i + maxSamples) % maxSamples;
+      if (this.#at[j] > nowMs - windowMs) this.#scratch[k++] = this.#v[j];
+    }
+    if (k < minSamples) {
+      // Too few fresh samples: the latest ones stand, whatever their age.
+      k = Math.min(minSamples, this.#count);
+      for (let i = 0; i < k; i++) this.#scratch[i] = this.#v[(this.#next - 1 - i + maxSamples) % maxSamples];
+    }
+    return median(this.#scratch, k);
+  }
+
+  clear(): void {
+    this.#count = 0;
+    this.#next = 0;
+  }
+}
+
+/** A segment a host ran recently, in block indices `[start, end)`: its mean compute time over `count` runs. */
+export interface ObservedSegment {
+  readonly start: number;
+  readonly end: number;
+  readonly meanMs: number;
+  readonly count: number;
+}
+
+export interface SlowdownOptions {
+  /** The host's profiled cost of one session run, added to a segment that does not start at block 0, as the planner does. Default 0. */
+  readonly stageOverheadMs?: number;
+  readonly minRuns?: number;
+  readonly minSlowdown?: number;
+  readonly maxSlowdown?: number;
+}
+
+/**
+ * A host's slowdown against its profile: the sum of the observed mean times of the segments it ran (each
+ * with at least `minRuns` runs) over the sum of their profiled times (`blockMs`, plus `stageOverheadMs`
+ * for a segment that starts after block 0). One factor for the whole host: the controller scales all the
+ * host's block times (and its stage overhead and cut costs) by it, including blocks it has not run
+ * lately, on the reading that a slow host (CPU contention, thermal throttling) is slow for every block.
+ * Returns 1 when nothing usable was observed (or the segments are profiled at 0 ms), otherwise a value
+ * clamped to [minSlowdown, maxSlowdown] (ESTIMATE_DEFAULTS: [0.25, 50]).
+ */
+export function slowdownOf(observed: readonly ObservedSegment[], blockMs: readonly number[], opts: SlowdownOptions = {}): number {
+  const ovh = opts.stageOverheadMs ?? 0;
+  const minRuns = opts.minRuns ?? ESTIMATE_DEFAULTS.minRuns;
+  const lo = opts.minSlowdown ?? ESTIMATE_DEFAULTS.minSlowdown;
+  const hi = opts.maxSlowdown ?? ESTIMATE_DEFAULTS.maxSlowdown;
+  if (!isNonNeg(ovh)) bad(`stageOverheadMs: must be a number >= 0 (got ${String(ovh)})`);
+  if (!Number.isInteger(minRuns) || minRuns < 1) bad(`minRuns: must be an integer >= 1 (got ${String(minRuns)})`);
+  if (!(isNonNeg(lo) && lo > 0 && isNonNeg(hi) && hi >= lo)) bad(`minSlowdown, maxSlowdown: must be numbers with 0 < minSlowdown <= maxSlowdown (got ${String(lo)}, ${String(hi)})`);
+  blockMs.forEach((ms, i) => { if (!isNonNeg(ms)) bad(`blockMs[${i}]: must be a number >= 0 (got ${String(ms)})`); });
+  const n = blockMs.length;
+  let seen = 0;
+  let predicted = 0;
+  observed.forEach((o, i) => {
+    const at = `observed[${i}]`;
+    if (!Number.isInteger(o.start) || o.start < 0 || o.start >= n) bad(`${at}.start: must be a block index in [0, ${n}) (got ${String(o.start)})`);
+    if (!Number.isInteger(o.end) || o.end <= o.start || o.end > n) bad(`${at}.end: must be an integer in (${o.start}, ${n}] (got ${String(o.end)})`);
+    if (!isNonNeg(o.meanMs)) bad(`${at}.meanMs: must be a number >= 0 (got ${String(o.meanMs)})`);
+    if (!Number.isInteger(o.count) || o.count < 0) bad(`${at}.count: must be an integer >= 0 (got ${String(o.count)})`);
+    if (o.count < minRuns) return;
+    let p = o.start > 0 ? ovh : 0;
+    for (let k = o.start; k < o.end; k++) p += blockMs[k];
+    seen += o.meanMs;
+    predicted += p;
+  });
+  if (predicted <= 0) return 1;
+  return Math.min(hi, Math.max(lo, seen / predicted));
+}

@@ -1,0 +1,172 @@
+import { describe, expect, it } from 'vitest';
+import { isCleaveError } from '../src/errors.js';
+import { ESTIMATE_DEFAULTS, StepMedian, slowdownOf } from '../src/planner/index.js';
+
+function expectError(f: () => unknown, code: string, re: RegExp): void {
+  let err: unknown;
+  try {
+    f();
+  } catch (e) {
+    err = e;
+  }
+  expect(isCleaveError(err), `expected a CleaveError, got ${String(err)}`).toBe(true);
+  if (isCleaveError(err)) {
+    expect(err.code).toBe(code);
+    expect(err.message).toMatch(re);
+  }
+}
+
+/** Sample times from `from`, alternately 200 and 250 ms apart (the heartbeat's spread). */
+function times(from: number, count: number): number[] {
+  const out: number[] = [];
+  let t = from;
+  for (let i = 0; i < count; i++) {
+    out.push(t);
+    t += i % 2 === 0 ? 200 : 250;
+  }
+  return out;
+}
+
+describe('StepMedian', () => {
+  it('has no estimate before the first sample, then the sample itself', () => {
+    const m = new StepMedian();
+    expect(m.value(0)).toBeNull();
+    m.add(0, 42);
+    expect(m.value(0)).toBe(42);
+  });
+
+  it('follows a step from 25 MB/s to 0.25 MB/s within 1.5 s, and not on the first sample after it', () => {
+    const m = new StepMedian();
+    const before = times(0, 40);
+    for (const t of before) m.add(t, 25e6);
+    const step = before[before.length - 1] + 200;
+    const after = times(step, 20);
+    let followedAt = Infinity;
+    after.forEach((t, i) => {
+      m.add(t, 0.25e6);
+      const v = m.value(t) as number;
+      if (i === 0) expect(v).toBe(25e6);
+      if (v === 0.25e6 && followedAt === Infinity) followedAt = t;
+      // Once followed, it stays followed.
+      if (followedAt < Infinity) expect(v).toBe(0.25e6);
+    });
+    expect(followedAt - step).toBeLessThanOrEqual(1500);
+    expect(followedAt - step).toBeGreaterThan(0);
+  });
+
+  it('follows a step back up as well (a link that recovers)', () => {
+    const m = new StepMedian();
+    for (const t of times(0, 20)) m.add(t, 10);
+    const step = 5000;
+    for (const t of times(step, 10)) m.add(t, 80);
+    expect(m.value(step + 2000)).toBe(80);
+  });
+
+  it('ignores a single outlier at every moment, including when it is the only fresh sample', () => {
+    const m = new StepMedian();
+    const ts = times(0, 30);
+    ts.forEach((t, i) => {
+      m.add(t, i === 15 ? 1000 : 10);
+      expect(m.value(t)).toBe(10);
+      expect(m.value(t + 100)).toBe(10);
+    });
+    // Silence, then one outlier: the fallback takes the median of the last three samples.
+    const late = ts[ts.length - 1] + 60_000;
+    m.add(late, 5000);
+    expect(m.value(late)).toBe(10);
+  });
+
+  it('averages the two middle samples when the window holds an even number', () => {
+    const m = new StepMedian({ windowMs: 1000, minSamples: 1 });
+    m.add(0, 1);
+    m.add(100, 2);
+    m.add(200, 10);
+    m.add(300, 20);
+    expect(m.value(300)).toBe(6);
+  });
+
+  it('keeps the last estimate when samples stop: the median of the last samples, whatever their age', () => {
+    const m = new StepMedian();
+    m.add(0, 100);
+    m.add(200, 5);
+    m.add(400, 7);
+    m.add(600, 6);
+    expect(m.value(600)).toBeCloseTo(6.5, 12); // window: 100, 5, 7, 6
+    expect(m.value(600 + 3_600_000)).toBe(6); // last three: 5, 7, 6
+  });
+
+  it('holds at most maxSamples samples however many arrive', () => {
+    const m = new StepMedian();
+    for (let i = 0; i < 10_000; i++) m.add(i, i % 7 === 0 ? 999 : 3);
+    expect(m.size).toBe(ESTIMATE_DEFAULTS.maxSamples);
+    expect(m.value(10_000)).toBe(3);
+    const small = new StepMedian({ maxSamples: 5 });
+    for (let i = 0; i < 100; i++) small.add(i * 10, i);
+    expect(small.size).toBe(5);
+    expect(small.value(1000)).toBe(97); // 95..99
+    small.clear();
+    expect(small.value(1000)).toBeNull();
+  });
+
+  it('validates its options and samples, naming the field', () => {
+    expectError(() => new StepMedian({ windowMs: 0 }), 'E_BAD_INPUT', /^windowMs: /);
+    expectError(() => new StepMedian({ minSamples: 0 }), 'E_BAD_INPUT', /^minSamples: /);
+    expectError(() => new StepMedian({ minSamples: 4, maxSamples: 3 }), 'E_BAD_INPUT', /^maxSamples: /);
+    const m = new StepMedian();
+    expectError(() => m.add(Number.NaN, 1), 'E_BAD_INPUT', /^atMs: /);
+    expectError(() => m.add(0, -1), 'E_BAD_INPUT', /^value: /);
+    expectError(() => m.add(0, Infinity), 'E_BAD_INPUT', /^value: /);
+    expect(m.size).toBe(0);
+  });
+});
+
+describe('slowdownOf', () => {
+  const blocks = [10, 10, 10, 10];
+
+  it('is 1 when nothing was observed', () => {
+    expect(slowdownOf([], blocks)).toBe(1);
+  });
+
+  it('is observed over predicted for one segment', () => {
+    expect(slowdownOf([{ start: 0, end: 2, meanMs: 40, count: 10 }], blocks)).toBe(2);
+  });
+
+  it('sums times over segments rather than averaging their ratios', () => {
+    // Ratios 3 and 1 would average to 2; the time-weighted slowdown is 60 / 40.
+    const obs = [{ start: 0, end: 1, meanMs: 30, count: 5 }, { start: 1, end: 4, meanMs: 30, count: 5 }];
+    expect(slowdownOf(obs, blocks)).toBe(1.5);
+  });
+
+  it('counts the stage overhead for a segment that starts after block 0, as the planner does', () => {
+    const obs = [{ start: 2, end: 4, meanMs: 30, count: 5 }];
+    expect(slowdownOf(obs, blocks, { stageOverheadMs: 10 })).toBe(1);
+    expect(slowdownOf(obs, blocks)).toBe(1.5);
+    expect(slowdownOf([{ start: 0, end: 2, meanMs: 20, count: 5 }], blocks, { stageOverheadMs: 10 })).toBe(1);
+  });
+
+  it('ignores segments with fewer than minRuns runs', () => {
+    const obs = [{ start: 0, end: 2, meanMs: 400, count: ESTIMATE_DEFAULTS.minRuns - 1 }, { start: 2, end: 4, meanMs: 20, count: 5 }];
+    expect(slowdownOf(obs, blocks)).toBe(1);
+    expect(slowdownOf(obs, blocks, { minRuns: 1 })).toBe(420 / 40);
+    expect(slowdownOf([obs[0]], blocks)).toBe(1);
+  });
+
+  it('clamps to [minSlowdown, maxSlowdown]', () => {
+    expect(slowdownOf([{ start: 0, end: 4, meanMs: 40_000, count: 5 }], blocks)).toBe(ESTIMATE_DEFAULTS.maxSlowdown);
+    expect(slowdownOf([{ start: 0, end: 4, meanMs: 0.4, count: 5 }], blocks)).toBe(ESTIMATE_DEFAULTS.minSlowdown);
+    expect(slowdownOf([{ start: 0, end: 4, meanMs: 400, count: 5 }], blocks, { maxSlowdown: 4 })).toBe(4);
+  });
+
+  it('is 1 when the observed blocks are profiled at 0 ms', () => {
+    expect(slowdownOf([{ start: 0, end: 2, meanMs: 5, count: 5 }], [0, 0, 10])).toBe(1);
+  });
+
+  it('rejects a malformed segment, naming it', () => {
+    expectError(() => slowdownOf([{ start: 0, end: 5, meanMs: 1, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.end: /);
+    expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: 1, count: 5 }, { start: 2, end: 2, meanMs: 1, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[1\]\.end: /);
+    expectError(() => slowdownOf([{ start: -1, end: 1, meanMs: 1, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.start: /);
+    expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: Number.NaN, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.meanMs: /);
+    expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: 1, count: 1.5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.count: /);
+    expectError(() => slowdownOf([], [1, -1]), 'E_BAD_INPUT', /^blockMs\[1\]: /);
+  });
+});
