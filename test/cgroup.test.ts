@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyCpuQuota, removeCgroup } from '../src/runtime/process/cgroup.js';
+import { applyCpuQuota, ownCpu, removeCgroup, setCpuQuota } from '../src/runtime/process/cgroup.js';
 
 const V1 = '/sys/fs/cgroup/cpu/cpu.cfs_quota_us';
 const V2 = '/sys/fs/cgroup/cgroup.controllers';
@@ -86,6 +86,51 @@ describe('applyCpuQuota', () => {
       expect(applyCpuQuota(1, 'x', 0.5, root)).toEqual({ applied: false, detail: `no cgroup cpu controller under ${root}` });
       expect(applyCpuQuota(1, 'x', 0, root)).toEqual({ applied: false, detail: 'quota 0 is not a positive number of CPUs' });
       expect(applyCpuQuota(1, 'x', Number.NaN, root).applied).toBe(false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('ownCpu and setCpuQuota', () => {
+  it('read a v1 hierarchy: quota in CPUs and throttled time, and a changed quota reads back', () => {
+    const root = mkdtempSync(join(tmpdir(), 'cleave-cg1-'));
+    try {
+      const dir = join(root, 'cpu', 'cleave-edge');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), '100000\n');
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), '100000\n');
+      writeFileSync(join(dir, 'cpu.stat'), 'nr_periods 10\nnr_throttled 3\nthrottled_time 45000000\n');
+      const proc = join(root, 'self-cgroup');
+      writeFileSync(proc, '4:memory:/x\n1:cpu,cpuacct:/cleave-edge\n0::/\n');
+      expect(ownCpu(root, proc)).toEqual({ cpus: 1, throttledMs: 45 });
+      const r = setCpuQuota(dir, 0.15);
+      expect(r.applied, r.detail).toBe(true);
+      expect(readFileSync(join(dir, 'cpu.cfs_quota_us'), 'utf8')).toBe('15000');
+      expect(ownCpu(root, proc).cpus).toBeCloseTo(0.15, 9);
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), '-1');
+      expect(ownCpu(root, proc).cpus).toBeNull();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('read a v2 hierarchy; no cgroup file means no quota', () => {
+    const root = mkdtempSync(join(tmpdir(), 'cleave-cg2-'));
+    try {
+      const dir = join(root, 'cleave-dev');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'cpu.max'), '25000 100000\n');
+      writeFileSync(join(dir, 'cpu.stat'), 'usage_usec 10\nthrottled_usec 2500\n');
+      const proc = join(root, 'self-cgroup');
+      writeFileSync(proc, '0::/cleave-dev\n');
+      expect(ownCpu(root, proc)).toEqual({ cpus: 0.25, throttledMs: 2.5 });
+      expect(setCpuQuota(dir, 2).applied).toBe(true);
+      expect(readFileSync(join(dir, 'cpu.max'), 'utf8')).toBe('200000 100000');
+      writeFileSync(join(dir, 'cpu.max'), 'max 100000');
+      expect(ownCpu(root, proc).cpus).toBeNull();
+      expect(ownCpu(root, join(root, 'missing'))).toEqual({ cpus: null, throttledMs: null });
+      expect(setCpuQuota(dir, 0).applied).toBe(false);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -52,4 +52,31 @@ describe('SessionCache', () => {
   it('refuses a capacity below 1, naming it', () => {
     expect(() => new SessionCache(0, () => undefined)).toThrow(/'capacity'/);
   });
+
+  it('a byte budget evicts least recently used entries until the sizes fit, never the newest or a pinned one', () => {
+    const evicted: string[] = [];
+    // Values are their own sizes in bytes.
+    const c = new SessionCache<number>(10, (k) => evicted.push(k), { maxBytes: 100, sizeOf: (v) => v });
+    c.set('a', 40);
+    c.set('b', 40);
+    expect(c.bytes).toBe(80);
+    c.pin('a');
+    c.set('c', 30); // 110 > 100: 'a' is pinned, so 'b' goes
+    expect(evicted).toEqual(['b']);
+    expect(c.bytes).toBe(70);
+    c.set('huge', 500); // over the budget alone: it stays (the newest), 'c' goes, 'a' stays pinned
+    expect(evicted).toEqual(['b', 'c']);
+    expect(c.keys()).toEqual(['a', 'huge']);
+    c.unpin('a'); // now 'a' can go, and does
+    expect(evicted).toEqual(['b', 'c', 'a']);
+    expect(c.bytes).toBe(500);
+    c.set('huge', 20); // replacing an entry counts its new size only
+    expect(c.bytes).toBe(20);
+    c.delete('huge');
+    expect(c.bytes).toBe(0);
+  });
+
+  it('refuses a byte budget that is not positive, naming it', () => {
+    expect(() => new SessionCache(2, () => undefined, { maxBytes: 0, sizeOf: () => 1 })).toThrow(/'maxBytes'/);
+  });
 });

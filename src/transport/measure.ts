@@ -27,10 +27,17 @@ export interface LinkStats {
   rttMs: number | null;
   /** The most recent RTT sample (ms). */
   rttLastMs: number | null;
+  /** Median of the last three RTT samples (ms): follows a step within two samples, ignores one outlier. */
+  rttRecentMs: number | null;
   /** Smoothed throughput in bytes per second, or null before the first sample. */
   throughputBps: number | null;
   /** The most recent throughput sample (bytes/s), resolved or lower bound. */
   throughputLastBps: number | null;
+  /**
+   * Median of the last three timed throughput samples (bytes/s), raised to any lower bound seen since: what
+   * an adaptive planner wants, since it follows a step within two samples where the EWMA takes many.
+   */
+  throughputRecentBps: number | null;
   bytesSent: number;
   framesSent: number;
   bytesAcked: number;
@@ -93,6 +100,7 @@ export class LinkMeter {
   private rttLast: number | null = null;
   private rate: number | null = null;
   private rateLast: number | null = null;
+  private rateRecent: number | null = null;
   private lastAckAt = -Infinity;
   private bytesSent = 0;
   private framesSent = 0;
@@ -182,8 +190,10 @@ export class LinkMeter {
     return {
       rttMs: this.rtt,
       rttLastMs: this.rttLast,
+      rttRecentMs: this.rttRecent,
       throughputBps: this.rate,
       throughputLastBps: this.rateLast,
+      throughputRecentBps: this.rateRecent === null ? this.rate : Math.max(this.rateRecent, this.lowerBoundBps ?? 0),
       bytesSent: this.bytesSent,
       framesSent: this.framesSent,
       bytesAcked: this.bytesAcked,
@@ -201,6 +211,7 @@ export class LinkMeter {
     this.rateSamples++;
     if (resolved) {
       const x = this.rateFilter.push(bps);
+      this.rateRecent = x;
       this.resolvedSamples++;
       const side = this.rate === null ? 0 : bps > this.rate * SHIFT_FACTOR ? 1 : bps * SHIFT_FACTOR < this.rate ? -1 : 0;
       this.shiftRun = side !== 0 && side === this.shiftSide ? this.shiftRun + 1 : side !== 0 ? 1 : 0;

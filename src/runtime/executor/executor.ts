@@ -11,6 +11,7 @@
  * protocol.ts (their messages), tensors.ts (tensor checks and transfer lists),
  * session-cache.ts (the LRU).
  */
+import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { CleaveError, errorMessage } from '../../errors.js';
@@ -27,6 +28,8 @@ export const EXECUTOR_DEFAULTS = {
   workers: 1,
   /** Sessions kept loaded; loading one more releases the least recently used one that is not in use. */
   maxCachedSessions: 8,
+  /** Bytes of model (ONNX file size, a proxy for a session's weights) the cached sessions may add up to. */
+  maxCachedBytes: 1024 * 1024 * 1024,
   /** Runs accepted and not yet finished, across all workers; beyond this `run` rejects with E_QUEUE_FULL. */
   maxQueuedRuns: 256,
   /** Warm-up runs made by `load` before it resolves. */
@@ -42,6 +45,8 @@ export interface ExecutorOptions {
   intraOpThreads?: number;
   /** Default 8 (EXECUTOR_DEFAULTS.maxCachedSessions). */
   maxCachedSessions?: number;
+  /** Default 1 GiB (EXECUTOR_DEFAULTS.maxCachedBytes). */
+  maxCachedBytes?: number;
   /** Default 256 (EXECUTOR_DEFAULTS.maxQueuedRuns). */
   maxQueuedRuns?: number;
   logger?: Logger;
@@ -102,6 +107,8 @@ class Entry {
     readonly model: Promise<string | Uint8Array>,
     readonly warmup: number,
     readonly warmupFeeds: Record<string, TensorLike> | undefined,
+    /** The model's size: what the entry counts against the cache's byte budget. */
+    readonly bytes: number,
   ) {}
 }
 
@@ -109,6 +116,7 @@ interface Resolved {
   readonly workers: number;
   readonly intraOpThreads: number;
   readonly maxCachedSessions: number;
+  readonly maxCachedBytes: number;
   readonly maxQueuedRuns: number;
 }
 
@@ -138,6 +146,15 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
   return n;
 }
 
+/** A model file's size, 0 when it cannot be read (the worker then reports why it cannot load it). */
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
 const closedError = (): CleaveError => new CleaveError('E_NOT_READY', 'executor is closed');
 
 export class Executor {
@@ -154,10 +171,14 @@ export class Executor {
   private constructor(opts: Resolved, logger: Logger | undefined) {
     this.#opts = opts;
     this.#log = logger?.child({ component: 'executor' });
-    this.#cache = new SessionCache<Entry>(opts.maxCachedSessions, (key) => {
-      this.#log?.debug({ key }, 'session evicted');
-      this.#releaseEverywhere(key);
-    });
+    this.#cache = new SessionCache<Entry>(
+      opts.maxCachedSessions,
+      (key) => {
+        this.#log?.debug({ key }, 'session evicted');
+        this.#releaseEverywhere(key);
+      },
+      { maxBytes: opts.maxCachedBytes, sizeOf: (e) => e.bytes },
+    );
   }
 
   /** Starts the worker threads and resolves once each has ORT loaded. */
@@ -167,6 +188,7 @@ export class Executor {
       workers,
       intraOpThreads: positiveInt('intraOpThreads', opts.intraOpThreads, Math.max(1, Math.floor(availableParallelism() / workers))),
       maxCachedSessions: positiveInt('maxCachedSessions', opts.maxCachedSessions, EXECUTOR_DEFAULTS.maxCachedSessions),
+      maxCachedBytes: positiveInt('maxCachedBytes', opts.maxCachedBytes, EXECUTOR_DEFAULTS.maxCachedBytes),
       maxQueuedRuns: positiveInt('maxQueuedRuns', opts.maxQueuedRuns, EXECUTOR_DEFAULTS.maxQueuedRuns),
     };
     const ex = new Executor(resolved, opts.logger);
@@ -184,6 +206,11 @@ export class Executor {
   /** Runs accepted and not yet finished. */
   get queued(): number {
     return this.#queued;
+  }
+
+  /** Model bytes the cached sessions add up to (what `maxCachedBytes` bounds). */
+  get cachedBytes(): number {
+    return this.#cache.bytes;
   }
 
   /** Keys of the cached sessions (loading or warm), least recently used first. */
@@ -224,7 +251,8 @@ export class Executor {
     if (!Number.isSafeInteger(warmup) || warmup < 0) {
       return Promise.reject(new CleaveError('E_BAD_INPUT', `'warmup' must be an integer >= 0, got ${warmup}`));
     }
-    const entry = new Entry(key, typeof model === 'string' ? Promise.resolve(model) : share(model), warmup, opts.warmupFeeds);
+    const size = typeof model === 'string' ? fileSize(model) : model.byteLength;
+    const entry = new Entry(key, typeof model === 'string' ? Promise.resolve(model) : share(model), warmup, opts.warmupFeeds, size);
     // Pinned while loading, so that loads of other keys cannot evict it half-built.
     this.#cache.set(key, entry, { pinned: true });
     entry.ready = this.#loadEverywhere(entry).finally(() => this.#cache.peek(key) === entry && this.#cache.unpin(key));

@@ -74,3 +74,67 @@ export function removeCgroup(dir: string | undefined): void {
     // Still has processes, or already gone.
   }
 }
+
+/** Changes the quota of a cgroup made by applyCpuQuota while its process runs (the `detail` says which file). */
+export function setCpuQuota(dir: string, cpus: number): CpuQuotaResult {
+  if (!(cpus > 0)) return { applied: false, detail: `quota ${cpus} is not a positive number of CPUs` };
+  const quota = Math.max(1000, Math.round(cpus * PERIOD_US));
+  try {
+    if (existsSync(join(dir, 'cpu.max'))) {
+      writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`);
+      return { applied: true, detail: `cgroup v2 cpu.max ${quota}/${PERIOD_US}`, dir };
+    }
+    writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota));
+    return { applied: true, detail: `cgroup v1 cpu.cfs_quota_us ${quota}/${PERIOD_US}`, dir };
+  } catch (e) {
+    return { applied: false, detail: `could not change the CPU quota: ${errorMessage(e)}` };
+  }
+}
+
+export interface OwnCpu {
+  /** The CPU quota of this process's cgroup in CPUs, or null when it has none (or none can be read). */
+  readonly cpus: number | null;
+  /** Cumulative time the cgroup was throttled (ms), or null. */
+  readonly throttledMs: number | null;
+}
+
+/**
+ * This process's own CPU quota and throttling, read from its cgroup (v2 `cpu.max`/`cpu.stat`, v1
+ * `cpu.cfs_quota_us`/`cpu.stat`). Unlike the machine's load, it tells hosts sharing a machine apart.
+ */
+export function ownCpu(root = ROOT, procCgroup = '/proc/self/cgroup'): OwnCpu {
+  const none: OwnCpu = { cpus: null, throttledMs: null };
+  let lines: string[];
+  try {
+    lines = readFileSync(procCgroup, 'utf8').split('\n');
+  } catch {
+    return none;
+  }
+  const read = (f: string): string | null => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  const stat = (f: string, key: string): number | null => {
+    const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(read(f) ?? '');
+    return m ? Number(m[1]) : null;
+  };
+  const v1 = lines.map((l) => l.split(':')).find((p) => p.length >= 3 && p[1].split(',').includes('cpu'));
+  if (v1) {
+    const dir = join(root, 'cpu', v1.slice(2).join(':'));
+    const quota = Number(read(join(dir, 'cpu.cfs_quota_us')));
+    const period = Number(read(join(dir, 'cpu.cfs_period_us')));
+    const ns = stat(join(dir, 'cpu.stat'), 'throttled_time');
+    return { cpus: quota > 0 && period > 0 ? quota / period : null, throttledMs: ns === null ? null : ns / 1e6 };
+  }
+  const v2 = lines.map((l) => l.split(':')).find((p) => p.length >= 3 && p[0] === '0' && p[1] === '');
+  if (v2) {
+    const dir = join(root, v2.slice(2).join(':'));
+    const [q, p] = (read(join(dir, 'cpu.max')) ?? 'max').split(/\s+/);
+    const us = stat(join(dir, 'cpu.stat'), 'throttled_usec');
+    return { cpus: q !== 'max' && Number(p) > 0 ? Number(q) / Number(p) : null, throttledMs: us === null ? null : us / 1000 };
+  }
+  return none;
+}
