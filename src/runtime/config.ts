@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
 import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
+import { checkControllerSettings, type ControllerSettings } from '../planner/controller.js';
 import { DEFAULT_TIERS } from '../planner/criteria.js';
 import { resolveLimits, type RuntimeLimits } from './defaults.js';
 
@@ -45,6 +46,8 @@ export interface DeploymentConfig {
   readonly profile?: { readonly repeats?: number; readonly warmup?: number };
   readonly limits?: Partial<RuntimeLimits>;
   readonly transport?: TransportOptionsInput;
+  /** The adaptive controller's settings (objective, interval, hysteresis, confirm rounds, dwell, paused, constraints). */
+  readonly controller?: Partial<ControllerSettings>;
 }
 
 /**
@@ -127,6 +130,13 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
       resolveLimits(raw.limits as Partial<RuntimeLimits>);
     } catch (e) {
       throw new CleaveError('E_BAD_INPUT', `${where}: ${errorMessage(e)}`);
+    }
+  }
+  if (raw.controller !== undefined) {
+    try {
+      checkControllerSettings(raw.controller);
+    } catch (e) {
+      throw new CleaveError('E_BAD_INPUT', `${where}: controller.${errorMessage(e)}`);
     }
   }
   if (raw.transport !== undefined) {

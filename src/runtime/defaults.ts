@@ -22,13 +22,28 @@ export const LIMITS = {
   maxInFlight: { default: 64, unit: 'count', min: 1, doc: 'Requests in flight at the gateway at once; more are refused with 503 E_QUEUE_FULL.' },
   deadlineMs: { default: 30_000, unit: 'ms', min: 1, doc: 'Per-request deadline from arrival to answer, unless the request sets a smaller `timeout` parameter; 504 E_DEADLINE past it.' },
   sessionCache: { default: 8, unit: 'count', min: 1, doc: 'Segment sessions each host keeps loaded (LRU), so swapping back to a recent split is instant.' },
+  sessionCacheBytes: { default: 1024 * MiB, unit: 'bytes', min: 1, doc: 'Model bytes the cached segment sessions of a host may add up to; the least recently used go first (the one in use always stays).' },
   warmupRuns: { default: 2, unit: 'count', min: 0, doc: 'Warm-up runs when a segment session is created, before it is reported warm.' },
   startupTimeoutMs: { default: 60_000, unit: 'ms', min: 1, doc: "How long the origin waits for its peers' links and first measurements before the first plan." },
   startupSamples: { default: 3, unit: 'count', min: 0, doc: 'Throughput samples every link needs before the first plan (the first ones after a link opens are rough).' },
   peerRequestTimeoutMs: { default: 60_000, unit: 'ms', min: 1, doc: "A control call to a peer's API (its profile, status, links; preparing a segment) fails after this." },
   loadSampleMs: { default: 1000, unit: 'ms', min: 10, doc: 'How often a host samples its CPU load (systeminformation).' },
   planHistory: { default: 50, unit: 'count', min: 1, doc: 'Adopted plans kept for `GET /v1/plans`.' },
+  heartbeatMs: { default: 500, unit: 'ms', min: 50, doc: 'How often every host reports its load, queue, segment times and link measurements to the origin (over its peer link).' },
+  heartbeatTimeoutMs: { default: 2000, unit: 'ms', min: 100, doc: 'A host whose heartbeats stop this long is down for planning (a dropped link marks it down at once).' },
+  observedFreshMs: { default: 5000, unit: 'ms', min: 100, doc: "Segment times observed within this window are a host's slowdown; past it the host's CPU quota (if any) predicts it." },
+  latencyWindowMs: { default: 10_000, unit: 'ms', min: 100, doc: "Window of answered requests behind the measured latency (median, p99) of `GET /v1/plan` and the events' snapshots." },
+  snapshotMs: { default: 1000, unit: 'ms', min: 100, doc: 'How often `/v1/events` sends a `snapshot` (links, hosts, latency, rps).' },
+  eventBufferBytes: { default: 1 * MiB, unit: 'bytes', min: 1024, doc: 'An events client that lets this much queue up unread is dropped (close code 4429) rather than buffered without bound.' },
 } as const satisfies Record<string, LimitSpec>;
+
+/**
+ * Transport settings hosts use unless the config's `transport` says otherwise: pings and idle-link probes
+ * twice a second, so that the adaptive loop's link estimates (a median of the last three samples) follow a
+ * step within about a second, on links that carry traffic and on idle ones. Probes stay small (at most
+ * ~2% of an idle link's capacity, see src/transport/options.ts).
+ */
+export const HOST_TRANSPORT_DEFAULTS = { pingIntervalMs: 500, probeIntervalMs: 500 } as const;
 
 export type RuntimeLimits = { -readonly [K in keyof typeof LIMITS]: number };
 

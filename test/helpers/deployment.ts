@@ -52,6 +52,7 @@ export async function startDeployment(o: {
   limits?: Partial<RuntimeLimits>;
   links?: LinkConfig[];
   threads?: [number, number, number];
+  controller?: DeploymentConfig['controller'];
 }): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
   const repo = join(dir, 'models');
@@ -68,6 +69,7 @@ export async function startDeployment(o: {
     profile: { repeats: 2, warmup: 1 },
     limits: { startupTimeoutMs: 20_000, ...o.limits },
     transport: { probeIntervalMs: 200 },
+    controller: o.controller,
   };
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
   const started: Host[] = [];

@@ -15,18 +15,26 @@ import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
 import { PeerServer } from '../../transport/peer-server.js';
 import { parseListen, peerToken, type DeploymentConfig, type HostConfig } from '../config.js';
-import { resolveLimits, type RuntimeLimits } from '../defaults.js';
+import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
+import { mountEvents, type EventsEndpoint } from '../http/events.js';
 import { modelSignature } from '../http/gateway.js';
 import { analyze, type Analysis } from '../local/analysis.js';
 import { profileModel, PROFILE_DEFAULTS, PROFILE_FORMAT, type ProfileDoc } from '../local/profiler.js';
 import { loadRepoModel } from '../model-repo.js';
+import { ownCpu } from '../process/cgroup.js';
 import { heapFlags } from '../process/node-flags.js';
-import type { HostStatus } from '../plan/cluster-view.js';
+import { AdaptiveLoop } from '../plan/adaptive.js';
+import type { Heartbeat, HostStatus, LinkView } from '../plan/cluster-view.js';
 import { Coordinator } from '../plan/coordinator.js';
+import { EventBus } from '../plan/events.js';
+import { LatencyWindow } from '../plan/latency-window.js';
+import { LiveState } from '../plan/live-state.js';
+import { describeRoute } from '../plan/route.js';
 import { SERVER_VERSION } from '../version.js';
 import { Cluster } from './cluster.js';
+import { checkHeartbeat, HEARTBEAT, HeartbeatSender } from './heartbeat.js';
 import { LoadSampler } from './load.js';
 import { HostMetrics } from './metrics.js';
 import { PeerClient } from './peer-client.js';
@@ -60,9 +68,22 @@ interface HostParts {
   readonly load: LoadSampler;
   readonly cluster: Cluster;
   readonly coordinator: Coordinator | null;
+  /** The origin's adaptive parts; null elsewhere. */
+  readonly origin: OriginParts | null;
+  readonly heartbeat: HeartbeatSender;
   readonly server: http.Server;
   readonly peerServer: PeerServer;
   readonly log: Logger;
+}
+
+/** What only the origin runs: the live state from heartbeats, the adaptive loop, events, measured latency. */
+interface OriginParts {
+  readonly live: LiveState;
+  readonly loop: AdaptiveLoop;
+  readonly events: EventBus;
+  readonly latency: LatencyWindow;
+  readonly eventsEndpoint: EventsEndpoint;
+  readonly snapshotTimer: NodeJS.Timeout;
 }
 
 export class Host {
@@ -84,16 +105,30 @@ export class Host {
     log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
     const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log);
-    const executor = await Executor.create({ intraOpThreads: threads, maxCachedSessions: limits.sessionCache, logger: log });
+    const executor = await Executor.create({ intraOpThreads: threads, maxCachedSessions: limits.sessionCache, maxCachedBytes: limits.sessionCacheBytes, logger: log });
     const segments = new SegmentSessions(analysis, executor, limits.warmupRuns);
     const metrics = new HostMetrics(self.name, self.tier);
     const { token, fromDefault } = peerToken(o.config);
     if (fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
 
-    // Frames reach the pipeline through the mesh (replies) and the peer server (requests); both open only
-    // after the parts exist, so the late binding below is always set before a frame arrives.
+    const transport = { ...HOST_TRANSPORT_DEFAULTS, ...o.config.transport };
+    const isOrigin = self.tier === tiers[0];
+    const originName = o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name;
+
+    // Frames reach the pipeline (and heartbeats the live state) through the mesh (replies) and the peer
+    // server (requests); both open only after the parts exist, so the late bindings are set before a frame.
     let pipeline: Pipeline | null = null;
-    const onFrame = (f: IncomingFrame): void => pipeline?.onFrame(f);
+    let live: LiveState | null = null;
+    const onFrame = (f: IncomingFrame): void => {
+      if (f.header.kind !== 'message') return pipeline?.onFrame(f);
+      const body = f.header.body as { type?: unknown } | undefined;
+      if (body?.type !== HEARTBEAT || !live) return;
+      try {
+        live.onHeartbeat(checkHeartbeat(body, f.peer.host), Date.now());
+      } catch (e) {
+        log.warn({ peer: f.peer.host, err: (e as Error).message }, 'heartbeat refused');
+      }
+    };
     const mesh = new PeerMesh({
       self,
       peers: o.config.hosts.filter((h) => h.name !== self.name),
@@ -103,37 +138,142 @@ export class Host {
       onFrame,
       onLost: (peer, ids) => pipeline?.failLost(peer, ids),
       logger: log,
-      transport: o.config.transport,
+      transport,
     });
     pipeline = new Pipeline({ self: self.name, segments, links: mesh, metrics, logger: log, outputs: model.outputs.map((x) => x.name), maxInFlight: limits.maxInFlight });
     metrics.observeLinks(() => mesh.reports());
     const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs });
     const load = new LoadSampler(limits.loadSampleMs);
     const server = http.createServer();
-    const peerServer = await PeerServer.listen({ self: { host: self.name, tier: self.tier }, modelSha256: model.sha256, token, onFrame, server, logger: log, options: o.config.transport });
+    const peerServer = await PeerServer.listen({ self: { host: self.name, tier: self.tier }, modelSha256: model.sha256, token, onFrame, server, logger: log, options: transport });
 
     let host: Host | null = null;
     const status = (): HostStatus => (host as Host).status();
     const cluster = new Cluster({ self: self.name, hosts: o.config.hosts, isOpen: (h) => mesh.isOpen(h), client, profile, status, links: () => mesh.reports(), logger: log });
     const prepareOn = (name: string, from: number, to: number): Promise<void> =>
       name === self.name ? (host as Host).prepareLocal(from, to) : client.request(name, 'POST', '/v1/segments', { from, to }).then(() => undefined);
-    const coordinator =
-      self.tier === tiers[0]
-        ? new Coordinator({
-            self: { name: self.name, tier: self.tier },
-            tiers,
-            hosts: o.config.hosts.map((h) => ({ name: h.name, tier: h.tier })),
-            blocks: analysis.blocks,
-            cluster,
-            prepare: prepareOn,
-            historyLength: limits.planHistory,
-            onAdopt: (a) => metrics.planEpoch.set({ host: self.name }, a.epoch),
-            logger: log,
-          })
-        : null;
-    host = new Host({ config: o.config, self, limits, analysis, profile, executor, segments, mesh, pipeline, metrics, load, cluster, coordinator, server, peerServer, log });
+    const p = pipeline;
+    const takeHeartbeat = (): Heartbeat => {
+      const cpu = ownCpu();
+      return {
+        host: self.name,
+        tier: self.tier,
+        cpuPercent: load.cpuPercent,
+        quotaCpus: cpu.cpus,
+        throttledMs: cpu.throttledMs,
+        threads,
+        queueDepth: executor.queued,
+        inFlight: p.inFlight,
+        busy: p.busy,
+        segments: p.computeTimes(),
+        links: mesh.reports(),
+      };
+    };
+    let coordinator: Coordinator | null = null;
+    let origin: OriginParts | null = null;
+    let heartbeat: HeartbeatSender;
+    if (isOrigin) {
+      const events = new EventBus();
+      const latency = new LatencyWindow(limits.latencyWindowMs);
+      const liveState = new LiveState({
+        self: self.name,
+        hosts: o.config.hosts.map((h) => h.name),
+        blocks: analysis.blocks,
+        heartbeatTimeoutMs: limits.heartbeatTimeoutMs,
+        observedFreshMs: limits.observedFreshMs,
+        isOpen: (h) => mesh.isOpen(h),
+        events,
+      });
+      live = liveState;
+      // Planning reads live link estimates (from heartbeats) where a host has reported, and the hosts' own
+      // smoothed figures otherwise (before the first heartbeat of a peer).
+      const links = async (): Promise<LinkView[]> => {
+        const now = Date.now();
+        const fresh = liveState.linkViews(now);
+        const from = new Set(fresh.map((l) => l.from));
+        if (o.config.hosts.every((h) => from.has(h.name) || !mesh.isOpen(h.name) || h.name === self.name)) return fresh;
+        return [...fresh, ...(await cluster.links()).filter((l) => !from.has(l.from))];
+      };
+      const c = new Coordinator({
+        self: { name: self.name, tier: self.tier },
+        tiers,
+        hosts: o.config.hosts.map((h) => ({ name: h.name, tier: h.tier })),
+        blocks: analysis.blocks,
+        cluster: { profiles: () => cluster.profiles(), links },
+        prepare: prepareOn,
+        objective: o.config.controller?.objective,
+        constraints: o.config.controller?.constraints,
+        historyLength: limits.planHistory,
+        onAdopt: (a, before) => {
+          metrics.planEpoch.set({ host: self.name }, a.epoch);
+          metrics.predictedLatency.set(a.predicted.latencyMs);
+          events.emit('plan-adopted', {
+            epoch: a.epoch,
+            old: before ? { epoch: before.epoch, route: describeRoute(before.route), predictedLatencyMs: before.predicted.latencyMs } : null,
+            new: { epoch: a.epoch, route: describeRoute(a.route), predictedLatencyMs: a.predicted.latencyMs, predictedThroughputRps: a.predicted.throughputRps },
+            reason: a.reason,
+            pinned: a.pinned,
+            urgent: a.urgent ?? false,
+            gain: a.gain ?? null,
+          });
+        },
+        logger: log,
+      });
+      coordinator = c;
+      const loop = new AdaptiveLoop({
+        coordinator: c,
+        live: liveState,
+        profiles: () => cluster.profiles(),
+        settings: o.config.controller,
+        events,
+        metrics: { round: (ms) => metrics.controllerRound.observe(ms * 1000), changed: (reason) => metrics.planChanges.inc({ reason }) },
+        logger: log,
+      });
+      const snapshotTimer = setInterval(() => {
+        void cluster.profiles().then((profiles) => {
+          const now = Date.now();
+          const a = c.current;
+          const all = latency.stats(now);
+          const mine = a ? latency.stats(now, a.epoch) : null;
+          metrics.measuredLatency.set({ quantile: '0.5' }, mine?.p50Ms ?? 0);
+          metrics.measuredLatency.set({ quantile: '0.99' }, mine?.p99Ms ?? 0);
+          const hosts = liveState.hosts(profiles, now);
+          if (events.size === 0) return;
+          events.emit('snapshot', {
+            epoch: a?.epoch ?? null,
+            route: a ? describeRoute(a.route) : null,
+            predictedLatencyMs: a?.predicted.latencyMs ?? null,
+            measured: mine,
+            latency: all,
+            links: liveState.linkViews(now),
+            hosts,
+            controller: loop.state().last,
+          });
+        });
+      }, limits.snapshotMs);
+      snapshotTimer.unref();
+      const eventsEndpoint = mountEvents(server, events, {
+        maxBufferedBytes: limits.eventBufferBytes,
+        peerPath: peerServer.options.path,
+        hello: () => ({ host: self.name, epoch: c.current?.epoch ?? null, route: c.current ? describeRoute(c.current.route) : null, controller: loop.controller.settings }),
+        logger: log,
+      });
+      origin = { live: liveState, loop, events, latency, eventsEndpoint, snapshotTimer };
+      heartbeat = new HeartbeatSender({ intervalMs: limits.heartbeatMs, take: takeHeartbeat, deliver: (b) => liveState.onHeartbeat(b, Date.now()), logger: log });
+    } else {
+      heartbeat = new HeartbeatSender({
+        intervalMs: limits.heartbeatMs,
+        take: takeHeartbeat,
+        deliver: (b) => {
+          if (mesh.isOpen(originName)) mesh.send(originName, { kind: 'message', body: { type: HEARTBEAT, ...b } }, []);
+        },
+        logger: log,
+      });
+    }
+    host = new Host({ config: o.config, self, limits, analysis, profile, executor, segments, mesh, pipeline, metrics, load, cluster, coordinator, origin, heartbeat, server, peerServer, log });
     const h = host;
     const version = { name: entry.name, version: entry.version };
+    const coord = coordinator;
     server.on(
       'request',
       buildApp({
@@ -154,20 +294,25 @@ export class Host {
             return now;
           },
           forward: (name, method, path, body) => client.request(name, method, path, body),
-          plan: coordinator ? { tiers, coordinator, cluster } : undefined,
+          plan:
+            coord && origin
+              ? { tiers, coordinator: coord, cluster, adaptive: origin.loop, measured: (epoch) => (origin as OriginParts).latency.stats(Date.now(), epoch) }
+              : undefined,
         },
-        gateway: coordinator
-          ? {
-              model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
-              serverVersion: SERVER_VERSION,
-              limits,
-              ready: () => h.ready,
-              plan: () => coordinator.current,
-              infer: (plan, inputs, deadlineMs) => (pipeline as Pipeline).infer(plan, inputs, deadlineMs),
-              metrics,
-              log,
-            }
-          : undefined,
+        gateway:
+          coord && origin
+            ? {
+                model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
+                serverVersion: SERVER_VERSION,
+                limits,
+                ready: () => h.ready,
+                plan: () => coord.current,
+                infer: (plan, inputs, deadlineMs) => p.infer(plan, inputs, deadlineMs),
+                metrics,
+                answered: (epoch, ms, ok) => (origin as OriginParts).latency.record(Date.now(), epoch, ms, ok),
+                log,
+              }
+            : undefined,
         log,
       }),
     );
@@ -180,6 +325,7 @@ export class Host {
       });
     });
     load.start();
+    heartbeat.start();
     log.info({ listen: `${addr}:${(server.address() as AddressInfo).port}` }, 'listening');
     return host;
   }
@@ -248,6 +394,7 @@ export class Host {
       await new Promise((r) => setTimeout(r, 250));
     }
     await c.replan('start-up');
+    this.p.origin?.loop.start();
   }
 
   /** Prepare (build and warm) a segment here; once it is warm, it is the one readiness depends on. */
@@ -261,6 +408,12 @@ export class Host {
     this.closed = true;
     const p = this.p;
     p.load.stop();
+    p.heartbeat.stop();
+    if (p.origin) {
+      p.origin.loop.stop();
+      clearInterval(p.origin.snapshotTimer);
+      p.origin.eventsEndpoint.close();
+    }
     p.pipeline.failAll(`${p.self.name} is shutting down`);
     await p.mesh.close();
     await p.peerServer.close();

@@ -22,6 +22,10 @@ export class HostMetrics {
   readonly linkThroughput: Gauge<'from' | 'to'>;
   readonly queueDepth: Gauge<'host'>;
   readonly planEpoch: Gauge<'host'>;
+  readonly planChanges: Counter<'reason'>;
+  readonly predictedLatency: Gauge;
+  readonly measuredLatency: Gauge<'quantile'>;
+  readonly controllerRound: Histogram;
   private links: () => readonly LinkReport[] = () => [];
 
   constructor(host: string, tier: string) {
@@ -67,6 +71,10 @@ export class HostMetrics {
     });
     this.queueDepth = new Gauge({ name: 'cleave_queue_depth', help: 'Requests in flight at this host', labelNames: ['host'], registers: r });
     this.planEpoch = new Gauge({ name: 'cleave_plan_epoch', help: 'Epoch of the plan new requests take', labelNames: ['host'], registers: r });
+    this.planChanges = new Counter({ name: 'cleave_plan_changes_total', help: 'Plans adopted by the adaptive controller, by reason (urgent: the current plan could not run; better: it beat the current one by the hysteresis)', labelNames: ['reason'], registers: r });
+    this.predictedLatency = new Gauge({ name: 'cleave_plan_predicted_latency_ms', help: "The current plan's predicted latency on the live estimates, ms", registers: r });
+    this.measuredLatency = new Gauge({ name: 'cleave_plan_measured_latency_ms', help: "The current plan's measured end-to-end latency over the latency window, ms", labelNames: ['quantile'], registers: r });
+    this.controllerRound = new Histogram({ name: 'cleave_controller_round_duration_us', help: "One adaptive controller round (snapshot, search, decision), microseconds", buckets: LATENCY_BUCKETS_US, registers: r });
   }
 
   /** Where the link gauges read their values at scrape time. */

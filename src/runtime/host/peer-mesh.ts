@@ -100,6 +100,8 @@ export class PeerMesh implements LinkPort {
         to,
         rttMs: s.rttMs,
         throughputBps: s.throughputBps,
+        rttRecentMs: s.rttRecentMs,
+        throughputRecentBps: s.throughputRecentBps,
         throughputSamples: s.throughputSamples,
         state: s.state,
         bytesSent: s.bytesSent,

@@ -56,7 +56,7 @@ export class Pipeline {
   /** Stage work in progress on this host (requests passing through, not only those it originated). */
   private working = 0;
   /** Smoothed compute time of each segment run here, by node range. */
-  private readonly computeMs = new Map<string, { from: number; to: number; meanMs: number; runs: number }>();
+  private readonly computeMs = new Map<string, { from: number; to: number; meanMs: number; runs: number; lastAt: number }>();
   private readonly gate: SendGate;
 
   constructor(private readonly o: PipelineOptions) {
@@ -71,9 +71,10 @@ export class Pipeline {
     return this.working;
   }
 
-  /** Smoothed compute time (ms) and run count of each segment run here. */
-  computeTimes(): { from: number; to: number; meanMs: number; runs: number }[] {
-    return [...this.computeMs.values()].map((v) => ({ ...v, meanMs: Math.round(v.meanMs * 1000) / 1000 }));
+  /** Smoothed compute time (ms), run count and time since the last run (ms) of each segment run here. */
+  computeTimes(): { from: number; to: number; meanMs: number; runs: number; ageMs: number }[] {
+    const now = Date.now();
+    return [...this.computeMs.values()].map((v) => ({ from: v.from, to: v.to, meanMs: Math.round(v.meanMs * 1000) / 1000, runs: v.runs, ageMs: now - v.lastAt }));
   }
 
   /** Frames waiting for a full link to drain. */
@@ -205,10 +206,11 @@ export class Pipeline {
     this.o.metrics.stageCompute.observe({ segment: `${stage.from}-${stage.to}` }, computeMs * 1000);
     const key = `${stage.from}:${stage.to}`;
     const prev = this.computeMs.get(key);
-    if (prev === undefined) this.computeMs.set(key, { from: stage.from, to: stage.to, meanMs: computeMs, runs: 1 });
+    if (prev === undefined) this.computeMs.set(key, { from: stage.from, to: stage.to, meanMs: computeMs, runs: 1, lastAt: Date.now() });
     else {
       prev.meanMs += 0.2 * (computeMs - prev.meanMs);
       prev.runs++;
+      prev.lastAt = Date.now();
     }
   }
 

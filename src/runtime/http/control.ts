@@ -10,6 +10,8 @@ import { tokenMatches } from '../../transport/handshake.js';
 import type { RuntimeLimits } from '../defaults.js';
 import type { ClusterView, HostStatus, LinkReport } from '../plan/cluster-view.js';
 import type { ActivePlan, Coordinator } from '../plan/coordinator.js';
+import type { AdaptiveState } from '../plan/adaptive.js';
+import type { LatencyStats } from '../plan/latency-window.js';
 import { planView } from '../plan/plan-view.js';
 import { describeRoute } from '../plan/route.js';
 
@@ -40,6 +42,10 @@ export interface PlanDeps {
   readonly tiers: readonly string[];
   readonly coordinator: Pick<Coordinator, 'current' | 'plans' | 'pin' | 'unpin'>;
   readonly cluster: ClusterView;
+  /** The adaptive controller: its state and settings, changed live (validated, E_BAD_INPUT naming the field). */
+  readonly adaptive?: { state(): AdaptiveState; update(partial: unknown): unknown };
+  /** Measured end-to-end latency of the requests of `epoch` over the latency window. */
+  measured?(epoch: number): LatencyStats;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void> | void;
@@ -112,7 +118,7 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
       const a = c.current;
       if (!a) throw new CleaveError('E_NOT_READY', 'no plan yet: the deployment is starting');
       const [statuses, links] = await Promise.all([p.cluster.statuses(), p.cluster.links().catch(() => [])]);
-      res.json(planView(a, statuses, links));
+      res.json({ ...planView(a, statuses, links), measured: p.measured?.(a.epoch) ?? null, controller: p.adaptive?.state() ?? null });
     }),
   );
   r.get('/v1/plans', (_req, res) => {
@@ -139,6 +145,20 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
       res.json(brief(await c.unpin(), false));
     }),
   );
+  const adaptive = p.adaptive;
+  if (adaptive) {
+    r.get('/v1/controller', (_req, res) => {
+      res.json(adaptive.state());
+    });
+    r.put(
+      '/v1/controller',
+      json,
+      handle((req, res) => {
+        adaptive.update(req.body);
+        res.json(adaptive.state());
+      }),
+    );
+  }
   r.get(
     '/v1/topology',
     handle(async (_req, res) => {

@@ -25,6 +25,8 @@ export interface GatewayDeps {
   plan(): Routed | null;
   infer(plan: Routed, inputs: Record<string, TensorLike>, deadlineMs: number): Promise<Record<string, TensorLike>>;
   readonly metrics: Pick<HostMetrics, 'requestSuccess' | 'requestFailure' | 'requestDuration'>;
+  /** Told of every request that was stamped with a plan, answered or failed, and its latency. */
+  answered?(epoch: number, ms: number, ok: boolean): void;
   readonly log: Logger;
 }
 
@@ -87,6 +89,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
         const t0 = performance.now();
         const trace = d.log.isLevelEnabled('trace');
         if (trace) d.log.trace({ at: performance.timeOrigin + t0 }, 'request received');
+        let epoch: number | null = null;
         try {
           model(req);
           const plan = d.plan();
@@ -97,14 +100,18 @@ export function gatewayRoutes(d: GatewayDeps): Router {
           if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0))
             throw new CleaveError('E_BAD_INPUT', `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`);
           const deadline = timeout === undefined ? d.limits.deadlineMs : Math.min(timeout / 1000, d.limits.deadlineMs);
+          epoch = plan.epoch;
           const outputs = await d.infer(plan, parsed.inputs, deadline);
           const enc = encodeInferResponse(sig, { id: parsed.id, outputs: parsed.outputs, binaryOutputs: parsed.binaryOutputs, modelVersion: d.model.version }, outputs);
           res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);
           if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
+          const ms = performance.now() - t0;
           d.metrics.requestSuccess.inc({ model: name });
-          d.metrics.requestDuration.observe({ model: name }, (performance.now() - t0) * 1000);
+          d.metrics.requestDuration.observe({ model: name }, ms * 1000);
+          d.answered?.(plan.epoch, ms, true);
         } catch (e) {
           d.metrics.requestFailure.inc({ model: name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
+          if (epoch !== null) d.answered?.(epoch, performance.now() - t0, false);
           next(e);
         }
       },

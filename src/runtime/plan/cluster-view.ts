@@ -17,6 +17,10 @@ export interface LinkView {
 
 /** A link as `GET /v1/links` reports it: its measurements, connection state, traffic and emulation. */
 export interface LinkReport extends LinkView {
+  /** Median of the last three RTT samples: follows a step within two pings (the EWMA lags). */
+  readonly rttRecentMs?: number | null;
+  /** Median of the last three timed throughput samples. */
+  readonly throughputRecentBps?: number | null;
   readonly state: string;
   readonly bytesSent: number;
   readonly queuedBytes: number;
@@ -55,6 +59,26 @@ export interface HostUnreachable {
 
 export function isReachable(s: HostStatus | HostUnreachable): s is HostStatus {
   return !('error' in s);
+}
+
+/** What every host reports to the origin every `heartbeatMs`, over its peer link (a `message` frame). */
+export interface Heartbeat {
+  readonly host: string;
+  readonly tier: string;
+  /** The machine's CPU load in percent (systeminformation): the same for hosts sharing a machine. */
+  readonly cpuPercent: number | null;
+  /** This host's own CPU quota (its cgroup) in CPUs, and how long it has been throttled in total (ms). */
+  readonly quotaCpus: number | null;
+  readonly throttledMs: number | null;
+  readonly threads: number;
+  /** Runs queued in the executor, requests pending at this host, stages running here. */
+  readonly queueDepth: number;
+  readonly inFlight: number;
+  readonly busy: number;
+  /** Segment compute times observed here; `ageMs` since the segment last ran. */
+  readonly segments: readonly { readonly from: number; readonly to: number; readonly meanMs: number; readonly runs: number; readonly ageMs: number }[];
+  /** This host's outgoing links. */
+  readonly links: readonly LinkReport[];
 }
 
 export interface ClusterView {

@@ -9,7 +9,7 @@ import { CleaveError } from '../../errors.js';
 import { plan as searchPlans, profilesToInput } from '../../planner/index.js';
 import type { Constraint, CostModel, Objective, Plan, PlanInput, PlanLink, PlannerOptions } from '../../planner/types.js';
 import type { RouteStage } from '../../transport/frame.js';
-import type { ClusterView } from './cluster-view.js';
+import type { ClusterView, LinkView } from './cluster-view.js';
 import { describeRoute, routeOf, sameRoute, type BlockRange, type HostView } from './route.js';
 
 export interface CoordinatorOptions {
@@ -20,7 +20,8 @@ export interface CoordinatorOptions {
   readonly hosts: readonly HostView[];
   /** The model's blocks as node ranges (the planner plans blocks; routes carry nodes). */
   readonly blocks: readonly BlockRange[];
-  readonly cluster: Pick<ClusterView, 'profiles' | 'links'>;
+  /** Profiles of the reachable hosts, and the link measurements to plan with. */
+  readonly cluster: { profiles: ClusterView['profiles']; links(): Promise<readonly LinkView[]> };
   /** Builds and warms `[from, to)` (nodes) on `host`; resolves when warm. */
   prepare(host: string, from: number, to: number): Promise<void>;
   /** Default 'latency'. */
@@ -46,6 +47,9 @@ export interface ActivePlan {
   readonly pinned: boolean;
   readonly adoptedAt: string;
   readonly reason: string;
+  /** Set by the adaptive controller: adopted at once (the old plan could not run), and the predicted gain. */
+  readonly urgent?: boolean;
+  readonly gain?: number;
 }
 
 export class Coordinator {
@@ -145,7 +149,7 @@ export class Coordinator {
    * Make before break: every stage's host builds and warms its segment, then new requests take the new epoch.
    * One switch at a time: a second waits for the first, then runs. A failed prepare leaves the current plan.
    */
-  async adopt(p: Plan | undefined, how: { pinned: boolean; reason: string }): Promise<ActivePlan> {
+  async adopt(p: Plan | undefined, how: { pinned: boolean; reason: string; urgent?: boolean; gain?: number }): Promise<ActivePlan> {
     if (!p) throw new CleaveError('E_NO_PLAN', 'the planner found no plan');
     while (this.switching) await this.switching.catch(() => undefined);
     // A pin committed while this switch waited wins over a plan searched before it.
@@ -158,7 +162,7 @@ export class Coordinator {
       }
       await Promise.all(route.filter((s) => s.to > s.from).map((s) => this.o.prepare(s.host, s.from, s.to)));
       const previous = this.active;
-      const next: ActivePlan = { epoch: ++this.epoch, route, predicted: p, pinned: how.pinned, adoptedAt: new Date().toISOString(), reason: how.reason };
+      const next: ActivePlan = { epoch: ++this.epoch, route, predicted: p, pinned: how.pinned, adoptedAt: new Date().toISOString(), reason: how.reason, urgent: how.urgent, gain: how.gain };
       this.active = next;
       this.history.push(next);
       if (this.history.length > this.o.historyLength) this.history.shift();

@@ -1,0 +1,64 @@
+/**
+ * `WS /v1/events`: the origin's event stream as JSON text messages, one event each (see plan/events.ts for
+ * the types). A client that reads too slowly to keep its unsent backlog under `eventBufferBytes` is closed
+ * with 4429 rather than buffered without bound. The stream is read-only: what a client sends is ignored.
+ */
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { CleaveEvent, EventBus } from '../plan/events.js';
+
+export const EVENTS_PATH = '/v1/events';
+/** Close code for a client dropped because it read too slowly. */
+export const CLOSE_TOO_SLOW = 4429;
+
+export interface EventsEndpoint {
+  close(): void;
+}
+
+export function mountEvents(
+  server: http.Server,
+  bus: EventBus,
+  o: { maxBufferedBytes: number; hello(): Record<string, unknown>; logger: Logger; /** The peer endpoint's path, whose upgrades are not ours. */ peerPath: string },
+): EventsEndpoint {
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 });
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === o.peerPath) return; // the peer server's
+    if (path !== EVENTS_PATH) {
+      // Nobody else answers it, and a socket handed to 'upgrade' has no timeout: refuse it.
+      const body = JSON.stringify({ error: `no WebSocket endpoint at ${path}` });
+      socket.once('finish', () => socket.destroy());
+      socket.end(`HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws));
+  };
+  const serve = (ws: WebSocket): void => {
+    const send = (e: CleaveEvent | Record<string, unknown>): void => {
+      if (ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount > o.maxBufferedBytes) {
+        o.logger.warn({ buffered: ws.bufferedAmount }, 'events client too slow: dropped');
+        ws.close(CLOSE_TOO_SLOW, 'too slow: events backlog over eventBufferBytes');
+        // A client that reads nothing never completes the closing handshake either.
+        setTimeout(() => ws.terminate(), 1000).unref();
+        off();
+        return;
+      }
+      ws.send(JSON.stringify(e));
+    };
+    const off = bus.subscribe(send);
+    ws.on('close', off);
+    ws.on('error', off);
+    send({ type: 'hello', at: Date.now(), ...o.hello() });
+  };
+  server.on('upgrade', onUpgrade);
+  return {
+    close() {
+      server.off('upgrade', onUpgrade);
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * The adaptive loop: drives the planner's pure controller on a timer (`replanIntervalMs`). Each round it
+ * takes a snapshot of the live measurements (LiveState: link estimates, slowdowns, down hosts; the profiles
+ * from the cluster), asks the controller, and when it says adopt, has the coordinator prepare and commit the
+ * plan (make before break; in-flight requests finish on their route). Every decision is published.
+ */
+import type { Logger } from 'pino';
+import { errorMessage } from '../../errors.js';
+import { CONTROLLER_DEFAULTS, Controller, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from '../../planner/controller.js';
+import type { Profile } from '../../planner/profile.js';
+import type { Plan } from '../../planner/types.js';
+import type { ActivePlan, Coordinator } from './coordinator.js';
+import type { EventBus } from './events.js';
+import type { LiveState } from './live-state.js';
+
+/** What the loop reports about each round and change (metrics). */
+export interface AdaptiveMetrics {
+  round(ms: number): void;
+  changed(reason: 'urgent' | 'better'): void;
+}
+
+export interface AdaptiveOptions {
+  readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt'>;
+  readonly live: Pick<LiveState, 'down' | 'slowdowns'>;
+  profiles(): Promise<Profile[]>;
+  readonly settings?: Partial<ControllerSettings>;
+  readonly events?: EventBus;
+  readonly metrics?: AdaptiveMetrics;
+  readonly logger: Logger;
+  /** Date.now by default; tests pass their own. */
+  now?(): number;
+}
+
+export interface AdaptiveState {
+  readonly settings: ControllerSettings;
+  readonly rounds: number;
+  /** The last round's decision, with its reason, and how long the round took. */
+  readonly last: { readonly kind: Decision['kind'] | 'error'; readonly reason: string; readonly at: number; readonly ms: number } | null;
+}
+
+export class AdaptiveLoop {
+  readonly controller: Controller;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private rounds = 0;
+  private last: AdaptiveState['last'] = null;
+  private stopped = true;
+
+  constructor(private readonly o: AdaptiveOptions) {
+    this.controller = new Controller({ ...CONTROLLER_DEFAULTS, ...o.settings });
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : Date.now();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  state(): AdaptiveState {
+    return { settings: this.controller.settings, rounds: this.rounds, last: this.last };
+  }
+
+  /** Changes settings live (validated: E_BAD_INPUT naming the field); a new interval applies from the next round. */
+  update(partial: unknown): ControllerSettings {
+    const before = this.controller.settings;
+    this.controller.update(partial as Partial<ControllerSettings>);
+    const after = this.controller.settings;
+    this.o.events?.emit('controller-changed', { before, after });
+    this.o.logger.info({ settings: partial }, 'controller settings changed');
+    if (after.replanIntervalMs !== before.replanIntervalMs && !this.stopped) this.schedule();
+    return after;
+  }
+
+  /** One round now (a round in progress is joined, not doubled). */
+  round(): Promise<void> {
+    if (!this.running) this.running = this.runRound().finally(() => (this.running = null));
+    return this.running;
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      void this.round().finally(() => {
+        if (!this.stopped) this.schedule();
+      });
+    }, this.controller.settings.replanIntervalMs);
+    this.timer.unref();
+  }
+
+  private async runRound(): Promise<void> {
+    const t0 = performance.now();
+    const at = this.now();
+    try {
+      const [input, profiles] = await Promise.all([this.o.coordinator.planInput([], 1), this.o.profiles()]);
+      const snapshot: LiveSnapshot = { now: at, input, slowdown: this.o.live.slowdowns(profiles, at), down: this.o.live.down(at) };
+      const active = this.o.coordinator.current;
+      const d = this.controller.step(snapshot, active ? currentOf(active) : null);
+      const ms = performance.now() - t0;
+      this.rounds++;
+      this.last = { kind: d.kind, reason: d.reason, at, ms };
+      this.o.metrics?.round(ms);
+      if (d.kind === 'propose') {
+        this.o.events?.emit('plan-proposed', { candidate: planBrief(d.candidate), current: d.current && planBrief(d.current), gain: d.gain, round: d.round, rounds: d.rounds, reason: d.reason });
+      } else if (d.kind === 'adopt') {
+        await this.adopt(d, snapshot, active);
+      }
+    } catch (e) {
+      this.last = { kind: 'error', reason: errorMessage(e), at, ms: performance.now() - t0 };
+      this.o.logger.warn({ err: errorMessage(e) }, 'controller round failed');
+    }
+  }
+
+  private async adopt(d: Extract<Decision, { kind: 'adopt' }>, snapshot: LiveSnapshot, before: ActivePlan | null): Promise<void> {
+    // The coordinator publishes the change (onAdopt); this loop only starts the dwell and counts it.
+    const next = await this.o.coordinator.adopt(d.plan, { pinned: false, reason: d.reason, urgent: d.urgent, gain: d.gain });
+    this.controller.adopted(this.now(), snapshot);
+    if (!before || next.epoch !== before.epoch) this.o.metrics?.changed(d.urgent ? 'urgent' : 'better');
+  }
+}
+
+/** The coordinator's plan as the controller sees it: stages in blocks. */
+function currentOf(a: ActivePlan): CurrentPlan {
+  return {
+    stages: a.predicted.stages.map((s) => ({ host: s.host, start: s.start, end: s.end })),
+    origin: a.predicted.origin,
+    pinned: a.pinned,
+    adoptedAt: Date.parse(a.adoptedAt),
+  };
+}
+
+function planBrief(p: Plan): object {
+  return { stages: p.stages.map((s) => ({ host: s.host, blocks: [s.start, s.end] })), latencyMs: p.latencyMs, throughputRps: p.throughputRps };
+}

@@ -1,0 +1,173 @@
+/**
+ * What the origin knows now, from the heartbeats every host sends: live link estimates (a windowed median of
+ * each link's recent RTT and throughput, which follows a step within 1-2 s and ignores one outlier), each
+ * host's slowdown, its CPU, queue and quota, and which hosts are down. This is the adaptive loop's
+ * measurement source; it never sees the emulator's settings, only what the links measured.
+ */
+import { slowdownOf, StepMedian } from '../../planner/estimate.js';
+import type { Profile } from '../../planner/profile.js';
+import type { Heartbeat, LinkView } from './cluster-view.js';
+import type { EventBus } from './events.js';
+import type { BlockRange } from './route.js';
+
+export interface LiveStateOptions {
+  /** The origin's name: it is never down to itself. */
+  readonly self: string;
+  readonly hosts: readonly string[];
+  readonly blocks: readonly BlockRange[];
+  /** A host whose heartbeats stop this long is down. */
+  readonly heartbeatTimeoutMs: number;
+  /** Segment times older than this do not count toward a host's slowdown. */
+  readonly observedFreshMs: number;
+  /** Whether the origin's link to `host` is open now (a dropped link marks a host down at once). */
+  isOpen(host: string): boolean;
+  readonly events?: EventBus;
+}
+
+/** A link estimate moving by this share since it was last announced is a `link-changed` event. */
+const LINK_EVENT_SHARE = 0.25;
+
+interface LinkEstimate {
+  readonly from: string;
+  readonly to: string;
+  readonly rtt: StepMedian;
+  readonly throughput: StepMedian;
+  samples: number;
+  announced: { rttMs: number; throughputBps: number } | null;
+}
+
+export interface HostLive {
+  readonly host: string;
+  readonly tier: string;
+  readonly down: boolean;
+  readonly cpuPercent: number | null;
+  readonly quotaCpus: number | null;
+  readonly throttledMs: number | null;
+  readonly queueDepth: number;
+  readonly inFlight: number;
+  readonly slowdown: number;
+  /** 'observed' (its own recent segment times), 'quota' (its CPU quota, when idle) or 'none'. */
+  readonly slowdownFrom: 'observed' | 'quota' | 'none';
+  readonly lastHeartbeatMs: number | null;
+}
+
+export class LiveState {
+  private readonly beats = new Map<string, { beat: Heartbeat; at: number }>();
+  private readonly links = new Map<string, LinkEstimate>();
+  private wasDown = new Set<string>();
+
+  constructor(private readonly o: LiveStateOptions) {}
+
+  /** A heartbeat arrived (or the origin's own was taken) at `now`. */
+  onHeartbeat(b: Heartbeat, now: number): void {
+    this.beats.set(b.host, { beat: b, at: now });
+    for (const l of b.links) {
+      const key = `${l.from}\u0000${l.to}`;
+      let e = this.links.get(key);
+      if (!e) {
+        e = { from: l.from, to: l.to, rtt: new StepMedian(), throughput: new StepMedian(), samples: 0, announced: null };
+        this.links.set(key, e);
+      }
+      const rtt = l.rttRecentMs ?? l.rttMs;
+      const bps = l.throughputRecentBps ?? l.throughputBps;
+      if (rtt !== null && rtt !== undefined && rtt >= 0) e.rtt.add(now, rtt);
+      if (bps !== null && bps !== undefined && bps > 0) e.throughput.add(now, bps);
+      e.samples = l.throughputSamples ?? e.samples;
+      this.announce(e, now);
+    }
+  }
+
+  /** Live link estimates of the links that are measured in both RTT and throughput. */
+  linkViews(now: number): LinkView[] {
+    const out: LinkView[] = [];
+    for (const e of this.links.values()) {
+      const rttMs = e.rtt.value(now);
+      const throughputBps = e.throughput.value(now);
+      if (rttMs === null || throughputBps === null) continue;
+      out.push({ from: e.from, to: e.to, rttMs, throughputBps, throughputSamples: e.samples });
+    }
+    return out;
+  }
+
+  /** Hosts down now: their link from the origin is not open, or their heartbeats stopped. */
+  down(now: number): string[] {
+    return this.o.hosts.filter((h) => h !== this.o.self && (!this.o.isOpen(h) || !this.fresh(h, now)));
+  }
+
+  /** Each host's slowdown against its profile (1 where nothing is known). */
+  slowdowns(profiles: readonly Profile[], now: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const p of profiles) out[p.host.name] = this.slowdownOf(p, now).factor;
+    return out;
+  }
+
+  /** Per host, for snapshots and `GET /v1/plan`. Emits host-up / host-down on changes. */
+  hosts(profiles: readonly Profile[], now: number): HostLive[] {
+    const down = new Set(this.down(now));
+    for (const h of down) if (!this.wasDown.has(h)) this.o.events?.emit('host-down', { host: h });
+    for (const h of this.wasDown) if (!down.has(h)) this.o.events?.emit('host-up', { host: h });
+    this.wasDown = down;
+    return this.o.hosts.map((name) => {
+      const b = this.beats.get(name);
+      const p = profiles.find((x) => x.host.name === name);
+      const s = p ? this.slowdownOf(p, now) : { factor: 1, from: 'none' as const };
+      return {
+        host: name,
+        tier: b?.beat.tier ?? p?.host.tier ?? '',
+        down: down.has(name),
+        cpuPercent: b?.beat.cpuPercent ?? null,
+        quotaCpus: b?.beat.quotaCpus ?? null,
+        throttledMs: b?.beat.throttledMs ?? null,
+        queueDepth: b?.beat.queueDepth ?? 0,
+        inFlight: b?.beat.inFlight ?? 0,
+        slowdown: s.factor,
+        slowdownFrom: s.from,
+        lastHeartbeatMs: b ? now - b.at : null,
+      };
+    });
+  }
+
+  private fresh(host: string, now: number): boolean {
+    const b = this.beats.get(host);
+    return b !== undefined && now - b.at <= this.o.heartbeatTimeoutMs;
+  }
+
+  /**
+   * Observed: the host's recent segment times over what its profile predicts for them. Idle (nothing ran
+   * lately): a CPU quota below the host's ORT threads predicts the sustained slowdown a short profiling
+   * burst does not see (a burst under ~25 ms per period runs unthrottled); otherwise 1.
+   */
+  private slowdownOf(p: Profile, now: number): { factor: number; from: HostLive['slowdownFrom'] } {
+    const b = this.beats.get(p.host.name);
+    if (!b) return { factor: 1, from: 'none' };
+    const age = now - b.at;
+    const observed = [];
+    for (const s of b.beat.segments) {
+      if (s.ageMs + age > this.o.observedFreshMs) continue;
+      const start = this.o.blocks.findIndex((x) => x.start === s.from);
+      const endIdx = this.o.blocks.findIndex((x) => x.end === s.to);
+      if (start < 0 || endIdx < start) continue;
+      observed.push({ start, end: endIdx + 1, meanMs: s.meanMs, count: s.runs });
+    }
+    const blockMs = p.timings.blocks.map((x) => x.medianMs);
+    if (observed.length > 0) {
+      const f = slowdownOf(observed, blockMs, { stageOverheadMs: p.timings.runOverheadMs });
+      // slowdownOf answers 1 when no segment has enough runs: then the quota still says more.
+      if (f !== 1 || observed.some((x) => x.count >= 3)) return { factor: f, from: 'observed' };
+    }
+    const q = b.beat.quotaCpus;
+    if (q !== null && q < b.beat.threads) return { factor: b.beat.threads / q, from: 'quota' };
+    return { factor: 1, from: 'none' };
+  }
+
+  private announce(e: LinkEstimate, now: number): void {
+    const rttMs = e.rtt.value(now);
+    const throughputBps = e.throughput.value(now);
+    if (rttMs === null || throughputBps === null) return;
+    const a = e.announced;
+    const moved = (x: number, y: number): boolean => Math.abs(x - y) > LINK_EVENT_SHARE * Math.max(Math.abs(y), 1e-9);
+    if (a && !moved(throughputBps, a.throughputBps) && !(moved(rttMs, a.rttMs) && Math.abs(rttMs - a.rttMs) > 1)) return;
+    if (a) this.o.events?.emit('link-changed', { from: e.from, to: e.to, rttMs, throughputBps, before: a });
+    e.announced = { rttMs, throughputBps };
+  }
+}

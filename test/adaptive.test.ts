@@ -1,0 +1,110 @@
+/**
+ * The adaptive loop end to end: three real hosts on loopback under a concurrent request loop. A link change
+ * measured by the transport makes the controller move the split, with no request failing across the swap;
+ * the change is published on the events stream and in the plan history with its reason.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { zooEntry } from '../src/graph/zoo/index.js';
+import { inferBinary, putJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
+
+const input: OipTensor = { name: 'input', dtype: 'float32', dims: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64).fill(0.5) };
+
+async function until<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('adaptive loop', () => {
+  let d: Deployment;
+  const events: any[] = [];
+  let ws: WebSocket;
+  beforeAll(async () => {
+    // Throughput objective: on fast loopback links, splitting across hosts lowers the bottleneck stage.
+    d = await startDeployment({
+      modelName: 'mnv2',
+      modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
+      controller: { objective: 'throughput', replanIntervalMs: 250, minDwellMs: 500, confirmRounds: 2, hysteresis: 0.1 },
+    });
+    ws = new WebSocket(`${d.url.replace('http', 'ws')}/v1/events`, { perMessageDeflate: false });
+    ws.on('message', (m) => events.push(JSON.parse(String(m))));
+    await new Promise((r) => ws.once('open', r));
+  });
+  afterAll(async () => {
+    ws?.close();
+    await d?.close();
+  });
+
+  it('a throttled link on the route moves the split away from it, with no failed request across the swaps', async () => {
+    let stop = false;
+    const failures: { status: number; json: unknown }[] = [];
+    let answered = 0;
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        const r = await inferBinary(d.url, 'mnv2', [input]);
+        if (r.status === 200) answered++;
+        else failures.push({ status: r.status, json: r.json });
+      }
+    };
+    const clients = [loop(), loop()];
+    try {
+      // The controller first finds a split that uses the device -> edge link.
+      const viaEdge = await until('a plan through device -> edge', 30_000, async () => {
+        const p = await (await fetch(`${d.url}/v1/plan`)).json();
+        return p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg') ? p : undefined;
+      });
+      expect(viaEdge.reason).not.toMatch(/pinned/);
+      // 0.5 Mbit/s: every frame over it now takes hundreds of ms.
+      const r = await putJson(`${d.url}/v1/links/dev/edg`, { mbps: 0.5 });
+      expect(r.status).toBe(200);
+      const moved = await until('a plan off device -> edge', 30_000, async () => {
+        const p = await (await fetch(`${d.url}/v1/plan`)).json();
+        return p.epoch > viaEdge.epoch && !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg') ? p : undefined;
+      });
+      expect(moved.reason).toMatch(/dev->edg/);
+      expect(moved.controller.settings.objective).toBe('throughput');
+      // Requests keep flowing on the new plan.
+      const before = answered;
+      await until('requests on the new plan', 10_000, async () => (answered > before + 5 ? true : undefined));
+    } finally {
+      stop = true;
+      await Promise.all(clients);
+    }
+    expect(failures).toEqual([]);
+    expect(answered).toBeGreaterThan(10);
+    const adopted = events.filter((e) => e.type === 'plan-adopted');
+    expect(adopted.length).toBeGreaterThanOrEqual(1); // the start-up plan was adopted before the stream opened
+    expect(adopted.at(-1)).toMatchObject({ old: { route: expect.stringContaining('edg') }, new: { route: expect.any(String) }, reason: expect.stringMatching(/dev->edg/) });
+    expect(events.some((e) => e.type === 'link-changed' && e.from === 'dev' && e.to === 'edg')).toBe(true);
+    expect(events.some((e) => e.type === 'snapshot' && Array.isArray(e.hosts) && e.hosts.length === 3)).toBe(true);
+    const history = await (await fetch(`${d.url}/v1/plans`)).json();
+    expect(history.length).toBeGreaterThanOrEqual(2);
+    expect(history[0].reason).toBe('start-up');
+    expect(history.at(-1).reason).toMatch(/dev->edg/);
+  });
+
+  it('GET /v1/plan shows measured latency beside the prediction, and the controller can be paused and switched live', async () => {
+    const p = await (await fetch(`${d.url}/v1/plan`)).json();
+    expect(p.measured).toMatchObject({ count: expect.any(Number), p50Ms: expect.any(Number) });
+    expect(p.controller.rounds).toBeGreaterThan(0);
+    let r = await putJson(`${d.url}/v1/controller`, { paused: true, objective: 'latency' });
+    expect(r.status).toBe(200);
+    expect((await r.json()).settings).toMatchObject({ paused: true, objective: 'latency' });
+    r = await putJson(`${d.url}/v1/controller`, { hysteresis: 'lots' });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/hysteresis: must be a number in \[0, 1\]/);
+    r = await putJson(`${d.url}/v1/controller`, { objectiv: 'latency' });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/objectiv: unknown setting/);
+    await until('a paused round', 5000, async () => {
+      const s = await (await fetch(`${d.url}/v1/controller`)).json();
+      return s.last?.reason?.startsWith('paused') ? s : undefined;
+    });
+    expect(events.some((e) => e.type === 'controller-changed')).toBe(true);
+  });
+});
