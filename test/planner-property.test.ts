@@ -8,6 +8,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isCleaveError } from '../src/errors.js';
 import { enumeratePlans } from '../src/planner/enumerate.js';
+import { LOADED_SEARCH_STEPS, loadedBest } from '../src/planner/plan.js';
+import { prepare } from '../src/planner/prepare.js';
 import { plan, type Constraint, type CostModel, type Objective, type Plan, type PlanInput, type PlanResult } from '../src/planner/index.js';
 
 const time = fc.oneof(fc.integer({ min: 0, max: 4 }), fc.double({ min: 0, max: 10, noNaN: true, noDefaultInfinity: true }));
@@ -183,6 +185,29 @@ describe('exact search equals brute-force enumeration', () => {
         },
       ),
       { numRuns: 60, seed: 3 },
+    );
+  });
+});
+
+describe('latency under load (loadedBest) against brute force', () => {
+  it('minimises max(latency, N x bottleneck) over every feasible plan, within the bisection step', () => {
+    fc.assert(
+      fc.property(
+        instanceArb({ objective: 'latency' }).filter((i) => !(i.constraints ?? []).some((c) => c.kind === 'maxComputeShare')),
+        fc.constantFrom(0.5, 1, 2, 3.5, 8),
+        (input, n) => {
+          const all = enumeratePlans({ ...input, topN: 1000, pareto: false });
+          if (all.plans.length === 0 || all.plans.length >= 1000) return;
+          const loaded = (p: Plan): number => Math.max(p.latencyMs, n * p.bottleneckMs);
+          const want = Math.min(...all.plans.map(loaded));
+          const got = loadedBest(prepare({ ...input, topN: 1, pareto: false }), n);
+          expect(got).not.toBeNull();
+          const range = Math.max(...all.plans.map((p) => p.bottleneckMs));
+          expect(loaded(got as Plan)).toBeGreaterThanOrEqual(want - 1e-9);
+          expect(loaded(got as Plan)).toBeLessThanOrEqual(want + (n * range) / 2 ** LOADED_SEARCH_STEPS + 1e-6);
+        },
+      ),
+      { numRuns: 400, seed: 17 },
     );
   });
 });

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   serve: { summary: 'run one host (device, edge or cloud) of a deployment', load: async () => (await import('./commands/serve.js')).serveCommand },
   up: { summary: 'start device, edge and cloud hosts on this machine and serve', load: async () => (await import('./commands/up.js')).upCommand },
   link: { summary: 'change or show emulated links of a running deployment', load: async () => (await import('./commands/link.js')).linkCommand },
+  watch: { summary: 'live view of a deployment: route, links, hosts, events', load: async () => (await import('./commands/watch.js')).watchCommand },
   zoo: { summary: 'build the Keras Applications model zoo as ONNX', load: async () => (await import('./commands/zoo.js')).zooCommand },
 };
 

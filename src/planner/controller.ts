@@ -14,7 +14,7 @@
 import { CleaveError, isCleaveError } from '../errors.js';
 import { violated } from './constraints.js';
 import { evaluate } from './cost.js';
-import { plan as planFull, search } from './plan.js';
+import { loadedBest, plan as planFull, search } from './plan.js';
 import { describeConstraint, prepare, type Prepared, type Shape } from './prepare.js';
 import { toPlan } from './result.js';
 import type { Constraint, Objective, Plan, PlanInput } from './types.js';
@@ -61,6 +61,11 @@ export interface LiveSnapshot {
   /** Per host name; missing = 1. */
   readonly slowdown: Readonly<Record<string, number>>;
   readonly down: readonly string[];
+  /**
+   * Requests in flight on average (Little's law over recent requests): with more than 1, the latency
+   * objective compares plans by their latency under that load (`loadedLatencyMs`). Default 1.
+   */
+  readonly concurrency?: number;
 }
 
 export interface CurrentPlan {
@@ -230,8 +235,28 @@ export function evaluateStages(input: PlanInput, stages: CurrentPlan['stages'], 
   return typeof r === 'string' ? null : r.plan;
 }
 
-function gainOf(objective: Objective, cur: Plan, best: Plan): number {
-  const [a, b] = objective === 'throughput' ? [cur.bottleneckMs, best.bottleneckMs] : [cur.latencyMs, best.latencyMs];
+/**
+ * Latency with `concurrency` requests in flight: a request also waits behind the others at the slowest
+ * stage or link (a closed system's asymptotic bound, see plan.ts `loadedBest`). Equal to the plan's latency
+ * at a concurrency of 1 or less.
+ */
+export function loadedLatencyMs(p: Plan, concurrency: number): number {
+  return Math.max(p.latencyMs, concurrency * p.bottleneckMs);
+}
+
+/** What a round compares plans by: the objective and, for latency, the load being served. */
+interface Scoring {
+  readonly objective: Objective;
+  readonly concurrency: number;
+}
+
+function scoreOf(sc: Scoring, p: Plan): number {
+  return sc.objective === 'throughput' ? p.bottleneckMs : loadedLatencyMs(p, sc.concurrency);
+}
+
+function gainOf(sc: Scoring, cur: Plan, best: Plan): number {
+  const a = scoreOf(sc, cur);
+  const b = scoreOf(sc, best);
   return a > 0 ? (a - b) / a : 0;
 }
 
@@ -251,14 +276,21 @@ function pct(from: number, to: number): string {
   return `${v > 0 ? '+' : ''}${v}%`;
 }
 
-function predicted(objective: Objective, cur: Plan, best: Plan): string {
-  if (objective === 'latency') return `predicted ${num(cur.latencyMs)} -> ${num(best.latencyMs)} ms, ${pct(cur.latencyMs, best.latencyMs)}`;
+function loadText(sc: Scoring): string {
+  return sc.concurrency > 1 ? ` with ${num(sc.concurrency)} requests in flight` : '';
+}
+
+function predicted(sc: Scoring, cur: Plan, best: Plan): string {
+  if (sc.objective === 'latency') {
+    const [a, b] = [scoreOf(sc, cur), scoreOf(sc, best)];
+    return `predicted ${num(a)} -> ${num(b)} ms${loadText(sc)}, ${pct(a, b)}`;
+  }
   const rps = (p: Plan): string => (Number.isFinite(p.throughputRps) ? num(p.throughputRps) : 'unbounded');
   return `predicted bottleneck ${num(cur.bottleneckMs)} -> ${num(best.bottleneckMs)} ms (${rps(cur)} -> ${rps(best)} req/s), ${pct(cur.bottleneckMs, best.bottleneckMs)}`;
 }
 
-function priceText(objective: Objective, p: Plan): string {
-  return objective === 'latency' ? `${num(p.latencyMs)} ms` : `bottleneck ${num(p.bottleneckMs)} ms`;
+function priceText(sc: Scoring, p: Plan): string {
+  return sc.objective === 'latency' ? `${num(scoreOf(sc, p))} ms${loadText(sc)}` : `bottleneck ${num(p.bottleneckMs)} ms`;
 }
 
 interface Baseline {
@@ -335,6 +367,7 @@ export class Controller {
    */
   step(s: LiveSnapshot, current: CurrentPlan | null): Decision {
     const set = this.#set;
+    const sc: Scoring = { objective: set.objective, concurrency: Math.max(1, s.concurrency ?? 1) };
     // A plan adopted around the controller (an operator's PUT): its first snapshot is the baseline.
     if (current && (!this.#base || current.adoptedAt > this.#base.at)) {
       this.#base = { at: current.adoptedAt, snap: s, objective: set.objective, constraints: set.constraints };
@@ -346,7 +379,7 @@ export class Controller {
     try {
       live = liveInput(s, set.objective, set.constraints);
       p = prepare(live);
-      best = search(p).plans[0] ?? null;
+      best = sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0 ? loadedBest(p, sc.concurrency) : (search(p).plans[0] ?? null);
       if (!best) planFull(live); // throws E_NO_PLAN with the planner's diagnosis
     } catch (e) {
       if (!isCleaveError(e) || (e.code !== 'E_NO_PLAN' && e.code !== 'E_UNSUPPORTED')) throw e;
@@ -362,7 +395,7 @@ export class Controller {
     };
     const origins = s.input.hosts.filter((h) => h.tier === s.input.tiers[0]).map((h) => h.name);
     const curRoute = current ? routeOf(cur?.plan ?? { origin: current.origin ?? (origins.length === 1 ? origins[0] : undefined), stages: current.stages }) : '';
-    const bestText = best ? `the best plan is ${routeOf(best)} (${priceText(set.objective, best)})` : `no feasible plan (${failure})`;
+    const bestText = best ? `the best plan is ${routeOf(best)} (${priceText(sc, best)})` : `no feasible plan (${failure})`;
 
     if (set.paused) return keep(`paused: keeping ${current ? curRoute : 'no plan'}; ${bestText}`);
     if (current?.pinned) {
@@ -375,20 +408,20 @@ export class Controller {
       this.#pending = null;
       const what = current ? `current plan ${curRoute} ${why}` : 'no current plan';
       const base = current ? `; ${moves(this.#base, s, set)}` : '';
-      return { kind: 'adopt', reason: `${what}: adopting ${route} at once (predicted ${priceText(set.objective, best)})${base}`, plan: best, current: null, gain: 1, urgent: true };
+      return { kind: 'adopt', reason: `${what}: adopting ${route} at once (predicted ${priceText(sc, best)})${base}`, plan: best, current: null, gain: 1, urgent: true };
     }
-    const gain = gainOf(set.objective, cur.plan, best);
+    const gain = gainOf(sc, cur.plan, best);
     const moved = moves(this.#base, s, set);
-    if (route === curRoute) return keep(`current plan ${curRoute} is still the best (${priceText(set.objective, best)}); ${moved}`);
+    if (route === curRoute) return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';
     if (!broken && !(gain >= set.hysteresis && gain > 0)) {
-      return keep(`keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(set.objective, cur.plan, best)}), below the ${Math.round(set.hysteresis * 100)}% hysteresis; ${moved}`);
+      return keep(`keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below the ${Math.round(set.hysteresis * 100)}% hysteresis; ${moved}`);
     }
     const pend = this.#pending;
     const rounds = pend && pend.candidate === route && pend.current === curRoute ? pend.rounds + 1 : 1;
     this.#pending = { candidate: route, current: curRoute, rounds };
     const dwellLeft = Math.max(current.adoptedAt, this.#lastAdopt) + set.minDwellMs - s.now;
-    const story = `${moved};${broken} ${predicted(set.objective, cur.plan, best)}: ${route} over ${curRoute}`;
+    const story = `${moved};${broken} ${predicted(sc, cur.plan, best)}: ${route} over ${curRoute}`;
     if (rounds >= set.confirmRounds && dwellLeft <= 0) {
       this.#pending = null;
       return { kind: 'adopt', reason: `${story}; confirmed for ${rounds} round${rounds === 1 ? '' : 's'}, adopting`, plan: best, current: cur.plan, gain, urgent: false };

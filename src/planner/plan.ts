@@ -19,7 +19,7 @@ import { LatencyDP } from './dp.js';
 import { MinMaxDP } from './minmax.js';
 import { describeConstraint, prepare, type Prepared, type Shape } from './prepare.js';
 import { byLatency, paretoFront, toPlan, type Scored } from './result.js';
-import type { Constraint, PlanInput, PlanResult } from './types.js';
+import type { Constraint, Plan, PlanInput, PlanResult } from './types.js';
 import { stageAtoms, stageWindows } from './window.js';
 
 export function plan(input: PlanInput): PlanResult {
@@ -45,6 +45,46 @@ export function search(p: Prepared): PlanResult {
     pareto: pareto?.map((s) => toPlan(p, s)),
     search: bnb ? 'branch-and-bound' : 'dp',
   };
+}
+
+/** Bisection steps of `loadedBest`: the answer is within N x bottleneck-range / 2^steps of the optimum. */
+export const LOADED_SEARCH_STEPS = 12;
+
+/**
+ * The plan that minimises its latency under load: with `concurrency` requests in flight, a request also
+ * waits behind the others at the slowest stage or link, and a closed system's asymptotic bound gives
+ * R = max(latency, N x bottleneck) (Lazowska et al., "Quantitative System Performance", ch. 5).
+ *
+ * L*(b), the least latency among plans whose bottleneck is <= b, does not increase with b while N x b
+ * grows, so the optimum sits where they cross: a bisection on b (one latency DP per step, each with the
+ * bottleneck threshold the throughput search also uses) finds the smallest b with L*(b) <= N x b; the best
+ * plan is that one or the best plan just below it. With N x bottleneck <= latency for the latency-best plan
+ * (light load) that plan is the answer at once. Null when no plan exists.
+ */
+export function loadedBest(p: Prepared, concurrency: number): Plan | null {
+  const dp = new LatencyDP(p, 1);
+  const bound = new LatencyDP(p, 1);
+  const at = (lambda: number): Scored | undefined => latencyTop(p, lambda, dp, bound)[0];
+  const loaded = (x: Scored): number => Math.max(x.m.latency, concurrency * x.m.bottleneck);
+  const top = at(Infinity);
+  if (!top) return null;
+  if (concurrency * top.m.bottleneck <= top.m.latency) return toPlan(p, top);
+  let lo = 0;
+  let hi = top.m.bottleneck;
+  let best = top;
+  let below: Scored | undefined;
+  for (let i = 0; i < LOADED_SEARCH_STEPS && hi - lo > 1; i++) {
+    const mid = Math.floor((lo + hi) / 2);
+    const x = at(mid);
+    if (x && x.m.latency <= concurrency * mid) {
+      hi = mid;
+      if (loaded(x) < loaded(best)) best = x;
+    } else {
+      lo = mid;
+      if (x && (!below || loaded(x) < loaded(below))) below = x;
+    }
+  }
+  return toPlan(p, below && loaded(below) < loaded(best) ? below : best);
 }
 
 function score(p: Prepared, shape: Shape): Scored {

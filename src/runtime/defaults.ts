@@ -33,6 +33,7 @@ export const LIMITS = {
   heartbeatTimeoutMs: { default: 2000, unit: 'ms', min: 100, doc: 'A host whose heartbeats stop this long is down for planning (a dropped link marks it down at once).' },
   observedFreshMs: { default: 5000, unit: 'ms', min: 100, doc: "Segment times observed within this window are a host's slowdown; past it the host's CPU quota (if any) predicts it." },
   latencyWindowMs: { default: 10_000, unit: 'ms', min: 100, doc: "Window of answered requests behind the measured latency (median, p99) of `GET /v1/plan` and the events' snapshots." },
+  concurrencySpanMs: { default: 3000, unit: 'ms', min: 100, doc: "Span of recent requests behind the controller's load figure (requests in flight on average, by Little's law), which the latency objective plans for." },
   snapshotMs: { default: 1000, unit: 'ms', min: 100, doc: 'How often `/v1/events` sends a `snapshot` (links, hosts, latency, rps).' },
   eventBufferBytes: { default: 1 * MiB, unit: 'bytes', min: 1024, doc: 'An events client that lets this much queue up unread is dropped (close code 4429) rather than buffered without bound.' },
 } as const satisfies Record<string, LimitSpec>;

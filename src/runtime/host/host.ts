@@ -210,7 +210,13 @@ export class Host {
           events.emit('plan-adopted', {
             epoch: a.epoch,
             old: before ? { epoch: before.epoch, route: describeRoute(before.route), predictedLatencyMs: before.predicted.latencyMs } : null,
-            new: { epoch: a.epoch, route: describeRoute(a.route), predictedLatencyMs: a.predicted.latencyMs, predictedThroughputRps: a.predicted.throughputRps },
+            new: {
+              epoch: a.epoch,
+              route: describeRoute(a.route),
+              stages: a.predicted.stages.map((x) => ({ host: x.host, blocks: [x.start, x.end] })),
+              predictedLatencyMs: a.predicted.latencyMs,
+              predictedThroughputRps: a.predicted.throughputRps,
+            },
             reason: a.reason,
             pinned: a.pinned,
             urgent: a.urgent ?? false,
@@ -224,6 +230,7 @@ export class Host {
         coordinator: c,
         live: liveState,
         profiles: () => cluster.profiles(),
+        concurrency: (now) => latency.concurrency(now, limits.concurrencySpanMs),
         settings: o.config.controller,
         events,
         metrics: { round: (ms) => metrics.controllerRound.observe(ms * 1000), changed: (reason) => metrics.planChanges.inc({ reason }) },

@@ -1,7 +1,8 @@
 /**
  * `WS /v1/events`: the origin's event stream as JSON text messages, one event each (see plan/events.ts for
- * the types). A client that reads too slowly to keep its unsent backlog under `eventBufferBytes` is closed
- * with 4429 rather than buffered without bound. The stream is read-only: what a client sends is ignored.
+ * the types). A client that reads too slowly to keep its unsent backlog under `eventBufferBytes` is dropped
+ * rather than buffered without bound: sent a 4429 close (which it sees if it catches up within a second),
+ * then disconnected. The stream is read-only: what a client sends is ignored.
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -51,7 +52,7 @@ export function mountEvents(
     const off = bus.subscribe(send);
     ws.on('close', off);
     ws.on('error', off);
-    send({ type: 'hello', at: Date.now(), ...o.hello() });
+    send({ ...o.hello(), type: 'hello', at: Date.now() });
   };
   server.on('upgrade', onUpgrade);
   return {

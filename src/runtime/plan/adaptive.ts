@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors.js';
-import { CONTROLLER_DEFAULTS, Controller, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from '../../planner/controller.js';
+import { CONTROLLER_DEFAULTS, Controller, loadedLatencyMs, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from '../../planner/controller.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
 import type { ActivePlan, Coordinator } from './coordinator.js';
@@ -23,6 +23,8 @@ export interface AdaptiveOptions {
   readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt'>;
   readonly live: Pick<LiveState, 'down' | 'slowdowns'>;
   profiles(): Promise<Profile[]>;
+  /** Requests in flight on average, lately (1 when not given). */
+  concurrency?(now: number): number;
   readonly settings?: Partial<ControllerSettings>;
   readonly events?: EventBus;
   readonly metrics?: AdaptiveMetrics;
@@ -35,7 +37,16 @@ export interface AdaptiveState {
   readonly settings: ControllerSettings;
   readonly rounds: number;
   /** The last round's decision, with its reason, and how long the round took. */
-  readonly last: { readonly kind: Decision['kind'] | 'error'; readonly reason: string; readonly at: number; readonly ms: number } | null;
+  readonly last: {
+    readonly kind: Decision['kind'] | 'error';
+    readonly reason: string;
+    readonly at: number;
+    readonly ms: number;
+    /** Requests in flight on average when the round ran (the load the latency objective plans for). */
+    readonly concurrency: number | null;
+    /** The current plan priced on this round's live estimates (what "predicted" means now), if it can run. */
+    readonly currentPredicted: { readonly latencyMs: number; readonly throughputRps: number } | null;
+  } | null;
 }
 
 export class AdaptiveLoop {
@@ -101,12 +112,21 @@ export class AdaptiveLoop {
     const at = this.now();
     try {
       const [input, profiles] = await Promise.all([this.o.coordinator.planInput([], 1), this.o.profiles()]);
-      const snapshot: LiveSnapshot = { now: at, input, slowdown: this.o.live.slowdowns(profiles, at), down: this.o.live.down(at) };
+      const snapshot: LiveSnapshot = { now: at, input, slowdown: this.o.live.slowdowns(profiles, at), down: this.o.live.down(at), concurrency: this.o.concurrency?.(at) ?? 1 };
       const active = this.o.coordinator.current;
       const d = this.controller.step(snapshot, active ? currentOf(active) : null);
       const ms = performance.now() - t0;
       this.rounds++;
-      this.last = { kind: d.kind, reason: d.reason, at, ms };
+      const cur = d.kind === 'propose' || d.kind === 'adopt' || d.kind === 'keep' ? d.current : null;
+      const n = snapshot.concurrency ?? 1;
+      this.last = {
+        kind: d.kind,
+        reason: d.reason,
+        at,
+        ms,
+        concurrency: n,
+        currentPredicted: cur ? { latencyMs: loadedLatencyMs(cur, n), throughputRps: cur.throughputRps } : null,
+      };
       this.o.metrics?.round(ms);
       if (d.kind === 'propose') {
         this.o.events?.emit('plan-proposed', { candidate: planBrief(d.candidate), current: d.current && planBrief(d.current), gain: d.gain, round: d.round, rounds: d.rounds, reason: d.reason });
@@ -114,7 +134,7 @@ export class AdaptiveLoop {
         await this.adopt(d, snapshot, active);
       }
     } catch (e) {
-      this.last = { kind: 'error', reason: errorMessage(e), at, ms: performance.now() - t0 };
+      this.last = { kind: 'error', reason: errorMessage(e), at, ms: performance.now() - t0, concurrency: null, currentPredicted: null };
       this.o.logger.warn({ err: errorMessage(e) }, 'controller round failed');
     }
   }

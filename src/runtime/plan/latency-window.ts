@@ -51,6 +51,16 @@ export class LatencyWindow {
     };
   }
 
+  /**
+   * Requests in flight on average over the last `spanMs` (Little's law: the summed latency of the requests
+   * answered in the span, over the span). What the controller's latency-under-load objective needs.
+   */
+  concurrency(now: number, spanMs: number): number {
+    let sum = 0;
+    for (let i = this.samples.length - 1; i >= 0 && this.samples[i].at >= now - spanMs; i--) sum += this.samples[i].ms;
+    return sum / spanMs;
+  }
+
   private expire(now: number): void {
     let i = 0;
     while (i < this.samples.length && this.samples[i].at < now - this.windowMs) i++;

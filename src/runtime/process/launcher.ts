@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CleaveError } from '../../errors.js';
-import { applyCpuQuota, removeCgroup } from './cgroup.js';
+import { applyCpuQuota, removeCgroup, setCpuQuota } from './cgroup.js';
 import { HOST_NODE_FLAGS } from './node-flags.js';
 import type { DeploymentConfig, HostConfig } from '../config.js';
 
@@ -42,6 +42,11 @@ export interface Launched {
   readonly url: string;
   /** Resolves once the origin answers /v2/health/ready with 200; rejects if a host exits first or on timeout. */
   ready(timeoutMs: number): Promise<void>;
+  /**
+   * Changes a running host's CPU quota (the cgroup the launcher made for it; a host started without a quota
+   * gets one now). Returns what was applied, or throws E_BAD_INPUT naming the host.
+   */
+  setCpuQuota(host: string, cpus: number): string;
   stop(): Promise<void>;
 }
 
@@ -99,6 +104,14 @@ export function launchDeployment(o: LaunchOptions): Launched {
         }
         await new Promise((r) => setTimeout(r, 200));
       }
+    },
+    setCpuQuota(host: string, cpus: number): string {
+      const c = children.find((x) => x.name === host);
+      if (!c) throw new CleaveError('E_BAD_INPUT', `setCpuQuota: '${host}' is not a host of this deployment`);
+      const r = c.cgroup ? setCpuQuota(c.cgroup, cpus) : c.child.pid !== undefined ? applyCpuQuota(c.child.pid, `${host}-${process.pid}`, cpus) : null;
+      if (!r?.applied) throw new CleaveError('E_BAD_INPUT', `setCpuQuota ${host} ${cpus}: ${r?.detail ?? 'the host has exited'}`);
+      c.cgroup = r.dir ?? c.cgroup;
+      return r.detail;
     },
     async stop(): Promise<void> {
       stopping = true;

@@ -1,0 +1,314 @@
+/**
+ * `npm run bench -- adapt [--model mobilenetv2] [--phase-seconds 15] [--steady-seconds 60] [--clients 2]`
+ *
+ * The adaptive loop against every static plan it used, on one deployment: the default three hosts (device
+ * 0.25 CPU, edge 1 CPU, cloud 2 threads, as `npm start`), real processes, CPU quotas through cgroups, links
+ * through the transport's emulator. A steady closed-loop stream of binary OIP requests runs through a
+ * scripted schedule of phases in which different plans are best:
+ *
+ *   base       the default links (device->edge 200 Mbit/s, edge->cloud 100, device->cloud 50)
+ *   de-5       device->edge 200 -> 5 Mbit/s
+ *   de-200     and back
+ *   cloud-slow edge->cloud 100 -> 2 Mbit/s and device->cloud 50 -> 5 Mbit/s
+ *   cloud-back and back
+ *   edge-cpu   the edge's CPU quota 1 -> 0.15 CPU
+ *   edge-back  and back
+ *   steady     nothing changes (adaptive run only: plan changes here are flapping)
+ *
+ * The same schedule (without the steady phase) is then replayed, in the same run, with each distinct plan
+ * the controller adopted pinned as a static plan. Reported: mean and p99 latency per phase and over the
+ * schedule for adaptive and each static plan; the reaction time from each change to the commit of the new
+ * plan; failed requests; plan changes in the steady phase; predicted vs measured latency per phase; the
+ * controller round's own cost.
+ *
+ * Goals: adaptive mean over the schedule <= 0.8 x the best static plan's; in each phase, after the reaction,
+ * adaptive within 15 % of the best static plan for that phase; reaction <= 2 s for bandwidth steps and
+ * <= 3 s for the CPU change; 0 failed requests; 0 plan changes in the steady phase; predicted vs measured
+ * latency within 15 % (median over phases).
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import WebSocket from 'ws';
+import { ensureModel } from '../src/cli/commands/up.js';
+import { OnnxModel } from '../src/graph/model.js';
+import { resolveInputs } from '../src/graph/shapes.js';
+import { defaultConfig, type DeploymentConfig } from '../src/runtime/config.js';
+import { makeFeeds } from '../src/runtime/local/ort-local.js';
+import { launchDeployment } from '../src/runtime/process/launcher.js';
+import { freePort } from '../test/helpers/deployment.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'mobilenetv2' },
+    'phase-seconds': { type: 'string', default: '15' },
+    'steady-seconds': { type: 'string', default: '60' },
+    clients: { type: 'string', default: '2' },
+  },
+});
+const PHASE_MS = Number(values['phase-seconds']) * 1000;
+const STEADY_MS = Number(values['steady-seconds']) * 1000;
+const CLIENTS = Number(values.clients);
+for (const [k, v] of [['phase-seconds', PHASE_MS], ['steady-seconds', STEADY_MS], ['clients', CLIENTS]] as const)
+  if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${k}: a positive number, got ${String(values[k])}`);
+const NAME = values.model;
+
+type Stage = { host: string; blocks: [number, number] };
+interface Req {
+  t0: number;
+  t1: number;
+  ms: number;
+  ok: boolean;
+  epoch: number;
+}
+interface Adopted {
+  at: number;
+  epoch: number;
+  route: string;
+  stages: Stage[];
+  reason: string;
+  predictedLatencyMs: number;
+}
+interface Phase {
+  name: string;
+  kind: 'base' | 'bandwidth' | 'cpu' | 'steady';
+  apply(): Promise<void>;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'cleave-bench-adapt-'));
+const repo = join(dir, 'models');
+ensureModel(repo, NAME);
+const file = join(repo, NAME, '1', 'model.onnx');
+const specs = resolveInputs(OnnxModel.fromBytes(readFileSync(file), file));
+const base = defaultConfig();
+const hosts = [];
+for (const h of base.hosts) hosts.push({ ...h, listen: `127.0.0.1:${await freePort()}` });
+const config: DeploymentConfig = { ...base, model: NAME, hosts };
+const out = (s: string): void => void process.stdout.write(`${s}\n`);
+const d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' }, onLine: (h, l) => out(`[${h}] ${l}`) });
+
+const api = async (method: string, path: string, body?: unknown): Promise<any> => {
+  const r = await fetch(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const j = await r.json();
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
+  return j;
+};
+const link = (from: string, to: string, mbps: number, delayMs: number): Promise<unknown> => api('PUT', `/v1/links/${from}/${to}`, { mbps, delayMs });
+const both = async (a: string, b: string, mbps: number, delayMs: number): Promise<void> => {
+  await link(a, b, mbps, delayMs);
+  await link(b, a, mbps, delayMs);
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const PHASES: Phase[] = [
+  { name: 'base', kind: 'base', apply: async () => {} },
+  { name: 'de-5', kind: 'bandwidth', apply: () => both('device', 'edge', 5, 1) },
+  { name: 'de-200', kind: 'bandwidth', apply: () => both('device', 'edge', 200, 1) },
+  {
+    name: 'cloud-slow',
+    kind: 'bandwidth',
+    apply: async () => {
+      await both('edge', 'cloud', 2, 10);
+      await both('device', 'cloud', 5, 15);
+    },
+  },
+  {
+    name: 'cloud-back',
+    kind: 'bandwidth',
+    apply: async () => {
+      await both('edge', 'cloud', 100, 10);
+      await both('device', 'cloud', 50, 15);
+    },
+  },
+  { name: 'edge-cpu', kind: 'cpu', apply: async () => void d.setCpuQuota('edge', 0.15) },
+  { name: 'edge-back', kind: 'cpu', apply: async () => void d.setCpuQuota('edge', 1) },
+];
+const STEADY: Phase = { name: 'steady', kind: 'steady', apply: async () => {} };
+
+/** The default conditions, as phase `base` expects them. */
+async function reset(): Promise<void> {
+  await both('device', 'edge', 200, 1);
+  await both('edge', 'cloud', 100, 10);
+  await both('device', 'cloud', 50, 15);
+  d.setCpuQuota('edge', 1);
+}
+
+const port = Number(d.origin.listen.split(':').pop());
+const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
+const x = makeFeeds(specs)[specs[0].name].data as Float32Array;
+const header = Buffer.from(JSON.stringify({ inputs: [{ name: specs[0].name, shape: specs[0].dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } }));
+const body = Buffer.concat([header, Buffer.from(x.buffer, x.byteOffset, x.byteLength)]);
+function infer(): Promise<Req> {
+  const t0 = Date.now();
+  const p0 = performance.now();
+  return new Promise((resolve) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: `/v2/models/${NAME}/infer`, method: 'POST', agent, headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream', 'content-length': body.length } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ t0, t1: Date.now(), ms: performance.now() - p0, ok: res.statusCode === 200, epoch: Number(res.headers['x-cleave-epoch'] ?? -1) }));
+      },
+    );
+    req.on('error', () => resolve({ t0, t1: Date.now(), ms: performance.now() - p0, ok: false, epoch: -1 }));
+    req.end(body);
+  });
+}
+
+/** Runs `phases` under load; returns the requests and each phase's start time. */
+async function run(label: string, phases: Phase[]): Promise<{ reqs: Req[]; starts: number[]; ends: number[] }> {
+  const reqs: Req[] = [];
+  let stop = false;
+  const client = async (): Promise<void> => {
+    while (!stop) reqs.push(await infer());
+  };
+  const clients = Array.from({ length: CLIENTS }, client);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (const ph of phases) {
+    await ph.apply();
+    starts.push(Date.now());
+    await sleep(ph.kind === 'steady' ? STEADY_MS : PHASE_MS);
+    ends.push(Date.now());
+    out(`${label}: phase ${ph.name} done (${reqs.length} requests so far)`);
+  }
+  stop = true;
+  await Promise.all(clients);
+  return { reqs, starts, ends };
+}
+
+const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+const pq = (xs: number[], q: number): number | null => {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+const r2 = (v: number | null): number | null => (v === null ? null : Math.round(v * 100) / 100);
+const inWindow = (reqs: Req[], a: number, b: number): Req[] => reqs.filter((q) => q.t0 >= a && q.t0 < b);
+
+try {
+  await d.ready(300_000);
+  const adopted: Adopted[] = [];
+  const ws = new WebSocket(`ws://${d.origin.listen}/v1/events`, { perMessageDeflate: false });
+  ws.on('message', (m) => {
+    const e = JSON.parse(String(m));
+    if (e.type === 'plan-adopted') adopted.push({ at: e.at, epoch: e.epoch, route: e.new.route, stages: e.new.stages, reason: e.reason, predictedLatencyMs: e.new.predictedLatencyMs });
+  });
+  await new Promise((r) => ws.once('open', r));
+  const startPlan = await api('GET', '/v1/plan');
+  adopted.push({ at: Date.parse(startPlan.adoptedAt), epoch: startPlan.epoch, route: startPlan.route, stages: startPlan.stages.filter((s: any) => s.blocks).map((s: any) => ({ host: s.host, blocks: s.blocks })), reason: startPlan.reason, predictedLatencyMs: startPlan.predicted.latencyMs });
+
+  // Adaptive, with a sample of "predicted now" at each phase's end.
+  const predictedAtEnd: (number | null)[] = [];
+  const phasesWithProbe = [...PHASES, STEADY].map((ph, i, all) => ({
+    ...ph,
+    apply: async () => {
+      if (i > 0) predictedAtEnd.push((await api('GET', '/v1/controller')).last?.currentPredicted?.latencyMs ?? null);
+      await ph.apply();
+      if (i === all.length - 1) setTimeout(() => void api('GET', '/v1/controller').then((c) => predictedAtEnd.push(c.last?.currentPredicted?.latencyMs ?? null)), STEADY_MS - 500);
+    },
+  }));
+  const adaptive = await run('adaptive', phasesWithProbe);
+  const metrics = await (await fetch(`${d.url}/metrics`)).text();
+  const roundSum = Number(/^cleave_controller_round_duration_us_sum\{[^}]*\} (\S+)/m.exec(metrics)?.[1] ?? NaN);
+  const roundCount = Number(/^cleave_controller_round_duration_us_count\{[^}]*\} (\S+)/m.exec(metrics)?.[1] ?? NaN);
+  ws.close();
+
+  // Every distinct plan the controller used, pinned in turn.
+  const distinct = new Map<string, Stage[]>();
+  for (const a of adopted) if (a.stages?.length && !distinct.has(a.route)) distinct.set(a.route, a.stages);
+  const statics: { route: string; reqs: Req[]; starts: number[]; ends: number[] }[] = [];
+  for (const [route, stages] of distinct) {
+    await reset();
+    await api('PUT', '/v1/plan', { stages });
+    await sleep(2000);
+    statics.push({ route, ...(await run(`static ${route}`, PHASES)) });
+  }
+  await api('DELETE', '/v1/plan');
+
+  // Per phase: reaction (first adoption after the change), then means after it.
+  const phases = PHASES.map((ph, i) => {
+    const a0 = adaptive.starts[i];
+    const a1 = adaptive.ends[i];
+    const change = adopted.find((a) => a.at >= a0 && a.at < a1);
+    const reactionMs = ph.kind === 'base' ? null : change ? change.at - a0 : null;
+    const settle = reactionMs ?? 0;
+    const ad = inWindow(adaptive.reqs, a0 + settle, a1).filter((q) => q.ok);
+    const st = statics.map((s) => {
+      const reqs = inWindow(s.reqs, s.starts[i] + settle, s.ends[i]).filter((q) => q.ok);
+      return { route: s.route, meanMs: mean(reqs.map((q) => q.ms)), p99Ms: pq(reqs.map((q) => q.ms), 0.99) };
+    });
+    const best = st.filter((s) => s.meanMs !== null).sort((p, q) => (p.meanMs as number) - (q.meanMs as number))[0];
+    const adMean = mean(ad.map((q) => q.ms));
+    // The plan in force at the end of the phase, its measured median after the reaction and its live prediction.
+    const last = ad.at(-1)?.epoch;
+    const mine = ad.filter((q) => q.epoch === last).map((q) => q.ms);
+    const measured = pq(mine, 0.5);
+    const predicted = predictedAtEnd[i] ?? null;
+    return {
+      phase: ph.name,
+      kind: ph.kind,
+      reactionMs,
+      adaptive: { meanMs: r2(adMean), p99Ms: r2(pq(ad.map((q) => q.ms), 0.99)), requests: ad.length, route: adopted.filter((a) => a.at < a1).at(-1)?.route },
+      statics: st.map((s) => ({ route: s.route, meanMs: r2(s.meanMs), p99Ms: r2(s.p99Ms) })),
+      bestStatic: best ? { route: best.route, meanMs: r2(best.meanMs) } : null,
+      ratioToBest: adMean !== null && best?.meanMs ? r2(adMean / best.meanMs) : null,
+      predictedMs: r2(predicted),
+      measuredP50Ms: r2(measured),
+      predictionError: predicted && measured ? r2(Math.abs(measured - predicted) / measured) : null,
+    };
+  });
+  const scheduleEnd = adaptive.ends[PHASES.length - 1];
+  const adaptiveAll = adaptive.reqs.filter((q) => q.t0 < scheduleEnd && q.ok).map((q) => q.ms);
+  const staticAll = statics.map((s) => {
+    const ok = s.reqs.filter((q) => q.ok).map((q) => q.ms);
+    return { route: s.route, meanMs: r2(mean(ok)), p99Ms: r2(pq(ok, 0.99)), failed: s.reqs.filter((q) => !q.ok).length };
+  });
+  const bestStatic = [...staticAll].sort((a, b) => (a.meanMs ?? Infinity) - (b.meanMs ?? Infinity))[0];
+  const adaptiveMean = mean(adaptiveAll) as number;
+  const failed = adaptive.reqs.filter((q) => !q.ok).length;
+  const steadyStart = adaptive.starts[PHASES.length];
+  const steadyChanges = adopted.filter((a) => a.at >= steadyStart).length;
+  const reactions = phases.filter((p) => p.reactionMs !== null);
+  const errors = phases.map((p) => p.predictionError).filter((e): e is number => e !== null);
+  const medianError = pq(errors, 0.5);
+  const checks = {
+    scheduleMean: adaptiveMean <= 0.8 * (bestStatic.meanMs ?? Infinity),
+    perPhase: phases.every((p) => p.ratioToBest === null || p.ratioToBest <= 1.15),
+    reactionBandwidth: reactions.filter((p) => p.kind === 'bandwidth').every((p) => (p.reactionMs as number) <= 2000),
+    reactionCpu: reactions.filter((p) => p.kind === 'cpu').every((p) => (p.reactionMs as number) <= 3000),
+    noFailures: failed === 0,
+    noFlapping: steadyChanges === 0,
+    prediction: medianError !== null && medianError <= 0.15,
+  };
+  out('');
+  out(`phase        reaction  adaptive mean/p99 ms    best static (mean)                        ratio  predicted/measured`);
+  for (const p of phases)
+    out(
+      `${p.phase.padEnd(12)} ${String(p.reactionMs ?? '-').padStart(8)}  ${`${p.adaptive.meanMs} / ${p.adaptive.p99Ms}`.padEnd(22)}  ${`${p.bestStatic?.route} (${p.bestStatic?.meanMs})`.padEnd(40)}  ${String(p.ratioToBest).padStart(5)}  ${p.predictedMs} / ${p.measuredP50Ms}`,
+    );
+  out(`schedule: adaptive mean ${r2(adaptiveMean)} ms, best static ${bestStatic.route} ${bestStatic.meanMs} ms; failed ${failed}; steady-phase changes ${steadyChanges}`);
+  console.log(
+    JSON.stringify({
+      name: 'adapt',
+      model: NAME,
+      clients: CLIENTS,
+      phaseSeconds: PHASE_MS / 1000,
+      steadySeconds: STEADY_MS / 1000,
+      adaptive: { meanMs: r2(adaptiveMean), p99Ms: r2(pq(adaptiveAll, 0.99)), requests: adaptiveAll.length, failed, plans: distinct.size, steadyPhaseChanges: steadyChanges },
+      statics: staticAll,
+      phases,
+      predictionErrorMedian: medianError,
+      controllerRoundMs: r2(roundSum / roundCount / 1000),
+      controllerRounds: roundCount,
+      ratio: r2(adaptiveMean / (bestStatic.meanMs ?? NaN)),
+      goal: 'adaptive mean <= 0.8 x best static over the schedule; per phase after reaction <= 1.15 x best static; reaction <= 2 s (bandwidth), <= 3 s (CPU); 0 failed; 0 steady-phase changes; prediction error <= 15 % (median)',
+      checks,
+      pass: Object.values(checks).every(Boolean),
+    }),
+  );
+} finally {
+  await d.stop();
+  rmSync(dir, { recursive: true, force: true });
+}

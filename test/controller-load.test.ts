@@ -1,0 +1,62 @@
+/**
+ * The latency objective under load: with N requests in flight a request also waits behind the others at
+ * the slowest stage, so the controller compares plans by max(latency, N x bottleneck). Priced by hand:
+ *   device alone:          8 x 6 ms                                  latency 48, bottleneck 48
+ *   device[0:4) edge[4:8): 24 + (1 + 1 + 1) hop + 4 x 7 ms + return   latency ~54, bottleneck 28
+ * At N = 1 device alone wins (48 < 54); at N = 2 the split does (max(54, 56) = 56 < max(48, 96) = 96).
+ */
+import { describe, expect, it } from 'vitest';
+import { Controller, loadedLatencyMs, type LiveSnapshot, type PlanInput } from '../src/planner/index.js';
+
+function input(): PlanInput {
+  return {
+    tiers: ['device', 'edge', 'cloud'],
+    hosts: [
+      { name: 'device', tier: 'device', blockMs: new Array<number>(8).fill(6) },
+      { name: 'edge', tier: 'edge', blockMs: new Array<number>(8).fill(7) },
+      { name: 'cloud', tier: 'cloud', blockMs: new Array<number>(8).fill(100) },
+    ],
+    links: [
+      { from: 'device', to: 'edge', rttMs: 2, bytesPerSecond: 1e6 },
+      { from: 'edge', to: 'device', rttMs: 2, bytesPerSecond: 1e6 },
+      { from: 'device', to: 'cloud', rttMs: 40, bytesPerSecond: 1e6 },
+      { from: 'edge', to: 'cloud', rttMs: 20, bytesPerSecond: 1e6 },
+    ],
+    frontierBytes: new Array<number>(8).fill(1000),
+    inputBytes: 100_000,
+    outputBytes: 1000,
+    options: { hopOverheadMs: 0 },
+  };
+}
+
+const snap = (now: number, concurrency?: number): LiveSnapshot => ({ now, input: input(), slowdown: {}, down: [], concurrency });
+const stagesOf = (d: { plan?: { stages: readonly { host: string; start: number; end: number }[] } }): string =>
+  (d.plan?.stages ?? []).map((s) => `${s.host}[${s.start}:${s.end})`).join(' ');
+
+describe('controller: latency under load', () => {
+  it('at one request in flight plans for latency alone; at two, for latency under load', () => {
+    const light = new Controller({ minDwellMs: 0 }).step(snap(0), null);
+    expect(light.kind).toBe('adopt');
+    expect(stagesOf(light as never)).toBe('device[0:8)');
+    const loaded = new Controller({ minDwellMs: 0 }).step(snap(0, 2), null);
+    expect(loaded.kind).toBe('adopt');
+    const p = (loaded as Extract<typeof loaded, { kind: 'adopt' }>).plan;
+    expect(p.stages.map((s) => s.host)).toEqual(['device', 'edge']);
+    expect(loadedLatencyMs(p, 2)).toBeLessThan(96);
+    expect(loadedLatencyMs(p, 2)).toBeGreaterThan(p.latencyMs - 1e-9);
+  });
+
+  it('moves a running all-device plan to the split once load appears, and says the load in its reason', () => {
+    const c = new Controller({ minDwellMs: 0, confirmRounds: 2 });
+    const first = c.step(snap(0), null);
+    c.adopted(0, snap(0));
+    const current = { stages: (first as Extract<typeof first, { kind: 'adopt' }>).plan.stages.map((s) => ({ host: s.host, start: s.start, end: s.end })), pinned: false, adoptedAt: 0 };
+    expect(c.step(snap(1000, 1), current).kind).toBe('keep');
+    const r1 = c.step(snap(2000, 2), current);
+    expect(r1.kind).toBe('propose');
+    expect(r1.reason).toMatch(/with 2\.00 requests in flight/);
+    const r2 = c.step(snap(3000, 2), current);
+    expect(r2.kind).toBe('adopt');
+    expect(r2.reason).toMatch(/predicted 96\.0 -> \d+(\.\d+)? ms with 2\.00 requests in flight/);
+  });
+});
