@@ -193,7 +193,9 @@ try {
   const ws = new WebSocket(`ws://${d.origin.listen}/v1/events`, { perMessageDeflate: false });
   ws.on('message', (m) => {
     const e = JSON.parse(String(m));
-    if (e.type === 'plan-adopted') adopted.push({ at: e.at, epoch: e.epoch, route: e.new.route, stages: e.new.stages, reason: e.reason, predictedLatencyMs: e.new.predictedLatencyMs });
+    if (e.type !== 'plan-adopted') return;
+    adopted.push({ at: e.at, epoch: e.epoch, route: e.new.route, stages: e.new.stages, reason: e.reason, predictedLatencyMs: e.new.predictedLatencyMs });
+    out(`  epoch ${e.epoch}: ${e.new.route} (${e.urgent ? 'urgent' : e.pinned ? 'pinned' : 'better'}): ${String(e.reason).slice(0, 300)}`);
   });
   await new Promise((r) => ws.once('open', r));
   const startPlan = await api('GET', '/v1/plan');

@@ -116,7 +116,7 @@ function onEdge(settings: ConstructorParameters<typeof Controller>[0] = {}): Con
 
 describe('controller settings', () => {
   it('has documented defaults and accepts a valid partial', () => {
-    expect(CONTROLLER_DEFAULTS).toMatchObject({ objective: 'latency', replanIntervalMs: 1000, hysteresis: 0.1, confirmRounds: 2, minDwellMs: 3000, paused: false });
+    expect(CONTROLLER_DEFAULTS).toMatchObject({ objective: 'latency', replanIntervalMs: 500, hysteresis: 0.1, confirmRounds: 2, minDwellMs: 3000, paused: false });
     expect(CONTROLLER_DEFAULTS.constraints).toEqual([]);
     expect(checkControllerSettings({ hysteresis: 0.2, objective: 'throughput', paused: undefined })).toEqual({ hysteresis: 0.2, objective: 'throughput' });
     expect(new Controller({ confirmRounds: 3 }).settings).toMatchObject({ confirmRounds: 3, hysteresis: 0.1 });

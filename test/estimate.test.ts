@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isCleaveError } from '../src/errors.js';
-import { ESTIMATE_DEFAULTS, StepMedian, slowdownOf } from '../src/planner/index.js';
+import { ESTIMATE_DEFAULTS, StepMedian, WindowExtreme, slowdownOf } from '../src/planner/index.js';
 
 function expectError(f: () => unknown, code: string, re: RegExp): void {
   let err: unknown;
@@ -168,5 +168,30 @@ describe('slowdownOf', () => {
     expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: Number.NaN, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.meanMs: /);
     expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: 1, count: 1.5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.count: /);
     expectError(() => slowdownOf([], [1, -1]), 'E_BAD_INPUT', /^blockMs\[1\]: /);
+  });
+});
+
+describe('WindowExtreme', () => {
+  it('max: a slow outlier does not lower a capacity estimate; a real drop shows once the window has passed', () => {
+    const w = new WindowExtreme('max', 1500);
+    for (let t = 0; t <= 2000; t += 500) w.add(t, t === 1000 ? 1 : 100); // one stalled sample at t = 1000
+    expect(w.value(2000)).toBe(100);
+    for (let t = 2500; t <= 4000; t += 500) w.add(t, 5); // the link really drops to 5 at t = 2500
+    expect(w.value(3000)).toBe(100); // 2000's 100 is still in the window
+    expect(w.value(4000)).toBe(5); // 1.5 s after the step
+  });
+
+  it('min: the least recent round trip; the latest sample once all are older than the window', () => {
+    const w = new WindowExtreme('min', 1000);
+    expect(w.value(0)).toBeNull();
+    w.add(0, 10);
+    w.add(100, 50);
+    expect(w.value(500)).toBe(10);
+    expect(w.value(10_000)).toBe(50);
+  });
+
+  it('refuses bad samples and options, naming them', () => {
+    expect(() => new WindowExtreme('max', 0)).toThrow(/windowMs/);
+    expect(() => new WindowExtreme('max').add(0, NaN)).toThrow(/value/);
   });
 });

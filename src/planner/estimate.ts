@@ -165,3 +165,40 @@ export function slowdownOf(observed: readonly ObservedSegment[], blockMs: readon
   if (predicted <= 0) return 1;
   return Math.min(hi, Math.max(lo, seen / predicted));
 }
+
+/**
+ * The least (or greatest) sample of the last `windowMs`, or the latest sample when none is that recent.
+ * For measurements that delays only ever push one way: a receiver that is slow to answer (a host under a CPU
+ * quota is stalled whole when its quota runs out) makes a round trip look longer and a transfer slower,
+ * never the reverse; so a link's capacity is the greatest recent throughput sample and its latency the
+ * least recent round trip, and a real step still shows within one window.
+ */
+export class WindowExtreme {
+  private readonly samples: { at: number; value: number }[] = [];
+
+  constructor(
+    private readonly kind: 'min' | 'max',
+    private readonly windowMs: number = ESTIMATE_DEFAULTS.windowMs,
+    private readonly maxSamples: number = ESTIMATE_DEFAULTS.maxSamples,
+  ) {
+    if (!(windowMs > 0)) bad(`windowMs: must be a number > 0 (got ${String(windowMs)})`);
+  }
+
+  add(atMs: number, value: number): void {
+    if (!Number.isFinite(atMs)) bad(`atMs: must be a finite number (got ${String(atMs)})`);
+    if (!Number.isFinite(value)) bad(`value: must be a finite number (got ${String(value)})`);
+    this.samples.push({ at: atMs, value });
+    if (this.samples.length > this.maxSamples) this.samples.shift();
+  }
+
+  /** Null only before the first sample. */
+  value(nowMs: number): number | null {
+    while (this.samples.length > 1 && this.samples[0].at < nowMs - this.windowMs) this.samples.shift();
+    if (this.samples.length === 0) return null;
+    let v = this.samples[0].value;
+    for (const s of this.samples) v = this.kind === 'min' ? Math.min(v, s.value) : Math.max(v, s.value);
+    // Everything is older than the window: the latest sample is what is known.
+    if (this.samples[0].at < nowMs - this.windowMs) return this.samples[this.samples.length - 1].value;
+    return v;
+  }
+}

@@ -11,4 +11,4 @@ export { describeConstraint } from './prepare.js';
 export { ATOMS_PER_MS } from './atoms.js';
 export * from './types.js';
 export { Controller, CONTROLLER_DEFAULTS, EXPLAIN_LIMITS, checkControllerSettings, evaluateStages, liveInput, loadedLatencyMs, routeOf, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from './controller.js';
-export { StepMedian, slowdownOf, ESTIMATE_DEFAULTS, type ObservedSegment, type SlowdownOptions, type StepMedianOptions } from './estimate.js';
+export { StepMedian, WindowExtreme, slowdownOf, ESTIMATE_DEFAULTS, type ObservedSegment, type SlowdownOptions, type StepMedianOptions } from './estimate.js';

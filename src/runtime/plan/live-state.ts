@@ -1,10 +1,11 @@
 /**
- * What the origin knows now, from the heartbeats every host sends: live link estimates (a windowed median of
- * each link's recent RTT and throughput, which follows a step within 1-2 s and ignores one outlier), each
+ * What the origin knows now, from the heartbeats every host sends: live link estimates (each link's recent
+ * figures, themselves medians of three samples, taken as the least RTT and the greatest throughput of the
+ * last 1.5 s, since a stalled receiver only ever makes a link look slower; a step shows within 1-2 s), each
  * host's slowdown, its CPU, queue and quota, and which hosts are down. This is the adaptive loop's
  * measurement source; it never sees the emulator's settings, only what the links measured.
  */
-import { slowdownOf, StepMedian } from '../../planner/estimate.js';
+import { slowdownOf, WindowExtreme } from '../../planner/estimate.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Heartbeat, LinkView } from './cluster-view.js';
 import type { EventBus } from './events.js';
@@ -24,14 +25,17 @@ export interface LiveStateOptions {
   readonly events?: EventBus;
 }
 
+/** Runs a segment needs before its mean time counts toward its host's slowdown. */
+const SLOWDOWN_MIN_RUNS = 3;
+
 /** A link estimate moving by this share since it was last announced is a `link-changed` event. */
 const LINK_EVENT_SHARE = 0.25;
 
 interface LinkEstimate {
   readonly from: string;
   readonly to: string;
-  readonly rtt: StepMedian;
-  readonly throughput: StepMedian;
+  readonly rtt: WindowExtreme;
+  readonly throughput: WindowExtreme;
   samples: number;
   announced: { rttMs: number; throughputBps: number } | null;
 }
@@ -53,6 +57,8 @@ export interface HostLive {
 
 export class LiveState {
   private readonly beats = new Map<string, { beat: Heartbeat; at: number }>();
+  /** Each host's last observed slowdown and the CPU quota it had then: what an idle host is still taken to be. */
+  private readonly observed = new Map<string, { factor: number; quotaCpus: number | null }>();
   private readonly links = new Map<string, LinkEstimate>();
   private wasDown = new Set<string>();
 
@@ -65,7 +71,7 @@ export class LiveState {
       const key = `${l.from}\u0000${l.to}`;
       let e = this.links.get(key);
       if (!e) {
-        e = { from: l.from, to: l.to, rtt: new StepMedian(), throughput: new StepMedian(), samples: 0, announced: null };
+        e = { from: l.from, to: l.to, rtt: new WindowExtreme('min'), throughput: new WindowExtreme('max'), samples: 0, announced: null };
         this.links.set(key, e);
       }
       const rtt = l.rttRecentMs ?? l.rttMs;
@@ -134,11 +140,15 @@ export class LiveState {
 
   /**
    * Observed: the host's recent segment times over what its profile predicts for them. Idle (nothing ran
-   * lately): a CPU quota below the host's ORT threads predicts the sustained slowdown a short profiling
-   * burst does not see (a burst under ~25 ms per period runs unthrottled); otherwise 1.
+   * lately): what it was last observed to be, as long as its CPU quota is still the one it had then (a host
+   * that only looked fast because it stopped working would otherwise win work back and lose it again);
+   * with no observation, or after its quota changed, a quota below the host's ORT threads predicts the
+   * sustained slowdown a short profiling burst does not see (a burst under ~25 ms per period runs
+   * unthrottled); otherwise 1.
    */
   private slowdownOf(p: Profile, now: number): { factor: number; from: HostLive['slowdownFrom'] } {
-    const b = this.beats.get(p.host.name);
+    const name = p.host.name;
+    const b = this.beats.get(name);
     if (!b) return { factor: 1, from: 'none' };
     const age = now - b.at;
     const observed = [];
@@ -150,11 +160,14 @@ export class LiveState {
       observed.push({ start, end: endIdx + 1, meanMs: s.meanMs, count: s.runs });
     }
     const blockMs = p.timings.blocks.map((x) => x.medianMs);
-    if (observed.length > 0) {
-      const f = slowdownOf(observed, blockMs, { stageOverheadMs: p.timings.runOverheadMs });
-      // slowdownOf answers 1 when no segment has enough runs: then the quota still says more.
-      if (f !== 1 || observed.some((x) => x.count >= 3)) return { factor: f, from: 'observed' };
+    // slowdownOf answers 1 when no segment has enough runs to count.
+    if (observed.some((x) => x.count >= SLOWDOWN_MIN_RUNS)) {
+      const factor = slowdownOf(observed, blockMs, { stageOverheadMs: p.timings.runOverheadMs, minRuns: SLOWDOWN_MIN_RUNS });
+      this.observed.set(name, { factor, quotaCpus: b.beat.quotaCpus });
+      return { factor, from: 'observed' };
     }
+    const last = this.observed.get(name);
+    if (last && last.quotaCpus === b.beat.quotaCpus) return { factor: last.factor, from: 'observed' };
     const q = b.beat.quotaCpus;
     if (q !== null && q < b.beat.threads) return { factor: b.beat.threads / q, from: 'quota' };
     return { factor: 1, from: 'none' };
