@@ -51,7 +51,11 @@ const { values } = parseArgs({
 const PHASE_MS = Number(values['phase-seconds']) * 1000;
 const STEADY_MS = Number(values['steady-seconds']) * 1000;
 const CLIENTS = Number(values.clients);
-for (const [k, v] of [['phase-seconds', PHASE_MS], ['steady-seconds', STEADY_MS], ['clients', CLIENTS]] as const)
+for (const [k, v] of [
+  ['phase-seconds', PHASE_MS],
+  ['steady-seconds', STEADY_MS],
+  ['clients', CLIENTS],
+] as const)
   if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${k}: a positive number, got ${String(values[k])}`);
 const NAME = values.model;
 
@@ -87,15 +91,26 @@ const hosts = [];
 for (const h of base.hosts) hosts.push({ ...h, listen: `127.0.0.1:${await freePort()}` });
 const config: DeploymentConfig = { ...base, model: NAME, hosts };
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
-const d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' }, onLine: (h, l) => out(`[${h}] ${l}`) });
+const d = launchDeployment({
+  config,
+  modelsDir: repo,
+  runDir: dir,
+  env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
+  onLine: (h, l) => out(`[${h}] ${l}`),
+});
 
 const api = async (method: string, path: string, body?: unknown): Promise<any> => {
-  const r = await fetch(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`${d.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const j = await r.json();
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
   return j;
 };
-const link = (from: string, to: string, mbps: number, delayMs: number): Promise<unknown> => api('PUT', `/v1/links/${from}/${to}`, { mbps, delayMs });
+const link = (from: string, to: string, mbps: number, delayMs: number): Promise<unknown> =>
+  api('PUT', `/v1/links/${from}/${to}`, { mbps, delayMs });
 const both = async (a: string, b: string, mbps: number, delayMs: number): Promise<void> => {
   await link(a, b, mbps, delayMs);
   await link(b, a, mbps, delayMs);
@@ -138,17 +153,43 @@ async function reset(): Promise<void> {
 const port = Number(d.origin.listen.split(':').pop());
 const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
 const x = makeFeeds(specs)[specs[0].name].data as Float32Array;
-const header = Buffer.from(JSON.stringify({ inputs: [{ name: specs[0].name, shape: specs[0].dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } }));
+const header = Buffer.from(
+  JSON.stringify({
+    inputs: [
+      { name: specs[0].name, shape: specs[0].dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } },
+    ],
+    parameters: { binary_data_output: true },
+  }),
+);
 const body = Buffer.concat([header, Buffer.from(x.buffer, x.byteOffset, x.byteLength)]);
 function infer(): Promise<Req> {
   const t0 = Date.now();
   const p0 = performance.now();
   return new Promise((resolve) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: `/v2/models/${NAME}/infer`, method: 'POST', agent, headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream', 'content-length': body.length } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: `/v2/models/${NAME}/infer`,
+        method: 'POST',
+        agent,
+        headers: {
+          'inference-header-content-length': String(header.length),
+          'content-type': 'application/octet-stream',
+          'content-length': body.length,
+        },
+      },
       (res) => {
         res.resume();
-        res.on('end', () => resolve({ t0, t1: Date.now(), ms: performance.now() - p0, ok: res.statusCode === 200, epoch: Number(res.headers['x-cleave-epoch'] ?? -1) }));
+        res.on('end', () =>
+          resolve({
+            t0,
+            t1: Date.now(),
+            ms: performance.now() - p0,
+            ok: res.statusCode === 200,
+            epoch: Number(res.headers['x-cleave-epoch'] ?? -1),
+          }),
+        );
       },
     );
     req.on('error', () => resolve({ t0, t1: Date.now(), ms: performance.now() - p0, ok: false, epoch: -1 }));
@@ -194,12 +235,28 @@ try {
   ws.on('message', (m) => {
     const e = JSON.parse(String(m));
     if (e.type !== 'plan-adopted') return;
-    adopted.push({ at: e.at, epoch: e.epoch, route: e.new.route, stages: e.new.stages, reason: e.reason, predictedLatencyMs: e.new.predictedLatencyMs });
-    out(`  epoch ${e.epoch}: ${e.new.route} (${e.urgent ? 'urgent' : e.pinned ? 'pinned' : 'better'}): ${String(e.reason).slice(0, 300)}`);
+    adopted.push({
+      at: e.at,
+      epoch: e.epoch,
+      route: e.new.route,
+      stages: e.new.stages,
+      reason: e.reason,
+      predictedLatencyMs: e.new.predictedLatencyMs,
+    });
+    out(
+      `  epoch ${e.epoch}: ${e.new.route} (${e.urgent ? 'urgent' : e.pinned ? 'pinned' : 'better'}): ${String(e.reason).slice(0, 300)}`,
+    );
   });
   await new Promise((r) => ws.once('open', r));
   const startPlan = await api('GET', '/v1/plan');
-  adopted.push({ at: Date.parse(startPlan.adoptedAt), epoch: startPlan.epoch, route: startPlan.route, stages: startPlan.stages.filter((s: any) => s.blocks).map((s: any) => ({ host: s.host, blocks: s.blocks })), reason: startPlan.reason, predictedLatencyMs: startPlan.predicted.latencyMs });
+  adopted.push({
+    at: Date.parse(startPlan.adoptedAt),
+    epoch: startPlan.epoch,
+    route: startPlan.route,
+    stages: startPlan.stages.filter((s: any) => s.blocks).map((s: any) => ({ host: s.host, blocks: s.blocks })),
+    reason: startPlan.reason,
+    predictedLatencyMs: startPlan.predicted.latencyMs,
+  });
 
   // Adaptive, with a sample of "predicted now" at each phase's end.
   const predictedAtEnd: (number | null)[] = [];
@@ -208,7 +265,14 @@ try {
     apply: async () => {
       if (i > 0) predictedAtEnd.push((await api('GET', '/v1/controller')).last?.currentPredicted?.latencyMs ?? null);
       await ph.apply();
-      if (i === all.length - 1) setTimeout(() => void api('GET', '/v1/controller').then((c) => predictedAtEnd.push(c.last?.currentPredicted?.latencyMs ?? null)), STEADY_MS - 500);
+      if (i === all.length - 1)
+        setTimeout(
+          () =>
+            void api('GET', '/v1/controller').then((c) =>
+              predictedAtEnd.push(c.last?.currentPredicted?.latencyMs ?? null),
+            ),
+          STEADY_MS - 500,
+        );
     },
   }));
   const adaptive = await run('adaptive', phasesWithProbe);
@@ -239,7 +303,14 @@ try {
     const ad = inWindow(adaptive.reqs, a0 + settle, a1).filter((q) => q.ok);
     const st = statics.map((s) => {
       const reqs = inWindow(s.reqs, s.starts[i] + settle, s.ends[i]).filter((q) => q.ok);
-      return { route: s.route, meanMs: mean(reqs.map((q) => q.ms)), p99Ms: pq(reqs.map((q) => q.ms), 0.99) };
+      return {
+        route: s.route,
+        meanMs: mean(reqs.map((q) => q.ms)),
+        p99Ms: pq(
+          reqs.map((q) => q.ms),
+          0.99,
+        ),
+      };
     });
     const best = st.filter((s) => s.meanMs !== null).sort((p, q) => (p.meanMs as number) - (q.meanMs as number))[0];
     const adMean = mean(ad.map((q) => q.ms));
@@ -252,7 +323,17 @@ try {
       phase: ph.name,
       kind: ph.kind,
       reactionMs,
-      adaptive: { meanMs: r2(adMean), p99Ms: r2(pq(ad.map((q) => q.ms), 0.99)), requests: ad.length, route: adopted.filter((a) => a.at < a1).at(-1)?.route },
+      adaptive: {
+        meanMs: r2(adMean),
+        p99Ms: r2(
+          pq(
+            ad.map((q) => q.ms),
+            0.99,
+          ),
+        ),
+        requests: ad.length,
+        route: adopted.filter((a) => a.at < a1).at(-1)?.route,
+      },
       statics: st.map((s) => ({ route: s.route, meanMs: r2(s.meanMs), p99Ms: r2(s.p99Ms) })),
       bestStatic: best ? { route: best.route, meanMs: r2(best.meanMs) } : null,
       ratioToBest: adMean !== null && best?.meanMs ? r2(adMean / best.meanMs) : null,
@@ -265,7 +346,12 @@ try {
   const adaptiveAll = adaptive.reqs.filter((q) => q.t0 < scheduleEnd && q.ok).map((q) => q.ms);
   const staticAll = statics.map((s) => {
     const ok = s.reqs.filter((q) => q.ok).map((q) => q.ms);
-    return { route: s.route, meanMs: r2(mean(ok)), p99Ms: r2(pq(ok, 0.99)), failed: s.reqs.filter((q) => !q.ok).length };
+    return {
+      route: s.route,
+      meanMs: r2(mean(ok)),
+      p99Ms: r2(pq(ok, 0.99)),
+      failed: s.reqs.filter((q) => !q.ok).length,
+    };
   });
   const bestStatic = [...staticAll].sort((a, b) => (a.meanMs ?? Infinity) - (b.meanMs ?? Infinity))[0];
   const adaptiveMean = mean(adaptiveAll) as number;
@@ -285,12 +371,16 @@ try {
     prediction: medianError !== null && medianError <= 0.15,
   };
   out('');
-  out(`phase        reaction  adaptive mean/p99 ms    best static (mean)                        ratio  predicted/measured`);
+  out(
+    `phase        reaction  adaptive mean/p99 ms    best static (mean)                        ratio  predicted/measured`,
+  );
   for (const p of phases)
     out(
       `${p.phase.padEnd(12)} ${String(p.reactionMs ?? '-').padStart(8)}  ${`${p.adaptive.meanMs} / ${p.adaptive.p99Ms}`.padEnd(22)}  ${`${p.bestStatic?.route} (${p.bestStatic?.meanMs})`.padEnd(40)}  ${String(p.ratioToBest).padStart(5)}  ${p.predictedMs} / ${p.measuredP50Ms}`,
     );
-  out(`schedule: adaptive mean ${r2(adaptiveMean)} ms, best static ${bestStatic.route} ${bestStatic.meanMs} ms; failed ${failed}; steady-phase changes ${steadyChanges}`);
+  out(
+    `schedule: adaptive mean ${r2(adaptiveMean)} ms, best static ${bestStatic.route} ${bestStatic.meanMs} ms; failed ${failed}; steady-phase changes ${steadyChanges}`,
+  );
   console.log(
     JSON.stringify({
       name: 'adapt',
@@ -298,7 +388,14 @@ try {
       clients: CLIENTS,
       phaseSeconds: PHASE_MS / 1000,
       steadySeconds: STEADY_MS / 1000,
-      adaptive: { meanMs: r2(adaptiveMean), p99Ms: r2(pq(adaptiveAll, 0.99)), requests: adaptiveAll.length, failed, plans: distinct.size, steadyPhaseChanges: steadyChanges },
+      adaptive: {
+        meanMs: r2(adaptiveMean),
+        p99Ms: r2(pq(adaptiveAll, 0.99)),
+        requests: adaptiveAll.length,
+        failed,
+        plans: distinct.size,
+        steadyPhaseChanges: steadyChanges,
+      },
       statics: staticAll,
       phases,
       predictionErrorMedian: medianError,

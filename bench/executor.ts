@@ -23,9 +23,16 @@ interface Case {
 function tiny(): Case {
   const b = new GraphBuilder('tiny', 1);
   const x = b.input('input', [1, 3, 8, 8]);
-  b.output(b.op('Relu', [b.op('Conv', [x, b.weight('w', [4, 3, 3, 3], 'he')], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] })]));
+  b.output(
+    b.op('Relu', [b.op('Conv', [x, b.weight('w', [4, 3, 3, 3], 'he')], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] })]),
+  );
   const data = Float32Array.from({ length: 192 }, (_, i) => Math.sin(i));
-  return { name: 'tiny', bytes: b.toBytes(), feeds: { input: { dtype: 'float32', dims: [1, 3, 8, 8], data } }, calls: 3000 };
+  return {
+    name: 'tiny',
+    bytes: b.toBytes(),
+    feeds: { input: { dtype: 'float32', dims: [1, 3, 8, 8], data } },
+    calls: 3000,
+  };
 }
 
 /** A CNN stem on an ImageNet-sized input: 1x3x224x224 in (600 KB), 1x64x56x56 out (800 KB), ~2 ms. */
@@ -33,14 +40,24 @@ function mid(): Case {
   const b = new GraphBuilder('mid', 2);
   let x = b.input('input', [1, 3, 224, 224]);
   let c = 3;
-  for (const [out, stride] of [[32, 2], [32, 1], [64, 2], [64, 1]] as const) {
+  for (const [out, stride] of [
+    [32, 2],
+    [32, 1],
+    [64, 2],
+    [64, 1],
+  ] as const) {
     const w = b.weight('w', [out, c, 3, 3], 'he');
     x = b.op('Relu', [b.op('Conv', [x, w], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [stride, stride] })]);
     c = out;
   }
   b.output(x);
   const data = Float32Array.from({ length: 3 * 224 * 224 }, (_, i) => Math.sin(i) * 0.5);
-  return { name: 'mid', bytes: b.toBytes(), feeds: { input: { dtype: 'float32', dims: [1, 3, 224, 224], data } }, calls: 200 };
+  return {
+    name: 'mid',
+    bytes: b.toBytes(),
+    feeds: { input: { dtype: 'float32', dims: [1, 3, 224, 224], data } },
+    calls: 200,
+  };
 }
 
 function median(xs: number[]): number {

@@ -51,33 +51,73 @@ function cnnFrontier(n: number): number[] {
 function modelA(): PlanInput {
   const n = 92;
   const work = Array.from({ length: n }, () => 0.5 + rnd() * 2);
-  const host = (name: string, tier: string, speed: number): PlanInput['hosts'][number] => ({ name, tier, blockMs: work.map((w) => w * speed * (0.9 + 0.2 * rnd())), stageOverheadMs: 0.3 });
-  const hosts = [host('raspi4', 'device', 40), host('vm2Core', 'edge', 8), host('2500', 'edge', 10), host('6700k(GPU)', 'cloud', 1), host('6700k(NoGPU)', 'cloud', 3)];
+  const host = (name: string, tier: string, speed: number): PlanInput['hosts'][number] => ({
+    name,
+    tier,
+    blockMs: work.map((w) => w * speed * (0.9 + 0.2 * rnd())),
+    stageOverheadMs: 0.3,
+  });
+  const hosts = [
+    host('raspi4', 'device', 40),
+    host('vm2Core', 'edge', 8),
+    host('2500', 'edge', 10),
+    host('6700k(GPU)', 'cloud', 1),
+    host('6700k(NoGPU)', 'cloud', 3),
+  ];
   // Scission's benchmark_data/network_stats.csv, Mbps as bytes/s.
   const net: [string, string, number, number][] = [
-    ['raspi4', '2500', 66.7, 1.6], ['raspi4', 'vm2Core', 66.7, 1.6], ['raspi4', '6700k(GPU)', 100, 1.6], ['raspi4', '6700k(NoGPU)', 100, 1.6],
-    ['2500', '6700k(GPU)', 20, 50], ['2500', '6700k(NoGPU)', 20, 50], ['vm2Core', '6700k(GPU)', 20, 50], ['vm2Core', '6700k(NoGPU)', 20, 50],
+    ['raspi4', '2500', 66.7, 1.6],
+    ['raspi4', 'vm2Core', 66.7, 1.6],
+    ['raspi4', '6700k(GPU)', 100, 1.6],
+    ['raspi4', '6700k(NoGPU)', 100, 1.6],
+    ['2500', '6700k(GPU)', 20, 50],
+    ['2500', '6700k(NoGPU)', 20, 50],
+    ['vm2Core', '6700k(GPU)', 20, 50],
+    ['vm2Core', '6700k(NoGPU)', 20, 50],
   ];
   const links = net.map(([from, to, rttMs, mbps]) => ({ from, to, rttMs, bytesPerSecond: mbps * 125_000 }));
-  return { tiers: ['device', 'edge', 'cloud'], hosts, links, frontierBytes: cnnFrontier(n), inputBytes: 602_112, outputBytes: 4000, topN: 5 };
+  return {
+    tiers: ['device', 'edge', 'cloud'],
+    hosts,
+    links,
+    frontierBytes: cnnFrontier(n),
+    inputBytes: 602_112,
+    outputBytes: 4000,
+    topN: 5,
+  };
 }
 
 function modelB(): PlanInput {
   const n = 1000;
   const tiers = ['device', 'gateway', 'edge', 'region', 'cloud'];
   const work = Array.from({ length: n }, () => 0.05 + rnd() * 0.3);
-  const hosts = tiers.flatMap((tier, q) => Array.from({ length: 10 }, (_, i) => ({
-    name: `${tier}${i}`, tier, blockMs: work.map((w) => w * (40 / 3 ** q) * (0.7 + 0.6 * rnd())), stageOverheadMs: 0.2,
-  })));
-  const links = hosts.flatMap((a) => hosts.filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier)).map((b) => {
-    const hopsAway = tiers.indexOf(b.tier) - tiers.indexOf(a.tier);
-    return { from: a.name, to: b.name, rttMs: (2 + 10 * hopsAway) * (0.5 + rnd()), bytesPerSecond: (10 + 200 * rnd()) * 125_000 };
-  }));
+  const hosts = tiers.flatMap((tier, q) =>
+    Array.from({ length: 10 }, (_, i) => ({
+      name: `${tier}${i}`,
+      tier,
+      blockMs: work.map((w) => w * (40 / 3 ** q) * (0.7 + 0.6 * rnd())),
+      stageOverheadMs: 0.2,
+    })),
+  );
+  const links = hosts.flatMap((a) =>
+    hosts
+      .filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier))
+      .map((b) => {
+        const hopsAway = tiers.indexOf(b.tier) - tiers.indexOf(a.tier);
+        return {
+          from: a.name,
+          to: b.name,
+          rttMs: (2 + 10 * hopsAway) * (0.5 + rnd()),
+          bytesPerSecond: (10 + 200 * rnd()) * 125_000,
+        };
+      }),
+  );
   return { tiers, hosts, links, frontierBytes: cnnFrontier(n), inputBytes: 602_112, outputBytes: 4000, topN: 5 };
 }
 
 function same(a: PlanResult, b: PlanResult): boolean {
-  const k = (r: PlanResult): string => JSON.stringify(r.plans.map((p) => [p.origin, p.stages.map((s) => [s.host, s.start, s.end]), p.latencyMs]));
+  const k = (r: PlanResult): string =>
+    JSON.stringify(r.plans.map((p) => [p.origin, p.stages.map((s) => [s.host, s.start, s.end]), p.latencyMs]));
   return k(a) === k(b);
 }
 
@@ -92,7 +132,9 @@ const aEnumMs = time(() => enumeratePlans(a), 15, 3);
 const aThroughputMs = time(() => plan({ ...a, objective: 'throughput' }), 100, 30);
 const aParetoMs = time(() => plan({ ...a, pareto: true }), 100, 30);
 const aRatio = aEnumMs / aPlanMs;
-console.log(`A  92 blocks, 1 device + 2 edge + 2 cloud: ${aPlans} plans; planner ${round(aPlanMs)} ms, enumeration ${round(aEnumMs, 2)} ms (x${Math.round(aRatio)}), same top 5: ${aAgree}`);
+console.log(
+  `A  92 blocks, 1 device + 2 edge + 2 cloud: ${aPlans} plans; planner ${round(aPlanMs)} ms, enumeration ${round(aEnumMs, 2)} ms (x${Math.round(aRatio)}), same top 5: ${aAgree}`,
+);
 console.log(`   throughput objective ${round(aThroughputMs)} ms, latency + Pareto ${round(aParetoMs)} ms`);
 
 // B: 1000 blocks, 5 tiers x 10 hosts.
@@ -105,21 +147,39 @@ const sample = 50_000;
 const sampleMs = time(() => feasiblePlans(bp, sample), 3, 1);
 const bEnumEstimateMs = Number(bPlans) * (sampleMs / sample);
 const years = bEnumEstimateMs / 1000 / 3600 / 24 / 365;
-console.log(`B  1000 blocks, 5 tiers x 10 hosts: ${bPlans} plans (${Number(bPlans).toExponential(2)}); planner ${round(bPlanMs, 2)} ms`);
-console.log(`   enumeration infeasible: ${sample} plans took ${round(sampleMs, 1)} ms, so all would take ~${bEnumEstimateMs.toExponential(2)} ms (~${years.toExponential(1)} years)`);
+console.log(
+  `B  1000 blocks, 5 tiers x 10 hosts: ${bPlans} plans (${Number(bPlans).toExponential(2)}); planner ${round(bPlanMs, 2)} ms`,
+);
+console.log(
+  `   enumeration infeasible: ${sample} plans took ${round(sampleMs, 1)} ms, so all would take ~${bEnumEstimateMs.toExponential(2)} ms (~${years.toExponential(1)} years)`,
+);
 console.log(`   throughput objective ${round(bThroughputMs, 2)} ms`);
 
 const pass = aAgree && aPlanMs < 1 && aRatio >= 100 && bPlanMs < 100;
-console.log(JSON.stringify({
-  name: 'planner',
-  figures: {
-    a_blocks: 92, a_hosts: '1 device, 2 edge, 2 cloud', a_plans: aPlans, a_planner_ms: round(aPlanMs), a_enumeration_ms: round(aEnumMs, 2), a_same_top5: aAgree,
-    a_throughput_ms: round(aThroughputMs), a_pareto_ms: round(aParetoMs),
-    b_blocks: 1000, b_hosts: '5 tiers x 10 (10 origins)', b_plans: bPlans.toString(), b_planner_ms: round(bPlanMs, 2), b_throughput_ms: round(bThroughputMs, 2),
-    b_enumeration_sample_plans: sample, b_enumeration_sample_ms: round(sampleMs, 1), b_enumeration_estimate_ms: Number(bEnumEstimateMs.toPrecision(3)),
-    b_ratio_estimate: Number((bEnumEstimateMs / bPlanMs).toPrecision(3)),
-  },
-  ratio: round(aRatio, 1),
-  goal: 'A: planner < 1 ms and >= 100x faster than enumeration (same top 5); B: planner < 100 ms',
-  pass,
-}));
+console.log(
+  JSON.stringify({
+    name: 'planner',
+    figures: {
+      a_blocks: 92,
+      a_hosts: '1 device, 2 edge, 2 cloud',
+      a_plans: aPlans,
+      a_planner_ms: round(aPlanMs),
+      a_enumeration_ms: round(aEnumMs, 2),
+      a_same_top5: aAgree,
+      a_throughput_ms: round(aThroughputMs),
+      a_pareto_ms: round(aParetoMs),
+      b_blocks: 1000,
+      b_hosts: '5 tiers x 10 (10 origins)',
+      b_plans: bPlans.toString(),
+      b_planner_ms: round(bPlanMs, 2),
+      b_throughput_ms: round(bThroughputMs, 2),
+      b_enumeration_sample_plans: sample,
+      b_enumeration_sample_ms: round(sampleMs, 1),
+      b_enumeration_estimate_ms: Number(bEnumEstimateMs.toPrecision(3)),
+      b_ratio_estimate: Number((bEnumEstimateMs / bPlanMs).toPrecision(3)),
+    },
+    ratio: round(aRatio, 1),
+    goal: 'A: planner < 1 ms and >= 100x faster than enumeration (same top 5); B: planner < 100 ms',
+    pass,
+  }),
+);

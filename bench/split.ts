@@ -33,9 +33,16 @@ import { quantile } from '../src/runtime/local/profiler.js';
 import { ensureModel } from '../src/cli/commands/up.js';
 import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 
-
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '100' }, rounds: { type: 'string', default: '5' }, models: { type: 'string', default: 'resnet50,mobilenetv2' }, 'heap-flags': { type: 'string', default: 'on' } } });
-if (!['on', 'off'].includes(values['heap-flags'])) throw new Error(`--heap-flags: on or off, got '${values['heap-flags']}'`);
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '100' },
+    rounds: { type: 'string', default: '5' },
+    models: { type: 'string', default: 'resnet50,mobilenetv2' },
+    'heap-flags': { type: 'string', default: 'on' },
+  },
+});
+if (!['on', 'off'].includes(values['heap-flags']))
+  throw new Error(`--heap-flags: on or off, got '${values['heap-flags']}'`);
 const HEAP_FLAGS = values['heap-flags'] === 'on';
 const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
@@ -78,24 +85,61 @@ for (const name of values.models.split(',')) {
   };
   // A cut between an Add and its Relu breaks ORT's Add+Relu fusion: prefer the later of two neighbouring
   // single-tensor cuts of the same size (the block's output).
-  const settle = (c: number): number => (c + 1 < n - 1 && a.blocks[c].after.tensors.length === 1 && a.blocks[c].after.bytes === a.blocks[c - 1].after.bytes ? c + 1 : c);
+  const settle = (c: number): number =>
+    c + 1 < n - 1 && a.blocks[c].after.tensors.length === 1 && a.blocks[c].after.bytes === a.blocks[c - 1].after.bytes
+      ? c + 1
+      : c;
   const c1 = settle(pick(n / 3));
   const c2 = settle(pick((2 * n) / 3));
-  const config: DeploymentConfig = { model: name, hosts: await loopbackHosts(['device', 'edge', 'cloud']), profile: { repeats: 3, warmup: 1 } };
-  const d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn', CLEAVE_NODE_FLAGS: HEAP_FLAGS ? '1' : '0' }, nodeFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [], onLine: (h, l) => quiet(`[${h}] ${l}\n`) });
+  const config: DeploymentConfig = {
+    model: name,
+    hosts: await loopbackHosts(['device', 'edge', 'cloud']),
+    profile: { repeats: 3, warmup: 1 },
+  };
+  const d = launchDeployment({
+    config,
+    modelsDir: repo,
+    runDir: dir,
+    env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn', CLEAVE_NODE_FLAGS: HEAP_FLAGS ? '1' : '0' },
+    nodeFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [],
+    onLine: (h, l) => quiet(`[${h}] ${l}\n`),
+  });
   try {
     await d.ready(180_000);
     const feeds = makeFeeds(specs);
     const x = feeds[specs[0].name];
     const xData = x.data as Float32Array;
-    const header = Buffer.from(JSON.stringify({ inputs: [{ name: specs[0].name, shape: specs[0].dims, datatype: 'FP32', parameters: { binary_data_size: xData.byteLength } }], parameters: { binary_data_output: true } }));
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: specs[0].name,
+            shape: specs[0].dims,
+            datatype: 'FP32',
+            parameters: { binary_data_size: xData.byteLength },
+          },
+        ],
+        parameters: { binary_data_output: true },
+      }),
+    );
     const body = Buffer.concat([header, Buffer.from(xData.buffer, xData.byteOffset, xData.byteLength)]);
     // node:http with keep-alive: fetch (undici) adds ~0.5 ms per request here, which is the client's cost.
     const port = Number(d.origin.listen.split(':').pop());
     const infer = (): Promise<void> =>
       new Promise((resolve, reject) => {
         const req = http.request(
-          { host: '127.0.0.1', port, path: `/v2/models/${name}/infer`, method: 'POST', agent, headers: { 'inference-header-content-length': String(header.length), 'content-type': 'application/octet-stream', 'content-length': body.length } },
+          {
+            host: '127.0.0.1',
+            port,
+            path: `/v2/models/${name}/infer`,
+            method: 'POST',
+            agent,
+            headers: {
+              'inference-header-content-length': String(header.length),
+              'content-type': 'application/octet-stream',
+              'content-length': body.length,
+            },
+          },
           (res) => {
             res.resume();
             res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`infer: ${res.statusCode}`))));
@@ -113,7 +157,11 @@ for (const name of values.models.split(',')) {
       const r = await putJson(`${d.url}/v1/plan`, { stages });
       if (r.status !== 200) throw new Error(`pin: ${await r.text()}`);
     };
-    const threeHost: Stage[] = [{ host: 'device', blocks: [0, c1] }, { host: 'edge', blocks: [c1, c2] }, { host: 'cloud', blocks: [c2, n] }];
+    const threeHost: Stage[] = [
+      { host: 'device', blocks: [0, c1] },
+      { host: 'edge', blocks: [c1, c2] },
+      { host: 'cloud', blocks: [c2, n] },
+    ];
     const allDevice: Stage[] = [{ host: 'device', blocks: [0, n] }];
 
     const whole = await createSession(model.bytes, { intraOpThreads: 1 });
@@ -121,7 +169,11 @@ for (const name of values.models.split(',')) {
     const fronts = a.cuts.map((c) => [...c.tensors]);
     const nodeAt = (b: number): number => (b === n ? a.blocks[n - 1].end : a.blocks[b].start);
     const chain: ort.InferenceSession[] = [];
-    for (const [from, to] of [[0, c1], [c1, c2], [c2, n]]) {
+    for (const [from, to] of [
+      [0, c1],
+      [c1, c2],
+      [c2, n],
+    ]) {
       const seg = extractSegment(a.model, nodeAt(from), nodeAt(to), { fronts, types: a.types });
       chain.push(await createSession(seg.bytes, { intraOpThreads: 1 }));
     }
@@ -216,7 +268,13 @@ for (const name of values.models.split(',')) {
       chainRatio: round(inProcessChain / baseline),
       gatewayRatio: round(single / baseline),
       overAllDeviceRatio: round(split / single),
-      loadRps: { concurrency: CONCURRENCY, seconds: LOAD_SECONDS, threeHost: round(threeHostRps), allDevice: round(allDeviceRps), ratio: round(threeHostRps / allDeviceRps) },
+      loadRps: {
+        concurrency: CONCURRENCY,
+        seconds: LOAD_SECONDS,
+        threeHost: round(threeHostRps),
+        allDevice: round(allDeviceRps),
+        ratio: round(threeHostRps / allDeviceRps),
+      },
     });
   } finally {
     await d.stop();
@@ -232,7 +290,13 @@ const ratio = Math.max(...results.map((r) => r.ratio));
 console.log(
   JSON.stringify({
     name: 'split',
-    figures: { requests: N, rounds: ROUNDS, heapFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [], models: results, baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)' },
+    figures: {
+      requests: N,
+      rounds: ROUNDS,
+      heapFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [],
+      models: results,
+      baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)',
+    },
     ratio,
     goal: `three-host route end to end (HTTP binary request, median) / one-process run <= ${GOAL} for each model`,
     pass: ratio <= GOAL,

@@ -40,7 +40,12 @@ async function receiver(): Promise<void> {
       f.reply({ kind: 'message', id: f.header.id, body: { at: at.toString(), copied: f.copiedBytes } });
     },
   });
-  const raw = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 });
+  const raw = new WebSocketServer({
+    port: 0,
+    host: '127.0.0.1',
+    perMessageDeflate: false,
+    maxPayload: 256 * 1024 * 1024,
+  });
   await new Promise<void>((r) => raw.once('listening', () => r()));
   raw.on('connection', (ws) => {
     ws.on('message', () => {
@@ -140,7 +145,10 @@ async function sender(): Promise<void> {
     for (let i = 0; i < warm + n; i++) {
       const got = new Promise<{ at: string; copied: number }>((resolve) => (waiting = resolve));
       const t0 = now();
-      link.send({ kind: 'infer', id: String(i), epoch: 1, route: [{ host: 'edge', tier: 'edge', from: 0, to: 1 }] }, tensors);
+      link.send(
+        { kind: 'infer', id: String(i), epoch: 1, route: [{ host: 'edge', tier: 'edge', from: 0, to: 1 }] },
+        tensors,
+      );
       const body = await got;
       if (i >= warm) {
         hops.push(Number(BigInt(body.at) - t0) / 1e6);
@@ -187,7 +195,8 @@ async function sender(): Promise<void> {
       name: 'transport',
       figures: {
         hops: rows,
-        baseline: 'plain ws, same bytes as one message, same processes, no compression: rawWs with ws default ' +
+        baseline:
+          'plain ws, same bytes as one message, same processes, no compression: rawWs with ws default ' +
           '(random) client masking, rawWsZeroMask with the zero mask PeerLink uses',
       },
       ratio: worst,

@@ -11,7 +11,8 @@
 import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: npm run loadtest -- [--url http://127.0.0.1:8000] [--model resnet50] [--connections 4] [--seconds 10] [--json]';
+const USAGE =
+  'usage: npm run loadtest -- [--url http://127.0.0.1:8000] [--model resnet50] [--connections 4] [--seconds 10] [--json]';
 let values;
 try {
   values = parseArgs({
@@ -41,7 +42,10 @@ for (const k of ['connections', 'seconds'] as const) {
 }
 const url = values.url.replace(/\/$/, '');
 const name = values.model ?? 'resnet50';
-const meta = (await (await fetch(`${url}/v2/models/${name}`)).json()) as { inputs?: { name: string; datatype: string; shape: number[] }[]; error?: string };
+const meta = (await (await fetch(`${url}/v2/models/${name}`)).json()) as {
+  inputs?: { name: string; datatype: string; shape: number[] }[];
+  error?: string;
+};
 if (!meta.inputs) {
   console.error(`loadtest: ${url}/v2/models/${name}: ${meta.error ?? 'no metadata'}`);
   process.exit(2);
@@ -78,5 +82,8 @@ const summary = {
   rps: result.requests.average,
   latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
 };
-if (!values.json) console.log(`${summary.requests} requests in ${summary.seconds} s (${summary.rps.toFixed(1)} req/s), p50 ${summary.latencyMs.p50} ms, p99 ${summary.latencyMs.p99} ms, non-2xx ${summary.non2xx}`);
+if (!values.json)
+  console.log(
+    `${summary.requests} requests in ${summary.seconds} s (${summary.rps.toFixed(1)} req/s), p50 ${summary.latencyMs.p50} ms, p99 ${summary.latencyMs.p99} ms, non-2xx ${summary.non2xx}`,
+  );
 console.log(JSON.stringify(summary));

@@ -89,12 +89,27 @@ async function main(): Promise<void> {
   for (const name of names) {
     const row = await runChild(name);
     rows.push(row);
-    process.stderr.write(`${name}: ${row.pass ? 'PASS' : 'FAIL'} in ${row.seconds.toFixed(1)} s${row.error ? ` (${row.error})` : ''}\n`);
+    process.stderr.write(
+      `${name}: ${row.pass ? 'PASS' : 'FAIL'} in ${row.seconds.toFixed(1)} s${row.error ? ` (${row.error})` : ''}\n`,
+    );
   }
   const sci = (x: number): string => (Number.isFinite(x) ? x.toExponential(1) : String(x));
   console.log(
     table(
-      ['model', 'params', 'keras params', 'single cuts', 'multi cuts', 'scission (keras)', 'file', 'worst abs', 'worst rel', 'splits', 'time', 'pass'],
+      [
+        'model',
+        'params',
+        'keras params',
+        'single cuts',
+        'multi cuts',
+        'scission (keras)',
+        'file',
+        'worst abs',
+        'worst rel',
+        'splits',
+        'time',
+        'pass',
+      ],
       rows.map((r) => [
         r.model + (values.small && r.built !== 'pretrained' ? '-small' : ''),
         fmtInt(r.params),
@@ -111,7 +126,9 @@ async function main(): Promise<void> {
       ]),
     ),
   );
-  const pass = rows.every((r) => r.pass && r.paramsMatch !== false && (r.scissionKeras === null || r.singleCuts >= r.scissionKeras));
+  const pass = rows.every(
+    (r) => r.pass && r.paramsMatch !== false && (r.scissionKeras === null || r.singleCuts >= r.scissionKeras),
+  );
   console.log(
     JSON.stringify({
       name: 'verify-zoo',
@@ -220,7 +237,14 @@ async function verifyOne(name: string): Promise<Row> {
       segmentsRun: r.segmentsRun,
       pass: r.pass,
       seconds: (Date.now() - t0) / 1000,
-      ...(r.pass ? {} : { error: r.mismatches.slice(0, 3).map((m) => `${m.split}: ${m.tensor} ${m.maxAbs}`).join('; ') }),
+      ...(r.pass
+        ? {}
+        : {
+            error: r.mismatches
+              .slice(0, 3)
+              .map((m) => `${m.split}: ${m.tensor} ${m.maxAbs}`)
+              .join('; '),
+          }),
     };
   } catch (e) {
     return failedRow(name, e instanceof Error ? e.message : String(e), (Date.now() - t0) / 1000);

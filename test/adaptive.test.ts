@@ -8,7 +8,12 @@ import WebSocket from 'ws';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { inferBinary, putJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
 
-const input: OipTensor = { name: 'input', dtype: 'float32', dims: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64).fill(0.5) };
+const input: OipTensor = {
+  name: 'input',
+  dtype: 'float32',
+  dims: [1, 3, 64, 64],
+  data: new Float32Array(3 * 64 * 64).fill(0.5),
+};
 
 async function until<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -29,7 +34,13 @@ describe('adaptive loop', () => {
     d = await startDeployment({
       modelName: 'mnv2',
       modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
-      controller: { objective: 'throughput', replanIntervalMs: 250, minDwellMs: 500, confirmRounds: 2, hysteresis: 0.1 },
+      controller: {
+        objective: 'throughput',
+        replanIntervalMs: 250,
+        minDwellMs: 500,
+        confirmRounds: 2,
+        hysteresis: 0.1,
+      },
     });
     ws = new WebSocket(`${d.url.replace('http', 'ws')}/v1/events`, { perMessageDeflate: false });
     ws.on('message', (m) => events.push(JSON.parse(String(m))));
@@ -64,7 +75,10 @@ describe('adaptive loop', () => {
       expect(r.status).toBe(200);
       const moved = await until('a plan off device -> edge', 30_000, async () => {
         const p = await (await fetch(`${d.url}/v1/plan`)).json();
-        return p.epoch > viaEdge.epoch && !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg') ? p : undefined;
+        return p.epoch > viaEdge.epoch &&
+          !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg')
+          ? p
+          : undefined;
       });
       expect(moved.reason).toMatch(/dev->edg/);
       expect(moved.controller.settings.objective).toBe('throughput');
@@ -79,7 +93,11 @@ describe('adaptive loop', () => {
     expect(answered).toBeGreaterThan(10);
     const adopted = events.filter((e) => e.type === 'plan-adopted');
     expect(adopted.length).toBeGreaterThanOrEqual(1); // the start-up plan was adopted before the stream opened
-    expect(adopted.at(-1)).toMatchObject({ old: { route: expect.stringContaining('edg') }, new: { route: expect.any(String) }, reason: expect.stringMatching(/dev->edg/) });
+    expect(adopted.at(-1)).toMatchObject({
+      old: { route: expect.stringContaining('edg') },
+      new: { route: expect.any(String) },
+      reason: expect.stringMatching(/dev->edg/),
+    });
     expect(events.some((e) => e.type === 'link-changed' && e.from === 'dev' && e.to === 'edg')).toBe(true);
     expect(events.some((e) => e.type === 'snapshot' && Array.isArray(e.hosts) && e.hosts.length === 3)).toBe(true);
     const history = await (await fetch(`${d.url}/v1/plans`)).json();

@@ -79,9 +79,11 @@ describe('SendGate', () => {
     const gate = new SendGate(links);
     links.next.push(queueFull());
     let sent = false;
-    const p = gate.send('edge', frame('a'), [{ name: 'x', dtype: 'float32', dims: [1], data: new Float32Array([1]) }], 0).then(() => {
-      sent = true;
-    });
+    const p = gate
+      .send('edge', frame('a'), [{ name: 'x', dtype: 'float32', dims: [1], data: new Float32Array([1]) }], 0)
+      .then(() => {
+        sent = true;
+      });
     await Promise.resolve();
     expect(sent).toBe(false);
     expect(gate.waiting).toBe(1);

@@ -12,7 +12,10 @@ import { applyCpuQuota, ownCpu, removeCgroup, setCpuQuota } from '../src/runtime
 
 const V1 = '/sys/fs/cgroup/cpu/cpu.cfs_quota_us';
 const V2 = '/sys/fs/cgroup/cgroup.controllers';
-const canQuota = process.platform === 'linux' && process.getuid?.() === 0 && (existsSync(V1) || (existsSync(V2) && readFileSync(V2, 'utf8').includes('cpu')));
+const canQuota =
+  process.platform === 'linux' &&
+  process.getuid?.() === 0 &&
+  (existsSync(V1) || (existsSync(V2) && readFileSync(V2, 'utf8').includes('cpu')));
 
 /** utime + stime of `pid` in seconds. */
 function cpuSeconds(pid: number): number {
@@ -21,31 +24,34 @@ function cpuSeconds(pid: number): number {
 }
 
 describe('applyCpuQuota', () => {
-  it.runIf(canQuota)('holds a busy process to about a quarter of a CPU, and the cgroup goes when it exits', async () => {
-    const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
-    const pid = child.pid as number;
-    try {
-      const r = applyCpuQuota(pid, `test-${process.pid}`, 0.25);
-      expect(r.applied, r.detail).toBe(true);
-      expect(r.detail).toMatch(/cgroup v[12] .*25000.*100000/);
-      expect(readFileSync(join(r.dir as string, 'cgroup.procs'), 'utf8')).toContain(String(pid));
-      await new Promise((res) => setTimeout(res, 300));
-      const c0 = cpuSeconds(pid);
-      const t0 = performance.now();
-      await new Promise((res) => setTimeout(res, 1500));
-      const share = (cpuSeconds(pid) - c0) / ((performance.now() - t0) / 1000);
-      // Unthrottled it would use a whole CPU (1.0); the quota allows 0.25 per 100 ms period.
-      expect(share).toBeGreaterThan(0.1);
-      expect(share).toBeLessThan(0.45);
-      const gone = new Promise((res) => child.once('exit', res));
-      child.kill('SIGKILL');
-      await gone;
-      removeCgroup(r.dir);
-      expect(existsSync(r.dir as string)).toBe(false);
-    } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
-  });
+  it.runIf(canQuota)(
+    'holds a busy process to about a quarter of a CPU, and the cgroup goes when it exits',
+    async () => {
+      const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+      const pid = child.pid as number;
+      try {
+        const r = applyCpuQuota(pid, `test-${process.pid}`, 0.25);
+        expect(r.applied, r.detail).toBe(true);
+        expect(r.detail).toMatch(/cgroup v[12] .*25000.*100000/);
+        expect(readFileSync(join(r.dir as string, 'cgroup.procs'), 'utf8')).toContain(String(pid));
+        await new Promise((res) => setTimeout(res, 300));
+        const c0 = cpuSeconds(pid);
+        const t0 = performance.now();
+        await new Promise((res) => setTimeout(res, 1500));
+        const share = (cpuSeconds(pid) - c0) / ((performance.now() - t0) / 1000);
+        // Unthrottled it would use a whole CPU (1.0); the quota allows 0.25 per 100 ms period.
+        expect(share).toBeGreaterThan(0.1);
+        expect(share).toBeLessThan(0.45);
+        const gone = new Promise((res) => child.once('exit', res));
+        child.kill('SIGKILL');
+        await gone;
+        removeCgroup(r.dir);
+        expect(existsSync(r.dir as string)).toBe(false);
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    },
+  );
 
   it('writes cpu.max and cgroup.procs under a cgroup v2 hierarchy', () => {
     const root = mkdtempSync(join(tmpdir(), 'cleave-cg2-'));
@@ -83,8 +89,14 @@ describe('applyCpuQuota', () => {
   it('says why when there is no cpu controller or the quota is not positive, and applies nothing', () => {
     const root = mkdtempSync(join(tmpdir(), 'cleave-cg0-'));
     try {
-      expect(applyCpuQuota(1, 'x', 0.5, root)).toEqual({ applied: false, detail: `no cgroup cpu controller under ${root}` });
-      expect(applyCpuQuota(1, 'x', 0, root)).toEqual({ applied: false, detail: 'quota 0 is not a positive number of CPUs' });
+      expect(applyCpuQuota(1, 'x', 0.5, root)).toEqual({
+        applied: false,
+        detail: `no cgroup cpu controller under ${root}`,
+      });
+      expect(applyCpuQuota(1, 'x', 0, root)).toEqual({
+        applied: false,
+        detail: 'quota 0 is not a positive number of CPUs',
+      });
       expect(applyCpuQuota(1, 'x', Number.NaN, root).applied).toBe(false);
     } finally {
       rmSync(root, { recursive: true, force: true });

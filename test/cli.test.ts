@@ -124,7 +124,10 @@ describe('cleave inspect', () => {
     expect(j.cuts[0]).toMatchObject({ index: 0, tensors: ['input'], bytes: 3 * 64 * 64 * 4 });
     for (const c of inner) expect(c.bytes).toBeGreaterThan(0);
 
-    const line = /^cuts\s+(\d+) inner: (\d+) single-tensor .*?, (\d+) multi-tensor; Scission's rule on the Keras model \((\d+) layers\): (\d+)$/m.exec(text.stdout);
+    const line =
+      /^cuts\s+(\d+) inner: (\d+) single-tensor .*?, (\d+) multi-tensor; Scission's rule on the Keras model \((\d+) layers\): (\d+)$/m.exec(
+        text.stdout,
+      );
     expect(line, text.stdout).not.toBeNull();
     expect(line?.slice(1).map(Number)).toEqual([
       j.cutCounts.inner,
@@ -149,13 +152,17 @@ describe('cleave inspect', () => {
   it('takes --shape for a model with symbolic dimensions', async () => {
     const r = await cleave('inspect', CLS, '--shape', 'x=1x3x48x192', '--json');
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).inputs).toEqual([{ name: 'x', dtype: 'float32', dims: [1, 3, 48, 192], bytes: 3 * 48 * 192 * 4 }]);
+    expect(JSON.parse(r.stdout).inputs).toEqual([
+      { name: 'x', dtype: 'float32', dims: [1, 3, 48, 192], bytes: 3 * 48 * 192 * 4 },
+    ]);
   });
 });
 
 describe('cleave split', () => {
   it('writes segments and a manifest, and the segments chain to the whole model', async () => {
-    const j = JSON.parse((await cleave('inspect', zooFile, '--json')).stdout) as { cuts: { index: number; tensors: string[] }[] };
+    const j = JSON.parse((await cleave('inspect', zooFile, '--json')).stdout) as {
+      cuts: { index: number; tensors: string[] }[];
+    };
     // One multi-tensor cut (inside an inverted-residual block) and a single-tensor cut after it.
     const multi = j.cuts.find((c) => c.index > 0 && c.tensors.length > 1)?.index ?? 0;
     const single = j.cuts.find((c) => c.index > multi + 5 && c.tensors.length === 1)?.index ?? 0;
@@ -179,8 +186,13 @@ describe('cleave split', () => {
       [single, n],
     ]);
     expect(manifest.segments[1].inputs.map((t: { name: string }) => t.name)).toEqual(j.cuts[multi].tensors);
-    for (let i = 0; i + 1 < manifest.segments.length; i++) expect(manifest.segments[i + 1].inputs).toEqual(manifest.segments[i].outputs);
-    expect(manifest.segments[1].inputs[0]).toMatchObject({ dtype: 'float32', dims: expect.any(Array), bytes: expect.any(Number) });
+    for (let i = 0; i + 1 < manifest.segments.length; i++)
+      expect(manifest.segments[i + 1].inputs).toEqual(manifest.segments[i].outputs);
+    expect(manifest.segments[1].inputs[0]).toMatchObject({
+      dtype: 'float32',
+      dims: expect.any(Array),
+      bytes: expect.any(Number),
+    });
 
     const feeds = makeFeeds(resolveInputs(model));
     let carried: Feeds = feeds;
@@ -213,15 +225,30 @@ describe('cleave verify', () => {
 
 describe('bad input', () => {
   it.concurrent('a file that is not ONNX', async () => {
-    expectCleanFailure(await cleave('inspect', 'notes.onnx'), 'inspect', /notes\.onnx: not a valid ONNX file/, 'E_BAD_MODEL');
+    expectCleanFailure(
+      await cleave('inspect', 'notes.onnx'),
+      'inspect',
+      /notes\.onnx: not a valid ONNX file/,
+      'E_BAD_MODEL',
+    );
   });
 
   it.concurrent('a truncated ONNX file', async () => {
-    expectCleanFailure(await cleave('verify', 'half.onnx', '--shape', 'x=1x3x48x192'), 'verify', /half\.onnx: not a valid ONNX file \(it ends early: .* is the file truncated\?\)/, 'E_BAD_MODEL');
+    expectCleanFailure(
+      await cleave('verify', 'half.onnx', '--shape', 'x=1x3x48x192'),
+      'verify',
+      /half\.onnx: not a valid ONNX file \(it ends early: .* is the file truncated\?\)/,
+      'E_BAD_MODEL',
+    );
   });
 
   it.concurrent('an op ONNX Runtime does not know', async () => {
-    expectCleanFailure(await cleave('inspect', 'custom-op.onnx'), 'inspect', /custom-op\.onnx: ONNX Runtime cannot load it: .*com\.example:NoSuchOp/, 'E_UNSUPPORTED');
+    expectCleanFailure(
+      await cleave('inspect', 'custom-op.onnx'),
+      'inspect',
+      /custom-op\.onnx: ONNX Runtime cannot load it: .*com\.example:NoSuchOp/,
+      'E_UNSUPPORTED',
+    );
   });
 
   it.concurrent('a symbolic input without --shape', async () => {
@@ -234,11 +261,21 @@ describe('bad input', () => {
   });
 
   it.concurrent('a --shape of the wrong rank', async () => {
-    expectCleanFailure(await cleave('inspect', CLS, '--shape', 'x=1x3x48'), 'inspect', /--shape x: rank 3 does not match/, 'E_BAD_SHAPE');
+    expectCleanFailure(
+      await cleave('inspect', CLS, '--shape', 'x=1x3x48'),
+      'inspect',
+      /--shape x: rank 3 does not match/,
+      'E_BAD_SHAPE',
+    );
   });
 
   it.concurrent('a --shape that is not a shape', async () => {
-    expectCleanFailure(await cleave('inspect', CLS, '--shape', 'x=big'), 'inspect', /--shape 'x=big': dimensions must be positive integers/, 'E_BAD_SHAPE');
+    expectCleanFailure(
+      await cleave('inspect', CLS, '--shape', 'x=big'),
+      'inspect',
+      /--shape 'x=big': dimensions must be positive integers/,
+      'E_BAD_SHAPE',
+    );
   });
 
   it.concurrent('a cut index out of range, writing nothing', async () => {
@@ -253,32 +290,72 @@ describe('bad input', () => {
   });
 
   it.concurrent('a cut list that is not integers', async () => {
-    expectCleanFailure(await cleave('split', zooFile, '--cuts', '3,x', '--out', join(dir, 'x')), 'split', /--cuts '3,x': 'x' is not an integer/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('split', zooFile, '--cuts', '3,x', '--out', join(dir, 'x')),
+      'split',
+      /--cuts '3,x': 'x' is not an integer/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('split without --cuts', async () => {
-    expectCleanFailure(await cleave('split', zooFile, '--out', join(dir, 'x')), 'split', /--cuts is required/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('split', zooFile, '--out', join(dir, 'x')),
+      'split',
+      /--cuts is required/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('an unknown zoo name', async () => {
-    expectCleanFailure(await cleave('zoo', 'build', 'resnet51', '--out', join(dir, 'z')), 'zoo', /unknown zoo model 'resnet51' \(known: vgg16, /, 'E_UNKNOWN_MODEL');
-    expectCleanFailure(await cleave('inspect', 'resnet51-small'), 'inspect', /model 'resnet51-small': no such file, and not a zoo model/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('zoo', 'build', 'resnet51', '--out', join(dir, 'z')),
+      'zoo',
+      /unknown zoo model 'resnet51' \(known: vgg16, /,
+      'E_UNKNOWN_MODEL',
+    );
+    expectCleanFailure(
+      await cleave('inspect', 'resnet51-small'),
+      'inspect',
+      /model 'resnet51-small': no such file, and not a zoo model/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('a path that does not exist', async () => {
-    expectCleanFailure(await cleave('inspect', '/nonexistent/dir/model.onnx'), 'inspect', /model '\/nonexistent\/dir\/model\.onnx': no such file/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('inspect', '/nonexistent/dir/model.onnx'),
+      'inspect',
+      /model '\/nonexistent\/dir\/model\.onnx': no such file/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('a directory instead of a file', async () => {
-    expectCleanFailure(await cleave('split', '.', '--cuts', '1', '--out', join(dir, 'x')), 'split', /model '\.' is a directory, not an ONNX file/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('split', '.', '--cuts', '1', '--out', join(dir, 'x')),
+      'split',
+      /model '\.' is a directory, not an ONNX file/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('an unknown flag', async () => {
-    expectCleanFailure(await cleave('inspect', zooFile, '--frobnicate'), 'inspect', /Unknown option '--frobnicate'/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('inspect', zooFile, '--frobnicate'),
+      'inspect',
+      /Unknown option '--frobnicate'/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('a bad tolerance', async () => {
-    expectCleanFailure(await cleave('verify', zooFile, '--atol', 'lots'), 'verify', /--atol 'lots': expected a non-negative number/, 'E_BAD_INPUT');
+    expectCleanFailure(
+      await cleave('verify', zooFile, '--atol', 'lots'),
+      'verify',
+      /--atol 'lots': expected a non-negative number/,
+      'E_BAD_INPUT',
+    );
   });
 
   it.concurrent('an unknown command', async () => {

@@ -25,17 +25,32 @@ describe('checkConfig', () => {
   it.each([
     [{ ...good, model: '' }, /config: model must be a model name/],
     [{ ...good, hosts: [] }, /hosts must be a non-empty list/],
-    [{ ...good, hosts: [good.hosts[0], { ...good.hosts[1], name: 'device' }] }, /hosts\[1\]\.name 'device' is used twice/],
-    [{ ...good, hosts: [good.hosts[0], { ...good.hosts[1], tier: 'fog' }] }, /hosts\[1\]\.tier must be one of device, edge, cloud/],
+    [
+      { ...good, hosts: [good.hosts[0], { ...good.hosts[1], name: 'device' }] },
+      /hosts\[1\]\.name 'device' is used twice/,
+    ],
+    [
+      { ...good, hosts: [good.hosts[0], { ...good.hosts[1], tier: 'fog' }] },
+      /hosts\[1\]\.tier must be one of device, edge, cloud/,
+    ],
     [{ ...good, hosts: [{ ...good.hosts[0], cpus: 0 }] }, /hosts\[0\]\.cpus must be a positive number/],
     [{ ...good, hosts: good.hosts.slice(1) }, /exactly one host of the origin tier 'device'/],
     [{ ...good, links: [{ from: 'device', to: 'moon' }] }, /links\[0\]\.to 'moon' is not a host/],
-    [{ ...good, transport: { maxQueueBytess: 5 } }, /config: transport\.maxQueueBytess: unknown option \(known: maxFrameBytes, /],
+    [
+      { ...good, transport: { maxQueueBytess: 5 } },
+      /config: transport\.maxQueueBytess: unknown option \(known: maxFrameBytes, /,
+    ],
     [{ ...good, transport: { minSampleMs: 0 } }, /transport\.minSampleMs: must be a positive number, got 0/],
     [{ ...good, transport: { ewmaAlpha: 3 } }, /transport\.ewmaAlpha: must be in \(0, 1\], got 3/],
     [{ ...good, transport: { maxFrameBytes: 'big' } }, /transport\.maxFrameBytes: must be an integer >= 1, got "big"/],
-    [{ ...good, transport: { reconnect: { initialMs: 0 } } }, /transport\.reconnect\.initialMs: must be a positive number, got 0/],
-    [{ ...good, transport: { reconnect: { initialMs: 500, maxMs: 100 } } }, /transport\.reconnect\.maxMs: must be >= reconnect\.initialMs \(500\)/],
+    [
+      { ...good, transport: { reconnect: { initialMs: 0 } } },
+      /transport\.reconnect\.initialMs: must be a positive number, got 0/,
+    ],
+    [
+      { ...good, transport: { reconnect: { initialMs: 500, maxMs: 100 } } },
+      /transport\.reconnect\.maxMs: must be >= reconnect\.initialMs \(500\)/,
+    ],
     [{ ...good, transport: { pingIntervalMs: -5 } }, /transport\.pingIntervalMs: must be a positive number/],
   ])('refuses %#, naming the field', (raw, message) => {
     expect(() => checkConfig(raw, 'config')).toThrow(message);

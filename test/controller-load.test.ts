@@ -29,7 +29,13 @@ function input(): PlanInput {
   };
 }
 
-const snap = (now: number, concurrency?: number): LiveSnapshot => ({ now, input: input(), slowdown: {}, down: [], concurrency });
+const snap = (now: number, concurrency?: number): LiveSnapshot => ({
+  now,
+  input: input(),
+  slowdown: {},
+  down: [],
+  concurrency,
+});
 const stagesOf = (d: { plan?: { stages: readonly { host: string; start: number; end: number }[] } }): string =>
   (d.plan?.stages ?? []).map((s) => `${s.host}[${s.start}:${s.end})`).join(' ');
 
@@ -50,7 +56,15 @@ describe('controller: latency under load', () => {
     const c = new Controller({ minDwellMs: 0, confirmRounds: 2 });
     const first = c.step(snap(0), null);
     c.adopted(0, snap(0));
-    const current = { stages: (first as Extract<typeof first, { kind: 'adopt' }>).plan.stages.map((s) => ({ host: s.host, start: s.start, end: s.end })), pinned: false, adoptedAt: 0 };
+    const current = {
+      stages: (first as Extract<typeof first, { kind: 'adopt' }>).plan.stages.map((s) => ({
+        host: s.host,
+        start: s.start,
+        end: s.end,
+      })),
+      pinned: false,
+      adoptedAt: 0,
+    };
     expect(c.step(snap(1000, 1), current).kind).toBe('keep');
     const r1 = c.step(snap(2000, 2), current);
     expect(r1.kind).toBe('propose');

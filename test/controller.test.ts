@@ -116,9 +116,19 @@ function onEdge(settings: ConstructorParameters<typeof Controller>[0] = {}): Con
 
 describe('controller settings', () => {
   it('has documented defaults and accepts a valid partial', () => {
-    expect(CONTROLLER_DEFAULTS).toMatchObject({ objective: 'latency', replanIntervalMs: 500, hysteresis: 0.1, confirmRounds: 2, minDwellMs: 3000, paused: false });
+    expect(CONTROLLER_DEFAULTS).toMatchObject({
+      objective: 'latency',
+      replanIntervalMs: 500,
+      hysteresis: 0.1,
+      confirmRounds: 2,
+      minDwellMs: 3000,
+      paused: false,
+    });
     expect(CONTROLLER_DEFAULTS.constraints).toEqual([]);
-    expect(checkControllerSettings({ hysteresis: 0.2, objective: 'throughput', paused: undefined })).toEqual({ hysteresis: 0.2, objective: 'throughput' });
+    expect(checkControllerSettings({ hysteresis: 0.2, objective: 'throughput', paused: undefined })).toEqual({
+      hysteresis: 0.2,
+      objective: 'throughput',
+    });
     expect(new Controller({ confirmRounds: 3 }).settings).toMatchObject({ confirmRounds: 3, hysteresis: 0.1 });
   });
 
@@ -134,7 +144,10 @@ describe('controller settings', () => {
     [{ objective: 'speed' }, /^objective: must be 'latency' or 'throughput'/],
     [{ paused: 'yes' }, /^paused: must be true or false/],
     [{ constraints: {} }, /^constraints: must be an array/],
-    [{ constraints: [{ kind: 'useTier', tier: 'edge' }, { kind: 'nope' }] }, /^constraints\[1\]: unknown constraint kind "nope"/],
+    [
+      { constraints: [{ kind: 'useTier', tier: 'edge' }, { kind: 'nope' }] },
+      /^constraints\[1\]: unknown constraint kind "nope"/,
+    ],
   ])('rejects %j naming the field', (bad, re) => {
     expectError(() => checkControllerSettings(bad), 'E_BAD_INPUT', re);
     expectError(() => new Controller(bad as never), 'E_BAD_INPUT', re);
@@ -160,29 +173,65 @@ describe('controller settings', () => {
 describe('liveInput, evaluateStages, routeOf', () => {
   it('scales every compute term of a slowed host and leaves the others alone', () => {
     const base = fixture();
-    const input: PlanInput = { ...base, hosts: base.hosts.map((h) => (h.name === 'edge' ? { ...h, stageOverheadMs: 2, cutMsPerByte: 1e-6 } : h)) };
+    const input: PlanInput = {
+      ...base,
+      hosts: base.hosts.map((h) => (h.name === 'edge' ? { ...h, stageOverheadMs: 2, cutMsPerByte: 1e-6 } : h)),
+    };
     const live = liveInput(snap(0, { input, slowdown: { edge: 2.5 } }), 'throughput', []);
     const edge = live.hosts.find((h) => h.name === 'edge');
     expect(edge?.blockMs).toEqual(new Array<number>(8).fill(25));
     expect(edge?.stageOverheadMs).toBe(5);
     expect(edge?.cutMsPerByte).toBeCloseTo(2.5e-6, 15);
     expect(live.hosts.find((h) => h.name === 'cloud')?.blockMs).toEqual(new Array<number>(8).fill(8));
-    expect(live).toMatchObject({ objective: 'throughput', topN: 1, pareto: false, options: { hopOverheadMs: 0, missingLinks: 'skip' } });
+    expect(live).toMatchObject({
+      objective: 'throughput',
+      topN: 1,
+      pareto: false,
+      options: { hopOverheadMs: 0, missingLinks: 'skip' },
+    });
   });
 
   it('removes down hosts and their links, and adjusts constraints that name them', () => {
-    const cs: Constraint[] = [{ kind: 'noHost', host: 'edge' }, { kind: 'useHost', hosts: ['edge', 'cloud'] }, { kind: 'useTier', tier: 'cloud' }];
-    const live = liveInput(snap(0, { down: ['edge'], input: { ...fixture(), constraints: [{ kind: 'blockNotOn', block: 0, tier: 'device' }] } }), 'latency', cs);
+    const cs: Constraint[] = [
+      { kind: 'noHost', host: 'edge' },
+      { kind: 'useHost', hosts: ['edge', 'cloud'] },
+      { kind: 'useTier', tier: 'cloud' },
+    ];
+    const live = liveInput(
+      snap(0, {
+        down: ['edge'],
+        input: { ...fixture(), constraints: [{ kind: 'blockNotOn', block: 0, tier: 'device' }] },
+      }),
+      'latency',
+      cs,
+    );
     expect(live.hosts.map((h) => h.name)).toEqual(['device', 'cloud']);
     expect(live.links).toEqual([LINKS[1]]);
-    expect(live.constraints).toEqual([{ kind: 'blockNotOn', block: 0, tier: 'device' }, { kind: 'useHost', hosts: ['cloud'] }, { kind: 'useTier', tier: 'cloud' }]);
+    expect(live.constraints).toEqual([
+      { kind: 'blockNotOn', block: 0, tier: 'device' },
+      { kind: 'useHost', hosts: ['cloud'] },
+      { kind: 'useTier', tier: 'cloud' },
+    ]);
   });
 
   it('says E_NO_PLAN when the origin is down or a useHost names only down hosts, and rejects a bad slowdown', () => {
-    expectError(() => liveInput(snap(0, { down: ['device'] }), 'latency', []), 'E_NO_PLAN', /origin tier 'device' is down/);
-    expectError(() => liveInput(snap(0, { down: ['edge'] }), 'latency', [{ kind: 'useHost', hosts: ['edge'], source: '-e edge' }]), 'E_NO_PLAN', /-e edge names only hosts that are down/);
+    expectError(
+      () => liveInput(snap(0, { down: ['device'] }), 'latency', []),
+      'E_NO_PLAN',
+      /origin tier 'device' is down/,
+    );
+    expectError(
+      () =>
+        liveInput(snap(0, { down: ['edge'] }), 'latency', [{ kind: 'useHost', hosts: ['edge'], source: '-e edge' }]),
+      'E_NO_PLAN',
+      /-e edge names only hosts that are down/,
+    );
     expectError(() => liveInput(snap(0, { slowdown: { edge: 0 } }), 'latency', []), 'E_BAD_INPUT', /^slowdown\.edge: /);
-    expectError(() => liveInput(snap(0, { slowdown: { edge: Number.NaN } }), 'latency', []), 'E_BAD_INPUT', /^slowdown\.edge: /);
+    expectError(
+      () => liveInput(snap(0, { slowdown: { edge: Number.NaN } }), 'latency', []),
+      'E_BAD_INPUT',
+      /^slowdown\.edge: /,
+    );
   });
 
   it('prices a given partition exactly as the planner prices it', () => {
@@ -204,16 +253,43 @@ describe('liveInput, evaluateStages, routeOf', () => {
 
   it('rejects a malformed partition, naming the stage', () => {
     const live = liveInput(snap(0), 'latency', []);
-    expectError(() => evaluateStages(live, [{ host: 'edge', start: 0, end: 3 }, { host: 'cloud', start: 4, end: 8 }]), 'E_BAD_INPUT', /^stages\[1\]: /);
-    expectError(() => evaluateStages(live, [{ host: 'cloud', start: 0, end: 3 }, { host: 'edge', start: 3, end: 8 }]), 'E_BAD_INPUT', /^stages\[1\]: edge \(tier edge\) does not come after tier cloud/);
-    expectError(() => evaluateStages(live, [{ host: 'edge', start: 0, end: 7 }]), 'E_BAD_INPUT', /^stages: end at block 7/);
+    expectError(
+      () =>
+        evaluateStages(live, [
+          { host: 'edge', start: 0, end: 3 },
+          { host: 'cloud', start: 4, end: 8 },
+        ]),
+      'E_BAD_INPUT',
+      /^stages\[1\]: /,
+    );
+    expectError(
+      () =>
+        evaluateStages(live, [
+          { host: 'cloud', start: 0, end: 3 },
+          { host: 'edge', start: 3, end: 8 },
+        ]),
+      'E_BAD_INPUT',
+      /^stages\[1\]: edge \(tier edge\) does not come after tier cloud/,
+    );
+    expectError(
+      () => evaluateStages(live, [{ host: 'edge', start: 0, end: 7 }]),
+      'E_BAD_INPUT',
+      /^stages: end at block 7/,
+    );
     expectError(() => evaluateStages(live, []), 'E_BAD_INPUT', /^stages: /);
   });
 
   it('writes routes as hosts and half-open block ranges', () => {
     const live = liveInput(snap(0), 'latency', []);
     expect(routeOf(evaluateStages(live, EDGE_ALL) as never)).toBe(EDGE);
-    expect(routeOf(evaluateStages(live, [{ host: 'device', start: 0, end: 5 }, { host: 'cloud', start: 5, end: 8 }]) as never)).toBe('device[0:5) -> cloud[5:8)');
+    expect(
+      routeOf(
+        evaluateStages(live, [
+          { host: 'device', start: 0, end: 5 },
+          { host: 'cloud', start: 5, end: 8 },
+        ]) as never,
+      ),
+    ).toBe('device[0:5) -> cloud[5:8)');
     expect(routeOf({ stages: EDGE_ALL })).toBe('edge[0:8)');
   });
 });
@@ -230,7 +306,9 @@ describe('controller', () => {
     const c = onEdge();
     const d = c.step(snap(1000), current(EDGE_ALL));
     expect(d.kind).toBe('keep');
-    expect(d.reason).toMatch(/current plan device\[none\] -> edge\[0:8\) is still the best \(190 ms\); no measurement moved by 10% or more/);
+    expect(d.reason).toMatch(
+      /current plan device\[none\] -> edge\[0:8\) is still the best \(190 ms\); no measurement moved by 10% or more/,
+    );
   });
 
   it('never adopts a plan only 5 % better, however long it lasts', () => {
@@ -239,7 +317,9 @@ describe('controller', () => {
     for (let t = 1000; t <= 20_000; t += 1000) {
       const d = c.step(snap(t, { slowdown: { edge: 1.31 } }), current(EDGE_ALL));
       expect(d.kind).toBe('keep');
-      expect(d.reason).toMatch(/the best alternative device\[none\] -> cloud\[0:8\) saves 5% \(predicted 215 -> 204 ms, -5%\), below the 10% hysteresis/);
+      expect(d.reason).toMatch(
+        /the best alternative device\[none\] -> cloud\[0:8\) saves 5% \(predicted 215 -> 204 ms, -5%\), below the 10% hysteresis/,
+      );
     }
   });
 
@@ -253,7 +333,9 @@ describe('controller', () => {
     expect(d1.candidate.latencyMs).toBeCloseTo(204.1, 9);
     expect(d1.gain).toBeCloseTo((294.1 - 204.1) / 294.1, 9);
     expect(d1.reason).toMatch(/edge slowdown 1\.0 -> 2\.3x/);
-    expect(d1.reason).toMatch(/predicted 294 -> 204 ms, -31%: device\[none\] -> cloud\[0:8\) over device\[none\] -> edge\[0:8\); round 1 of 2/);
+    expect(d1.reason).toMatch(
+      /predicted 294 -> 204 ms, -31%: device\[none\] -> cloud\[0:8\) over device\[none\] -> edge\[0:8\); round 1 of 2/,
+    );
     const d2 = c.step(snap(2000, { slowdown: { edge: 2.3 } }), current(EDGE_ALL));
     expect(d2).toMatchObject({ kind: 'adopt', urgent: false });
     expect(routeOfDecision(d2)).toBe(CLOUD);
@@ -300,7 +382,9 @@ describe('controller', () => {
     const d = c.step(snap(500, { down: ['edge'] }), current(EDGE_ALL));
     expect(d).toMatchObject({ kind: 'adopt', urgent: true });
     expect(routeOfDecision(d)).toBe(CLOUD);
-    expect(d.reason).toMatch(/^current plan device\[none\] -> edge\[0:8\) runs through edge, which is down: adopting device\[none\] -> cloud\[0:8\) at once/);
+    expect(d.reason).toMatch(
+      /^current plan device\[none\] -> edge\[0:8\) runs through edge, which is down: adopting device\[none\] -> cloud\[0:8\) at once/,
+    );
     expect(d.reason).toMatch(/since adoption: edge down/);
     c.adopted(500, snap(500, { down: ['edge'] }));
     // The edge's profile is still in the input and would win by far; it must never be proposed while down.
@@ -327,7 +411,9 @@ describe('controller', () => {
     const links = LINKS.map((l) => (l.to === 'edge' ? { ...l, bytesPerSecond: 0.5e6, rttMs: 12 } : l));
     const d = c.step(snap(1000, { input: fixture(links) }), current(EDGE_ALL));
     expect(d.kind).toBe('propose');
-    expect(d.reason).toMatch(/^since adoption: link device->edge throughput 10\.0 -> 0\.50 MB\/s \(-95%\), link device->edge rtt 10\.0 -> 12\.0 ms \(\+20%\);/);
+    expect(d.reason).toMatch(
+      /^since adoption: link device->edge throughput 10\.0 -> 0\.50 MB\/s \(-95%\), link device->edge rtt 10\.0 -> 12\.0 ms \(\+20%\);/,
+    );
     expect(d.reason).toMatch(/predicted 2094 -> 204 ms, -90%/);
   });
 
@@ -349,7 +435,16 @@ describe('controller', () => {
     expect(routeOfDecision(d2)).toBe('device[0:4) -> edge[4:8)');
     c.update({ objective: 'latency' });
     c.adopted(3000, snap(3000, { input }));
-    const back = c.step(snap(4000, { input }), current([{ host: 'device', start: 0, end: 4 }, { host: 'edge', start: 4, end: 8 }], 3000));
+    const back = c.step(
+      snap(4000, { input }),
+      current(
+        [
+          { host: 'device', start: 0, end: 4 },
+          { host: 'edge', start: 4, end: 8 },
+        ],
+        3000,
+      ),
+    );
     expect(routeOfDecision(back)).toBe(EDGE);
     expect(back.kind).toBe('keep'); // 112.2 -> 102.2 ms is 9 %, under the hysteresis
   });
@@ -373,11 +468,15 @@ describe('controller', () => {
     for (const t of [1000, 2000, 3000]) {
       const d = c.step(snap(t, { slowdown: { edge: 5 } }), current(EDGE_ALL, 0, true));
       expect(d.kind).toBe('keep');
-      expect(d.reason).toMatch(/^pinned: keeping device\[none\] -> edge\[0:8\); the best plan is device\[none\] -> cloud\[0:8\)/);
+      expect(d.reason).toMatch(
+        /^pinned: keeping device\[none\] -> edge\[0:8\); the best plan is device\[none\] -> cloud\[0:8\)/,
+      );
     }
     const down = c.step(snap(4000, { down: ['edge'] }), current(EDGE_ALL, 0, true));
     expect(down).toMatchObject({ kind: 'keep', current: null });
-    expect(down.reason).toMatch(/^pinned plan device\[none\] -> edge\[0:8\) runs through edge, which is down; keeping it/);
+    expect(down.reason).toMatch(
+      /^pinned plan device\[none\] -> edge\[0:8\) runs through edge, which is down; keeping it/,
+    );
   });
 
   it('keeps, without throwing, when no plan is feasible', () => {
@@ -386,8 +485,14 @@ describe('controller', () => {
     c.adopted(0, snap(0));
     const d = c.step(snap(1000, { down: ['edge'] }), current(CLOUD_ALL));
     expect(d).toMatchObject({ kind: 'keep', best: null });
-    expect(d.reason).toMatch(/^no feasible plan on the live estimates, keeping device\[none\] -> cloud\[0:8\): no plan: -e 0 cannot be met/);
-    expect(new Controller({ constraints: onlyEdge }).step(snap(0, { down: ['edge'] }), null)).toMatchObject({ kind: 'keep', best: null, current: null });
+    expect(d.reason).toMatch(
+      /^no feasible plan on the live estimates, keeping device\[none\] -> cloud\[0:8\): no plan: -e 0 cannot be met/,
+    );
+    expect(new Controller({ constraints: onlyEdge }).step(snap(0, { down: ['edge'] }), null)).toMatchObject({
+      kind: 'keep',
+      best: null,
+      current: null,
+    });
     const useHost = new Controller({ constraints: [{ kind: 'useHost', hosts: ['edge'] }] });
     const u = useHost.step(snap(0, { down: ['edge'] }), current(EDGE_ALL));
     expect(u.kind).toBe('keep');
@@ -400,7 +505,9 @@ describe('controller', () => {
     c.update({ constraints: [{ kind: 'noTier', tier: 'edge' }] });
     const d1 = c.step(snap(1000), current(EDGE_ALL));
     expect(d1).toMatchObject({ kind: 'propose', round: 1 });
-    expect(d1.reason).toMatch(/constraints changed \(1 now\).*current plan breaks --no-tier edge; predicted 190 -> 204 ms, \+7%/);
+    expect(d1.reason).toMatch(
+      /constraints changed \(1 now\).*current plan breaks --no-tier edge; predicted 190 -> 204 ms, \+7%/,
+    );
     const d2 = c.step(snap(2000), current(EDGE_ALL));
     expect(d2.kind).toBe('adopt');
     expect(routeOfDecision(d2)).toBe(CLOUD);

@@ -22,10 +22,18 @@ function link(from: string, to: string, rttMs: number | null, throughputBps: num
   return { from, to, rttMs, throughputBps, state: 'open', bytesSent: 0, queuedBytes: 0, emulation: null };
 }
 
-const LINKS: LinkReport[] = [link('device', 'edge', 10, 10e6), link('device', 'cloud', 20, 10e6), link('edge', 'cloud', 20, 100e6)];
+const LINKS: LinkReport[] = [
+  link('device', 'edge', 10, 10e6),
+  link('device', 'cloud', 20, 10e6),
+  link('edge', 'cloud', 20, 100e6),
+];
 
 function profiles(device = 100, edge = 10, cloud = 1): Profile[] {
-  return [profile('device', 'device', [device, device, device, device]), profile('edge', 'edge', [edge, edge, edge, edge]), profile('cloud', 'cloud', [cloud, cloud, cloud, cloud])];
+  return [
+    profile('device', 'device', [device, device, device, device]),
+    profile('edge', 'edge', [edge, edge, edge, edge]),
+    profile('cloud', 'cloud', [cloud, cloud, cloud, cloud]),
+  ];
 }
 
 interface Rig {
@@ -64,7 +72,8 @@ function rig(over: Partial<Omit<CoordinatorOptions, 'prepare' | 'cluster'>> = {}
   return Object.assign(r, { c });
 }
 
-const route = (p: ActivePlan | null): string => (p ? p.route.map((s) => `${s.host}[${s.from}:${s.to})`).join(' ') : 'none');
+const route = (p: ActivePlan | null): string =>
+  p ? p.route.map((s) => `${s.host}[${s.from}:${s.to})`).join(' ') : 'none';
 
 /** Lets queued promise callbacks (the fake cluster's answers, the planner's search) run. */
 async function settle(): Promise<void> {
@@ -139,11 +148,40 @@ describe('Coordinator.replan', () => {
 describe('Coordinator.pin and unpin', () => {
   const bad: [string, { host: string; blocks: [number, number] }[], RegExp][] = [
     ['an unknown host', [{ host: 'laptop', blocks: [0, 4] }], /^stages\[0\]\.host: 'laptop' is not a host/],
-    ['a gap', [{ host: 'device', blocks: [0, 1] }, { host: 'edge', blocks: [2, 4] }], /^stages\[1\]\.blocks: expected \[1, b\)/],
-    ['an empty stage', [{ host: 'device', blocks: [0, 0] }, { host: 'edge', blocks: [0, 4] }], /^stages\[0\]\.blocks/],
-    ['past the last block', [{ host: 'edge', blocks: [0, 5] }], /^stages\[0\]\.blocks: expected \[0, b\) with 0 < b <= 4, got \[0, 5\)/],
-    ['a tier twice', [{ host: 'edge', blocks: [0, 2] }, { host: 'edge', blocks: [2, 4] }], /^stages\[1\]: tier 'edge' is used twice/],
-    ['not covering the model', [{ host: 'edge', blocks: [0, 2] }], /^stages cover blocks \[0, 2\) but the model has 4 blocks/],
+    [
+      'a gap',
+      [
+        { host: 'device', blocks: [0, 1] },
+        { host: 'edge', blocks: [2, 4] },
+      ],
+      /^stages\[1\]\.blocks: expected \[1, b\)/,
+    ],
+    [
+      'an empty stage',
+      [
+        { host: 'device', blocks: [0, 0] },
+        { host: 'edge', blocks: [0, 4] },
+      ],
+      /^stages\[0\]\.blocks/,
+    ],
+    [
+      'past the last block',
+      [{ host: 'edge', blocks: [0, 5] }],
+      /^stages\[0\]\.blocks: expected \[0, b\) with 0 < b <= 4, got \[0, 5\)/,
+    ],
+    [
+      'a tier twice',
+      [
+        { host: 'edge', blocks: [0, 2] },
+        { host: 'edge', blocks: [2, 4] },
+      ],
+      /^stages\[1\]: tier 'edge' is used twice/,
+    ],
+    [
+      'not covering the model',
+      [{ host: 'edge', blocks: [0, 2] }],
+      /^stages cover blocks \[0, 2\) but the model has 4 blocks/,
+    ],
   ];
   for (const [what, stages, message] of bad) {
     it(`refuses ${what} with E_BAD_INPUT naming the field, and keeps the plan`, async () => {

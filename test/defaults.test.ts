@@ -13,7 +13,11 @@ describe('runtime limits', () => {
 
   it('fills in defaults and keeps what is given', () => {
     expect(resolveLimits({})).toEqual(DEFAULT_LIMITS);
-    expect(resolveLimits({ maxInFlight: 3, deadlineMs: 1.5 })).toMatchObject({ maxInFlight: 3, deadlineMs: 1.5, sessionCache: LIMITS.sessionCache.default });
+    expect(resolveLimits({ maxInFlight: 3, deadlineMs: 1.5 })).toMatchObject({
+      maxInFlight: 3,
+      deadlineMs: 1.5,
+      sessionCache: LIMITS.sessionCache.default,
+    });
   });
 
   it.each([
@@ -29,7 +33,9 @@ describe('runtime limits', () => {
   it('a deployment config with a bad limit is refused naming it', () => {
     const good = { model: 'm', hosts: [{ name: 'd', tier: 'device', listen: '127.0.0.1:1' }] };
     expect(checkConfig({ ...good, limits: { maxInFlight: 4 } }).limits).toEqual({ maxInFlight: 4 });
-    expect(() => checkConfig({ ...good, limits: { sessionCache: 'many' } })).toThrow(/config: limits\.sessionCache: must be an integer >= 1/);
+    expect(() => checkConfig({ ...good, limits: { sessionCache: 'many' } })).toThrow(
+      /config: limits\.sessionCache: must be an integer >= 1/,
+    );
     expect(() => checkConfig({ ...good, limits: [1] })).toThrow(/config: limits must be an object/);
   });
 });

@@ -133,7 +133,10 @@ describe('slowdownOf', () => {
 
   it('sums times over segments rather than averaging their ratios', () => {
     // Ratios 3 and 1 would average to 2; the time-weighted slowdown is 60 / 40.
-    const obs = [{ start: 0, end: 1, meanMs: 30, count: 5 }, { start: 1, end: 4, meanMs: 30, count: 5 }];
+    const obs = [
+      { start: 0, end: 1, meanMs: 30, count: 5 },
+      { start: 1, end: 4, meanMs: 30, count: 5 },
+    ];
     expect(slowdownOf(obs, blocks)).toBe(1.5);
   });
 
@@ -145,7 +148,10 @@ describe('slowdownOf', () => {
   });
 
   it('ignores segments with fewer than minRuns runs', () => {
-    const obs = [{ start: 0, end: 2, meanMs: 400, count: ESTIMATE_DEFAULTS.minRuns - 1 }, { start: 2, end: 4, meanMs: 20, count: 5 }];
+    const obs = [
+      { start: 0, end: 2, meanMs: 400, count: ESTIMATE_DEFAULTS.minRuns - 1 },
+      { start: 2, end: 4, meanMs: 20, count: 5 },
+    ];
     expect(slowdownOf(obs, blocks)).toBe(1);
     expect(slowdownOf(obs, blocks, { minRuns: 1 })).toBe(420 / 40);
     expect(slowdownOf([obs[0]], blocks)).toBe(1);
@@ -162,11 +168,38 @@ describe('slowdownOf', () => {
   });
 
   it('rejects a malformed segment, naming it', () => {
-    expectError(() => slowdownOf([{ start: 0, end: 5, meanMs: 1, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.end: /);
-    expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: 1, count: 5 }, { start: 2, end: 2, meanMs: 1, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[1\]\.end: /);
-    expectError(() => slowdownOf([{ start: -1, end: 1, meanMs: 1, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.start: /);
-    expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: Number.NaN, count: 5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.meanMs: /);
-    expectError(() => slowdownOf([{ start: 0, end: 1, meanMs: 1, count: 1.5 }], blocks), 'E_BAD_INPUT', /^observed\[0\]\.count: /);
+    expectError(
+      () => slowdownOf([{ start: 0, end: 5, meanMs: 1, count: 5 }], blocks),
+      'E_BAD_INPUT',
+      /^observed\[0\]\.end: /,
+    );
+    expectError(
+      () =>
+        slowdownOf(
+          [
+            { start: 0, end: 1, meanMs: 1, count: 5 },
+            { start: 2, end: 2, meanMs: 1, count: 5 },
+          ],
+          blocks,
+        ),
+      'E_BAD_INPUT',
+      /^observed\[1\]\.end: /,
+    );
+    expectError(
+      () => slowdownOf([{ start: -1, end: 1, meanMs: 1, count: 5 }], blocks),
+      'E_BAD_INPUT',
+      /^observed\[0\]\.start: /,
+    );
+    expectError(
+      () => slowdownOf([{ start: 0, end: 1, meanMs: Number.NaN, count: 5 }], blocks),
+      'E_BAD_INPUT',
+      /^observed\[0\]\.meanMs: /,
+    );
+    expectError(
+      () => slowdownOf([{ start: 0, end: 1, meanMs: 1, count: 1.5 }], blocks),
+      'E_BAD_INPUT',
+      /^observed\[0\]\.count: /,
+    );
     expectError(() => slowdownOf([], [1, -1]), 'E_BAD_INPUT', /^blockMs\[1\]: /);
   });
 });

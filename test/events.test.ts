@@ -44,7 +44,12 @@ async function origin(maxBufferedBytes = 1 << 20): Promise<Origin> {
   const bus = new EventBus();
   const upgraded: Duplex[] = [];
   server.on('upgrade', (_req, socket: Duplex) => upgraded.push(socket));
-  const endpoint = mountEvents(server, bus, { maxBufferedBytes, hello: () => ({ host: 'dev', epoch: 4 }), logger: pino({ level: 'silent' }), peerPath: PEER_PATH });
+  const endpoint = mountEvents(server, bus, {
+    maxBufferedBytes,
+    hello: () => ({ host: 'dev', epoch: 4 }),
+    logger: pino({ level: 'silent' }),
+    peerPath: PEER_PATH,
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const o = { server, bus, endpoint, port: (server.address() as AddressInfo).port, upgraded };
   origins.push(o);
@@ -93,7 +98,10 @@ function upgradeRequest(path: string): string {
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 describe('WS /v1/events', () => {

@@ -59,7 +59,11 @@ let cached: Record<string, TensorLike> | undefined;
 /** The same feeds every time: runs copy them, so they can be shared. */
 const feeds = (): Record<string, TensorLike> =>
   (cached ??= {
-    input: { dtype: 'float32', dims: [1, 8, 192, 192], data: Float32Array.from({ length: 8 * 192 * 192 }, (_, i) => (i % 13) / 13) },
+    input: {
+      dtype: 'float32',
+      dims: [1, 8, 192, 192],
+      data: Float32Array.from({ length: 8 * 192 * 192 }, (_, i) => (i % 13) / 13),
+    },
   });
 
 describe('Executor worker crash', () => {
@@ -91,7 +95,9 @@ describe('Executor worker crash', () => {
       expect(spawned).toHaveLength(2);
       expect(ex.isWarm('m')).toBe(true);
       const name = Object.keys(before.outputs)[0];
-      expect(Array.from(after.outputs[name].data as Float32Array)).toEqual(Array.from(before.outputs[name].data as Float32Array));
+      expect(Array.from(after.outputs[name].data as Float32Array)).toEqual(
+        Array.from(before.outputs[name].data as Float32Array),
+      );
     } finally {
       await ex.close();
     }
@@ -132,7 +138,9 @@ describe('Executor worker crash', () => {
       expect(extractions.n).toBe(before + 1);
       const [name] = segs.io(range).inputs;
       const dims = [...(a.types.get(name)?.dims ?? [])] as number[];
-      const f = { [name]: { dtype: 'float32' as const, dims, data: new Float32Array(dims.reduce((x, y) => x * y, 1)).fill(0.5) } };
+      const f = {
+        [name]: { dtype: 'float32' as const, dims, data: new Float32Array(dims.reduce((x, y) => x * y, 1)).fill(0.5) },
+      };
       const want = await segs.run(range, f);
       const first = spawned.length - 1;
       spawned[first].postMessage({ op: 'test-crash' });

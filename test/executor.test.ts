@@ -145,7 +145,9 @@ describe('Executor', () => {
         const f = feeds[i].input;
         const want = await session.run({ input: new ort.Tensor(f.dtype, f.data, f.dims) });
         for (const name of Object.keys(want)) {
-          expect(maxAbsDiff(got[i].outputs[name].data as Float32Array, want[name].data as Float32Array)).toBeLessThanOrEqual(1e-6);
+          expect(
+            maxAbsDiff(got[i].outputs[name].data as Float32Array, want[name].data as Float32Array),
+          ).toBeLessThanOrEqual(1e-6);
         }
       }
       await session.release();
@@ -183,7 +185,11 @@ describe('Executor', () => {
     const c = new Float32Array(frame, 24, 4);
     a.set([1, 2, 3, 4]);
     c.set([10, 20, 30, 40]);
-    const got = await ex.run('add', { a: { dtype: 'float32', dims: [1, 4], data: a }, b: { dtype: 'float32', dims: [1, 4], data: c } }, { transferInputs: true });
+    const got = await ex.run(
+      'add',
+      { a: { dtype: 'float32', dims: [1, 4], data: a }, b: { dtype: 'float32', dims: [1, 4], data: c } },
+      { transferInputs: true },
+    );
     expect(frame.byteLength).toBe(0);
     expect(Array.from(Object.values(got.outputs)[0].data as Float32Array)).toEqual([11, 22, 33, 44]);
     ex.release('add');
@@ -194,12 +200,32 @@ describe('Executor', () => {
     const cases: [string, Record<string, TensorLike>, RegExp][] = [
       ['unknown input name', { input: input(), extra: input() }, /unknown input 'extra'/],
       ['missing input', {}, /missing input 'input'/],
-      ['wrong dims', { input: { dtype: 'float32', dims: [1, 3, 8, 4], data: data.subarray(0, 96) } }, /input 'input'.*dim 3 is 4, expected 8/],
+      [
+        'wrong dims',
+        { input: { dtype: 'float32', dims: [1, 3, 8, 4], data: data.subarray(0, 96) } },
+        /input 'input'.*dim 3 is 4, expected 8/,
+      ],
       ['wrong rank', { input: { dtype: 'float32', dims: [3, 8, 8], data } }, /input 'input'.*rank 3, expected rank 4/],
-      ['wrong dtype', { input: { dtype: 'int32', dims: [1, 3, 8, 8], data: new Int32Array(192) } }, /input 'input': dtype int32, expected float32/],
-      ['data of another type', { input: { dtype: 'float32', dims: [1, 3, 8, 8], data: new Float64Array(192) as never } }, /input 'input': data is Float64Array/],
-      ['element count mismatch', { input: { dtype: 'float32', dims: [1, 3, 8, 8], data: new Float32Array(100) } }, /input 'input': data has 100 elements/],
-      ['negative dims', { input: { dtype: 'float32', dims: [1, 3, 8, -8], data } }, /input 'input': dims must be non-negative integers/],
+      [
+        'wrong dtype',
+        { input: { dtype: 'int32', dims: [1, 3, 8, 8], data: new Int32Array(192) } },
+        /input 'input': dtype int32, expected float32/,
+      ],
+      [
+        'data of another type',
+        { input: { dtype: 'float32', dims: [1, 3, 8, 8], data: new Float64Array(192) as never } },
+        /input 'input': data is Float64Array/,
+      ],
+      [
+        'element count mismatch',
+        { input: { dtype: 'float32', dims: [1, 3, 8, 8], data: new Float32Array(100) } },
+        /input 'input': data has 100 elements/,
+      ],
+      [
+        'negative dims',
+        { input: { dtype: 'float32', dims: [1, 3, 8, -8], data } },
+        /input 'input': dims must be non-negative integers/,
+      ],
     ];
     for (const [what, feeds, message] of cases) {
       it(what, async () => {
@@ -218,11 +244,15 @@ describe('Executor', () => {
     });
 
     it('an ORT error inside the graph comes back without killing the worker', async () => {
-      const info = await ex.load('reshape', reshapeModel(), { warmupFeeds: { x: { dtype: 'float32', dims: [2, 3], data: new Float32Array(6) } } });
+      const info = await ex.load('reshape', reshapeModel(), {
+        warmupFeeds: { x: { dtype: 'float32', dims: [2, 3], data: new Float32Array(6) } },
+      });
       expect(info.inputs[0].shape).toEqual(['N', 3]);
       for (let i = 0; i < 2; i++) {
         // one failure per worker, whichever gets it
-        const e = await rejection(ex.run('reshape', { x: { dtype: 'float32', dims: [1, 3], data: new Float32Array(3) } }));
+        const e = await rejection(
+          ex.run('reshape', { x: { dtype: 'float32', dims: [1, 3], data: new Float32Array(3) } }),
+        );
         expect(e.code).toBe('E_BAD_INPUT');
         expect(e.message).toMatch(/session 'reshape'/);
       }
@@ -332,7 +362,9 @@ describe('Executor session cache', () => {
 describe('Executor and the event loop', () => {
   it('keeps the event loop responsive while a heavy model loads and runs', async () => {
     const heavy = heavyModel();
-    const feeds = { input: { dtype: 'float32' as const, dims: [1, 16, 160, 160], data: new Float32Array(16 * 160 * 160).fill(0.5) } };
+    const feeds = {
+      input: { dtype: 'float32' as const, dims: [1, 16, 160, 160], data: new Float32Array(16 * 160 * 160).fill(0.5) },
+    };
     const opts = { intraOpNumThreads: 1, interOpNumThreads: 1 };
 
     let want: ort.InferenceSession.ReturnType | undefined;

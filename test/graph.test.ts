@@ -111,7 +111,10 @@ function fileOrderFrontierSizes(m: OnnxModel): number[] {
     for (const d of n.deps) last.set(d, Math.max(last.get(d) ?? -1, p));
   });
   for (const o of m.outputs) last.set(o.name, nodes.length);
-  return Array.from({ length: nodes.length + 1 }, (_, cut) => [...last].filter(([t, l]) => (born.get(t) ?? -1) < cut && l >= cut).length);
+  return Array.from(
+    { length: nodes.length + 1 },
+    (_, cut) => [...last].filter(([t, l]) => (born.get(t) ?? -1) < cut && l >= cut).length,
+  );
 }
 
 describe('a chain', () => {
@@ -133,16 +136,24 @@ describe('a chain', () => {
   it('gives each segment only the initializers it reads, and keeps every opset import', async () => {
     const a = await analysisOf(m);
     const names = (lo: number, hi: number): string[] =>
-      decode(extractSegment(m, lo, hi, { types: a.types }).bytes).graph.initializer.map((t) => t.name).sort();
+      decode(extractSegment(m, lo, hi, { types: a.types }).bytes)
+        .graph.initializer.map((t) => t.name)
+        .sort();
     expect(names(0, 2)).toEqual(['W']);
     expect(names(1, 2)).toEqual([]);
     expect(names(2, 4)).toEqual(['B']);
     expect(names(0, 4)).toEqual(['B', 'W']);
     const p = decode(extractSegment(m, 1, 3, { types: a.types }).bytes);
-    expect(p.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([['', 13], ['com.microsoft', 1]]);
+    expect(p.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([
+      ['', 13],
+      ['com.microsoft', 1],
+    ]);
     expect(Number(p.irVersion)).toBe(7);
     // value_info is kept for tensors inside a segment, and dropped where the tensor became an output.
-    expect(decode(extractSegment(m, 0, 3, { types: a.types }).bytes).graph.valueInfo.map((v) => v.name)).toEqual(['a', 'b']);
+    expect(decode(extractSegment(m, 0, 3, { types: a.types }).bytes).graph.valueInfo.map((v) => v.name)).toEqual([
+      'a',
+      'b',
+    ]);
     expect(decode(extractSegment(m, 0, 2, { types: a.types }).bytes).graph.valueInfo.map((v) => v.name)).toEqual(['a']);
   });
 
@@ -230,7 +241,15 @@ describe('an inception-like fork of three branches', () => {
 
   it('rejects a cycle', () => {
     expectCleave(
-      () => chooseOrder([{ deps: ['q'], outputs: ['p'] }, { deps: ['p'], outputs: ['q'] }], ['q'], 'loop.onnx'),
+      () =>
+        chooseOrder(
+          [
+            { deps: ['q'], outputs: ['p'] },
+            { deps: ['p'], outputs: ['q'] },
+          ],
+          ['q'],
+          'loop.onnx',
+        ),
       'E_BAD_MODEL',
       /loop\.onnx: the graph has a cycle/,
     );
@@ -280,7 +299,13 @@ describe('Constant nodes and nodes computed only from constants', () => {
         { name: 'kk', dims: [] },
       ],
       nodes: [
-        { op: 'Constant', inputs: [], outputs: ['shp'], name: 'shape_const', attrs: { value: int64s('shp_value', [2], [1, 24]) } },
+        {
+          op: 'Constant',
+          inputs: [],
+          outputs: ['shp'],
+          name: 'shape_const',
+          attrs: { value: int64s('shp_value', [2], [1, 24]) },
+        },
         { op: 'Constant', inputs: [], outputs: ['k'], name: 'k_const', attrs: { value: floats('k_value', [], [2]) } },
         { op: 'Mul', inputs: ['k', 'k'], outputs: ['kk'], name: 'k_squared' },
         { op: 'Reshape', inputs: ['x', 'shp'], outputs: ['a'], name: 'flatten' },
@@ -304,7 +329,8 @@ describe('Constant nodes and nodes computed only from constants', () => {
 
   it('replicates the constants each segment reads into that segment', async () => {
     const a = await analysisOf(m);
-    const nodesOf = (lo: number, hi: number): string[] => decode(extractSegment(m, lo, hi, { types: a.types }).bytes).graph.node.map((n) => n.name);
+    const nodesOf = (lo: number, hi: number): string[] =>
+      decode(extractSegment(m, lo, hi, { types: a.types }).bytes).graph.node.map((n) => n.name);
     expect(nodesOf(0, 2)).toEqual(['shape_const', 'k_const', 'k_squared', 'flatten', 'scale']);
     // The last segment needs shp for its Reshape and computes the constant graph output kk itself.
     expect(nodesOf(2, 5)).toEqual(['shape_const', 'k_const', 'k_squared', 'relu', 'reshape_again', 'softmax']);
@@ -455,7 +481,10 @@ describe('a tensor that passes through a segment unused', () => {
     const { segments, out } = await chain(m, a, [0, 2, 3, 5], feeds);
     expect(segments.map((s) => [s.inputs, s.outputs])).toEqual([
       [['x'], ['a', 'b']],
-      [['a', 'b'], ['a', 'c']],
+      [
+        ['a', 'b'],
+        ['a', 'c'],
+      ],
       [['a', 'c'], ['y']],
     ]);
     expect(decode(segments[1].bytes).graph.node.map((n) => n.opType)).toEqual(['Tanh']);
@@ -485,7 +514,13 @@ describe('an If node whose branches read outer-scope tensors', () => {
         { op: 'ReduceSum', inputs: ['x'], outputs: ['s'], attrs: { keepdims: 0 }, name: 'sum' },
         { op: 'Greater', inputs: ['s', 'zero'], outputs: ['cond'], name: 'positive' },
         { op: 'Relu', inputs: ['x'], outputs: ['r'], name: 'relu' },
-        { op: 'If', inputs: ['cond'], outputs: ['i'], name: 'if', attrs: { then_branch: branch('Add', 't'), else_branch: branch('Sub', 'e') } },
+        {
+          op: 'If',
+          inputs: ['cond'],
+          outputs: ['i'],
+          name: 'if',
+          attrs: { then_branch: branch('Add', 't'), else_branch: branch('Sub', 'e') },
+        },
         { op: 'Sigmoid', inputs: ['i'], outputs: ['y'], name: 'sigmoid' },
       ],
     }),
@@ -576,12 +611,20 @@ describe('symbolic dimensions', () => {
   );
 
   it('names the input that needs a shape and shows the flag to pass', () => {
-    expectCleave(() => resolveInputs(m), 'E_BAD_SHAPE', /input 'image' of symbolic\.onnx has symbolic dimensions \[N,3,H,W\]; pass --shape image=1x3xNxN/);
+    expectCleave(
+      () => resolveInputs(m),
+      'E_BAD_SHAPE',
+      /input 'image' of symbolic\.onnx has symbolic dimensions \[N,3,H,W\]; pass --shape image=1x3xNxN/,
+    );
   });
 
   it('defaults a leading symbolic dimension to 1', () => {
     const batchOnly = load(
-      tinyModel({ inputs: [{ name: 'x', dims: ['batch', 4] }], outputs: [{ name: 'y' }], nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }] }),
+      tinyModel({
+        inputs: [{ name: 'x', dims: ['batch', 4] }],
+        outputs: [{ name: 'y' }],
+        nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      }),
       'batch',
     );
     expect(batchOnly.inputs[0].dims).toEqual(['batch', 4]);
@@ -589,14 +632,37 @@ describe('symbolic dimensions', () => {
   });
 
   it('rejects a --shape of the wrong rank, a fixed dimension changed, and an unknown input', () => {
-    expectCleave(() => resolveInputs(m, new Map([['image', [1, 3, 8]]])), 'E_BAD_SHAPE', /--shape image: rank 3 does not match the model's \[N,3,H,W\]/);
-    expectCleave(() => resolveInputs(m, new Map([['image', [1, 4, 8, 8]]])), 'E_BAD_SHAPE', /--shape image: dimension 1 is 4 but the model fixes it at 3/);
-    expectCleave(() => resolveInputs(m, new Map([['img', [1, 3, 8, 8]]])), 'E_BAD_SHAPE', /--shape names 'img', which is not an input of symbolic\.onnx \(inputs: image\)/);
+    expectCleave(
+      () => resolveInputs(m, new Map([['image', [1, 3, 8]]])),
+      'E_BAD_SHAPE',
+      /--shape image: rank 3 does not match the model's \[N,3,H,W\]/,
+    );
+    expectCleave(
+      () => resolveInputs(m, new Map([['image', [1, 4, 8, 8]]])),
+      'E_BAD_SHAPE',
+      /--shape image: dimension 1 is 4 but the model fixes it at 3/,
+    );
+    expectCleave(
+      () => resolveInputs(m, new Map([['img', [1, 3, 8, 8]]])),
+      'E_BAD_SHAPE',
+      /--shape names 'img', which is not an input of symbolic\.onnx \(inputs: image\)/,
+    );
   });
 
   it('asks for a shape when an input declares none', () => {
-    const shapeless = load(tinyModel({ inputs: [{ name: 'x' }], outputs: [{ name: 'y' }], nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }] }), 'shapeless');
-    expectCleave(() => resolveInputs(shapeless), 'E_BAD_SHAPE', /input 'x' of shapeless has no declared shape; pass --shape x=/);
+    const shapeless = load(
+      tinyModel({
+        inputs: [{ name: 'x' }],
+        outputs: [{ name: 'y' }],
+        nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      }),
+      'shapeless',
+    );
+    expectCleave(
+      () => resolveInputs(shapeless),
+      'E_BAD_SHAPE',
+      /input 'x' of shapeless has no declared shape; pass --shape x=/,
+    );
     expect(resolveInputs(shapeless, new Map([['x', [2, 5]]]))[0].dims).toEqual([2, 5]);
   });
 
@@ -631,12 +697,20 @@ describe('range checks', () => {
       [0, 6],
       [0.5, 2],
     ])
-      expectCleave(() => extractSegment(m, lo, hi), 'E_BAD_CUT', new RegExp(`segment \\[${lo}, ${hi}\\) is not a non-empty range within 0\\.\\.5 of residual\\.onnx`));
+      expectCleave(
+        () => extractSegment(m, lo, hi),
+        'E_BAD_CUT',
+        new RegExp(`segment \\[${lo}, ${hi}\\) is not a non-empty range within 0\\.\\.5 of residual\\.onnx`),
+      );
   });
 
   it('refuses cuts outside 1..n-1, fractional cuts and repeated cuts, naming the flag', () => {
     for (const bad of [0, 5, 9, -1, 1.5])
-      expectCleave(() => checkCuts(m, [1, bad]), 'E_BAD_CUT', new RegExp(`--cuts: cut ${bad} is out of range; inner cuts are 1\\.\\.4 for residual\\.onnx`));
+      expectCleave(
+        () => checkCuts(m, [1, bad]),
+        'E_BAD_CUT',
+        new RegExp(`--cuts: cut ${bad} is out of range; inner cuts are 1\\.\\.4 for residual\\.onnx`),
+      );
     expectCleave(() => checkCuts(m, [2, 3, 2]), 'E_BAD_CUT', /--cuts: cut 2 is given twice/);
     expectCleave(() => checkCuts(m, [7], '--at'), 'E_BAD_CUT', /^--at: cut 7/);
     expect(checkCuts(m, [4, 1, 3])).toEqual([1, 3, 4]);
@@ -645,18 +719,46 @@ describe('range checks', () => {
 
 describe('malformed models', () => {
   it('rejects bytes that are not ONNX, naming the source', () => {
-    expectCleave(() => OnnxModel.fromBytes(new TextEncoder().encode('hello, not a model\n'), 'notes.txt'), 'E_BAD_MODEL', /^notes\.txt: not a valid ONNX file/);
-    expectCleave(() => OnnxModel.fromBytes(new Uint8Array(0), 'empty.onnx'), 'E_BAD_MODEL', /^empty\.onnx: not a valid ONNX file/);
+    expectCleave(
+      () => OnnxModel.fromBytes(new TextEncoder().encode('hello, not a model\n'), 'notes.txt'),
+      'E_BAD_MODEL',
+      /^notes\.txt: not a valid ONNX file/,
+    );
+    expectCleave(
+      () => OnnxModel.fromBytes(new Uint8Array(0), 'empty.onnx'),
+      'E_BAD_MODEL',
+      /^empty\.onnx: not a valid ONNX file/,
+    );
   });
 
   it('rejects a truncated file', () => {
-    expectCleave(() => OnnxModel.fromBytes(RESIDUAL.subarray(0, RESIDUAL.length >> 1), 'half.onnx'), 'E_BAD_MODEL', /^half\.onnx: /);
+    expectCleave(
+      () => OnnxModel.fromBytes(RESIDUAL.subarray(0, RESIDUAL.length >> 1), 'half.onnx'),
+      'E_BAD_MODEL',
+      /^half\.onnx: /,
+    );
   });
 
   it('rejects a node reading a tensor nothing produces, and an output nothing produces', () => {
-    const dangling = tinyModel({ inputs: [{ name: 'x', dims: [1] }], outputs: [{ name: 'y', dims: [1] }], nodes: [{ op: 'Add', inputs: ['x', 'ghost'], outputs: ['y'], name: 'add' }] });
-    expectCleave(() => OnnxModel.fromBytes(dangling, 'd.onnx'), 'E_BAD_MODEL', /node 'add' reads 'ghost', which nothing produces/);
-    const orphan = tinyModel({ inputs: [{ name: 'x', dims: [1] }], outputs: [{ name: 'nothing', dims: [1] }], nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }] });
-    expectCleave(() => OnnxModel.fromBytes(orphan, 'o.onnx'), 'E_BAD_MODEL', /graph output 'nothing' is not produced by any node/);
+    const dangling = tinyModel({
+      inputs: [{ name: 'x', dims: [1] }],
+      outputs: [{ name: 'y', dims: [1] }],
+      nodes: [{ op: 'Add', inputs: ['x', 'ghost'], outputs: ['y'], name: 'add' }],
+    });
+    expectCleave(
+      () => OnnxModel.fromBytes(dangling, 'd.onnx'),
+      'E_BAD_MODEL',
+      /node 'add' reads 'ghost', which nothing produces/,
+    );
+    const orphan = tinyModel({
+      inputs: [{ name: 'x', dims: [1] }],
+      outputs: [{ name: 'nothing', dims: [1] }],
+      nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }],
+    });
+    expectCleave(
+      () => OnnxModel.fromBytes(orphan, 'o.onnx'),
+      'E_BAD_MODEL',
+      /graph output 'nothing' is not produced by any node/,
+    );
   });
 });

@@ -18,7 +18,12 @@ import type { HostStatus, LinkReport } from '../src/runtime/plan/cluster-view.js
 import { f32, profile, silent } from './helpers/fakes.js';
 
 const TOKEN = 'peer-secret';
-const SIG = signatureOf('tiny', ['1'], [{ name: 'x', dtype: 'float32', shape: [1, 4] }], [{ name: 'y', dtype: 'float32', shape: [1, 2] }]);
+const SIG = signatureOf(
+  'tiny',
+  ['1'],
+  [{ name: 'x', dtype: 'float32', shape: [1, 4] }],
+  [{ name: 'y', dtype: 'float32', shape: [1, 2] }],
+);
 
 const PREDICTED: Plan = {
   origin: 'device',
@@ -44,7 +49,10 @@ const PREDICTED: Plan = {
 function active(epoch: number, pinned = false): ActivePlan {
   return {
     epoch,
-    route: [{ host: 'device', tier: 'device', from: 0, to: 20 }, { host: 'edge', tier: 'edge', from: 20, to: 40 }],
+    route: [
+      { host: 'device', tier: 'device', from: 0, to: 20 },
+      { host: 'edge', tier: 'edge', from: 20, to: 40 },
+    ],
     predicted: PREDICTED,
     pinned,
     adoptedAt: '2026-01-01T00:00:00.000Z',
@@ -56,7 +64,16 @@ function status(host: string, segments: HostStatus['segments']): HostStatus {
   return { host, tier: host, ready: true, cpuPercent: null, inFlight: 0, busy: 0, threads: 1, heapFlags: [], segments };
 }
 
-const LINK: LinkReport = { from: 'device', to: 'edge', rttMs: 9, throughputBps: 5e6, state: 'open', bytesSent: 0, queuedBytes: 0, emulation: null };
+const LINK: LinkReport = {
+  from: 'device',
+  to: 'edge',
+  rttMs: 9,
+  throughputBps: 5e6,
+  state: 'open',
+  bytesSent: 0,
+  queuedBytes: 0,
+  emulation: null,
+};
 
 function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
   const state = { ready: true, plan: { epoch: 7, route: active(7).route } as Routed | null };
@@ -88,7 +105,11 @@ function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
     prepareSegment: vi.fn(async (_from: number, _to: number) => undefined),
     hasLink: (to: string) => to === 'edge',
     setLinkEmulation: vi.fn((_to: string, s: unknown) => s as never),
-    forward: vi.fn(async (host: string, method: string, path: string, _body?: unknown): Promise<unknown> => ({ forwardedTo: host, method, path })),
+    forward: vi.fn(async (host: string, method: string, path: string, _body?: unknown): Promise<unknown> => ({
+      forwardedTo: host,
+      method,
+      path,
+    })),
     ...(o.plan !== false && { plan: { tiers: ['device', 'edge', 'cloud'], coordinator, cluster } }),
   } satisfies ControlDeps;
   const metrics = new HostMetrics('device', 'device');
@@ -98,7 +119,13 @@ function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
     limits: { maxBodyBytes: 64 * 1024, deadlineMs: 5000 },
     ready: () => state.ready,
     plan: () => state.plan,
-    infer: vi.fn(async (_plan: Routed, _inputs: Record<string, TensorLike>, _deadlineMs: number): Promise<Record<string, TensorLike>> => ({ y: f32([0.5, 1.5], [1, 2]) })),
+    infer: vi.fn(
+      async (
+        _plan: Routed,
+        _inputs: Record<string, TensorLike>,
+        _deadlineMs: number,
+      ): Promise<Record<string, TensorLike>> => ({ y: f32([0.5, 1.5], [1, 2]) }),
+    ),
     metrics,
     log: silent,
   } satisfies GatewayDeps;
@@ -114,7 +141,13 @@ function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
 
 type App = ReturnType<typeof rig>['app'];
 
-async function call(app: App, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) {
+async function call(
+  app: App,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  url: string,
+  payload?: unknown,
+  headers: Record<string, string> = {},
+) {
   const raw = typeof payload === 'string';
   const res = await inject(app, {
     method,
@@ -148,7 +181,10 @@ describe('health, metrics, unknown endpoints', () => {
   it('without a gateway (a non-origin host) the inference routes are unknown', async () => {
     const { app } = rig({ gateway: false });
     expect(await call(app, 'GET', '/v2')).toMatchObject({ status: 404, body: { code: 'E_NOT_FOUND' } });
-    expect(await call(app, 'POST', '/v2/models/tiny/infer', X)).toMatchObject({ status: 404, body: { code: 'E_NOT_FOUND' } });
+    expect(await call(app, 'POST', '/v2/models/tiny/infer', X)).toMatchObject({
+      status: 404,
+      body: { code: 'E_NOT_FOUND' },
+    });
   });
 
   it('GET /metrics returns the exposition with its content type', async () => {
@@ -168,18 +204,35 @@ describe('gateway', () => {
   it('model metadata, and model readiness following ready()', async () => {
     const { app, state } = rig();
     const inputs = [{ name: 'x', datatype: 'FP32', shape: [1, 4] }];
-    const meta = { name: 'tiny', versions: ['1'], platform: 'onnxruntime_onnx', inputs, outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2] }] };
+    const meta = {
+      name: 'tiny',
+      versions: ['1'],
+      platform: 'onnxruntime_onnx',
+      inputs,
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2] }],
+    };
     expect(await call(app, 'GET', '/v2/models/tiny')).toEqual(expect.objectContaining({ status: 200, body: meta }));
-    expect(await call(app, 'GET', '/v2/models/tiny/versions/1')).toEqual(expect.objectContaining({ status: 200, body: meta }));
+    expect(await call(app, 'GET', '/v2/models/tiny/versions/1')).toEqual(
+      expect.objectContaining({ status: 200, body: meta }),
+    );
     state.ready = false;
-    expect(await call(app, 'GET', '/v2/models/tiny/ready')).toMatchObject({ status: 503, body: { name: 'tiny', ready: false } });
+    expect(await call(app, 'GET', '/v2/models/tiny/ready')).toMatchObject({
+      status: 503,
+      body: { name: 'tiny', ready: false },
+    });
   });
 
   it('an unknown model or version is 404 E_UNKNOWN_MODEL', async () => {
     const { app, gateway } = rig();
     expect(await call(app, 'GET', '/v2/models/huge')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
-    expect(await call(app, 'GET', '/v2/models/tiny/versions/2')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
-    expect(await call(app, 'POST', '/v2/models/huge/infer', X)).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
+    expect(await call(app, 'GET', '/v2/models/tiny/versions/2')).toMatchObject({
+      status: 404,
+      body: { code: 'E_UNKNOWN_MODEL' },
+    });
+    expect(await call(app, 'POST', '/v2/models/huge/infer', X)).toMatchObject({
+      status: 404,
+      body: { code: 'E_UNKNOWN_MODEL' },
+    });
     expect(gateway.infer).not.toHaveBeenCalled();
   });
 
@@ -188,12 +241,20 @@ describe('gateway', () => {
     const r = await call(app, 'POST', '/v2/models/tiny/infer', { id: 'q1', ...X });
     expect(r.status).toBe(200);
     expect(r.headers['x-cleave-epoch']).toBe('7');
-    expect(r.body).toEqual({ id: 'q1', model_name: 'tiny', model_version: '1', outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2], data: [0.5, 1.5] }] });
+    expect(r.body).toEqual({
+      id: 'q1',
+      model_name: 'tiny',
+      model_version: '1',
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2], data: [0.5, 1.5] }],
+    });
     expect(gateway.infer).toHaveBeenCalledTimes(1);
     const [plan, inputs, deadline] = gateway.infer.mock.calls[0];
     expect(plan).toBe(state.plan);
     expect(Object.keys(inputs)).toEqual(['x']);
-    expect([inputs.x.dims, Array.from(inputs.x.data as Float32Array)]).toEqual([[1, 4], [1, 2, 3, 4]]);
+    expect([inputs.x.dims, Array.from(inputs.x.data as Float32Array)]).toEqual([
+      [1, 4],
+      [1, 2, 3, 4],
+    ]);
     expect(deadline).toBe(5000);
     expect((await metrics.requestSuccess.get()).values[0]?.value).toBe(1);
   });
@@ -211,7 +272,10 @@ describe('gateway', () => {
   it('no plan yet is 503 E_NOT_READY', async () => {
     const { app, state, gateway } = rig();
     state.plan = null;
-    expect(await call(app, 'POST', '/v2/models/tiny/infer', X)).toMatchObject({ status: 503, body: { code: 'E_NOT_READY' } });
+    expect(await call(app, 'POST', '/v2/models/tiny/infer', X)).toMatchObject({
+      status: 503,
+      body: { code: 'E_NOT_READY' },
+    });
     expect(gateway.infer).not.toHaveBeenCalled();
   });
 
@@ -233,7 +297,9 @@ describe('gateway', () => {
 
   it('a bad body is 400 naming the field', async () => {
     const { app, gateway } = rig();
-    const shape = await call(app, 'POST', '/v2/models/tiny/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] });
+    const shape = await call(app, 'POST', '/v2/models/tiny/infer', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }],
+    });
     expect(shape).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
     expect(shape.body.error).toMatch(/^inputs\[0\]\.shape: expected \[1,4\] but got \[1,3\]/);
     const missing = await call(app, 'POST', '/v2/models/tiny/infer', { outputs: [] });
@@ -255,9 +321,16 @@ describe('gateway', () => {
 describe('control: segments and links', () => {
   it('POST /v1/segments needs the peer token, then prepares the range', async () => {
     const { app, control } = rig();
-    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 })).toMatchObject({ status: 401, body: { code: 'E_UNAUTHORIZED' } });
-    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: 'Bearer wrong' })).toMatchObject({ status: 401 });
-    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: TOKEN })).toMatchObject({ status: 401 });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 })).toMatchObject({
+      status: 401,
+      body: { code: 'E_UNAUTHORIZED' },
+    });
+    expect(
+      await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: 'Bearer wrong' }),
+    ).toMatchObject({ status: 401 });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: TOKEN })).toMatchObject({
+      status: 401,
+    });
     expect(control.prepareSegment).not.toHaveBeenCalled();
 
     const r = await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, auth);
@@ -273,20 +346,36 @@ describe('control: segments and links', () => {
     }
     expect(control.prepareSegment).not.toHaveBeenCalled();
     control.prepareSegment.mockRejectedValueOnce(new CleaveError('E_BAD_CUT', 'no cut at 7'));
-    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 7 }, auth)).toMatchObject({ status: 400, body: { code: 'E_BAD_CUT', error: 'no cut at 7' } });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 7 }, auth)).toMatchObject({
+      status: 400,
+      body: { code: 'E_BAD_CUT', error: 'no cut at 7' },
+    });
   });
 
   it('PUT /v1/links/self/to in Mbit/s sets the emulation in bytes per second; null turns it off', async () => {
     const { app, control } = rig();
     const r = await call(app, 'PUT', '/v1/links/device/edge', { mbps: 10, delayMs: 5 });
     expect(r.status).toBe(200);
-    expect(control.setLinkEmulation.mock.calls[0]).toEqual(['edge', { bandwidthBps: 1.25e6, delayMs: 5, burstBytes: 0 }]);
-    expect(r.body).toEqual({ from: 'device', to: 'edge', emulation: { bandwidthBps: 1.25e6, delayMs: 5, burstBytes: 0 } });
+    expect(control.setLinkEmulation.mock.calls[0]).toEqual([
+      'edge',
+      { bandwidthBps: 1.25e6, delayMs: 5, burstBytes: 0 },
+    ]);
+    expect(r.body).toEqual({
+      from: 'device',
+      to: 'edge',
+      emulation: { bandwidthBps: 1.25e6, delayMs: 5, burstBytes: 0 },
+    });
 
     const off = await call(app, 'PUT', '/v1/links/device/edge', 'null');
     expect(off).toMatchObject({ status: 200, body: { emulation: null } });
-    expect(await call(app, 'PUT', '/v1/links/device/edge', { off: true })).toMatchObject({ status: 200, body: { emulation: null } });
-    expect(control.setLinkEmulation.mock.calls.slice(1)).toEqual([['edge', null], ['edge', null]]);
+    expect(await call(app, 'PUT', '/v1/links/device/edge', { off: true })).toMatchObject({
+      status: 200,
+      body: { emulation: null },
+    });
+    expect(control.setLinkEmulation.mock.calls.slice(1)).toEqual([
+      ['edge', null],
+      ['edge', null],
+    ]);
     expect(control.forward).not.toHaveBeenCalled();
   });
 
@@ -301,13 +390,19 @@ describe('control: segments and links', () => {
   it("a forward failing with a peer's code answers with that code", async () => {
     const { app, control } = rig();
     control.forward.mockRejectedValueOnce(new CleaveError('E_NOT_READY', 'edge: starting'));
-    expect(await call(app, 'PUT', '/v1/links/edge/cloud', { delayMs: 5 })).toMatchObject({ status: 503, body: { code: 'E_NOT_READY', error: 'edge: starting' } });
+    expect(await call(app, 'PUT', '/v1/links/edge/cloud', { delayMs: 5 })).toMatchObject({
+      status: 503,
+      body: { code: 'E_NOT_READY', error: 'edge: starting' },
+    });
   });
 
   it('an unknown link or bad settings are 400 naming the problem, and change nothing', async () => {
     const { app, control } = rig();
     const unknown = await call(app, 'PUT', '/v1/links/device/laptop', { delayMs: 5 });
-    expect(unknown).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT', error: "no link from device to 'laptop'" } });
+    expect(unknown).toMatchObject({
+      status: 400,
+      body: { code: 'E_BAD_INPUT', error: "no link from device to 'laptop'" },
+    });
     const mbps = await call(app, 'PUT', '/v1/links/device/edge', { mbps: -1 });
     expect(mbps).toMatchObject({ status: 400, body: { error: 'link settings: mbps must be a positive number' } });
     const delay = await call(app, 'PUT', '/v1/links/device/edge', { delayMs: 'soon' });
@@ -321,8 +416,13 @@ describe('control: segments and links', () => {
     expect(bad).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
     expect(bad.body.error).toMatch(/^malformed JSON body/);
     const big = await call(app, 'PUT', '/v1/links/device/edge', { delayMs: 5, note: 'x'.repeat(2000) });
-    expect(big).toMatchObject({ status: 413, body: { code: 'E_TOO_LARGE', error: 'request body is larger than the 1024 byte limit' } });
-    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20, note: 'x'.repeat(2000) }, auth)).toMatchObject({ status: 413 });
+    expect(big).toMatchObject({
+      status: 413,
+      body: { code: 'E_TOO_LARGE', error: 'request body is larger than the 1024 byte limit' },
+    });
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20, note: 'x'.repeat(2000) }, auth)).toMatchObject({
+      status: 413,
+    });
     expect(control.setLinkEmulation).not.toHaveBeenCalled();
     expect(control.prepareSegment).not.toHaveBeenCalled();
   });
@@ -338,7 +438,12 @@ describe('control: plans', () => {
     coordinator.current = active(7);
     const r = await call(app, 'GET', '/v1/plan');
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ epoch: 7, pinned: false, route: 'device[0:20) -> edge[20:40)', predicted: { latencyMs: 17.7, throughputRps: 250 } });
+    expect(r.body).toMatchObject({
+      epoch: 7,
+      pinned: false,
+      route: 'device[0:20) -> edge[20:40)',
+      predicted: { latencyMs: 17.7, throughputRps: 250 },
+    });
     expect(r.body.stages).toEqual([
       { host: 'device', tier: 'device', nodes: [0, 20], blocks: [0, 2], predictedComputeMs: 3, measuredComputeMs: 2.5 },
       { host: 'edge', tier: 'edge', nodes: [20, 40], blocks: [2, 4], predictedComputeMs: 4, measuredComputeMs: 3.5 },
@@ -357,25 +462,43 @@ describe('control: plans', () => {
 
   it('PUT /v1/plan validates the body shape, naming stages[i], then pins', async () => {
     const { app, coordinator } = rig();
-    expect(await call(app, 'PUT', '/v1/plan', { stage: [] })).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
-    for (const s of [{ host: 'edge', blocks: [2, '4'] }, { host: 3, blocks: [2, 4] }, { host: 'edge', blocks: [2] }]) {
+    expect(await call(app, 'PUT', '/v1/plan', { stage: [] })).toMatchObject({
+      status: 400,
+      body: { code: 'E_BAD_INPUT' },
+    });
+    for (const s of [
+      { host: 'edge', blocks: [2, '4'] },
+      { host: 3, blocks: [2, 4] },
+      { host: 'edge', blocks: [2] },
+    ]) {
       const r = await call(app, 'PUT', '/v1/plan', { stages: [{ host: 'device', blocks: [0, 2] }, s] });
       expect(r, JSON.stringify(s)).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
       expect(r.body.error).toMatch(/^stages\[1\]: expected/);
     }
     expect(coordinator.pin).not.toHaveBeenCalled();
 
-    const stages = [{ host: 'device', blocks: [0, 2] }, { host: 'edge', blocks: [2, 4] }];
+    const stages = [
+      { host: 'device', blocks: [0, 2] },
+      { host: 'edge', blocks: [2, 4] },
+    ];
     const r = await call(app, 'PUT', '/v1/plan', { stages });
-    expect(r).toMatchObject({ status: 200, body: { epoch: 8, pinned: true, route: 'device[0:20) -> edge[20:40)', predictedLatencyMs: 17.7 } });
+    expect(r).toMatchObject({
+      status: 200,
+      body: { epoch: 8, pinned: true, route: 'device[0:20) -> edge[20:40)', predictedLatencyMs: 17.7 },
+    });
     expect(coordinator.pin.mock.calls).toEqual([[stages]]);
   });
 
   it("the coordinator's refusal of a pin keeps its code and message", async () => {
     const { app, coordinator } = rig();
-    coordinator.pin.mockRejectedValueOnce(new CleaveError('E_BAD_INPUT', "stages[0].host: 'laptop' is not a host of this deployment"));
+    coordinator.pin.mockRejectedValueOnce(
+      new CleaveError('E_BAD_INPUT', "stages[0].host: 'laptop' is not a host of this deployment"),
+    );
     const r = await call(app, 'PUT', '/v1/plan', { stages: [{ host: 'laptop', blocks: [0, 4] }] });
-    expect(r).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT', error: "stages[0].host: 'laptop' is not a host of this deployment" } });
+    expect(r).toMatchObject({
+      status: 400,
+      body: { code: 'E_BAD_INPUT', error: "stages[0].host: 'laptop' is not a host of this deployment" },
+    });
   });
 
   it('DELETE /v1/plan unpins', async () => {
@@ -390,12 +513,29 @@ describe('control: plans', () => {
     coordinator.plans = [active(1), active(2, true)];
     const r = await call(app, 'GET', '/v1/plans');
     expect(r.body).toEqual([
-      { epoch: 1, route: 'device[0:20) -> edge[20:40)', pinned: false, adoptedAt: '2026-01-01T00:00:00.000Z', reason: 'start-up', predictedLatencyMs: 17.7 },
-      { epoch: 2, route: 'device[0:20) -> edge[20:40)', pinned: true, adoptedAt: '2026-01-01T00:00:00.000Z', reason: 'pinned by PUT /v1/plan', predictedLatencyMs: 17.7 },
+      {
+        epoch: 1,
+        route: 'device[0:20) -> edge[20:40)',
+        pinned: false,
+        adoptedAt: '2026-01-01T00:00:00.000Z',
+        reason: 'start-up',
+        predictedLatencyMs: 17.7,
+      },
+      {
+        epoch: 2,
+        route: 'device[0:20) -> edge[20:40)',
+        pinned: true,
+        adoptedAt: '2026-01-01T00:00:00.000Z',
+        reason: 'pinned by PUT /v1/plan',
+        predictedLatencyMs: 17.7,
+      },
     ]);
   });
 
   it('without plan deps (not the origin) the plan endpoints are unknown', async () => {
-    expect(await call(rig({ plan: false }).app, 'GET', '/v1/plan')).toMatchObject({ status: 404, body: { code: 'E_NOT_FOUND' } });
+    expect(await call(rig({ plan: false }).app, 'GET', '/v1/plan')).toMatchObject({
+      status: 404,
+      body: { code: 'E_NOT_FOUND' },
+    });
   });
 });

@@ -27,7 +27,9 @@ beforeAll(async () => {
   });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const e = err instanceof CleaveError ? err : new CleaveError('E_BAD_INPUT', String((err as Error).message));
-    res.status(e.code === 'E_TOO_LARGE' || (err as { type?: string }).type === 'entity.too.large' ? 413 : e.status).json({ error: e.message });
+    res
+      .status(e.code === 'E_TOO_LARGE' || (err as { type?: string }).type === 'entity.too.large' ? 413 : e.status)
+      .json({ error: e.message });
   });
   await new Promise<void>((r) => {
     server = app.listen(0, '127.0.0.1', () => r());
@@ -39,7 +41,10 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function post(body: Buffer, headers: Record<string, string | number>): Promise<{ status: number; json: Record<string, unknown> }> {
+function post(
+  body: Buffer,
+  headers: Record<string, string | number>,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: '/x', method: 'POST', agent, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -51,7 +56,8 @@ function post(body: Buffer, headers: Record<string, string | number>): Promise<{
   });
 }
 
-const bytes = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
+const bytes = (n: number, seed: number): Buffer =>
+  Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
 
 describe('inferBody', () => {
   it('puts the binary part on an 8-byte boundary for every JSON header length and keeps every byte', async () => {

@@ -105,7 +105,12 @@ const CASES: Case[] = [
   },
   { dtype: 'int8', datatype: 'INT8', json: [-128, 0, 127], held: new Int8Array([-128, 0, 127]) },
   { dtype: 'int16', datatype: 'INT16', json: [-32768, 1, 32767], held: new Int16Array([-32768, 1, 32767]) },
-  { dtype: 'int32', datatype: 'INT32', json: [-2147483648, 5, 2147483647], held: new Int32Array([-2147483648, 5, 2147483647]) },
+  {
+    dtype: 'int32',
+    datatype: 'INT32',
+    json: [-2147483648, 5, 2147483647],
+    held: new Int32Array([-2147483648, 5, 2147483647]),
+  },
   {
     dtype: 'int64',
     datatype: 'INT64',
@@ -263,7 +268,10 @@ describe('JSON requests and responses', () => {
   it('takes any size where the model has -1 and only the fixed size elsewhere', () => {
     const sig: ModelSignature = { ...IMAGE, inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 2] }] };
     for (const batch of [0, 1, 5]) {
-      const req = parse({ inputs: [{ name: 'x', datatype: 'FP32', shape: [batch, 2], data: new Array(batch * 2).fill(1) }] }, sig);
+      const req = parse(
+        { inputs: [{ name: 'x', datatype: 'FP32', shape: [batch, 2], data: new Array(batch * 2).fill(1) }] },
+        sig,
+      );
       expect(req.inputs.x.dims).toEqual([batch, 2]);
     }
     expectError(
@@ -283,15 +291,21 @@ describe('JSON requests and responses', () => {
     const doc = JSON.parse(res.body.toString());
     expect(doc).toMatchObject({ id: 'r-1', model_name: 'net', model_version: '1' });
     expect(doc.outputs.map((o: { name: string }) => o.name)).toEqual(['y', 'z']);
-    const noId = JSON.parse(encodeInferResponse(IMAGE, { binaryOutputs: false, modelVersion: '7' }, outputsOfImage()).body.toString());
+    const noId = JSON.parse(
+      encodeInferResponse(IMAGE, { binaryOutputs: false, modelVersion: '7' }, outputsOfImage()).body.toString(),
+    );
     expect(noId.id).toBeUndefined();
     expect(noId.model_version).toBe('7');
   });
 
   it('writes int64 past 2^53 as exact digits', () => {
-    const res = encodeInferResponse(IMAGE, { outputs: [{ name: 'z', binary: false }], binaryOutputs: false }, {
-      z: { dtype: 'int64', dims: [2], data: new BigInt64Array([9007199254740993n, -9007199254740993n]) },
-    });
+    const res = encodeInferResponse(
+      IMAGE,
+      { outputs: [{ name: 'z', binary: false }], binaryOutputs: false },
+      {
+        z: { dtype: 'int64', dims: [2], data: new BigInt64Array([9007199254740993n, -9007199254740993n]) },
+      },
+    );
     expect(res.body.toString()).toContain('"data":[9007199254740993,-9007199254740993]');
   });
 });
@@ -300,7 +314,10 @@ describe('NaN and Infinity', () => {
   it('accepts the strings "NaN", "Infinity", "-Infinity" for FP16, FP32 and FP64', () => {
     for (const datatype of ['FP16', 'FP32', 'FP64'] as const) {
       const sig = sigOf(datatype);
-      const req = parse({ inputs: [{ name: 'v', datatype, shape: [4], data: ['NaN', 'Infinity', '-Infinity', 1] }] }, sig);
+      const req = parse(
+        { inputs: [{ name: 'v', datatype, shape: [4], data: ['NaN', 'Infinity', '-Infinity', 1] }] },
+        sig,
+      );
       const d = req.inputs.v.data;
       const values = datatype === 'FP16' ? Array.from(d as Uint16Array, halfToNumber) : Array.from(d as Float32Array);
       expect(values).toEqual([NaN, Infinity, -Infinity, 1]);
@@ -319,7 +336,11 @@ describe('NaN and Infinity', () => {
   it('keeps NaN bits through binary data', () => {
     const sig = sigOf('FP32');
     const data = new Float32Array([NaN, -Infinity]);
-    const req = parse({ inputs: [{ name: 'v', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] }, sig, data);
+    const req = parse(
+      { inputs: [{ name: 'v', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] },
+      sig,
+      data,
+    );
     expect(Array.from(req.inputs.v.data as Float32Array)).toEqual([NaN, -Infinity]);
   });
 
@@ -328,14 +349,24 @@ describe('NaN and Infinity', () => {
     expectError(() => parseOne('FP16', [70000]), 'E_BAD_INPUT', "input 'v'", 'data[0]', 'out of range for FP16');
     // JSON.stringify would write 1e400 (Infinity) as null: send the text as a client would.
     const body = Buffer.from('{"inputs":[{"name":"v","datatype":"FP64","shape":[1],"data":[1e400]}]}');
-    expectError(() => parseInferRequest(body, undefined, sigOf('FP64')), 'E_BAD_INPUT', "input 'v'", 'data[0]', 'out of range for FP64');
+    expectError(
+      () => parseInferRequest(body, undefined, sigOf('FP64')),
+      'E_BAD_INPUT',
+      "input 'v'",
+      'data[0]',
+      'out of range for FP64',
+    );
   });
 });
 
 describe('binary tensor data', () => {
   it.each(CASES)('round-trips $datatype through binary data', (c) => {
     const req = parse(
-      { inputs: [{ name: c.datatype, datatype: c.datatype, shape: [3], parameters: { binary_data_size: c.held.byteLength } }] },
+      {
+        inputs: [
+          { name: c.datatype, datatype: c.datatype, shape: [3], parameters: { binary_data_size: c.held.byteLength } },
+        ],
+      },
       onlyInput(c),
       c.held,
     );
@@ -359,7 +390,10 @@ describe('binary tensor data', () => {
   it('views the body when aligned and copies when not', () => {
     const values = new Float32Array(x12());
     for (let pad = 0; pad < 4; pad++) {
-      const json = Buffer.from(JSON.stringify({ inputs: [xInput({ data: undefined, parameters: { binary_data_size: 48 } })] }) + ' '.repeat(pad));
+      const json = Buffer.from(
+        JSON.stringify({ inputs: [xInput({ data: undefined, parameters: { binary_data_size: 48 } })] }) +
+          ' '.repeat(pad),
+      );
       const body = Buffer.alloc(json.length + 48); // not pooled: byteOffset 0, so alignment is json.length's
       json.copy(body);
       Buffer.from(values.buffer).copy(body, json.length);
@@ -400,7 +434,10 @@ describe('binary tensor data', () => {
   });
 
   it('accepts a plain Uint8Array body and a numeric header length', () => {
-    const { body, header } = request({ inputs: [xInput({ data: undefined, parameters: { binary_data_size: 48 } })] }, new Float32Array(x12()));
+    const { body, header } = request(
+      { inputs: [xInput({ data: undefined, parameters: { binary_data_size: 48 } })] },
+      new Float32Array(x12()),
+    );
     const req = parseInferRequest(new Uint8Array(body), Number(header), IMAGE);
     expect(Array.from(req.inputs.x.data as Float32Array)).toEqual(x12());
   });
@@ -418,7 +455,9 @@ describe('output selection and binary outputs', () => {
     const doc = JSON.parse(encodeInferResponse(IMAGE, req, outputsOfImage()).body.toString());
     expect(doc.outputs).toEqual([{ name: 'z', datatype: 'INT64', shape: [2], data: [3, -4] }]);
     const both = parse({ inputs: [xInput()], outputs: [{ name: 'z' }, { name: 'y' }] });
-    const names = JSON.parse(encodeInferResponse(IMAGE, both, outputsOfImage()).body.toString()).outputs.map((o: { name: string }) => o.name);
+    const names = JSON.parse(encodeInferResponse(IMAGE, both, outputsOfImage()).body.toString()).outputs.map(
+      (o: { name: string }) => o.name,
+    );
     expect(names).toEqual(['z', 'y']);
   });
 
@@ -439,7 +478,12 @@ describe('output selection and binary outputs', () => {
     ]);
     const res = encodeInferResponse(IMAGE, req, outputsOfImage());
     const { doc, bytes } = splitResponse(res);
-    expect(doc.outputs[0]).toEqual({ name: 'y', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } });
+    expect(doc.outputs[0]).toEqual({
+      name: 'y',
+      datatype: 'FP32',
+      shape: [1, 4],
+      parameters: { binary_data_size: 16 },
+    });
     expect(doc.outputs[1]).toEqual({ name: 'z', datatype: 'INT64', shape: [2], data: [3, -4] });
     const y = bytes.y;
     expect([0, 1, 2, 3].map((i) => y.readFloatLE(i * 4))).toEqual([0.5, -1, 2, 1024]);
@@ -448,14 +492,30 @@ describe('output selection and binary outputs', () => {
   it('makes every output binary when binary_data_output is set and no outputs are listed', () => {
     const req = parse({ inputs: [xInput()], parameters: { binary_data_output: true } });
     const { doc, bytes } = splitResponse(encodeInferResponse(IMAGE, req, outputsOfImage()));
-    expect(doc.outputs.map((o: { parameters: { binary_data_size: number } }) => o.parameters.binary_data_size)).toEqual([16, 16]);
+    expect(doc.outputs.map((o: { parameters: { binary_data_size: number } }) => o.parameters.binary_data_size)).toEqual(
+      [16, 16],
+    );
     expect([bytes.z.readBigInt64LE(0), bytes.z.readBigInt64LE(8)]).toEqual([3n, -4n]);
   });
 
   it('refuses unknown and repeated outputs', () => {
-    expectError(() => parse({ inputs: [xInput()], outputs: [{ name: 'w' }] }), 'E_BAD_INPUT', "unknown output 'w'", 'model outputs: y, z');
-    expectError(() => parse({ inputs: [xInput()], outputs: [{ name: 'y' }, { name: 'y' }] }), 'E_BAD_INPUT', 'outputs[1].name', "'y'");
-    expectError(() => parse({ inputs: [xInput()], outputs: { name: 'y' } }), 'E_BAD_INPUT', 'outputs: expected an array');
+    expectError(
+      () => parse({ inputs: [xInput()], outputs: [{ name: 'w' }] }),
+      'E_BAD_INPUT',
+      "unknown output 'w'",
+      'model outputs: y, z',
+    );
+    expectError(
+      () => parse({ inputs: [xInput()], outputs: [{ name: 'y' }, { name: 'y' }] }),
+      'E_BAD_INPUT',
+      'outputs[1].name',
+      "'y'",
+    );
+    expectError(
+      () => parse({ inputs: [xInput()], outputs: { name: 'y' } }),
+      'E_BAD_INPUT',
+      'outputs: expected an array',
+    );
     expectError(() => parse({ inputs: [xInput()], outputs: [{}] }), 'E_BAD_INPUT', 'outputs[0].name');
     expectError(
       () => parse({ inputs: [xInput()], outputs: [{ name: 'y', parameters: { binary_data: 'yes' } }] }),
@@ -465,9 +525,18 @@ describe('output selection and binary outputs', () => {
   });
 
   it('treats a missing or inconsistent output tensor as an internal error', () => {
-    expectError(() => encodeInferResponse(IMAGE, { binaryOutputs: false }, { y: outputsOfImage().y }), 'E_INTERNAL', "output 'z'");
     expectError(
-      () => encodeInferResponse(IMAGE, { binaryOutputs: false }, { ...outputsOfImage(), y: { dtype: 'float32', dims: [2, 4], data: new Float32Array(4) } }),
+      () => encodeInferResponse(IMAGE, { binaryOutputs: false }, { y: outputsOfImage().y }),
+      'E_INTERNAL',
+      "output 'z'",
+    );
+    expectError(
+      () =>
+        encodeInferResponse(
+          IMAGE,
+          { binaryOutputs: false },
+          { ...outputsOfImage(), y: { dtype: 'float32', dims: [2, 4], data: new Float32Array(4) } },
+        ),
       'E_INTERNAL',
       "output 'y'",
     );
@@ -481,20 +550,36 @@ describe('malformed requests', () => {
 
   it('refuses a body over the limit with 413', () => {
     const { body } = request({ inputs: [xInput()] });
-    expectError(() => parseInferRequest(body, undefined, IMAGE, { maxBodyBytes: 100 }), 'E_TOO_LARGE', `${body.length} bytes`, '100-byte limit', 'maxBodyBytes');
+    expectError(
+      () => parseInferRequest(body, undefined, IMAGE, { maxBodyBytes: 100 }),
+      'E_TOO_LARGE',
+      `${body.length} bytes`,
+      '100-byte limit',
+      'maxBodyBytes',
+    );
     expect(parseInferRequest(body, undefined, IMAGE, { maxBodyBytes: body.length }).inputs.x).toBeDefined();
   });
 
   it('names the position of malformed JSON', () => {
     const body = Buffer.from('{"inputs": [1,}');
-    expectError(() => parseInferRequest(body, undefined, IMAGE), 'E_BAD_INPUT', 'malformed JSON', 'position 14', 'line 1, column 15');
+    expectError(
+      () => parseInferRequest(body, undefined, IMAGE),
+      'E_BAD_INPUT',
+      'malformed JSON',
+      'position 14',
+      'line 1, column 15',
+    );
     const multi = Buffer.from('{\n  "inputs": [\n    {"name" "x"}\n  ]\n}');
     expectError(() => parseInferRequest(multi, undefined, IMAGE), 'E_BAD_INPUT', 'line 3, column 13', "expected ':'");
   });
 
   it('refuses JSON that is not an object', () => {
     for (const text of ['[]', '42', 'null', '"inputs"']) {
-      expectError(() => parseInferRequest(Buffer.from(text), undefined, IMAGE), 'E_BAD_INPUT', 'request body: expected a JSON object');
+      expectError(
+        () => parseInferRequest(Buffer.from(text), undefined, IMAGE),
+        'E_BAD_INPUT',
+        'request body: expected a JSON object',
+      );
     }
   });
 
@@ -516,9 +601,18 @@ describe('malformed requests', () => {
   });
 
   it('refuses unknown, missing and repeated inputs', () => {
-    expectError(() => parse({ inputs: [xInput(), { ...xInput(), name: 'y' }] }), 'E_BAD_INPUT', "unknown input 'y' (model inputs: x)");
+    expectError(
+      () => parse({ inputs: [xInput(), { ...xInput(), name: 'y' }] }),
+      'E_BAD_INPUT',
+      "unknown input 'y' (model inputs: x)",
+    );
     expectError(() => parse({ inputs: [] }), 'E_BAD_INPUT', "missing input 'x'");
-    expectError(() => parse({ inputs: [xInput(), xInput()] }), 'E_BAD_INPUT', 'inputs[1].name', "input 'x' is given twice");
+    expectError(
+      () => parse({ inputs: [xInput(), xInput()] }),
+      'E_BAD_INPUT',
+      'inputs[1].name',
+      "input 'x' is given twice",
+    );
   });
 
   it('refuses a wrong shape, naming the field', () => {
@@ -527,38 +621,86 @@ describe('malformed requests', () => {
       'E_BAD_INPUT',
       'inputs[0].shape: expected [1,3,2,2] but got [1,3,2]',
     );
-    expectError(() => parse({ inputs: [xInput({ shape: [2, 3, 2, 2] })] }), 'E_BAD_INPUT', 'inputs[0].shape', 'but got [2,3,2,2]');
+    expectError(
+      () => parse({ inputs: [xInput({ shape: [2, 3, 2, 2] })] }),
+      'E_BAD_INPUT',
+      'inputs[0].shape',
+      'but got [2,3,2,2]',
+    );
     for (const shape of [[1, 3, -2, 2], [1, 3, 2.5, 2], '1,3,2,2', undefined]) {
-      expectError(() => parse({ inputs: [xInput({ shape })] }), 'E_BAD_INPUT', 'inputs[0].shape: expected an array of non-negative integers');
+      expectError(
+        () => parse({ inputs: [xInput({ shape })] }),
+        'E_BAD_INPUT',
+        'inputs[0].shape: expected an array of non-negative integers',
+      );
     }
   });
 
   it('refuses a datatype that does not match the model', () => {
-    expectError(() => parse({ inputs: [xInput({ datatype: 'INT64' })] }), 'E_BAD_INPUT', "input 'x': datatype INT64 does not match the model's FP32");
-    expectError(() => parse({ inputs: [xInput({ datatype: 'BYTES' })] }), 'E_BAD_INPUT', "input 'x': datatype BYTES does not match the model's FP32");
-    expectError(() => parse({ inputs: [xInput({ datatype: 'float32' })] }), 'E_BAD_INPUT', "inputs[0].datatype: unknown datatype 'float32'");
-    expectError(() => parse({ inputs: [xInput({ datatype: 5 })] }), 'E_BAD_INPUT', 'inputs[0].datatype: expected a string');
+    expectError(
+      () => parse({ inputs: [xInput({ datatype: 'INT64' })] }),
+      'E_BAD_INPUT',
+      "input 'x': datatype INT64 does not match the model's FP32",
+    );
+    expectError(
+      () => parse({ inputs: [xInput({ datatype: 'BYTES' })] }),
+      'E_BAD_INPUT',
+      "input 'x': datatype BYTES does not match the model's FP32",
+    );
+    expectError(
+      () => parse({ inputs: [xInput({ datatype: 'float32' })] }),
+      'E_BAD_INPUT',
+      "inputs[0].datatype: unknown datatype 'float32'",
+    );
+    expectError(
+      () => parse({ inputs: [xInput({ datatype: 5 })] }),
+      'E_BAD_INPUT',
+      'inputs[0].datatype: expected a string',
+    );
   });
 
   it('refuses a value count that does not fit the shape', () => {
-    expectError(() => parse({ inputs: [xInput({ data: x12().slice(1) })] }), 'E_BAD_INPUT', "input 'x': 11 values for shape [1,3,2,2] (12 expected)");
-    expectError(() => parse({ inputs: [xInput({ data: [x12().slice(0, 6), x12().slice(0, 5)] })] }), 'E_BAD_INPUT', '11 values');
+    expectError(
+      () => parse({ inputs: [xInput({ data: x12().slice(1) })] }),
+      'E_BAD_INPUT',
+      "input 'x': 11 values for shape [1,3,2,2] (12 expected)",
+    );
+    expectError(
+      () => parse({ inputs: [xInput({ data: [x12().slice(0, 6), x12().slice(0, 5)] })] }),
+      'E_BAD_INPUT',
+      '11 values',
+    );
   });
 
   it('refuses data nested deeper than the rank', () => {
     const sig = sigOf('FP32');
-    expectError(() => parse({ inputs: [{ name: 'v', datatype: 'FP32', shape: [2], data: [1, [2]] }] }, sig), 'E_BAD_INPUT', "input 'v': data[1]", 'deeper');
+    expectError(
+      () => parse({ inputs: [{ name: 'v', datatype: 'FP32', shape: [2], data: [1, [2]] }] }, sig),
+      'E_BAD_INPUT',
+      "input 'v': data[1]",
+      'deeper',
+    );
   });
 
   it('refuses elements of the wrong type, naming the element', () => {
-    expectError(() => parse({ inputs: [xInput({ data: [0, 1, '2', ...x12().slice(3)] })] }), 'E_BAD_INPUT', "input 'x': data[2] is a string", 'FP32');
+    expectError(
+      () => parse({ inputs: [xInput({ data: [0, 1, '2', ...x12().slice(3)] })] }),
+      'E_BAD_INPUT',
+      "input 'x': data[2] is a string",
+      'FP32',
+    );
     const nested = [x12().slice(0, 6), [0, null, 0, 0, 0, 0]];
     expectError(() => parse({ inputs: [xInput({ data: nested })] }), 'E_BAD_INPUT', "input 'x': data[1][1] is null");
     expectError(() => parseOne('INT32', [1.5]), 'E_BAD_INPUT', 'data[0] 1.5 is not an integer');
     expectError(() => parseOne('UINT8', [256]), 'E_BAD_INPUT', 'data[0] 256 is out of range for UINT8');
     expectError(() => parseOne('INT8', [true]), 'E_BAD_INPUT', 'data[0] is a boolean');
     expectError(() => parseOne('BOOL', [1]), 'E_BAD_INPUT', 'data[0] is the number 1, BOOL needs true or false');
-    expectError(() => parseOne('INT64', [2 ** 53]), 'E_BAD_INPUT', 'data[0] 9007199254740992 is past 2^53-1', 'decimal string');
+    expectError(
+      () => parseOne('INT64', [2 ** 53]),
+      'E_BAD_INPUT',
+      'data[0] 9007199254740992 is past 2^53-1',
+      'decimal string',
+    );
     expectError(() => parseOne('UINT64', [-1]), 'E_BAD_INPUT', 'data[0] -1 is out of range for UINT64');
     expectError(() => parseOne('INT64', ['9223372036854775808']), 'E_BAD_INPUT', 'out of range for INT64');
     expectError(() => parseOne('INT64', ['12x']), 'E_BAD_INPUT', 'data[0] is a string ("12x")');
@@ -566,36 +708,63 @@ describe('malformed requests', () => {
 
   it('refuses inputs without usable data', () => {
     expectError(() => parse({ inputs: [xInput({ data: undefined })] }), 'E_BAD_INPUT', "input 'x': no data");
-    expectError(() => parse({ inputs: [xInput({ data: 'AAAA' })] }), 'E_BAD_INPUT', "input 'x': data must be an array, got a string");
+    expectError(
+      () => parse({ inputs: [xInput({ data: 'AAAA' })] }),
+      'E_BAD_INPUT',
+      "input 'x': data must be an array, got a string",
+    );
     expectError(
       () => parse({ inputs: [xInput({ parameters: { binary_data_size: 48 } })] }, IMAGE, new Float32Array(12)),
       'E_BAD_INPUT',
       "input 'x': has both data and parameters.binary_data_size",
     );
-    expectError(() => parse({ inputs: [xInput({ parameters: 'p' })] }), 'E_BAD_INPUT', 'inputs[0].parameters: expected an object');
+    expectError(
+      () => parse({ inputs: [xInput({ parameters: 'p' })] }),
+      'E_BAD_INPUT',
+      'inputs[0].parameters: expected an object',
+    );
   });
 
   it('refuses a header length that is not an integer', () => {
     const { body } = request({ inputs: [xInput()] });
     for (const h of ['12a', '-1', '1.5', '', '0x10', 1.5, -3]) {
-      expectError(() => parseInferRequest(body, h, IMAGE), 'E_BAD_INPUT', INFERENCE_HEADER, 'not a non-negative integer');
+      expectError(
+        () => parseInferRequest(body, h, IMAGE),
+        'E_BAD_INPUT',
+        INFERENCE_HEADER,
+        'not a non-negative integer',
+      );
     }
     expectError(() => parseInferRequest(body, '0', IMAGE), 'E_BAD_INPUT', INFERENCE_HEADER, 'is 0');
   });
 
   it('refuses a header length past the end of the body', () => {
     const body = Buffer.alloc(512, 0x20);
-    expectError(() => parseInferRequest(body, '900', IMAGE), 'E_BAD_INPUT', 'Inference-Header-Content-Length 900 is past the end of the 512-byte body');
+    expectError(
+      () => parseInferRequest(body, '900', IMAGE),
+      'E_BAD_INPUT',
+      'Inference-Header-Content-Length 900 is past the end of the 512-byte body',
+    );
   });
 
   it('refuses a binary_data_size that does not fit the shape', () => {
     expectError(
-      () => parse({ inputs: [xInput({ data: undefined, parameters: { binary_data_size: 100 } })] }, IMAGE, new Uint8Array(100)),
+      () =>
+        parse(
+          { inputs: [xInput({ data: undefined, parameters: { binary_data_size: 100 } })] },
+          IMAGE,
+          new Uint8Array(100),
+        ),
       'E_BAD_INPUT',
       "input 'x': binary_data_size 100 but 48 bytes expected",
     );
     expectError(
-      () => parse({ inputs: [xInput({ data: undefined, parameters: { binary_data_size: '48' } })] }, IMAGE, new Uint8Array(48)),
+      () =>
+        parse(
+          { inputs: [xInput({ data: undefined, parameters: { binary_data_size: '48' } })] },
+          IMAGE,
+          new Uint8Array(48),
+        ),
       'E_BAD_INPUT',
       'inputs[0].parameters.binary_data_size: expected a non-negative integer',
     );
@@ -603,7 +772,12 @@ describe('malformed requests', () => {
 
   it('refuses binary data that runs past the body, is missing, or is left over', () => {
     const doc = { inputs: [xInput({ data: undefined, parameters: { binary_data_size: 48 } })] };
-    expectError(() => parse(doc, IMAGE, new Uint8Array(40)), 'E_BAD_INPUT', "input 'x': binary data", 'runs past the end of the');
+    expectError(
+      () => parse(doc, IMAGE, new Uint8Array(40)),
+      'E_BAD_INPUT',
+      "input 'x': binary data",
+      'runs past the end of the',
+    );
     const { body } = request(doc);
     expectError(() => parseInferRequest(body, undefined, IMAGE), 'E_BAD_INPUT', "input 'x'", `no ${INFERENCE_HEADER}`);
     expectError(() => parse(doc, IMAGE, new Uint8Array(52)), 'E_BAD_INPUT', '4 bytes', 'unused');
@@ -613,7 +787,12 @@ describe('malformed requests', () => {
   it('refuses binary BOOL bytes other than 0 and 1', () => {
     const sig = sigOf('BOOL');
     expectError(
-      () => parse({ inputs: [{ name: 'v', datatype: 'BOOL', shape: [3], parameters: { binary_data_size: 3 } }] }, sig, new Uint8Array([0, 1, 2])),
+      () =>
+        parse(
+          { inputs: [{ name: 'v', datatype: 'BOOL', shape: [3], parameters: { binary_data_size: 3 } }] },
+          sig,
+          new Uint8Array([0, 1, 2]),
+        ),
       'E_BAD_INPUT',
       "input 'v': BOOL element 2 is byte 2",
     );

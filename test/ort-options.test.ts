@@ -21,7 +21,11 @@ describe('regression: Pad_Fusion changes MaxPool results', () => {
     expect(cut).toBeGreaterThan(0);
     expect(model.nodes[cut - 1].opType).toBe('Pad');
     const feeds = makeFeeds(a.inputs);
-    const input: TensorLike = { dtype: 'float32', dims: a.inputs[0].dims, data: feeds[a.inputs[0].name].data as Float32Array };
+    const input: TensorLike = {
+      dtype: 'float32',
+      dims: a.inputs[0].dims,
+      data: feeds[a.inputs[0].name].data as Float32Array,
+    };
     const ex = await Executor.create({ intraOpThreads: 1 });
     try {
       await ex.load('whole', model.bytes, { warmup: 0 });

@@ -70,7 +70,9 @@ describe('Pipeline.infer', () => {
     await ticks();
     expect(segments.runs).toEqual([]);
     expect(links.sent.map((s) => [s.host, s.tensors.map((t) => t.name)])).toEqual([['cloud', ['t0']]]);
-    p.onFrame(incoming({ kind: 'result', id: links.sent[0].header.id! }, { t40: f32([47]) }, { host: 'cloud', tier: 'cloud' }));
+    p.onFrame(
+      incoming({ kind: 'result', id: links.sent[0].header.id! }, { t40: f32([47]) }, { host: 'cloud', tier: 'cloud' }),
+    );
     expect(values((await done).t40)).toEqual([47]);
   });
 
@@ -78,7 +80,13 @@ describe('Pipeline.infer', () => {
     const { p, links } = rig();
     const done = p.infer(SPLIT, { t0: f32([1]) }, 5000);
     await ticks();
-    p.onFrame(incoming({ kind: 'error', id: links.sent[0].header.id!, error: { code: 'E_QUEUE_FULL', message: 'executor busy' } }));
+    p.onFrame(
+      incoming({
+        kind: 'error',
+        id: links.sent[0].header.id!,
+        error: { code: 'E_QUEUE_FULL', message: 'executor busy' },
+      }),
+    );
     const e = await rejection(done);
     expect(e.code).toBe('E_QUEUE_FULL');
     expect(e.status).toBe(503);
@@ -89,7 +97,9 @@ describe('Pipeline.infer', () => {
     const { p, links } = rig();
     const done = p.infer(SPLIT, { t0: f32([1]) }, 5000);
     await ticks();
-    p.onFrame(incoming({ kind: 'error', id: links.sent[0].header.id!, error: { code: 'E_FROM_THE_FUTURE', message: 'x' } }));
+    p.onFrame(
+      incoming({ kind: 'error', id: links.sent[0].header.id!, error: { code: 'E_FROM_THE_FUTURE', message: 'x' } }),
+    );
     expect((await rejection(done)).code).toBe('E_INTERNAL');
   });
 
@@ -146,7 +156,8 @@ describe('Pipeline lost peers', () => {
     const unacked = rejection(p.infer(VIA_CLOUD, { t0: f32([2]) }, 5000));
     const other = p.infer(VIA_CLOUD, { t0: f32([3]) }, 5000);
     await ticks();
-    const idOf = (x: number): string => links.sent.find((s) => (s.tensors[0].data as Float32Array)[0] === x)!.header.id!;
+    const idOf = (x: number): string =>
+      links.sent.find((s) => (s.tensors[0].data as Float32Array)[0] === x)!.header.id!;
     const unackedId = idOf(2);
     const otherId = idOf(3);
     expect(links.sent).toHaveLength(3);
@@ -175,19 +186,35 @@ describe('Pipeline lost peers', () => {
 describe('Pipeline stages for other origins', () => {
   it('the last stage sends the outputs back to the origin as a result frame', async () => {
     const { p, links, segments } = rig('edge');
-    p.onFrame(incoming({ kind: 'infer', id: 'r1', epoch: 3, route: [...SPLIT.route], stage: 1, deadline: 1000 }, { t20: f32([21]) }, { host: 'device', tier: 'device' }));
+    p.onFrame(
+      incoming(
+        { kind: 'infer', id: 'r1', epoch: 3, route: [...SPLIT.route], stage: 1, deadline: 1000 },
+        { t20: f32([21]) },
+        { host: 'device', tier: 'device' },
+      ),
+    );
     await ticks();
     expect(segments.runs).toEqual([{ start: 20, end: 40 }]);
-    expect(links.sent.map((s) => [s.host, s.header.kind, s.header.id, s.tensors.map((t) => t.name)])).toEqual([['device', 'result', 'r1', ['t40']]]);
+    expect(links.sent.map((s) => [s.host, s.header.kind, s.header.id, s.tensors.map((t) => t.name)])).toEqual([
+      ['device', 'result', 'r1', ['t40']],
+    ]);
     expect(Array.from(links.sent[0].tensors[0].data as Float32Array)).toEqual([41]);
   });
 
   it('a failing stage reports its code to the origin in an error frame', async () => {
     const { p, links, segments } = rig('edge');
     segments.fail = new CleaveError('E_QUEUE_FULL', 'executor full');
-    p.onFrame(incoming({ kind: 'infer', id: 'r2', epoch: 3, route: [...SPLIT.route], stage: 1, deadline: 1000 }, { t20: f32([21]) }, { host: 'device', tier: 'device' }));
+    p.onFrame(
+      incoming(
+        { kind: 'infer', id: 'r2', epoch: 3, route: [...SPLIT.route], stage: 1, deadline: 1000 },
+        { t20: f32([21]) },
+        { host: 'device', tier: 'device' },
+      ),
+    );
     await ticks();
-    expect(links.sent.map((s) => [s.host, s.header.kind, s.header.error])).toEqual([['device', 'error', { code: 'E_QUEUE_FULL', message: 'executor full' }]]);
+    expect(links.sent.map((s) => [s.host, s.header.kind, s.header.error])).toEqual([
+      ['device', 'error', { code: 'E_QUEUE_FULL', message: 'executor full' }],
+    ]);
   });
 
   it('an infer frame whose stage is past its route is dropped', async () => {

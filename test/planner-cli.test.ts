@@ -9,17 +9,32 @@ import { parseProfile, profilesToInput, parseNetworkCsv, type Profile } from '..
 const SHA = 'ab'.repeat(32);
 const N = 8;
 
-function profile(host: string, tier: string, speed: number, over: Record<string, unknown> = {}): Record<string, unknown> {
+function profile(
+  host: string,
+  tier: string,
+  speed: number,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
   const blocks = Array.from({ length: N }, (_, i) => ({
-    index: i, name: `b${i}`, nodes: [i * 2, i * 2 + 2], frontierBytes: i === N - 1 ? 4000 : 400_000 >> i, frontierTensors: 1, weightBytes: 1000 * (i + 1),
+    index: i,
+    name: `b${i}`,
+    nodes: [i * 2, i * 2 + 2],
+    frontierBytes: i === N - 1 ? 4000 : 400_000 >> i,
+    frontierTensors: 1,
+    weightBytes: 1000 * (i + 1),
   }));
   return {
     format: 'cleave-profile/1',
     model: { name: 'toynet', sha256: SHA, inputBytes: 602112, outputBytes: 4000, blocks },
     host: { name: host, tier, cpu: 'test cpu', cores: 4, memoryBytes: 4e9, threads: 1 },
     timings: {
-      repeats: 10, warmup: 2,
-      blocks: blocks.map((_, i) => ({ medianMs: speed * (1 + (i % 3)), p90Ms: speed * (1.5 + (i % 3)), rawMedianMs: speed * (1 + (i % 3)) + 0.1 })),
+      repeats: 10,
+      warmup: 2,
+      blocks: blocks.map((_, i) => ({
+        medianMs: speed * (1 + (i % 3)),
+        p90Ms: speed * (1.5 + (i % 3)),
+        rawMedianMs: speed * (1 + (i % 3)) + 0.1,
+      })),
       wholeModelMs: { medianMs: speed * 15, p90Ms: speed * 16 },
       runOverheadMs: 0.2,
     },
@@ -58,8 +73,14 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => { err += String(s); return true; });
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    out += String(s);
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
+    err += String(s);
+    return true;
+  });
   try {
     const code = await planCommand(args);
     return { code, out, err };
@@ -94,8 +115,29 @@ describe('cleave plan', () => {
 
   it('--json, --svg, --pareto, Scission criteria with "-1"', async () => {
     const svg = join(dir, 'best.svg');
-    const r = await run([files.pi, files.edge, files.cloud, '--network', files.net, '--json', '--pareto', '--svg', svg, '-e', '-1', '-d', '0', '--cost-model', 'scission']);
-    const j = JSON.parse(r.out) as { plans: { stages: { tier: string }[] }[]; pareto: unknown[]; costModel: string; inputBytes: number };
+    const r = await run([
+      files.pi,
+      files.edge,
+      files.cloud,
+      '--network',
+      files.net,
+      '--json',
+      '--pareto',
+      '--svg',
+      svg,
+      '-e',
+      '-1',
+      '-d',
+      '0',
+      '--cost-model',
+      'scission',
+    ]);
+    const j = JSON.parse(r.out) as {
+      plans: { stages: { tier: string }[] }[];
+      pareto: unknown[];
+      costModel: string;
+      inputBytes: number;
+    };
     expect(j.costModel).toBe('scission');
     expect(j.inputBytes).toBe(150_000);
     expect(j.plans.every((p) => p.stages.every((s) => s.tier !== 'edge') && p.stages[0].tier === 'device')).toBe(true);
@@ -117,26 +159,42 @@ describe('cleave plan', () => {
 
   it('a wrong-version profile names the file and the format', async () => {
     const v2 = write('v2.json', profile('pi', 'device', 20, { format: 'cleave-profile/2' }));
-    await fails([v2, '--network', files.net], 'E_BAD_PROFILE', /v2\.json: format: "cleave-profile\/2" is not supported/);
+    await fails(
+      [v2, '--network', files.net],
+      'E_BAD_PROFILE',
+      /v2\.json: format: "cleave-profile\/2" is not supported/,
+    );
   });
 
   it('a bad field names the file and the field', async () => {
     const p = profile('pi', 'device', 20) as { model: { blocks: { frontierBytes: unknown }[] } };
     p.model.blocks[3].frontierBytes = 'lots';
     const f = write('field.json', p);
-    await fails([f, '--network', files.net], 'E_BAD_PROFILE', /field\.json: model\.blocks\[3\]\.frontierBytes: expected a number >= 0, got "lots"/);
+    await fails(
+      [f, '--network', files.net],
+      'E_BAD_PROFILE',
+      /field\.json: model\.blocks\[3\]\.frontierBytes: expected a number >= 0, got "lots"/,
+    );
   });
 
   it('profiles of different models are refused, naming both files', async () => {
     const other = profile('edge1', 'edge', 4) as { model: { sha256: string } };
     other.model.sha256 = 'cd'.repeat(32);
     const f = write('other.json', other);
-    await fails([files.pi, f, '--network', files.net], 'E_BAD_PROFILE', /other\.json profiles model toynet .*but .*pi\.json profiles toynet/);
+    await fails(
+      [files.pi, f, '--network', files.net],
+      'E_BAD_PROFILE',
+      /other\.json profiles model toynet .*but .*pi\.json profiles toynet/,
+    );
   });
 
   it('a host missing from the network file', async () => {
     const net = write('short.csv', 'pi,edge1,10,100\nedge1,cloud1,20,1000\n');
-    await fails([files.pi, files.edge, files.cloud, '--network', net], 'E_BAD_NETWORK', /short\.csv: no row for pi -> cloud1/);
+    await fails(
+      [files.pi, files.edge, files.cloud, '--network', net],
+      'E_BAD_NETWORK',
+      /short\.csv: no row for pi -> cloud1/,
+    );
   });
 
   it('a malformed CSV row names file and row', async () => {
@@ -145,32 +203,72 @@ describe('cleave plan', () => {
   });
 
   it('impossible constraints: no plan, naming the constraint', async () => {
-    await fails([files.pi, files.edge, files.cloud, '--network', files.net, '--no-tier', 'device', '--max-upload', 'device=100kB'], 'E_NO_PLAN', /no plan: --no-tier device, --max-upload device=100kB cannot all be met together/);
-    await fails([files.pi, files.edge, files.cloud, '--network', files.net, '-c', '2', '--block-on', '2=edge'], 'E_NO_PLAN', /-c "2", --block-on 2=edge|--block-on 2=edge, -c "2"/);
+    await fails(
+      [
+        files.pi,
+        files.edge,
+        files.cloud,
+        '--network',
+        files.net,
+        '--no-tier',
+        'device',
+        '--max-upload',
+        'device=100kB',
+      ],
+      'E_NO_PLAN',
+      /no plan: --no-tier device, --max-upload device=100kB cannot all be met together/,
+    );
+    await fails(
+      [files.pi, files.edge, files.cloud, '--network', files.net, '-c', '2', '--block-on', '2=edge'],
+      'E_NO_PLAN',
+      /-c "2", --block-on 2=edge|--block-on 2=edge, -c "2"/,
+    );
   });
 
   it('a block index out of range names the flag', async () => {
-    await fails([files.pi, files.edge, files.cloud, '--network', files.net, '--block-not-on', '12=device'], 'E_BAD_INPUT', /--block-not-on 12=device: block 12 is out of range \(the model has blocks 0..7\)/);
+    await fails(
+      [files.pi, files.edge, files.cloud, '--network', files.net, '--block-not-on', '12=device'],
+      'E_BAD_INPUT',
+      /--block-not-on 12=device: block 12 is out of range \(the model has blocks 0..7\)/,
+    );
   });
 
   it('bad flags', async () => {
     await fails([files.pi, '--network', files.net, '--objective', 'speed'], 'E_BAD_INPUT', /--objective 'speed'/);
     await fails([files.pi, '--network', files.net, '--top', '0'], 'E_BAD_INPUT', /--top '0'/);
-    await fails([files.pi, '--network', files.net, '--tiers', 'device,fog', '-e', '1'], 'E_BAD_INPUT', /-e: there is no tier 'edge'/);
-    await fails([files.pi, files.edge, '--network', files.net, '--tiers', 'device,cloud'], 'E_BAD_PROFILE', /edge1\.json: host\.tier 'edge' is not in the tier chain device -> cloud/);
+    await fails(
+      [files.pi, '--network', files.net, '--tiers', 'device,fog', '-e', '1'],
+      'E_BAD_INPUT',
+      /-e: there is no tier 'edge'/,
+    );
+    await fails(
+      [files.pi, files.edge, '--network', files.net, '--tiers', 'device,cloud'],
+      'E_BAD_PROFILE',
+      /edge1\.json: host\.tier 'edge' is not in the tier chain device -> cloud/,
+    );
     await fails(['--network', files.net], 'E_BAD_INPUT', /--profiles FILE\.\.\. is required/);
   });
 
   it('a tier chain from --config with a skipped tier', async () => {
     const cfg = write('cfg.json', { tiers: ['device', 'gateway', 'edge', 'cloud'] });
-    const r = await run([files.pi, files.edge, files.cloud, '--network', files.net, '--config', cfg, '--criteria', 'edge=!-1']);
+    const r = await run([
+      files.pi,
+      files.edge,
+      files.cloud,
+      '--network',
+      files.net,
+      '--config',
+      cfg,
+      '--criteria',
+      'edge=!-1',
+    ]);
     expect(r.code).toBe(0);
     expect(r.out).toContain('Edge(edge1)');
   });
 });
 
 describe('profiles', () => {
-  it('parse the profiler\'s document, with its extra fields', () => {
+  it("parse the profiler's document, with its extra fields", () => {
     const p = parseProfile(profile('pi', 'device', 20), 'pi.json');
     expect(p.timings.runOverheadMs).toBe(0.2);
     expect(p.timings.blocks[0]).toEqual({ medianMs: 20, p90Ms: 30, rawMedianMs: 20.1 });
@@ -185,8 +283,14 @@ describe('profiles', () => {
   });
 
   it('profilesToInput carries times, frontiers, weights and the run overhead', () => {
-    const ps = [profile('pi', 'device', 20), profile('edge1', 'edge', 4)].map((j, i) => ({ profile: parseProfile(j, `${i}.json`) as Profile, source: `${i}.json` }));
-    const input = profilesToInput(ps, parseNetworkCsv('pi,edge1,1,1\n', 'n.csv'), { tiers: ['device', 'edge'], statistic: 'p90' });
+    const ps = [profile('pi', 'device', 20), profile('edge1', 'edge', 4)].map((j, i) => ({
+      profile: parseProfile(j, `${i}.json`) as Profile,
+      source: `${i}.json`,
+    }));
+    const input = profilesToInput(ps, parseNetworkCsv('pi,edge1,1,1\n', 'n.csv'), {
+      tiers: ['device', 'edge'],
+      statistic: 'p90',
+    });
     expect(input.hosts[0]).toMatchObject({ name: 'pi', tier: 'device', stageOverheadMs: 0.2 });
     expect(input.hosts[0].blockMs[0]).toBe(30);
     expect(input.frontierBytes[0]).toBe(400_000);

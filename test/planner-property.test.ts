@@ -10,11 +10,26 @@ import { isCleaveError } from '../src/errors.js';
 import { enumeratePlans } from '../src/planner/enumerate.js';
 import { LOADED_SEARCH_STEPS, loadedBest } from '../src/planner/plan.js';
 import { prepare } from '../src/planner/prepare.js';
-import { plan, type Constraint, type CostModel, type Objective, type Plan, type PlanInput, type PlanResult } from '../src/planner/index.js';
+import {
+  plan,
+  type Constraint,
+  type CostModel,
+  type Objective,
+  type Plan,
+  type PlanInput,
+  type PlanResult,
+} from '../src/planner/index.js';
 
-const time = fc.oneof(fc.integer({ min: 0, max: 4 }), fc.double({ min: 0, max: 10, noNaN: true, noDefaultInfinity: true }));
+const time = fc.oneof(
+  fc.integer({ min: 0, max: 4 }),
+  fc.double({ min: 0, max: 10, noNaN: true, noDefaultInfinity: true }),
+);
 /** Cut cost per byte (ms): often none; up to ~7 ms for the largest frontier, comparable to block times. */
-const cutArb = fc.oneof(fc.constant(0), fc.constantFrom(1e-4, 1e-3, 2.5e-3), fc.double({ min: 0, max: 3e-3, noNaN: true, noDefaultInfinity: true }));
+const cutArb = fc.oneof(
+  fc.constant(0),
+  fc.constantFrom(1e-4, 1e-3, 2.5e-3),
+  fc.double({ min: 0, max: 3e-3, noNaN: true, noDefaultInfinity: true }),
+);
 const bytes = fc.oneof(fc.constantFrom(0, 100, 1000, 2000), fc.integer({ min: 0, max: 5000 }));
 
 interface Shape {
@@ -24,7 +39,12 @@ interface Shape {
 }
 
 const shapeArb: fc.Arbitrary<Shape> = fc
-  .record({ T: fc.integer({ min: 1, max: 4 }), n: fc.integer({ min: 1, max: 8 }), origins: fc.integer({ min: 1, max: 3 }), per: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 3, maxLength: 3 }) })
+  .record({
+    T: fc.integer({ min: 1, max: 4 }),
+    n: fc.integer({ min: 1, max: 8 }),
+    origins: fc.integer({ min: 1, max: 3 }),
+    per: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 3, maxLength: 3 }),
+  })
   .map(({ T, n, origins, per }) => {
     const tiers = ['device', 'edge', 'region', 'cloud'].slice(0, T);
     const hosts: Shape['hosts'] = [];
@@ -45,7 +65,14 @@ function constraintArb(s: Shape): fc.Arbitrary<Constraint> {
     fc.record({ kind: fc.constant('blockNotOn' as const), block, tier }),
     fc.record({ kind: fc.constant('useTier' as const), tier }),
     fc.record({ kind: fc.constant('noTier' as const), tier }),
-    fc.constantFrom(...byTier).chain((t) => fc.subarray(s.hosts.filter((h) => h.tier === t).map((h) => h.name), { minLength: 1 }).map((hosts) => ({ kind: 'useHost' as const, hosts }))),
+    fc.constantFrom(...byTier).chain((t) =>
+      fc
+        .subarray(
+          s.hosts.filter((h) => h.tier === t).map((h) => h.name),
+          { minLength: 1 },
+        )
+        .map((hosts) => ({ kind: 'useHost' as const, hosts })),
+    ),
     fc.record({ kind: fc.constant('noHost' as const), host }),
     fc.record({ kind: fc.constant('maxUpload' as const), tier, bytes: fc.constantFrom(0, 500, 1000, 2500, 10_000) }),
     fc.record({ kind: fc.constant('maxCompute' as const), tier, ms: fc.constantFrom(0, 1, 3, 5, 10) }),
@@ -66,16 +93,30 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
   return shapeArb.chain((s) => {
     const H = s.hosts.length;
     const order = (t: string): number => s.tiers.indexOf(t);
-    const pairs = s.hosts.flatMap((a) => s.hosts.filter((b) => a !== b && (order(a.tier) < order(b.tier) || order(a.tier) > order(b.tier))).map((b) => [a.name, b.name, order(a.tier) < order(b.tier)] as const));
+    const pairs = s.hosts.flatMap((a) =>
+      s.hosts
+        .filter((b) => a !== b && (order(a.tier) < order(b.tier) || order(a.tier) > order(b.tier)))
+        .map((b) => [a.name, b.name, order(a.tier) < order(b.tier)] as const),
+    );
     const cs = o.shares
-      ? fc.array(fc.record({ kind: fc.constant('maxComputeShare' as const), tier: fc.constantFrom(...s.tiers), share: fc.constantFrom(0.1, 0.3, 0.5, 0.8) }), { minLength: 1, maxLength: 2 })
+      ? fc.array(
+          fc.record({
+            kind: fc.constant('maxComputeShare' as const),
+            tier: fc.constantFrom(...s.tiers),
+            share: fc.constantFrom(0.1, 0.3, 0.5, 0.8),
+          }),
+          { minLength: 1, maxLength: 2 },
+        )
       : fc.array(constraintArb(s), { maxLength: 3 });
     return fc
       .record({
         times: fc.array(fc.array(time, { minLength: s.n, maxLength: s.n }), { minLength: H, maxLength: H }),
         ovh: fc.array(fc.constantFrom(0, 0, 1.5), { minLength: H, maxLength: H }),
         cut: fc.array(cutArb, { minLength: H, maxLength: H }),
-        links: fc.array(fc.record({ rtt: time, bw: fc.constantFrom(1e3, 2e3, 1e4, 5e5), keep: fc.boolean() }), { minLength: pairs.length, maxLength: pairs.length }),
+        links: fc.array(fc.record({ rtt: time, bw: fc.constantFrom(1e3, 2e3, 1e4, 5e5), keep: fc.boolean() }), {
+          minLength: pairs.length,
+          maxLength: pairs.length,
+        }),
         skip: fc.boolean(),
         frontier: fc.array(bytes, { minLength: s.n, maxLength: s.n }),
         weights: fc.array(fc.integer({ min: 0, max: 60 }), { minLength: s.n, maxLength: s.n }),
@@ -89,9 +130,18 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
       })
       .map((r): PlanInput => ({
         tiers: s.tiers,
-        hosts: s.hosts.map((h, i) => ({ ...h, blockMs: r.times[i], stageOverheadMs: r.ovh[i], cutMsPerByte: r.cut[i] })),
+        hosts: s.hosts.map((h, i) => ({
+          ...h,
+          blockMs: r.times[i],
+          stageOverheadMs: r.ovh[i],
+          cutMsPerByte: r.cut[i],
+        })),
         // Forward pairs always, unless missing links are tested ('skip'); backward rows sometimes (returns).
-        links: pairs.flatMap(([from, to, fwd], i) => ((fwd && (!r.skip || r.links[i].keep)) || (!fwd && r.links[i].keep) ? [{ from, to, rttMs: r.links[i].rtt, bytesPerSecond: r.links[i].bw }] : [])),
+        links: pairs.flatMap(([from, to, fwd], i) =>
+          (fwd && (!r.skip || r.links[i].keep)) || (!fwd && r.links[i].keep)
+            ? [{ from, to, rttMs: r.links[i].rtt, bytesPerSecond: r.links[i].bw }]
+            : [],
+        ),
         frontierBytes: r.frontier,
         inputBytes: r.inputBytes,
         outputBytes: r.outputBytes,
@@ -107,7 +157,10 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
 }
 
 function key(plans: readonly Plan[] | undefined): string[] {
-  return (plans ?? []).map((p) => `${p.origin} | ${p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',')} | ${p.latencyMs} | ${p.bottleneckMs}`);
+  return (plans ?? []).map(
+    (p) =>
+      `${p.origin} | ${p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',')} | ${p.latencyMs} | ${p.bottleneckMs}`,
+  );
 }
 
 /** The planner equals brute force on `input` (or both find no plan). Returns whether plans existed. */
@@ -132,18 +185,33 @@ describe('exact search equals brute-force enumeration', () => {
     for (const costModel of ['cleave', 'scission'] as const) {
       it(`top N by ${objective}, ${costModel} cost model, with random constraints`, () => {
         let feasible = 0;
-        fc.assert(fc.property(instanceArb({ objective, costModel }), (input) => { if (agrees(input)) feasible++; }), { numRuns: RUNS, seed: 20261126 });
+        fc.assert(
+          fc.property(instanceArb({ objective, costModel }), (input) => {
+            if (agrees(input)) feasible++;
+          }),
+          { numRuns: RUNS, seed: 20261126 },
+        );
         expect(feasible).toBeGreaterThan(RUNS / 2); // the constraints do not make the test vacuous
       });
     }
   }
 
   it('Pareto sets (latency, bytes leaving the device, device compute)', () => {
-    fc.assert(fc.property(instanceArb({ pareto: true }), (input) => { agrees(input); }), { numRuns: RUNS, seed: 7 });
+    fc.assert(
+      fc.property(instanceArb({ pareto: true }), (input) => {
+        agrees(input);
+      }),
+      { numRuns: RUNS, seed: 7 },
+    );
   });
 
   it('share-of-compute constraints (branch and bound), all objectives and Pareto', () => {
-    fc.assert(fc.property(instanceArb({ shares: true, pareto: true }), (input) => { agrees(input); }), { numRuns: RUNS, seed: 11 });
+    fc.assert(
+      fc.property(instanceArb({ shares: true, pareto: true }), (input) => {
+        agrees(input);
+      }),
+      { numRuns: RUNS, seed: 11 },
+    );
   });
 
   it('tie-heavy instances: times and links of 0 or 1, up to 3 hosts a tier, top 10', () => {
@@ -164,9 +232,27 @@ describe('exact search equals brute-force enumeration', () => {
         ),
         (r) => {
           const tiers = ['device', 'edge', 'cloud'];
-          const hosts = tiers.flatMap((tier, q) => Array.from({ length: r.per[q] }, (_, i) => ({ name: `${tier}${i}`, tier, blockMs: r.times[q * 3 + i] })));
-          const links = hosts.flatMap((a, i) => hosts.filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier)).map((b, j) => ({ from: a.name, to: b.name, rttMs: r.rtt[i * 9 + j], bytesPerSecond: 1e6 })));
-          agrees({ tiers, hosts, links, frontierBytes: r.frontier, inputBytes: 1000, outputBytes: 0, objective: r.objective, costModel: r.costModel, topN: r.topN, pareto: true, options: { hopOverheadMs: 0 } });
+          const hosts = tiers.flatMap((tier, q) =>
+            Array.from({ length: r.per[q] }, (_, i) => ({ name: `${tier}${i}`, tier, blockMs: r.times[q * 3 + i] })),
+          );
+          const links = hosts.flatMap((a, i) =>
+            hosts
+              .filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier))
+              .map((b, j) => ({ from: a.name, to: b.name, rttMs: r.rtt[i * 9 + j], bytesPerSecond: 1e6 })),
+          );
+          agrees({
+            tiers,
+            hosts,
+            links,
+            frontierBytes: r.frontier,
+            inputBytes: 1000,
+            outputBytes: 0,
+            objective: r.objective,
+            costModel: r.costModel,
+            topN: r.topN,
+            pareto: true,
+            options: { hopOverheadMs: 0 },
+          });
         },
       ),
       { numRuns: 150, seed: 5 },
@@ -176,12 +262,43 @@ describe('exact search equals brute-force enumeration', () => {
   it('larger instances: 12 blocks, 3 tiers, 2 hosts each, top 10', () => {
     fc.assert(
       fc.property(
-        fc.record({ times: fc.array(fc.array(time, { minLength: 12, maxLength: 12 }), { minLength: 6, maxLength: 6 }), cut: fc.array(cutArb, { minLength: 6, maxLength: 6 }), frontier: fc.array(bytes, { minLength: 12, maxLength: 12 }), objective: fc.constantFrom<Objective>('latency', 'throughput'), costModel: fc.constantFrom<CostModel>('cleave', 'scission') }),
+        fc.record({
+          times: fc.array(fc.array(time, { minLength: 12, maxLength: 12 }), { minLength: 6, maxLength: 6 }),
+          cut: fc.array(cutArb, { minLength: 6, maxLength: 6 }),
+          frontier: fc.array(bytes, { minLength: 12, maxLength: 12 }),
+          objective: fc.constantFrom<Objective>('latency', 'throughput'),
+          costModel: fc.constantFrom<CostModel>('cleave', 'scission'),
+        }),
         (r) => {
           const tiers = ['device', 'edge', 'cloud'];
-          const hosts = r.times.map((blockMs, i) => ({ name: `h${i}`, tier: tiers[i >> 1], blockMs, cutMsPerByte: r.cut[i] }));
-          const links = hosts.flatMap((a, i) => hosts.filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier)).map((b, j) => ({ from: a.name, to: b.name, rttMs: (i * 7 + j * 3) % 11, bytesPerSecond: 1e4 * (1 + ((i + j) % 3)) })));
-          agrees({ tiers, hosts, links, frontierBytes: r.frontier, inputBytes: 3000, outputBytes: 100, objective: r.objective, costModel: r.costModel, topN: 10, pareto: true });
+          const hosts = r.times.map((blockMs, i) => ({
+            name: `h${i}`,
+            tier: tiers[i >> 1],
+            blockMs,
+            cutMsPerByte: r.cut[i],
+          }));
+          const links = hosts.flatMap((a, i) =>
+            hosts
+              .filter((b) => tiers.indexOf(a.tier) < tiers.indexOf(b.tier))
+              .map((b, j) => ({
+                from: a.name,
+                to: b.name,
+                rttMs: (i * 7 + j * 3) % 11,
+                bytesPerSecond: 1e4 * (1 + ((i + j) % 3)),
+              })),
+          );
+          agrees({
+            tiers,
+            hosts,
+            links,
+            frontierBytes: r.frontier,
+            inputBytes: 3000,
+            outputBytes: 100,
+            objective: r.objective,
+            costModel: r.costModel,
+            topN: 10,
+            pareto: true,
+          });
         },
       ),
       { numRuns: 60, seed: 3 },
@@ -193,7 +310,9 @@ describe('latency under load (loadedBest) against brute force', () => {
   it('minimises max(latency, N x bottleneck) over every feasible plan, within the bisection step', () => {
     fc.assert(
       fc.property(
-        instanceArb({ objective: 'latency' }).filter((i) => !(i.constraints ?? []).some((c) => c.kind === 'maxComputeShare')),
+        instanceArb({ objective: 'latency' }).filter(
+          (i) => !(i.constraints ?? []).some((c) => c.kind === 'maxComputeShare'),
+        ),
         fc.constantFrom(0.5, 1, 2, 3.5, 8),
         (input, n) => {
           const all = enumeratePlans({ ...input, topN: 1000, pareto: false });

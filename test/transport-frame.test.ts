@@ -45,7 +45,7 @@ function sample(dtype: Dtype, n: number, name: string = dtype): Tensor {
       case 'uint64':
         return BigUint64Array.from({ length: n }, (_, i) => 2n ** 64n - 1n - BigInt(i));
       case 'bool':
-        return Uint8Array.from({ length: n }, (_, i) => i % 3 === 0 ? 1 : 0);
+        return Uint8Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1 : 0));
     }
   })();
   return { name, dtype, dims: [n], data };
@@ -62,7 +62,11 @@ function placed(bytes: Buffer, offset: number): Buffer {
 }
 
 /** A frame with an arbitrary header object and payload, for malformed cases. */
-function rawFrame(header: unknown, payload: Buffer = Buffer.alloc(0), opts: { magic?: string; version?: number } = {}): Buffer {
+function rawFrame(
+  header: unknown,
+  payload: Buffer = Buffer.alloc(0),
+  opts: { magic?: string; version?: number } = {},
+): Buffer {
   const h = packr.pack(header);
   const prefix = Buffer.alloc(PREFIX_BYTES);
   prefix.write(opts.magic ?? 'CLV', 0, 'latin1');
@@ -103,9 +107,13 @@ describe('frame codec', () => {
       { host: 'dev', tier: 'device', from: 0, to: 3 },
       { host: 'cl', tier: 'cloud', from: 3, to: 9 },
     ];
-    const enc = encodeFrame({ kind: 'infer', id: 'req-7', epoch: 12, route, stage: 1, deadline: 1234.5, seq: 9 }, tensors, {
-      coalesceBytes: 0,
-    });
+    const enc = encodeFrame(
+      { kind: 'infer', id: 'req-7', epoch: 12, route, stage: 1, deadline: 1234.5, seq: 9 },
+      tensors,
+      {
+        coalesceBytes: 0,
+      },
+    );
     const raw = concat(enc.chunks);
     expect(raw.length).toBe(enc.byteLength);
 
@@ -130,11 +138,23 @@ describe('frame codec', () => {
     expect(at).toBe(raw.length);
 
     const dec = decodeFrame(placed(raw, 0), { maxFrameBytes: MAX });
-    expect(dec.header).toMatchObject({ kind: 'infer', id: 'req-7', epoch: 12, stage: 1, deadline: 1234.5, seq: 9, route });
-    expect(dec.tensors.map((t) => [t.name, t.dtype, t.dims])).toEqual(tensors.map((t) => [t.name, t.dtype, [...t.dims]]));
+    expect(dec.header).toMatchObject({
+      kind: 'infer',
+      id: 'req-7',
+      epoch: 12,
+      stage: 1,
+      deadline: 1234.5,
+      seq: 9,
+      route,
+    });
+    expect(dec.tensors.map((t) => [t.name, t.dtype, t.dims])).toEqual(
+      tensors.map((t) => [t.name, t.dtype, [...t.dims]]),
+    );
     for (let i = 0; i < tensors.length; i++) {
       expect(dec.tensors[i].data.constructor).toBe(tensors[i].data.constructor);
-      expect(Array.from(dec.tensors[i].data as ArrayLike<unknown>)).toEqual(Array.from(tensors[i].data as ArrayLike<unknown>));
+      expect(Array.from(dec.tensors[i].data as ArrayLike<unknown>)).toEqual(
+        Array.from(tensors[i].data as ArrayLike<unknown>),
+      );
     }
     expect(dec.copiedBytes).toBe(0);
   });
@@ -161,7 +181,9 @@ describe('frame codec', () => {
         // Byte-sized tensors are always views; wider ones are views exactly when the offset suits them.
         expect(got.buffer === buf.buffer).toBe(offset % size === 0);
       }
-      const expected = tensors.filter((t) => offset % DTYPE_SIZE[t.dtype] !== 0).reduce((n, t) => n + t.data.byteLength, 0);
+      const expected = tensors
+        .filter((t) => offset % DTYPE_SIZE[t.dtype] !== 0)
+        .reduce((n, t) => n + t.data.byteLength, 0);
       expect(dec.copiedBytes).toBe(expected);
     }
   });
@@ -191,7 +213,10 @@ describe('frame codec', () => {
         fc.nat(7),
         (specs, cuts, offset) => {
           const tensors = specs.map(([d, n], i) => sample(d, n, `t${i}`));
-          const raw = placed(concat(encodeFrame({ kind: 'infer', id: 'p' }, tensors, { coalesceBytes: 0 }).chunks), offset);
+          const raw = placed(
+            concat(encodeFrame({ kind: 'infer', id: 'p' }, tensors, { coalesceBytes: 0 }).chunks),
+            offset,
+          );
           const points = [...new Set(cuts.map((c) => c % (raw.length + 1)))].sort((a, b) => a - b);
           const parts: Buffer[] = [];
           let prev = 0;
@@ -255,8 +280,14 @@ describe('frame decoder rejects malformed frames, naming the field', () => {
 
   it('two tensors of one name, a tensor named __proto__, an infinite deadline', () => {
     const t = { name: 'x', dtype: 'float32', dims: [1], byteLength: 4 };
-    badFrame(() => decodeFrame(rawFrame(goodHeader([t, t]), Buffer.alloc(16)), opts), /tensors\[1\]\.name.*'x' names two tensors/);
-    badFrame(() => decodeFrame(rawFrame(goodHeader([{ ...t, name: '__proto__' }]), Buffer.alloc(8)), opts), /tensors\[0\]\.name.*'__proto__' is not a tensor name/);
+    badFrame(
+      () => decodeFrame(rawFrame(goodHeader([t, t]), Buffer.alloc(16)), opts),
+      /tensors\[1\]\.name.*'x' names two tensors/,
+    );
+    badFrame(
+      () => decodeFrame(rawFrame(goodHeader([{ ...t, name: '__proto__' }]), Buffer.alloc(8)), opts),
+      /tensors\[0\]\.name.*'__proto__' is not a tensor name/,
+    );
     badFrame(() => decodeFrame(rawFrame({ ...goodHeader(), deadline: Infinity }), opts), /deadline/);
   });
 

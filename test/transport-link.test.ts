@@ -57,7 +57,8 @@ function memoryLogger(): { logger: pino.Logger; lines: Record<string, unknown>[]
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const l of chunk.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(l) as Record<string, unknown>);
       cb();
     },
   });
@@ -80,7 +81,9 @@ function rawClient(url: string, headers: Record<string, string> = { authorizatio
 }
 
 const hello = (sha = SHA): Buffer =>
-  Buffer.concat(encodeFrame({ kind: 'hello', body: { host: 'rogue', tier: 'edge', modelSha256: sha, protocol: 1 } }).chunks);
+  Buffer.concat(
+    encodeFrame({ kind: 'hello', body: { host: 'rogue', tier: 'edge', modelSha256: sha, protocol: 1 } }).chunks,
+  );
 
 function closeOf(ws: WebSocket): Promise<{ code: number; reason: string }> {
   return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
@@ -111,7 +114,9 @@ describe('PeerServer and PeerLink', () => {
       { host: 'device', tier: 'device', from: 0, to: 2 },
       { host: 'edge', tier: 'edge', from: 2, to: 5 },
     ];
-    expect(l.send({ kind: 'infer', id: 'r1', epoch: 4, route, stage: 1 }, [x(300_000), { ...x(5), name: 'x2' }])).toBe(true);
+    expect(l.send({ kind: 'infer', id: 'r1', epoch: 4, route, stage: 1 }, [x(300_000), { ...x(5), name: 'x2' }])).toBe(
+      true,
+    );
     await until(() => replies.length === 1);
 
     const f = frames[0];
@@ -188,7 +193,9 @@ describe('PeerServer and PeerLink', () => {
     const { code, reason } = await closed;
     expect(code).toBe(4400);
     expect(reason).toMatch(/magic/);
-    expect(lines.some((l) => l.code === 'E_BAD_FRAME' && /magic/.test(String(l.msg)) && l.conn !== undefined)).toBe(true);
+    expect(lines.some((l) => l.code === 'E_BAD_FRAME' && /magic/.test(String(l.msg)) && l.conn !== undefined)).toBe(
+      true,
+    );
 
     // A frame before the hello is refused too.
     const early = rawClient(s.url);
@@ -249,8 +256,9 @@ describe('PeerServer and PeerLink', () => {
     const frame = x(25_000); // 100 KB
     expect(l.send({ kind: 'infer', id: 'a' }, [frame])).toBe(true);
     expect(l.send({ kind: 'infer', id: 'b' }, [frame])).toBe(false); // over half: slow down
-    expect(() => l.send({ kind: 'infer', id: 'c' }, [frame]))
-      .toThrow(expect.objectContaining({ code: 'E_QUEUE_FULL', status: 503 }));
+    expect(() => l.send({ kind: 'infer', id: 'c' }, [frame])).toThrow(
+      expect.objectContaining({ code: 'E_QUEUE_FULL', status: 503 }),
+    );
     expect(l.stats().queuedBytes).toBeLessThanOrEqual(256 * 1024);
 
     await new Promise<void>((resolve) => l.once('drain', resolve));
@@ -305,7 +313,9 @@ describe('PeerServer upgrade requests', () => {
   function rawUpgrade(port: number, target: string): Promise<string> {
     return new Promise((resolve) => {
       const s = connect(port, '127.0.0.1', () =>
-        s.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+        s.write(
+          `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+        ),
       );
       let got = '';
       s.on('data', (b: Buffer) => (got += b.toString()));
@@ -327,7 +337,8 @@ describe('PeerServer upgrade requests', () => {
     const onShared = await server({ server: shared });
     const sharedPort = (shared.address() as { port: number }).port;
     for (const port of [ownPort, sharedPort]) {
-      for (const target of ['//[', '//%', '//x:99999', '/elsewhere']) expect(await rawUpgrade(port, target), target).toMatch(/^HTTP\/1\.1 (404|401)/);
+      for (const target of ['//[', '//%', '//x:99999', '/elsewhere'])
+        expect(await rawUpgrade(port, target), target).toMatch(/^HTTP\/1\.1 (404|401)/);
       expect(await rawUpgrade(port, '/v1/peer')).toMatch(/^HTTP\/1\.1 401/); // no token
     }
     for (const s of [own.server, onShared.server]) {
@@ -341,7 +352,10 @@ describe('PeerServer upgrade requests', () => {
 describe('PeerLink drain', () => {
   it("owes 'drain' to a sender told to slow down, even when the connection drops before the queue empties", async () => {
     const { server: s } = await server();
-    const l = link(s.url, { emulation: { bandwidthBps: 2e6, delayMs: 5 }, options: { ...FAST, maxQueueBytes: 1_000_000 } });
+    const l = link(s.url, {
+      emulation: { bandwidthBps: 2e6, delayMs: 5 },
+      options: { ...FAST, maxQueueBytes: 1_000_000 },
+    });
     await l.whenOpen(5000);
     const data = new Uint8Array(300_000);
     const t = [{ name: 'x', dtype: 'uint8' as const, dims: [data.length], data }];
@@ -364,7 +378,8 @@ describe('PeerLink send', () => {
     const { server: s, frames } = await server();
     const l = link(s.url);
     await l.whenOpen(5000);
-    for (const kind of ['hello', 'ack', 'probe'] as const) expect(() => l.send({ kind })).toThrow(expect.objectContaining({ code: 'E_BAD_INPUT' }));
+    for (const kind of ['hello', 'ack', 'probe'] as const)
+      expect(() => l.send({ kind })).toThrow(expect.objectContaining({ code: 'E_BAD_INPUT' }));
     l.send({ kind: 'message', id: 'after' });
     await until(() => frames.length === 1);
     expect(l.stats().state).toBe('open');

@@ -33,10 +33,15 @@ function env(): NodeJS.ProcessEnv {
 /** Runs the CLI to its end; SIGKILL after `timeoutMs` (so a hang fails instead of exiting 0 on SIGTERM). */
 function cleave(args: string[], timeoutMs = 60_000): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: env(), timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: env(), timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -65,8 +70,32 @@ function state(over: Partial<WatchState> = {}): WatchState {
         { from: 'dev', to: 'cld', rttMs: null, throughputBps: null },
       ],
       hosts: [
-        { host: 'dev', tier: 'device', down: false, cpuPercent: 12.4, quotaCpus: 0.25, throttledMs: 0, queueDepth: 2, inFlight: 1, slowdown: 4, slowdownFrom: 'quota', lastHeartbeatMs: 100 },
-        { host: 'cld', tier: 'cloud', down: true, cpuPercent: null, quotaCpus: null, throttledMs: null, queueDepth: 0, inFlight: 0, slowdown: 1.37, slowdownFrom: 'observed', lastHeartbeatMs: 4000 },
+        {
+          host: 'dev',
+          tier: 'device',
+          down: false,
+          cpuPercent: 12.4,
+          quotaCpus: 0.25,
+          throttledMs: 0,
+          queueDepth: 2,
+          inFlight: 1,
+          slowdown: 4,
+          slowdownFrom: 'quota',
+          lastHeartbeatMs: 100,
+        },
+        {
+          host: 'cld',
+          tier: 'cloud',
+          down: true,
+          cpuPercent: null,
+          quotaCpus: null,
+          throttledMs: null,
+          queueDepth: 0,
+          inFlight: 0,
+          slowdown: 1.37,
+          slowdownFrom: 'observed',
+          lastHeartbeatMs: 4000,
+        },
       ],
     },
     events: [
@@ -79,10 +108,31 @@ function state(over: Partial<WatchState> = {}): WatchState {
         urgent: true,
         gain: 0.6,
       }),
-      ev('link-changed', 2, { from: 'dev', to: 'edg', rttMs: 0.42, throughputBps: 1e7, before: { rttMs: 0.3, throughputBps: 2e7 } }),
+      ev('link-changed', 2, {
+        from: 'dev',
+        to: 'edg',
+        rttMs: 0.42,
+        throughputBps: 1e7,
+        before: { rttMs: 0.3, throughputBps: 2e7 },
+      }),
       ev('host-down', 3, { host: 'cld' }),
-      ev('plan-proposed', 4, { candidate: { stages: [{ host: 'dev', blocks: [0, 40] }, { host: 'edg', blocks: [40, 120] }], latencyMs: 9.5 }, gain: 0.23, round: 1, rounds: 2, reason: 'faster via edg' }),
-      ev('controller-changed', 5, { before: { objective: 'latency', hysteresis: 0.1, paused: false }, after: { objective: 'throughput', hysteresis: 0.1, paused: false } }),
+      ev('plan-proposed', 4, {
+        candidate: {
+          stages: [
+            { host: 'dev', blocks: [0, 40] },
+            { host: 'edg', blocks: [40, 120] },
+          ],
+          latencyMs: 9.5,
+        },
+        gain: 0.23,
+        round: 1,
+        rounds: 2,
+        reason: 'faster via edg',
+      }),
+      ev('controller-changed', 5, {
+        before: { objective: 'latency', hysteresis: 0.1, paused: false },
+        after: { objective: 'throughput', hysteresis: 0.1, paused: false },
+      }),
     ],
     maxEvents: 10,
     ...over,
@@ -95,7 +145,9 @@ describe('renderWatch', () => {
     const lines = frame.split('\n');
     expect(lines[0]).toBe('cleave watch  http://127.0.0.1:8000  live (origin dev)  snapshot 12:34:56');
     expect(frame).toMatch(/^epoch 3  route dev\(input\) -> cld\[0:120\)$/m);
-    expect(frame).toMatch(/^latency  predicted 12\.3 ms  measured p50 13\.1 ms  p99 20\.0 ms  24\.5 req\/s \(245 answered, 1 failed\)$/m);
+    expect(frame).toMatch(
+      /^latency  predicted 12\.3 ms  measured p50 13\.1 ms  p99 20\.0 ms  24\.5 req\/s \(245 answered, 1 failed\)$/m,
+    );
     // 1e7 bytes/s is 80 Mbit/s; links sorted by from, then to; an unmeasured link shows dashes.
     expect(frame).toMatch(/^dev->edg\s+0\.42\s+80\.0$/m);
     expect(frame).toMatch(/^edg->cld\s+1\.50\s+20\.0$/m);
@@ -103,10 +155,14 @@ describe('renderWatch', () => {
     expect(frame.indexOf('dev->cld')).toBeLessThan(frame.indexOf('dev->edg'));
     expect(frame).toMatch(/^dev\s+device\s+up\s+12\s+0\.25\s+4\.00x \(quota\)\s+2$/m);
     expect(frame).toMatch(/^cld\s+cloud\s+DOWN\s+-\s+none\s+1\.37x \(observed\)\s+0$/m);
-    expect(frame).toMatch(/^12:34:57  plan-adopted\s+epoch 3: dev\[0:120\) => dev\(input\) -> cld\[0:120\) \(~12\.3 ms\) \[urgent\]: dev->edg slowed to 0\.5 Mbit\/s$/m);
+    expect(frame).toMatch(
+      /^12:34:57  plan-adopted\s+epoch 3: dev\[0:120\) => dev\(input\) -> cld\[0:120\) \(~12\.3 ms\) \[urgent\]: dev->edg slowed to 0\.5 Mbit\/s$/m,
+    );
     expect(frame).toMatch(/link-changed\s+dev->edg {2}rtt 0\.42 ms, 80\.0 Mbit\/s \(was 0\.30 ms, 160\.0 Mbit\/s\)$/m);
     expect(frame).toMatch(/host-down\s+cld is DOWN$/m);
-    expect(frame).toMatch(/plan-proposed\s+candidate dev\[0:40\) \+ edg\[40:120\) blocks \(~9\.5 ms, 23% better\), round 1\/2: faster via edg$/m);
+    expect(frame).toMatch(
+      /plan-proposed\s+candidate dev\[0:40\) \+ edg\[40:120\) blocks \(~9\.5 ms, 23% better\), round 1\/2: faster via edg$/m,
+    );
     expect(frame).toMatch(/controller-changed\s+objective "latency" -> "throughput"$/m);
   });
 
@@ -122,11 +178,22 @@ describe('renderWatch', () => {
   });
 
   it('says when it is not connected, and keeps the last known figures', () => {
-    const down = renderWatch(state({ connection: 'down', problem: 'connect ECONNREFUSED 127.0.0.1:8000', downSince: AT }));
+    const down = renderWatch(
+      state({ connection: 'down', problem: 'connect ECONNREFUSED 127.0.0.1:8000', downSince: AT }),
+    );
     expect(down).toMatch(/^cleave watch {2}http:\/\/127\.0\.0\.1:8000 {2}NOT CONNECTED/);
     expect(down).toMatch(/connect ECONNREFUSED 127\.0\.0\.1:8000; retrying every second since 12:34:56/);
     expect(down).toMatch(/^dev->edg/m);
-    const never = renderWatch(state({ connection: 'down', problem: 'connect ECONNREFUSED', downSince: AT, plan: null, snapshot: null, events: [] }));
+    const never = renderWatch(
+      state({
+        connection: 'down',
+        problem: 'connect ECONNREFUSED',
+        downSince: AT,
+        plan: null,
+        snapshot: null,
+        events: [],
+      }),
+    );
     expect(never).toMatch(/is the deployment up/);
     expect(never).toMatch(/^route: unknown$/m);
     expect(never).not.toMatch(/^hosts$/m);
@@ -140,7 +207,12 @@ describe('renderWatch', () => {
   });
 
   it('survives odd wire data and cuts lines to the width', () => {
-    const odd = [ev('plan-adopted', 1, {}), ev('link-changed', 2, { rttMs: 'fast' }), ev('plan-proposed', 3, { candidate: null }), { type: 'later-kind', at: AT, seq: 4, x: 1 } as unknown as CleaveEvent];
+    const odd = [
+      ev('plan-adopted', 1, {}),
+      ev('link-changed', 2, { rttMs: 'fast' }),
+      ev('plan-proposed', 3, { candidate: null }),
+      { type: 'later-kind', at: AT, seq: 4, x: 1 } as unknown as CleaveEvent,
+    ];
     const frame = renderWatch(state({ events: odd }));
     expect(frame).toMatch(/plan-adopted\s+epoch -: \(none\) => - \(~- ms\): -$/m);
     expect(frame).toMatch(/link-changed\s+-->- {2}rtt - ms/m);
@@ -154,7 +226,10 @@ describe('renderWatch', () => {
 describe('cleave watch against a deployment', () => {
   let d: Deployment;
   beforeAll(async () => {
-    d = await startDeployment({ modelName: 'mnv2', modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes() });
+    d = await startDeployment({
+      modelName: 'mnv2',
+      modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
+    });
   });
   afterAll(async () => {
     await d?.close();
@@ -164,7 +239,9 @@ describe('cleave watch against a deployment', () => {
     const r = await cleave(['watch', '--url', d.url, '--once']);
     expect(r.code, r.stderr).toBe(0);
     const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as { route: string; epoch: number };
-    expect(r.stdout).toMatch(/^cleave watch {2}http:\/\/127\.0\.0\.1:\d+ {2}live \(origin dev\) {2}snapshot \d\d:\d\d:\d\d$/m);
+    expect(r.stdout).toMatch(
+      /^cleave watch {2}http:\/\/127\.0\.0\.1:\d+ {2}live \(origin dev\) {2}snapshot \d\d:\d\d:\d\d$/m,
+    );
     expect(r.stdout).toMatch(/^epoch \d+ {2}route .*dev/m);
     expect(r.stdout).toContain(`route ${plan.route}`);
     expect(r.stdout).toMatch(/^dev\s+device\s+up\s/m);
@@ -177,7 +254,10 @@ describe('cleave watch against a deployment', () => {
 
   it('pointed at a host that is not the origin, says so on stderr and keeps retrying (--once)', async () => {
     const edge = `http://${d.hosts[1].self.listen}`;
-    const c = spawn(process.execPath, [BIN, 'watch', '--url', edge, '--once'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [BIN, 'watch', '--url', edge, '--once'], {
+      env: env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     try {
       let out = '';
       let err = '';
@@ -185,7 +265,9 @@ describe('cleave watch against a deployment', () => {
       c.stderr?.on('data', (b: Buffer) => (err += b.toString()));
       const end = Date.now() + 30_000;
       while (!/\n/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-      expect(err).toMatch(/^cleave watch: ws:\/\/127\.0\.0\.1:\d+\/v1\/events: 404 \(is --url the deployment's device host\?\); retrying every second\n/);
+      expect(err).toMatch(
+        /^cleave watch: ws:\/\/127\.0\.0\.1:\d+\/v1\/events: 404 \(is --url the deployment's device host\?\); retrying every second\n/,
+      );
       // Still running, nothing on stdout: --once prints only a snapshot's frame.
       expect(c.exitCode).toBeNull();
       expect(out).toBe('');
@@ -198,12 +280,15 @@ describe('cleave watch against a deployment', () => {
 });
 
 describe('cleave watch input', () => {
-  it.each(['nonsense', 'ftp://127.0.0.1:8000', 'localhost:8000'])('--url %s is refused naming --url, exit 2', async (url) => {
-    const r = await cleave(['watch', '--url', url, '--once'], 30_000);
-    expect(r.code).toBe(2);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^cleave watch: --url '.*': .* \[E_BAD_INPUT\]\n$/);
-  });
+  it.each(['nonsense', 'ftp://127.0.0.1:8000', 'localhost:8000'])(
+    '--url %s is refused naming --url, exit 2',
+    async (url) => {
+      const r = await cleave(['watch', '--url', url, '--once'], 30_000);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^cleave watch: --url '.*': .* \[E_BAD_INPUT\]\n$/);
+    },
+  );
 
   it('--events must be a count, naming --events', async () => {
     const r = await cleave(['watch', '--events', 'many'], 30_000);
@@ -224,12 +309,26 @@ async function fakeOrigin(port: number): Promise<{ bus: EventBus; close(): Promi
     res.end('{}');
   });
   const bus = new EventBus();
-  const endpoint = mountEvents(server, bus, { maxBufferedBytes: 1 << 20, hello: () => ({ host: 'aa', epoch: null, route: null }), logger: pino({ level: 'silent' }), peerPath: '/v1/peer' });
+  const endpoint = mountEvents(server, bus, {
+    maxBufferedBytes: 1 << 20,
+    hello: () => ({ host: 'aa', epoch: null, route: null }),
+    logger: pino({ level: 'silent' }),
+    peerPath: '/v1/peer',
+  });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   expect((server.address() as AddressInfo).port).toBe(port);
   // What the origin's snapshot timer does: a snapshot a second (faster here) while someone listens.
   const timer = setInterval(() => {
-    if (bus.size > 0) bus.emit('snapshot', { epoch: null, route: null, predictedLatencyMs: null, measured: null, latency: null, links: [], hosts: [] });
+    if (bus.size > 0)
+      bus.emit('snapshot', {
+        epoch: null,
+        route: null,
+        predictedLatencyMs: null,
+        measured: null,
+        latency: null,
+        links: [],
+        hosts: [],
+      });
   }, 100);
   return {
     bus,
@@ -257,7 +356,10 @@ describe('cleave watch reconnects', () => {
 
   it('says the deployment is not up, connects once it is, says so again when it goes, and exits 0 on Ctrl-C', async () => {
     const port = await freePort();
-    const c = spawn(process.execPath, [BIN, 'watch', '--url', `http://127.0.0.1:${port}`], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [BIN, 'watch', '--url', `http://127.0.0.1:${port}`], {
+      env: env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child = c;
     let out = '';
     c.stdout?.on('data', (b: Buffer) => (out += b.toString()));

@@ -120,7 +120,15 @@ describe('zoo A: Keras layer helpers', () => {
 
   it('average pooling excludes the padding, as Keras does', async () => {
     const { b, x } = startModel('t', 2);
-    const p = zeroPadding2d(b, x, [[0, 0], [0, 0]], 'p');
+    const p = zeroPadding2d(
+      b,
+      x,
+      [
+        [0, 0],
+        [0, 0],
+      ],
+      'p',
+    );
     const y = avgPool2d(b, p, { pool: 2, strides: 1, padding: 'same', name: 'probs' });
     b.output(y.name, [...y.dims]);
     const s = await ort.InferenceSession.create(b.toBytes());

@@ -7,16 +7,46 @@ import { isCleaveError, errorMessage } from '../errors.js';
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
-  inspect: { summary: 'show a model: inputs, outputs, cuts with frontier bytes, blocks', load: async () => (await import('./commands/inspect.js')).inspectCommand },
-  split: { summary: 'write the segments of a model split at given cuts', load: async () => (await import('./commands/split.js')).splitCommand },
-  verify: { summary: 'check that split models reproduce the whole model', load: async () => (await import('./commands/verify.js')).verifyCommand },
-  profile: { summary: 'benchmark every block of a model on this machine (profile JSON)', load: async () => (await import('./commands/profile.js')).profileCommand },
-  plan: { summary: 'pick the best split across hosts from profiles and a network file', load: async () => (await import('./commands/plan.js')).planCommand },
-  serve: { summary: 'run one host (device, edge or cloud) of a deployment', load: async () => (await import('./commands/serve.js')).serveCommand },
-  up: { summary: 'start device, edge and cloud hosts on this machine and serve', load: async () => (await import('./commands/up.js')).upCommand },
-  link: { summary: 'change or show emulated links of a running deployment', load: async () => (await import('./commands/link.js')).linkCommand },
-  watch: { summary: 'live view of a deployment: route, links, hosts, events', load: async () => (await import('./commands/watch.js')).watchCommand },
-  zoo: { summary: 'build the Keras Applications model zoo as ONNX', load: async () => (await import('./commands/zoo.js')).zooCommand },
+  inspect: {
+    summary: 'show a model: inputs, outputs, cuts with frontier bytes, blocks',
+    load: async () => (await import('./commands/inspect.js')).inspectCommand,
+  },
+  split: {
+    summary: 'write the segments of a model split at given cuts',
+    load: async () => (await import('./commands/split.js')).splitCommand,
+  },
+  verify: {
+    summary: 'check that split models reproduce the whole model',
+    load: async () => (await import('./commands/verify.js')).verifyCommand,
+  },
+  profile: {
+    summary: 'benchmark every block of a model on this machine (profile JSON)',
+    load: async () => (await import('./commands/profile.js')).profileCommand,
+  },
+  plan: {
+    summary: 'pick the best split across hosts from profiles and a network file',
+    load: async () => (await import('./commands/plan.js')).planCommand,
+  },
+  serve: {
+    summary: 'run one host (device, edge or cloud) of a deployment',
+    load: async () => (await import('./commands/serve.js')).serveCommand,
+  },
+  up: {
+    summary: 'start device, edge and cloud hosts on this machine and serve',
+    load: async () => (await import('./commands/up.js')).upCommand,
+  },
+  link: {
+    summary: 'change or show emulated links of a running deployment',
+    load: async () => (await import('./commands/link.js')).linkCommand,
+  },
+  watch: {
+    summary: 'live view of a deployment: route, links, hosts, events',
+    load: async () => (await import('./commands/watch.js')).watchCommand,
+  },
+  zoo: {
+    summary: 'build the Keras Applications model zoo as ONNX',
+    load: async () => (await import('./commands/zoo.js')).zooCommand,
+  },
 };
 
 export function usage(): string {
@@ -43,10 +73,16 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await (await cmd.load())(rest);
+    return await (
+      await cmd.load()
+    )(rest);
   } catch (e) {
     if (process.env.CLEAVE_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? String(e)}\n`);
-    const code = isCleaveError(e) ? e.code : (e as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? 'E_BAD_INPUT' : undefined;
+    const code = isCleaveError(e)
+      ? e.code
+      : (e as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+        ? 'E_BAD_INPUT'
+        : undefined;
     process.stderr.write(`cleave ${name}: ${errorMessage(e)}${code ? ` [${code}]` : ''}\n`);
     return 2;
   }

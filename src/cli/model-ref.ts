@@ -26,7 +26,11 @@ export function parseZooName(ref: string): { name: string; small: boolean } | un
 /** Builds a zoo model into `file` (atomically: a partial file never appears under the final name). */
 export function buildZooFile(name: string, small: boolean, file: string, seed = 1): { params: number; bytes: number } {
   const e = zooEntry(name);
-  if (!e) throw new CleaveError('E_UNKNOWN_MODEL', `unknown zoo model '${name}' (known: ${ZOO.map((z) => z.name).join(', ')})`);
+  if (!e)
+    throw new CleaveError(
+      'E_UNKNOWN_MODEL',
+      `unknown zoo model '${name}' (known: ${ZOO.map((z) => z.name).join(', ')})`,
+    );
   const b = e.build({ small, seed });
   const bytes = b.toBytes();
   mkdirSync(dirname(file), { recursive: true });
@@ -40,7 +44,11 @@ export function buildZooFile(name: string, small: boolean, file: string, seed = 
 function resolveModelPath(ref: string): string {
   if (existsSync(ref)) return ref;
   const z = parseZooName(ref);
-  if (!z) throw new CleaveError('E_BAD_INPUT', `model '${ref}': no such file, and not a zoo model (known: ${ZOO.map((e) => e.name).join(', ')}; add -small for the small variant)`);
+  if (!z)
+    throw new CleaveError(
+      'E_BAD_INPUT',
+      `model '${ref}': no such file, and not a zoo model (known: ${ZOO.map((e) => e.name).join(', ')}; add -small for the small variant)`,
+    );
   const file = join(cacheDir(), 'zoo', `${z.name}${z.small ? '-small' : ''}.onnx`);
   if (!existsSync(file)) buildZooFile(z.name, z.small, file);
   return file;
@@ -48,7 +56,8 @@ function resolveModelPath(ref: string): string {
 
 export function loadModel(ref: string): OnnxModel {
   const path = resolveModelPath(ref);
-  if (statSync(path).isDirectory()) throw new CleaveError('E_BAD_INPUT', `model '${ref}' is a directory, not an ONNX file`);
+  if (statSync(path).isDirectory())
+    throw new CleaveError('E_BAD_INPUT', `model '${ref}' is a directory, not an ONNX file`);
   return OnnxModel.fromBytes(readFileSync(path), path);
 }
 

@@ -66,7 +66,11 @@ function byBirth(born: Map<string, number>): (a: string, b: string) => number {
 
 /** Every cut 0..n with its frontier and bytes (when `types` is given). */
 export function allCuts(model: OnnxModel, types?: TensorTypes): Cut[] {
-  return frontiers(model).map((tensors, index) => ({ index, tensors, bytes: types ? frontierBytes(tensors, types) : undefined }));
+  return frontiers(model).map((tensors, index) => ({
+    index,
+    tensors,
+    bytes: types ? frontierBytes(tensors, types) : undefined,
+  }));
 }
 
 export function frontierBytes(tensors: readonly string[], types: TensorTypes): number {
@@ -99,7 +103,10 @@ export function checkCuts(model: OnnxModel, positions: readonly number[], flag =
   const sorted = [...positions].sort((a, b) => a - b);
   for (const p of sorted) {
     if (!Number.isInteger(p) || p < 1 || p >= n)
-      throw new CleaveError('E_BAD_CUT', `${flag}: cut ${p} is out of range; inner cuts are 1..${n - 1} for ${model.source}`);
+      throw new CleaveError(
+        'E_BAD_CUT',
+        `${flag}: cut ${p} is out of range; inner cuts are 1..${n - 1} for ${model.source}`,
+      );
   }
   for (let i = 1; i < sorted.length; i++)
     if (sorted[i] === sorted[i - 1]) throw new CleaveError('E_BAD_CUT', `${flag}: cut ${sorted[i]} is given twice`);

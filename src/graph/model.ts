@@ -38,7 +38,14 @@ interface GraphNode {
   readonly outputs: readonly string[];
 }
 
-const RANDOM_OPS = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli']);
+const RANDOM_OPS = new Set([
+  'RandomNormal',
+  'RandomUniform',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'Multinomial',
+  'Bernoulli',
+]);
 const CONTROL_FLOW = new Set(['If', 'Loop', 'Scan']);
 
 export class OnnxModel {
@@ -72,7 +79,8 @@ export class OnnxModel {
     this.initializers = inits;
 
     const vi = new Map<string, IValueInfoProto>();
-    for (const v of [...(graph.valueInfo ?? []), ...(graph.input ?? []), ...(graph.output ?? [])]) if (v.name) vi.set(v.name, v);
+    for (const v of [...(graph.valueInfo ?? []), ...(graph.input ?? []), ...(graph.output ?? [])])
+      if (v.name) vi.set(v.name, v);
     this.valueInfo = vi;
     this.inputs = (graph.input ?? []).filter((v) => v.name && !inits.has(v.name)).map(declOf);
     this.outputs = (graph.output ?? []).map(declOf);
@@ -91,10 +99,11 @@ export class OnnxModel {
         (n.output ?? []).length > 0 &&
         reads.every((r) => constant.has(r) && !inputNames.has(r));
       if (isConst) {
-        for (const o of n.output ?? []) if (o) {
-          constant.add(o);
-          constProducers.set(o, n);
-        }
+        for (const o of n.output ?? [])
+          if (o) {
+            constant.add(o);
+            constProducers.set(o, n);
+          }
       } else {
         compute.push({ proto: n, protoIndex, deps: reads.filter((r) => !constant.has(r) || inputNames.has(r)) });
       }
@@ -107,7 +116,10 @@ export class OnnxModel {
     for (const c of compute)
       for (const d of c.deps)
         if (!produced.has(d))
-          throw new CleaveError('E_BAD_MODEL', `${source}: node '${c.proto.name || c.proto.opType}' reads '${d}', which nothing produces`);
+          throw new CleaveError(
+            'E_BAD_MODEL',
+            `${source}: node '${c.proto.name || c.proto.opType}' reads '${d}', which nothing produces`,
+          );
     for (const o of this.outputs)
       if (!produced.has(o.name) && !constant.has(o.name))
         throw new CleaveError('E_BAD_MODEL', `${source}: graph output '${o.name}' is not produced by any node`);
@@ -146,7 +158,10 @@ export class OnnxModel {
     try {
       proto = onnx.ModelProto.decode(bytes);
     } catch (e) {
-      throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (${decodeProblem(errorMessage(e), bytes.length)})`);
+      throw new CleaveError(
+        'E_BAD_MODEL',
+        `${source}: not a valid ONNX file (${decodeProblem(errorMessage(e), bytes.length)})`,
+      );
     }
     if (!proto.graph || (proto.graph.node ?? []).length === 0)
       throw new CleaveError('E_BAD_MODEL', `${source}: not a valid ONNX file (no graph or no nodes)`);
@@ -242,6 +257,7 @@ function declOf(v: IValueInfoProto): TensorDecl {
 /** protobufjs's decode errors in words: a field running past the end means the file was cut short. */
 function decodeProblem(message: string, size: number): string {
   const m = /index out of range: (\d+) \+ (\d+) > (\d+)/.exec(message);
-  if (m) return `it ends early: a ${m[2]}-byte field at byte ${m[1]} runs past the end of its ${size} bytes; is the file truncated?`;
+  if (m)
+    return `it ends early: a ${m[2]}-byte field at byte ${m[1]} runs past the end of its ${size} bytes; is the file truncated?`;
   return message;
 }

@@ -51,10 +51,12 @@ export function chooseOrder(nodes: readonly OrderNode[], graphOutputs: readonly 
 function isTopological(order: readonly number[], nodes: readonly OrderNode[], producer: Map<string, number>): boolean {
   const pos = new Int32Array(nodes.length);
   order.forEach((n, p) => (pos[n] = p));
-  return order.every((n) => nodes[n].deps.every((d) => {
-    const p = producer.get(d);
-    return p === undefined || p === n || pos[p] < pos[n];
-  }));
+  return order.every((n) =>
+    nodes[n].deps.every((d) => {
+      const p = producer.get(d);
+      return p === undefined || p === n || pos[p] < pos[n];
+    }),
+  );
 }
 
 /** Sum over all cuts of the number of tensors crossing: the quantity the order tries to keep small. */

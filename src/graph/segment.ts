@@ -29,7 +29,10 @@ export interface Segment {
 export function extractSegment(model: OnnxModel, start: number, end: number, opts: SegmentOptions = {}): Segment {
   const n = model.nodes.length;
   if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > n || start >= end)
-    throw new CleaveError('E_BAD_CUT', `segment [${start}, ${end}) is not a non-empty range within 0..${n} of ${model.source}`);
+    throw new CleaveError(
+      'E_BAD_CUT',
+      `segment [${start}, ${end}) is not a non-empty range within 0..${n} of ${model.source}`,
+    );
   const fronts = opts.fronts ?? frontiers(model);
   const inputs = [...fronts[start]];
   const outputs = [...fronts[end]];
@@ -48,15 +51,18 @@ export function extractSegment(model: OnnxModel, start: number, end: number, opt
 
   const inner = new Set<string>();
   for (const p of [...constNodes, ...computeProtos]) for (const o of p.output ?? []) if (o) inner.add(o);
-  const valueInfo = (model.graph.valueInfo ?? []).filter((v) => v.name && inner.has(v.name) && !outputs.includes(v.name));
+  const valueInfo = (model.graph.valueInfo ?? []).filter(
+    (v) => v.name && inner.has(v.name) && !outputs.includes(v.name),
+  );
 
   const graphInputs = inputs.map(decl);
   const ir = Number(model.proto.irVersion ?? 0);
   // Before IR 4, every initializer had to be listed as a graph input too.
-  if (ir > 0 && ir < 4) for (const t of initializers) {
-    const v = model.valueInfo.get(t.name ?? '');
-    if (v) graphInputs.push(v);
-  }
+  if (ir > 0 && ir < 4)
+    for (const t of initializers) {
+      const v = model.valueInfo.get(t.name ?? '');
+      if (v) graphInputs.push(v);
+    }
 
   const proto = onnx.ModelProto.create({
     irVersion: model.proto.irVersion,
@@ -92,7 +98,12 @@ function constNodesFor(model: OnnxModel, start: number, end: number, extra: read
   return (model.graph.node ?? []).filter((p) => need.has(p));
 }
 
-function valueInfoFor(model: OnnxModel, name: string, types: TensorTypes | undefined, staticModel: boolean): IValueInfoProto {
+function valueInfoFor(
+  model: OnnxModel,
+  name: string,
+  types: TensorTypes | undefined,
+  staticModel: boolean,
+): IValueInfoProto {
   const measured = types?.get(name);
   if (measured && staticModel) {
     return {
@@ -108,7 +119,10 @@ function valueInfoFor(model: OnnxModel, name: string, types: TensorTypes | undef
   const declared = model.valueInfo.get(name);
   if (declared?.type?.tensorType?.elemType) return declared;
   if (measured) return { name, type: { tensorType: { elemType: onnxElemType(measured.dtype) } } };
-  throw new CleaveError('E_INTERNAL', `tensor '${name}' crosses a cut but its type is unknown; measure tensor types first`);
+  throw new CleaveError(
+    'E_INTERNAL',
+    `tensor '${name}' crosses a cut but its type is unknown; measure tensor types first`,
+  );
 }
 
 function onnxElemType(dtype: Parameters<typeof dtypeInfo>[0]): number {

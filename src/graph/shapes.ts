@@ -15,7 +15,8 @@ export interface InputSpec {
 /** Parses `name=1x3x224x224` (also `name=1,3,224,224`). */
 export function parseShapeArg(arg: string): { name: string; dims: number[] } {
   const eq = arg.lastIndexOf('=');
-  if (eq <= 0) throw new CleaveError('E_BAD_SHAPE', `--shape '${arg}': expected NAME=DIMxDIMx... (e.g. input=1x3x224x224)`);
+  if (eq <= 0)
+    throw new CleaveError('E_BAD_SHAPE', `--shape '${arg}': expected NAME=DIMxDIMx... (e.g. input=1x3x224x224)`);
   const name = arg.slice(0, eq);
   const parts = arg.slice(eq + 1).split(/[x,]/);
   const dims = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : NaN));
@@ -42,15 +43,24 @@ function resolveOne(model: OnnxModel, decl: TensorDecl, given: number[] | undefi
   const show = (d: readonly (number | string)[]): string => `[${d.join(',')}]`;
   if (given) {
     if (declared && declared.length !== given.length)
-      throw new CleaveError('E_BAD_SHAPE', `--shape ${decl.name}: rank ${given.length} does not match the model's ${show(declared)}`);
+      throw new CleaveError(
+        'E_BAD_SHAPE',
+        `--shape ${decl.name}: rank ${given.length} does not match the model's ${show(declared)}`,
+      );
     declared?.forEach((d, i) => {
       if (typeof d === 'number' && d !== given[i])
-        throw new CleaveError('E_BAD_SHAPE', `--shape ${decl.name}: dimension ${i} is ${given[i]} but the model fixes it at ${d} ${show(declared)}`);
+        throw new CleaveError(
+          'E_BAD_SHAPE',
+          `--shape ${decl.name}: dimension ${i} is ${given[i]} but the model fixes it at ${d} ${show(declared)}`,
+        );
     });
     return { name: decl.name, dtype, dims: given };
   }
   if (!declared)
-    throw new CleaveError('E_BAD_SHAPE', `input '${decl.name}' of ${model.source} has no declared shape; pass --shape ${decl.name}=DIMxDIMx...`);
+    throw new CleaveError(
+      'E_BAD_SHAPE',
+      `input '${decl.name}' of ${model.source} has no declared shape; pass --shape ${decl.name}=DIMxDIMx...`,
+    );
   const dims = declared.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : NaN));
   if (dims.some((d) => Number.isNaN(d))) {
     const example = declared.map((d, i) => (typeof d === 'number' ? d : i === 0 ? 1 : 'N')).join('x');

@@ -97,7 +97,11 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
   const mm = new MinMaxDP(p);
   const { q: slotQ, h: slotH, ofTier } = dp.slots();
   const nodes = slotQ.length * stride;
-  const weightsOf = p.shares.map(({ q: rq, share }) => (q: number): number => (q === rq ? 1 - share : -share));
+  const weightsOf = p.shares.map(
+    ({ q: rq, share }) =>
+      (q: number): number =>
+        q === rq ? 1 - share : -share,
+  );
   const bounds = new Map<number, Bounds>();
   for (const o of p.tierHosts[0]) {
     dp.run(o);
@@ -130,7 +134,17 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
   const covered = (lat: number, devOut: number, devComp: number): boolean =>
     front.some((f) => f.m.latency <= lat && f.m.deviceOut <= devOut && f.m.deviceCompute <= devComp);
 
-  const offer = (o: number, steps: Step[], slot: number, c: number, lat: number, bn: number, acc: Float64Array, devOut: number, devComp: number): void => {
+  const offer = (
+    o: number,
+    steps: Step[],
+    slot: number,
+    c: number,
+    lat: number,
+    bn: number,
+    acc: Float64Array,
+    devOut: number,
+    devComp: number,
+  ): void => {
     const shape: Shape = { origin: o, steps };
     if (c === n) {
       const m = evaluate(p, shape);
@@ -173,7 +187,8 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
         if (covered(m.latency, m.deviceOut, m.deviceCompute)) continue;
         for (let i = front.length - 1; i >= 0; i--) {
           const f = front[i].m;
-          if (m.latency <= f.latency && m.deviceOut <= f.deviceOut && m.deviceCompute <= f.deviceCompute) front.splice(i, 1);
+          if (m.latency <= f.latency && m.deviceOut <= f.deviceOut && m.deviceCompute <= f.deviceCompute)
+            front.splice(i, 1);
         }
         front.push(x.scored);
       }
@@ -181,7 +196,10 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
     }
     if (mode === 'pareto' && covered(x.k1, x.devOut, x.devComp)) continue;
     if (++expanded > p.options.maxSearchNodes) {
-      throw new CleaveError('E_UNSUPPORTED', `the share constraint search expanded more than ${p.options.maxSearchNodes} partial plans; loosen the % compute constraint or raise maxSearchNodes`);
+      throw new CleaveError(
+        'E_UNSUPPORTED',
+        `the share constraint search expanded more than ${p.options.maxSearchNodes} partial plans; loosen the % compute constraint or raise maxSearchNodes`,
+      );
     }
     const o = x.shape.origin;
     const q = slotQ[x.slot];

@@ -9,7 +9,12 @@ import type { Prepared, Shape } from './prepare.js';
 import type { Constraint } from './types.js';
 
 /** The first constraint the plan breaks, or undefined. */
-export function violated(p: Prepared, s: Shape, m: Metrics, constraints: readonly Constraint[]): Constraint | undefined {
+export function violated(
+  p: Prepared,
+  s: Shape,
+  m: Metrics,
+  constraints: readonly Constraint[],
+): Constraint | undefined {
   const tierOfBlock = new Int32Array(p.n).fill(-1);
   const used = new Set<number>([s.origin]);
   const computing = new Set<number>();
@@ -25,16 +30,36 @@ export function violated(p: Prepared, s: Shape, m: Metrics, constraints: readonl
   for (const c of constraints) {
     let ok: boolean;
     switch (c.kind) {
-      case 'blockOn': ok = tierOfBlock[c.block] === q(c.tier); break;
-      case 'blockNotOn': ok = tierOfBlock[c.block] !== q(c.tier); break;
-      case 'useTier': ok = m.tierUsed[q(c.tier)]; break;
-      case 'noTier': ok = !m.tierUsed[q(c.tier)]; break;
-      case 'useHost': ok = c.hosts.some((x) => computing.has(h(x))); break;
-      case 'noHost': ok = !used.has(h(c.host)); break;
-      case 'maxUpload': ok = m.tierUpload[q(c.tier)] <= c.bytes; break;
-      case 'maxCompute': ok = m.tierCompute[q(c.tier)] <= toAtoms(c.ms); break;
-      case 'maxComputeShare': ok = shareOk(m.tierCompute[q(c.tier)], m.compute, c.share); break;
-      case 'maxWeights': ok = (m.hostWeights.get(h(c.host)) ?? 0) <= c.bytes; break;
+      case 'blockOn':
+        ok = tierOfBlock[c.block] === q(c.tier);
+        break;
+      case 'blockNotOn':
+        ok = tierOfBlock[c.block] !== q(c.tier);
+        break;
+      case 'useTier':
+        ok = m.tierUsed[q(c.tier)];
+        break;
+      case 'noTier':
+        ok = !m.tierUsed[q(c.tier)];
+        break;
+      case 'useHost':
+        ok = c.hosts.some((x) => computing.has(h(x)));
+        break;
+      case 'noHost':
+        ok = !used.has(h(c.host));
+        break;
+      case 'maxUpload':
+        ok = m.tierUpload[q(c.tier)] <= c.bytes;
+        break;
+      case 'maxCompute':
+        ok = m.tierCompute[q(c.tier)] <= toAtoms(c.ms);
+        break;
+      case 'maxComputeShare':
+        ok = shareOk(m.tierCompute[q(c.tier)], m.compute, c.share);
+        break;
+      case 'maxWeights':
+        ok = (m.hostWeights.get(h(c.host)) ?? 0) <= c.bytes;
+        break;
     }
     if (!ok) return c;
   }

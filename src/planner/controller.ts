@@ -84,10 +84,29 @@ export interface CurrentPlan {
  */
 export type Decision =
   | { kind: 'keep'; reason: string; current: Plan | null; best: Plan | null }
-  | { kind: 'propose'; reason: string; candidate: Plan; current: Plan | null; gain: number; round: number; rounds: number }
+  | {
+      kind: 'propose';
+      reason: string;
+      candidate: Plan;
+      current: Plan | null;
+      gain: number;
+      round: number;
+      rounds: number;
+    }
   | { kind: 'adopt'; reason: string; plan: Plan; current: Plan | null; gain: number; urgent: boolean };
 
-const KINDS: ReadonlySet<string> = new Set(['blockOn', 'blockNotOn', 'useTier', 'noTier', 'useHost', 'noHost', 'maxUpload', 'maxCompute', 'maxComputeShare', 'maxWeights']);
+const KINDS: ReadonlySet<string> = new Set([
+  'blockOn',
+  'blockNotOn',
+  'useTier',
+  'noTier',
+  'useHost',
+  'noHost',
+  'maxUpload',
+  'maxCompute',
+  'maxComputeShare',
+  'maxWeights',
+]);
 
 function bad(msg: string): never {
   throw new CleaveError('E_BAD_INPUT', msg);
@@ -95,7 +114,8 @@ function bad(msg: string): never {
 
 /** Validates settings from outside (config, HTTP): unknown fields and wrong types throw E_BAD_INPUT naming the field. */
 export function checkControllerSettings(partial: unknown): Partial<ControllerSettings> {
-  if (typeof partial !== 'object' || partial === null || Array.isArray(partial)) bad('controller settings: must be an object');
+  if (typeof partial !== 'object' || partial === null || Array.isArray(partial))
+    bad('controller settings: must be an object');
   const out: { -readonly [K in keyof ControllerSettings]?: ControllerSettings[K] } = {};
   const num = (k: string, v: unknown, ok: (x: number) => boolean, what: string): number => {
     if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) bad(`${k}: must be ${what} (got ${JSON.stringify(v)})`);
@@ -105,13 +125,22 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
     if (v === undefined) continue;
     switch (k) {
       case 'objective':
-        if (v !== 'latency' && v !== 'throughput') bad(`objective: must be 'latency' or 'throughput' (got ${JSON.stringify(v)})`);
+        if (v !== 'latency' && v !== 'throughput')
+          bad(`objective: must be 'latency' or 'throughput' (got ${JSON.stringify(v)})`);
         out.objective = v;
         break;
-      case 'replanIntervalMs': out.replanIntervalMs = num(k, v, (x) => x >= 100, 'a number >= 100 (ms)'); break;
-      case 'hysteresis': out.hysteresis = num(k, v, (x) => x >= 0 && x <= 1, 'a number in [0, 1]'); break;
-      case 'confirmRounds': out.confirmRounds = num(k, v, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1'); break;
-      case 'minDwellMs': out.minDwellMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)'); break;
+      case 'replanIntervalMs':
+        out.replanIntervalMs = num(k, v, (x) => x >= 100, 'a number >= 100 (ms)');
+        break;
+      case 'hysteresis':
+        out.hysteresis = num(k, v, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+        break;
+      case 'confirmRounds':
+        out.confirmRounds = num(k, v, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
+        break;
+      case 'minDwellMs':
+        out.minDwellMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
+        break;
       case 'paused':
         if (typeof v !== 'boolean') bad(`paused: must be true or false (got ${JSON.stringify(v)})`);
         out.paused = v;
@@ -120,7 +149,8 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
         if (!Array.isArray(v)) bad('constraints: must be an array of constraints');
         v.forEach((c: unknown, i) => {
           const kind = typeof c === 'object' && c !== null ? (c as { kind?: unknown }).kind : undefined;
-          if (typeof kind !== 'string' || !KINDS.has(kind)) bad(`constraints[${i}]: unknown constraint kind ${JSON.stringify(kind)} (known: ${[...KINDS].join(', ')})`);
+          if (typeof kind !== 'string' || !KINDS.has(kind))
+            bad(`constraints[${i}]: unknown constraint kind ${JSON.stringify(kind)} (known: ${[...KINDS].join(', ')})`);
         });
         out.constraints = Object.freeze([...(v as Constraint[])]);
         break;
@@ -140,29 +170,39 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
 export function liveInput(s: LiveSnapshot, objective: Objective, constraints: readonly Constraint[]): PlanInput {
   const down = new Set(s.down);
   for (const [name, f] of Object.entries(s.slowdown)) {
-    if (typeof f !== 'number' || !Number.isFinite(f) || f <= 0) bad(`slowdown.${name}: must be a number > 0 (got ${String(f)})`);
+    if (typeof f !== 'number' || !Number.isFinite(f) || f <= 0)
+      bad(`slowdown.${name}: must be a number > 0 (got ${String(f)})`);
   }
-  const hosts = s.input.hosts.filter((h) => !down.has(h.name)).map((h) => {
-    const f = s.slowdown[h.name] ?? 1;
-    if (f === 1) return h;
-    return {
-      ...h,
-      blockMs: h.blockMs.map((ms) => ms * f),
-      stageOverheadMs: h.stageOverheadMs === undefined ? undefined : h.stageOverheadMs * f,
-      cutMsPerByte: h.cutMsPerByte === undefined ? undefined : h.cutMsPerByte * f,
-    };
-  });
+  const hosts = s.input.hosts
+    .filter((h) => !down.has(h.name))
+    .map((h) => {
+      const f = s.slowdown[h.name] ?? 1;
+      if (f === 1) return h;
+      return {
+        ...h,
+        blockMs: h.blockMs.map((ms) => ms * f),
+        stageOverheadMs: h.stageOverheadMs === undefined ? undefined : h.stageOverheadMs * f,
+        cutMsPerByte: h.cutMsPerByte === undefined ? undefined : h.cutMsPerByte * f,
+      };
+    });
   const origin = s.input.tiers[0];
   if (!hosts.some((h) => h.tier === origin)) {
     const all = s.input.hosts.filter((h) => h.tier === origin).map((h) => h.name);
-    throw new CleaveError('E_NO_PLAN', `no plan: every host of the origin tier '${origin}' is down (${all.join(', ')})`);
+    throw new CleaveError(
+      'E_NO_PLAN',
+      `no plan: every host of the origin tier '${origin}' is down (${all.join(', ')})`,
+    );
   }
   const cs: Constraint[] = [];
   for (const c of [...(s.input.constraints ?? []), ...constraints]) {
     if ((c.kind === 'noHost' || c.kind === 'maxWeights') && down.has(c.host)) continue;
     if (c.kind === 'useHost' && c.hosts.some((h) => down.has(h))) {
       const up = c.hosts.filter((h) => !down.has(h));
-      if (up.length === 0) throw new CleaveError('E_NO_PLAN', `no plan: ${c.source ?? describeConstraint(c)} names only hosts that are down (${c.hosts.join(', ')})`);
+      if (up.length === 0)
+        throw new CleaveError(
+          'E_NO_PLAN',
+          `no plan: ${c.source ?? describeConstraint(c)} names only hosts that are down (${c.hosts.join(', ')})`,
+        );
       cs.push({ ...c, hosts: up });
     } else cs.push(c);
   }
@@ -179,7 +219,10 @@ export function liveInput(s: LiveSnapshot, objective: Objective, constraints: re
 }
 
 /** A plan's route, for logs: `device[0:5) -> edge[5:18)`, `device[none] -> cloud[0:18)` when the origin runs nothing. */
-export function routeOf(p: { readonly origin?: string; readonly stages: readonly { readonly host: string; readonly start: number; readonly end: number }[] }): string {
+export function routeOf(p: {
+  readonly origin?: string;
+  readonly stages: readonly { readonly host: string; readonly start: number; readonly end: number }[];
+}): string {
   const parts = p.stages.map((s) => `${s.host}[${s.start}:${s.end})`);
   if (p.origin !== undefined && p.stages[0]?.host !== p.origin) parts.unshift(`${p.origin}[none]`);
   return parts.join(' -> ');
@@ -195,36 +238,45 @@ function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?: string
   if (stages.length === 0) bad('stages: a plan needs at least one stage');
   stages.forEach((st, i) => {
     const from = i === 0 ? 0 : stages[i - 1].end;
-    if (st.start !== from || !Number.isInteger(st.end) || st.end <= st.start) bad(`stages[${i}]: [${st.start}, ${st.end}) does not continue from block ${from}`);
+    if (st.start !== from || !Number.isInteger(st.end) || st.end <= st.start)
+      bad(`stages[${i}]: [${st.start}, ${st.end}) does not continue from block ${from}`);
   });
-  if (stages[stages.length - 1].end !== p.n) bad(`stages: end at block ${stages[stages.length - 1].end}, the model has ${p.n} blocks`);
+  if (stages[stages.length - 1].end !== p.n)
+    bad(`stages: end at block ${stages[stages.length - 1].end}, the model has ${p.n} blocks`);
   const idx = (name: string): number => p.hostNames.indexOf(name);
   for (const st of stages) if (idx(st.host) < 0) return `${st.host} is not in the live input`;
   const firstH = idx(stages[0].host);
   const origins = p.hostNames.map((_, h) => h).filter((h) => p.hostTier[h] === 0);
   let origin: number;
   if (p.hostTier[firstH] === 0) {
-    if (originName !== undefined && originName !== stages[0].host) bad(`stages[0]: ${stages[0].host} is in the origin tier but the origin is ${originName}`);
+    if (originName !== undefined && originName !== stages[0].host)
+      bad(`stages[0]: ${stages[0].host} is in the origin tier but the origin is ${originName}`);
     origin = firstH;
   } else if (originName !== undefined) {
     origin = idx(originName);
     if (origin < 0) return `its origin ${originName} is not in the live input`;
   } else {
-    if (origins.length !== 1) bad('origin: the first stage is not in the origin tier and that tier has several hosts; name the origin');
+    if (origins.length !== 1)
+      bad('origin: the first stage is not in the origin tier and that tier has several hosts; name the origin');
     origin = origins[0];
   }
   const steps: { q: number; h: number; end: number }[] = origin === firstH ? [] : [{ q: 0, h: origin, end: 0 }];
   for (const [i, st] of stages.entries()) {
     const h = idx(st.host);
     const q = p.hostTier[h];
-    if (steps.length > 0 && q <= steps[steps.length - 1].q) bad(`stages[${i}]: ${st.host} (tier ${p.tiers[q]}) does not come after tier ${p.tiers[steps[steps.length - 1].q]}`);
+    if (steps.length > 0 && q <= steps[steps.length - 1].q)
+      bad(
+        `stages[${i}]: ${st.host} (tier ${p.tiers[q]}) does not come after tier ${p.tiers[steps[steps.length - 1].q]}`,
+      );
     steps.push({ q, h, end: st.end });
   }
   const shape: Shape = { origin, steps };
   const m = evaluate(p, shape);
   if (!m) {
     const hs = steps.map((x) => x.h);
-    for (let i = 1; i < hs.length; i++) if (Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]])) return `no measured link ${p.hostNames[hs[i - 1]]}->${p.hostNames[hs[i]]}`;
+    for (let i = 1; i < hs.length; i++)
+      if (Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]]))
+        return `no measured link ${p.hostNames[hs[i - 1]]}->${p.hostNames[hs[i]]}`;
     return `no measured link between ${p.hostNames[hs[hs.length - 1]]} and ${p.hostNames[origin]} for the result`;
   }
   return { plan: toPlan(p, { shape, m }), broken: violated(p, shape, m, p.input.constraints ?? []) };
@@ -291,7 +343,9 @@ function predicted(sc: Scoring, cur: Plan, best: Plan): string {
 }
 
 function priceText(sc: Scoring, p: Plan): string {
-  return sc.objective === 'latency' ? `${num(scoreOf(sc, p))} ms${loadText(sc)}` : `bottleneck ${num(p.bottleneckMs)} ms`;
+  return sc.objective === 'latency'
+    ? `${num(scoreOf(sc, p))} ms${loadText(sc)}`
+    : `bottleneck ${num(p.bottleneckMs)} ms`;
 }
 
 interface Baseline {
@@ -303,23 +357,27 @@ interface Baseline {
 
 /** What moved between the baseline and now, largest first (EXPLAIN_LIMITS). */
 function moves(base: Baseline | null, s: LiveSnapshot, set: ControllerSettings): string {
-  if (!base) return 'no snapshot from the current plan\'s adoption to compare with';
+  if (!base) return "no snapshot from the current plan's adoption to compare with";
   const out: { mag: number; text: string }[] = [];
-  if (base.objective !== set.objective) out.push({ mag: Infinity, text: `objective ${base.objective} -> ${set.objective}` });
-  if (base.constraints !== set.constraints) out.push({ mag: Infinity, text: `constraints changed (${set.constraints.length} now)` });
+  if (base.objective !== set.objective)
+    out.push({ mag: Infinity, text: `objective ${base.objective} -> ${set.objective}` });
+  if (base.constraints !== set.constraints)
+    out.push({ mag: Infinity, text: `constraints changed (${set.constraints.length} now)` });
   const wasDown = new Set(base.snap.down);
   const isDown = new Set(s.down);
   for (const h of isDown) if (!wasDown.has(h)) out.push({ mag: Infinity, text: `${h} down` });
   for (const h of wasDown) if (!isDown.has(h)) out.push({ mag: Infinity, text: `${h} back up` });
   const change = (what: string, from: number, to: number, unit: string): void => {
     const mag = Math.abs(Math.log(Math.max(to, 1e-9) / Math.max(from, 1e-9)));
-    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove)) out.push({ mag, text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
+    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
+      out.push({ mag, text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
   };
   for (const h of new Set([...Object.keys(base.snap.slowdown), ...Object.keys(s.slowdown)])) {
     const a = base.snap.slowdown[h] ?? 1;
     const b = s.slowdown[h] ?? 1;
     const mag = Math.abs(Math.log(b / a));
-    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove)) out.push({ mag, text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
+    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
+      out.push({ mag, text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
   }
   const old = new Map(base.snap.input.links.map((l) => [`${l.from}->${l.to}`, l]));
   for (const l of s.input.links) {
@@ -329,9 +387,13 @@ function moves(base: Baseline | null, s: LiveSnapshot, set: ControllerSettings):
     change(`link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s');
     change(`link ${key} rtt`, o.rttMs, l.rttMs, ' ms');
   }
-  if (out.length === 0) return `no measurement moved by ${EXPLAIN_LIMITS.minMove * 100}% or more since the current plan was adopted`;
+  if (out.length === 0)
+    return `no measurement moved by ${EXPLAIN_LIMITS.minMove * 100}% or more since the current plan was adopted`;
   out.sort((a, b) => b.mag - a.mag);
-  return `since adoption: ${out.slice(0, EXPLAIN_LIMITS.maxMoves).map((x) => x.text).join(', ')}`;
+  return `since adoption: ${out
+    .slice(0, EXPLAIN_LIMITS.maxMoves)
+    .map((x) => x.text)
+    .join(', ')}`;
 }
 
 export class Controller {
@@ -380,7 +442,10 @@ export class Controller {
     try {
       live = liveInput(s, set.objective, set.constraints);
       p = prepare(live);
-      best = sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0 ? loadedBest(p, sc.concurrency) : (search(p).plans[0] ?? null);
+      best =
+        sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0
+          ? loadedBest(p, sc.concurrency)
+          : (search(p).plans[0] ?? null);
       if (!best) planFull(live); // throws E_NO_PLAN with the planner's diagnosis
     } catch (e) {
       if (!isCleaveError(e) || (e.code !== 'E_NO_PLAN' && e.code !== 'E_UNSUPPORTED')) throw e;
@@ -388,35 +453,65 @@ export class Controller {
     }
     const priced = current && p ? priceOn(p, current.stages, current.origin) : null;
     const cur = priced && typeof priced !== 'string' ? priced : null;
-    const down = current ? [current.origin, ...current.stages.map((x) => x.host)].find((h) => h !== undefined && s.down.includes(h)) : undefined;
-    const why = down !== undefined ? `runs through ${down}, which is down` : typeof priced === 'string' ? `cannot run: ${priced}` : '';
+    const down = current
+      ? [current.origin, ...current.stages.map((x) => x.host)].find((h) => h !== undefined && s.down.includes(h))
+      : undefined;
+    const why =
+      down !== undefined
+        ? `runs through ${down}, which is down`
+        : typeof priced === 'string'
+          ? `cannot run: ${priced}`
+          : '';
     const keep = (reason: string): Decision => {
       this.#pending = null;
       return { kind: 'keep', reason, current: cur?.plan ?? null, best };
     };
     const origins = s.input.hosts.filter((h) => h.tier === s.input.tiers[0]).map((h) => h.name);
-    const curRoute = current ? routeOf(cur?.plan ?? { origin: current.origin ?? (origins.length === 1 ? origins[0] : undefined), stages: current.stages }) : '';
-    const bestText = best ? `the best plan is ${routeOf(best)} (${priceText(sc, best)})` : `no feasible plan (${failure})`;
+    const curRoute = current
+      ? routeOf(
+          cur?.plan ?? {
+            origin: current.origin ?? (origins.length === 1 ? origins[0] : undefined),
+            stages: current.stages,
+          },
+        )
+      : '';
+    const bestText = best
+      ? `the best plan is ${routeOf(best)} (${priceText(sc, best)})`
+      : `no feasible plan (${failure})`;
 
     if (set.paused) return keep(`paused: keeping ${current ? curRoute : 'no plan'}; ${bestText}`);
     if (current?.pinned) {
-      if (why) return keep(`pinned plan ${curRoute} ${why}; keeping it, the runtime decides (unpin to re-plan); ${bestText}`);
+      if (why)
+        return keep(`pinned plan ${curRoute} ${why}; keeping it, the runtime decides (unpin to re-plan); ${bestText}`);
       return keep(`pinned: keeping ${curRoute}; ${bestText}`);
     }
-    if (!best) return keep(`no feasible plan on the live estimates, keeping ${current ? curRoute : 'no plan'}${why ? ` (which ${why})` : ''}: ${failure}; ${moves(this.#base, s, set)}`);
+    if (!best)
+      return keep(
+        `no feasible plan on the live estimates, keeping ${current ? curRoute : 'no plan'}${why ? ` (which ${why})` : ''}: ${failure}; ${moves(this.#base, s, set)}`,
+      );
     const route = routeOf(best);
     if (!current || !cur) {
       this.#pending = null;
       const what = current ? `current plan ${curRoute} ${why}` : 'no current plan';
       const base = current ? `; ${moves(this.#base, s, set)}` : '';
-      return { kind: 'adopt', reason: `${what}: adopting ${route} at once (predicted ${priceText(sc, best)})${base}`, plan: best, current: null, gain: 1, urgent: true };
+      return {
+        kind: 'adopt',
+        reason: `${what}: adopting ${route} at once (predicted ${priceText(sc, best)})${base}`,
+        plan: best,
+        current: null,
+        gain: 1,
+        urgent: true,
+      };
     }
     const gain = gainOf(sc, cur.plan, best);
     const moved = moves(this.#base, s, set);
-    if (route === curRoute) return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
+    if (route === curRoute)
+      return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';
     if (!broken && !(gain >= set.hysteresis && gain > 0)) {
-      return keep(`keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below the ${Math.round(set.hysteresis * 100)}% hysteresis; ${moved}`);
+      return keep(
+        `keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below the ${Math.round(set.hysteresis * 100)}% hysteresis; ${moved}`,
+      );
     }
     const pend = this.#pending;
     const rounds = pend && pend.candidate === route && pend.current === curRoute ? pend.rounds + 1 : 1;
@@ -425,9 +520,27 @@ export class Controller {
     const story = `${moved};${broken} ${predicted(sc, cur.plan, best)}: ${route} over ${curRoute}`;
     if (rounds >= set.confirmRounds && dwellLeft <= 0) {
       this.#pending = null;
-      return { kind: 'adopt', reason: `${story}; confirmed for ${rounds} round${rounds === 1 ? '' : 's'}, adopting`, plan: best, current: cur.plan, gain, urgent: false };
+      return {
+        kind: 'adopt',
+        reason: `${story}; confirmed for ${rounds} round${rounds === 1 ? '' : 's'}, adopting`,
+        plan: best,
+        current: cur.plan,
+        gain,
+        urgent: false,
+      };
     }
-    const wait = rounds < set.confirmRounds ? `round ${rounds} of ${set.confirmRounds}` : `confirmed, waiting out the dwell (${num(dwellLeft / 1000)} s of ${num(set.minDwellMs / 1000)} s left)`;
-    return { kind: 'propose', reason: `${story}; ${wait}`, candidate: best, current: cur.plan, gain, round: rounds, rounds: set.confirmRounds };
+    const wait =
+      rounds < set.confirmRounds
+        ? `round ${rounds} of ${set.confirmRounds}`
+        : `confirmed, waiting out the dwell (${num(dwellLeft / 1000)} s of ${num(set.minDwellMs / 1000)} s left)`;
+    return {
+      kind: 'propose',
+      reason: `${story}; ${wait}`,
+      candidate: best,
+      current: cur.plan,
+      gain,
+      round: rounds,
+      rounds: set.confirmRounds,
+    };
   }
 }

@@ -67,7 +67,11 @@ export function transfers(p: Prepared, from: number, to: number): Float64Array |
 }
 
 /** The result's return `last -> origin` under the cleave model (zero under scission or when last is the origin). */
-function returnCost(p: Prepared, last: number, origin: number): { lat: number; busy: number; bytes: number; used: boolean } | undefined {
+function returnCost(
+  p: Prepared,
+  last: number,
+  origin: number,
+): { lat: number; busy: number; bytes: number; used: boolean } | undefined {
   if (!p.returns || last === origin) return { lat: 0, busy: 0, bytes: 0, used: false };
   const i = last * p.H + origin;
   const k = p.retK[i];
@@ -104,9 +108,19 @@ export interface Metrics {
 export function evaluate(p: Prepared, s: Shape): Metrics | undefined {
   const T = p.T;
   const m: Metrics = {
-    latency: 0, bottleneck: 0, compute: 0, transfer: 0, deviceOut: 0, deviceCompute: 0, bytesTransferred: 0,
-    tierCompute: new Array<number>(T).fill(0), tierUpload: new Array<number>(T).fill(0), tierUsed: new Array<boolean>(T).fill(false),
-    hostWeights: new Map(), hops: [], stageCompute: [],
+    latency: 0,
+    bottleneck: 0,
+    compute: 0,
+    transfer: 0,
+    deviceOut: 0,
+    deviceCompute: 0,
+    bytesTransferred: 0,
+    tierCompute: new Array<number>(T).fill(0),
+    tierUpload: new Array<number>(T).fill(0),
+    tierUsed: new Array<boolean>(T).fill(false),
+    hostWeights: new Map(),
+    hops: [],
+    stageCompute: [],
   };
   let sender = s.origin;
   let senderTier = 0;

@@ -18,7 +18,16 @@ import type { Constraint } from './types.js';
 
 export const DEFAULT_TIERS: readonly string[] = ['device', 'edge', 'cloud'];
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+};
 
 function bad(flag: string, msg: string): never {
   throw new CleaveError('E_BAD_INPUT', `${flag}: ${msg}`);
@@ -44,7 +53,8 @@ export function parseScissionCriteria(flag: string, tier: string, text: string):
     else if (item === '!-1') out.push({ kind: 'useTier', tier, source });
     else if (/^\d+$/.test(item)) out.push({ kind: 'blockOn', block: Number(item), tier, source });
     else if (/^!\d+$/.test(item)) out.push({ kind: 'blockNotOn', block: Number(item.slice(1)), tier, source });
-    else if (/^-\d+$/.test(item) || /^!-\d+$/.test(item)) bad(flag, `'${item}': negative block indices other than -1 mean nothing`);
+    else if (/^-\d+$/.test(item) || /^!-\d+$/.test(item))
+      bad(flag, `'${item}': negative block indices other than -1 mean nothing`);
     else if (item.startsWith('!')) out.push({ kind: 'noHost', host: item.slice(1), source });
     else hosts.push(item);
   }
@@ -88,10 +98,14 @@ export function parseConstraintFlag(flag: string, value: string): Constraint[] {
       const [k, tier] = pair();
       return blocks(k).map((block) => ({ kind: 'blockNotOn', block, tier, source }));
     }
-    case '--use-tier': return [{ kind: 'useTier', tier: name(), source }];
-    case '--no-tier': return [{ kind: 'noTier', tier: name(), source }];
-    case '--use-host': return [{ kind: 'useHost', hosts: [name()], source }];
-    case '--no-host': return [{ kind: 'noHost', host: name(), source }];
+    case '--use-tier':
+      return [{ kind: 'useTier', tier: name(), source }];
+    case '--no-tier':
+      return [{ kind: 'noTier', tier: name(), source }];
+    case '--use-host':
+      return [{ kind: 'useHost', hosts: [name()], source }];
+    case '--no-host':
+      return [{ kind: 'noHost', host: name(), source }];
     case '--max-upload': {
       const [tier, size] = pair();
       return [{ kind: 'maxUpload', tier, bytes: parseSize(size, flag), source }];

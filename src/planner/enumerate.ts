@@ -47,10 +47,14 @@ function forEachShape(p: Prepared, visit: (s: Shape) => void, limit = Infinity):
 export function feasiblePlans(p: Prepared, limit = Infinity): Scored[] {
   const out: Scored[] = [];
   const constraints = p.input.constraints ?? [];
-  forEachShape(p, (shape) => {
-    const m = evaluate(p, shape);
-    if (m && !violated(p, shape, m, constraints)) out.push({ shape, m });
-  }, limit);
+  forEachShape(
+    p,
+    (shape) => {
+      const m = evaluate(p, shape);
+      if (m && !violated(p, shape, m, constraints)) out.push({ shape, m });
+    },
+    limit,
+  );
   return out;
 }
 
@@ -78,7 +82,10 @@ export function countShapes(p: Prepared): bigint {
 export function enumeratePlans(input: PlanInput): PlanResult {
   const p = prepare(input);
   const all = feasiblePlans(p);
-  const ranked = all.slice().sort(p.objective === 'throughput' ? byThroughput : byLatency).slice(0, p.topN);
+  const ranked = all
+    .slice()
+    .sort(p.objective === 'throughput' ? byThroughput : byLatency)
+    .slice(0, p.topN);
   return {
     objective: p.objective,
     costModel: p.costModel,

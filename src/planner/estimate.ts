@@ -64,9 +64,15 @@ export class StepMedian {
   #count = 0;
 
   constructor(opts: Partial<StepMedianOptions> = {}) {
-    const o = { windowMs: ESTIMATE_DEFAULTS.windowMs, minSamples: ESTIMATE_DEFAULTS.minSamples, maxSamples: ESTIMATE_DEFAULTS.maxSamples, ...opts };
+    const o = {
+      windowMs: ESTIMATE_DEFAULTS.windowMs,
+      minSamples: ESTIMATE_DEFAULTS.minSamples,
+      maxSamples: ESTIMATE_DEFAULTS.maxSamples,
+      ...opts,
+    };
     if (!(isNonNeg(o.windowMs) && o.windowMs > 0)) bad(`windowMs: must be a number > 0 (got ${String(o.windowMs)})`);
-    if (!Number.isInteger(o.minSamples) || o.minSamples < 1) bad(`minSamples: must be an integer >= 1 (got ${String(o.minSamples)})`);
+    if (!Number.isInteger(o.minSamples) || o.minSamples < 1)
+      bad(`minSamples: must be an integer >= 1 (got ${String(o.minSamples)})`);
     if (!Number.isInteger(o.maxSamples) || o.maxSamples < o.minSamples || o.maxSamples > 1_000_000) {
       bad(`maxSamples: must be an integer from minSamples (${o.minSamples}) to 1000000 (got ${String(o.maxSamples)})`);
     }
@@ -138,22 +144,33 @@ export interface SlowdownOptions {
  * Returns 1 when nothing usable was observed (or the segments are profiled at 0 ms), otherwise a value
  * clamped to [minSlowdown, maxSlowdown] (ESTIMATE_DEFAULTS: [0.25, 50]).
  */
-export function slowdownOf(observed: readonly ObservedSegment[], blockMs: readonly number[], opts: SlowdownOptions = {}): number {
+export function slowdownOf(
+  observed: readonly ObservedSegment[],
+  blockMs: readonly number[],
+  opts: SlowdownOptions = {},
+): number {
   const ovh = opts.stageOverheadMs ?? 0;
   const minRuns = opts.minRuns ?? ESTIMATE_DEFAULTS.minRuns;
   const lo = opts.minSlowdown ?? ESTIMATE_DEFAULTS.minSlowdown;
   const hi = opts.maxSlowdown ?? ESTIMATE_DEFAULTS.maxSlowdown;
   if (!isNonNeg(ovh)) bad(`stageOverheadMs: must be a number >= 0 (got ${String(ovh)})`);
   if (!Number.isInteger(minRuns) || minRuns < 1) bad(`minRuns: must be an integer >= 1 (got ${String(minRuns)})`);
-  if (!(isNonNeg(lo) && lo > 0 && isNonNeg(hi) && hi >= lo)) bad(`minSlowdown, maxSlowdown: must be numbers with 0 < minSlowdown <= maxSlowdown (got ${String(lo)}, ${String(hi)})`);
-  blockMs.forEach((ms, i) => { if (!isNonNeg(ms)) bad(`blockMs[${i}]: must be a number >= 0 (got ${String(ms)})`); });
+  if (!(isNonNeg(lo) && lo > 0 && isNonNeg(hi) && hi >= lo))
+    bad(
+      `minSlowdown, maxSlowdown: must be numbers with 0 < minSlowdown <= maxSlowdown (got ${String(lo)}, ${String(hi)})`,
+    );
+  blockMs.forEach((ms, i) => {
+    if (!isNonNeg(ms)) bad(`blockMs[${i}]: must be a number >= 0 (got ${String(ms)})`);
+  });
   const n = blockMs.length;
   let seen = 0;
   let predicted = 0;
   observed.forEach((o, i) => {
     const at = `observed[${i}]`;
-    if (!Number.isInteger(o.start) || o.start < 0 || o.start >= n) bad(`${at}.start: must be a block index in [0, ${n}) (got ${String(o.start)})`);
-    if (!Number.isInteger(o.end) || o.end <= o.start || o.end > n) bad(`${at}.end: must be an integer in (${o.start}, ${n}] (got ${String(o.end)})`);
+    if (!Number.isInteger(o.start) || o.start < 0 || o.start >= n)
+      bad(`${at}.start: must be a block index in [0, ${n}) (got ${String(o.start)})`);
+    if (!Number.isInteger(o.end) || o.end <= o.start || o.end > n)
+      bad(`${at}.end: must be an integer in (${o.start}, ${n}] (got ${String(o.end)})`);
     if (!isNonNeg(o.meanMs)) bad(`${at}.meanMs: must be a number >= 0 (got ${String(o.meanMs)})`);
     if (!Number.isInteger(o.count) || o.count < 0) bad(`${at}.count: must be an integer >= 0 (got ${String(o.count)})`);
     if (o.count < minRuns) return;

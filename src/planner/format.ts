@@ -58,7 +58,13 @@ function details(plan: Plan): string[] {
     `latency ${fmtMs(plan.latencyMs)} ms = compute ${fmtMs(plan.computeMs)} + transfer ${fmtMs(plan.transferMs)}; throughput <= ${rps} (bottleneck ${fmtMs(plan.bottleneckMs)} ms: ${bottleneckOf(plan)})`,
   ];
   if (plan.hops.length > 0) {
-    lines.push(plan.hops.map((h) => `${h.from} -> ${h.to} ${fmtBytes(h.bytes)} ${fmtMs(h.ms)} ms${h.kind === 'return' ? ' (result)' : ''}`).join(', '));
+    lines.push(
+      plan.hops
+        .map(
+          (h) => `${h.from} -> ${h.to} ${fmtBytes(h.bytes)} ${fmtMs(h.ms)} ms${h.kind === 'return' ? ' (result)' : ''}`,
+        )
+        .join(', '),
+    );
   } else {
     lines.push('no transfers: the origin runs every block');
   }
@@ -68,15 +74,22 @@ function details(plan: Plan): string[] {
 export function formatResult(result: PlanResult, opts: { readonly title?: string } = {}): string {
   const out: string[] = [];
   const what = result.objective === 'latency' ? 'lowest latency' : 'highest throughput (then lowest latency)';
-  out.push(`${opts.title ? `${opts.title}: ` : ''}${result.plans.length} best plan${result.plans.length === 1 ? '' : 's'} by ${what}; cost model ${result.costModel}, raw input ${fmtBytes(result.inputBytes)}, ${result.search === 'dp' ? 'exact DP' : result.search}`);
+  out.push(
+    `${opts.title ? `${opts.title}: ` : ''}${result.plans.length} best plan${result.plans.length === 1 ? '' : 's'} by ${what}; cost model ${result.costModel}, raw input ${fmtBytes(result.inputBytes)}, ${result.search === 'dp' ? 'exact DP' : result.search}`,
+  );
   result.plans.forEach((p, i) => {
     out.push(`[${i + 1}] ${formatPlan(p)}`);
     for (const l of details(p)) out.push(`    ${l}`);
   });
   if (result.pareto) {
-    out.push('', `Pareto set (no plan is better on all of latency, bytes leaving the device, device compute): ${result.pareto.length} plan${result.pareto.length === 1 ? '' : 's'}`);
+    out.push(
+      '',
+      `Pareto set (no plan is better on all of latency, bytes leaving the device, device compute): ${result.pareto.length} plan${result.pareto.length === 1 ? '' : 's'}`,
+    );
     for (const p of result.pareto) {
-      out.push(`  ${fmtMs(p.latencyMs)} ms, ${fmtBytes(p.deviceBytesOut)} out, device ${fmtMs(p.deviceComputeMs)} ms - ${formatPlan(p)}`);
+      out.push(
+        `  ${fmtMs(p.latencyMs)} ms, ${fmtBytes(p.deviceBytesOut)} out, device ${fmtMs(p.deviceComputeMs)} ms - ${formatPlan(p)}`,
+      );
     }
   }
   return out.join('\n');

@@ -2,7 +2,15 @@
 export { plan } from './plan.js';
 export { enumeratePlans } from './enumerate.js';
 export { profilesToInput, type ProfilesToInputOptions } from './input.js';
-export { parseProfile, checkProfiles, PROFILE_FORMAT, type Profile, type ProfileBlock, type ProfileHost, type ProfileTimings } from './profile.js';
+export {
+  parseProfile,
+  checkProfiles,
+  PROFILE_FORMAT,
+  type Profile,
+  type ProfileBlock,
+  type ProfileHost,
+  type ProfileTimings,
+} from './profile.js';
 export { parseNetworkCsv, type NetworkLink } from './network.js';
 export { parseScissionCriteria, parseConstraintFlag, parseSize, DEFAULT_TIERS } from './criteria.js';
 export { formatPlan, formatResult } from './format.js';
@@ -10,5 +18,26 @@ export { planSvg } from './svg.js';
 export { describeConstraint } from './prepare.js';
 export { ATOMS_PER_MS } from './atoms.js';
 export * from './types.js';
-export { Controller, CONTROLLER_DEFAULTS, EXPLAIN_LIMITS, checkControllerSettings, evaluateStages, liveInput, loadedLatencyMs, routeOf, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from './controller.js';
-export { StepMedian, WindowExtreme, slowdownOf, ESTIMATE_DEFAULTS, type ObservedSegment, type SlowdownOptions, type StepMedianOptions } from './estimate.js';
+export {
+  Controller,
+  CONTROLLER_DEFAULTS,
+  EXPLAIN_LIMITS,
+  checkControllerSettings,
+  evaluateStages,
+  liveInput,
+  loadedLatencyMs,
+  routeOf,
+  type ControllerSettings,
+  type CurrentPlan,
+  type Decision,
+  type LiveSnapshot,
+} from './controller.js';
+export {
+  StepMedian,
+  WindowExtreme,
+  slowdownOf,
+  ESTIMATE_DEFAULTS,
+  type ObservedSegment,
+  type SlowdownOptions,
+  type StepMedianOptions,
+} from './estimate.js';

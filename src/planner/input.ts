@@ -6,7 +6,15 @@ import { CleaveError } from '../errors.js';
 import { DEFAULT_TIERS } from './criteria.js';
 import { defaultInputBytes } from './prepare.js';
 import { checkProfiles, type Profile } from './profile.js';
-import { PLANNER_DEFAULTS, type Constraint, type CostModel, type Objective, type PlanInput, type PlanLink, type PlannerOptions } from './types.js';
+import {
+  PLANNER_DEFAULTS,
+  type Constraint,
+  type CostModel,
+  type Objective,
+  type PlanInput,
+  type PlanLink,
+  type PlannerOptions,
+} from './types.js';
 
 export interface ProfilesToInputOptions {
   /** Tier chain, origin first. Default device, edge, cloud. */
@@ -36,11 +44,17 @@ export function profilesToInput(
   const model = profiles[0].profile.model;
   for (const { profile, source } of profiles) {
     if (!tiers.includes(profile.host.tier)) {
-      throw new CleaveError('E_BAD_PROFILE', `${source}: host.tier '${profile.host.tier}' is not in the tier chain ${tiers.join(' -> ')}`);
+      throw new CleaveError(
+        'E_BAD_PROFILE',
+        `${source}: host.tier '${profile.host.tier}' is not in the tier chain ${tiers.join(' -> ')}`,
+      );
     }
   }
   if (!profiles.some(({ profile }) => profile.host.tier === tiers[0])) {
-    throw new CleaveError('E_BAD_PROFILE', `no profile of a '${tiers[0]}' host: the origin tier must have one (requests arrive there)`);
+    throw new CleaveError(
+      'E_BAD_PROFILE',
+      `no profile of a '${tiers[0]}' host: the origin tier must have one (requests arrive there)`,
+    );
   }
   // Every pair of hosts in increasing tiers may be used (a skipped tier makes the link jump over it).
   if ((opts.options?.missingLinks ?? PLANNER_DEFAULTS.missingLinks) === 'error') {
@@ -49,7 +63,10 @@ export function profilesToInput(
       for (const b of profiles) {
         if (tiers.indexOf(a.profile.host.tier) >= tiers.indexOf(b.profile.host.tier)) continue;
         if (!have.has(`${a.profile.host.name}\u0000${b.profile.host.name}`)) {
-          throw new CleaveError('E_BAD_NETWORK', `${opts.networkSource ?? 'network'}: no row for ${a.profile.host.name} -> ${b.profile.host.name} (${a.source} is ${a.profile.host.tier}, ${b.source} is ${b.profile.host.tier}; every host may send to any later tier)`);
+          throw new CleaveError(
+            'E_BAD_NETWORK',
+            `${opts.networkSource ?? 'network'}: no row for ${a.profile.host.name} -> ${b.profile.host.name} (${a.source} is ${a.profile.host.tier}, ${b.source} is ${b.profile.host.tier}; every host may send to any later tier)`,
+          );
         }
       }
     }

@@ -23,12 +23,12 @@ class RangeMin {
   constructor(size: number) {
     this.lg = new Uint8Array(size + 1);
     for (let i = 2; i <= size; i++) this.lg[i] = this.lg[i >> 1] + 1;
-    for (let k = 0; (1 << k) <= size; k++) this.levels.push(new Float64Array(size));
+    for (let k = 0; 1 << k <= size; k++) this.levels.push(new Float64Array(size));
   }
   build(a: Float64Array, off: number, size: number): void {
     const L0 = this.levels[0];
     for (let i = 0; i < size; i++) L0[i] = a[off + i];
-    for (let k = 1; (1 << k) <= size; k++) {
+    for (let k = 1; 1 << k <= size; k++) {
       const prev = this.levels[k - 1];
       const cur = this.levels[k];
       const half = 1 << (k - 1);
@@ -209,7 +209,9 @@ export class MinMaxDP {
       const hi = this.hi[b];
       if (lo > hi) continue;
       const sub = PS[b] - (b > 0 ? p.stageOvh[g] : 0);
-      S[base + b] = cut ? this.stageScan(PE, sub, base, lo, hi, cap, theta, flagged) : this.stageMin(PE, sub, lo, hi, theta, flagged);
+      S[base + b] = cut
+        ? this.stageScan(PE, sub, base, lo, hi, cap, theta, flagged)
+        : this.stageMin(PE, sub, lo, hi, theta, flagged);
     }
   }
 
@@ -217,7 +219,16 @@ export class MinMaxDP {
    * `stageMin` for a host with cut costs, whose stage term PE[c] - sub is not monotone in c: every end
    * scanned (O(n) per start), each tested against the compute cap (the window is a superset, window.ts).
    */
-  private stageScan(PE: Float64Array, sub: number, base: number, lo: number, hi: number, cap: number, theta: number, flagged: boolean): number {
+  private stageScan(
+    PE: Float64Array,
+    sub: number,
+    base: number,
+    lo: number,
+    hi: number,
+    cap: number,
+    theta: number,
+    flagged: boolean,
+  ): number {
     const { E0, E1 } = this;
     let best = Infinity;
     for (let c = lo; c <= hi; c++) {

@@ -27,12 +27,22 @@ export function parseNetworkCsv(text: string, source: string): NetworkLink[] {
     if (line === '' || line.startsWith('#')) return;
     const fields = line.split(',').map((f) => f.trim());
     const bad = (msg: string): never => {
-      throw new CleaveError('E_BAD_NETWORK', `${source}:${row}: ${msg} (expected source,destination,ping(ms),bandwidth(mbps))`);
+      throw new CleaveError(
+        'E_BAD_NETWORK',
+        `${source}:${row}: ${msg} (expected source,destination,ping(ms),bandwidth(mbps))`,
+      );
     };
     if (first) {
       first = false;
       // A header: the first row whose ping and bandwidth are both words.
-      if (fields.length === 4 && /[a-z]/i.test(fields[2]) && /[a-z]/i.test(fields[3]) && Number.isNaN(Number(fields[2])) && Number.isNaN(Number(fields[3]))) return;
+      if (
+        fields.length === 4 &&
+        /[a-z]/i.test(fields[2]) &&
+        /[a-z]/i.test(fields[3]) &&
+        Number.isNaN(Number(fields[2])) &&
+        Number.isNaN(Number(fields[3]))
+      )
+        return;
     }
     if (fields.length !== 4) bad(`${fields.length} fields`);
     const [from, to, pingText, mbpsText] = fields;
@@ -41,7 +51,8 @@ export function parseNetworkCsv(text: string, source: string): NetworkLink[] {
     const ping = Number(pingText);
     if (pingText === '' || !Number.isFinite(ping) || ping < 0) bad(`ping '${pingText}' is not a number of ms >= 0`);
     const mbps = Number(mbpsText);
-    if (mbpsText === '' || !Number.isFinite(mbps) || mbps <= 0) bad(`bandwidth '${mbpsText}' is not a number of Mbps > 0`);
+    if (mbpsText === '' || !Number.isFinite(mbps) || mbps <= 0)
+      bad(`bandwidth '${mbpsText}' is not a number of Mbps > 0`);
     const bytesPerSecond = Math.round(mbps * 125_000);
     if (bytesPerSecond <= 0) bad(`bandwidth ${mbps} Mbps is below 1 byte per second`);
     const key = `${from}\u0000${to}`;

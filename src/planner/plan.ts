@@ -152,7 +152,8 @@ function throughputTop(p: Prepared): Scored[] {
     if (found.length >= p.topN) break;
     theta = level;
     level = nextLevel(theta);
-    if (level <= theta) throw new CleaveError('E_INTERNAL', 'throughput search: the next bottleneck level did not increase');
+    if (level <= theta)
+      throw new CleaveError('E_INTERNAL', 'throughput search: the next bottleneck level did not increase');
   }
   return found;
 }
@@ -166,7 +167,10 @@ function paretoDP(p: Prepared): Scored[] {
     dp.run(o);
     stageWindows(p, 0, o, p.computeCap[0], lo, hi);
     for (let c0 = 0; c0 <= p.n; c0++) {
-      const allowed = c0 === 0 ? !p.mustUse[0] : p.deviceMayCompute && c0 >= lo[0] && c0 <= hi[0] && stageAtoms(p, o, 0, c0) <= p.computeCap[0];
+      const allowed =
+        c0 === 0
+          ? !p.mustUse[0]
+          : p.deviceMayCompute && c0 >= lo[0] && c0 <= hi[0] && stageAtoms(p, o, 0, c0) <= p.computeCap[0];
       if (!allowed) continue;
       const best = dp.bestDeviceEnd(c0);
       if (best) cands.push(score(p, dp.shapeOf(c0, best.suffix)));
@@ -186,7 +190,10 @@ function noPlan(input: PlanInput): CleaveError {
     return search(p).plans.length > 0;
   };
   if (all.length === 0 || !feasible([])) {
-    return new CleaveError('E_NO_PLAN', 'no plan: no route through the tiers covers every block (check that every needed link is in the network)');
+    return new CleaveError(
+      'E_NO_PLAN',
+      'no plan: no route through the tiers covers every block (check that every needed link is in the network)',
+    );
   }
   let keep = all;
   for (const c of all) {
@@ -194,8 +201,9 @@ function noPlan(input: PlanInput): CleaveError {
     if (!feasible(without)) keep = without;
   }
   const names = keep.map((c) => c.source ?? describeConstraint(c));
-  const what = names.length === 1
-    ? `${names[0]} cannot be met (no plan satisfies it even alone)`
-    : `${names.join(', ')} cannot all be met together (any of them without the others can)`;
+  const what =
+    names.length === 1
+      ? `${names[0]} cannot be met (no plan satisfies it even alone)`
+      : `${names.join(', ')} cannot all be met together (any of them without the others can)`;
   return new CleaveError('E_NO_PLAN', `no plan: ${what}`);
 }

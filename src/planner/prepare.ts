@@ -8,7 +8,15 @@
  */
 import { CleaveError } from '../errors.js';
 import { ATOMS_PER_MS, toAtoms } from './atoms.js';
-import { PLANNER_DEFAULTS, SCISSION_INPUT_BYTES, type Constraint, type CostModel, type Objective, type PlanInput, type PlannerOptions } from './types.js';
+import {
+  PLANNER_DEFAULTS,
+  SCISSION_INPUT_BYTES,
+  type Constraint,
+  type CostModel,
+  type Objective,
+  type PlanInput,
+  type PlannerOptions,
+} from './types.js';
 
 /** A plan inside the planner: the origin host and its steps `(tier position, host index, end boundary)`. */
 export interface Shape {
@@ -102,16 +110,26 @@ function label(c: Constraint): string {
 /** A readable name for a constraint, as the long flag that expresses it. */
 export function describeConstraint(c: Constraint): string {
   switch (c.kind) {
-    case 'blockOn': return `--block-on ${c.block}=${c.tier}`;
-    case 'blockNotOn': return `--block-not-on ${c.block}=${c.tier}`;
-    case 'useTier': return `--use-tier ${c.tier}`;
-    case 'noTier': return `--no-tier ${c.tier}`;
-    case 'useHost': return `--use-host ${c.hosts.join('|')}`;
-    case 'noHost': return `--no-host ${c.host}`;
-    case 'maxUpload': return `--max-upload ${c.tier}=${c.bytes}B`;
-    case 'maxCompute': return `--max-compute ${c.tier}=${c.ms / 1000}s`;
-    case 'maxComputeShare': return `--max-compute ${c.tier}=${+(c.share * 100).toPrecision(12)}%`;
-    case 'maxWeights': return `--max-weights ${c.host}=${c.bytes}B`;
+    case 'blockOn':
+      return `--block-on ${c.block}=${c.tier}`;
+    case 'blockNotOn':
+      return `--block-not-on ${c.block}=${c.tier}`;
+    case 'useTier':
+      return `--use-tier ${c.tier}`;
+    case 'noTier':
+      return `--no-tier ${c.tier}`;
+    case 'useHost':
+      return `--use-host ${c.hosts.join('|')}`;
+    case 'noHost':
+      return `--no-host ${c.host}`;
+    case 'maxUpload':
+      return `--max-upload ${c.tier}=${c.bytes}B`;
+    case 'maxCompute':
+      return `--max-compute ${c.tier}=${c.ms / 1000}s`;
+    case 'maxComputeShare':
+      return `--max-compute ${c.tier}=${+(c.share * 100).toPrecision(12)}%`;
+    case 'maxWeights':
+      return `--max-weights ${c.host}=${c.bytes}B`;
   }
 }
 
@@ -119,10 +137,13 @@ export function prepare(input: PlanInput): Prepared {
   const options: PlannerOptions = { ...PLANNER_DEFAULTS, ...input.options };
   const objective = input.objective ?? PLANNER_DEFAULTS.objective;
   const costModel = input.costModel ?? PLANNER_DEFAULTS.costModel;
-  if (objective !== 'latency' && objective !== 'throughput') bad(`objective '${String(objective)}': expected latency or throughput`);
-  if (costModel !== 'cleave' && costModel !== 'scission') bad(`cost model '${String(costModel)}': expected cleave or scission`);
+  if (objective !== 'latency' && objective !== 'throughput')
+    bad(`objective '${String(objective)}': expected latency or throughput`);
+  if (costModel !== 'cleave' && costModel !== 'scission')
+    bad(`cost model '${String(costModel)}': expected cleave or scission`);
   const topN = input.topN ?? PLANNER_DEFAULTS.topN;
-  if (!Number.isInteger(topN) || topN < 1 || topN > PLANNER_DEFAULTS.maxTopN) bad(`topN ${topN}: expected an integer from 1 to ${PLANNER_DEFAULTS.maxTopN}`);
+  if (!Number.isInteger(topN) || topN < 1 || topN > PLANNER_DEFAULTS.maxTopN)
+    bad(`topN ${topN}: expected an integer from 1 to ${PLANNER_DEFAULTS.maxTopN}`);
   if (!isNonNeg(options.hopOverheadMs)) bad(`hopOverheadMs ${options.hopOverheadMs}: expected a number >= 0`);
 
   const tiers = [...input.tiers];
@@ -136,13 +157,19 @@ export function prepare(input: PlanInput): Prepared {
 
   const n = input.frontierBytes.length;
   if (n < 1) bad('frontierBytes: the model has no blocks');
-  input.frontierBytes.forEach((b, i) => { if (!isNonNeg(b)) bad(`frontierBytes[${i}] = ${b}: expected bytes >= 0`); });
+  input.frontierBytes.forEach((b, i) => {
+    if (!isNonNeg(b)) bad(`frontierBytes[${i}] = ${b}: expected bytes >= 0`);
+  });
   if (!isNonNeg(input.inputBytes)) bad(`inputBytes ${input.inputBytes}: expected bytes >= 0`);
   if (!isNonNeg(input.outputBytes)) bad(`outputBytes ${input.outputBytes}: expected bytes >= 0`);
   const weights = new Float64Array(n);
   if (input.weightBytes) {
-    if (input.weightBytes.length !== n) bad(`weightBytes has ${input.weightBytes.length} entries, the model has ${n} blocks`);
-    input.weightBytes.forEach((w, i) => { if (!isNonNeg(w)) bad(`weightBytes[${i}] = ${w}: expected bytes >= 0`); weights[i] = w; });
+    if (input.weightBytes.length !== n)
+      bad(`weightBytes has ${input.weightBytes.length} entries, the model has ${n} blocks`);
+    input.weightBytes.forEach((w, i) => {
+      if (!isNonNeg(w)) bad(`weightBytes[${i}] = ${w}: expected bytes >= 0`);
+      weights[i] = w;
+    });
   }
   const weightPrefix = new Float64Array(n + 1);
   for (let k = 0; k < n; k++) weightPrefix[k + 1] = weightPrefix[k] + weights[k];
@@ -162,7 +189,8 @@ export function prepare(input: PlanInput): Prepared {
     if (hostIndex.has(h.name)) bad(`host '${h.name}' is given twice`);
     hostIndex.set(h.name, i);
     const q = tierPos.get(h.tier);
-    if (q === undefined) bad(`host '${h.name}' is in tier '${h.tier}', which is not in the tier chain ${tiers.join(' -> ')}`);
+    if (q === undefined)
+      bad(`host '${h.name}' is in tier '${h.tier}', which is not in the tier chain ${tiers.join(' -> ')}`);
     hostTier[i] = q;
     if (h.blockMs.length !== n) bad(`host '${h.name}' has ${h.blockMs.length} block times, the model has ${n} blocks`);
     const A = new Float64Array(n);
@@ -188,7 +216,10 @@ export function prepare(input: PlanInput): Prepared {
         maxX = Math.max(maxX, X[x]);
       }
     }
-    if (maxX > 0 && P[n] + stageOvh[i] + 2 * maxX > limit) bad(`host '${h.name}': a stage's time with its cut costs (cutMsPerByte ${perByte}) is beyond the planner's range`);
+    if (maxX > 0 && P[n] + stageOvh[i] + 2 * maxX > limit)
+      bad(
+        `host '${h.name}': a stage's time with its cut costs (cutMsPerByte ${perByte}) is beyond the planner's range`,
+      );
     atoms.push(A);
     prefix.push(P);
     cut.push(X);
@@ -208,7 +239,8 @@ export function prepare(input: PlanInput): Prepared {
     }
   });
   const origins = input.hosts.map((_, i) => i).filter((i) => hostTier[i] === 0);
-  if (origins.length === 0) bad(`no host in the origin tier '${tiers[0]}': the device must exist, requests arrive there`);
+  if (origins.length === 0)
+    bad(`no host in the origin tier '${tiers[0]}': the device must exist, requests arrive there`);
 
   // Links. Scission's CSV gives `from -> to` in the direction data flows; the return uses the reverse row
   // when given, else the forward row (links assumed symmetric).
@@ -220,9 +252,13 @@ export function prepare(input: PlanInput): Prepared {
     const a = hostIndex.get(l.from);
     const b = hostIndex.get(l.to);
     if (a === undefined || b === undefined) continue; // links of hosts not in this plan are fine
-    if (!isNonNeg(l.rttMs)) throw new CleaveError('E_BAD_NETWORK', `link ${l.from} -> ${l.to}: rtt ${l.rttMs} ms is not a number >= 0`);
+    if (!isNonNeg(l.rttMs))
+      throw new CleaveError('E_BAD_NETWORK', `link ${l.from} -> ${l.to}: rtt ${l.rttMs} ms is not a number >= 0`);
     if (!(typeof l.bytesPerSecond === 'number' && l.bytesPerSecond > 0 && Number.isFinite(l.bytesPerSecond))) {
-      throw new CleaveError('E_BAD_NETWORK', `link ${l.from} -> ${l.to}: bandwidth ${l.bytesPerSecond} B/s is not a number > 0`);
+      throw new CleaveError(
+        'E_BAD_NETWORK',
+        `link ${l.from} -> ${l.to}: bandwidth ${l.bytesPerSecond} B/s is not a number > 0`,
+      );
     }
     const key = `${a}>${b}`;
     if (seen.has(key)) throw new CleaveError('E_BAD_NETWORK', `link ${l.from} -> ${l.to} is given twice`);
@@ -238,11 +274,15 @@ export function prepare(input: PlanInput): Prepared {
       const i = a * H + b;
       if (Number.isNaN(linkK[i])) {
         if (options.missingLinks === 'error') {
-          throw new CleaveError('E_BAD_NETWORK', `no link from '${input.hosts[a].name}' to '${input.hosts[b].name}' in the network (tier ${tiers[hostTier[a]]} may send to tier ${tiers[hostTier[b]]}; a skipped tier makes the link jump over it)`);
+          throw new CleaveError(
+            'E_BAD_NETWORK',
+            `no link from '${input.hosts[a].name}' to '${input.hosts[b].name}' in the network (tier ${tiers[hostTier[a]]} may send to tier ${tiers[hostTier[b]]}; a skipped tier makes the link jump over it)`,
+          );
         }
         continue;
       }
-      if (linkFixed[i] + maxBytes * linkK[i] > limit) bad(`link ${input.hosts[a].name} -> ${input.hosts[b].name}: a transfer takes beyond the planner's range`);
+      if (linkFixed[i] + maxBytes * linkK[i] > limit)
+        bad(`link ${input.hosts[a].name} -> ${input.hosts[b].name}: a transfer takes beyond the planner's range`);
     }
   }
   const returns = costModel === 'cleave';
@@ -283,11 +323,13 @@ export function prepare(input: PlanInput): Prepared {
   };
   const hostOf = (c: Constraint, name: string): number => {
     const h = hostIndex.get(name);
-    if (h === undefined) bad(`${label(c)}: unknown host '${name}' (hosts: ${input.hosts.map((x) => x.name).join(', ')})`);
+    if (h === undefined)
+      bad(`${label(c)}: unknown host '${name}' (hosts: ${input.hosts.map((x) => x.name).join(', ')})`);
     return h;
   };
   const blockOf = (c: Constraint, k: number): number => {
-    if (!Number.isInteger(k) || k < 0 || k >= n) bad(`${label(c)}: block ${k} is out of range (the model has blocks 0..${n - 1})`);
+    if (!Number.isInteger(k) || k < 0 || k >= n)
+      bad(`${label(c)}: block ${k} is out of range (the model has blocks 0..${n - 1})`);
     return k;
   };
   for (const c of input.constraints ?? []) {
@@ -317,7 +359,8 @@ export function prepare(input: PlanInput): Prepared {
         const hs = c.hosts.map((x) => hostOf(c, x));
         const q = hostTier[hs[0]];
         for (const h of hs) {
-          if (hostTier[h] !== q) bad(`${label(c)}: hosts '${input.hosts[hs[0]].name}' and '${input.hosts[h].name}' are in different tiers`);
+          if (hostTier[h] !== q)
+            bad(`${label(c)}: hosts '${input.hosts[hs[0]].name}' and '${input.hosts[h].name}' are in different tiers`);
         }
         mustUse[q] = true;
         tierHosts[q] = tierHosts[q].filter((h) => hs.includes(h));
@@ -366,10 +409,47 @@ export function prepare(input: PlanInput): Prepared {
   });
 
   return {
-    input, n, T, H, tiers, hostNames: input.hosts.map((h) => h.name), hostTier, objective, costModel, topN, options,
-    atoms, prefix, stageOvh, cut, hasCut, endPrefix, startPrefix, weights, weightPrefix, bytesOut, inputBytes: input.inputBytes, outputBytes: input.outputBytes,
-    linkFixed, linkK, retFixed, retK, hopOvh, returns, xferCache: new Map(),
-    tierHosts, deviceMayCompute, mustUse, nextMust, reqMin, reqMax, nextForbidden, uploadCap, computeCap, weightCap, shares,
+    input,
+    n,
+    T,
+    H,
+    tiers,
+    hostNames: input.hosts.map((h) => h.name),
+    hostTier,
+    objective,
+    costModel,
+    topN,
+    options,
+    atoms,
+    prefix,
+    stageOvh,
+    cut,
+    hasCut,
+    endPrefix,
+    startPrefix,
+    weights,
+    weightPrefix,
+    bytesOut,
+    inputBytes: input.inputBytes,
+    outputBytes: input.outputBytes,
+    linkFixed,
+    linkK,
+    retFixed,
+    retK,
+    hopOvh,
+    returns,
+    xferCache: new Map(),
+    tierHosts,
+    deviceMayCompute,
+    mustUse,
+    nextMust,
+    reqMin,
+    reqMax,
+    nextForbidden,
+    uploadCap,
+    computeCap,
+    weightCap,
+    shares,
   };
 }
 

@@ -97,7 +97,10 @@ export function parseProfile(json: unknown, source: string): Profile {
   const top = r.obj(json, '(document)');
   if (top.format === undefined) r.fail('format', `missing: not a Cleave profile (expected "${PROFILE_FORMAT}")`);
   if (top.format !== PROFILE_FORMAT) {
-    r.fail('format', `${JSON.stringify(top.format)} is not supported (this version of cleave reads "${PROFILE_FORMAT}")`);
+    r.fail(
+      'format',
+      `${JSON.stringify(top.format)} is not supported (this version of cleave reads "${PROFILE_FORMAT}")`,
+    );
   }
   const m = r.obj(top.model, 'model');
   const sha256 = r.str(m.sha256, 'model.sha256');
@@ -143,10 +146,15 @@ export function parseProfile(json: unknown, source: string): Profile {
       return {
         medianMs: r.num(o.medianMs, `timings.blocks[${i}].medianMs`),
         p90Ms: r.num(o.p90Ms, `timings.blocks[${i}].p90Ms`),
-        ...(o.rawMedianMs !== undefined ? { rawMedianMs: r.num(o.rawMedianMs, `timings.blocks[${i}].rawMedianMs`) } : {}),
+        ...(o.rawMedianMs !== undefined
+          ? { rawMedianMs: r.num(o.rawMedianMs, `timings.blocks[${i}].rawMedianMs`) }
+          : {}),
       };
     }),
-    wholeModelMs: { medianMs: r.num(whole.medianMs, 'timings.wholeModelMs.medianMs'), p90Ms: r.num(whole.p90Ms, 'timings.wholeModelMs.p90Ms') },
+    wholeModelMs: {
+      medianMs: r.num(whole.medianMs, 'timings.wholeModelMs.medianMs'),
+      p90Ms: r.num(whole.p90Ms, 'timings.wholeModelMs.p90Ms'),
+    },
     ...(t.runOverheadMs !== undefined ? { runOverheadMs: r.num(t.runOverheadMs, 'timings.runOverheadMs') } : {}),
     ...(t.cutMsPerByte !== undefined ? { cutMsPerByte: r.num(t.cutMsPerByte, 'timings.cutMsPerByte') } : {}),
   };
@@ -174,13 +182,23 @@ export function checkProfiles(profiles: readonly { readonly profile: Profile; re
   const hosts = new Map<string, string>();
   for (const { profile, source } of profiles) {
     if (profile.model.sha256 !== first.profile.model.sha256) {
-      throw new CleaveError('E_BAD_PROFILE', `${source} profiles model ${profile.model.name} (sha256 ${profile.model.sha256.slice(0, 12)}...), but ${first.source} profiles ${first.profile.model.name} (sha256 ${first.profile.model.sha256.slice(0, 12)}...): profiles of one plan must be of the same model file`);
+      throw new CleaveError(
+        'E_BAD_PROFILE',
+        `${source} profiles model ${profile.model.name} (sha256 ${profile.model.sha256.slice(0, 12)}...), but ${first.source} profiles ${first.profile.model.name} (sha256 ${first.profile.model.sha256.slice(0, 12)}...): profiles of one plan must be of the same model file`,
+      );
     }
     if (profile.model.blocks.length !== first.profile.model.blocks.length) {
-      throw new CleaveError('E_BAD_PROFILE', `${source} has ${profile.model.blocks.length} blocks but ${first.source} has ${first.profile.model.blocks.length}: profile both with the same block granularity`);
+      throw new CleaveError(
+        'E_BAD_PROFILE',
+        `${source} has ${profile.model.blocks.length} blocks but ${first.source} has ${first.profile.model.blocks.length}: profile both with the same block granularity`,
+      );
     }
     const seen = hosts.get(profile.host.name);
-    if (seen !== undefined) throw new CleaveError('E_BAD_PROFILE', `${source} and ${seen} both profile host '${profile.host.name}': host names must be unique`);
+    if (seen !== undefined)
+      throw new CleaveError(
+        'E_BAD_PROFILE',
+        `${source} and ${seen} both profile host '${profile.host.name}': host names must be unique`,
+      );
     hosts.set(profile.host.name, source);
   }
 }

@@ -29,10 +29,16 @@ export function paretoFront(sorted: readonly Scored[]): Scored[] {
     // Every earlier plan has latency <= x's, so x is dominated (or a duplicate point) exactly when an
     // earlier kept plan is no worse on bytes and device compute. Points tied on latency are handled by
     // the sort's secondary keys below.
-    if (front.some((f) => f.m.deviceOut <= x.m.deviceOut && f.m.deviceCompute <= x.m.deviceCompute && f.m.latency <= x.m.latency)) continue;
+    if (
+      front.some(
+        (f) => f.m.deviceOut <= x.m.deviceOut && f.m.deviceCompute <= x.m.deviceCompute && f.m.latency <= x.m.latency,
+      )
+    )
+      continue;
     for (let i = front.length - 1; i >= 0; i--) {
       const f = front[i];
-      if (x.m.latency <= f.m.latency && x.m.deviceOut <= f.m.deviceOut && x.m.deviceCompute <= f.m.deviceCompute) front.splice(i, 1);
+      if (x.m.latency <= f.m.latency && x.m.deviceOut <= f.m.deviceOut && x.m.deviceCompute <= f.m.deviceCompute)
+        front.splice(i, 1);
     }
     front.push(x);
   }
@@ -48,7 +54,14 @@ export function toPlan(p: Prepared, s: Scored): Plan {
     if (st.end > start) {
       let w = 0;
       for (let k = start; k < st.end; k++) w += p.weights[k];
-      stages.push({ tier: p.tiers[st.q], host: p.hostNames[st.h], start, end: st.end, computeMs: atomsToMs(m.stageCompute[ci++]), weightBytes: w });
+      stages.push({
+        tier: p.tiers[st.q],
+        host: p.hostNames[st.h],
+        start,
+        end: st.end,
+        computeMs: atomsToMs(m.stageCompute[ci++]),
+        weightBytes: w,
+      });
     }
     start = st.end;
   }
@@ -57,7 +70,14 @@ export function toPlan(p: Prepared, s: Scored): Plan {
     origin: p.hostNames[shape.origin],
     originTier: p.tiers[0],
     stages,
-    hops: m.hops.map((h) => ({ from: p.hostNames[h.from], to: p.hostNames[h.to], bytes: h.bytes, ms: atomsToMs(h.lat), busyMs: atomsToMs(h.busy), kind: h.kind })),
+    hops: m.hops.map((h) => ({
+      from: p.hostNames[h.from],
+      to: p.hostNames[h.to],
+      bytes: h.bytes,
+      ms: atomsToMs(h.lat),
+      busyMs: atomsToMs(h.busy),
+      kind: h.kind,
+    })),
     latencyMs: atomsToMs(m.latency),
     computeMs: atomsToMs(m.compute),
     transferMs: atomsToMs(m.transfer),

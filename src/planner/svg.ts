@@ -25,7 +25,10 @@ export interface SvgOptions {
 }
 
 function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+  return s.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string,
+  );
 }
 
 function num(x: number): string {
@@ -39,7 +42,10 @@ function tierColour(i: number, count: number): string {
 }
 
 /** A log10 axis from the data's range (whole decades). */
-function logAxis(values: number[], floor: number): { lo: number; hi: number; y: (v: number, top: number, h: number) => number } {
+function logAxis(
+  values: number[],
+  floor: number,
+): { lo: number; hi: number; y: (v: number, top: number, h: number) => number } {
   const pos = values.filter((v) => v > 0);
   const min = pos.reduce((a, b) => Math.min(a, b), Infinity);
   const max = pos.reduce((a, b) => Math.max(a, b), floor * 10);
@@ -56,7 +62,9 @@ export function planSvg(input: PlanInput, plan: Plan, opts: SvgOptions = {}): st
   const names = opts.blockNames;
   // The sequence along the x axis: blocks of each stage, with a transfer before each non-origin stage
   // and the result's return at the end.
-  type Item = { kind: 'block'; k: number; ms: number; tier: string; host: string } | { kind: 'hop'; ms: number; bytes: number; from: string; to: string; ret: boolean };
+  type Item =
+    | { kind: 'block'; k: number; ms: number; tier: string; host: string }
+    | { kind: 'hop'; ms: number; bytes: number; from: string; to: string; ret: boolean };
   const items: Item[] = [];
   const forward = plan.hops.filter((h) => h.kind === 'forward');
   let hi = 0;
@@ -68,17 +76,29 @@ export function planSvg(input: PlanInput, plan: Plan, opts: SvgOptions = {}): st
     const bt = times.get(s.host) ?? [];
     for (let k = s.start; k < s.end; k++) items.push({ kind: 'block', k, ms: bt[k] ?? 0, tier: s.tier, host: s.host });
   }
-  for (const h of plan.hops) if (h.kind === 'return') items.push({ kind: 'hop', ms: h.ms, bytes: h.bytes, from: h.from, to: h.to, ret: true });
+  for (const h of plan.hops)
+    if (h.kind === 'return') items.push({ kind: 'hop', ms: h.ms, bytes: h.bytes, from: h.from, to: h.to, ret: true });
 
   const bw = PLOT_W / Math.max(items.length, 1);
-  const ax1 = logAxis(items.map((i) => i.ms), 1e-3);
+  const ax1 = logAxis(
+    items.map((i) => i.ms),
+    1e-3,
+  );
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${HEIGHT}" viewBox="0 0 ${W} ${HEIGHT}" font-family="sans-serif" font-size="12">`);
-  out.push('<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff3bf"/><line x1="0" y1="0" x2="0" y2="6" stroke="' + TRANSFER + '" stroke-width="3"/></pattern></defs>');
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${HEIGHT}" viewBox="0 0 ${W} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
+  );
+  out.push(
+    '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff3bf"/><line x1="0" y1="0" x2="0" y2="6" stroke="' +
+      TRANSFER +
+      '" stroke-width="3"/></pattern></defs>',
+  );
   out.push(`<rect width="${W}" height="${HEIGHT}" fill="white"/>`);
   const rps = Number.isFinite(plan.throughputRps) ? `${plan.throughputRps.toFixed(1)} req/s` : 'unbounded';
   out.push(`<text x="${LEFT}" y="24" font-size="16" font-weight="bold">${esc(opts.title ?? 'Cleave plan')}</text>`);
-  out.push(`<text x="${LEFT}" y="44">${esc(`latency ${plan.latencyMs.toFixed(2)} ms (compute ${plan.computeMs.toFixed(2)}, transfer ${plan.transferMs.toFixed(2)}), throughput <= ${rps}, ${fmtBytes(plan.bytesTransferred)} over the links`)}</text>`);
+  out.push(
+    `<text x="${LEFT}" y="44">${esc(`latency ${plan.latencyMs.toFixed(2)} ms (compute ${plan.computeMs.toFixed(2)}, transfer ${plan.transferMs.toFixed(2)}), throughput <= ${rps}, ${fmtBytes(plan.bytesTransferred)} over the links`)}</text>`,
+  );
 
   // Panel 1: time per block and per transfer (log scale).
   for (let d = ax1.lo; d <= ax1.hi; d++) {
@@ -86,7 +106,9 @@ export function planSvg(input: PlanInput, plan: Plan, opts: SvgOptions = {}): st
     out.push(`<line x1="${LEFT}" x2="${W - RIGHT}" y1="${num(y)}" y2="${num(y)}" stroke="#ddd"/>`);
     out.push(`<text x="${LEFT - 6}" y="${num(y + 4)}" text-anchor="end">${esc(fmtAxisMs(10 ** d))}</text>`);
   }
-  out.push(`<text x="14" y="${TOP1 + H1 / 2}" transform="rotate(-90 14 ${TOP1 + H1 / 2})" text-anchor="middle">time (ms, log)</text>`);
+  out.push(
+    `<text x="14" y="${TOP1 + H1 / 2}" transform="rotate(-90 14 ${TOP1 + H1 / 2})" text-anchor="middle">time (ms, log)</text>`,
+  );
   items.forEach((it, i) => {
     const x = LEFT + i * bw;
     const y = ax1.y(it.ms, TOP1, H1);
@@ -94,10 +116,14 @@ export function planSvg(input: PlanInput, plan: Plan, opts: SvgOptions = {}): st
     const w = Math.max(bw - (bw > 3 ? 1 : 0), 0.5);
     if (it.kind === 'block') {
       const label = `block ${it.k}${names?.[it.k] ? ` ${names[it.k]}` : ''} on ${it.host} (${it.tier}): ${it.ms.toFixed(3)} ms`;
-      out.push(`<rect x="${num(x)}" y="${num(y)}" width="${num(w)}" height="${num(h)}" fill="${tierColour(tiers.indexOf(it.tier), tiers.length)}"><title>${esc(label)}</title></rect>`);
+      out.push(
+        `<rect x="${num(x)}" y="${num(y)}" width="${num(w)}" height="${num(h)}" fill="${tierColour(tiers.indexOf(it.tier), tiers.length)}"><title>${esc(label)}</title></rect>`,
+      );
     } else {
       const label = `${it.ret ? 'result ' : ''}${it.from} -> ${it.to}: ${fmtBytes(it.bytes)}, ${it.ms.toFixed(3)} ms`;
-      out.push(`<rect x="${num(x)}" y="${num(y)}" width="${num(Math.max(w, 2))}" height="${num(h)}" fill="url(#hatch)" stroke="${TRANSFER}"><title>${esc(label)}</title></rect>`);
+      out.push(
+        `<rect x="${num(x)}" y="${num(y)}" width="${num(Math.max(w, 2))}" height="${num(h)}" fill="url(#hatch)" stroke="${TRANSFER}"><title>${esc(label)}</title></rect>`,
+      );
     }
   });
   out.push(`<line x1="${LEFT}" x2="${W - RIGHT}" y1="${TOP1 + H1}" y2="${TOP1 + H1}" stroke="#333"/>`);
@@ -105,14 +131,18 @@ export function planSvg(input: PlanInput, plan: Plan, opts: SvgOptions = {}): st
   // Panel 2: frontier bytes after each block, at the block's x position.
   // The frontier after block k sits at the block's right edge: where the cut is.
   const xOfBlock = new Map<number, number>();
-  items.forEach((it, i) => { if (it.kind === 'block') xOfBlock.set(it.k, LEFT + (i + 1) * bw); });
+  items.forEach((it, i) => {
+    if (it.kind === 'block') xOfBlock.set(it.k, LEFT + (i + 1) * bw);
+  });
   const ax2 = logAxis([...input.frontierBytes, input.inputBytes], 1);
   for (let d = ax2.lo; d <= ax2.hi; d++) {
     const y = ax2.y(10 ** d, TOP2, H2);
     out.push(`<line x1="${LEFT}" x2="${W - RIGHT}" y1="${num(y)}" y2="${num(y)}" stroke="#eee"/>`);
     out.push(`<text x="${LEFT - 6}" y="${num(y + 4)}" text-anchor="end">${esc(fmtBytes(10 ** d))}</text>`);
   }
-  out.push(`<text x="14" y="${TOP2 + H2 / 2}" transform="rotate(-90 14 ${TOP2 + H2 / 2})" text-anchor="middle">frontier (log)</text>`);
+  out.push(
+    `<text x="14" y="${TOP2 + H2 / 2}" transform="rotate(-90 14 ${TOP2 + H2 / 2})" text-anchor="middle">frontier (log)</text>`,
+  );
   const pts: string[] = [];
   for (let k = 0; k < n; k++) {
     const x = xOfBlock.get(k);
@@ -124,24 +154,37 @@ export function planSvg(input: PlanInput, plan: Plan, opts: SvgOptions = {}): st
     const x = xOfBlock.get(s.end - 1);
     if (x === undefined) continue;
     const y = ax2.y(input.frontierBytes[s.end - 1], TOP2, H2);
-    out.push(`<line x1="${num(x)}" x2="${num(x)}" y1="${TOP1}" y2="${TOP2 + H2}" stroke="#333" stroke-dasharray="4 3"/>`);
-    out.push(`<circle cx="${num(x)}" cy="${num(y)}" r="4" fill="${TRANSFER}" stroke="#333"><title>${esc(`cut after block ${s.end - 1}: ${fmtBytes(input.frontierBytes[s.end - 1])}`)}</title></circle>`);
+    out.push(
+      `<line x1="${num(x)}" x2="${num(x)}" y1="${TOP1}" y2="${TOP2 + H2}" stroke="#333" stroke-dasharray="4 3"/>`,
+    );
+    out.push(
+      `<circle cx="${num(x)}" cy="${num(y)}" r="4" fill="${TRANSFER}" stroke="#333"><title>${esc(`cut after block ${s.end - 1}: ${fmtBytes(input.frontierBytes[s.end - 1])}`)}</title></circle>`,
+    );
     out.push(`<text x="${num(x + 5)}" y="${num(y - 6)}">${esc(fmtBytes(input.frontierBytes[s.end - 1]))}</text>`);
   }
   out.push(`<line x1="${LEFT}" x2="${W - RIGHT}" y1="${TOP2 + H2}" y2="${TOP2 + H2}" stroke="#333"/>`);
-  out.push(`<text x="${LEFT + PLOT_W / 2}" y="${TOP2 + H2 + 20}" text-anchor="middle">blocks in execution order (0 - ${n - 1}), transfers where the plan cuts</text>`);
+  out.push(
+    `<text x="${LEFT + PLOT_W / 2}" y="${TOP2 + H2 + 20}" text-anchor="middle">blocks in execution order (0 - ${n - 1}), transfers where the plan cuts</text>`,
+  );
 
   // Legend.
   let lx = LEFT;
   const ly = HEIGHT - 22;
   const used = tiers.filter((t) => plan.stages.some((s) => s.tier === t));
   for (const t of used) {
-    const stage = plan.stages.filter((s) => s.tier === t).map((s) => `${s.host} ${s.start}-${s.end - 1}`).join(', ');
+    const stage = plan.stages
+      .filter((s) => s.tier === t)
+      .map((s) => `${s.host} ${s.start}-${s.end - 1}`)
+      .join(', ');
     const label = `${t}: ${stage}`;
-    out.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${tierColour(tiers.indexOf(t), tiers.length)}"/><text x="${lx + 16}" y="${ly}">${esc(label)}</text>`);
+    out.push(
+      `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${tierColour(tiers.indexOf(t), tiers.length)}"/><text x="${lx + 16}" y="${ly}">${esc(label)}</text>`,
+    );
     lx += 16 + label.length * 6.5 + 14;
   }
-  out.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="url(#hatch)" stroke="${TRANSFER}"/><text x="${lx + 16}" y="${ly}">transfer</text>`);
+  out.push(
+    `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="url(#hatch)" stroke="${TRANSFER}"/><text x="${lx + 16}" y="${ly}">transfer</text>`,
+  );
   out.push('</svg>');
   return out.join('\n');
 }

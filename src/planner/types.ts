@@ -78,7 +78,12 @@ export interface PlannerOptions {
   readonly maxSearchNodes: number;
 }
 
-export const PLANNER_DEFAULTS: PlannerOptions & { readonly topN: number; readonly maxTopN: number; readonly objective: Objective; readonly costModel: CostModel } = {
+export const PLANNER_DEFAULTS: PlannerOptions & {
+  readonly topN: number;
+  readonly maxTopN: number;
+  readonly objective: Objective;
+  readonly costModel: CostModel;
+} = {
   topN: 5,
   /** The search keeps topN-best lists per state, so memory grows with it: at most 1000. */
   maxTopN: 1000,

@@ -93,7 +93,8 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
   if (typeof raw.model !== 'string' || raw.model === '') bad('model', 'must be a model name');
   if (raw.token !== undefined && typeof raw.token !== 'string') bad('token', 'must be a string');
   const tiers = raw.tiers ?? [...DEFAULT_TIERS];
-  if (!Array.isArray(tiers) || tiers.length === 0 || !tiers.every((t) => typeof t === 'string' && t !== '')) bad('tiers', 'must be a list of tier names');
+  if (!Array.isArray(tiers) || tiers.length === 0 || !tiers.every((t) => typeof t === 'string' && t !== ''))
+    bad('tiers', 'must be a list of tier names');
   if (new Set(tiers as string[]).size !== (tiers as string[]).length) bad('tiers', 'names a tier twice');
   if (!Array.isArray(raw.hosts) || raw.hosts.length === 0) bad('hosts', 'must be a non-empty list');
   const names = new Set<string>();
@@ -103,11 +104,14 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     if (typeof h.name !== 'string' || !/^[\w.-]+$/.test(h.name)) bad(`${f}.name`, 'must be letters, digits, . _ -');
     if (names.has(h.name as string)) bad(`${f}.name`, `'${h.name}' is used twice`);
     names.add(h.name as string);
-    if (typeof h.tier !== 'string' || !(tiers as string[]).includes(h.tier)) bad(`${f}.tier`, `must be one of ${(tiers as string[]).join(', ')}`);
+    if (typeof h.tier !== 'string' || !(tiers as string[]).includes(h.tier))
+      bad(`${f}.tier`, `must be one of ${(tiers as string[]).join(', ')}`);
     if (typeof h.listen !== 'string') bad(`${f}.listen`, 'must be HOST:PORT');
     parseListen(h.listen as string, `${where}: ${f}.listen`);
-    if (h.threads !== undefined && !(Number.isInteger(h.threads) && (h.threads as number) >= 0)) bad(`${f}.threads`, 'must be an integer >= 0');
-    if (h.cpus !== undefined && !(typeof h.cpus === 'number' && h.cpus > 0)) bad(`${f}.cpus`, 'must be a positive number');
+    if (h.threads !== undefined && !(Number.isInteger(h.threads) && (h.threads as number) >= 0))
+      bad(`${f}.threads`, 'must be an integer >= 0');
+    if (h.cpus !== undefined && !(typeof h.cpus === 'number' && h.cpus > 0))
+      bad(`${f}.cpus`, 'must be a positive number');
   });
   const origins = (raw.hosts as { tier: string }[]).filter((h) => h.tier === (tiers as string[])[0]);
   if (origins.length !== 1) bad('hosts', `must hold exactly one host of the origin tier '${(tiers as string[])[0]}'`);
@@ -116,13 +120,16 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     if (!isObject(l)) return bad(f, 'must be an object');
     if (!names.has(l.from as string)) bad(`${f}.from`, `'${String(l.from)}' is not a host`);
     if (!names.has(l.to as string)) bad(`${f}.to`, `'${String(l.to)}' is not a host`);
-    if (l.mbps !== undefined && !(typeof l.mbps === 'number' && l.mbps > 0)) bad(`${f}.mbps`, 'must be a positive number');
-    if (l.delayMs !== undefined && !(typeof l.delayMs === 'number' && l.delayMs >= 0)) bad(`${f}.delayMs`, 'must be a number >= 0');
+    if (l.mbps !== undefined && !(typeof l.mbps === 'number' && l.mbps > 0))
+      bad(`${f}.mbps`, 'must be a positive number');
+    if (l.delayMs !== undefined && !(typeof l.delayMs === 'number' && l.delayMs >= 0))
+      bad(`${f}.delayMs`, 'must be a number >= 0');
   });
   if (raw.shapes !== undefined) {
     if (!isObject(raw.shapes)) bad('shapes', 'must map input names to dimension lists');
     for (const [k, v] of Object.entries(raw.shapes as object))
-      if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0)) bad(`shapes.${k}`, 'must be a list of positive integers');
+      if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0))
+        bad(`shapes.${k}`, 'must be a list of positive integers');
   }
   if (raw.limits !== undefined) {
     if (!isObject(raw.limits)) bad('limits', 'must be an object of named limits');
@@ -152,7 +159,8 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
 export function parseListen(s: string, where: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || port > 65535) throw new CleaveError('E_BAD_INPUT', `${where} '${s}': expected HOST:PORT (e.g. 127.0.0.1:8000)`);
+  if (!m || !m[1] || port > 65535)
+    throw new CleaveError('E_BAD_INPUT', `${where} '${s}': expected HOST:PORT (e.g. 127.0.0.1:8000)`);
   return { host: m[1].replace(/^\[|\]$/g, ''), port };
 }
 

@@ -17,25 +17,115 @@ interface LimitSpec {
 const MiB = 1024 * 1024;
 
 export const LIMITS = {
-  maxBodyBytes: { default: 64 * MiB, unit: 'bytes', min: 1024, doc: 'Largest inference request body (413 E_TOO_LARGE beyond).' },
-  maxControlBodyBytes: { default: 1 * MiB, unit: 'bytes', min: 1024, doc: 'Largest control-API JSON body (plans, links, segments).' },
-  maxInFlight: { default: 64, unit: 'count', min: 1, doc: 'Requests in flight at the gateway at once; more are refused with 503 E_QUEUE_FULL.' },
-  deadlineMs: { default: 30_000, unit: 'ms', min: 1, doc: 'Per-request deadline from arrival to answer, unless the request sets a smaller `timeout` parameter; 504 E_DEADLINE past it.' },
-  sessionCache: { default: 8, unit: 'count', min: 1, doc: 'Segment sessions each host keeps loaded (LRU), so swapping back to a recent split is instant.' },
-  sessionCacheBytes: { default: 1024 * MiB, unit: 'bytes', min: 1, doc: 'Model bytes the cached segment sessions of a host may add up to; the least recently used go first (the one in use always stays).' },
-  warmupRuns: { default: 2, unit: 'count', min: 0, doc: 'Warm-up runs when a segment session is created, before it is reported warm.' },
-  startupTimeoutMs: { default: 60_000, unit: 'ms', min: 1, doc: "How long the origin waits for its peers' links and first measurements before the first plan." },
-  startupSamples: { default: 3, unit: 'count', min: 0, doc: 'Throughput samples every link needs before the first plan (the first ones after a link opens are rough).' },
-  peerRequestTimeoutMs: { default: 60_000, unit: 'ms', min: 1, doc: "A control call to a peer's API (its profile, status, links; preparing a segment) fails after this." },
-  loadSampleMs: { default: 1000, unit: 'ms', min: 10, doc: 'How often a host samples its CPU load (systeminformation).' },
+  maxBodyBytes: {
+    default: 64 * MiB,
+    unit: 'bytes',
+    min: 1024,
+    doc: 'Largest inference request body (413 E_TOO_LARGE beyond).',
+  },
+  maxControlBodyBytes: {
+    default: 1 * MiB,
+    unit: 'bytes',
+    min: 1024,
+    doc: 'Largest control-API JSON body (plans, links, segments).',
+  },
+  maxInFlight: {
+    default: 64,
+    unit: 'count',
+    min: 1,
+    doc: 'Requests in flight at the gateway at once; more are refused with 503 E_QUEUE_FULL.',
+  },
+  deadlineMs: {
+    default: 30_000,
+    unit: 'ms',
+    min: 1,
+    doc: 'Per-request deadline from arrival to answer, unless the request sets a smaller `timeout` parameter; 504 E_DEADLINE past it.',
+  },
+  sessionCache: {
+    default: 8,
+    unit: 'count',
+    min: 1,
+    doc: 'Segment sessions each host keeps loaded (LRU), so swapping back to a recent split is instant.',
+  },
+  sessionCacheBytes: {
+    default: 1024 * MiB,
+    unit: 'bytes',
+    min: 1,
+    doc: 'Model bytes the cached segment sessions of a host may add up to; the least recently used go first (the one in use always stays).',
+  },
+  warmupRuns: {
+    default: 2,
+    unit: 'count',
+    min: 0,
+    doc: 'Warm-up runs when a segment session is created, before it is reported warm.',
+  },
+  startupTimeoutMs: {
+    default: 60_000,
+    unit: 'ms',
+    min: 1,
+    doc: "How long the origin waits for its peers' links and first measurements before the first plan.",
+  },
+  startupSamples: {
+    default: 3,
+    unit: 'count',
+    min: 0,
+    doc: 'Throughput samples every link needs before the first plan (the first ones after a link opens are rough).',
+  },
+  peerRequestTimeoutMs: {
+    default: 60_000,
+    unit: 'ms',
+    min: 1,
+    doc: "A control call to a peer's API (its profile, status, links; preparing a segment) fails after this.",
+  },
+  loadSampleMs: {
+    default: 1000,
+    unit: 'ms',
+    min: 10,
+    doc: 'How often a host samples its CPU load (systeminformation).',
+  },
   planHistory: { default: 50, unit: 'count', min: 1, doc: 'Adopted plans kept for `GET /v1/plans`.' },
-  heartbeatMs: { default: 500, unit: 'ms', min: 50, doc: 'How often every host reports its load, queue, segment times and link measurements to the origin (over its peer link).' },
-  heartbeatTimeoutMs: { default: 2000, unit: 'ms', min: 100, doc: 'A host whose heartbeats stop this long is down for planning (a dropped link marks it down at once).' },
-  observedFreshMs: { default: 5000, unit: 'ms', min: 100, doc: "Segment times observed within this window are a host's slowdown; past it the host's CPU quota (if any) predicts it." },
-  latencyWindowMs: { default: 10_000, unit: 'ms', min: 100, doc: "Window of answered requests behind the measured latency (median, p99) of `GET /v1/plan` and the events' snapshots." },
-  concurrencySpanMs: { default: 3000, unit: 'ms', min: 100, doc: "Span of recent requests behind the controller's load figure (requests in flight on average, by Little's law), which the latency objective plans for." },
-  snapshotMs: { default: 1000, unit: 'ms', min: 100, doc: 'How often `/v1/events` sends a `snapshot` (links, hosts, latency, rps).' },
-  eventBufferBytes: { default: 1 * MiB, unit: 'bytes', min: 1024, doc: 'An events client that lets this much queue up unread is dropped (close code 4429) rather than buffered without bound.' },
+  heartbeatMs: {
+    default: 500,
+    unit: 'ms',
+    min: 50,
+    doc: 'How often every host reports its load, queue, segment times and link measurements to the origin (over its peer link).',
+  },
+  heartbeatTimeoutMs: {
+    default: 2000,
+    unit: 'ms',
+    min: 100,
+    doc: 'A host whose heartbeats stop this long is down for planning (a dropped link marks it down at once).',
+  },
+  observedFreshMs: {
+    default: 5000,
+    unit: 'ms',
+    min: 100,
+    doc: "Segment times observed within this window are a host's slowdown; past it the host's CPU quota (if any) predicts it.",
+  },
+  latencyWindowMs: {
+    default: 10_000,
+    unit: 'ms',
+    min: 100,
+    doc: "Window of answered requests behind the measured latency (median, p99) of `GET /v1/plan` and the events' snapshots.",
+  },
+  concurrencySpanMs: {
+    default: 3000,
+    unit: 'ms',
+    min: 100,
+    doc: "Span of recent requests behind the controller's load figure (requests in flight on average, by Little's law), which the latency objective plans for.",
+  },
+  snapshotMs: {
+    default: 1000,
+    unit: 'ms',
+    min: 100,
+    doc: 'How often `/v1/events` sends a `snapshot` (links, hosts, latency, rps).',
+  },
+  eventBufferBytes: {
+    default: 1 * MiB,
+    unit: 'bytes',
+    min: 1024,
+    doc: 'An events client that lets this much queue up unread is dropped (close code 4429) rather than buffered without bound.',
+  },
 } as const satisfies Record<string, LimitSpec>;
 
 /**
@@ -57,11 +147,15 @@ export function resolveLimits(input: Partial<RuntimeLimits> = {}): RuntimeLimits
   const out: RuntimeLimits = { ...DEFAULT_LIMITS };
   for (const [k, v] of Object.entries(input)) {
     if (v === undefined) continue;
-    if (!Object.hasOwn(LIMITS, k)) throw new CleaveError('E_BAD_INPUT', `limits.${k}: unknown limit (known: ${Object.keys(LIMITS).join(', ')})`);
+    if (!Object.hasOwn(LIMITS, k))
+      throw new CleaveError('E_BAD_INPUT', `limits.${k}: unknown limit (known: ${Object.keys(LIMITS).join(', ')})`);
     const spec: LimitSpec = LIMITS[k as keyof RuntimeLimits];
     const integer = spec.unit !== 'ms';
     if (typeof v !== 'number' || !Number.isFinite(v) || v < spec.min || (integer && !Number.isInteger(v)))
-      throw new CleaveError('E_BAD_INPUT', `limits.${k}: must be ${integer ? 'an integer' : 'a number'} >= ${spec.min}, got ${JSON.stringify(v)}`);
+      throw new CleaveError(
+        'E_BAD_INPUT',
+        `limits.${k}: must be ${integer ? 'an integer' : 'a number'} >= ${spec.min}, got ${JSON.stringify(v)}`,
+      );
     out[k as keyof RuntimeLimits] = v;
   }
   return out;

@@ -15,7 +15,8 @@ interface RepoModel {
 }
 
 export function listModels(dir: string): RepoModel[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CleaveError('E_BAD_INPUT', `--models ${dir}: not a directory`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new CleaveError('E_BAD_INPUT', `--models ${dir}: not a directory`);
   const out: RepoModel[] = [];
   for (const entry of readdirSync(dir).sort()) {
     const p = join(dir, entry);
@@ -25,7 +26,8 @@ export function listModels(dir: string): RepoModel[] {
       const versions = readdirSync(p)
         .filter((v) => /^\d+$/.test(v) && existsSync(join(p, v, 'model.onnx')))
         .sort((a, b) => Number(b) - Number(a));
-      if (versions.length > 0) out.push({ name: entry, version: versions[0], path: join(p, versions[0], 'model.onnx') });
+      if (versions.length > 0)
+        out.push({ name: entry, version: versions[0], path: join(p, versions[0], 'model.onnx') });
     }
   }
   return out;
@@ -34,7 +36,11 @@ export function listModels(dir: string): RepoModel[] {
 function findModel(dir: string, name: string): RepoModel {
   const all = listModels(dir);
   const m = all.find((x) => x.name === name);
-  if (!m) throw new CleaveError('E_UNKNOWN_MODEL', `model '${name}' is not in the repository ${dir} (has: ${all.map((x) => x.name).join(', ') || 'nothing'})`);
+  if (!m)
+    throw new CleaveError(
+      'E_UNKNOWN_MODEL',
+      `model '${name}' is not in the repository ${dir} (has: ${all.map((x) => x.name).join(', ') || 'nothing'})`,
+    );
   return m;
 }
 

@@ -9,7 +9,14 @@ import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
 import { CleaveError, errorMessage, isCleaveError } from '../errors.js';
-import { decodeFrame, encodeFrame, type DecodedFrame, type EncodedFrame, type HeaderInput, type Tensor } from './frame.js';
+import {
+  decodeFrame,
+  encodeFrame,
+  type DecodedFrame,
+  type EncodedFrame,
+  type HeaderInput,
+  type Tensor,
+} from './frame.js';
 import type { LinkMeter } from './measure.js';
 import type { Pipe } from './emulator.js';
 import type { TransportOptions } from './options.js';
@@ -38,7 +45,11 @@ const TRANSPORT_KINDS: ReadonlySet<string> = new Set(['hello', 'ack', 'probe']);
 
 /** Throws E_BAD_INPUT for a frame kind only the transport itself sends (a stray hello makes the peer close). */
 export function checkDataKind(kind: string): void {
-  if (TRANSPORT_KINDS.has(kind)) throw new CleaveError('E_BAD_INPUT', `'${kind}' frames are the transport's own; send infer, result, error or message`);
+  if (TRANSPORT_KINDS.has(kind))
+    throw new CleaveError(
+      'E_BAD_INPUT',
+      `'${kind}' frames are the transport's own; send infer, result, error or message`,
+    );
 }
 
 /** Close codes of a normal shutdown, which are not errors. */
@@ -190,7 +201,10 @@ export class Channel {
     }
     let frame: DecodedFrame;
     try {
-      frame = decodeFrame(data, { maxFrameBytes: this.cfg.options.maxFrameBytes, maxTensors: this.cfg.options.maxTensors });
+      frame = decodeFrame(data, {
+        maxFrameBytes: this.cfg.options.maxFrameBytes,
+        maxTensors: this.cfg.options.maxTensors,
+      });
     } catch (e) {
       this.fail(isCleaveError(e) ? e : new CleaveError('E_BAD_FRAME', `bad frame: ${errorMessage(e)}`));
       return;

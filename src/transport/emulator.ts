@@ -314,12 +314,14 @@ function normalize(s: EmulationSettings | null): Required<EmulationSettings> | n
 /** Checks settings coming from outside (config file, HTTP body); names the offending field. */
 export function checkEmulationSettings(value: unknown): EmulationSettings | null {
   if (value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) throw new TypeError('emulation settings must be an object or null');
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new TypeError('emulation settings must be an object or null');
   const v = value as Record<string, unknown>;
   const num = (k: string, nullable: boolean): number | null => {
     const x = v[k];
     if (x === undefined || (nullable && x === null)) return null;
-    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new TypeError(`'${k}' must be a non-negative number`);
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0)
+      throw new TypeError(`'${k}' must be a non-negative number`);
     return x;
   };
   const out = {
@@ -327,8 +329,11 @@ export function checkEmulationSettings(value: unknown): EmulationSettings | null
     delayMs: num('delayMs', false) ?? 0,
     burstBytes: num('burstBytes', false) ?? 0,
   };
-  if (out.delayMs > MAX_DELAY_MS) throw new TypeError(`'delayMs' must be at most ${MAX_DELAY_MS} (one minute), got ${out.delayMs}`);
+  if (out.delayMs > MAX_DELAY_MS)
+    throw new TypeError(`'delayMs' must be at most ${MAX_DELAY_MS} (one minute), got ${out.delayMs}`);
   if (out.bandwidthBps !== null && out.bandwidthBps > 0 && out.bandwidthBps < MIN_BANDWIDTH_BPS)
-    throw new TypeError(`'bandwidthBps' must be at least ${MIN_BANDWIDTH_BPS} (8 bit/s) or null, got ${out.bandwidthBps}`);
+    throw new TypeError(
+      `'bandwidthBps' must be at least ${MIN_BANDWIDTH_BPS} (8 bit/s) or null, got ${out.bandwidthBps}`,
+    );
   return out;
 }

@@ -25,7 +25,16 @@
  */
 import { Packr } from 'msgpackr';
 import { CleaveError } from '../errors.js';
-import { DTYPE_SIZE, DTYPES, isDtype, tensorBytes, typedFromBytes, type Dtype, type Tensor, type TensorData } from './dtype.js';
+import {
+  DTYPE_SIZE,
+  DTYPES,
+  isDtype,
+  tensorBytes,
+  typedFromBytes,
+  type Dtype,
+  type Tensor,
+  type TensorData,
+} from './dtype.js';
 
 export { DTYPE_SIZE, DTYPES, tensorBytes, type Dtype, type Tensor, type TensorData };
 
@@ -147,13 +156,18 @@ function elementCount(dims: unknown): number {
  * Encode a frame. Checks the tensors against their dims (a programming error on the sending side, reported as
  * E_BAD_INPUT) but not the size limit: the connection does that, since it knows the limit.
  */
-export function encodeFrame(input: HeaderInput, tensors: readonly Tensor[] = [], options: EncodeOptions = {}): EncodedFrame {
+export function encodeFrame(
+  input: HeaderInput,
+  tensors: readonly Tensor[] = [],
+  options: EncodeOptions = {},
+): EncodedFrame {
   const descs: TensorDesc[] = [];
   const datas: Buffer[] = [];
   for (let i = 0; i < tensors.length; i++) {
     const t = tensors[i];
     const size = DTYPE_SIZE[t.dtype];
-    if (size === undefined) throw new CleaveError('E_BAD_INPUT', `tensors[${i}].dtype '${String(t.dtype)}' cannot travel in a frame`);
+    if (size === undefined)
+      throw new CleaveError('E_BAD_INPUT', `tensors[${i}].dtype '${String(t.dtype)}' cannot travel in a frame`);
     const count = elementCount(t.dims);
     if (count < 0 || count * size !== t.data.byteLength) {
       throw new CleaveError(
@@ -261,7 +275,8 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
   if (!isCount(h.epoch)) throw bad('epoch', 'is not a non-negative integer');
   if (!isCount(h.stage)) throw bad('stage', 'is not a non-negative integer');
   if (!isCount(h.seq)) throw bad('seq', 'is not a non-negative integer');
-  if (typeof h.deadline !== 'number' || !Number.isFinite(h.deadline) || h.deadline < 0) throw bad('deadline', 'is not a finite non-negative number');
+  if (typeof h.deadline !== 'number' || !Number.isFinite(h.deadline) || h.deadline < 0)
+    throw bad('deadline', 'is not a finite non-negative number');
   if (!Array.isArray(h.route)) throw bad('route', 'is not an array');
   h.route.forEach((s: unknown, i) => {
     if (!isObject(s)) throw bad(`route[${i}]`, 'is not a map');
@@ -278,7 +293,8 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
     throw bad('error', "is missing on an 'error' frame");
   }
   if (!Array.isArray(h.tensors)) throw bad('tensors', 'is not an array');
-  if (h.tensors.length > maxTensors) throw bad('tensors', `has ${h.tensors.length} entries, more than the limit ${maxTensors}`);
+  if (h.tensors.length > maxTensors)
+    throw bad('tensors', `has ${h.tensors.length} entries, more than the limit ${maxTensors}`);
   const names = new Set<string>();
   h.tensors.forEach((t: unknown, i) => {
     const f = `tensors[${i}]`;
@@ -313,9 +329,13 @@ export function decodeFrame(data: Buffer | readonly Buffer[], options: DecodeOpt
   const bytes = new Bytes(Buffer.isBuffer(data) ? [data] : data);
   const total = bytes.length;
   if (total > options.maxFrameBytes) {
-    throw new CleaveError('E_TOO_LARGE', `bad frame: byteLength ${total} exceeds maxFrameBytes ${options.maxFrameBytes}`);
+    throw new CleaveError(
+      'E_TOO_LARGE',
+      `bad frame: byteLength ${total} exceeds maxFrameBytes ${options.maxFrameBytes}`,
+    );
   }
-  if (total < PREFIX_BYTES) throw bad('prefix', `is truncated: the frame has ${total} bytes, the prefix needs ${PREFIX_BYTES}`);
+  if (total < PREFIX_BYTES)
+    throw bad('prefix', `is truncated: the frame has ${total} bytes, the prefix needs ${PREFIX_BYTES}`);
   const prefix = bytes.range(0, PREFIX_BYTES).buf;
   if (prefix[0] !== MAGIC0 || prefix[1] !== MAGIC1 || prefix[2] !== MAGIC2) {
     throw bad('magic', `is 0x${prefix.subarray(0, 3).toString('hex')}, expected 0x434c56 ('CLV')`);
@@ -340,7 +360,10 @@ export function decodeFrame(data: Buffer | readonly Buffer[], options: DecodeOpt
     const d = header.tensors[i];
     const start = i ? align(at) : at;
     if (start + d.byteLength > total) {
-      throw bad(`tensors[${i}]`, `(${d.name}, ${d.byteLength} bytes at offset ${start}) runs past the end of the ${total}-byte frame`);
+      throw bad(
+        `tensors[${i}]`,
+        `(${d.name}, ${d.byteLength} bytes at offset ${start}) runs past the end of the ${total}-byte frame`,
+      );
     }
     const { buf, copied: split } = bytes.range(start, d.byteLength);
     const { data, copied } = typedFromBytes(d.dtype, buf);

@@ -29,19 +29,25 @@ export function helloBody(self: HostIdentity, modelSha256: string): HelloBody {
 
 /** Validates a received hello body (E_BAD_FRAME naming the field). */
 export function checkHello(body: unknown): HelloBody {
-  if (typeof body !== 'object' || body === null) throw new CleaveError('E_BAD_FRAME', 'bad frame: hello body is not a map');
+  if (typeof body !== 'object' || body === null)
+    throw new CleaveError('E_BAD_FRAME', 'bad frame: hello body is not a map');
   const b = body as Record<string, unknown>;
   for (const k of ['host', 'tier', 'modelSha256'] as const) {
-    if (typeof b[k] !== 'string' || b[k] === '') throw new CleaveError('E_BAD_FRAME', `bad frame: hello body.${k} is not a non-empty string`);
+    if (typeof b[k] !== 'string' || b[k] === '')
+      throw new CleaveError('E_BAD_FRAME', `bad frame: hello body.${k} is not a non-empty string`);
   }
-  if (typeof b.protocol !== 'number') throw new CleaveError('E_BAD_FRAME', 'bad frame: hello body.protocol is not a number');
+  if (typeof b.protocol !== 'number')
+    throw new CleaveError('E_BAD_FRAME', 'bad frame: hello body.protocol is not a number');
   return { host: b.host as string, tier: b.tier as string, modelSha256: b.modelSha256 as string, protocol: b.protocol };
 }
 
 /** Null when the peer may talk to us, else the error that ends the connection (close code 4409). */
 export function mismatch(ours: string, peer: HelloBody): CleaveError | null {
   if (peer.protocol !== PROTOCOL) {
-    return new CleaveError('E_BAD_MODEL', `peer ${peer.host} speaks transport protocol ${peer.protocol}, this host ${PROTOCOL}`);
+    return new CleaveError(
+      'E_BAD_MODEL',
+      `peer ${peer.host} speaks transport protocol ${peer.protocol}, this host ${PROTOCOL}`,
+    );
   }
   if (peer.modelSha256 !== ours) {
     return new CleaveError(
@@ -65,7 +71,14 @@ export function tokenMatches(header: string | undefined, token: string): boolean
   return timingSafeEqual(a, b);
 }
 
-const CLOSE_CODES: ErrorCode[] = ['E_BAD_FRAME', 'E_UNAUTHORIZED', 'E_BAD_MODEL', 'E_TOO_LARGE', 'E_UNKNOWN_MODEL', 'E_INTERNAL'];
+const CLOSE_CODES: ErrorCode[] = [
+  'E_BAD_FRAME',
+  'E_UNAUTHORIZED',
+  'E_BAD_MODEL',
+  'E_TOO_LARGE',
+  'E_UNKNOWN_MODEL',
+  'E_INTERNAL',
+];
 
 /** The error a peer meant by closing with `code` (our 44xx/45xx codes, or ws's 1009 for an oversized frame). */
 export function errorForClose(code: number, reason: string): CleaveError {
@@ -79,6 +92,7 @@ export function errorForClose(code: number, reason: string): CleaveError {
 
 /** The error for an HTTP status answered to our upgrade request. */
 export function errorForStatus(status: number): CleaveError {
-  if (status === 401 || status === 403) return new CleaveError('E_UNAUTHORIZED', `peer refused the token (HTTP ${status})`);
+  if (status === 401 || status === 403)
+    return new CleaveError('E_UNAUTHORIZED', `peer refused the token (HTTP ${status})`);
   return new CleaveError('E_PEER_GONE', `peer refused the upgrade (HTTP ${status})`);
 }

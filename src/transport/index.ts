@@ -26,7 +26,12 @@ export {
 export { TYPED_ARRAY, type TypedArrayConstructor } from './dtype.js';
 export { LinkEmulator, checkEmulationSettings, type EmulationSettings } from './emulator.js';
 export { LinkMeter, type LinkStats } from './measure.js';
-export { DEFAULT_TRANSPORT_OPTIONS, resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
+export {
+  DEFAULT_TRANSPORT_OPTIONS,
+  resolveTransportOptions,
+  type TransportOptions,
+  type TransportOptionsInput,
+} from './options.js';
 export { PROTOCOL, type HostIdentity, type PeerIdentity } from './handshake.js';
 export type { ConnectionState, ConnectionStats, FrameHandler, FrameSource, IncomingFrame } from './incoming.js';
 export { PeerLink, type LinkDown, type PeerLinkEvents, type PeerLinkOptions } from './peer-link.js';

@@ -213,7 +213,8 @@ export class LinkMeter {
       const x = this.rateFilter.push(bps);
       this.rateRecent = x;
       this.resolvedSamples++;
-      const side = this.rate === null ? 0 : bps > this.rate * SHIFT_FACTOR ? 1 : bps * SHIFT_FACTOR < this.rate ? -1 : 0;
+      const side =
+        this.rate === null ? 0 : bps > this.rate * SHIFT_FACTOR ? 1 : bps * SHIFT_FACTOR < this.rate ? -1 : 0;
       this.shiftRun = side !== 0 && side === this.shiftSide ? this.shiftRun + 1 : side !== 0 ? 1 : 0;
       this.shiftSide = side;
       if (this.rate === null || this.resolvedSamples <= 3 || this.shiftRun >= SHIFT_RUN) {

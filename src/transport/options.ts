@@ -76,9 +76,16 @@ export const DEFAULT_TRANSPORT_OPTIONS: Readonly<TransportOptions> = Object.free
  * zero or negative interval cannot make a timer spin.
  */
 export function resolveTransportOptions(input: TransportOptionsInput = {}): TransportOptions {
-  const bad = (key: string, why: string, v: unknown): CleaveError => new CleaveError('E_BAD_INPUT', `transport.${key}: ${why}, got ${JSON.stringify(v)}`);
+  const bad = (key: string, why: string, v: unknown): CleaveError =>
+    new CleaveError('E_BAD_INPUT', `transport.${key}: ${why}, got ${JSON.stringify(v)}`);
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw bad('', 'must be an object', input);
-  for (const k of Object.keys(input)) if (!(k in DEFAULT_TRANSPORT_OPTIONS)) throw bad(k, `unknown option (known: ${Object.keys(DEFAULT_TRANSPORT_OPTIONS).join(', ')})`, (input as Record<string, unknown>)[k]);
+  for (const k of Object.keys(input))
+    if (!(k in DEFAULT_TRANSPORT_OPTIONS))
+      throw bad(
+        k,
+        `unknown option (known: ${Object.keys(DEFAULT_TRANSPORT_OPTIONS).join(', ')})`,
+        (input as Record<string, unknown>)[k],
+      );
   const o: TransportOptions = {
     ...DEFAULT_TRANSPORT_OPTIONS,
     ...defined(input),
@@ -91,16 +98,35 @@ export function resolveTransportOptions(input: TransportOptionsInput = {}): Tran
   const positive = (key: string, v: unknown): void => {
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(key, 'must be a positive number', v);
   };
-  for (const k of ['maxFrameBytes', 'maxQueueBytes', 'maxTensors', 'probeMinBytes', 'probeMaxBytes'] as const) count(k, 1);
+  for (const k of ['maxFrameBytes', 'maxQueueBytes', 'maxTensors', 'probeMinBytes', 'probeMaxBytes'] as const)
+    count(k, 1);
   count('coalesceBytes', 0);
-  for (const k of ['pingIntervalMs', 'pingTimeoutMs', 'helloTimeoutMs', 'probeIntervalMs', 'probeTargetMs', 'minSampleMs'] as const) positive(k, o[k]);
-  if (o.probeMaxBytes < o.probeMinBytes) throw bad('probeMaxBytes', `must be >= probeMinBytes (${o.probeMinBytes})`, o.probeMaxBytes);
-  if (typeof o.ewmaAlpha !== 'number' || !(o.ewmaAlpha > 0 && o.ewmaAlpha <= 1)) throw bad('ewmaAlpha', 'must be in (0, 1]', o.ewmaAlpha);
-  for (const k of Object.keys(o.reconnect)) if (k !== 'initialMs' && k !== 'maxMs') throw bad(`reconnect.${k}`, 'unknown option (known: initialMs, maxMs)', (o.reconnect as Record<string, unknown>)[k]);
+  for (const k of [
+    'pingIntervalMs',
+    'pingTimeoutMs',
+    'helloTimeoutMs',
+    'probeIntervalMs',
+    'probeTargetMs',
+    'minSampleMs',
+  ] as const)
+    positive(k, o[k]);
+  if (o.probeMaxBytes < o.probeMinBytes)
+    throw bad('probeMaxBytes', `must be >= probeMinBytes (${o.probeMinBytes})`, o.probeMaxBytes);
+  if (typeof o.ewmaAlpha !== 'number' || !(o.ewmaAlpha > 0 && o.ewmaAlpha <= 1))
+    throw bad('ewmaAlpha', 'must be in (0, 1]', o.ewmaAlpha);
+  for (const k of Object.keys(o.reconnect))
+    if (k !== 'initialMs' && k !== 'maxMs')
+      throw bad(
+        `reconnect.${k}`,
+        'unknown option (known: initialMs, maxMs)',
+        (o.reconnect as Record<string, unknown>)[k],
+      );
   positive('reconnect.initialMs', o.reconnect.initialMs);
   positive('reconnect.maxMs', o.reconnect.maxMs);
-  if (o.reconnect.maxMs < o.reconnect.initialMs) throw bad('reconnect.maxMs', `must be >= reconnect.initialMs (${o.reconnect.initialMs})`, o.reconnect.maxMs);
-  if (typeof o.path !== 'string' || !o.path.startsWith('/')) throw bad('path', "must be a path starting with '/'", o.path);
+  if (o.reconnect.maxMs < o.reconnect.initialMs)
+    throw bad('reconnect.maxMs', `must be >= reconnect.initialMs (${o.reconnect.initialMs})`, o.reconnect.maxMs);
+  if (typeof o.path !== 'string' || !o.path.startsWith('/'))
+    throw bad('path', "must be a path starting with '/'", o.path);
   return o;
 }
 

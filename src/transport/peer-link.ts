@@ -27,7 +27,13 @@ import {
   type HostIdentity,
   type PeerIdentity,
 } from './handshake.js';
-import { deliverFrame, type ConnectionState, type ConnectionStats, type FrameHandler, type FrameSource } from './incoming.js';
+import {
+  deliverFrame,
+  type ConnectionState,
+  type ConnectionStats,
+  type FrameHandler,
+  type FrameSource,
+} from './incoming.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
@@ -133,7 +139,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
   /** Resolves when the link is open; rejects after `timeoutMs`, or at once on a refused token or model. */
   whenOpen(timeoutMs = this.options.helloTimeoutMs): Promise<PeerIdentity> {
     if (this.linkState === 'open' && this.peerId) return Promise.resolve(this.peerId);
-    if (this.linkState === 'closed') return Promise.reject(new CleaveError('E_PEER_GONE', `link ${this.name} is closed`));
+    if (this.linkState === 'closed')
+      return Promise.reject(new CleaveError('E_PEER_GONE', `link ${this.name} is closed`));
     return new Promise((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -160,7 +167,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
 
   send(header: HeaderInput, tensors: readonly Tensor[] = []): boolean {
     if (this.linkState !== 'open' || !this.channel) {
-      throw new CleaveError('E_PEER_GONE', `link ${this.name} is ${this.linkState}${this.error ? `: ${this.error.message}` : ''}`);
+      throw new CleaveError(
+        'E_PEER_GONE',
+        `link ${this.name} is ${this.linkState}${this.error ? `: ${this.error.message}` : ''}`,
+      );
     }
     checkDataKind(header.kind);
     return this.channel.send(header, tensors);
@@ -246,7 +256,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
   private onFrame(channel: Channel, frame: DecodedFrame, receivedAt: number): void {
     const h = frame.header;
     if (h.kind === 'hello') {
-      if (this.linkState !== 'connecting') return channel.fail(new CleaveError('E_BAD_FRAME', 'bad frame: kind hello after the handshake'));
+      if (this.linkState !== 'connecting')
+        return channel.fail(new CleaveError('E_BAD_FRAME', 'bad frame: kind hello after the handshake'));
       let hello;
       try {
         hello = checkHello(h.body);

@@ -16,8 +16,22 @@ import { CleaveError } from '../errors.js';
 import { Channel, CLOSE_GOING_AWAY, checkDataKind } from './channel.js';
 import { PASSTHROUGH } from './emulator.js';
 import type { DecodedFrame, HeaderInput, Tensor } from './frame.js';
-import { checkHello, errorForClose, helloBody, mismatch, tokenMatches, type HostIdentity, type PeerIdentity } from './handshake.js';
-import { deliverFrame, type ConnectionState, type ConnectionStats, type FrameHandler, type FrameSource } from './incoming.js';
+import {
+  checkHello,
+  errorForClose,
+  helloBody,
+  mismatch,
+  tokenMatches,
+  type HostIdentity,
+  type PeerIdentity,
+} from './handshake.js';
+import {
+  deliverFrame,
+  type ConnectionState,
+  type ConnectionStats,
+  type FrameHandler,
+  type FrameSource,
+} from './incoming.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
@@ -79,7 +93,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     this.http =
       cfg.server ??
       http.createServer((_req, res) => {
-        res.writeHead(426, { 'content-type': 'application/json' }).end('{"error":"peer endpoint: WebSocket upgrade required"}');
+        res
+          .writeHead(426, { 'content-type': 'application/json' })
+          .end('{"error":"peer endpoint: WebSocket upgrade required"}');
       });
     this.wss = new WebSocketServer({
       noServer: true,
@@ -191,7 +207,8 @@ export class PeerConnection implements FrameSource {
       onDrain: () => undefined,
     });
     this.helloTimer = setTimeout(
-      () => this.channel.fail(new CleaveError('E_BAD_FRAME', `bad frame: no hello within ${options.helloTimeoutMs} ms`)),
+      () =>
+        this.channel.fail(new CleaveError('E_BAD_FRAME', `bad frame: no hello within ${options.helloTimeoutMs} ms`)),
       options.helloTimeoutMs,
     );
   }
@@ -244,7 +261,8 @@ export class PeerConnection implements FrameSource {
   private onFrame(frame: DecodedFrame, receivedAt: number): void {
     const h = frame.header;
     if (h.kind === 'hello') {
-      if (this.connState !== 'connecting') return this.channel.fail(new CleaveError('E_BAD_FRAME', 'bad frame: kind hello twice'));
+      if (this.connState !== 'connecting')
+        return this.channel.fail(new CleaveError('E_BAD_FRAME', 'bad frame: kind hello twice'));
       clearTimeout(this.helloTimer);
       let hello;
       try {

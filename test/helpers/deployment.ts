@@ -24,10 +24,14 @@ export async function freePort(): Promise<number> {
 }
 
 /** A device, an edge and a cloud host named `names`, each on a free loopback port, with `threads` ORT threads. */
-export async function loopbackHosts(names: readonly [string, string, string], threads: readonly [number, number, number] = [1, 1, 1]): Promise<HostConfig[]> {
+export async function loopbackHosts(
+  names: readonly [string, string, string],
+  threads: readonly [number, number, number] = [1, 1, 1],
+): Promise<HostConfig[]> {
   const tiers = ['device', 'edge', 'cloud'];
   const hosts: HostConfig[] = [];
-  for (let i = 0; i < 3; i++) hosts.push({ name: names[i], tier: tiers[i], listen: `127.0.0.1:${await freePort()}`, threads: threads[i] });
+  for (let i = 0; i < 3; i++)
+    hosts.push({ name: names[i], tier: tiers[i], listen: `127.0.0.1:${await freePort()}`, threads: threads[i] });
   return hosts;
 }
 
@@ -74,7 +78,8 @@ export async function startDeployment(o: {
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
   const started: Host[] = [];
   try {
-    for (const h of hosts) started.push(await Host.start({ config, name: h.name, modelsDir: repo, cacheDir: join(dir, 'cache'), logger }));
+    for (const h of hosts)
+      started.push(await Host.start({ config, name: h.name, modelsDir: repo, cacheDir: join(dir, 'cache'), logger }));
     await started[0].planAtStartup();
   } catch (e) {
     await Promise.all(started.map((h) => h.close()));
@@ -102,25 +107,44 @@ export interface OipTensor {
 }
 
 /** POST a JSON inference request; returns status and parsed body. */
-export async function inferJson(url: string, model: string, inputs: OipTensor[]): Promise<{ status: number; body: any }> {
+export async function inferJson(
+  url: string,
+  model: string,
+  inputs: OipTensor[],
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}/v2/models/${model}/infer`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ id: 'req-json', inputs: inputs.map((t) => ({ name: t.name, shape: t.dims, datatype: 'FP32', data: Array.from(t.data) })) }),
+    body: JSON.stringify({
+      id: 'req-json',
+      inputs: inputs.map((t) => ({ name: t.name, shape: t.dims, datatype: 'FP32', data: Array.from(t.data) })),
+    }),
   });
   return { status: res.status, body: await res.json() };
 }
 
 /** POST a binary-extension inference request asking for binary outputs; returns outputs as Float32Arrays. */
-export async function inferBinary(url: string, model: string, inputs: OipTensor[]): Promise<{ status: number; outputs: Record<string, Float32Array>; json: any }> {
+export async function inferBinary(
+  url: string,
+  model: string,
+  inputs: OipTensor[],
+): Promise<{ status: number; outputs: Record<string, Float32Array>; json: any }> {
   const header = Buffer.from(
     JSON.stringify({
       id: 'req-bin',
-      inputs: inputs.map((t) => ({ name: t.name, shape: t.dims, datatype: 'FP32', parameters: { binary_data_size: t.data.byteLength } })),
+      inputs: inputs.map((t) => ({
+        name: t.name,
+        shape: t.dims,
+        datatype: 'FP32',
+        parameters: { binary_data_size: t.data.byteLength },
+      })),
       parameters: { binary_data_output: true },
     }),
   );
-  const body = Buffer.concat([header, ...inputs.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
+  const body = Buffer.concat([
+    header,
+    ...inputs.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+  ]);
   const res = await fetch(`${url}/v2/models/${model}/infer`, {
     method: 'POST',
     headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
@@ -141,7 +165,12 @@ export async function inferBinary(url: string, model: string, inputs: OipTensor[
 }
 
 /** numpy.allclose. */
-export function allclose(a: ArrayLike<number>, b: ArrayLike<number>, atol = 1e-4, rtol = 1e-3): { ok: boolean; maxAbs: number } {
+export function allclose(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  atol = 1e-4,
+  rtol = 1e-3,
+): { ok: boolean; maxAbs: number } {
   if (a.length !== b.length) return { ok: false, maxAbs: Infinity };
   let ok = true;
   let maxAbs = 0;

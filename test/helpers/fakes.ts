@@ -30,10 +30,22 @@ export function profile(host: string, tier: string, blockMs: readonly number[], 
       sha256: SHA,
       inputBytes: 1000,
       outputBytes: 1000,
-      blocks: blockMs.map((_, k) => ({ index: k, name: `block${k}`, nodes: [10 * k, 10 * k + 10] as const, frontierBytes, frontierTensors: 1, weightBytes: 4096 })),
+      blocks: blockMs.map((_, k) => ({
+        index: k,
+        name: `block${k}`,
+        nodes: [10 * k, 10 * k + 10] as const,
+        frontierBytes,
+        frontierTensors: 1,
+        weightBytes: 4096,
+      })),
     },
     host: { name: host, tier, cpu: 'fake', cores: 4, memoryBytes: 8 * 2 ** 30, threads: 1 },
-    timings: { repeats: 10, warmup: 2, blocks: blockMs.map((m) => ({ medianMs: m, p90Ms: m * 1.1 })), wholeModelMs: { medianMs: whole, p90Ms: whole * 1.1 } },
+    timings: {
+      repeats: 10,
+      warmup: 2,
+      blocks: blockMs.map((m) => ({ medianMs: m, p90Ms: m * 1.1 })),
+      wholeModelMs: { medianMs: whole, p90Ms: whole * 1.1 },
+    },
     createdAt: '2026-01-01T00:00:00.000Z',
   };
 }
@@ -111,13 +123,25 @@ export class FakeSegments implements StageRunner {
     if (this.fail) throw this.fail;
     const x = feeds[`t${r.start}`];
     const data = Float32Array.from(x.data as Float32Array, (v) => v + (r.end - r.start));
-    return { outputs: { [`t${r.end}`]: { dtype: 'float32', dims: x.dims, data } }, computeMs: this.computeMs.shift() ?? 1 };
+    return {
+      outputs: { [`t${r.end}`]: { dtype: 'float32', dims: x.dims, data } },
+      computeMs: this.computeMs.shift() ?? 1,
+    };
   }
 }
 
 /** A frame as a peer's connection delivers it. */
-export function incoming(header: Partial<FrameHeader> & Pick<FrameHeader, 'kind' | 'id'>, tensors: Record<string, TensorLike> = {}, from = { host: 'edge', tier: 'edge' }): IncomingFrame {
-  const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims, data: t.data }));
+export function incoming(
+  header: Partial<FrameHeader> & Pick<FrameHeader, 'kind' | 'id'>,
+  tensors: Record<string, TensorLike> = {},
+  from = { host: 'edge', tier: 'edge' },
+): IncomingFrame {
+  const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({
+    name,
+    dtype: t.dtype,
+    dims: t.dims,
+    data: t.data,
+  }));
   return {
     header: {
       epoch: 1,

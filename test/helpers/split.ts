@@ -24,11 +24,17 @@ export function checkSegment(model: OnnxModel, seg: Segment): void {
   expect(g.output.map((o) => o.name)).toEqual([...seg.outputs]);
   const read = new Set<string>();
   for (const n of g.node) for (const r of nodeReads(n)) read.add(r);
-  for (const t of inits) expect(read.has(t), `segment [${seg.start}, ${seg.end}) carries unused initializer '${t}'`).toBe(true);
+  for (const t of inits)
+    expect(read.has(t), `segment [${seg.start}, ${seg.end}) carries unused initializer '${t}'`).toBe(true);
 }
 
 /** Runs the segments of `bounds` one after another; returns every segment and the last one's outputs. */
-export async function chain(model: OnnxModel, a: Analysis, bounds: readonly number[], feeds: Feeds): Promise<{ segments: Segment[]; out: Feeds }> {
+export async function chain(
+  model: OnnxModel,
+  a: Analysis,
+  bounds: readonly number[],
+  feeds: Feeds,
+): Promise<{ segments: Segment[]; out: Feeds }> {
   const fronts = a.cuts.map((c) => c.tensors);
   let carried: Feeds = { ...feeds };
   const segments: Segment[] = [];
@@ -37,7 +43,10 @@ export async function chain(model: OnnxModel, a: Analysis, bounds: readonly numb
     checkSegment(model, seg);
     const segFeeds: Feeds = {};
     for (const t of seg.inputs) {
-      expect(carried[t], `segment [${seg.start}, ${seg.end}) needs '${t}', which no earlier segment passed on`).toBeDefined();
+      expect(
+        carried[t],
+        `segment [${seg.start}, ${seg.end}) needs '${t}', which no earlier segment passed on`,
+      ).toBeDefined();
       segFeeds[t] = carried[t];
     }
     carried = await runBytes(seg.bytes, segFeeds);
@@ -69,13 +78,20 @@ export async function expectSplitsMatch(
   const splits = splitsOf(model.nodes.length);
   for (const bounds of splits) {
     const { out } = await chain(model, analysis, bounds, feeds);
-    for (const o of model.outputs) expectClose(out[o.name], whole[o.name], `split ${bounds.join(',')}: output '${o.name}'`);
+    for (const o of model.outputs)
+      expectClose(out[o.name], whole[o.name], `split ${bounds.join(',')}: output '${o.name}'`);
   }
   return { analysis, feeds, whole, splits: splits.length };
 }
 
 /** numpy.allclose on two tensors; integer tensors must match exactly. */
-export function expectClose(got: ort.Tensor | undefined, want: ort.Tensor | undefined, what: string, atol = 1e-5, rtol = 1e-5): void {
+export function expectClose(
+  got: ort.Tensor | undefined,
+  want: ort.Tensor | undefined,
+  what: string,
+  atol = 1e-5,
+  rtol = 1e-5,
+): void {
   expect(got, `${what}: missing`).toBeDefined();
   expect(want, `${what}: no reference`).toBeDefined();
   if (!got || !want) return;

@@ -5,7 +5,17 @@
  * domains. Plus running bytes in ORT. No vitest here, so scripts can use it too.
  */
 import ort from 'onnxruntime-node';
-import { onnx, dtypeInfo, toNum, type DType, type IAttributeProto, type IGraphProto, type INodeProto, type ITensorProto, type IValueInfoProto } from '../../src/graph/onnx.js';
+import {
+  onnx,
+  dtypeInfo,
+  toNum,
+  type DType,
+  type IAttributeProto,
+  type IGraphProto,
+  type INodeProto,
+  type ITensorProto,
+  type IValueInfoProto,
+} from '../../src/graph/onnx.js';
 
 export type Dim = number | string;
 
@@ -46,14 +56,18 @@ export interface ModelSpec {
 
 export function valueInfo(t: TensorSpec): IValueInfoProto {
   const elemType = dtypeInfo(t.dtype ?? 'float32').id;
-  const shape = t.dims ? { dim: t.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } : undefined;
+  const shape = t.dims
+    ? { dim: t.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) }
+    : undefined;
   return { name: t.name, type: { tensorType: { elemType, shape } } };
 }
 
 /** A float32 tensor with deterministic values (a smooth, signed pattern) unless `values` is given. */
 export function floats(name: string, dims: readonly number[], values?: readonly number[]): ITensorProto {
   const count = dims.reduce((a, d) => a * d, 1);
-  const data = Float32Array.from(values ?? Array.from({ length: count }, (_, i) => Math.sin(i * 1.7 + name.length) * 0.5));
+  const data = Float32Array.from(
+    values ?? Array.from({ length: count }, (_, i) => Math.sin(i * 1.7 + name.length) * 0.5),
+  );
   return { name, dims: [...dims], dataType: onnx.TensorProto.DataType.FLOAT, rawData: new Uint8Array(data.buffer) };
 }
 
@@ -84,7 +98,10 @@ export function node(n: NodeSpec, index = 0): INodeProto {
 }
 
 /** A (sub)graph: the body of an `If` branch, say. */
-export function graph(name: string, spec: Omit<ModelSpec, 'opset' | 'irVersion' | 'extraOpsets' | 'initsAsInputs'>): IGraphProto {
+export function graph(
+  name: string,
+  spec: Omit<ModelSpec, 'opset' | 'irVersion' | 'extraOpsets' | 'initsAsInputs'>,
+): IGraphProto {
   return {
     name,
     node: spec.nodes.map(node),
@@ -98,7 +115,8 @@ export function graph(name: string, spec: Omit<ModelSpec, 'opset' | 'irVersion' 
 export function tinyModel(spec: ModelSpec): Uint8Array {
   const g = graph(spec.name ?? 'tiny', spec);
   if (spec.initsAsInputs)
-    for (const t of spec.inits ?? []) g.input?.push(valueInfo({ name: t.name ?? '', dtype: dtypeOf(t), dims: (t.dims ?? []).map(Number) }));
+    for (const t of spec.inits ?? [])
+      g.input?.push(valueInfo({ name: t.name ?? '', dtype: dtypeOf(t), dims: (t.dims ?? []).map(Number) }));
   const proto = onnx.ModelProto.create({
     irVersion: spec.irVersion ?? 7,
     producerName: 'cleave-test',

@@ -48,7 +48,13 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { shape: { type: 'string', multiple: true }, json: { type: 'boolean' }, cuts: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...granularityOptions },
+    options: {
+      shape: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+      cuts: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      ...granularityOptions,
+    },
   });
   if (values.help || positionals.length !== 1) {
     process.stdout.write(`${inspectHelp}\n`);
@@ -78,7 +84,16 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         weightBytes: model.weightBytes,
         cutCounts: counts,
         cuts: a.cuts.map((c) => ({ index: c.index, tensors: c.tensors, bytes: c.bytes })),
-        blocks: a.blocks.map((b) => ({ index: b.index, start: b.start, end: b.end, nodes: b.end - b.start, name: b.name, weightBytes: b.weightBytes, frontierTensors: b.after.tensors.length, frontierBytes: b.after.bytes })),
+        blocks: a.blocks.map((b) => ({
+          index: b.index,
+          start: b.start,
+          end: b.end,
+          nodes: b.end - b.start,
+          name: b.name,
+          weightBytes: b.weightBytes,
+          frontierTensors: b.after.tensors.length,
+          frontierBytes: b.after.bytes,
+        })),
       })}\n`,
     );
     return 0;
@@ -89,26 +104,43 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   };
   const out: string[] = [];
   out.push(`model    ${model.source}`);
-  out.push(`name     ${model.name}   opset ${model.opset}   sha256 ${model.sha256.slice(0, 16)}…   file ${fmtBytes(model.bytes.byteLength)}`);
+  out.push(
+    `name     ${model.name}   opset ${model.opset}   sha256 ${model.sha256.slice(0, 16)}…   file ${fmtBytes(model.bytes.byteLength)}`,
+  );
   out.push(`inputs   ${model.inputs.map((i) => io(i.name)).join('; ')}`);
   out.push(`outputs  ${model.outputs.map((o) => io(o.name)).join('; ')}`);
-  out.push(`nodes    ${fmtInt(model.nodeCount)} (${fmtInt(model.nodes.length)} compute, ${fmtInt(model.nodeCount - model.nodes.length)} constant)`);
+  out.push(
+    `nodes    ${fmtInt(model.nodeCount)} (${fmtInt(model.nodes.length)} compute, ${fmtInt(model.nodeCount - model.nodes.length)} constant)`,
+  );
   out.push(`params   ${fmtInt(model.parameterCount)} (${fmtBytes(model.weightBytes)})`);
   out.push(
     `cuts     ${fmtInt(counts.inner)} inner: ${fmtInt(counts.single)} single-tensor (Scission's rule), ${fmtInt(counts.multi)} multi-tensor` +
-      (counts.scissionKeras ? `; Scission's rule on the Keras model (${counts.scissionKeras.layers} layers): ${counts.scissionKeras.splits}` : ''),
+      (counts.scissionKeras
+        ? `; Scission's rule on the Keras model (${counts.scissionKeras.layers} layers): ${counts.scissionKeras.splits}`
+        : ''),
   );
   out.push(`blocks   ${a.blocks.length}`);
   out.push('');
   out.push(
     table(
       ['block', 'nodes', 'weights', 'frontier after', 'name'],
-      a.blocks.map((b) => [b.index, `${b.start}-${b.end - 1}`, fmtBytes(b.weightBytes), `${b.after.tensors.length} / ${fmtBytes(b.after.bytes)}`, b.name]),
+      a.blocks.map((b) => [
+        b.index,
+        `${b.start}-${b.end - 1}`,
+        fmtBytes(b.weightBytes),
+        `${b.after.tensors.length} / ${fmtBytes(b.after.bytes)}`,
+        b.name,
+      ]),
     ),
   );
   if (values.cuts) {
     out.push('');
-    out.push(table(['cut', 'tensors', 'bytes', 'frontier'], a.cuts.map((c) => [c.index, c.tensors.length, fmtBytes(c.bytes), c.tensors.join(' ')])));
+    out.push(
+      table(
+        ['cut', 'tensors', 'bytes', 'frontier'],
+        a.cuts.map((c) => [c.index, c.tensors.length, fmtBytes(c.bytes), c.tensors.join(' ')]),
+      ),
+    );
   }
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;

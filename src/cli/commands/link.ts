@@ -14,7 +14,13 @@ export async function linkCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { mbps: { type: 'string' }, delay: { type: 'string' }, off: { type: 'boolean' }, url: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      mbps: { type: 'string' },
+      delay: { type: 'string' },
+      off: { type: 'boolean' },
+      url: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const [sub, from, to] = positionals;
   if (values.help || (sub !== 'set' && sub !== 'show')) {
@@ -23,21 +29,39 @@ export async function linkCommand(argv: string[]): Promise<number> {
   }
   const url = (values.url ?? 'http://127.0.0.1:8000').replace(/\/$/, '');
   if (sub === 'show') {
-    const topo = (await call(`${url}/v1/topology`, 'GET')) as { links: { from: string; to: string; rttMs: number | null; throughputBps: number | null; state: string; emulation: { bandwidthBps: number | null; delayMs: number } | null }[] };
+    const topo = (await call(`${url}/v1/topology`, 'GET')) as {
+      links: {
+        from: string;
+        to: string;
+        rttMs: number | null;
+        throughputBps: number | null;
+        state: string;
+        emulation: { bandwidthBps: number | null; delayMs: number } | null;
+      }[];
+    };
     const mbit = (bps: number | null | undefined): string => (bps ? ((bps * 8) / 1e6).toFixed(2) : '-');
     process.stdout.write(
       `${table(
         ['link', 'state', 'rtt ms', 'measured Mbit/s', 'emulated Mbit/s', 'emulated delay ms'],
-        topo.links.map((l) => [`${l.from}->${l.to}`, l.state, l.rttMs?.toFixed(2) ?? '-', mbit(l.throughputBps), mbit(l.emulation?.bandwidthBps), l.emulation?.delayMs ?? '-']),
+        topo.links.map((l) => [
+          `${l.from}->${l.to}`,
+          l.state,
+          l.rttMs?.toFixed(2) ?? '-',
+          mbit(l.throughputBps),
+          mbit(l.emulation?.bandwidthBps),
+          l.emulation?.delayMs ?? '-',
+        ]),
       )}\n`,
     );
     return 0;
   }
-  if (!from || !to) throw new CleaveError('E_BAD_INPUT', 'usage: cleave link set FROM TO [--mbps N] [--delay MS] [--off]');
+  if (!from || !to)
+    throw new CleaveError('E_BAD_INPUT', 'usage: cleave link set FROM TO [--mbps N] [--delay MS] [--off]');
   let body: Record<string, unknown> | null;
   if (values.off) body = null;
   else {
-    if (values.mbps === undefined && values.delay === undefined) throw new CleaveError('E_BAD_INPUT', 'give --mbps, --delay or --off');
+    if (values.mbps === undefined && values.delay === undefined)
+      throw new CleaveError('E_BAD_INPUT', 'give --mbps, --delay or --off');
     body = { delayMs: values.delay !== undefined ? parseFloatFlag('--delay', values.delay) : 0 };
     if (values.mbps !== undefined) body.mbps = parseFloatFlag('--mbps', values.mbps);
   }
@@ -49,7 +73,11 @@ export async function linkCommand(argv: string[]): Promise<number> {
 async function call(url: string, method: string, body?: unknown): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(url, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(url, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   } catch (e) {
     throw new CleaveError('E_PEER_GONE', `${method} ${url}: ${(e as Error).message} (is 'cleave up' running?)`);
   }

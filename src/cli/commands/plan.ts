@@ -62,14 +62,32 @@ Constraints (all combinable, each repeatable)
 
 A constraint set that leaves no plan is reported with the constraints to blame (exit 2).`;
 
-const CONSTRAINT_FLAGS = ['block-on', 'block-not-on', 'use-tier', 'no-tier', 'use-host', 'no-host', 'max-upload', 'max-compute', 'max-weights'] as const;
+const CONSTRAINT_FLAGS = [
+  'block-on',
+  'block-not-on',
+  'use-tier',
+  'no-tier',
+  'use-host',
+  'no-host',
+  'max-upload',
+  'max-compute',
+  'max-weights',
+] as const;
 
 /** Scission writes `-e -1`; parseArgs would read `-1` as an option, so criteria values are glued on first. */
 function glueCriteria(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const long = { '-d': '--device', '-e': '--edge', '-c': '--cloud', '--device': '--device', '--edge': '--edge', '--cloud': '--cloud', '--criteria': '--criteria' }[a];
+    const long = {
+      '-d': '--device',
+      '-e': '--edge',
+      '-c': '--cloud',
+      '--device': '--device',
+      '--edge': '--edge',
+      '--cloud': '--cloud',
+      '--criteria': '--criteria',
+    }[a];
     if (long && i + 1 < argv.length) {
       out.push(`${long}=${argv[++i]}`);
     } else out.push(a);
@@ -97,7 +115,8 @@ function readProfile(file: string): { profile: Profile; source: string } {
 }
 
 function readTiers(values: { tiers?: string; config?: string }): readonly string[] {
-  if (values.tiers !== undefined && values.config !== undefined) throw new CleaveError('E_BAD_INPUT', 'give --tiers or --config, not both');
+  if (values.tiers !== undefined && values.config !== undefined)
+    throw new CleaveError('E_BAD_INPUT', 'give --tiers or --config, not both');
   let tiers: unknown = DEFAULT_TIERS;
   let where = '--tiers';
   if (values.tiers !== undefined) tiers = values.tiers.split(',').map((t) => t.trim());
@@ -110,8 +129,15 @@ function readTiers(values: { tiers?: string; config?: string }): readonly string
       throw new CleaveError('E_BAD_INPUT', `${values.config}: not JSON: ${errorMessage(e)}`);
     }
   }
-  if (!Array.isArray(tiers) || tiers.length === 0 || !tiers.every((t) => typeof t === 'string' && /^[a-z][\w-]*$/i.test(t))) {
-    throw new CleaveError('E_BAD_INPUT', `${where}: expected a list of tier names, origin first (e.g. device,edge,cloud)`);
+  if (
+    !Array.isArray(tiers) ||
+    tiers.length === 0 ||
+    !tiers.every((t) => typeof t === 'string' && /^[a-z][\w-]*$/i.test(t))
+  ) {
+    throw new CleaveError(
+      'E_BAD_INPUT',
+      `${where}: expected a list of tier names, origin first (e.g. device,edge,cloud)`,
+    );
   }
   if (new Set(tiers).size !== tiers.length) throw new CleaveError('E_BAD_INPUT', `${where}: a tier is listed twice`);
   return tiers as string[];
@@ -150,34 +176,56 @@ export async function planCommand(argv: string[]): Promise<number> {
   const files = [...(values.profiles ?? []), ...positionals];
   if (files.length === 0 || values.network === undefined) {
     process.stdout.write(`${planHelp}\n`);
-    throw new CleaveError('E_BAD_INPUT', files.length === 0 ? '--profiles FILE... is required' : '--network FILE.csv is required');
+    throw new CleaveError(
+      'E_BAD_INPUT',
+      files.length === 0 ? '--profiles FILE... is required' : '--network FILE.csv is required',
+    );
   }
   const tiers = readTiers(values);
   const objective = (values.objective ?? 'latency') as Objective;
-  if (objective !== 'latency' && objective !== 'throughput') throw new CleaveError('E_BAD_INPUT', `--objective '${values.objective}': expected latency or throughput`);
+  if (objective !== 'latency' && objective !== 'throughput')
+    throw new CleaveError('E_BAD_INPUT', `--objective '${values.objective}': expected latency or throughput`);
   const costModel = (values['cost-model'] ?? 'cleave') as CostModel;
-  if (costModel !== 'cleave' && costModel !== 'scission') throw new CleaveError('E_BAD_INPUT', `--cost-model '${values['cost-model']}': expected cleave or scission`);
+  if (costModel !== 'cleave' && costModel !== 'scission')
+    throw new CleaveError('E_BAD_INPUT', `--cost-model '${values['cost-model']}': expected cleave or scission`);
   let topN: number = PLANNER_DEFAULTS.topN;
   if (values.top !== undefined) {
-    if (!/^\d+$/.test(values.top) || Number(values.top) < 1 || Number(values.top) > PLANNER_DEFAULTS.maxTopN) throw new CleaveError('E_BAD_INPUT', `--top '${values.top}': expected an integer from 1 to ${PLANNER_DEFAULTS.maxTopN}`);
+    if (!/^\d+$/.test(values.top) || Number(values.top) < 1 || Number(values.top) > PLANNER_DEFAULTS.maxTopN)
+      throw new CleaveError(
+        'E_BAD_INPUT',
+        `--top '${values.top}': expected an integer from 1 to ${PLANNER_DEFAULTS.maxTopN}`,
+      );
     topN = Number(values.top);
   }
   const stat = values.stat ?? 'median';
-  if (stat !== 'median' && stat !== 'p90') throw new CleaveError('E_BAD_INPUT', `--stat '${stat}': expected median or p90`);
+  if (stat !== 'median' && stat !== 'p90')
+    throw new CleaveError('E_BAD_INPUT', `--stat '${stat}': expected median or p90`);
   let hopOverheadMs: number | undefined;
   if (values['hop-overhead'] !== undefined) {
     hopOverheadMs = Number(values['hop-overhead']);
-    if (values['hop-overhead'].trim() === '' || !Number.isFinite(hopOverheadMs) || hopOverheadMs < 0) throw new CleaveError('E_BAD_INPUT', `--hop-overhead '${values['hop-overhead']}': expected ms >= 0`);
+    if (values['hop-overhead'].trim() === '' || !Number.isFinite(hopOverheadMs) || hopOverheadMs < 0)
+      throw new CleaveError('E_BAD_INPUT', `--hop-overhead '${values['hop-overhead']}': expected ms >= 0`);
   }
-  const inputBytes = values['input-bytes'] !== undefined ? parseSize(values['input-bytes'], '--input-bytes') : undefined;
+  const inputBytes =
+    values['input-bytes'] !== undefined ? parseSize(values['input-bytes'], '--input-bytes') : undefined;
 
   const constraints: Constraint[] = [];
   const flagValues = values as Record<string, unknown>;
-  for (const f of CONSTRAINT_FLAGS) for (const v of (flagValues[f] as string[] | undefined) ?? []) constraints.push(...parseConstraintFlag(`--${f}`, v));
-  const criteria: [string, string, string[] | undefined][] = [['-d', 'device', values.device], ['-e', 'edge', values.edge], ['-c', 'cloud', values.cloud]];
+  for (const f of CONSTRAINT_FLAGS)
+    for (const v of (flagValues[f] as string[] | undefined) ?? [])
+      constraints.push(...parseConstraintFlag(`--${f}`, v));
+  const criteria: [string, string, string[] | undefined][] = [
+    ['-d', 'device', values.device],
+    ['-e', 'edge', values.edge],
+    ['-c', 'cloud', values.cloud],
+  ];
   for (const [flag, tier, list] of criteria) {
     for (const text of list ?? []) {
-      if (!tiers.includes(tier)) throw new CleaveError('E_BAD_INPUT', `${flag}: there is no tier '${tier}' in the chain ${tiers.join(',')} (use --criteria TIER=...)`);
+      if (!tiers.includes(tier))
+        throw new CleaveError(
+          'E_BAD_INPUT',
+          `${flag}: there is no tier '${tier}' in the chain ${tiers.join(',')} (use --criteria TIER=...)`,
+        );
       constraints.push(...parseScissionCriteria(flag, tier, text));
     }
   }
@@ -190,19 +238,32 @@ export async function planCommand(argv: string[]): Promise<number> {
   const profiles = files.map(readProfile);
   const links = parseNetworkCsv(readText(values.network, 'network file'), values.network);
   const input = profilesToInput(profiles, links, {
-    tiers, costModel, objective, pareto: values.pareto, topN, constraints, inputBytes, statistic: stat,
-    networkSource: values.network, options: hopOverheadMs !== undefined ? { hopOverheadMs } : undefined,
+    tiers,
+    costModel,
+    objective,
+    pareto: values.pareto,
+    topN,
+    constraints,
+    inputBytes,
+    statistic: stat,
+    networkSource: values.network,
+    options: hopOverheadMs !== undefined ? { hopOverheadMs } : undefined,
   });
   const result = plan(input);
   const model = profiles[0].profile.model;
   const title = `${model.name} (${model.blocks.length} blocks)`;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ model: { name: model.name, sha256: model.sha256, blocks: model.blocks.length }, tiers, ...result }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ model: { name: model.name, sha256: model.sha256, blocks: model.blocks.length }, tiers, ...result }, null, 2)}\n`,
+    );
   } else {
     process.stdout.write(`${formatResult(result, { title })}\n`);
   }
   if (values.svg !== undefined) {
-    const svg = planSvg(input, result.plans[0], { title: `${title}: ${result.costModel} cost model, best by ${result.objective}`, blockNames: model.blocks.map((b) => b.name) });
+    const svg = planSvg(input, result.plans[0], {
+      title: `${title}: ${result.costModel} cost model, best by ${result.objective}`,
+      blockNames: model.blocks.map((b) => b.name),
+    });
     try {
       writeFileSync(values.svg, svg);
     } catch (e) {

@@ -50,8 +50,10 @@ export async function profileCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${profileHelp}\n`);
     return values.help ? 0 : 2;
   }
-  if (!values.tier || !/^[a-z][a-z0-9_-]*$/i.test(values.tier)) throw new CleaveError('E_BAD_INPUT', '--tier is required: device, edge, cloud (or a tier named in your topology)');
-  if (!values.host || !/^[\w.()@:-]+$/.test(values.host)) throw new CleaveError('E_BAD_INPUT', '--host NAME is required (letters, digits, . _ - ( ) @ :)');
+  if (!values.tier || !/^[a-z][a-z0-9_-]*$/i.test(values.tier))
+    throw new CleaveError('E_BAD_INPUT', '--tier is required: device, edge, cloud (or a tier named in your topology)');
+  if (!values.host || !/^[\w.()@:-]+$/.test(values.host))
+    throw new CleaveError('E_BAD_INPUT', '--host NAME is required (letters, digits, . _ - ( ) @ :)');
   const repeats = values.repeats !== undefined ? parseIntFlag('--repeats', values.repeats, 1) : undefined;
   const warmup = values.warmup !== undefined ? parseIntFlag('--warmup', values.warmup, 0) : undefined;
   const threads = values.threads !== undefined ? parseIntFlag('--threads', values.threads, 0) : undefined;
@@ -74,7 +76,14 @@ export async function profileCommand(argv: string[]): Promise<number> {
 
 async function profileWith(
   ref: string,
-  values: { tier?: string; host?: string; out?: string; shape?: string[]; 'max-tensors'?: string; 'max-bytes'?: string },
+  values: {
+    tier?: string;
+    host?: string;
+    out?: string;
+    shape?: string[];
+    'max-tensors'?: string;
+    'max-bytes'?: string;
+  },
   o: { repeats?: number; warmup?: number; threads?: number; chunks?: number; check: number },
 ): Promise<number> {
   const { repeats, warmup, threads, chunks, check } = o;
@@ -115,7 +124,7 @@ async function profileWith(
   );
   if (check > 0 && a.blocks.length > 1) {
     let s = 12345;
-    const rnd = (k: number): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % k);
+    const rnd = (k: number): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % k;
     const ranges: [number, number][] = [];
     for (let i = 0; i < check; i++) {
       const lo = rnd(a.blocks.length - 1);
@@ -123,7 +132,9 @@ async function profileWith(
       ranges.push([lo, Math.min(hi, a.blocks.length)]);
     }
     for (const r of await checkSegments(a, profile, ranges, { repeats, warmup, threads })) {
-      process.stderr.write(`check: blocks ${r.blocks[0]}..${r.blocks[1] - 1}: predicted ${r.predictedMs} ms, measured ${r.measuredMs} ms (${(r.error * 100).toFixed(1)}%)\n`);
+      process.stderr.write(
+        `check: blocks ${r.blocks[0]}..${r.blocks[1] - 1}: predicted ${r.predictedMs} ms, measured ${r.measuredMs} ms (${(r.error * 100).toFixed(1)}%)\n`,
+      );
     }
   }
   return 0;

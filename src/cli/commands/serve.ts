@@ -46,7 +46,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // A host needs V8 heap flags that only a new process can take (see runtime/node-flags.ts).
   if (!hasHostNodeFlags() && process.env.CLEAVE_NODE_FLAGS !== '0') return reexecWithHostFlags();
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-  const host = await Host.start({ config: merged, name: values.name, modelsDir: values.models, cacheDir: cacheDir(), logger });
+  const host = await Host.start({
+    config: merged,
+    name: values.name,
+    modelsDir: values.models,
+    cacheDir: cacheDir(),
+    logger,
+  });
   const stop = (): void => {
     host.close().then(
       () => process.exit(0),
@@ -57,19 +63,31 @@ export async function serveCommand(argv: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   if (host.coordinator) {
     host.planAtStartup().then(
-      () => logger.info({ host: host.self.name, route: describeRoute(host.coordinator?.current?.route ?? []) }, 'ready'),
-      (e) => logger.error({ host: host.self.name, err: errorMessage(e) }, 'start-up planning failed; PUT /v1/plan to set one'),
+      () =>
+        logger.info({ host: host.self.name, route: describeRoute(host.coordinator?.current?.route ?? []) }, 'ready'),
+      (e) =>
+        logger.error(
+          { host: host.self.name, err: errorMessage(e) },
+          'start-up planning failed; PUT /v1/plan to set one',
+        ),
     );
   }
   await new Promise(() => undefined);
   return 0;
 }
 
-function configFromFlags(v: { name?: string; tier?: string; listen?: string; model?: string; peers?: string }, modelsDir: string): DeploymentConfig {
+function configFromFlags(
+  v: { name?: string; tier?: string; listen?: string; model?: string; peers?: string },
+  modelsDir: string,
+): DeploymentConfig {
   if (!v.tier || !v.listen) throw new CleaveError('E_BAD_INPUT', 'without --config, --tier and --listen are required');
   const models = listModels(modelsDir);
   const model = v.model ?? (models.length === 1 ? models[0].name : undefined);
-  if (!model) throw new CleaveError('E_BAD_INPUT', `--model is required: the repository holds ${models.map((m) => m.name).join(', ') || 'no model'}`);
+  if (!model)
+    throw new CleaveError(
+      'E_BAD_INPUT',
+      `--model is required: the repository holds ${models.map((m) => m.name).join(', ') || 'no model'}`,
+    );
   const peers: HostConfig[] = (v.peers ?? '')
     .split(',')
     .filter((s) => s.trim() !== '')
@@ -81,9 +99,19 @@ function configFromFlags(v: { name?: string; tier?: string; listen?: string; mod
   return checkConfig({ model, hosts: [{ name: v.name, tier: v.tier, listen: v.listen }, ...peers] }, 'flags');
 }
 
-function overrideSelf(c: DeploymentConfig, v: { name?: string; tier?: string; listen?: string; threads?: string; model?: string }): DeploymentConfig {
+function overrideSelf(
+  c: DeploymentConfig,
+  v: { name?: string; tier?: string; listen?: string; threads?: string; model?: string },
+): DeploymentConfig {
   const hosts = c.hosts.map((h) =>
-    h.name === v.name ? { ...h, tier: v.tier ?? h.tier, listen: v.listen ?? h.listen, threads: v.threads !== undefined ? Number(v.threads) : h.threads } : h,
+    h.name === v.name
+      ? {
+          ...h,
+          tier: v.tier ?? h.tier,
+          listen: v.listen ?? h.listen,
+          threads: v.threads !== undefined ? Number(v.threads) : h.threads,
+        }
+      : h,
   );
   return checkConfig({ ...c, model: v.model ?? c.model, hosts }, 'config');
 }

@@ -20,7 +20,12 @@ export async function splitCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { cuts: { type: 'string' }, out: { type: 'string' }, shape: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      cuts: { type: 'string' },
+      out: { type: 'string' },
+      shape: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help || positionals.length !== 1) {
     process.stdout.write(`${splitHelp}\n`);
@@ -40,10 +45,25 @@ export async function splitCommand(argv: string[]): Promise<number> {
     const seg = extractSegment(model, bounds[i], bounds[i + 1], { fronts, types: a.types });
     const file = `segment-${i}.onnx`;
     writeFileSync(join(values.out, file), seg.bytes);
-    segments.push({ index: i, file, start: seg.start, end: seg.end, bytes: seg.bytes.byteLength, inputs: seg.inputs.map(describe), outputs: seg.outputs.map(describe) });
-    process.stdout.write(`${file}  nodes ${seg.start}-${seg.end - 1}  ${fmtBytes(seg.bytes.byteLength)}  in ${seg.inputs.length} tensor(s)  out ${seg.outputs.length} tensor(s) ${fmtBytes(a.cuts[seg.end].bytes)}\n`);
+    segments.push({
+      index: i,
+      file,
+      start: seg.start,
+      end: seg.end,
+      bytes: seg.bytes.byteLength,
+      inputs: seg.inputs.map(describe),
+      outputs: seg.outputs.map(describe),
+    });
+    process.stdout.write(
+      `${file}  nodes ${seg.start}-${seg.end - 1}  ${fmtBytes(seg.bytes.byteLength)}  in ${seg.inputs.length} tensor(s)  out ${seg.outputs.length} tensor(s) ${fmtBytes(a.cuts[seg.end].bytes)}\n`,
+    );
   }
-  const manifest = { format: 'cleave-split/1', model: { source: model.source, name: model.name, sha256: model.sha256 }, cuts, segments };
+  const manifest = {
+    format: 'cleave-split/1',
+    model: { source: model.source, name: model.name, sha256: model.sha256 },
+    cuts,
+    segments,
+  };
   writeFileSync(join(values.out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   process.stdout.write(`wrote ${segments.length} segments and manifest.json to ${values.out}\n`);
   return 0;

@@ -52,8 +52,12 @@ export async function upCommand(argv: string[]): Promise<number> {
       const level = /"level":(\d+)/.exec(line)?.[1];
       if (values.verbose || !level || Number(level) >= 40) process.stdout.write(`[${host}] ${line}\n`);
     },
-    onStarted: (h, pid, quota) => process.stdout.write(`cleave up: ${h.name} (${h.tier}) pid ${pid} on ${h.listen}: ORT threads ${h.threads ?? 1}, CPU quota ${quota}\n`),
-    onExit: (host, code, signal) => process.stderr.write(`cleave up: ${host} exited (${signal ?? code}); stopping the deployment\n`),
+    onStarted: (h, pid, quota) =>
+      process.stdout.write(
+        `cleave up: ${h.name} (${h.tier}) pid ${pid} on ${h.listen}: ORT threads ${h.threads ?? 1}, CPU quota ${quota}\n`,
+      ),
+    onExit: (host, code, signal) =>
+      process.stderr.write(`cleave up: ${host} exited (${signal ?? code}); stopping the deployment\n`),
   });
   let stopping = false;
   const stop = (code: number): void => {
@@ -73,7 +77,10 @@ export async function upCommand(argv: string[]): Promise<number> {
     stop(1);
     return 1;
   }
-  const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as { route?: string; predicted?: { latencyMs: number } };
+  const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as {
+    route?: string;
+    predicted?: { latencyMs: number };
+  };
   const url = d.url;
   process.stdout.write(
     [

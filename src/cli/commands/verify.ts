@@ -62,7 +62,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         `outputs: worst abs error ${r.worstAbs.toExponential(2)}, worst rel error ${r.worstRel.toExponential(2)} (atol ${r.atol}, rtol ${r.rtol}); ` +
         `intermediates: worst error ${r.worstIntermediateScaled.toExponential(2)} of tensor scale\n`,
     );
-    for (const m of r.mismatches) process.stdout.write(`  mismatch: ${m.split}: tensor '${m.tensor}' max abs error ${m.maxAbs}\n`);
+    for (const m of r.mismatches)
+      process.stdout.write(`  mismatch: ${m.split}: tensor '${m.tensor}' max abs error ${m.maxAbs}\n`);
   }
   return r.pass ? 0 : 1;
 }

@@ -73,31 +73,59 @@ export interface WatchState {
 
 export function renderWatch(s: WatchState): string {
   const lines: string[] = [];
-  const status = s.connection === 'open' ? `live${s.origin ? ` (origin ${s.origin})` : ''}` : s.connection === 'connecting' ? 'connecting...' : 'NOT CONNECTED';
+  const status =
+    s.connection === 'open'
+      ? `live${s.origin ? ` (origin ${s.origin})` : ''}`
+      : s.connection === 'connecting'
+        ? 'connecting...'
+        : 'NOT CONNECTED';
   lines.push(`cleave watch  ${s.url}  ${status}${s.snapshot ? `  snapshot ${clock(s.snapshot.at)}` : ''}`);
   if (s.connection === 'down') {
-    lines.push(`  ${s.problem ?? 'connection lost'}; retrying every second${s.downSince !== null ? ` since ${clock(s.downSince)}` : ''} (Ctrl-C to stop)`);
+    lines.push(
+      `  ${s.problem ?? 'connection lost'}; retrying every second${s.downSince !== null ? ` since ${clock(s.downSince)}` : ''} (Ctrl-C to stop)`,
+    );
     if (!s.snapshot) lines.push("  is the deployment up ('cleave up'), and is --url its device host?");
   }
   const snap = s.snapshot;
   const epoch = snap?.epoch ?? s.plan?.epoch ?? null;
   const route = snap?.route ?? s.plan?.route ?? null;
   if (route !== null) lines.push(`epoch ${epoch ?? '-'}  route ${route}`);
-  else lines.push(s.connection === 'open' ? 'route: none yet (no plan committed: the deployment is starting)' : 'route: unknown');
+  else
+    lines.push(
+      s.connection === 'open' ? 'route: none yet (no plan committed: the deployment is starting)' : 'route: unknown',
+    );
   if (!snap) {
     if (s.connection === 'open') lines.push('waiting for the first snapshot (sent about once a second)');
   } else {
     const m = snap.measured ?? snap.latency;
-    const measured = m && m.count > 0 ? `p50 ${ms(m.p50Ms)} ms  p99 ${ms(m.p99Ms)} ms  ${fixed(m.rps, 1)} req/s (${m.count} answered, ${m.failed} failed)` : 'no requests in the window';
+    const measured =
+      m && m.count > 0
+        ? `p50 ${ms(m.p50Ms)} ms  p99 ${ms(m.p99Ms)} ms  ${fixed(m.rps, 1)} req/s (${m.count} answered, ${m.failed} failed)`
+        : 'no requests in the window';
     lines.push(`latency  predicted ${ms(snap.predictedLatencyMs)} ms  measured ${measured}`);
     lines.push('', 'links');
     const links = [...snap.links].sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to));
-    lines.push(links.length ? table(['link', 'rtt ms', 'Mbit/s'], links.map((l) => [`${l.from}->${l.to}`, fixed(l.rttMs, 2), mbit(l.throughputBps)])) : '  none measured yet');
+    lines.push(
+      links.length
+        ? table(
+            ['link', 'rtt ms', 'Mbit/s'],
+            links.map((l) => [`${l.from}->${l.to}`, fixed(l.rttMs, 2), mbit(l.throughputBps)]),
+          )
+        : '  none measured yet',
+    );
     lines.push('', 'hosts');
     lines.push(
       table(
         ['host', 'tier', 'state', 'cpu %', 'quota cpus', 'slowdown', 'queue'],
-        snap.hosts.map((h) => [h.host, h.tier || '-', h.down ? 'DOWN' : 'up', fixed(h.cpuPercent, 0), h.quotaCpus === null ? 'none' : fixed(h.quotaCpus, 2), `${fixed(h.slowdown, 2)}x (${h.slowdownFrom})`, h.queueDepth]),
+        snap.hosts.map((h) => [
+          h.host,
+          h.tier || '-',
+          h.down ? 'DOWN' : 'up',
+          fixed(h.cpuPercent, 0),
+          h.quotaCpus === null ? 'none' : fixed(h.quotaCpus, 2),
+          `${fixed(h.slowdown, 2)}x (${h.slowdownFrom})`,
+          h.queueDepth,
+        ]),
       ),
     );
   }
@@ -130,7 +158,14 @@ function eventText(e: CleaveEvent): string {
       return `${str(e.host)} is DOWN`;
     case 'plan-proposed': {
       const c = (e.candidate ?? {}) as { stages?: unknown; latencyMs?: unknown };
-      const stages = Array.isArray(c.stages) ? c.stages.map((x: { host?: unknown; blocks?: unknown }) => `${str(x?.host)}${Array.isArray(x?.blocks) ? `[${x.blocks.join(':')})` : ''}`).join(' + ') : '-';
+      const stages = Array.isArray(c.stages)
+        ? c.stages
+            .map(
+              (x: { host?: unknown; blocks?: unknown }) =>
+                `${str(x?.host)}${Array.isArray(x?.blocks) ? `[${x.blocks.join(':')})` : ''}`,
+            )
+            .join(' + ')
+        : '-';
       const gain = num(e.gain);
       return `candidate ${stages} blocks (~${ms(num(c.latencyMs))} ms, ${gain === null ? '-' : `${Math.round(gain * 100)}%`} better), round ${str(e.round)}/${str(e.rounds)}: ${str(e.reason)}`;
     }
@@ -138,7 +173,9 @@ function eventText(e: CleaveEvent): string {
       const before = (e.before ?? {}) as Record<string, unknown>;
       const after = (e.after ?? {}) as Record<string, unknown>;
       const changed = Object.keys(after).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
-      return changed.length ? changed.map((k) => `${k} ${JSON.stringify(before[k])} -> ${JSON.stringify(after[k])}`).join(', ') : 'settings unchanged';
+      return changed.length
+        ? changed.map((k) => `${k} ${JSON.stringify(before[k])} -> ${JSON.stringify(after[k])}`).join(', ')
+        : 'settings unchanged';
     }
     default: {
       const { type: _t, at: _a, seq: _s, ...rest } = e;
@@ -180,7 +217,12 @@ function cut(line: string, width: number): string {
 export async function watchCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { url: { type: 'string' }, once: { type: 'boolean' }, events: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      url: { type: 'string' },
+      once: { type: 'boolean' },
+      events: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     process.stdout.write(`${watchHelp}\n`);
@@ -200,9 +242,13 @@ function parseUrl(v: string): URL {
   try {
     u = new URL(v);
   } catch {
-    throw new CleaveError('E_BAD_INPUT', `--url '${v}': not a URL; expected the device host's address, such as ${DEFAULT_URL}`);
+    throw new CleaveError(
+      'E_BAD_INPUT',
+      `--url '${v}': not a URL; expected the device host's address, such as ${DEFAULT_URL}`,
+    );
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CleaveError('E_BAD_INPUT', `--url '${v}': expected an http:// or https:// URL, such as ${DEFAULT_URL}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new CleaveError('E_BAD_INPUT', `--url '${v}': expected an http:// or https:// URL, such as ${DEFAULT_URL}`);
   u.search = '';
   u.hash = '';
   u.pathname = u.pathname.replace(/\/+$/, '');
@@ -234,7 +280,17 @@ class Watcher {
   };
 
   constructor(private readonly o: { base: URL; maxEvents: number; once: boolean; done(code: number): void }) {
-    this.state = { url: endpoint(o.base, '', false).replace(/\/$/, ''), connection: 'connecting', problem: null, downSince: null, origin: null, plan: null, snapshot: null, events: [], maxEvents: o.maxEvents };
+    this.state = {
+      url: endpoint(o.base, '', false).replace(/\/$/, ''),
+      connection: 'connecting',
+      problem: null,
+      downSince: null,
+      origin: null,
+      plan: null,
+      snapshot: null,
+      events: [],
+      maxEvents: o.maxEvents,
+    };
   }
 
   start(): void {
@@ -252,7 +308,8 @@ class Watcher {
       const res = await fetch(planUrl, { signal: AbortSignal.timeout(WATCH.requestTimeoutMs) });
       const body = (await res.json().catch(() => null)) as { epoch?: unknown; route?: unknown } | null;
       // 503 while the deployment plans its first epoch: the stream still answers, and its snapshots will carry the route.
-      if (res.ok && typeof body?.epoch === 'number' && typeof body.route === 'string') this.state = { ...this.state, plan: { epoch: body.epoch, route: body.route } };
+      if (res.ok && typeof body?.epoch === 'number' && typeof body.route === 'string')
+        this.state = { ...this.state, plan: { epoch: body.epoch, route: body.route } };
     } catch (e) {
       return this.down(`GET ${planUrl}: ${causeOf(e)}`);
     }
@@ -291,7 +348,8 @@ class Watcher {
       if (this.stopped) return;
       let why = error ?? `stream closed (${code}${reason.length ? ` ${String(reason)}` : ''})`;
       if (code === CLOSE_TOO_SLOW) why = 'the deployment dropped this view for reading too slowly';
-      else if (/Unexpected server response: 404/.test(why)) why = `${url}: 404 (is --url the deployment's device host?)`;
+      else if (/Unexpected server response: 404/.test(why))
+        why = `${url}: 404 (is --url the deployment's device host?)`;
       else if (code === 1006 && !error) why = 'connection lost';
       this.down(why);
     });
@@ -302,13 +360,19 @@ class Watcher {
     if ((e.type as string) === 'hello') {
       const epoch = num(e.epoch);
       const origin = typeof e.host === 'string' ? e.host : null;
-      const plan = epoch !== null && typeof e.route === 'string' && (this.state.plan?.epoch ?? -1) <= epoch ? { epoch, route: e.route } : this.state.plan;
+      const plan =
+        epoch !== null && typeof e.route === 'string' && (this.state.plan?.epoch ?? -1) <= epoch
+          ? { epoch, route: e.route }
+          : this.state.plan;
       this.state = { ...this.state, origin, plan };
       return this.draw();
     }
     if (e.type === 'snapshot') {
       const snap = e as unknown as WatchSnapshot;
-      const plan = typeof snap.epoch === 'number' && typeof snap.route === 'string' ? { epoch: snap.epoch, route: snap.route } : this.state.plan;
+      const plan =
+        typeof snap.epoch === 'number' && typeof snap.route === 'string'
+          ? { epoch: snap.epoch, route: snap.route }
+          : this.state.plan;
       this.state = { ...this.state, snapshot: { ...snap, links: snap.links ?? [], hosts: snap.hosts ?? [] }, plan };
       if (this.o.once) {
         process.stdout.write(`${renderWatch(this.state)}\n`);
@@ -328,7 +392,8 @@ class Watcher {
   private down(problem: string): void {
     if (this.stopped) return;
     this.state = { ...this.state, connection: 'down', problem, downSince: this.state.downSince ?? Date.now() };
-    if (this.o.once && problem !== this.lastComplaint) process.stderr.write(`cleave watch: ${problem}; retrying every second\n`);
+    if (this.o.once && problem !== this.lastComplaint)
+      process.stderr.write(`cleave watch: ${problem}; retrying every second\n`);
     this.lastComplaint = problem;
     this.draw();
     this.retry = setTimeout(() => void this.connect(), WATCH.retryMs);

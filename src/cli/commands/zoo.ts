@@ -16,7 +16,13 @@ export async function zooCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { out: { type: 'string' }, small: { type: 'boolean' }, seed: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      out: { type: 'string' },
+      small: { type: 'boolean' },
+      seed: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const [sub, ...names] = positionals;
   if (values.help || (sub !== 'build' && sub !== 'list')) {
@@ -24,14 +30,26 @@ export async function zooCommand(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   if (sub === 'list') {
-    process.stdout.write(`${table(['name', 'keras', 'params', 'input'], ZOO.map((e) => [e.name, e.kerasName, fmtInt(e.kerasParams), `${e.inputSize}x${e.inputSize}`]))}\n`);
+    process.stdout.write(
+      `${table(
+        ['name', 'keras', 'params', 'input'],
+        ZOO.map((e) => [e.name, e.kerasName, fmtInt(e.kerasParams), `${e.inputSize}x${e.inputSize}`]),
+      )}\n`,
+    );
     return 0;
   }
-  const entries = names.length === 0 ? ZOO : names.map((n) => {
-    const e = zooEntry(n);
-    if (!e) throw new CleaveError('E_UNKNOWN_MODEL', `unknown zoo model '${n}' (known: ${ZOO.map((z) => z.name).join(', ')})`);
-    return e;
-  });
+  const entries =
+    names.length === 0
+      ? ZOO
+      : names.map((n) => {
+          const e = zooEntry(n);
+          if (!e)
+            throw new CleaveError(
+              'E_UNKNOWN_MODEL',
+              `unknown zoo model '${n}' (known: ${ZOO.map((z) => z.name).join(', ')})`,
+            );
+          return e;
+        });
   const seed = values.seed !== undefined ? Number(values.seed) : 1;
   if (!Number.isInteger(seed)) throw new CleaveError('E_BAD_INPUT', `--seed '${values.seed}': expected an integer`);
   const dir = values.out ?? 'models';
@@ -39,7 +57,9 @@ export async function zooCommand(argv: string[]): Promise<number> {
     const file = join(dir, `${e.name}${values.small ? '-small' : ''}.onnx`);
     const t0 = Date.now();
     const r = buildZooFile(e.name, values.small ?? false, file, seed);
-    process.stdout.write(`${file}  ${fmtInt(r.params)} params  ${fmtBytes(r.bytes)}  ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stdout.write(
+      `${file}  ${fmtInt(r.params)} params  ${fmtBytes(r.bytes)}  ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
   }
   return 0;
 }

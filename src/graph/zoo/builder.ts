@@ -134,17 +134,33 @@ export class GraphBuilder {
   scalar(base: string, value: number): string {
     const n = this.unique(base);
     const data = Float32Array.of(value);
-    this.inits.push({ name: n, dims: [], dataType: onnx.TensorProto.DataType.FLOAT, rawData: new Uint8Array(data.buffer) });
+    this.inits.push({
+      name: n,
+      dims: [],
+      dataType: onnx.TensorProto.DataType.FLOAT,
+      rawData: new Uint8Array(data.buffer),
+    });
     return n;
   }
 
   /** Adds a node; returns its output tensor names (`outputs` of them, named after the node). */
-  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, opts: { name?: string; outputs?: number } = {}): string[] {
+  node(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    opts: { name?: string; outputs?: number } = {},
+  ): string[] {
     const name = this.unique(opts.name ?? opType.toLowerCase());
     const outs: string[] = [];
     const k = opts.outputs ?? 1;
     for (let i = 0; i < k; i++) outs.push(k === 1 ? name : this.unique(`${name}:${i}`));
-    this.nodes.push({ name, opType, input: inputs, output: outs, attribute: Object.entries(attrs).map(([a, v]) => attr(a, v)) });
+    this.nodes.push({
+      name,
+      opType,
+      input: inputs,
+      output: outs,
+      attribute: Object.entries(attrs).map(([a, v]) => attr(a, v)),
+    });
     return outs;
   }
 
@@ -179,7 +195,10 @@ export class GraphBuilder {
         output: this.outputs,
       },
       metadataProps: [
-        { key: KERAS_LAYERS_KEY, value: JSON.stringify(this.layers.map((l) => ({ n: l.name, k: l.kind, i: l.inputs, o: l.output }))) },
+        {
+          key: KERAS_LAYERS_KEY,
+          value: JSON.stringify(this.layers.map((l) => ({ n: l.name, k: l.kind, i: l.inputs, o: l.output }))),
+        },
         { key: 'cleave.keras_params', value: String(this.paramCount) },
       ],
     });

@@ -45,10 +45,16 @@ function densenet(name: string, blocks: readonly number[], opts: ZooOptions = {}
   const { b, x: input } = startModel(name, opts.small ? SMALL_INPUT : 224, opts);
   const classes = opts.small ? SMALL_CLASSES : 1000;
   const growth = ch(32);
-  let x = zeroPadding2d(b, input, [[3, 3], [3, 3]]); // unnamed in Keras: zero_padding2d
+  let x = zeroPadding2d(b, input, [
+    [3, 3],
+    [3, 3],
+  ]); // unnamed in Keras: zero_padding2d
   x = conv2d(b, x, { filters: ch(64), kernel: 7, strides: 2, useBias: false, name: 'conv1/conv' });
   x = relu(b, batchNorm(b, x, { epsilon: EPS, name: 'conv1/bn' }), 'conv1/relu');
-  x = zeroPadding2d(b, x, [[1, 1], [1, 1]]); // zero_padding2d_1
+  x = zeroPadding2d(b, x, [
+    [1, 1],
+    [1, 1],
+  ]); // zero_padding2d_1
   x = maxPool2d(b, x, { pool: 3, strides: 2, name: 'pool1' });
   blocks.forEach((n, i) => {
     for (let j = 1; j <= n; j++) x = convBlock(b, x, growth, `conv${i + 2}_block${j}`);
@@ -61,7 +67,25 @@ function densenet(name: string, blocks: readonly number[], opts: ZooOptions = {}
 }
 
 export const MODELS: ZooEntry[] = [
-  { name: 'densenet121', kerasName: 'DenseNet121', kerasParams: 8_062_504, inputSize: 224, build: (o) => densenet('densenet121', [6, 12, 24, 16], o) },
-  { name: 'densenet169', kerasName: 'DenseNet169', kerasParams: 14_307_880, inputSize: 224, build: (o) => densenet('densenet169', [6, 12, 32, 32], o) },
-  { name: 'densenet201', kerasName: 'DenseNet201', kerasParams: 20_242_984, inputSize: 224, build: (o) => densenet('densenet201', [6, 12, 48, 32], o) },
+  {
+    name: 'densenet121',
+    kerasName: 'DenseNet121',
+    kerasParams: 8_062_504,
+    inputSize: 224,
+    build: (o) => densenet('densenet121', [6, 12, 24, 16], o),
+  },
+  {
+    name: 'densenet169',
+    kerasName: 'DenseNet169',
+    kerasParams: 14_307_880,
+    inputSize: 224,
+    build: (o) => densenet('densenet169', [6, 12, 32, 32], o),
+  },
+  {
+    name: 'densenet201',
+    kerasName: 'DenseNet201',
+    kerasParams: 20_242_984,
+    inputSize: 224,
+    build: (o) => densenet('densenet201', [6, 12, 48, 32], o),
+  },
 ];

@@ -114,8 +114,18 @@ function buildInceptionV3(opts: ZooOptions = {}): GraphBuilder {
 function buildInceptionResNetV2(opts: ZooOptions = {}): GraphBuilder {
   const { k, ch, x: input, classes } = setup('inceptionresnetv2', 299, opts);
   /** inception_resnet_v2.conv2d_bn: with a name, layers are `name`, `name_bn`, `name_ac`. */
-  const cbn = (x: T4, filters: number, kernel: Size2, o: { strides?: Size2; padding?: Padding; name?: string } = {}): T4 => {
-    const conv = k.conv2d(x, ch(filters), kernel, { strides: o.strides, padding: o.padding ?? 'same', useBias: false, name: o.name });
+  const cbn = (
+    x: T4,
+    filters: number,
+    kernel: Size2,
+    o: { strides?: Size2; padding?: Padding; name?: string } = {},
+  ): T4 => {
+    const conv = k.conv2d(x, ch(filters), kernel, {
+      strides: o.strides,
+      padding: o.padding ?? 'same',
+      useBias: false,
+      name: o.name,
+    });
     const bn = k.batchNorm(conv, { scale: false, name: o.name && `${o.name}_bn` });
     return k.relu(bn, o.name && `${o.name}_ac`);
   };
@@ -149,13 +159,21 @@ function buildInceptionResNetV2(opts: ZooOptions = {}): GraphBuilder {
 
   // Mixed 5b (Inception-A): 35 x 35 x 320
   x = k.concat(
-    [cbn(x, 96, 1), cbn(cbn(x, 48, 1), 64, 5), cbn(cbn(cbn(x, 64, 1), 96, 3), 96, 3), cbn(k.avgPool(x, 3, 1, 'same'), 64, 1)],
+    [
+      cbn(x, 96, 1),
+      cbn(cbn(x, 48, 1), 64, 5),
+      cbn(cbn(cbn(x, 64, 1), 96, 3), 96, 3),
+      cbn(k.avgPool(x, 3, 1, 'same'), 64, 1),
+    ],
     'mixed_5b',
   );
   for (let i = 1; i <= 10; i++) x = block(x, 0.17, 'block35', i);
 
   // Mixed 6a (Reduction-A): 17 x 17 x 1088
-  x = k.concat([cbn(x, 384, 3, valid2), cbn(cbn(cbn(x, 256, 1), 256, 3), 384, 3, valid2), k.maxPool(x, 3, 2)], 'mixed_6a');
+  x = k.concat(
+    [cbn(x, 384, 3, valid2), cbn(cbn(cbn(x, 256, 1), 256, 3), 384, 3, valid2), k.maxPool(x, 3, 2)],
+    'mixed_6a',
+  );
   for (let i = 1; i <= 20; i++) x = block(x, 0.1, 'block17', i);
 
   // Mixed 7a (Reduction-B): 8 x 8 x 2080
@@ -177,5 +195,11 @@ function buildInceptionResNetV2(opts: ZooOptions = {}): GraphBuilder {
 
 export const MODELS: ZooEntry[] = [
   { name: 'inceptionv3', kerasName: 'InceptionV3', kerasParams: 23_851_784, inputSize: 299, build: buildInceptionV3 },
-  { name: 'inceptionresnetv2', kerasName: 'InceptionResNetV2', kerasParams: 55_873_736, inputSize: 299, build: buildInceptionResNetV2 },
+  {
+    name: 'inceptionresnetv2',
+    kerasName: 'InceptionResNetV2',
+    kerasParams: 55_873_736,
+    inputSize: 299,
+    build: buildInceptionResNetV2,
+  },
 ];

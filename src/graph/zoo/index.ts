@@ -11,7 +11,15 @@ import { MODELS as NASNET } from './nasnet.js';
 export type { ZooEntry, ZooOptions } from './types.js';
 export { GraphBuilder, KERAS_LAYERS_KEY } from './builder.js';
 
-export const ZOO: readonly ZooEntry[] = [...VGG, ...RESNET, ...MOBILENET, ...DENSENET, ...INCEPTION, ...XCEPTION, ...NASNET];
+export const ZOO: readonly ZooEntry[] = [
+  ...VGG,
+  ...RESNET,
+  ...MOBILENET,
+  ...DENSENET,
+  ...INCEPTION,
+  ...XCEPTION,
+  ...NASNET,
+];
 
 export function zooEntry(name: string): ZooEntry | undefined {
   const key = name.toLowerCase().replace(/[-_]/g, '');

@@ -60,7 +60,10 @@ function axis(n: number, k: number, s: number, padding: Padding): { out: number;
 
 /** Keras's automatic name stem for a layer class: `BatchNormalization` -> `batch_normalization`. */
 function snake(kind: string): string {
-  return kind.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/([A-Z])([A-Z][a-z])/g, '$1_$2').toLowerCase();
+  return kind
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/([A-Z])([A-Z][a-z])/g, '$1_$2')
+    .toLowerCase();
 }
 
 export interface ConvOptions {
@@ -113,7 +116,12 @@ export class KerasNet {
     const rows = axis(x.h, kh, sh, o.padding ?? 'valid');
     const cols = axis(x.w, kw, sw, o.padding ?? 'valid');
     const dwk = this.b.weight(`${name}_depthwise_kernel`, [x.c, 1, kh, kw], 'he');
-    const dw = this.b.op('Conv', [x.name, dwk], convAttrs([kh, kw], [sh, sw], rows.pads, cols.pads, x.c), `${name}_depthwise`);
+    const dw = this.b.op(
+      'Conv',
+      [x.name, dwk],
+      convAttrs([kh, kw], [sh, sw], rows.pads, cols.pads, x.c),
+      `${name}_depthwise`,
+    );
     const inputs = [dw, this.b.weight(`${name}_pointwise_kernel`, [filters, x.c, 1, 1], POINTWISE_INIT)];
     if (o.useBias ?? true) inputs.push(this.b.weight(`${name}_bias`, [filters], 'bias'));
     const out = this.b.op('Conv', inputs, { kernel_shape: [1, 1] }, name);
@@ -132,7 +140,9 @@ export class KerasNet {
     const name = o.name ?? this.autoName('BatchNormalization');
     const c = x.c;
     const gamma =
-      o.scale === false ? this.b.weight(`${name}_gamma`, [c], 'ones', { keras: false }) : this.b.weight(`${name}_gamma`, [c], o.gammaInit ?? 'gamma');
+      o.scale === false
+        ? this.b.weight(`${name}_gamma`, [c], 'ones', { keras: false })
+        : this.b.weight(`${name}_gamma`, [c], o.gammaInit ?? 'gamma');
     const beta = this.b.weight(`${name}_beta`, [c], 'beta');
     const mean = this.b.weight(`${name}_moving_mean`, [c], 'mean');
     const variance = this.b.weight(`${name}_moving_variance`, [c], 'var');
@@ -206,7 +216,8 @@ export class KerasNet {
    */
   scaledAdd(x: T4, r: T4, scale: number, name?: string): T4 {
     const n = name ?? this.autoName('Lambda');
-    const scaled = scale === 1 ? r.name : this.b.op('Mul', [r.name, this.b.scalar(`${n}_scale`, scale)], {}, `${n}_mul`);
+    const scaled =
+      scale === 1 ? r.name : this.b.op('Mul', [r.name, this.b.scalar(`${n}_scale`, scale)], {}, `${n}_mul`);
     const out = this.b.op('Add', [x.name, scaled], {}, n);
     this.b.keras('Lambda', n, [x.name, r.name], out);
     return { ...x, name: out };
@@ -233,14 +244,22 @@ export class KerasNet {
     return { name: out, units };
   }
 
-  private pool(kind: 'MaxPooling2D' | 'AveragePooling2D', x: T4, pool: Size2, strides: Size2, padding: Padding, name?: string): T4 {
+  private pool(
+    kind: 'MaxPooling2D' | 'AveragePooling2D',
+    x: T4,
+    pool: Size2,
+    strides: Size2,
+    padding: Padding,
+    name?: string,
+  ): T4 {
     const n = name ?? this.autoName(kind);
     const [kh, kw] = pair(pool);
     const [sh, sw] = pair(strides);
     const rows = axis(x.h, kh, sh, padding);
     const cols = axis(x.w, kw, sw, padding);
     const attrs: Record<string, number[] | number> = { kernel_shape: [kh, kw], strides: [sh, sw] };
-    if (rows.pads.some((p) => p > 0) || cols.pads.some((p) => p > 0)) attrs.pads = [rows.pads[0], cols.pads[0], rows.pads[1], cols.pads[1]];
+    if (rows.pads.some((p) => p > 0) || cols.pads.some((p) => p > 0))
+      attrs.pads = [rows.pads[0], cols.pads[0], rows.pads[1], cols.pads[1]];
     if (kind === 'AveragePooling2D') attrs.count_include_pad = 0;
     const out = this.b.op(kind === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool', [x.name], attrs, n);
     this.b.keras(kind, n, [x.name], out);
@@ -259,8 +278,18 @@ const AUTO_STEMS: Record<string, string> = {
   Cropping2D: 'cropping2d',
 };
 
-function convAttrs(k: [number, number], s: [number, number], rows: [number, number], cols: [number, number], group: number): Record<string, number[] | number> {
-  const attrs: Record<string, number[] | number> = { kernel_shape: k, strides: s, pads: [rows[0], cols[0], rows[1], cols[1]] };
+function convAttrs(
+  k: [number, number],
+  s: [number, number],
+  rows: [number, number],
+  cols: [number, number],
+  group: number,
+): Record<string, number[] | number> {
+  const attrs: Record<string, number[] | number> = {
+    kernel_shape: k,
+    strides: s,
+    pads: [rows[0], cols[0], rows[1], cols[1]],
+  };
   if (group !== 1) attrs.group = group;
   return attrs;
 }

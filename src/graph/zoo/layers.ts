@@ -63,7 +63,8 @@ export function startModel(name: string, size: number, opts: ZooOptions = {}): {
 
 /** Marks the classifier's probabilities as the graph output (they must be the tensor named `probs`). */
 export function finishModel(b: GraphBuilder, probs: Tensor): GraphBuilder {
-  if (probs.name !== 'probs') throw new CleaveError('E_BAD_MODEL', `zoo model '${b.name}' must end in 'probs', not '${probs.name}'`);
+  if (probs.name !== 'probs')
+    throw new CleaveError('E_BAD_MODEL', `zoo model '${b.name}' must end in 'probs', not '${probs.name}'`);
   b.output(probs.name, [...probs.dims]);
   return b;
 }
@@ -94,12 +95,19 @@ function layerName(b: GraphBuilder, snake: string, name?: string): string {
 const pair = (p: Pair): [number, number] => (typeof p === 'number' ? [p, p] : [p[0], p[1]]);
 
 function spatial(x: Tensor, layer: string): [number, number, number] {
-  if (x.dims.length !== 4) throw new CleaveError('E_BAD_SHAPE', `${layer}: needs an NCHW input, got [${x.dims.join(', ')}]`);
+  if (x.dims.length !== 4)
+    throw new CleaveError('E_BAD_SHAPE', `${layer}: needs an NCHW input, got [${x.dims.join(', ')}]`);
   return [x.dims[1], x.dims[2], x.dims[3]];
 }
 
 /** Output size and [before, after] padding along one axis, exactly as TensorFlow computes them. */
-export function windowAxis(size: number, kernel: number, stride: number, dilation: number, padding: Padding): { out: number; pads: [number, number] } {
+export function windowAxis(
+  size: number,
+  kernel: number,
+  stride: number,
+  dilation: number,
+  padding: Padding,
+): { out: number; pads: [number, number] } {
   const eff = (kernel - 1) * dilation + 1;
   if (padding === 'valid') return { out: Math.floor((size - eff) / stride) + 1, pads: [0, 0] };
   const out = Math.ceil(size / stride);
@@ -109,13 +117,22 @@ export function windowAxis(size: number, kernel: number, stride: number, dilatio
 }
 
 /** Output [H, W] and ONNX `pads` ([top, left, bottom, right]) of a 2-D window op. */
-function window(layer: string, h: number, w: number, kernel: Pair, strides: Pair, dilation: Pair, padding: Padding): { oh: number; ow: number; pads: number[] } {
+function window(
+  layer: string,
+  h: number,
+  w: number,
+  kernel: Pair,
+  strides: Pair,
+  dilation: Pair,
+  padding: Padding,
+): { oh: number; ow: number; pads: number[] } {
   const [kh, kw] = pair(kernel);
   const [sh, sw] = pair(strides);
   const [dh, dw] = pair(dilation);
   const y = windowAxis(h, kh, sh, dh, padding);
   const x = windowAxis(w, kw, sw, dw, padding);
-  if (y.out < 1 || x.out < 1) throw new CleaveError('E_BAD_SHAPE', `${layer}: a ${kh}x${kw} window does not fit a ${h}x${w} input`);
+  if (y.out < 1 || x.out < 1)
+    throw new CleaveError('E_BAD_SHAPE', `${layer}: a ${kh}x${kw} window does not fit a ${h}x${w} input`);
   return { oh: y.out, ow: x.out, pads: [y.pads[0], x.pads[0], y.pads[1], x.pads[1]] };
 }
 
@@ -278,11 +295,22 @@ export interface BatchNormOptions {
 export function batchNorm(b: GraphBuilder, x: Tensor, o: BatchNormOptions = {}): Tensor {
   const name = layerName(b, 'batch_normalization', o.name);
   const c = x.dims[1];
-  const gamma = o.scale === false ? b.weight(`${name}_gamma`, [c], 'ones', { keras: false }) : b.weight(`${name}_gamma`, [c], o.gammaInit ?? 'gamma');
-  const beta = o.center === false ? b.weight(`${name}_beta`, [c], 'zeros', { keras: false }) : b.weight(`${name}_beta`, [c], 'beta');
+  const gamma =
+    o.scale === false
+      ? b.weight(`${name}_gamma`, [c], 'ones', { keras: false })
+      : b.weight(`${name}_gamma`, [c], o.gammaInit ?? 'gamma');
+  const beta =
+    o.center === false
+      ? b.weight(`${name}_beta`, [c], 'zeros', { keras: false })
+      : b.weight(`${name}_beta`, [c], 'beta');
   const mean = b.weight(`${name}_moving_mean`, [c], 'mean');
   const variance = b.weight(`${name}_moving_variance`, [c], 'var');
-  const y = b.op('BatchNormalization', [x.name, gamma, beta, mean, variance], { epsilon: float(o.epsilon ?? 1e-3) }, name);
+  const y = b.op(
+    'BatchNormalization',
+    [x.name, gamma, beta, mean, variance],
+    { epsilon: float(o.epsilon ?? 1e-3) },
+    name,
+  );
   b.keras('BatchNormalization', name, [x.name], y);
   return { name: y, dims: x.dims };
 }
@@ -313,7 +341,12 @@ export function relu6(b: GraphBuilder, x: Tensor, name?: string): Tensor {
  * Softmax over the last axis, as Keras `Activation('softmax')` (default `kind`) or a `Softmax()` layer.
  * `output` names the ONNX tensor when it must differ from the layer name (the zoo's `probs`).
  */
-export function softmax(b: GraphBuilder, x: Tensor, name?: string, o: { kind?: 'Activation' | 'Softmax'; output?: string } = {}): Tensor {
+export function softmax(
+  b: GraphBuilder,
+  x: Tensor,
+  name?: string,
+  o: { kind?: 'Activation' | 'Softmax'; output?: string } = {},
+): Tensor {
   const kind = o.kind ?? 'Activation';
   const n = layerName(b, kind === 'Softmax' ? 'softmax' : 'activation', name);
   const y = b.op('Softmax', [x.name], { axis: -1 }, o.output ?? n);
@@ -343,7 +376,15 @@ export function avgPool2d(b: GraphBuilder, x: Tensor, o: Pool2DOptions): Tensor 
   return pool(b, x, o, 'AveragePool', 'AveragePooling2D', 'average_pooling2d', { count_include_pad: 0 });
 }
 
-function pool(b: GraphBuilder, x: Tensor, o: Pool2DOptions, opType: string, kind: string, snake: string, extra: Record<string, number>): Tensor {
+function pool(
+  b: GraphBuilder,
+  x: Tensor,
+  o: Pool2DOptions,
+  opType: string,
+  kind: string,
+  snake: string,
+  extra: Record<string, number>,
+): Tensor {
   const name = layerName(b, snake, o.name);
   const [c, h, w] = spatial(x, name);
   const kernel = pair(o.pool);
@@ -383,7 +424,8 @@ export function flatten(b: GraphBuilder, x: Tensor, name?: string): Tensor {
 export function reshape(b: GraphBuilder, x: Tensor, dims: readonly number[], name?: string): Tensor {
   const n = layerName(b, 'reshape', name);
   const size = (d: readonly number[]): number => d.reduce((a, v) => a * v, 1);
-  if (size(dims) !== size(x.dims)) throw new CleaveError('E_BAD_SHAPE', `${n}: cannot reshape [${x.dims.join(', ')}] to [${dims.join(', ')}]`);
+  if (size(dims) !== size(x.dims))
+    throw new CleaveError('E_BAD_SHAPE', `${n}: cannot reshape [${x.dims.join(', ')}] to [${dims.join(', ')}]`);
   const y = b.op('Reshape', [x.name, b.int64s(`${n}_shape`, [...dims])], {}, n);
   b.keras('Reshape', n, [x.name], y);
   return { name: y, dims };
@@ -405,7 +447,8 @@ export interface DenseOptions {
 /** Keras Dense: Gemm with the kernel stored [units, in] and transB=1, plus the fused activation's node. */
 export function dense(b: GraphBuilder, x: Tensor, o: DenseOptions): Tensor {
   const name = layerName(b, 'dense', o.name);
-  if (x.dims.length !== 2) throw new CleaveError('E_BAD_SHAPE', `${name}: needs an [N, C] input, got [${x.dims.join(', ')}]`);
+  if (x.dims.length !== 2)
+    throw new CleaveError('E_BAD_SHAPE', `${name}: needs an [N, C] input, got [${x.dims.join(', ')}]`);
   const inputs = [x.name, b.weight(`${name}_kernel`, [o.units, x.dims[1]], 'he')];
   if (o.useBias ?? true) inputs.push(b.weight(`${name}_bias`, [o.units], 'bias'));
   const act = o.activation ?? 'linear';
@@ -423,7 +466,8 @@ export function add(b: GraphBuilder, xs: readonly Tensor[], name?: string): Tens
   const n = layerName(b, 'add', name);
   const dims = xs[0].dims;
   for (const x of xs) {
-    if (x.dims.join() !== dims.join()) throw new CleaveError('E_BAD_SHAPE', `${n}: inputs [${dims.join(', ')}] and [${x.dims.join(', ')}] differ`);
+    if (x.dims.join() !== dims.join())
+      throw new CleaveError('E_BAD_SHAPE', `${n}: inputs [${dims.join(', ')}] and [${x.dims.join(', ')}] differ`);
   }
   const names = xs.map((x) => x.name);
   const y = b.op(xs.length === 2 ? 'Add' : 'Sum', names, {}, n);
@@ -436,7 +480,8 @@ export function concat(b: GraphBuilder, xs: readonly Tensor[], name?: string): T
   const n = layerName(b, 'concatenate', name);
   const rest = xs[0].dims.slice(2).join();
   for (const x of xs) {
-    if (x.dims.slice(2).join() !== rest) throw new CleaveError('E_BAD_SHAPE', `${n}: inputs differ outside the channel axis`);
+    if (x.dims.slice(2).join() !== rest)
+      throw new CleaveError('E_BAD_SHAPE', `${n}: inputs differ outside the channel axis`);
   }
   const names = xs.map((x) => x.name);
   const y = b.op('Concat', names, { axis: 1 }, n);

@@ -29,8 +29,23 @@ import {
 
 /** mobilenet.py `_depthwise_conv_block`: stride-2 blocks pad ((0, 1), (0, 1)) and convolve 'valid'. */
 function depthwiseBlock(b: GraphBuilder, x: Tensor, filters: number, stride: number, id: number): Tensor {
-  if (stride !== 1) x = zeroPadding2d(b, x, [[0, 1], [0, 1]], `conv_pad_${id}`);
-  x = depthwiseConv2d(b, x, { kernel: 3, padding: stride === 1 ? 'same' : 'valid', strides: stride, useBias: false, name: `conv_dw_${id}` });
+  if (stride !== 1)
+    x = zeroPadding2d(
+      b,
+      x,
+      [
+        [0, 1],
+        [0, 1],
+      ],
+      `conv_pad_${id}`,
+    );
+  x = depthwiseConv2d(b, x, {
+    kernel: 3,
+    padding: stride === 1 ? 'same' : 'valid',
+    strides: stride,
+    useBias: false,
+    name: `conv_dw_${id}`,
+  });
   x = relu6(b, batchNorm(b, x, { name: `conv_dw_${id}_bn` }), `conv_dw_${id}_relu`);
   x = conv2d(b, x, { filters, kernel: 1, padding: 'same', useBias: false, name: `conv_pw_${id}` });
   return relu6(b, batchNorm(b, x, { name: `conv_pw_${id}_bn` }), `conv_pw_${id}_relu`);
@@ -38,8 +53,19 @@ function depthwiseBlock(b: GraphBuilder, x: Tensor, filters: number, stride: num
 
 /** (pointwise filters, stride) of blocks 1..13. */
 const V1_BLOCKS: readonly (readonly [number, number])[] = [
-  [64, 1], [128, 2], [128, 1], [256, 2], [256, 1], [512, 2],
-  [512, 1], [512, 1], [512, 1], [512, 1], [512, 1], [1024, 2], [1024, 1],
+  [64, 1],
+  [128, 2],
+  [128, 1],
+  [256, 2],
+  [256, 1],
+  [512, 2],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [1024, 2],
+  [1024, 1],
 ];
 
 function mobilenet(opts: ZooOptions = {}): GraphBuilder {
@@ -68,18 +94,38 @@ function makeDivisible(v: number, divisor = 8): number {
  * mobilenet_v2.py `_inverted_res_block`. `residual` is decided on the full-size channel counts
  * (in == out and stride 1) and passed in, so the small variant keeps exactly the same adds.
  */
-function invertedResBlock(b: GraphBuilder, x: Tensor, expansion: number, stride: number, filters: number, id: number, residual: boolean): Tensor {
+function invertedResBlock(
+  b: GraphBuilder,
+  x: Tensor,
+  expansion: number,
+  stride: number,
+  filters: number,
+  id: number,
+  residual: boolean,
+): Tensor {
   const inputs = x;
   const inChannels = x.dims[1];
   let prefix = `block_${id}_`;
   if (id) {
-    x = conv2d(b, x, { filters: expansion * inChannels, kernel: 1, padding: 'same', useBias: false, name: `${prefix}expand` });
+    x = conv2d(b, x, {
+      filters: expansion * inChannels,
+      kernel: 1,
+      padding: 'same',
+      useBias: false,
+      name: `${prefix}expand`,
+    });
     x = relu6(b, batchNorm(b, x, { name: `${prefix}expand_BN` }), `${prefix}expand_relu`);
   } else {
     prefix = 'expanded_conv_';
   }
   if (stride === 2) x = zeroPadding2d(b, x, correctPad(x, 3), `${prefix}pad`);
-  x = depthwiseConv2d(b, x, { kernel: 3, strides: stride, useBias: false, padding: stride === 1 ? 'same' : 'valid', name: `${prefix}depthwise` });
+  x = depthwiseConv2d(b, x, {
+    kernel: 3,
+    strides: stride,
+    useBias: false,
+    padding: stride === 1 ? 'same' : 'valid',
+    name: `${prefix}depthwise`,
+  });
   x = relu6(b, batchNorm(b, x, { name: `${prefix}depthwise_BN` }), `${prefix}depthwise_relu`);
   x = conv2d(b, x, { filters, kernel: 1, padding: 'same', useBias: false, name: `${prefix}project` });
   x = batchNorm(b, x, { name: `${prefix}project_BN` });
@@ -98,11 +144,21 @@ function correctPad(x: Tensor, k: number): [[number, number], [number, number]] 
 /** (filters, stride, expansion) of blocks 0..16. */
 const V2_BLOCKS: readonly (readonly [number, number, number])[] = [
   [16, 1, 1],
-  [24, 2, 6], [24, 1, 6],
-  [32, 2, 6], [32, 1, 6], [32, 1, 6],
-  [64, 2, 6], [64, 1, 6], [64, 1, 6], [64, 1, 6],
-  [96, 1, 6], [96, 1, 6], [96, 1, 6],
-  [160, 2, 6], [160, 1, 6], [160, 1, 6],
+  [24, 2, 6],
+  [24, 1, 6],
+  [32, 2, 6],
+  [32, 1, 6],
+  [32, 1, 6],
+  [64, 2, 6],
+  [64, 1, 6],
+  [64, 1, 6],
+  [64, 1, 6],
+  [96, 1, 6],
+  [96, 1, 6],
+  [96, 1, 6],
+  [160, 2, 6],
+  [160, 1, 6],
+  [160, 1, 6],
   [320, 1, 6],
 ];
 
@@ -111,7 +167,14 @@ function mobilenetv2(opts: ZooOptions = {}): GraphBuilder {
   const { b, x: input } = startModel('mobilenetv2', opts.small ? SMALL_INPUT : 224, opts);
   const classes = opts.small ? SMALL_CLASSES : 1000;
   const first = makeDivisible(32);
-  let x = conv2d(b, input, { filters: ch(first), kernel: 3, strides: 2, padding: 'same', useBias: false, name: 'Conv1' });
+  let x = conv2d(b, input, {
+    filters: ch(first),
+    kernel: 3,
+    strides: 2,
+    padding: 'same',
+    useBias: false,
+    name: 'Conv1',
+  });
   x = relu6(b, batchNorm(b, x, { name: 'bn_Conv1' }), 'Conv1_relu');
   let fullIn = first;
   V2_BLOCKS.forEach(([f, s, e], id) => {

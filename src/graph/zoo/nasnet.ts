@@ -16,8 +16,20 @@ interface NasnetConfig {
   readonly filterMultiplier: number;
 }
 
-const MOBILE: NasnetConfig = { penultimateFilters: 1056, numBlocks: 4, stemFilters: 32, skipReduction: false, filterMultiplier: 2 };
-const LARGE: NasnetConfig = { penultimateFilters: 4032, numBlocks: 6, stemFilters: 96, skipReduction: true, filterMultiplier: 2 };
+const MOBILE: NasnetConfig = {
+  penultimateFilters: 1056,
+  numBlocks: 4,
+  stemFilters: 32,
+  skipReduction: false,
+  filterMultiplier: 2,
+};
+const LARGE: NasnetConfig = {
+  penultimateFilters: 4032,
+  numBlocks: 6,
+  stemFilters: 96,
+  skipReduction: true,
+  filterMultiplier: 2,
+};
 
 /**
  * Small variants: penultimate filters 384 (cells of 16, 32, 64 filters; the first stem cell 4, the
@@ -56,7 +68,12 @@ class Nasnet {
     const k = this.k;
     let x = k.relu(ip);
     if (strides === 2) x = k.zeroPad(x, correctPad(x, kernel), `separable_conv_1_pad_${id}`);
-    x = k.separableConv2d(x, filters, kernel, { strides, padding: strides === 2 ? 'valid' : 'same', useBias: false, name: `separable_conv_1_${id}` });
+    x = k.separableConv2d(x, filters, kernel, {
+      strides,
+      padding: strides === 2 ? 'valid' : 'same',
+      useBias: false,
+      name: `separable_conv_1_${id}`,
+    });
     x = k.batchNorm(x, { name: `separable_conv_1_bn_${id}` });
     x = k.relu(x);
     x = k.separableConv2d(x, filters, kernel, { padding: 'same', useBias: false, name: `separable_conv_2_${id}` });
@@ -97,10 +114,19 @@ class Nasnet {
     const k = this.k;
     const p = this.adjust(pIn, ip, filters, id);
     const h = this.squeeze(ip, filters, 'normal', id);
-    const x1 = k.add([this.sepBlock(h, filters, 5, 1, `normal_left1_${id}`), this.sepBlock(p, filters, 3, 1, `normal_right1_${id}`)], `normal_add_1_${id}`);
-    const x2 = k.add([this.sepBlock(p, filters, 5, 1, `normal_left2_${id}`), this.sepBlock(p, filters, 3, 1, `normal_right2_${id}`)], `normal_add_2_${id}`);
+    const x1 = k.add(
+      [this.sepBlock(h, filters, 5, 1, `normal_left1_${id}`), this.sepBlock(p, filters, 3, 1, `normal_right1_${id}`)],
+      `normal_add_1_${id}`,
+    );
+    const x2 = k.add(
+      [this.sepBlock(p, filters, 5, 1, `normal_left2_${id}`), this.sepBlock(p, filters, 3, 1, `normal_right2_${id}`)],
+      `normal_add_2_${id}`,
+    );
     const x3 = k.add([k.avgPool(h, 3, 1, 'same', `normal_left3_${id}`), p], `normal_add_3_${id}`);
-    const x4 = k.add([k.avgPool(p, 3, 1, 'same', `normal_left4_${id}`), k.avgPool(p, 3, 1, 'same', `normal_right4_${id}`)], `normal_add_4_${id}`);
+    const x4 = k.add(
+      [k.avgPool(p, 3, 1, 'same', `normal_left4_${id}`), k.avgPool(p, 3, 1, 'same', `normal_right4_${id}`)],
+      `normal_add_4_${id}`,
+    );
     const x5 = k.add([this.sepBlock(h, filters, 3, 1, `normal_left5_${id}`), h], `normal_add_5_${id}`);
     return [k.concat([p, x1, x2, x3, x4, x5], `normal_concat_${id}`), ip];
   }
@@ -111,18 +137,44 @@ class Nasnet {
     const p = this.adjust(pIn, ip, filters, id);
     const h = this.squeeze(ip, filters, 'reduction', id);
     const h3 = k.zeroPad(h, correctPad(h, 3), `reduction_pad_1_${id}`);
-    const x1 = k.add([this.sepBlock(h, filters, 5, 2, `reduction_left1_${id}`), this.sepBlock(p, filters, 7, 2, `reduction_right1_${id}`)], `reduction_add_1_${id}`);
-    const x2 = k.add([k.maxPool(h3, 3, 2, 'valid', `reduction_left2_${id}`), this.sepBlock(p, filters, 7, 2, `reduction_right2_${id}`)], `reduction_add_2_${id}`);
-    const x3 = k.add([k.avgPool(h3, 3, 2, 'valid', `reduction_left3_${id}`), this.sepBlock(p, filters, 5, 2, `reduction_right3_${id}`)], `reduction_add3_${id}`);
+    const x1 = k.add(
+      [
+        this.sepBlock(h, filters, 5, 2, `reduction_left1_${id}`),
+        this.sepBlock(p, filters, 7, 2, `reduction_right1_${id}`),
+      ],
+      `reduction_add_1_${id}`,
+    );
+    const x2 = k.add(
+      [
+        k.maxPool(h3, 3, 2, 'valid', `reduction_left2_${id}`),
+        this.sepBlock(p, filters, 7, 2, `reduction_right2_${id}`),
+      ],
+      `reduction_add_2_${id}`,
+    );
+    const x3 = k.add(
+      [
+        k.avgPool(h3, 3, 2, 'valid', `reduction_left3_${id}`),
+        this.sepBlock(p, filters, 5, 2, `reduction_right3_${id}`),
+      ],
+      `reduction_add3_${id}`,
+    );
     const x4 = k.add([x2, k.avgPool(x1, 3, 1, 'same', `reduction_left4_${id}`)]);
-    const x5 = k.add([this.sepBlock(x1, filters, 3, 1, `reduction_left4_${id}`), k.maxPool(h3, 3, 2, 'valid', `reduction_right5_${id}`)], `reduction_add4_${id}`);
+    const x5 = k.add(
+      [
+        this.sepBlock(x1, filters, 3, 1, `reduction_left4_${id}`),
+        k.maxPool(h3, 3, 2, 'valid', `reduction_right5_${id}`),
+      ],
+      `reduction_add4_${id}`,
+    );
     return [k.concat([x2, x3, x4, x5], `reduction_concat_${id}`), ip];
   }
 }
 
 function buildNasnet(name: string, fullSize: number, full: NasnetConfig, opts: ZooOptions): GraphBuilder {
   const small = opts.small === true;
-  const cfg = small ? { ...full, penultimateFilters: SMALL_PENULTIMATE, stemFilters: full.stemFilters / SMALL_STEM_DIVISOR } : full;
+  const cfg = small
+    ? { ...full, penultimateFilters: SMALL_PENULTIMATE, stemFilters: full.stemFilters / SMALL_STEM_DIVISOR }
+    : full;
   const classes = small ? SMALL_CLASSES : 1000;
   const b = new GraphBuilder(small ? `${name}-small` : name, opts.seed ?? 1, 13, { weights: opts.weights });
   const k = new KerasNet(b);
@@ -131,7 +183,12 @@ function buildNasnet(name: string, fullSize: number, full: NasnetConfig, opts: Z
   const n = cfg.numBlocks;
   const filters = cfg.penultimateFilters / 24;
 
-  let x = k.conv2d(k.input(small ? SMALL_INPUT : fullSize), cfg.stemFilters, 3, { strides: 2, padding: 'valid', useBias: false, name: 'stem_conv1' });
+  let x = k.conv2d(k.input(small ? SMALL_INPUT : fullSize), cfg.stemFilters, 3, {
+    strides: 2,
+    padding: 'valid',
+    useBias: false,
+    name: 'stem_conv1',
+  });
   x = k.batchNorm(x, { name: 'stem_bn1' });
 
   let p: T4 | undefined;
@@ -144,7 +201,8 @@ function buildNasnet(name: string, fullSize: number, full: NasnetConfig, opts: Z
       // NASNetLarge keeps feeding the cell before the reduction as `p` (skip_reduction).
       if (!cfg.skipReduction) p = p0;
     }
-    for (let i = 0; i < n; i++) [x, p] = cells.normal(x, p, filters * fm ** stage, `${stage * n + (stage > 0 ? 1 : 0) + i}`);
+    for (let i = 0; i < n; i++)
+      [x, p] = cells.normal(x, p, filters * fm ** stage, `${stage * n + (stage > 0 ? 1 : 0) + i}`);
   }
   x = k.relu(x);
 
@@ -154,6 +212,18 @@ function buildNasnet(name: string, fullSize: number, full: NasnetConfig, opts: Z
 }
 
 export const MODELS: ZooEntry[] = [
-  { name: 'nasnetmobile', kerasName: 'NASNetMobile', kerasParams: 5_326_716, inputSize: 224, build: (o = {}) => buildNasnet('nasnetmobile', 224, MOBILE, o) },
-  { name: 'nasnetlarge', kerasName: 'NASNetLarge', kerasParams: 88_949_818, inputSize: 331, build: (o = {}) => buildNasnet('nasnetlarge', 331, LARGE, o) },
+  {
+    name: 'nasnetmobile',
+    kerasName: 'NASNetMobile',
+    kerasParams: 5_326_716,
+    inputSize: 224,
+    build: (o = {}) => buildNasnet('nasnetmobile', 224, MOBILE, o),
+  },
+  {
+    name: 'nasnetlarge',
+    kerasName: 'NASNetLarge',
+    kerasParams: 88_949_818,
+    inputSize: 331,
+    build: (o = {}) => buildNasnet('nasnetlarge', 331, LARGE, o),
+  },
 ];

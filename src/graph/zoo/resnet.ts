@@ -69,11 +69,20 @@ function block2(c: Ctx, x: Tensor, filters: number, stride: number, convShortcut
   const f = c.ch(filters);
   const preact = relu(b, bn(c, x, `${name}_preact_bn`), `${name}_preact_relu`);
   let shortcut = x;
-  if (convShortcut) shortcut = conv2d(b, preact, { filters: 4 * f, kernel: 1, strides: stride, name: `${name}_0_conv` });
+  if (convShortcut)
+    shortcut = conv2d(b, preact, { filters: 4 * f, kernel: 1, strides: stride, name: `${name}_0_conv` });
   else if (stride > 1) shortcut = maxPool2d(b, x, { pool: 1, strides: stride }); // unnamed in Keras: max_pooling2d[_k]
   let y = conv2d(b, preact, { filters: f, kernel: 1, useBias: false, name: `${name}_1_conv` });
   y = relu(b, bn(c, y, `${name}_1_bn`), `${name}_1_relu`);
-  y = zeroPadding2d(b, y, [[1, 1], [1, 1]], `${name}_2_pad`);
+  y = zeroPadding2d(
+    b,
+    y,
+    [
+      [1, 1],
+      [1, 1],
+    ],
+    `${name}_2_pad`,
+  );
   y = conv2d(b, y, { filters: f, kernel: 3, strides: stride, useBias: false, name: `${name}_2_conv` });
   y = relu(b, bn(c, y, `${name}_2_bn`), `${name}_2_relu`);
   // Small kernel on the branch's last conv (v2 has no BN there): keeps the trunk O(1) with random weights.
@@ -89,14 +98,35 @@ function stack2(c: Ctx, x: Tensor, filters: number, blocks: number, stride1: num
 }
 
 /** resnet.py `ResNet`: blocks per stack conv2..conv5; v1 uses stack1 (conv1 bias + BN), v2 stack2 (preact). */
-function resnet(name: string, blocks: readonly [number, number, number, number], v2: boolean, opts: ZooOptions = {}): GraphBuilder {
+function resnet(
+  name: string,
+  blocks: readonly [number, number, number, number],
+  v2: boolean,
+  opts: ZooOptions = {},
+): GraphBuilder {
   const { b, x: input } = startModel(name, opts.small ? SMALL_INPUT : 224, opts);
   const c: Ctx = { b, ch: widths(opts.small, 8) };
   const classes = opts.small ? SMALL_CLASSES : 1000;
-  let x = zeroPadding2d(b, input, [[3, 3], [3, 3]], 'conv1_pad');
+  let x = zeroPadding2d(
+    b,
+    input,
+    [
+      [3, 3],
+      [3, 3],
+    ],
+    'conv1_pad',
+  );
   x = conv2d(b, x, { filters: c.ch(64), kernel: 7, strides: 2, name: 'conv1_conv' });
   if (!v2) x = relu(b, bn(c, x, 'conv1_bn'), 'conv1_relu');
-  x = zeroPadding2d(b, x, [[1, 1], [1, 1]], 'pool1_pad');
+  x = zeroPadding2d(
+    b,
+    x,
+    [
+      [1, 1],
+      [1, 1],
+    ],
+    'pool1_pad',
+  );
   x = maxPool2d(b, x, { pool: 3, strides: 2, name: 'pool1_pool' });
   const filters = [64, 128, 256, 512];
   for (let i = 0; i < 4; i++) {
@@ -110,7 +140,13 @@ function resnet(name: string, blocks: readonly [number, number, number, number],
   return finishModel(b, x);
 }
 
-const entry = (name: string, kerasName: string, kerasParams: number, blocks: [number, number, number, number], v2: boolean): ZooEntry => ({
+const entry = (
+  name: string,
+  kerasName: string,
+  kerasParams: number,
+  blocks: [number, number, number, number],
+  v2: boolean,
+): ZooEntry => ({
   name,
   kerasName,
   kerasParams,

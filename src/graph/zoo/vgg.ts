@@ -5,7 +5,17 @@
  */
 import type { GraphBuilder } from './builder.js';
 import type { ZooEntry, ZooOptions } from './types.js';
-import { conv2d, dense, finishModel, flatten, maxPool2d, SMALL_CLASSES, SMALL_INPUT, startModel, widths } from './layers.js';
+import {
+  conv2d,
+  dense,
+  finishModel,
+  flatten,
+  maxPool2d,
+  SMALL_CLASSES,
+  SMALL_INPUT,
+  startModel,
+  widths,
+} from './layers.js';
 
 /** Convolutions per block: VGG16 has [2, 2, 3, 3, 3], VGG19 [2, 2, 4, 4, 4]. */
 function vgg(name: string, convs: readonly number[], opts: ZooOptions = {}): GraphBuilder {
@@ -16,7 +26,13 @@ function vgg(name: string, convs: readonly number[], opts: ZooOptions = {}): Gra
   let x = input;
   convs.forEach((n, i) => {
     for (let j = 1; j <= n; j++) {
-      x = conv2d(b, x, { filters: ch(filters[i]), kernel: 3, padding: 'same', activation: 'relu', name: `block${i + 1}_conv${j}` });
+      x = conv2d(b, x, {
+        filters: ch(filters[i]),
+        kernel: 3,
+        padding: 'same',
+        activation: 'relu',
+        name: `block${i + 1}_conv${j}`,
+      });
     }
     x = maxPool2d(b, x, { pool: 2, strides: 2, name: `block${i + 1}_pool` });
   });
@@ -28,6 +44,18 @@ function vgg(name: string, convs: readonly number[], opts: ZooOptions = {}): Gra
 }
 
 export const MODELS: ZooEntry[] = [
-  { name: 'vgg16', kerasName: 'VGG16', kerasParams: 138_357_544, inputSize: 224, build: (o) => vgg('vgg16', [2, 2, 3, 3, 3], o) },
-  { name: 'vgg19', kerasName: 'VGG19', kerasParams: 143_667_240, inputSize: 224, build: (o) => vgg('vgg19', [2, 2, 4, 4, 4], o) },
+  {
+    name: 'vgg16',
+    kerasName: 'VGG16',
+    kerasParams: 138_357_544,
+    inputSize: 224,
+    build: (o) => vgg('vgg16', [2, 2, 3, 3, 3], o),
+  },
+  {
+    name: 'vgg19',
+    kerasName: 'VGG19',
+    kerasParams: 143_667_240,
+    inputSize: 224,
+    build: (o) => vgg('vgg19', [2, 2, 4, 4, 4], o),
+  },
 ];

@@ -19,9 +19,11 @@ function buildXception(opts: ZooOptions = {}): GraphBuilder {
   const ch = (c: number): number => (small ? Math.max(4, Math.round(c / SMALL_DIVISOR)) : c);
   const classes = small ? SMALL_CLASSES : 1000;
 
-  const sep = (x: T4, filters: number, name: string): T4 => k.separableConv2d(x, ch(filters), 3, { padding: 'same', useBias: false, name });
+  const sep = (x: T4, filters: number, name: string): T4 =>
+    k.separableConv2d(x, ch(filters), 3, { padding: 'same', useBias: false, name });
   /** The auto-named 1x1 stride-2 shortcut: Conv2D then BatchNormalization. */
-  const shortcut = (x: T4, filters: number): T4 => k.batchNorm(k.conv2d(x, ch(filters), 1, { strides: 2, padding: 'same', useBias: false }));
+  const shortcut = (x: T4, filters: number): T4 =>
+    k.batchNorm(k.conv2d(x, ch(filters), 1, { strides: 2, padding: 'same', useBias: false }));
 
   let x = k.input(small ? SMALL_INPUT : 299);
   x = k.conv2d(x, ch(32), 3, { strides: 2, useBias: false, name: 'block1_conv1' });
@@ -31,7 +33,11 @@ function buildXception(opts: ZooOptions = {}): GraphBuilder {
 
   // Entry flow blocks 2-4; block 2 has no relu before its first separable conv, and Keras names the
   // relu inside it block2_sepconv2_act.
-  for (const [blk, filters] of [[2, 128], [3, 256], [4, 728]] as const) {
+  for (const [blk, filters] of [
+    [2, 128],
+    [3, 256],
+    [4, 728],
+  ] as const) {
     const residual = shortcut(x, filters);
     const p = `block${blk}`;
     if (blk !== 2) x = k.relu(x, `${p}_sepconv1_act`);
@@ -49,7 +55,10 @@ function buildXception(opts: ZooOptions = {}): GraphBuilder {
     for (let j = 1; j <= 3; j++) {
       x = k.relu(x, `${p}_sepconv${j}_act`);
       // Zero-gamma on the branch's last BN keeps the eight identity-shortcut sums from compounding.
-      x = k.batchNorm(sep(x, 728, `${p}_sepconv${j}`), { name: `${p}_sepconv${j}_bn`, gammaInit: j === 3 ? 'beta' : undefined });
+      x = k.batchNorm(sep(x, 728, `${p}_sepconv${j}`), {
+        name: `${p}_sepconv${j}_bn`,
+        gammaInit: j === 3 ? 'beta' : undefined,
+      });
     }
     x = k.add([x, residual]);
   }
@@ -71,4 +80,6 @@ function buildXception(opts: ZooOptions = {}): GraphBuilder {
   return b;
 }
 
-export const MODELS: ZooEntry[] = [{ name: 'xception', kerasName: 'Xception', kerasParams: 22_910_480, inputSize: 299, build: buildXception }];
+export const MODELS: ZooEntry[] = [
+  { name: 'xception', kerasName: 'Xception', kerasParams: 22_910_480, inputSize: 299, build: buildXception },
+];

@@ -17,7 +17,14 @@ import type { Logger } from 'pino';
 import { CleaveError, errorMessage } from '../../errors.js';
 import type { LoadedReply } from './protocol.js';
 import { WorkerSlot } from './slot.js';
-import { BufferPool, checkFeeds, checkOutputNames, packForTransfer, type TensorLike, type ValueInfo } from './tensors.js';
+import {
+  BufferPool,
+  checkFeeds,
+  checkOutputNames,
+  packForTransfer,
+  type TensorLike,
+  type ValueInfo,
+} from './tensors.js';
 import { SessionCache } from './session-cache.js';
 
 export type { TensorData, TensorDType, TensorLike, ValueInfo } from './tensors.js';
@@ -186,13 +193,19 @@ export class Executor {
     const workers = positiveInt('workers', opts.workers, EXECUTOR_DEFAULTS.workers);
     const resolved: Resolved = {
       workers,
-      intraOpThreads: positiveInt('intraOpThreads', opts.intraOpThreads, Math.max(1, Math.floor(availableParallelism() / workers))),
+      intraOpThreads: positiveInt(
+        'intraOpThreads',
+        opts.intraOpThreads,
+        Math.max(1, Math.floor(availableParallelism() / workers)),
+      ),
       maxCachedSessions: positiveInt('maxCachedSessions', opts.maxCachedSessions, EXECUTOR_DEFAULTS.maxCachedSessions),
       maxCachedBytes: positiveInt('maxCachedBytes', opts.maxCachedBytes, EXECUTOR_DEFAULTS.maxCachedBytes),
       maxQueuedRuns: positiveInt('maxQueuedRuns', opts.maxQueuedRuns, EXECUTOR_DEFAULTS.maxQueuedRuns),
     };
     const ex = new Executor(resolved, opts.logger);
-    const started = await Promise.allSettled(Array.from({ length: workers }, (_, i) => WorkerSlot.start(i, ex.#onDeath)));
+    const started = await Promise.allSettled(
+      Array.from({ length: workers }, (_, i) => WorkerSlot.start(i, ex.#onDeath)),
+    );
     const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     for (const s of started) if (s.status === 'fulfilled') ex.#slots.push(s.value);
     if (failed) {
@@ -252,7 +265,13 @@ export class Executor {
       return Promise.reject(new CleaveError('E_BAD_INPUT', `'warmup' must be an integer >= 0, got ${warmup}`));
     }
     const size = typeof model === 'string' ? fileSize(model) : model.byteLength;
-    const entry = new Entry(key, typeof model === 'string' ? Promise.resolve(model) : share(model), warmup, opts.warmupFeeds, size);
+    const entry = new Entry(
+      key,
+      typeof model === 'string' ? Promise.resolve(model) : share(model),
+      warmup,
+      opts.warmupFeeds,
+      size,
+    );
     // Pinned while loading, so that loads of other keys cannot evict it half-built.
     this.#cache.set(key, entry, { pinned: true });
     entry.ready = this.#loadEverywhere(entry).finally(() => this.#cache.peek(key) === entry && this.#cache.unpin(key));
@@ -270,7 +289,10 @@ export class Executor {
     if (!entry) throw new CleaveError('E_NOT_READY', `session '${key}' is not loaded`);
     if (entry.warm) this.#check(entry, feeds, opts);
     if (this.#queued >= this.#opts.maxQueuedRuns) {
-      throw new CleaveError('E_QUEUE_FULL', `executor has ${this.#queued} runs queued (maxQueuedRuns ${this.#opts.maxQueuedRuns})`);
+      throw new CleaveError(
+        'E_QUEUE_FULL',
+        `executor has ${this.#queued} runs queued (maxQueuedRuns ${this.#opts.maxQueuedRuns})`,
+      );
     }
     // Only an accepted run counts as a use of the session.
     this.#cache.get(key);
@@ -339,7 +361,14 @@ export class Executor {
     const known = slot.sessions.get(key);
     if (known) return known;
     const p = entry.model.then((model) =>
-      slot.load({ op: 'load', key, model, intraOpThreads: this.#opts.intraOpThreads, warmup: entry.warmup, warmupFeeds: entry.warmupFeeds }),
+      slot.load({
+        op: 'load',
+        key,
+        model,
+        intraOpThreads: this.#opts.intraOpThreads,
+        warmup: entry.warmup,
+        warmupFeeds: entry.warmupFeeds,
+      }),
     );
     slot.sessions.set(key, p);
     void p.then(
@@ -378,7 +407,8 @@ export class Executor {
   async #waitForSlot(entry: Entry): Promise<WorkerSlot> {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (this.#closed) throw closedError();
-      if (this.#cache.peek(entry.key) !== entry) throw new CleaveError('E_NOT_READY', `session '${entry.key}' was released`);
+      if (this.#cache.peek(entry.key) !== entry)
+        throw new CleaveError('E_NOT_READY', `session '${entry.key}' was released`);
       const slot = this.#pick(entry.key);
       if (slot) return slot;
       if (this.#slots.length === 0) {
@@ -412,7 +442,10 @@ export class Executor {
         // Give the newcomer every cached session, so it shares the load again.
         for (const entry of this.#cache.values()) {
           this.#loadOn(slot, entry).catch((e: unknown) =>
-            this.#log?.warn({ key: entry.key, worker: index, err: errorMessage(e) }, 'reloading a session on a new worker failed'),
+            this.#log?.warn(
+              { key: entry.key, worker: index, err: errorMessage(e) },
+              'reloading a session on a new worker failed',
+            ),
           );
         }
       },

@@ -14,9 +14,13 @@ export class SessionCache<V> {
   constructor(
     readonly capacity: number,
     private readonly onEvict: (key: string, value: V) => void,
-    private readonly budget: { readonly maxBytes: number; readonly sizeOf: (value: V) => number } = { maxBytes: Infinity, sizeOf: () => 0 },
+    private readonly budget: { readonly maxBytes: number; readonly sizeOf: (value: V) => number } = {
+      maxBytes: Infinity,
+      sizeOf: () => 0,
+    },
   ) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`'capacity' must be an integer >= 1, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError(`'capacity' must be an integer >= 1, got ${capacity}`);
     if (!(budget.maxBytes > 0)) throw new RangeError(`'maxBytes' must be > 0, got ${budget.maxBytes}`);
   }
 

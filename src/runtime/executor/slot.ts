@@ -5,7 +5,15 @@
  */
 import { Worker } from 'node:worker_threads';
 import { CleaveError } from '../../errors.js';
-import type { DoneReply, LoadedReply, LoadRequest, RanReply, WorkerMessage, WorkerReply, WorkerRequest } from './protocol.js';
+import type {
+  DoneReply,
+  LoadedReply,
+  LoadRequest,
+  RanReply,
+  WorkerMessage,
+  WorkerReply,
+  WorkerRequest,
+} from './protocol.js';
 import type { TensorLike } from './tensors.js';
 
 const WORKER_URL = new URL('./worker.mjs', import.meta.url);
@@ -70,7 +78,12 @@ export class WorkerSlot {
     return this.request(req, [], `load of '${req.key}'`) as Promise<LoadedReply>;
   }
 
-  async run(key: string, feeds: Record<string, TensorLike>, outputs: readonly string[] | undefined, transfer: ArrayBuffer[]): Promise<RanReply> {
+  async run(
+    key: string,
+    feeds: Record<string, TensorLike>,
+    outputs: readonly string[] | undefined,
+    transfer: ArrayBuffer[],
+  ): Promise<RanReply> {
     this.inflight++;
     try {
       return (await this.request({ op: 'run', key, feeds, outputs }, transfer, `run of '${key}'`)) as RanReply;
@@ -108,7 +121,13 @@ export class WorkerSlot {
         this.worker.postMessage({ ...msg, id }, transfer);
       } catch (e) {
         this.pending.delete(id);
-        reject(new CleaveError('E_INTERNAL', `could not post the ${what} to ORT worker ${this.index}: ${(e as Error).message}`, { cause: e }));
+        reject(
+          new CleaveError(
+            'E_INTERNAL',
+            `could not post the ${what} to ORT worker ${this.index}: ${(e as Error).message}`,
+            { cause: e },
+          ),
+        );
       }
     });
   }
@@ -136,7 +155,12 @@ export class WorkerSlot {
       return;
     }
     for (const p of this.pending.values()) {
-      p.reject(new CleaveError(expected ? 'E_NOT_READY' : 'E_INTERNAL', expected ? `executor closed during ${p.what}` : `${reason} during ${p.what}`));
+      p.reject(
+        new CleaveError(
+          expected ? 'E_NOT_READY' : 'E_INTERNAL',
+          expected ? `executor closed during ${p.what}` : `${reason} during ${p.what}`,
+        ),
+      );
     }
     this.pending.clear();
     this.sessions.clear();

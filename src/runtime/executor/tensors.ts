@@ -16,7 +16,9 @@ export { isDtype as isTensorDType, type TensorData } from '../../transport/dtype
 export type TensorDType = Dtype;
 
 // Fails to compile if the wire's dtypes and the graph's (less `string`) ever drift apart.
-const _sameDtypes: [TensorDType, Exclude<DType, 'string'>] extends [Exclude<DType, 'string'>, TensorDType] ? true : never = true;
+const _sameDtypes: [TensorDType, Exclude<DType, 'string'>] extends [Exclude<DType, 'string'>, TensorDType]
+  ? true
+  : never = true;
 
 /** A tensor as plain data, structured-clonable. `bool` is carried as Uint8Array, `float16` as Uint16Array. */
 export interface TensorLike {
@@ -43,7 +45,11 @@ const fmt = (dims: readonly (number | string)[]): string => `[${dims.join(',')}]
  * rank, fixed dims and element count. ORT would refuse most of these too, but its messages do not always
  * name the input (a dtype mismatch does not), and a check here costs microseconds.
  */
-export function checkFeeds(key: string, inputs: readonly ValueInfo[], feeds: Readonly<Record<string, TensorLike>>): void {
+export function checkFeeds(
+  key: string,
+  inputs: readonly ValueInfo[],
+  feeds: Readonly<Record<string, TensorLike>>,
+): void {
   const bad = (msg: string): CleaveError => new CleaveError('E_BAD_INPUT', `session '${key}': ${msg}`);
   for (const name of Object.keys(feeds)) {
     if (!inputs.some((i) => i.name === name)) {
@@ -57,7 +63,9 @@ export function checkFeeds(key: string, inputs: readonly ValueInfo[], feeds: Rea
     if (t.dtype !== info.dtype) throw bad(`${name}: dtype ${String(t.dtype)}, expected ${info.dtype}`);
     const Ctor = TYPED_ARRAY[info.dtype];
     if (!(t.data instanceof Ctor)) {
-      throw bad(`${name}: data is ${t.data?.constructor?.name ?? typeof t.data}, dtype ${info.dtype} needs ${Ctor.name}`);
+      throw bad(
+        `${name}: data is ${t.data?.constructor?.name ?? typeof t.data}, dtype ${info.dtype} needs ${Ctor.name}`,
+      );
     }
     if (!Array.isArray(t.dims) || !t.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw bad(`${name}: dims must be non-negative integers, got ${JSON.stringify(t.dims)}`);
@@ -65,7 +73,9 @@ export function checkFeeds(key: string, inputs: readonly ValueInfo[], feeds: Rea
     // ORT reports an undeclared shape as [], which a scalar also is: only a non-empty shape fixes the rank.
     if (info.shape.length > 0) {
       if (t.dims.length !== info.shape.length) {
-        throw bad(`${name}: dims ${fmt(t.dims)} have rank ${t.dims.length}, expected rank ${info.shape.length} ${fmt(info.shape)}`);
+        throw bad(
+          `${name}: dims ${fmt(t.dims)} have rank ${t.dims.length}, expected rank ${info.shape.length} ${fmt(info.shape)}`,
+        );
       }
       for (let i = 0; i < t.dims.length; i++) {
         const want = fixedDim(info.shape[i]);
@@ -75,7 +85,8 @@ export function checkFeeds(key: string, inputs: readonly ValueInfo[], feeds: Rea
       }
     }
     const count = t.dims.reduce((a, d) => a * d, 1);
-    if (t.data.length !== count) throw bad(`${name}: data has ${t.data.length} elements, dims ${fmt(t.dims)} need ${count}`);
+    if (t.data.length !== count)
+      throw bad(`${name}: data has ${t.data.length} elements, dims ${fmt(t.dims)} need ${count}`);
   }
 }
 
@@ -106,7 +117,11 @@ export function zeroFeeds(key: string, inputs: readonly ValueInfo[]): Record<str
       );
     }
     const fixed = dims as number[];
-    feeds[info.name] = { dtype: info.dtype, dims: fixed, data: new TYPED_ARRAY[info.dtype](fixed.reduce((a, d) => a * d, 1)) };
+    feeds[info.name] = {
+      dtype: info.dtype,
+      dims: fixed,
+      data: new TYPED_ARRAY[info.dtype](fixed.reduce((a, d) => a * d, 1)),
+    };
   }
   return feeds;
 }

@@ -9,7 +9,15 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { CleaveError, errorMessage, type ErrorCode } from '../../errors.js';
 import type { LoadRequest, RunRequest, WorkerReply, WorkerRequest, ReadyMessage } from './protocol.js';
-import { checkFeeds, isTensorDType, packForTransfer, zeroFeeds, type TensorData, type TensorLike, type ValueInfo } from './tensors.js';
+import {
+  checkFeeds,
+  isTensorDType,
+  packForTransfer,
+  zeroFeeds,
+  type TensorData,
+  type TensorLike,
+  type ValueInfo,
+} from './tensors.js';
 
 interface Held {
   readonly session: ort.InferenceSession;
@@ -28,7 +36,10 @@ const sessions = new Map<string, Held>();
 function valueInfo(key: string, m: ort.InferenceSession.ValueMetadata): ValueInfo {
   if (!m.isTensor || !isTensorDType(m.type)) {
     const what = m.isTensor ? `dtype ${m.type}` : 'a non-tensor type';
-    throw new CleaveError('E_UNSUPPORTED', `session '${key}': value '${m.name}' has ${what}, which the executor does not carry`);
+    throw new CleaveError(
+      'E_UNSUPPORTED',
+      `session '${key}': value '${m.name}' has ${what}, which the executor does not carry`,
+    );
   }
   return { name: m.name, dtype: m.type, shape: [...m.shape] };
 }
@@ -51,9 +62,16 @@ async function load(req: LoadRequest): Promise<WorkerReply> {
     session =
       typeof model === 'string'
         ? await ort.InferenceSession.create(model, opts)
-        : await ort.InferenceSession.create(model.buffer instanceof SharedArrayBuffer ? new Uint8Array(model) : model, opts);
+        : await ort.InferenceSession.create(
+            model.buffer instanceof SharedArrayBuffer ? new Uint8Array(model) : model,
+            opts,
+          );
   } catch (e) {
-    throw new CleaveError('E_BAD_MODEL', `session '${req.key}': ONNX Runtime could not load the model: ${errorMessage(e)}`, { cause: e });
+    throw new CleaveError(
+      'E_BAD_MODEL',
+      `session '${req.key}': ONNX Runtime could not load the model: ${errorMessage(e)}`,
+      { cause: e },
+    );
   }
   const t1 = performance.now();
   try {
@@ -106,7 +124,10 @@ async function run(req: RunRequest): Promise<{ reply: WorkerReply; transfer: Arr
     const b = t.data.buffer;
     if (b instanceof ArrayBuffer && !spent.includes(b) && !packed.transfer.includes(b)) spent.push(b);
   }
-  return { reply: { id: req.id, ok: true, outputs: packed.tensors, computeMs, spent }, transfer: [...packed.transfer, ...spent] };
+  return {
+    reply: { id: req.id, ok: true, outputs: packed.tensors, computeMs, spent },
+    transfer: [...packed.transfer, ...spent],
+  };
 }
 
 async function release(key: string): Promise<void> {

@@ -80,7 +80,14 @@ export class SendGate {
       this.links.onDown(host, () => {
         // The next connection starts with an empty queue; what waited for this one fails now.
         created.full = false;
-        for (const w of created.waiting.splice(0)) settle(w, new CleaveError('E_PEER_GONE', `the link to ${host} dropped while request ${w.header.id ?? ''} waited to be sent`));
+        for (const w of created.waiting.splice(0))
+          settle(
+            w,
+            new CleaveError(
+              'E_PEER_GONE',
+              `the link to ${host} dropped while request ${w.header.id ?? ''} waited to be sent`,
+            ),
+          );
       });
       this.state.set(host, created);
       s = created;
@@ -117,5 +124,8 @@ function settle(w: Waiter, e: CleaveError | null): void {
 }
 
 function expired(header: HeaderInput, host: string): CleaveError {
-  return new CleaveError('E_DEADLINE', `request ${header.id ?? ''} missed its deadline waiting for the link to ${host} to drain`);
+  return new CleaveError(
+    'E_DEADLINE',
+    `request ${header.id ?? ''} missed its deadline waiting for the link to ${host} to drain`,
+  );
 }

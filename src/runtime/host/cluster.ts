@@ -47,7 +47,9 @@ export class Cluster implements ClusterView {
 
   async links(): Promise<LinkReport[]> {
     const got = await Promise.all(
-      this.reachable().map((h) => (this.o.client.request(h.name, 'GET', '/v1/links') as Promise<LinkReport[]>).catch(() => [] as LinkReport[])),
+      this.reachable().map((h) =>
+        (this.o.client.request(h.name, 'GET', '/v1/links') as Promise<LinkReport[]>).catch(() => [] as LinkReport[]),
+      ),
     );
     return [...this.o.links(), ...got.flat()];
   }
@@ -57,7 +59,10 @@ export class Cluster implements ClusterView {
       this.o.hosts.map((h) =>
         h.name === this.o.self
           ? Promise.resolve(this.o.status())
-          : (this.o.client.request(h.name, 'GET', '/v1/status') as Promise<HostStatus>).catch((e: unknown) => ({ host: h.name, error: errorMessage(e) })),
+          : (this.o.client.request(h.name, 'GET', '/v1/status') as Promise<HostStatus>).catch((e: unknown) => ({
+              host: h.name,
+              error: errorMessage(e),
+            })),
       ),
     );
   }

@@ -62,21 +62,27 @@ export function checkHeartbeat(body: unknown, peer: string): Heartbeat {
   if (!isObj(body)) return bad('body', 'is not a map');
   if (body.host !== peer) bad('host', `is '${String(body.host)}', not the sender`);
   if (typeof body.tier !== 'string') bad('tier', 'is not a string');
-  for (const f of ['cpuPercent', 'quotaCpus', 'throttledMs'] as const) if (!numOrNull(body[f])) bad(f, 'is not a number or null');
-  for (const f of ['threads', 'queueDepth', 'inFlight', 'busy'] as const) if (!num(body[f]) || (body[f] as number) < 0) bad(f, 'is not a number >= 0');
+  for (const f of ['cpuPercent', 'quotaCpus', 'throttledMs'] as const)
+    if (!numOrNull(body[f])) bad(f, 'is not a number or null');
+  for (const f of ['threads', 'queueDepth', 'inFlight', 'busy'] as const)
+    if (!num(body[f]) || (body[f] as number) < 0) bad(f, 'is not a number >= 0');
   if (!Array.isArray(body.segments)) bad('segments', 'is not a list');
   (body.segments as unknown[]).forEach((s, i) => {
     if (!isObj(s)) return bad(`segments[${i}]`, 'is not a map');
-    for (const f of ['from', 'to', 'runs'] as const) if (!Number.isInteger(s[f]) || (s[f] as number) < 0) bad(`segments[${i}].${f}`, 'is not an integer >= 0');
-    for (const f of ['meanMs', 'ageMs'] as const) if (!num(s[f]) || (s[f] as number) < 0) bad(`segments[${i}].${f}`, 'is not a number >= 0');
+    for (const f of ['from', 'to', 'runs'] as const)
+      if (!Number.isInteger(s[f]) || (s[f] as number) < 0) bad(`segments[${i}].${f}`, 'is not an integer >= 0');
+    for (const f of ['meanMs', 'ageMs'] as const)
+      if (!num(s[f]) || (s[f] as number) < 0) bad(`segments[${i}].${f}`, 'is not a number >= 0');
   });
   if (!Array.isArray(body.links)) bad('links', 'is not a list');
   (body.links as unknown[]).forEach((l, i) => {
     if (!isObj(l)) return bad(`links[${i}]`, 'is not a map');
     if (l.from !== peer) bad(`links[${i}].from`, `is '${String(l.from)}': a host reports its own links only`);
     if (typeof l.to !== 'string') bad(`links[${i}].to`, 'is not a string');
-    for (const f of ['rttMs', 'throughputBps'] as const) if (!numOrNull(l[f])) bad(`links[${i}].${f}`, 'is not a number or null');
-    for (const f of ['rttRecentMs', 'throughputRecentBps'] as const) if (l[f] !== undefined && !numOrNull(l[f])) bad(`links[${i}].${f}`, 'is not a number or null');
+    for (const f of ['rttMs', 'throughputBps'] as const)
+      if (!numOrNull(l[f])) bad(`links[${i}].${f}`, 'is not a number or null');
+    for (const f of ['rttRecentMs', 'throughputRecentBps'] as const)
+      if (l[f] !== undefined && !numOrNull(l[f])) bad(`links[${i}].${f}`, 'is not a number or null');
   });
   return body as unknown as Heartbeat;
 }

@@ -95,8 +95,15 @@ export class Host {
 
   static async start(o: HostStartOptions): Promise<Host> {
     const self = o.config.hosts.find((h) => h.name === o.name);
-    if (!self) throw new CleaveError('E_BAD_INPUT', `--name ${o.name}: not a host of the config (hosts: ${o.config.hosts.map((h) => h.name).join(', ')})`);
-    const log = (o.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({ host: self.name, tier: self.tier });
+    if (!self)
+      throw new CleaveError(
+        'E_BAD_INPUT',
+        `--name ${o.name}: not a host of the config (hosts: ${o.config.hosts.map((h) => h.name).join(', ')})`,
+      );
+    const log = (o.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' })).child({
+      host: self.name,
+      tier: self.tier,
+    });
     const limits = resolveLimits(o.config.limits);
     const tiers = o.config.tiers ?? DEFAULT_TIERS;
     const { entry, model } = loadRepoModel(o.modelsDir, o.config.model);
@@ -105,7 +112,12 @@ export class Host {
     log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
     const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log);
-    const executor = await Executor.create({ intraOpThreads: threads, maxCachedSessions: limits.sessionCache, maxCachedBytes: limits.sessionCacheBytes, logger: log });
+    const executor = await Executor.create({
+      intraOpThreads: threads,
+      maxCachedSessions: limits.sessionCache,
+      maxCachedBytes: limits.sessionCacheBytes,
+      logger: log,
+    });
     const segments = new SegmentSessions(analysis, executor, limits.warmupRuns);
     const metrics = new HostMetrics(self.name, self.tier);
     const { token, fromDefault } = peerToken(o.config);
@@ -140,18 +152,45 @@ export class Host {
       logger: log,
       transport,
     });
-    pipeline = new Pipeline({ self: self.name, segments, links: mesh, metrics, logger: log, outputs: model.outputs.map((x) => x.name), maxInFlight: limits.maxInFlight });
+    pipeline = new Pipeline({
+      self: self.name,
+      segments,
+      links: mesh,
+      metrics,
+      logger: log,
+      outputs: model.outputs.map((x) => x.name),
+      maxInFlight: limits.maxInFlight,
+    });
     metrics.observeLinks(() => mesh.reports());
     const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs });
     const load = new LoadSampler(limits.loadSampleMs);
     const server = http.createServer();
-    const peerServer = await PeerServer.listen({ self: { host: self.name, tier: self.tier }, modelSha256: model.sha256, token, onFrame, server, logger: log, options: transport });
+    const peerServer = await PeerServer.listen({
+      self: { host: self.name, tier: self.tier },
+      modelSha256: model.sha256,
+      token,
+      onFrame,
+      server,
+      logger: log,
+      options: transport,
+    });
 
     let host: Host | null = null;
     const status = (): HostStatus => (host as Host).status();
-    const cluster = new Cluster({ self: self.name, hosts: o.config.hosts, isOpen: (h) => mesh.isOpen(h), client, profile, status, links: () => mesh.reports(), logger: log });
+    const cluster = new Cluster({
+      self: self.name,
+      hosts: o.config.hosts,
+      isOpen: (h) => mesh.isOpen(h),
+      client,
+      profile,
+      status,
+      links: () => mesh.reports(),
+      logger: log,
+    });
     const prepareOn = (name: string, from: number, to: number): Promise<void> =>
-      name === self.name ? (host as Host).prepareLocal(from, to) : client.request(name, 'POST', '/v1/segments', { from, to }).then(() => undefined);
+      name === self.name
+        ? (host as Host).prepareLocal(from, to)
+        : client.request(name, 'POST', '/v1/segments', { from, to }).then(() => undefined);
     const p = pipeline;
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
@@ -209,7 +248,13 @@ export class Host {
           metrics.predictedLatency.set(a.predicted.latencyMs);
           events.emit('plan-adopted', {
             epoch: a.epoch,
-            old: before ? { epoch: before.epoch, route: describeRoute(before.route), predictedLatencyMs: before.predicted.latencyMs } : null,
+            old: before
+              ? {
+                  epoch: before.epoch,
+                  route: describeRoute(before.route),
+                  predictedLatencyMs: before.predicted.latencyMs,
+                }
+              : null,
             new: {
               epoch: a.epoch,
               route: describeRoute(a.route),
@@ -233,7 +278,10 @@ export class Host {
         concurrency: (now) => latency.concurrency(now, limits.concurrencySpanMs),
         settings: o.config.controller,
         events,
-        metrics: { round: (ms) => metrics.controllerRound.observe(ms * 1000), changed: (reason) => metrics.planChanges.inc({ reason }) },
+        metrics: {
+          round: (ms) => metrics.controllerRound.observe(ms * 1000),
+          changed: (reason) => metrics.planChanges.inc({ reason }),
+        },
         logger: log,
       });
       const snapshotTimer = setInterval(() => {
@@ -262,11 +310,21 @@ export class Host {
       const eventsEndpoint = mountEvents(server, events, {
         maxBufferedBytes: limits.eventBufferBytes,
         peerPath: peerServer.options.path,
-        hello: () => ({ host: self.name, epoch: c.current?.epoch ?? null, route: c.current ? describeRoute(c.current.route) : null, controller: loop.controller.settings }),
+        hello: () => ({
+          host: self.name,
+          epoch: c.current?.epoch ?? null,
+          route: c.current ? describeRoute(c.current.route) : null,
+          controller: loop.controller.settings,
+        }),
         logger: log,
       });
       origin = { live: liveState, loop, events, latency, eventsEndpoint, snapshotTimer };
-      heartbeat = new HeartbeatSender({ intervalMs: limits.heartbeatMs, take: takeHeartbeat, deliver: (b) => liveState.onHeartbeat(b, Date.now()), logger: log });
+      heartbeat = new HeartbeatSender({
+        intervalMs: limits.heartbeatMs,
+        take: takeHeartbeat,
+        deliver: (b) => liveState.onHeartbeat(b, Date.now()),
+        logger: log,
+      });
     } else {
       heartbeat = new HeartbeatSender({
         intervalMs: limits.heartbeatMs,
@@ -277,7 +335,26 @@ export class Host {
         logger: log,
       });
     }
-    host = new Host({ config: o.config, self, limits, analysis, profile, executor, segments, mesh, pipeline, metrics, load, cluster, coordinator, origin, heartbeat, server, peerServer, log });
+    host = new Host({
+      config: o.config,
+      self,
+      limits,
+      analysis,
+      profile,
+      executor,
+      segments,
+      mesh,
+      pipeline,
+      metrics,
+      load,
+      cluster,
+      coordinator,
+      origin,
+      heartbeat,
+      server,
+      peerServer,
+      log,
+    });
     const h = host;
     const version = { name: entry.name, version: entry.version };
     const coord = coordinator;
@@ -303,7 +380,13 @@ export class Host {
           forward: (name, method, path, body) => client.request(name, method, path, body),
           plan:
             coord && origin
-              ? { tiers, coordinator: coord, cluster, adaptive: origin.loop, measured: (epoch) => (origin as OriginParts).latency.stats(Date.now(), epoch) }
+              ? {
+                  tiers,
+                  coordinator: coord,
+                  cluster,
+                  adaptive: origin.loop,
+                  measured: (epoch) => (origin as OriginParts).latency.stats(Date.now(), epoch),
+                }
               : undefined,
         },
         gateway:
@@ -396,7 +479,9 @@ export class Host {
     const wanted = this.p.config.hosts.length * (this.p.config.hosts.length - 1);
     for (;;) {
       const links = await this.p.cluster.links().catch(() => []);
-      const measured = links.filter((l) => l.rttMs !== null && l.throughputBps !== null && (l.throughputSamples ?? 0) >= startupSamples).length;
+      const measured = links.filter(
+        (l) => l.rttMs !== null && l.throughputBps !== null && (l.throughputSamples ?? 0) >= startupSamples,
+      ).length;
       if (measured >= wanted || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -433,7 +518,14 @@ export class Host {
 }
 
 /** The host's profile: from the cache when this model, host, thread count and granularity were profiled. */
-async function cachedProfile(dir: string, a: Analysis, self: HostConfig, threads: number, cfg: DeploymentConfig, log: Logger): Promise<ProfileDoc> {
+async function cachedProfile(
+  dir: string,
+  a: Analysis,
+  self: HostConfig,
+  threads: number,
+  cfg: DeploymentConfig,
+  log: Logger,
+): Promise<ProfileDoc> {
   const g = cfg.granularity ?? {};
   const repeats = cfg.profile?.repeats ?? PROFILE_DEFAULTS.repeats;
   const warmup = cfg.profile?.warmup ?? PROFILE_DEFAULTS.warmup;
@@ -442,7 +534,11 @@ async function cachedProfile(dir: string, a: Analysis, self: HostConfig, threads
   if (existsSync(file)) {
     try {
       const p = JSON.parse(readFileSync(file, 'utf8')) as ProfileDoc;
-      if (p.format === PROFILE_FORMAT && p.model.sha256 === a.model.sha256 && p.model.blocks.length === a.blocks.length) {
+      if (
+        p.format === PROFILE_FORMAT &&
+        p.model.sha256 === a.model.sha256 &&
+        p.model.blocks.length === a.blocks.length
+      ) {
         log.info({ file }, 'profile loaded from cache');
         return p;
       }

@@ -7,8 +7,8 @@ import type { LinkReport } from '../plan/cluster-view.js';
 
 /** Microsecond buckets, fine below 5 ms where split inference on loopback lives. */
 const LATENCY_BUCKETS_US = [
-  100, 200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10_000, 15_000, 20_000, 30_000, 50_000,
-  75_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+  100, 200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 7500, 10_000, 15_000, 20_000, 30_000,
+  50_000, 75_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
 ];
 
 export class HostMetrics {
@@ -32,8 +32,18 @@ export class HostMetrics {
     this.registry.setDefaultLabels({ host, tier });
     collectDefaultMetrics({ register: this.registry, prefix: 'cleave_process_' });
     const r = [this.registry];
-    this.requestSuccess = new Counter({ name: 'cleave_request_success', help: 'Inference requests answered successfully', labelNames: ['model'], registers: r });
-    this.requestFailure = new Counter({ name: 'cleave_request_failure', help: 'Inference requests that failed, by error code', labelNames: ['model', 'code'], registers: r });
+    this.requestSuccess = new Counter({
+      name: 'cleave_request_success',
+      help: 'Inference requests answered successfully',
+      labelNames: ['model'],
+      registers: r,
+    });
+    this.requestFailure = new Counter({
+      name: 'cleave_request_failure',
+      help: 'Inference requests that failed, by error code',
+      labelNames: ['model', 'code'],
+      registers: r,
+    });
     this.requestDuration = new Histogram({
       name: 'cleave_request_duration_us',
       help: 'End-to-end request latency at the gateway (arrival to answer), microseconds',
@@ -48,7 +58,12 @@ export class HostMetrics {
       buckets: LATENCY_BUCKETS_US,
       registers: r,
     });
-    this.linkBytes = new Gauge({ name: 'cleave_link_bytes_sent', help: 'Bytes sent on a directed link', labelNames: ['from', 'to'], registers: r });
+    this.linkBytes = new Gauge({
+      name: 'cleave_link_bytes_sent',
+      help: 'Bytes sent on a directed link',
+      labelNames: ['from', 'to'],
+      registers: r,
+    });
     // Link measurements are read from the links when scraped, not pushed on every change.
     const links = (): readonly LinkReport[] => this.links();
     this.linkRtt = new Gauge({
@@ -69,12 +84,41 @@ export class HostMetrics {
         for (const l of links()) this.set({ from: l.from, to: l.to }, l.throughputBps ?? 0);
       },
     });
-    this.queueDepth = new Gauge({ name: 'cleave_queue_depth', help: 'Requests in flight at this host', labelNames: ['host'], registers: r });
-    this.planEpoch = new Gauge({ name: 'cleave_plan_epoch', help: 'Epoch of the plan new requests take', labelNames: ['host'], registers: r });
-    this.planChanges = new Counter({ name: 'cleave_plan_changes_total', help: 'Plans adopted by the adaptive controller, by reason (urgent: the current plan could not run; better: it beat the current one by the hysteresis)', labelNames: ['reason'], registers: r });
-    this.predictedLatency = new Gauge({ name: 'cleave_plan_predicted_latency_ms', help: "The current plan's predicted latency on the live estimates, ms", registers: r });
-    this.measuredLatency = new Gauge({ name: 'cleave_plan_measured_latency_ms', help: "The current plan's measured end-to-end latency over the latency window, ms", labelNames: ['quantile'], registers: r });
-    this.controllerRound = new Histogram({ name: 'cleave_controller_round_duration_us', help: "One adaptive controller round (snapshot, search, decision), microseconds", buckets: LATENCY_BUCKETS_US, registers: r });
+    this.queueDepth = new Gauge({
+      name: 'cleave_queue_depth',
+      help: 'Requests in flight at this host',
+      labelNames: ['host'],
+      registers: r,
+    });
+    this.planEpoch = new Gauge({
+      name: 'cleave_plan_epoch',
+      help: 'Epoch of the plan new requests take',
+      labelNames: ['host'],
+      registers: r,
+    });
+    this.planChanges = new Counter({
+      name: 'cleave_plan_changes_total',
+      help: 'Plans adopted by the adaptive controller, by reason (urgent: the current plan could not run; better: it beat the current one by the hysteresis)',
+      labelNames: ['reason'],
+      registers: r,
+    });
+    this.predictedLatency = new Gauge({
+      name: 'cleave_plan_predicted_latency_ms',
+      help: "The current plan's predicted latency on the live estimates, ms",
+      registers: r,
+    });
+    this.measuredLatency = new Gauge({
+      name: 'cleave_plan_measured_latency_ms',
+      help: "The current plan's measured end-to-end latency over the latency window, ms",
+      labelNames: ['quantile'],
+      registers: r,
+    });
+    this.controllerRound = new Histogram({
+      name: 'cleave_controller_round_duration_us',
+      help: 'One adaptive controller round (snapshot, search, decision), microseconds',
+      buckets: LATENCY_BUCKETS_US,
+      registers: r,
+    });
   }
 
   /** Where the link gauges read their values at scrape time. */

@@ -40,7 +40,13 @@ export class PeerClient {
       const { error, code } = (json ?? {}) as { error?: unknown; code?: unknown };
       const msg = typeof error === 'string' ? error : res.statusText;
       // The peer's own code when it sent one we know; otherwise one that keeps the status's meaning.
-      const c = isErrorCode(code) ? code : res.status >= 500 ? 'E_PEER_GONE' : res.status === 404 ? 'E_NOT_FOUND' : 'E_BAD_INPUT';
+      const c = isErrorCode(code)
+        ? code
+        : res.status >= 500
+          ? 'E_PEER_GONE'
+          : res.status === 404
+            ? 'E_NOT_FOUND'
+            : 'E_BAD_INPUT';
       throw new CleaveError(c, `${host}: ${msg}`);
     }
     return json;

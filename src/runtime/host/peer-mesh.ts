@@ -51,7 +51,10 @@ export class PeerMesh implements LinkPort {
         options: opts.transport,
       });
       link.on('down', (d) => {
-        opts.logger[link.stats().connects > 0 ? 'warn' : 'debug']({ link: link.name, err: d.error.message, retryInMs: d.retryInMs }, 'link down');
+        opts.logger[link.stats().connects > 0 ? 'warn' : 'debug'](
+          { link: link.name, err: d.error.message, retryInMs: d.retryInMs },
+          'link down',
+        );
         opts.onLost?.(p.name, d.unacked);
       });
       link.on('open', () => opts.logger.info({ link: link.name }, 'link open'));

@@ -56,7 +56,10 @@ export class Pipeline {
   /** Stage work in progress on this host (requests passing through, not only those it originated). */
   private working = 0;
   /** Smoothed compute time of each segment run here, by node range. */
-  private readonly computeMs = new Map<string, { from: number; to: number; meanMs: number; runs: number; lastAt: number }>();
+  private readonly computeMs = new Map<
+    string,
+    { from: number; to: number; meanMs: number; runs: number; lastAt: number }
+  >();
   private readonly gate: SendGate;
 
   constructor(private readonly o: PipelineOptions) {
@@ -74,7 +77,13 @@ export class Pipeline {
   /** Smoothed compute time (ms), run count and time since the last run (ms) of each segment run here. */
   computeTimes(): { from: number; to: number; meanMs: number; runs: number; ageMs: number }[] {
     const now = Date.now();
-    return [...this.computeMs.values()].map((v) => ({ from: v.from, to: v.to, meanMs: Math.round(v.meanMs * 1000) / 1000, runs: v.runs, ageMs: now - v.lastAt }));
+    return [...this.computeMs.values()].map((v) => ({
+      from: v.from,
+      to: v.to,
+      meanMs: Math.round(v.meanMs * 1000) / 1000,
+      runs: v.runs,
+      ageMs: now - v.lastAt,
+    }));
   }
 
   /** Frames waiting for a full link to drain. */
@@ -86,13 +95,23 @@ export class Pipeline {
    * Runs one request along `plan`'s route from this (origin) host. Rejects with E_QUEUE_FULL when
    * `maxInFlight` requests are already pending, E_DEADLINE when `deadlineMs` passes first.
    */
-  async infer(plan: Routed, inputs: Record<string, TensorLike>, deadlineMs: number): Promise<Record<string, TensorLike>> {
+  async infer(
+    plan: Routed,
+    inputs: Record<string, TensorLike>,
+    deadlineMs: number,
+  ): Promise<Record<string, TensorLike>> {
     if (this.pending.size >= this.o.maxInFlight)
-      throw new CleaveError('E_QUEUE_FULL', `${this.pending.size} requests in flight (limit maxInFlight=${this.o.maxInFlight}); retry later`);
+      throw new CleaveError(
+        'E_QUEUE_FULL',
+        `${this.pending.size} requests in flight (limit maxInFlight=${this.o.maxInFlight}); retry later`,
+      );
     const id = randomUUID();
     const deadline = Date.now() + deadlineMs;
     const done = new Promise<Record<string, TensorLike>>((resolve, reject) => {
-      const timer = setTimeout(() => this.settle(id, new CleaveError('E_DEADLINE', `request ${id} missed its ${deadlineMs} ms deadline`)), deadlineMs);
+      const timer = setTimeout(
+        () => this.settle(id, new CleaveError('E_DEADLINE', `request ${id} missed its ${deadlineMs} ms deadline`)),
+        deadlineMs,
+      );
       const through = new Set(plan.route.map((s) => s.host).filter((h) => h !== this.o.self));
       this.pending.set(id, { through, resolve, reject, timer });
     });
@@ -108,16 +127,21 @@ export class Pipeline {
     if (h.kind === 'infer') {
       // Without its stage on the route there is no one to run it and no origin to tell: log and drop.
       if (h.stage >= h.route.length) {
-        this.o.logger.warn({ peer: f.peer.host, id: h.id, stage: h.stage, stages: h.route.length }, 'dropped an infer frame whose stage is not on its route');
+        this.o.logger.warn(
+          { peer: f.peer.host, id: h.id, stage: h.stage, stages: h.route.length },
+          'dropped an infer frame whose stage is not on its route',
+        );
         return;
       }
       // The frame carries the time left when it was sent, not a clock reading: hosts' clocks may disagree.
       const deadline = h.deadline > 0 ? Date.now() + h.deadline : 0;
-      this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline }, byName(f.tensors)).catch((e: unknown) =>
-        this.o.logger.error({ id: h.id, err: errorMessage(e) }, 'stage failed outside its error handling'),
+      this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline }, byName(f.tensors)).catch(
+        (e: unknown) =>
+          this.o.logger.error({ id: h.id, err: errorMessage(e) }, 'stage failed outside its error handling'),
       );
     } else if (h.kind === 'result') {
-      if (this.o.logger.isLevelEnabled('trace')) this.o.logger.trace({ id: h.id, at: performance.timeOrigin + performance.now() }, 'result arrived');
+      if (this.o.logger.isLevelEnabled('trace'))
+        this.o.logger.trace({ id: h.id, at: performance.timeOrigin + performance.now() }, 'result arrived');
       this.settle(h.id, byName(f.tensors));
     } else if (h.kind === 'error') {
       const code = h.error && isErrorCode(h.error.code) ? h.error.code : 'E_INTERNAL';
@@ -138,13 +162,21 @@ export class Pipeline {
    * Ids of requests originated elsewhere are not pending here.
    */
   failLost(host: string, unacked: readonly string[]): void {
-    for (const id of unacked) this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host} dropped before it was delivered`));
+    for (const id of unacked)
+      this.settle(
+        id,
+        new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host} dropped before it was delivered`),
+      );
     for (const [id, p] of [...this.pending]) {
-      if (p.through.has(host)) this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host}, on its route, dropped`));
+      if (p.through.has(host))
+        this.settle(id, new CleaveError('E_PEER_GONE', `request ${id}: the link to ${host}, on its route, dropped`));
     }
   }
 
-  private async runStage(r: { id: string; epoch: number; route: RouteStage[]; stage: number; deadline: number }, inputs: Record<string, TensorLike>): Promise<void> {
+  private async runStage(
+    r: { id: string; epoch: number; route: RouteStage[]; stage: number; deadline: number },
+    inputs: Record<string, TensorLike>,
+  ): Promise<void> {
     const stage = r.route[r.stage];
     const origin = r.route[0]?.host ?? this.o.self;
     const t0 = performance.now();
@@ -153,7 +185,8 @@ export class Pipeline {
     try {
       if (!stage || stage.host !== this.o.self)
         throw new CleaveError('E_BAD_FRAME', `request ${r.id}: stage ${r.stage} is not addressed to ${this.o.self}`);
-      if (r.deadline && Date.now() > r.deadline) throw new CleaveError('E_DEADLINE', `request ${r.id} expired before stage ${r.stage}`);
+      if (r.deadline && Date.now() > r.deadline)
+        throw new CleaveError('E_DEADLINE', `request ${r.id} expired before stage ${r.stage}`);
       let outputs = inputs;
       if (stage.to > stage.from) {
         const range = { start: stage.from, end: stage.to };
@@ -161,13 +194,27 @@ export class Pipeline {
         const feeds: Record<string, TensorLike> = {};
         for (const n of io.inputs) {
           const t = inputs[n];
-          if (!t) throw new CleaveError('E_BAD_FRAME', `request ${r.id}: stage ${r.stage} needs tensor '${n}', which did not arrive`);
+          if (!t)
+            throw new CleaveError(
+              'E_BAD_FRAME',
+              `request ${r.id}: stage ${r.stage} needs tensor '${n}', which did not arrive`,
+            );
           feeds[n] = t;
         }
         tRun = performance.now();
         const res = await this.o.segments.run(range, feeds);
         if (this.o.logger.isLevelEnabled('trace'))
-          this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + t0, prepMs: tRun - t0, runMs: performance.now() - tRun, computeMs: res.computeMs }, 'stage ran');
+          this.o.logger.trace(
+            {
+              id: r.id,
+              stage: r.stage,
+              at: performance.timeOrigin + t0,
+              prepMs: tRun - t0,
+              runMs: performance.now() - tRun,
+              computeMs: res.computeMs,
+            },
+            'stage ran',
+          );
         this.observe(stage, res.computeMs);
         // Tensors that only pass through this segment ride along with its outputs.
         outputs = {};
@@ -177,25 +224,52 @@ export class Pipeline {
       const tSend = performance.now();
       if (next < r.route.length) {
         const left = r.deadline ? r.deadline - Date.now() : 0;
-        if (r.deadline && left <= 0) throw new CleaveError('E_DEADLINE', `request ${r.id} expired during stage ${r.stage}`);
-        await this.send(r.route[next].host, { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: left }, outputs, r.deadline);
+        if (r.deadline && left <= 0)
+          throw new CleaveError('E_DEADLINE', `request ${r.id} expired during stage ${r.stage}`);
+        await this.send(
+          r.route[next].host,
+          { kind: 'infer', id: r.id, epoch: r.epoch, route: r.route, stage: next, deadline: left },
+          outputs,
+          r.deadline,
+        );
       } else {
         const result: Record<string, TensorLike> = {};
         for (const n of this.o.outputs) {
-          if (!outputs[n]) throw new CleaveError('E_INTERNAL', `request ${r.id}: the last stage did not produce output '${n}'`);
+          if (!outputs[n])
+            throw new CleaveError('E_INTERNAL', `request ${r.id}: the last stage did not produce output '${n}'`);
           result[n] = outputs[n];
         }
         if (origin === this.o.self) this.settle(r.id, result);
-        else await this.send(origin, { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage }, result, r.deadline);
+        else
+          await this.send(
+            origin,
+            { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage },
+            result,
+            r.deadline,
+          );
       }
       if (this.o.logger.isLevelEnabled('trace'))
-        this.o.logger.trace({ id: r.id, stage: r.stage, at: performance.timeOrigin + tSend, sendMs: performance.now() - tSend }, 'stage sent');
+        this.o.logger.trace(
+          { id: r.id, stage: r.stage, at: performance.timeOrigin + tSend, sendMs: performance.now() - tSend },
+          'stage sent',
+        );
     } catch (e) {
       const err = isCleaveError(e) ? e : new CleaveError('E_INTERNAL', errorMessage(e));
       if (origin === this.o.self) this.settle(r.id, err);
       else {
-        const header: HeaderInput = { kind: 'error', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage, error: { code: err.code, message: err.message } };
-        await this.gate.send(origin, header, [], r.deadline).catch((e2: unknown) => this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin'));
+        const header: HeaderInput = {
+          kind: 'error',
+          id: r.id,
+          epoch: r.epoch,
+          route: r.route,
+          stage: r.stage,
+          error: { code: err.code, message: err.message },
+        };
+        await this.gate
+          .send(origin, header, [], r.deadline)
+          .catch((e2: unknown) =>
+            this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin'),
+          );
       }
     } finally {
       this.working--;
@@ -206,7 +280,8 @@ export class Pipeline {
     this.o.metrics.stageCompute.observe({ segment: `${stage.from}-${stage.to}` }, computeMs * 1000);
     const key = `${stage.from}:${stage.to}`;
     const prev = this.computeMs.get(key);
-    if (prev === undefined) this.computeMs.set(key, { from: stage.from, to: stage.to, meanMs: computeMs, runs: 1, lastAt: Date.now() });
+    if (prev === undefined)
+      this.computeMs.set(key, { from: stage.from, to: stage.to, meanMs: computeMs, runs: 1, lastAt: Date.now() });
     else {
       prev.meanMs += 0.2 * (computeMs - prev.meanMs);
       prev.runs++;
@@ -215,8 +290,18 @@ export class Pipeline {
   }
 
   /** Sends to the next host, waiting (up to the deadline) while its link is full. */
-  private async send(host: string, header: HeaderInput, tensors: Record<string, TensorLike>, deadline: number): Promise<void> {
-    const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims, data: t.data }));
+  private async send(
+    host: string,
+    header: HeaderInput,
+    tensors: Record<string, TensorLike>,
+    deadline: number,
+  ): Promise<void> {
+    const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({
+      name,
+      dtype: t.dtype,
+      dims: t.dims,
+      data: t.data,
+    }));
     await this.gate.send(host, header, list, deadline);
     this.o.metrics.linkBytes.set({ from: this.o.self, to: host }, this.o.links.bytesSent(host));
   }

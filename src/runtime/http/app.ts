@@ -38,7 +38,9 @@ export function buildApp(d: AppDeps): express.Express {
   app.use(controlRoutes(d.control));
   if (d.gateway) app.use(gatewayRoutes(d.gateway));
 
-  app.use((req: Request, _res: Response, next: NextFunction) => next(new CleaveError('E_NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`)));
+  app.use((req: Request, _res: Response, next: NextFunction) =>
+    next(new CleaveError('E_NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`)),
+  );
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = toCleaveError(err);
     if (e.status >= 500) d.log.warn({ path: req.path, err: e.message }, 'request failed');
@@ -51,7 +53,8 @@ export function buildApp(d: AppDeps): express.Express {
 function toCleaveError(err: unknown): CleaveError {
   if (isCleaveError(err)) return err;
   const e = err as { type?: string; status?: number; message?: string; limit?: number };
-  if (e?.type === 'entity.too.large') return new CleaveError('E_TOO_LARGE', `request body is larger than the ${e.limit} byte limit`);
+  if (e?.type === 'entity.too.large')
+    return new CleaveError('E_TOO_LARGE', `request body is larger than the ${e.limit} byte limit`);
   if (e?.type === 'entity.parse.failed') return new CleaveError('E_BAD_INPUT', `malformed JSON body: ${e.message}`);
   if (e?.status && e.status >= 400 && e.status < 500) return new CleaveError('E_BAD_INPUT', e.message ?? 'bad request');
   return new CleaveError('E_INTERNAL', errorMessage(err));

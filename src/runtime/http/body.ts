@@ -24,7 +24,10 @@ export function inferBody(limit: number, headerLengthField: string): RequestHand
       return next(new CleaveError('E_TOO_LARGE', `request body is larger than the ${limit} byte limit`));
     }
     const jsonLength = Number(req.get(headerLengthField));
-    const pad = Number.isSafeInteger(jsonLength) && jsonLength >= 0 && jsonLength <= length ? (ALIGN - (jsonLength % ALIGN)) % ALIGN : 0;
+    const pad =
+      Number.isSafeInteger(jsonLength) && jsonLength >= 0 && jsonLength <= length
+        ? (ALIGN - (jsonLength % ALIGN)) % ALIGN
+        : 0;
     const body = Buffer.from(new ArrayBuffer(length + pad), pad, length);
     let at = 0;
     let done = false;
@@ -38,13 +41,20 @@ export function inferBody(limit: number, headerLengthField: string): RequestHand
     };
     const onData = (chunk: Buffer): void => {
       // The parser never delivers past Content-Length; the check keeps a broken peer from writing out of range.
-      if (at + chunk.length > length) return finish(new CleaveError('E_BAD_INPUT', `request body is longer than its Content-Length ${length}`));
+      if (at + chunk.length > length)
+        return finish(new CleaveError('E_BAD_INPUT', `request body is longer than its Content-Length ${length}`));
       chunk.copy(body, at);
       at += chunk.length;
     };
     req.on('data', onData);
-    req.once('end', () => finish(at === length ? undefined : new CleaveError('E_BAD_INPUT', `request body ended after ${at} of ${length} bytes`)));
+    req.once('end', () =>
+      finish(
+        at === length ? undefined : new CleaveError('E_BAD_INPUT', `request body ended after ${at} of ${length} bytes`),
+      ),
+    );
     req.once('error', (e) => finish(new CleaveError('E_BAD_INPUT', `request body could not be read: ${e.message}`)));
-    req.once('close', () => finish(new CleaveError('E_BAD_INPUT', `request closed after ${at} of ${length} body bytes`)));
+    req.once('close', () =>
+      finish(new CleaveError('E_BAD_INPUT', `request closed after ${at} of ${length} body bytes`)),
+    );
   };
 }

@@ -63,7 +63,8 @@ export function controlRoutes(d: ControlDeps): Router {
   const r = express.Router();
   const json = express.json({ limit: d.limits.maxControlBodyBytes });
   const internal: RequestHandler = (req, _res, next) => {
-    if (!tokenMatches(req.headers.authorization, d.token)) return next(new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong'));
+    if (!tokenMatches(req.headers.authorization, d.token))
+      return next(new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong'));
     next();
   };
 
@@ -82,7 +83,8 @@ export function controlRoutes(d: ControlDeps): Router {
     json,
     handle(async (req, res) => {
       const { from, to } = (req.body ?? {}) as { from?: unknown; to?: unknown };
-      if (!Number.isInteger(from) || !Number.isInteger(to)) throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int}');
+      if (!Number.isInteger(from) || !Number.isInteger(to))
+        throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int}');
       const t0 = performance.now();
       await d.prepareSegment(from as number, to as number);
       res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
@@ -98,7 +100,9 @@ export function controlRoutes(d: ControlDeps): Router {
       const to = String(req.params.to);
       const settings = linkSettings(req.body);
       if (from !== d.self) {
-        res.json(await d.forward(from, 'PUT', `/v1/links/${encodeURIComponent(from)}/${encodeURIComponent(to)}`, req.body));
+        res.json(
+          await d.forward(from, 'PUT', `/v1/links/${encodeURIComponent(from)}/${encodeURIComponent(to)}`, req.body),
+        );
         return;
       }
       if (!d.hasLink(to)) throw new CleaveError('E_BAD_INPUT', `no link from ${from} to '${to}'`);
@@ -111,29 +115,56 @@ export function controlRoutes(d: ControlDeps): Router {
 
 function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
   const c = p.coordinator;
-  const brief = (a: ActivePlan, pinned: boolean): object => ({ epoch: a.epoch, route: describeRoute(a.route), pinned, predictedLatencyMs: a.predicted.latencyMs });
+  const brief = (a: ActivePlan, pinned: boolean): object => ({
+    epoch: a.epoch,
+    route: describeRoute(a.route),
+    pinned,
+    predictedLatencyMs: a.predicted.latencyMs,
+  });
   r.get(
     '/v1/plan',
     handle(async (_req, res) => {
       const a = c.current;
       if (!a) throw new CleaveError('E_NOT_READY', 'no plan yet: the deployment is starting');
       const [statuses, links] = await Promise.all([p.cluster.statuses(), p.cluster.links().catch(() => [])]);
-      res.json({ ...planView(a, statuses, links), measured: p.measured?.(a.epoch) ?? null, controller: p.adaptive?.state() ?? null });
+      res.json({
+        ...planView(a, statuses, links),
+        measured: p.measured?.(a.epoch) ?? null,
+        controller: p.adaptive?.state() ?? null,
+      });
     }),
   );
   r.get('/v1/plans', (_req, res) => {
-    res.json(c.plans.map((a) => ({ epoch: a.epoch, route: describeRoute(a.route), pinned: a.pinned, adoptedAt: a.adoptedAt, reason: a.reason, predictedLatencyMs: a.predicted.latencyMs })));
+    res.json(
+      c.plans.map((a) => ({
+        epoch: a.epoch,
+        route: describeRoute(a.route),
+        pinned: a.pinned,
+        adoptedAt: a.adoptedAt,
+        reason: a.reason,
+        predictedLatencyMs: a.predicted.latencyMs,
+      })),
+    );
   });
   r.put(
     '/v1/plan',
     json,
     handle(async (req, res) => {
       const stages = (req.body as { stages?: unknown })?.stages;
-      if (!Array.isArray(stages)) throw new CleaveError('E_BAD_INPUT', 'body must be {"stages": [{"host": NAME, "blocks": [a, b]}, ...]}');
+      if (!Array.isArray(stages))
+        throw new CleaveError('E_BAD_INPUT', 'body must be {"stages": [{"host": NAME, "blocks": [a, b]}, ...]}');
       const parsed = stages.map((s, i) => {
         const o = s as { host?: unknown; blocks?: unknown };
-        if (typeof o?.host !== 'string' || !Array.isArray(o.blocks) || o.blocks.length !== 2 || !o.blocks.every((b) => Number.isInteger(b)))
-          throw new CleaveError('E_BAD_INPUT', `stages[${i}]: expected {"host": NAME, "blocks": [a, b]} with integer a and b, got ${JSON.stringify(s)}`);
+        if (
+          typeof o?.host !== 'string' ||
+          !Array.isArray(o.blocks) ||
+          o.blocks.length !== 2 ||
+          !o.blocks.every((b) => Number.isInteger(b))
+        )
+          throw new CleaveError(
+            'E_BAD_INPUT',
+            `stages[${i}]: expected {"host": NAME, "blocks": [a, b]} with integer a and b, got ${JSON.stringify(s)}`,
+          );
         return { host: o.host, blocks: [o.blocks[0], o.blocks[1]] as [number, number] };
       });
       res.json(brief(await c.pin(parsed), true));
@@ -181,7 +212,8 @@ function linkSettingsUnchecked(body: unknown): EmulationSettings | null {
   const b = (body ?? {}) as Record<string, unknown>;
   if (b.off === true || body === null) return null;
   if (b.mbps !== undefined) {
-    if (typeof b.mbps !== 'number' || !(b.mbps > 0)) throw new CleaveError('E_BAD_INPUT', 'mbps must be a positive number');
+    if (typeof b.mbps !== 'number' || !(b.mbps > 0))
+      throw new CleaveError('E_BAD_INPUT', 'mbps must be a positive number');
     const { mbps, ...rest } = b;
     return checkEmulationSettings({ delayMs: 0, ...rest, bandwidthBps: (mbps * 1e6) / 8 });
   }

@@ -21,7 +21,12 @@ export interface EventsEndpoint {
 export function mountEvents(
   server: http.Server,
   bus: EventBus,
-  o: { maxBufferedBytes: number; hello(): Record<string, unknown>; logger: Logger; /** The peer endpoint's path, whose upgrades are not ours. */ peerPath: string },
+  o: {
+    maxBufferedBytes: number;
+    hello(): Record<string, unknown>;
+    logger: Logger;
+    /** The peer endpoint's path, whose upgrades are not ours. */ peerPath: string;
+  },
 ): EventsEndpoint {
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 });
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -31,7 +36,9 @@ export function mountEvents(
       // Nobody else answers it, and a socket handed to 'upgrade' has no timeout: refuse it.
       const body = JSON.stringify({ error: `no WebSocket endpoint at ${path}` });
       socket.once('finish', () => socket.destroy());
-      socket.end(`HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws));

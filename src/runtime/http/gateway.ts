@@ -13,7 +13,14 @@ import { isTensorDType, type TensorDType, type TensorLike, type ValueInfo } from
 import type { HostMetrics } from '../host/metrics.js';
 import type { Routed } from '../host/pipeline.js';
 import { inferBody } from './body.js';
-import { encodeInferResponse, modelMetadata, parseInferRequest, signatureOf, INFERENCE_HEADER, type ModelSignature } from './oip.js';
+import {
+  encodeInferResponse,
+  modelMetadata,
+  parseInferRequest,
+  signatureOf,
+  INFERENCE_HEADER,
+  type ModelSignature,
+} from './oip.js';
 
 /** What the gateway needs: the model it serves, the plan new requests take, and a way to run one. */
 export interface GatewayDeps {
@@ -39,7 +46,8 @@ export function modelSignature(
 ): ModelSignature {
   const info = (name: string, dims: readonly (number | string)[] | undefined): ValueInfo => {
     const t = types.get(name);
-    if (!t || !isTensorDType(t.dtype)) throw new CleaveError('E_UNSUPPORTED', `tensor '${name}' has a type the gateway cannot carry`);
+    if (!t || !isTensorDType(t.dtype))
+      throw new CleaveError('E_UNSUPPORTED', `tensor '${name}' has a type the gateway cannot carry`);
     return { name, dtype: t.dtype as TensorDType, shape: dims ?? t.dims };
   };
   return signatureOf(
@@ -58,7 +66,8 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     const m = req.params.model;
     if (m !== name) throw new CleaveError('E_UNKNOWN_MODEL', `unknown model '${m}' (this deployment serves '${name}')`);
     const v = req.params.version;
-    if (v !== undefined && v !== d.model.version) throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${d.model.version})`);
+    if (v !== undefined && v !== d.model.version)
+      throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${d.model.version})`);
   };
 
   app.get('/v2', (_req, res) => {
@@ -93,16 +102,34 @@ export function gatewayRoutes(d: GatewayDeps): Router {
         try {
           model(req);
           const plan = d.plan();
-          if (!plan) throw new CleaveError('E_NOT_READY', 'the deployment has no plan yet; retry when /v2/health/ready answers 200');
+          if (!plan)
+            throw new CleaveError(
+              'E_NOT_READY',
+              'the deployment has no plan yet; retry when /v2/health/ready answers 200',
+            );
           const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-          const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, { maxBodyBytes: d.limits.maxBodyBytes });
+          const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, {
+            maxBodyBytes: d.limits.maxBodyBytes,
+          });
           const timeout = parsed.parameters?.timeout;
           if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0))
-            throw new CleaveError('E_BAD_INPUT', `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`);
+            throw new CleaveError(
+              'E_BAD_INPUT',
+              `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`,
+            );
           const deadline = timeout === undefined ? d.limits.deadlineMs : Math.min(timeout / 1000, d.limits.deadlineMs);
           epoch = plan.epoch;
           const outputs = await d.infer(plan, parsed.inputs, deadline);
-          const enc = encodeInferResponse(sig, { id: parsed.id, outputs: parsed.outputs, binaryOutputs: parsed.binaryOutputs, modelVersion: d.model.version }, outputs);
+          const enc = encodeInferResponse(
+            sig,
+            {
+              id: parsed.id,
+              outputs: parsed.outputs,
+              binaryOutputs: parsed.binaryOutputs,
+              modelVersion: d.model.version,
+            },
+            outputs,
+          );
           res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);
           if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
           const ms = performance.now() - t0;

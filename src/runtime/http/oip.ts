@@ -228,7 +228,10 @@ export function parseInferRequest(
 ): InferRequest {
   const maxBody = limits.maxBodyBytes ?? DEFAULT_OIP_LIMITS.maxBodyBytes;
   if (body.length > maxBody) {
-    throw new CleaveError('E_TOO_LARGE', `request body is ${body.length} bytes, over the ${maxBody}-byte limit (maxBodyBytes)`);
+    throw new CleaveError(
+      'E_TOO_LARGE',
+      `request body is ${body.length} bytes, over the ${maxBody}-byte limit (maxBodyBytes)`,
+    );
   }
   if (body.length === 0) throw bad('request body is empty (expected an inference request JSON object)');
   const end = jsonEnd(headerLength, body.length);
@@ -253,7 +256,8 @@ export function parseInferRequest(
     }
     const name = raw.name;
     const spec = sig.inputs.find((s) => s.name === name);
-    if (spec === undefined) throw bad(`unknown input '${name}' (model inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
+    if (spec === undefined)
+      throw bad(`unknown input '${name}' (model inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
     if (Object.hasOwn(inputs, name)) throw bad(`${where}.name: input '${name}' is given twice`);
     const tensor = parseInput(raw, where, spec, body, offset, headerLength !== undefined);
     inputs[name] = tensor.tensor;
@@ -287,14 +291,19 @@ function parseInput(
   const name = `input '${spec.name}'`;
   if (typeof raw.datatype !== 'string') throw bad(`${where}.datatype: expected a string, got ${kind(raw.datatype)}`);
   if (!isOipDatatype(raw.datatype)) {
-    throw bad(`${where}.datatype: unknown datatype '${raw.datatype}' for ${name} (expected one of ${OIP_NAMES.join(', ')})`);
+    throw bad(
+      `${where}.datatype: unknown datatype '${raw.datatype}' for ${name} (expected one of ${OIP_NAMES.join(', ')})`,
+    );
   }
-  if (raw.datatype !== spec.datatype) throw bad(`${name}: datatype ${raw.datatype} does not match the model's ${spec.datatype}`);
+  if (raw.datatype !== spec.datatype)
+    throw bad(`${name}: datatype ${raw.datatype} does not match the model's ${spec.datatype}`);
   const dtype = fromOipDatatype(spec.datatype);
 
   const shape = raw.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-    throw bad(`${where}.shape: expected an array of non-negative integers for ${name}, got ${JSON.stringify(shape) ?? 'nothing'}`);
+    throw bad(
+      `${where}.shape: expected an array of non-negative integers for ${name}, got ${JSON.stringify(shape) ?? 'nothing'}`,
+    );
   }
   const dims = shape as number[];
   // An empty declared shape fixes nothing: ORT reports undeclared shapes as [] (as checkFeeds assumes).
@@ -310,7 +319,9 @@ function parseInput(
   if (size !== undefined) {
     if (raw.data !== undefined) throw bad(`${name}: has both data and parameters.binary_data_size; give one`);
     if (!Number.isSafeInteger(size) || (size as number) < 0) {
-      throw bad(`${where}.parameters.binary_data_size: expected a non-negative integer for ${name}, got ${JSON.stringify(size)}`);
+      throw bad(
+        `${where}.parameters.binary_data_size: expected a non-negative integer for ${name}, got ${JSON.stringify(size)}`,
+      );
     }
     const want = count * DTYPE_SIZE[dtype];
     if (size !== want) {

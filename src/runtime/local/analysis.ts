@@ -4,7 +4,15 @@
  * A model analysed for given input shapes: every tensor's measured type, every cut's frontier and bytes,
  * and the blocks a granularity selects. `inspect`, `split`, `profile` and the hosts all start here.
  */
-import { allCuts, blocksOf, selectCuts, type Block, type Cut, type Granularity, type TensorTypes } from '../../graph/cuts.js';
+import {
+  allCuts,
+  blocksOf,
+  selectCuts,
+  type Block,
+  type Cut,
+  type Granularity,
+  type TensorTypes,
+} from '../../graph/cuts.js';
 import type { OnnxModel } from '../../graph/model.js';
 import type { InputSpec } from '../../graph/shapes.js';
 import { measureTypes } from './ort-local.js';
@@ -20,12 +28,21 @@ export interface Analysis {
   readonly outputBytes: number;
 }
 
-export async function analyze(model: OnnxModel, inputs: readonly InputSpec[], granularity: Granularity = {}): Promise<Analysis> {
+export async function analyze(
+  model: OnnxModel,
+  inputs: readonly InputSpec[],
+  granularity: Granularity = {},
+): Promise<Analysis> {
   const types = await measureTypes(model, inputs);
   return analysisFrom(model, inputs, types, granularity);
 }
 
-function analysisFrom(model: OnnxModel, inputs: readonly InputSpec[], types: TensorTypes, granularity: Granularity = {}): Analysis {
+function analysisFrom(
+  model: OnnxModel,
+  inputs: readonly InputSpec[],
+  types: TensorTypes,
+  granularity: Granularity = {},
+): Analysis {
   const cuts = allCuts(model, types);
   const boundaries = selectCuts(cuts, granularity);
   const blocks = blocksOf(model, cuts, boundaries);

@@ -27,7 +27,10 @@ export async function createSession(bytes: Uint8Array, opts: LocalSessionOptions
   try {
     return await ort.InferenceSession.create(bytes, ortSessionOptions(opts.intraOpThreads ?? 0));
   } catch (e) {
-    throw new CleaveError('E_UNSUPPORTED', `${opts.source ?? 'model'}: ONNX Runtime cannot load it: ${firstLine(errorMessage(e))}`);
+    throw new CleaveError(
+      'E_UNSUPPORTED',
+      `${opts.source ?? 'model'}: ONNX Runtime cannot load it: ${firstLine(errorMessage(e))}`,
+    );
   }
 }
 
@@ -53,7 +56,10 @@ export function makeFeeds(specs: readonly InputSpec[], seed = 7): Feeds {
   const feeds: Feeds = {};
   for (const spec of specs) {
     if (!GENERATED.has(spec.dtype)) {
-      throw new CleaveError('E_UNSUPPORTED', `input '${spec.name}' has element type ${spec.dtype}, which Cleave cannot generate`);
+      throw new CleaveError(
+        'E_UNSUPPORTED',
+        `input '${spec.name}' has element type ${spec.dtype}, which Cleave cannot generate`,
+      );
     }
     const data = new TYPED_ARRAY[spec.dtype as Dtype](spec.dims.reduce((a, d) => a * d, 1));
     if (spec.dtype === 'float32' || spec.dtype === 'float64') for (let i = 0; i < data.length; i++) data[i] = rnd();
@@ -66,7 +72,10 @@ export function makeFeeds(specs: readonly InputSpec[], seed = 7): Feeds {
 function exposeIntermediates(model: OnnxModel): Uint8Array {
   const existing = new Set((model.graph.output ?? []).map((o) => o.name));
   const extra = [...model.producerOf.keys()].filter((t) => !existing.has(t)).map((name) => ({ name }));
-  const proto = onnx.ModelProto.create({ ...model.proto, graph: { ...model.graph, output: [...(model.graph.output ?? []), ...extra] } });
+  const proto = onnx.ModelProto.create({
+    ...model.proto,
+    graph: { ...model.graph, output: [...(model.graph.output ?? []), ...extra] },
+  });
   return onnx.ModelProto.encode(proto).finish();
 }
 
@@ -85,7 +94,11 @@ export async function runAllTensors(model: OnnxModel, feeds: Feeds, opts: LocalS
 export function typesOf(values: Feeds): Map<string, TensorType> {
   const types = new Map<string, TensorType>();
   for (const [name, t] of Object.entries(values)) {
-    if (!isDType(t.type)) throw new CleaveError('E_UNSUPPORTED', `tensor '${name}' has element type ${t.type}, which Cleave does not carry`);
+    if (!isDType(t.type))
+      throw new CleaveError(
+        'E_UNSUPPORTED',
+        `tensor '${name}' has element type ${t.type}, which Cleave does not carry`,
+      );
     const dims = [...t.dims];
     const bytes = t.type === 'string' ? 0 : dims.reduce((a, d) => a * d, 1) * dtypeInfo(t.type).bytes;
     types.set(name, { dtype: t.type, dims, bytes });
@@ -94,7 +107,11 @@ export function typesOf(values: Feeds): Map<string, TensorType> {
 }
 
 /** Measures every tensor's type for the given input shapes (one run of the model). */
-export async function measureTypes(model: OnnxModel, specs: readonly InputSpec[], opts: LocalSessionOptions = {}): Promise<Map<string, TensorType>> {
+export async function measureTypes(
+  model: OnnxModel,
+  specs: readonly InputSpec[],
+  opts: LocalSessionOptions = {},
+): Promise<Map<string, TensorType>> {
   return typesOf(await runAllTensors(model, makeFeeds(specs), opts));
 }
 

@@ -74,7 +74,14 @@ export async function profileModel(a: Analysis, opts: ProfileOptions): Promise<P
   }
   const [whole, ...chunkTimes] = await timePasses(runs, CALIBRATION_PASSES, repeats, warmup, threads);
   const chunkMs = chunks.length > 1 ? chunkTimes.map((t) => t.median) : [whole.median];
-  const cal = calibrate(net, chunks, chunkMs, a.blocks.map((b) => b.after.bytes ?? 0), whole.median, overhead);
+  const cal = calibrate(
+    net,
+    chunks,
+    chunkMs,
+    a.blocks.map((b) => b.after.bytes ?? 0),
+    whole.median,
+    overhead,
+  );
   const info = opts.hostInfo ?? (await hostFacts());
   return {
     format: PROFILE_FORMAT,
@@ -111,7 +118,16 @@ export async function profileModel(a: Analysis, opts: ProfileOptions): Promise<P
   };
 }
 
-const FOLDABLE = new Set(['BatchNormalization', 'Relu', 'Clip', 'LeakyRelu', 'HardSigmoid', 'Sigmoid', 'HardSwish', 'Add']);
+const FOLDABLE = new Set([
+  'BatchNormalization',
+  'Relu',
+  'Clip',
+  'LeakyRelu',
+  'HardSigmoid',
+  'Sigmoid',
+  'HardSwish',
+  'Add',
+]);
 const FOLD_TARGETS = new Set(['Conv', 'BatchNormalization', 'Relu', 'Clip', 'LeakyRelu']);
 
 /**
@@ -224,7 +240,13 @@ export async function checkSegments(
   const out = [];
   for (const [lo, hi] of ranges) {
     const seg = segmentRun(a, fronts, values, a.blocks[lo].start, a.blocks[hi - 1].end);
-    const m = await timeSession(seg.bytes, seg.feeds, opts.repeats ?? PROFILE_DEFAULTS.repeats, opts.warmup ?? PROFILE_DEFAULTS.warmup, opts.threads ?? 0);
+    const m = await timeSession(
+      seg.bytes,
+      seg.feeds,
+      opts.repeats ?? PROFILE_DEFAULTS.repeats,
+      opts.warmup ?? PROFILE_DEFAULTS.warmup,
+      opts.threads ?? 0,
+    );
     let predicted = 0;
     for (let i = lo; i < hi; i++) predicted += profile.timings.blocks[i].medianMs;
     if (lo > 0) predicted += profile.timings.runOverheadMs ?? 0;
@@ -232,20 +254,37 @@ export async function checkSegments(
     const n = profile.timings.blocks.length;
     const edgeBytes = (c: number): number => (c > 0 && c < n ? profile.model.blocks[c - 1].frontierBytes : 0);
     predicted += ((profile.timings.cutMsPerByte ?? 0) / 2) * (edgeBytes(lo) + edgeBytes(hi));
-    out.push({ blocks: [lo, hi] as [number, number], predictedMs: round(predicted), measuredMs: round(m.median), error: round((predicted - m.median) / m.median) });
+    out.push({
+      blocks: [lo, hi] as [number, number],
+      predictedMs: round(predicted),
+      measuredMs: round(m.median),
+      error: round((predicted - m.median) / m.median),
+    });
   }
   return out;
 }
 
 /** Nodes `[start, end)` as a standalone model, with its inputs taken from a whole-model run's tensors. */
-function segmentRun(a: Analysis, fronts: readonly (readonly string[])[], values: Feeds, start: number, end: number): { bytes: Uint8Array; feeds: Feeds } {
+function segmentRun(
+  a: Analysis,
+  fronts: readonly (readonly string[])[],
+  values: Feeds,
+  start: number,
+  end: number,
+): { bytes: Uint8Array; feeds: Feeds } {
   const seg = extractSegment(a.model, start, end, { fronts, types: a.types });
   const feeds: Feeds = {};
   for (const t of seg.inputs) feeds[t] = values[t];
   return { bytes: seg.bytes, feeds };
 }
 
-async function timeSession(bytes: Uint8Array, feeds: Feeds, repeats: number, warmup: number, threads: number): Promise<{ median: number; p90: number }> {
+async function timeSession(
+  bytes: Uint8Array,
+  feeds: Feeds,
+  repeats: number,
+  warmup: number,
+  threads: number,
+): Promise<{ median: number; p90: number }> {
   const s = await createSession(bytes, { intraOpThreads: threads });
   try {
     for (let i = 0; i < warmup; i++) await runSession(s, feeds);
@@ -262,7 +301,13 @@ async function timeSession(bytes: Uint8Array, feeds: Feeds, repeats: number, war
 }
 
 /** Passes over several sessions, each timed warm (`timeSession`); per session, the pass with the lowest median. */
-async function timePasses(runs: readonly { bytes: Uint8Array; feeds: Feeds }[], passes: number, repeats: number, warmup: number, threads: number): Promise<{ median: number; p90: number }[]> {
+async function timePasses(
+  runs: readonly { bytes: Uint8Array; feeds: Feeds }[],
+  passes: number,
+  repeats: number,
+  warmup: number,
+  threads: number,
+): Promise<{ median: number; p90: number }[]> {
   const best: { median: number; p90: number }[] = [];
   for (let p = 0; p < passes; p++) {
     for (let k = 0; k < runs.length; k++) {
@@ -276,15 +321,29 @@ async function timePasses(runs: readonly { bytes: Uint8Array; feeds: Feeds }[], 
 /** The fixed cost of one session run: a one-node Identity model on a 4-byte tensor. */
 async function runOverhead(repeats: number, warmup: number, threads: number): Promise<number> {
   const F = onnx.TensorProto.DataType.FLOAT;
-  const vi = (name: string): object => ({ name, type: { tensorType: { elemType: F, shape: { dim: [{ dimValue: 1 }] } } } });
+  const vi = (name: string): object => ({
+    name,
+    type: { tensorType: { elemType: F, shape: { dim: [{ dimValue: 1 }] } } },
+  });
   const bytes = onnx.ModelProto.encode(
     onnx.ModelProto.create({
       irVersion: 7,
       opsetImport: [{ domain: '', version: 13 }],
-      graph: { name: 'overhead', node: [{ opType: 'Identity', input: ['x'], output: ['y'] }], input: [vi('x')], output: [vi('y')] },
+      graph: {
+        name: 'overhead',
+        node: [{ opType: 'Identity', input: ['x'], output: ['y'] }],
+        input: [vi('x')],
+        output: [vi('y')],
+      },
     }),
   ).finish();
-  const r = await timeSession(bytes, { x: new ort.Tensor('float32', new Float32Array(1), [1]) }, Math.max(repeats, 50), warmup, threads);
+  const r = await timeSession(
+    bytes,
+    { x: new ort.Tensor('float32', new Float32Array(1), [1]) },
+    Math.max(repeats, 50),
+    warmup,
+    threads,
+  );
   return r.median;
 }
 

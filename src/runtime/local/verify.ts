@@ -47,7 +47,11 @@ interface VerifyResult {
 
 export const VERIFY_DEFAULTS = { atol: 1e-4, rtol: 1e-3, combos: 8, seed: 11 } as const;
 
-export async function verifyModel(model: OnnxModel, specs: readonly InputSpec[], opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyModel(
+  model: OnnxModel,
+  specs: readonly InputSpec[],
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
   const atol = opts.atol ?? VERIFY_DEFAULTS.atol;
   const rtol = opts.rtol ?? VERIFY_DEFAULTS.rtol;
   const sessionOpts = { intraOpThreads: opts.intraOpThreads };
@@ -101,12 +105,16 @@ export async function verifyModel(model: OnnxModel, specs: readonly InputSpec[],
   };
 
   for (const split of splits) {
-    const label = split.length > 8 ? `every boundary (${split.length - 2} cuts)` : `cuts ${split.slice(1, -1).join(',')}`;
+    const label =
+      split.length > 8 ? `every boundary (${split.length - 2} cuts)` : `cuts ${split.slice(1, -1).join(',')}`;
     let carried: Feeds = {};
     for (const t of fronts[0]) carried[t] = values[t];
     for (let i = 0; i + 1 < split.length; i++) {
       const seg = extractSegment(model, split[i], split[i + 1], { fronts, types });
-      const session = await createSession(seg.bytes, { ...sessionOpts, source: `${model.source} segment [${seg.start}, ${seg.end})` });
+      const session = await createSession(seg.bytes, {
+        ...sessionOpts,
+        source: `${model.source} segment [${seg.start}, ${seg.end})`,
+      });
       const segFeeds: Feeds = {};
       for (const t of seg.inputs) segFeeds[t] = carried[t];
       const out = await runSession(session, segFeeds, `${model.source} segment [${seg.start}, ${seg.end})`);
@@ -148,7 +156,12 @@ function maxMagnitude(t: ort.Tensor): number {
 }
 
 /** numpy.allclose semantics: |got - want| <= atol + rtol * |want| for every element. */
-function diff(got: ort.Tensor, want: ort.Tensor, atol: number, rtol: number): { ok: boolean; maxAbs: number; maxRel: number } {
+function diff(
+  got: ort.Tensor,
+  want: ort.Tensor,
+  atol: number,
+  rtol: number,
+): { ok: boolean; maxAbs: number; maxRel: number } {
   if (got.type !== want.type || got.dims.join(',') !== want.dims.join(','))
     return { ok: false, maxAbs: Infinity, maxRel: Infinity };
   const a = got.data as ArrayLike<number | bigint>;

@@ -6,7 +6,15 @@
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors.js';
-import { CONTROLLER_DEFAULTS, Controller, loadedLatencyMs, type ControllerSettings, type CurrentPlan, type Decision, type LiveSnapshot } from '../../planner/controller.js';
+import {
+  CONTROLLER_DEFAULTS,
+  Controller,
+  loadedLatencyMs,
+  type ControllerSettings,
+  type CurrentPlan,
+  type Decision,
+  type LiveSnapshot,
+} from '../../planner/controller.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
 import type { ActivePlan, Coordinator } from './coordinator.js';
@@ -112,7 +120,13 @@ export class AdaptiveLoop {
     const at = this.now();
     try {
       const [input, profiles] = await Promise.all([this.o.coordinator.planInput([], 1), this.o.profiles()]);
-      const snapshot: LiveSnapshot = { now: at, input, slowdown: this.o.live.slowdowns(profiles, at), down: this.o.live.down(at), concurrency: this.o.concurrency?.(at) ?? 1 };
+      const snapshot: LiveSnapshot = {
+        now: at,
+        input,
+        slowdown: this.o.live.slowdowns(profiles, at),
+        down: this.o.live.down(at),
+        concurrency: this.o.concurrency?.(at) ?? 1,
+      };
       const active = this.o.coordinator.current;
       const d = this.controller.step(snapshot, active ? currentOf(active) : null);
       const ms = performance.now() - t0;
@@ -129,19 +143,42 @@ export class AdaptiveLoop {
       };
       this.o.metrics?.round(ms);
       if (d.kind === 'propose') {
-        this.o.events?.emit('plan-proposed', { candidate: planBrief(d.candidate), current: d.current && planBrief(d.current), gain: d.gain, round: d.round, rounds: d.rounds, reason: d.reason });
+        this.o.events?.emit('plan-proposed', {
+          candidate: planBrief(d.candidate),
+          current: d.current && planBrief(d.current),
+          gain: d.gain,
+          round: d.round,
+          rounds: d.rounds,
+          reason: d.reason,
+        });
       } else if (d.kind === 'adopt') {
         await this.adopt(d, snapshot, active);
       }
     } catch (e) {
-      this.last = { kind: 'error', reason: errorMessage(e), at, ms: performance.now() - t0, concurrency: null, currentPredicted: null };
+      this.last = {
+        kind: 'error',
+        reason: errorMessage(e),
+        at,
+        ms: performance.now() - t0,
+        concurrency: null,
+        currentPredicted: null,
+      };
       this.o.logger.warn({ err: errorMessage(e) }, 'controller round failed');
     }
   }
 
-  private async adopt(d: Extract<Decision, { kind: 'adopt' }>, snapshot: LiveSnapshot, before: ActivePlan | null): Promise<void> {
+  private async adopt(
+    d: Extract<Decision, { kind: 'adopt' }>,
+    snapshot: LiveSnapshot,
+    before: ActivePlan | null,
+  ): Promise<void> {
     // The coordinator publishes the change (onAdopt); this loop only starts the dwell and counts it.
-    const next = await this.o.coordinator.adopt(d.plan, { pinned: false, reason: d.reason, urgent: d.urgent, gain: d.gain });
+    const next = await this.o.coordinator.adopt(d.plan, {
+      pinned: false,
+      reason: d.reason,
+      urgent: d.urgent,
+      gain: d.gain,
+    });
     this.controller.adopted(this.now(), snapshot);
     if (!before || next.epoch !== before.epoch) this.o.metrics?.changed(d.urgent ? 'urgent' : 'better');
   }
@@ -158,5 +195,9 @@ function currentOf(a: ActivePlan): CurrentPlan {
 }
 
 function planBrief(p: Plan): object {
-  return { stages: p.stages.map((s) => ({ host: s.host, blocks: [s.start, s.end] })), latencyMs: p.latencyMs, throughputRps: p.throughputRps };
+  return {
+    stages: p.stages.map((s) => ({ host: s.host, blocks: [s.start, s.end] })),
+    latencyMs: p.latencyMs,
+    throughputRps: p.throughputRps,
+  };
 }

@@ -76,7 +76,13 @@ export interface Heartbeat {
   readonly inFlight: number;
   readonly busy: number;
   /** Segment compute times observed here; `ageMs` since the segment last ran. */
-  readonly segments: readonly { readonly from: number; readonly to: number; readonly meanMs: number; readonly runs: number; readonly ageMs: number }[];
+  readonly segments: readonly {
+    readonly from: number;
+    readonly to: number;
+    readonly meanMs: number;
+    readonly runs: number;
+    readonly ageMs: number;
+  }[];
   /** This host's outgoing links. */
   readonly links: readonly LinkReport[];
 }

@@ -7,7 +7,15 @@
 import type { Logger } from 'pino';
 import { CleaveError } from '../../errors.js';
 import { plan as searchPlans, profilesToInput } from '../../planner/index.js';
-import type { Constraint, CostModel, Objective, Plan, PlanInput, PlanLink, PlannerOptions } from '../../planner/types.js';
+import type {
+  Constraint,
+  CostModel,
+  Objective,
+  Plan,
+  PlanInput,
+  PlanLink,
+  PlannerOptions,
+} from '../../planner/types.js';
 import type { RouteStage } from '../../transport/frame.js';
 import type { ClusterView, LinkView } from './cluster-view.js';
 import { describeRoute, routeOf, sameRoute, type BlockRange, type HostView } from './route.js';
@@ -86,18 +94,25 @@ export class Coordinator {
     const used = new Set<string>();
     for (const [i, s] of stages.entries()) {
       const host = this.o.hosts.find((h) => h.name === s.host);
-      if (!host) throw new CleaveError('E_BAD_INPUT', `stages[${i}].host: '${s.host}' is not a host of this deployment`);
+      if (!host)
+        throw new CleaveError('E_BAD_INPUT', `stages[${i}].host: '${s.host}' is not a host of this deployment`);
       const [a, b] = s.blocks;
       if (!Number.isInteger(a) || !Number.isInteger(b) || a !== next || b <= a || b > n)
-        throw new CleaveError('E_BAD_INPUT', `stages[${i}].blocks: expected [${next}, b) with ${next} < b <= ${n}, got [${a}, ${b})`);
+        throw new CleaveError(
+          'E_BAD_INPUT',
+          `stages[${i}].blocks: expected [${next}, b) with ${next} < b <= ${n}, got [${a}, ${b})`,
+        );
       if (used.has(host.tier)) throw new CleaveError('E_BAD_INPUT', `stages[${i}]: tier '${host.tier}' is used twice`);
       used.add(host.tier);
       constraints.push({ kind: 'useHost', hosts: [host.name], source: `stages[${i}]` });
-      for (let k = a; k < b; k++) constraints.push({ kind: 'blockOn', block: k, tier: host.tier, source: `stages[${i}]` });
+      for (let k = a; k < b; k++)
+        constraints.push({ kind: 'blockOn', block: k, tier: host.tier, source: `stages[${i}]` });
       next = b;
     }
-    if (next !== n) throw new CleaveError('E_BAD_INPUT', `stages cover blocks [0, ${next}) but the model has ${n} blocks`);
-    for (const t of this.o.tiers) if (!used.has(t) && t !== this.o.self.tier) constraints.push({ kind: 'noTier', tier: t, source: 'pin' });
+    if (next !== n)
+      throw new CleaveError('E_BAD_INPUT', `stages cover blocks [0, ${next}) but the model has ${n} blocks`);
+    for (const t of this.o.tiers)
+      if (!used.has(t) && t !== this.o.self.tier) constraints.push({ kind: 'noTier', tier: t, source: 'pin' });
     const [best] = await this.search(constraints, 1, false);
     return this.adopt(best, { pinned: true, reason: 'pinned by PUT /v1/plan' });
   }
@@ -109,7 +124,10 @@ export class Coordinator {
 
   /** The planner's top plans for the current measurements. */
   async search(constraints: readonly Constraint[], topN = 1, deployment = true): Promise<readonly Plan[]> {
-    const input = await this.planInput(deployment ? [...(this.o.constraints ?? []), ...constraints] : constraints, topN);
+    const input = await this.planInput(
+      deployment ? [...(this.o.constraints ?? []), ...constraints] : constraints,
+      topN,
+    );
     return searchPlans(input).plans;
   }
 
@@ -122,7 +140,14 @@ export class Coordinator {
     const known = new Set(profiles.map((p) => p.host.name));
     const measured: PlanLink[] = [];
     for (const l of links) {
-      if (!known.has(l.from) || !known.has(l.to) || l.rttMs === null || l.throughputBps === null || !(l.throughputBps > 0)) continue;
+      if (
+        !known.has(l.from) ||
+        !known.has(l.to) ||
+        l.rttMs === null ||
+        l.throughputBps === null ||
+        !(l.throughputBps > 0)
+      )
+        continue;
       measured.push({ from: l.from, to: l.to, rttMs: l.rttMs, bytesPerSecond: l.throughputBps });
     }
     return profilesToInput(
@@ -149,7 +174,10 @@ export class Coordinator {
    * Make before break: every stage's host builds and warms its segment, then new requests take the new epoch.
    * One switch at a time: a second waits for the first, then runs. A failed prepare leaves the current plan.
    */
-  async adopt(p: Plan | undefined, how: { pinned: boolean; reason: string; urgent?: boolean; gain?: number }): Promise<ActivePlan> {
+  async adopt(
+    p: Plan | undefined,
+    how: { pinned: boolean; reason: string; urgent?: boolean; gain?: number },
+  ): Promise<ActivePlan> {
     if (!p) throw new CleaveError('E_NO_PLAN', 'the planner found no plan');
     while (this.switching) await this.switching.catch(() => undefined);
     // A pin committed while this switch waited wins over a plan searched before it.
@@ -162,11 +190,23 @@ export class Coordinator {
       }
       await Promise.all(route.filter((s) => s.to > s.from).map((s) => this.o.prepare(s.host, s.from, s.to)));
       const previous = this.active;
-      const next: ActivePlan = { epoch: ++this.epoch, route, predicted: p, pinned: how.pinned, adoptedAt: new Date().toISOString(), reason: how.reason, urgent: how.urgent, gain: how.gain };
+      const next: ActivePlan = {
+        epoch: ++this.epoch,
+        route,
+        predicted: p,
+        pinned: how.pinned,
+        adoptedAt: new Date().toISOString(),
+        reason: how.reason,
+        urgent: how.urgent,
+        gain: how.gain,
+      };
       this.active = next;
       this.history.push(next);
       if (this.history.length > this.o.historyLength) this.history.shift();
-      this.o.logger.info({ epoch: next.epoch, route: describeRoute(route), latencyMs: p.latencyMs, reason: how.reason }, 'plan adopted');
+      this.o.logger.info(
+        { epoch: next.epoch, route: describeRoute(route), latencyMs: p.latencyMs, reason: how.reason },
+        'plan adopted',
+      );
       this.o.onAdopt?.(next, previous);
       return next;
     })();

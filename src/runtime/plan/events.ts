@@ -2,7 +2,8 @@
  * The deployment's event stream: what `WS /v1/events` sends, in order. Publishers (the adaptive loop, the
  * live state) call `emit`; subscribers (each events connection) get every event after they subscribed.
  */
-export type EventType = 'plan-proposed' | 'plan-adopted' | 'link-changed' | 'host-up' | 'host-down' | 'controller-changed' | 'snapshot';
+export type EventType =
+  'plan-proposed' | 'plan-adopted' | 'link-changed' | 'host-up' | 'host-down' | 'controller-changed' | 'snapshot';
 
 export interface CleaveEvent {
   readonly type: EventType;

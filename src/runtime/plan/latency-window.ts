@@ -39,7 +39,8 @@ export class LatencyWindow {
     const mine = epoch === undefined ? this.samples : this.samples.filter((s) => s.epoch === epoch);
     const ok = mine.filter((s) => s.ok).map((s) => s.ms);
     ok.sort((a, b) => a - b);
-    const q = (p: number): number | null => (ok.length === 0 ? null : ok[Math.min(ok.length - 1, Math.floor(p * ok.length))]);
+    const q = (p: number): number | null =>
+      ok.length === 0 ? null : ok[Math.min(ok.length - 1, Math.floor(p * ok.length))];
     const span = mine.length === 0 ? this.windowMs : Math.max(1000, Math.min(this.windowMs, now - mine[0].at));
     return {
       count: ok.length,

@@ -71,7 +71,14 @@ export class LiveState {
       const key = `${l.from}\u0000${l.to}`;
       let e = this.links.get(key);
       if (!e) {
-        e = { from: l.from, to: l.to, rtt: new WindowExtreme('min'), throughput: new WindowExtreme('max'), samples: 0, announced: null };
+        e = {
+          from: l.from,
+          to: l.to,
+          rtt: new WindowExtreme('min'),
+          throughput: new WindowExtreme('max'),
+          samples: 0,
+          announced: null,
+        };
         this.links.set(key, e);
       }
       const rtt = l.rttRecentMs ?? l.rttMs;
@@ -162,7 +169,10 @@ export class LiveState {
     const blockMs = p.timings.blocks.map((x) => x.medianMs);
     // slowdownOf answers 1 when no segment has enough runs to count.
     if (observed.some((x) => x.count >= SLOWDOWN_MIN_RUNS)) {
-      const factor = slowdownOf(observed, blockMs, { stageOverheadMs: p.timings.runOverheadMs, minRuns: SLOWDOWN_MIN_RUNS });
+      const factor = slowdownOf(observed, blockMs, {
+        stageOverheadMs: p.timings.runOverheadMs,
+        minRuns: SLOWDOWN_MIN_RUNS,
+      });
       this.observed.set(name, { factor, quotaCpus: b.beat.quotaCpus });
       return { factor, from: 'observed' };
     }
@@ -179,7 +189,8 @@ export class LiveState {
     if (rttMs === null || throughputBps === null) return;
     const a = e.announced;
     const moved = (x: number, y: number): boolean => Math.abs(x - y) > LINK_EVENT_SHARE * Math.max(Math.abs(y), 1e-9);
-    if (a && !moved(throughputBps, a.throughputBps) && !(moved(rttMs, a.rttMs) && Math.abs(rttMs - a.rttMs) > 1)) return;
+    if (a && !moved(throughputBps, a.throughputBps) && !(moved(rttMs, a.rttMs) && Math.abs(rttMs - a.rttMs) > 1))
+      return;
     if (a) this.o.events?.emit('link-changed', { from: e.from, to: e.to, rttMs, throughputBps, before: a });
     e.announced = { rttMs, throughputBps };
   }

@@ -6,14 +6,23 @@ import { isReachable } from './cluster-view.js';
 import type { ActivePlan } from './coordinator.js';
 import { describeRoute } from './route.js';
 
-export function planView(p: ActivePlan, statuses: readonly (HostStatus | HostUnreachable)[], links: readonly LinkView[]): object {
+export function planView(
+  p: ActivePlan,
+  statuses: readonly (HostStatus | HostUnreachable)[],
+  links: readonly LinkView[],
+): object {
   return {
     epoch: p.epoch,
     pinned: p.pinned,
     adoptedAt: p.adoptedAt,
     reason: p.reason,
     route: describeRoute(p.route),
-    predicted: { latencyMs: p.predicted.latencyMs, throughputRps: p.predicted.throughputRps, computeMs: p.predicted.computeMs, transferMs: p.predicted.transferMs },
+    predicted: {
+      latencyMs: p.predicted.latencyMs,
+      throughputRps: p.predicted.throughputRps,
+      computeMs: p.predicted.computeMs,
+      transferMs: p.predicted.transferMs,
+    },
     stages: p.route.map((s) => {
       const predicted = p.predicted.stages.find((x) => x.host === s.host);
       const st = statuses.find((x): x is HostStatus => isReachable(x) && x.host === s.host);

@@ -17,7 +17,10 @@ export interface BlockRange {
 }
 
 export function routeOf(p: Plan, origin: HostView, blocks: readonly BlockRange[]): RouteStage[] {
-  const nodes = (a: number, b: number): { from: number; to: number } => ({ from: blocks[a].start, to: blocks[b - 1].end });
+  const nodes = (a: number, b: number): { from: number; to: number } => ({
+    from: blocks[a].start,
+    to: blocks[b - 1].end,
+  });
   const route: RouteStage[] = [];
   if (p.stages[0]?.host !== origin.name) route.push({ host: origin.name, tier: origin.tier, from: 0, to: 0 });
   for (const s of p.stages) route.push({ host: s.host, tier: s.tier, ...nodes(s.start, s.end) });
@@ -25,7 +28,10 @@ export function routeOf(p: Plan, origin: HostView, blocks: readonly BlockRange[]
 }
 
 export function sameRoute(a: readonly RouteStage[], b: readonly RouteStage[]): boolean {
-  return a.length === b.length && a.every((s, i) => s.host === b[i].host && s.tier === b[i].tier && s.from === b[i].from && s.to === b[i].to);
+  return (
+    a.length === b.length &&
+    a.every((s, i) => s.host === b[i].host && s.tier === b[i].tier && s.from === b[i].from && s.to === b[i].to)
+  );
 }
 
 export function describeRoute(route: readonly RouteStage[]): string {

@@ -20,7 +20,8 @@ const PERIOD_US = 100_000;
 
 /** Limits process `pid` to `cpus` CPUs (0.5 = half a core) in a cgroup named `name`. */
 export function applyCpuQuota(pid: number, name: string, cpus: number, root = ROOT): CpuQuotaResult {
-  if (process.platform !== 'linux') return { applied: false, detail: `cgroups need Linux (this is ${process.platform})` };
+  if (process.platform !== 'linux')
+    return { applied: false, detail: `cgroups need Linux (this is ${process.platform})` };
   if (!(cpus > 0)) return { applied: false, detail: `quota ${cpus} is not a positive number of CPUs` };
   const quota = Math.max(1000, Math.round(cpus * PERIOD_US));
   const safe = name.replace(/[^\w.-]/g, '_');
@@ -134,7 +135,10 @@ export function ownCpu(root = ROOT, procCgroup = '/proc/self/cgroup'): OwnCpu {
     const dir = join(root, v2.slice(2).join(':'));
     const [q, p] = (read(join(dir, 'cpu.max')) ?? 'max').split(/\s+/);
     const us = stat(join(dir, 'cpu.stat'), 'throttled_usec');
-    return { cpus: q !== 'max' && Number(p) > 0 ? Number(q) / Number(p) : null, throttledMs: us === null ? null : us / 1000 };
+    return {
+      cpus: q !== 'max' && Number(p) > 0 ? Number(q) / Number(p) : null,
+      throttledMs: us === null ? null : us / 1000,
+    };
   }
   return none;
 }

@@ -64,13 +64,28 @@ export function launchDeployment(o: LaunchOptions): Launched {
   let stopping = false;
   let exited: string | null = null;
   for (const h of config.hosts) {
-    const child = spawn(process.execPath, [...(o.nodeFlags ?? HOST_NODE_FLAGS), BIN, 'serve', '--config', configFile, '--name', h.name, '--models', o.modelsDir], {
-      env: { ...process.env, ...o.env, CLEAVE_TOKEN: token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        ...(o.nodeFlags ?? HOST_NODE_FLAGS),
+        BIN,
+        'serve',
+        '--config',
+        configFile,
+        '--name',
+        h.name,
+        '--models',
+        o.modelsDir,
+      ],
+      {
+        env: { ...process.env, ...o.env, CLEAVE_TOKEN: token },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const entry: { name: string; child: ChildProcess; cgroup?: string } = { name: h.name, child };
     children.push(entry);
-    for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on('line', (l) => o.onLine?.(h.name, l));
+    for (const stream of [child.stdout, child.stderr])
+      if (stream) createInterface({ input: stream }).on('line', (l) => o.onLine?.(h.name, l));
     let quota = 'none requested';
     if (h.cpus !== undefined && o.quotas !== false && child.pid !== undefined) {
       const r = applyCpuQuota(child.pid, `${h.name}-${process.pid}`, h.cpus);
@@ -108,14 +123,23 @@ export function launchDeployment(o: LaunchOptions): Launched {
     setCpuQuota(host: string, cpus: number): string {
       const c = children.find((x) => x.name === host);
       if (!c) throw new CleaveError('E_BAD_INPUT', `setCpuQuota: '${host}' is not a host of this deployment`);
-      const r = c.cgroup ? setCpuQuota(c.cgroup, cpus) : c.child.pid !== undefined ? applyCpuQuota(c.child.pid, `${host}-${process.pid}`, cpus) : null;
-      if (!r?.applied) throw new CleaveError('E_BAD_INPUT', `setCpuQuota ${host} ${cpus}: ${r?.detail ?? 'the host has exited'}`);
+      const r = c.cgroup
+        ? setCpuQuota(c.cgroup, cpus)
+        : c.child.pid !== undefined
+          ? applyCpuQuota(c.child.pid, `${host}-${process.pid}`, cpus)
+          : null;
+      if (!r?.applied)
+        throw new CleaveError('E_BAD_INPUT', `setCpuQuota ${host} ${cpus}: ${r?.detail ?? 'the host has exited'}`);
       c.cgroup = r.dir ?? c.cgroup;
       return r.detail;
     },
     async stop(): Promise<void> {
       stopping = true;
-      const gone = children.map((c) => (c.child.exitCode !== null || c.child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.child.once('exit', () => r()))));
+      const gone = children.map((c) =>
+        c.child.exitCode !== null || c.child.signalCode !== null
+          ? Promise.resolve()
+          : new Promise<void>((r) => c.child.once('exit', () => r())),
+      );
       for (const c of children) c.child.kill('SIGTERM');
       const timer = setTimeout(() => {
         for (const c of children) c.child.kill('SIGKILL');

@@ -28,7 +28,10 @@ export function hasHostNodeFlags(execArgv: readonly string[] = process.execArgv)
  * SIGINT/SIGTERM on, and resolving with the child's exit code. Set CLEAVE_NODE_FLAGS=0 to skip it.
  */
 export function reexecWithHostFlags(): Promise<number> {
-  const child = spawn(process.execPath, [...HOST_NODE_FLAGS, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: process.env });
+  const child = spawn(process.execPath, [...HOST_NODE_FLAGS, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: process.env,
+  });
   const forward = (sig: NodeJS.Signals): void => {
     child.kill(sig);
   };
