@@ -212,6 +212,16 @@ describe('LinkMeter', () => {
     expect(bps).toBeLessThan(1.1e6);
   });
 
+  it('a receiver that stalls every other pong does not make the link look faster (transfers subtract the lesser recent RTT)', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    // Real RTT 5 ms; every other pong held up 145 ms by a stalled receiver: the median of three is 150.
+    for (const ms of [5, 150, 5, 150]) m.rttSample(ms);
+    // 100 kB on a 1 MB/s link: 100 ms on the wire plus the 5 ms round trip.
+    m.sent(1, 'r1', 100_000, 0);
+    m.acked(1, 105);
+    expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
+  });
+
   it('measures back-to-back frames from the ack spacing, whatever the RTT estimate', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
     m.rttSample(30); // wrong on purpose: the real RTT is 20 ms

@@ -85,6 +85,12 @@ class Median3 {
     return Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
   }
 
+  /** The lesser of the last two values, or null before the first. */
+  min2(): number | null {
+    const n = this.last.length;
+    return n === 0 ? null : n === 1 ? this.last[0] : Math.min(this.last[n - 1], this.last[n - 2]);
+  }
+
   reset(): void {
     this.last.length = 0;
   }
@@ -142,7 +148,11 @@ export class LinkMeter {
     this.inFlight.splice(0, i + 1);
     this.bytesAcked += f.bytes;
     this.framesAcked++;
-    const rtt = this.rttRecent ?? 0;
+    // The lesser of the last two RTTs, not the median of three: a pong the receiver was slow to send (its
+    // process stalled, say under a CPU quota) inflates one RTT sample, and subtracting that from this frame's
+    // round trip would make its transfer look shorter, the link faster than it is; a real rise still shows
+    // after two pings, a fall after one.
+    const rtt = this.rttFilter.min2() ?? 0;
     const roundTrip = at - f.sentAt;
     const start = Math.max(f.sentAt, this.lastAckAt - rtt);
     const transferMs = at - start - rtt;

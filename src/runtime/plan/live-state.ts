@@ -146,17 +146,20 @@ export class LiveState {
   }
 
   /**
-   * Observed: the host's recent segment times over what its profile predicts for them. Idle (nothing ran
+   * Observed: the host's recent segment times over what its profile predicts for them; idle (nothing ran
    * lately): what it was last observed to be, as long as its CPU quota is still the one it had then (a host
-   * that only looked fast because it stopped working would otherwise win work back and lose it again);
-   * with no observation, or after its quota changed, a quota below the host's ORT threads predicts the
-   * sustained slowdown a short profiling burst does not see (a burst under ~25 ms per period runs
-   * unthrottled); otherwise 1.
+   * that only looked fast because it stopped working would otherwise win work back and lose it again).
+   * Either way at least what its quota implies: a profile is taken in short bursts, which a cgroup quota does
+   * not throttle (a burst under ~25 ms per period runs at full speed), but under sustained load a host with
+   * q CPUs for t ORT threads runs at most q/t as fast as that; this floor also moves at once when the quota
+   * changes, before the host has run anything under it.
    */
   private slowdownOf(p: Profile, now: number): { factor: number; from: HostLive['slowdownFrom'] } {
     const name = p.host.name;
     const b = this.beats.get(name);
     if (!b) return { factor: 1, from: 'none' };
+    const q = b.beat.quotaCpus;
+    const floor = q !== null && q < b.beat.threads ? b.beat.threads / q : 1;
     const age = now - b.at;
     const observed = [];
     for (const s of b.beat.segments) {
@@ -167,20 +170,18 @@ export class LiveState {
       observed.push({ start, end: endIdx + 1, meanMs: s.meanMs, count: s.runs });
     }
     const blockMs = p.timings.blocks.map((x) => x.medianMs);
+    let seen: number | null = null;
     // slowdownOf answers 1 when no segment has enough runs to count.
     if (observed.some((x) => x.count >= SLOWDOWN_MIN_RUNS)) {
-      const factor = slowdownOf(observed, blockMs, {
-        stageOverheadMs: p.timings.runOverheadMs,
-        minRuns: SLOWDOWN_MIN_RUNS,
-      });
-      this.observed.set(name, { factor, quotaCpus: b.beat.quotaCpus });
-      return { factor, from: 'observed' };
+      seen = slowdownOf(observed, blockMs, { stageOverheadMs: p.timings.runOverheadMs, minRuns: SLOWDOWN_MIN_RUNS });
+      this.observed.set(name, { factor: seen, quotaCpus: q });
+    } else {
+      const last = this.observed.get(name);
+      if (last && last.quotaCpus === q) seen = last.factor;
     }
-    const last = this.observed.get(name);
-    if (last && last.quotaCpus === b.beat.quotaCpus) return { factor: last.factor, from: 'observed' };
-    const q = b.beat.quotaCpus;
-    if (q !== null && q < b.beat.threads) return { factor: b.beat.threads / q, from: 'quota' };
-    return { factor: 1, from: 'none' };
+    if (seen !== null && seen >= floor) return { factor: seen, from: 'observed' };
+    if (floor > 1) return { factor: floor, from: 'quota' };
+    return { factor: seen ?? 1, from: seen === null ? 'none' : 'observed' };
   }
 
   private announce(e: LinkEstimate, now: number): void {

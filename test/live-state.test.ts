@@ -1,0 +1,139 @@
+/**
+ * The origin's live state from scripted heartbeats: link estimates, host slowdowns (observed, kept while
+ * idle, floored by a CPU quota), down hosts, and the events it emits.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Heartbeat, LinkReport } from '../src/runtime/plan/cluster-view.js';
+import { EventBus, type CleaveEvent } from '../src/runtime/plan/events.js';
+import { LiveState } from '../src/runtime/plan/live-state.js';
+import { blockRanges, profile } from './helpers/fakes.js';
+
+const BLOCKS = blockRanges(4); // node ranges [0,10) [10,20) [20,30) [30,40)
+const PROFILES = [
+  profile('dev', 'device', [10, 10, 10, 10]),
+  profile('edg', 'edge', [5, 5, 5, 5]),
+  profile('cld', 'cloud', [2, 2, 2, 2]),
+];
+
+function link(from: string, to: string, rttMs: number, throughputBps: number): LinkReport {
+  return {
+    from,
+    to,
+    rttMs,
+    throughputBps,
+    rttRecentMs: rttMs,
+    throughputRecentBps: throughputBps,
+    throughputSamples: 5,
+    state: 'open',
+    bytesSent: 0,
+    queuedBytes: 0,
+    emulation: null,
+  };
+}
+
+function beat(host: string, o: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    host,
+    tier: 'x',
+    cpuPercent: 50,
+    quotaCpus: null,
+    throttledMs: null,
+    threads: 1,
+    queueDepth: 0,
+    inFlight: 0,
+    busy: 0,
+    segments: [],
+    links: [],
+    ...o,
+  };
+}
+
+function state(open: Set<string> = new Set(['edg', 'cld'])): { s: LiveState; events: CleaveEvent[] } {
+  const bus = new EventBus();
+  const events: CleaveEvent[] = [];
+  bus.subscribe((e) => events.push(e));
+  const s = new LiveState({
+    self: 'dev',
+    hosts: ['dev', 'edg', 'cld'],
+    blocks: BLOCKS,
+    heartbeatTimeoutMs: 2000,
+    observedFreshMs: 5000,
+    isOpen: (h) => open.has(h),
+    events: bus,
+  });
+  return { s, events };
+}
+
+describe('LiveState', () => {
+  it('link estimates: the least RTT and greatest throughput of the window, and a link-changed event on a real move', () => {
+    const { s, events } = state();
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 25e6)] }), 0);
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 40, 1e5)] }), 500); // one stalled report
+    expect(s.linkViews(500)).toEqual([{ from: 'dev', to: 'edg', rttMs: 2, throughputBps: 25e6, throughputSamples: 5 }]);
+    for (let t = 1000; t <= 3000; t += 500) s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 10, 6e5)] }), t);
+    expect(s.linkViews(3000)[0]).toMatchObject({ rttMs: 10, throughputBps: 6e5 });
+    expect(events.filter((e) => e.type === 'link-changed')).toHaveLength(1);
+    expect(events.find((e) => e.type === 'link-changed')).toMatchObject({ from: 'dev', to: 'edg', throughputBps: 6e5 });
+  });
+
+  it('slowdown: observed segment times over the profile, kept while the host idles, replaced when its quota changes', () => {
+    const { s } = state();
+    // The edge ran blocks [1, 4) (nodes 10-40) at 45 ms where its profile says 15 (+ no stage overhead): 3x.
+    s.onHeartbeat(beat('edg', { quotaCpus: 1, segments: [{ from: 10, to: 40, meanMs: 45, runs: 10, ageMs: 0 }] }), 0);
+    expect(s.slowdowns(PROFILES, 0).edg).toBeCloseTo(3, 9);
+    // Idle for 10 s (past observedFreshMs), same quota: still 3x.
+    s.onHeartbeat(
+      beat('edg', { quotaCpus: 1, segments: [{ from: 10, to: 40, meanMs: 45, runs: 10, ageMs: 10_000 }] }),
+      10_000,
+    );
+    expect(s.hosts(PROFILES, 10_000).find((h) => h.host === 'edg')).toMatchObject({
+      slowdown: 3,
+      slowdownFrom: 'observed',
+    });
+    // Its quota goes up while idle: what it was observed to be no longer holds.
+    s.onHeartbeat(
+      beat('edg', { quotaCpus: 2, segments: [{ from: 10, to: 40, meanMs: 45, runs: 10, ageMs: 11_000 }] }),
+      11_000,
+    );
+    expect(s.slowdowns(PROFILES, 11_000).edg).toBe(1);
+  });
+
+  it("slowdown: a CPU quota below the host's threads is a floor, at once when the quota changes", () => {
+    const { s } = state();
+    // Short bursts run unthrottled: observed 1.2x, but a quarter of a CPU sustains at most a quarter speed.
+    s.onHeartbeat(beat('dev', { quotaCpus: 0.25, segments: [{ from: 0, to: 10, meanMs: 12, runs: 20, ageMs: 0 }] }), 0);
+    expect(s.hosts(PROFILES, 0).find((h) => h.host === 'dev')).toMatchObject({ slowdown: 4, slowdownFrom: 'quota' });
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.15 }), 0);
+    expect(s.slowdowns(PROFILES, 0).edg).toBeCloseTo(1 / 0.15, 9);
+    // Observed slower than the floor: the observation wins.
+    s.onHeartbeat(
+      beat('dev', { quotaCpus: 0.25, segments: [{ from: 0, to: 10, meanMs: 60, runs: 20, ageMs: 0 }] }),
+      100,
+    );
+    expect(s.slowdowns(PROFILES, 100).dev).toBeCloseTo(6, 9);
+    // Segments with too few runs do not count.
+    const fresh = state().s;
+    fresh.onHeartbeat(beat('cld', { segments: [{ from: 0, to: 40, meanMs: 80, runs: 2, ageMs: 0 }] }), 0);
+    expect(fresh.slowdowns(PROFILES, 0).cld).toBe(1);
+  });
+
+  it('down: a dropped link at once, silent heartbeats after the timeout; host-down and host-up events', () => {
+    const open = new Set(['edg', 'cld']);
+    const { s, events } = state(open);
+    s.onHeartbeat(beat('edg'), 0);
+    s.onHeartbeat(beat('cld'), 0);
+    expect(s.down(1000)).toEqual([]);
+    expect(s.down(2500)).toEqual(['edg', 'cld']);
+    s.onHeartbeat(beat('edg'), 2500);
+    s.onHeartbeat(beat('cld'), 2500);
+    s.hosts(PROFILES, 2600);
+    open.delete('cld');
+    expect(s.down(2600)).toEqual(['cld']);
+    s.hosts(PROFILES, 2600);
+    open.add('cld');
+    s.hosts(PROFILES, 2700);
+    expect(
+      events.filter((e) => e.type === 'host-down' || e.type === 'host-up').map((e) => `${e.type} ${String(e.host)}`),
+    ).toEqual(['host-down cld', 'host-up cld']);
+  });
+});
