@@ -2,8 +2,8 @@
  * The latency objective under load: with N requests in flight a request also waits behind the others at
  * the slowest stage, so the controller compares plans by max(latency, N x bottleneck). Priced by hand:
  *   device alone:          8 x 6 ms                                  latency 48, bottleneck 48
- *   device[0:4) edge[4:8): 24 + (1 + 1 + 1) hop + 4 x 7 ms + return   latency ~54, bottleneck 28
- * At N = 1 device alone wins (48 < 54); at N = 2 the split does (max(54, 56) = 56 < max(48, 96) = 96).
+ *   device[0:4) edge[4:8): 24 + hop 2 (rtt/2 + 1 kB at 1 MB/s) + 4 x 7 ms + return 2   latency 56, bottleneck 28
+ * At N = 1 device alone wins (48 < 56); at N = 2 the split does (max(56, 56) = 56 < max(48, 96) = 96).
  */
 import { describe, expect, it } from 'vitest';
 import { Controller, loadedLatencyMs, type LiveSnapshot, type PlanInput } from '../src/planner/index.js';
@@ -72,5 +72,41 @@ describe('controller: latency under load', () => {
     const r2 = c.step(snap(3000, 2), current);
     expect(r2.kind).toBe('adopt');
     expect(r2.reason).toMatch(/predicted 96\.0 -> \d+(\.\d+)? ms with 2\.00 requests in flight/);
+  });
+
+  it('flap damping: a plan adopted recently must win by twice the hysteresis to come back', () => {
+    const c = new Controller({ minDwellMs: 0, confirmRounds: 1 });
+    const cur = (d: ReturnType<Controller['step']>, at: number) => {
+      const p = (d as Extract<typeof d, { kind: 'adopt' }>).plan;
+      c.adopted(at, snap(at), p);
+      return {
+        stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
+        pinned: false,
+        adoptedAt: at,
+      };
+    };
+    let current = cur(c.step(snap(0), null), 0); // device alone
+    const split = c.step(snap(1000, 2), current); // 42 % better under load: adopted
+    expect(split.kind).toBe('adopt');
+    current = cur(split, 1000);
+    // Load gone: device alone is 14 % better again, over the 10 % hysteresis but not the 20 % a plan adopted
+    // once in the last minute needs.
+    const back = c.step(snap(2000, 1), current);
+    expect(back.kind).toBe('keep');
+    expect(back.reason).toMatch(/saves 14%.*below the 20% it needs \(adopted 1 time in the last 60.0 s\)/);
+    // A minute later the damping has worn off.
+    expect(c.step(snap(62_000, 1), current).kind).toBe('adopt');
+    // Off: flapWindowMs 0.
+    const off = new Controller({ minDwellMs: 0, confirmRounds: 1, flapWindowMs: 0 });
+    const first = off.step(snap(0), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+    off.adopted(0, snap(0), first.plan);
+    const st = (p: typeof first.plan, at: number) => ({
+      stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
+      pinned: false,
+      adoptedAt: at,
+    });
+    const s2 = off.step(snap(1000, 2), st(first.plan, 0)) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+    off.adopted(1000, snap(1000, 2), s2.plan);
+    expect(off.step(snap(2000, 1), st(s2.plan, 1000)).kind).toBe('adopt');
   });
 });

@@ -222,6 +222,31 @@ describe('LinkMeter', () => {
     expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
   });
 
+  it('a small frame acked late (a stalled receiver) never lowers the estimate; a frame sent as timed does', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) m.rttSample(2);
+    for (let i = 1; i <= 3; i++) {
+      m.sent(i, `r${i}`, 1_000_000, i * 1000); // 1 MB in 100 ms: 10 MB/s
+      m.acked(i, i * 1000 + 102);
+    }
+    expect(m.stats().throughputBps).toBeCloseTo(1e7, -4);
+    // 4 kB results, each acked 40 ms late: untimed, they bound the link from below at 0.1 MB/s only.
+    for (let i = 4; i <= 9; i++) {
+      m.sent(i, `r${i}`, 4000, i * 1000, false);
+      m.acked(i, i * 1000 + 42);
+    }
+    expect(m.stats().throughputBps).toBeCloseTo(1e7, -4);
+    expect(m.stats().throughputRecentBps).toBeCloseTo(1e7, -4);
+    // The same frames sent as timed would have been taken at their word.
+    const t = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) t.rttSample(2);
+    for (let i = 1; i <= 3; i++) {
+      t.sent(i, `r${i}`, 4000, i * 1000, true);
+      t.acked(i, i * 1000 + 42);
+    }
+    expect(t.stats().throughputBps).toBeCloseTo(1e5, -3);
+  });
+
   it('measures back-to-back frames from the ack spacing, whatever the RTT estimate', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
     m.rttSample(30); // wrong on purpose: the real RTT is 20 ms

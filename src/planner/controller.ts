@@ -30,6 +30,13 @@ export interface ControllerSettings {
   readonly confirmRounds: number;
   /** No non-urgent change sooner than this after the last one, in ms. Default 3000. */
   readonly minDwellMs: number;
+  /**
+   * Flap damping: a plan already adopted k times within this window must beat the current one by
+   * hysteresis x 2^k to be adopted again, so two near-equal plans whose estimates cross back and forth do
+   * not take turns; a real change (a link or host several times slower) clears the bar at once. 0 turns it
+   * off. Default 60 000.
+   */
+  readonly flapWindowMs: number;
   /** Keep whatever runs. Default false. */
   readonly paused: boolean;
   /** The deployment's constraints, added to the snapshot input's own. Default []. */
@@ -43,6 +50,7 @@ export const CONTROLLER_DEFAULTS: Readonly<ControllerSettings> = Object.freeze({
   hysteresis: 0.1,
   confirmRounds: 2,
   minDwellMs: 3000,
+  flapWindowMs: 60_000,
   paused: false,
   constraints: Object.freeze([]) as readonly Constraint[],
 });
@@ -140,6 +148,9 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
         break;
       case 'minDwellMs':
         out.minDwellMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
+        break;
+      case 'flapWindowMs':
+        out.flapWindowMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
         break;
       case 'paused':
         if (typeof v !== 'boolean') bad(`paused: must be true or false (got ${JSON.stringify(v)})`);
@@ -400,6 +411,8 @@ export class Controller {
   #set: ControllerSettings;
   #base: Baseline | null = null;
   #lastAdopt = -Infinity;
+  /** Routes the controller adopted, and when: what flap damping counts. */
+  #adoptions: { route: string; at: number }[] = [];
   #pending: { candidate: string; current: string; rounds: number } | null = null;
 
   constructor(settings: Partial<ControllerSettings> = {}) {
@@ -416,9 +429,16 @@ export class Controller {
     this.#pending = null;
   }
 
-  /** After a plan is committed: starts the dwell, and `s` becomes the baseline reasons compare with. */
-  adopted(at: number, s: LiveSnapshot): void {
+  /**
+   * After a plan is committed: starts the dwell, `s` becomes the baseline reasons compare with, and `plan`
+   * (the one adopted) counts for flap damping.
+   */
+  adopted(at: number, s: LiveSnapshot, plan?: Plan): void {
     this.#lastAdopt = at;
+    if (plan) {
+      this.#adoptions = this.#adoptions.filter((a) => at - a.at < this.#set.flapWindowMs);
+      this.#adoptions.push({ route: routeOf(plan), at });
+    }
     this.#base = { at, snap: s, objective: this.#set.objective, constraints: this.#set.constraints };
     this.#pending = null;
   }
@@ -508,9 +528,15 @@ export class Controller {
     if (route === curRoute)
       return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';
-    if (!broken && !(gain >= set.hysteresis && gain > 0)) {
+    const flaps = this.#adoptions.filter((a) => a.route === route && s.now - a.at < set.flapWindowMs).length;
+    const need = Math.min(1, set.hysteresis * 2 ** flaps);
+    if (!broken && !(gain >= need && gain > 0)) {
+      const bar =
+        flaps > 0
+          ? `the ${Math.round(need * 100)}% it needs (adopted ${flaps} time${flaps === 1 ? '' : 's'} in the last ${num(set.flapWindowMs / 1000)} s)`
+          : `the ${Math.round(set.hysteresis * 100)}% hysteresis`;
       return keep(
-        `keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below the ${Math.round(set.hysteresis * 100)}% hysteresis; ${moved}`,
+        `keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below ${bar}; ${moved}`,
       );
     }
     const pend = this.#pending;

@@ -133,6 +133,12 @@ export interface SlowdownOptions {
   readonly minRuns?: number;
   readonly minSlowdown?: number;
   readonly maxSlowdown?: number;
+  /**
+   * Added to each segment's observed and profiled time alike: a segment of a few tiny blocks is mostly fixed
+   * per-run cost the profile folds elsewhere, so its ratio says little about the host; this pulls such
+   * segments towards 1 while leaving long ones as they are. Default 0.
+   */
+  readonly dampMs?: number;
 }
 
 /**
@@ -150,6 +156,8 @@ export function slowdownOf(
   opts: SlowdownOptions = {},
 ): number {
   const ovh = opts.stageOverheadMs ?? 0;
+  const damp = opts.dampMs ?? 0;
+  if (!isNonNeg(damp)) bad(`dampMs: must be a number >= 0 (got ${String(damp)})`);
   const minRuns = opts.minRuns ?? ESTIMATE_DEFAULTS.minRuns;
   const lo = opts.minSlowdown ?? ESTIMATE_DEFAULTS.minSlowdown;
   const hi = opts.maxSlowdown ?? ESTIMATE_DEFAULTS.maxSlowdown;
@@ -174,9 +182,9 @@ export function slowdownOf(
     if (!isNonNeg(o.meanMs)) bad(`${at}.meanMs: must be a number >= 0 (got ${String(o.meanMs)})`);
     if (!Number.isInteger(o.count) || o.count < 0) bad(`${at}.count: must be an integer >= 0 (got ${String(o.count)})`);
     if (o.count < minRuns) return;
-    let p = o.start > 0 ? ovh : 0;
+    let p = (o.start > 0 ? ovh : 0) + damp;
     for (let k = o.start; k < o.end; k++) p += blockMs[k];
-    seen += o.meanMs;
+    seen += o.meanMs + damp;
     predicted += p;
   });
   if (predicted <= 0) return 1;

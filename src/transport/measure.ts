@@ -62,6 +62,8 @@ interface InFlight {
   id: string;
   bytes: number;
   sentAt: number;
+  /** Whether its transfer may time the link (false: it can only show the link is at least this fast). */
+  timed: boolean;
 }
 
 /** A timed throughput sample more than this factor above or below the estimate counts toward a level shift. */
@@ -131,9 +133,12 @@ export class LinkMeter {
 
   constructor(private readonly options: MeterOptions) {}
 
-  /** A data frame of `bytes` was handed to the link at monotonic time `at` (ms). */
-  sent(seq: number, id: string, bytes: number, at: number): void {
-    this.inFlight.push({ seq, id, bytes, sentAt: at });
+  /**
+   * A data frame of `bytes` was handed to the link at monotonic time `at` (ms). `timed` false: the frame is
+   * too small to time the link by (see TransportOptions.minTimedBytes); it only ever raises the estimate.
+   */
+  sent(seq: number, id: string, bytes: number, at: number, timed = true): void {
+    this.inFlight.push({ seq, id, bytes, sentAt: at, timed });
     if (this.inFlight.length > MAX_IN_FLIGHT) this.inFlight.shift();
     this.bytesSent += bytes;
     this.framesSent++;
@@ -158,12 +163,15 @@ export class LinkMeter {
     const transferMs = at - start - rtt;
     this.lastAckAt = at;
     if (f.bytes === 0) return;
-    if (transferMs >= this.options.minSampleMs) {
+    if (transferMs >= this.options.minSampleMs && f.timed) {
       this.rateSample((f.bytes * 1000) / transferMs, true, at);
     } else {
-      // Too quick to time: the link is at least this fast. When the frame came back sooner than the RTT the
-      // pings say (the delay fell and they have not caught up), its own round trip still bounds its transfer.
-      const floor = (f.bytes * 1000) / Math.max(this.options.minSampleMs, roundTrip < rtt ? roundTrip : 0);
+      // Too quick (or too small) to time: the link is at least this fast. When the frame came back sooner than
+      // the RTT the pings say (the delay fell and they have not caught up), its own round trip still bounds
+      // its transfer.
+      const floor =
+        (f.bytes * 1000) /
+        Math.max(this.options.minSampleMs, roundTrip < rtt ? roundTrip : 0, f.timed ? 0 : transferMs);
       this.lowerBoundBps = Math.max(this.lowerBoundBps ?? 0, floor);
       if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
     }

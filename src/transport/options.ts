@@ -39,6 +39,13 @@ export interface TransportOptions {
    * throughput: timer noise would swamp it. Default 1 ms.
    */
   minSampleMs: number;
+  /**
+   * Data frames smaller than this only ever raise the throughput estimate, as frames timed under
+   * `minSampleMs` do: their time on the wire is short against the receiver's scheduling (a receiver stalled
+   * by GC or throttled by a CPU quota acks them late), so their timing says more about the receiver than
+   * about the link. Probes are always timed (they are sized to be). Default 16 KiB.
+   */
+  minTimedBytes: number;
   /** Weight of a new sample in the RTT and throughput moving averages. Default 0.2. */
   ewmaAlpha: number;
   /** Reconnect backoff: initialMs doubling per failed attempt up to maxMs, each delay jittered to 50-100%.
@@ -65,6 +72,7 @@ export const DEFAULT_TRANSPORT_OPTIONS: Readonly<TransportOptions> = Object.free
   probeMaxBytes: 256 * 1024,
   probeTargetMs: 10,
   minSampleMs: 1,
+  minTimedBytes: 16 * 1024,
   ewmaAlpha: 0.2,
   reconnect: Object.freeze({ initialMs: 100, maxMs: 5000 }),
   path: '/v1/peer',
@@ -101,6 +109,7 @@ export function resolveTransportOptions(input: TransportOptionsInput = {}): Tran
   for (const k of ['maxFrameBytes', 'maxQueueBytes', 'maxTensors', 'probeMinBytes', 'probeMaxBytes'] as const)
     count(k, 1);
   count('coalesceBytes', 0);
+  count('minTimedBytes', 0);
   for (const k of [
     'pingIntervalMs',
     'pingTimeoutMs',

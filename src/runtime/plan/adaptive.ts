@@ -179,7 +179,7 @@ export class AdaptiveLoop {
       urgent: d.urgent,
       gain: d.gain,
     });
-    this.controller.adopted(this.now(), snapshot);
+    this.controller.adopted(this.now(), snapshot, d.plan);
     if (!before || next.epoch !== before.epoch) this.o.metrics?.changed(d.urgent ? 'urgent' : 'better');
   }
 }

@@ -27,6 +27,8 @@ export interface LiveStateOptions {
 
 /** Runs a segment needs before its mean time counts toward its host's slowdown. */
 const SLOWDOWN_MIN_RUNS = 3;
+/** What a segment's slowdown ratio is damped by (estimate.ts `dampMs`): per-run costs of ~0.1-0.5 ms here. */
+const SLOWDOWN_DAMP_MS = 1;
 
 /** A link estimate moving by this share since it was last announced is a `link-changed` event. */
 const LINK_EVENT_SHARE = 0.25;
@@ -173,7 +175,11 @@ export class LiveState {
     let seen: number | null = null;
     // slowdownOf answers 1 when no segment has enough runs to count.
     if (observed.some((x) => x.count >= SLOWDOWN_MIN_RUNS)) {
-      seen = slowdownOf(observed, blockMs, { stageOverheadMs: p.timings.runOverheadMs, minRuns: SLOWDOWN_MIN_RUNS });
+      seen = slowdownOf(observed, blockMs, {
+        stageOverheadMs: p.timings.runOverheadMs,
+        minRuns: SLOWDOWN_MIN_RUNS,
+        dampMs: SLOWDOWN_DAMP_MS,
+      });
       this.observed.set(name, { factor: seen, quotaCpus: q });
     } else {
       const last = this.observed.get(name);
