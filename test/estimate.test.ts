@@ -234,9 +234,15 @@ describe('slowdownOf dampMs', () => {
     const blockMs = [0.02, 0.02, 50, 50];
     // The last block alone: 0.25 ms observed against 0.02 profiled is 12.5x undamped, ~1.2x damped by 1 ms.
     expect(slowdownOf([{ start: 1, end: 2, meanMs: 0.25, count: 10 }], blockMs)).toBeCloseTo(12.5, 6);
-    expect(slowdownOf([{ start: 1, end: 2, meanMs: 0.25, count: 10 }], blockMs, { dampMs: 1 })).toBeCloseTo(1.25 / 1.02, 6);
+    expect(slowdownOf([{ start: 1, end: 2, meanMs: 0.25, count: 10 }], blockMs, { dampMs: 1 })).toBeCloseTo(
+      1.25 / 1.02,
+      6,
+    );
     // 200 ms against 100 ms: 2x, damped 201 / 101.
-    expect(slowdownOf([{ start: 2, end: 4, meanMs: 200, count: 10 }], blockMs, { dampMs: 1 })).toBeCloseTo(201 / 101, 6);
+    expect(slowdownOf([{ start: 2, end: 4, meanMs: 200, count: 10 }], blockMs, { dampMs: 1 })).toBeCloseTo(
+      201 / 101,
+      6,
+    );
     expect(() => slowdownOf([], blockMs, { dampMs: -1 })).toThrow(/dampMs/);
   });
 });
