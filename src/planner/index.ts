@@ -18,20 +18,10 @@ export { planSvg } from './svg.js';
 export { describeConstraint } from './prepare.js';
 export { ATOMS_PER_MS } from './atoms.js';
 export * from './types.js';
-export {
-  Controller,
-  CONTROLLER_DEFAULTS,
-  EXPLAIN_LIMITS,
-  checkControllerSettings,
-  evaluateStages,
-  liveInput,
-  loadedLatencyMs,
-  routeOf,
-  type ControllerSettings,
-  type CurrentPlan,
-  type Decision,
-  type LiveSnapshot,
-} from './controller.js';
+export { Controller, type Decision } from './controller.js';
+export { CONTROLLER_DEFAULTS, checkControllerSettings, type ControllerSettings } from './controller-settings.js';
+export { EXPLAIN_LIMITS, loadedLatencyMs } from './explain.js';
+export { evaluateStages, liveInput, routeOf, type CurrentPlan, type LiveSnapshot } from './live-input.js';
 export {
   StepMedian,
   WindowExtreme,

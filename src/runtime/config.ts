@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
 import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
-import { checkControllerSettings, type ControllerSettings } from '../planner/controller.js';
+import { checkControllerSettings, type ControllerSettings } from '../planner/controller-settings.js';
 import { DEFAULT_TIERS } from '../planner/criteria.js';
 import { resolveLimits, type RuntimeLimits } from './defaults.js';
 

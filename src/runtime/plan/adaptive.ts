@@ -6,15 +6,10 @@
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors.js';
-import {
-  CONTROLLER_DEFAULTS,
-  Controller,
-  loadedLatencyMs,
-  type ControllerSettings,
-  type CurrentPlan,
-  type Decision,
-  type LiveSnapshot,
-} from '../../planner/controller.js';
+import { Controller, type Decision } from '../../planner/controller.js';
+import { CONTROLLER_DEFAULTS, type ControllerSettings } from '../../planner/controller-settings.js';
+import { loadedLatencyMs } from '../../planner/explain.js';
+import type { CurrentPlan, LiveSnapshot } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
 import type { ActivePlan, Coordinator } from './coordinator.js';

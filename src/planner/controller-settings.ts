@@ -1,0 +1,111 @@
+/**
+ * The adaptive controller's settings: what they mean, their defaults, and the check every setting from
+ * outside (the deployment config, `PUT /v1/controller`) goes through.
+ */
+import { CleaveError } from '../errors.js';
+import type { Constraint, Objective } from './types.js';
+
+export interface ControllerSettings {
+  /** What a better plan means. Default 'latency'. */
+  readonly objective: Objective;
+  /** How often the runtime calls `step()`, in ms. Default 500, at least 100. */
+  readonly replanIntervalMs: number;
+  /** Share (0..1) of the objective a candidate must save to be adopted. Default 0.10. */
+  readonly hysteresis: number;
+  /** Consecutive rounds the same candidate route must win. Default 2. */
+  readonly confirmRounds: number;
+  /** No non-urgent change sooner than this after the last one, in ms. Default 3000. */
+  readonly minDwellMs: number;
+  /**
+   * Flap damping: a plan already adopted k times within this window must beat the current one by
+   * hysteresis x 2^k to be adopted again, so two near-equal plans whose estimates cross back and forth do
+   * not take turns; a real change (a link or host several times slower) clears the bar at once. 0 turns it
+   * off. Default 60 000.
+   */
+  readonly flapWindowMs: number;
+  /** Keep whatever runs. Default false. */
+  readonly paused: boolean;
+  /** The deployment's constraints, added to the snapshot input's own. Default []. */
+  readonly constraints: readonly Constraint[];
+}
+
+export const CONTROLLER_DEFAULTS: Readonly<ControllerSettings> = Object.freeze({
+  objective: 'latency',
+  // Two confirming rounds 500 ms apart: a change adopted within ~1.5 s of the links measuring it.
+  replanIntervalMs: 500,
+  hysteresis: 0.1,
+  confirmRounds: 2,
+  minDwellMs: 3000,
+  flapWindowMs: 60_000,
+  paused: false,
+  constraints: Object.freeze([]) as readonly Constraint[],
+});
+
+const KINDS: ReadonlySet<string> = new Set([
+  'blockOn',
+  'blockNotOn',
+  'useTier',
+  'noTier',
+  'useHost',
+  'noHost',
+  'maxUpload',
+  'maxCompute',
+  'maxComputeShare',
+  'maxWeights',
+]);
+
+function bad(msg: string): never {
+  throw new CleaveError('E_BAD_INPUT', msg);
+}
+
+/** Validates settings from outside (config, HTTP): unknown fields and wrong types throw E_BAD_INPUT naming the field. */
+export function checkControllerSettings(partial: unknown): Partial<ControllerSettings> {
+  if (typeof partial !== 'object' || partial === null || Array.isArray(partial))
+    bad('controller settings: must be an object');
+  const out: { -readonly [K in keyof ControllerSettings]?: ControllerSettings[K] } = {};
+  const num = (k: string, v: unknown, ok: (x: number) => boolean, what: string): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) bad(`${k}: must be ${what} (got ${JSON.stringify(v)})`);
+    return v;
+  };
+  for (const [k, v] of Object.entries(partial)) {
+    if (v === undefined) continue;
+    switch (k) {
+      case 'objective':
+        if (v !== 'latency' && v !== 'throughput')
+          bad(`objective: must be 'latency' or 'throughput' (got ${JSON.stringify(v)})`);
+        out.objective = v;
+        break;
+      case 'replanIntervalMs':
+        out.replanIntervalMs = num(k, v, (x) => x >= 100, 'a number >= 100 (ms)');
+        break;
+      case 'hysteresis':
+        out.hysteresis = num(k, v, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+        break;
+      case 'confirmRounds':
+        out.confirmRounds = num(k, v, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
+        break;
+      case 'minDwellMs':
+        out.minDwellMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
+        break;
+      case 'flapWindowMs':
+        out.flapWindowMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
+        break;
+      case 'paused':
+        if (typeof v !== 'boolean') bad(`paused: must be true or false (got ${JSON.stringify(v)})`);
+        out.paused = v;
+        break;
+      case 'constraints':
+        if (!Array.isArray(v)) bad('constraints: must be an array of constraints');
+        v.forEach((c: unknown, i) => {
+          const kind = typeof c === 'object' && c !== null ? (c as { kind?: unknown }).kind : undefined;
+          if (typeof kind !== 'string' || !KINDS.has(kind))
+            bad(`constraints[${i}]: unknown constraint kind ${JSON.stringify(kind)} (known: ${[...KINDS].join(', ')})`);
+        });
+        out.constraints = Object.freeze([...(v as Constraint[])]);
+        break;
+      default:
+        bad(`${k}: unknown setting (known: ${Object.keys(CONTROLLER_DEFAULTS).join(', ')})`);
+    }
+  }
+  return out;
+}

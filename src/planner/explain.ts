@@ -1,0 +1,123 @@
+/**
+ * How a controller round scores plans (the objective, under load) and says why it decided what it did: the
+ * measurements that moved since the current plan was adopted, and the predicted gain, in words for a log.
+ */
+import type { ControllerSettings } from './controller-settings.js';
+import type { LiveSnapshot } from './live-input.js';
+import type { Constraint, Objective, Plan } from './types.js';
+
+/** How much of what moved a reason tells. */
+export const EXPLAIN_LIMITS = {
+  /** Measurements named per reason, largest move first. */
+  maxMoves: 3,
+  /** Smallest relative move named (0.10: 10 %). */
+  minMove: 0.1,
+} as const;
+
+/**
+ * Latency with `concurrency` requests in flight: a request also waits behind the others at the slowest
+ * stage or link (a closed system's asymptotic bound, see plan.ts `loadedBest`). Equal to the plan's latency
+ * at a concurrency of 1 or less.
+ */
+export function loadedLatencyMs(p: Plan, concurrency: number): number {
+  return Math.max(p.latencyMs, concurrency * p.bottleneckMs);
+}
+
+/** What a round compares plans by: the objective and, for latency, the load being served. */
+export interface Scoring {
+  readonly objective: Objective;
+  readonly concurrency: number;
+}
+
+export function scoreOf(sc: Scoring, p: Plan): number {
+  return sc.objective === 'throughput' ? p.bottleneckMs : loadedLatencyMs(p, sc.concurrency);
+}
+
+export function gainOf(sc: Scoring, cur: Plan, best: Plan): number {
+  const a = scoreOf(sc, cur);
+  const b = scoreOf(sc, best);
+  return a > 0 ? (a - b) / a : 0;
+}
+
+export function num(x: number): string {
+  const a = Math.abs(x);
+  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : a >= 1 ? x.toFixed(2) : x.toPrecision(2);
+}
+
+/** A slowdown factor: 1.0, 6.2, 0.25. */
+function times(x: number): string {
+  return x >= 1 ? x.toFixed(1) : x.toPrecision(2);
+}
+
+function pct(from: number, to: number): string {
+  if (from === 0) return to === 0 ? '0%' : 'new';
+  const v = Math.round(((to - from) / from) * 100);
+  return `${v > 0 ? '+' : ''}${v}%`;
+}
+
+function loadText(sc: Scoring): string {
+  return sc.concurrency > 1 ? ` with ${num(sc.concurrency)} requests in flight` : '';
+}
+
+export function predicted(sc: Scoring, cur: Plan, best: Plan): string {
+  if (sc.objective === 'latency') {
+    const [a, b] = [scoreOf(sc, cur), scoreOf(sc, best)];
+    return `predicted ${num(a)} -> ${num(b)} ms${loadText(sc)}, ${pct(a, b)}`;
+  }
+  const rps = (p: Plan): string => (Number.isFinite(p.throughputRps) ? num(p.throughputRps) : 'unbounded');
+  return `predicted bottleneck ${num(cur.bottleneckMs)} -> ${num(best.bottleneckMs)} ms (${rps(cur)} -> ${rps(best)} req/s), ${pct(cur.bottleneckMs, best.bottleneckMs)}`;
+}
+
+export function priceText(sc: Scoring, p: Plan): string {
+  return sc.objective === 'latency'
+    ? `${num(scoreOf(sc, p))} ms${loadText(sc)}`
+    : `bottleneck ${num(p.bottleneckMs)} ms`;
+}
+
+export interface Baseline {
+  readonly at: number;
+  readonly snap: LiveSnapshot;
+  readonly objective: Objective;
+  readonly constraints: readonly Constraint[];
+}
+
+/** What moved between the baseline and now, largest first (EXPLAIN_LIMITS). */
+export function moves(base: Baseline | null, s: LiveSnapshot, set: ControllerSettings): string {
+  if (!base) return "no snapshot from the current plan's adoption to compare with";
+  const out: { mag: number; text: string }[] = [];
+  if (base.objective !== set.objective)
+    out.push({ mag: Infinity, text: `objective ${base.objective} -> ${set.objective}` });
+  if (base.constraints !== set.constraints)
+    out.push({ mag: Infinity, text: `constraints changed (${set.constraints.length} now)` });
+  const wasDown = new Set(base.snap.down);
+  const isDown = new Set(s.down);
+  for (const h of isDown) if (!wasDown.has(h)) out.push({ mag: Infinity, text: `${h} down` });
+  for (const h of wasDown) if (!isDown.has(h)) out.push({ mag: Infinity, text: `${h} back up` });
+  const change = (what: string, from: number, to: number, unit: string): void => {
+    const mag = Math.abs(Math.log(Math.max(to, 1e-9) / Math.max(from, 1e-9)));
+    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
+      out.push({ mag, text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
+  };
+  for (const h of new Set([...Object.keys(base.snap.slowdown), ...Object.keys(s.slowdown)])) {
+    const a = base.snap.slowdown[h] ?? 1;
+    const b = s.slowdown[h] ?? 1;
+    const mag = Math.abs(Math.log(b / a));
+    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
+      out.push({ mag, text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
+  }
+  const old = new Map(base.snap.input.links.map((l) => [`${l.from}->${l.to}`, l]));
+  for (const l of s.input.links) {
+    const key = `${l.from}->${l.to}`;
+    const o = old.get(key);
+    if (!o) continue;
+    change(`link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s');
+    change(`link ${key} rtt`, o.rttMs, l.rttMs, ' ms');
+  }
+  if (out.length === 0)
+    return `no measurement moved by ${EXPLAIN_LIMITS.minMove * 100}% or more since the current plan was adopted`;
+  out.sort((a, b) => b.mag - a.mag);
+  return `since adoption: ${out
+    .slice(0, EXPLAIN_LIMITS.maxMoves)
+    .map((x) => x.text)
+    .join(', ')}`;
+}

@@ -1,0 +1,164 @@
+/**
+ * What a controller round reads, and how it prices plans on it: the live snapshot (profiles with live link
+ * estimates, host slowdowns, down hosts, load), the planner input made from it, and a given partition
+ * priced on that input, the same way the search prices its own.
+ */
+import { CleaveError } from '../errors.js';
+import { violated } from './constraints.js';
+import { evaluate } from './cost.js';
+import { describeConstraint, prepare, type Prepared, type Shape } from './prepare.js';
+import { toPlan } from './result.js';
+import type { Constraint, Objective, Plan, PlanInput } from './types.js';
+
+function bad(msg: string): never {
+  throw new CleaveError('E_BAD_INPUT', msg);
+}
+
+export interface LiveSnapshot {
+  readonly now: number;
+  /** Profiles and live link estimates; `blockMs` are the profiled times (slowdown applies on top). */
+  readonly input: PlanInput;
+  /** Per host name; missing = 1. */
+  readonly slowdown: Readonly<Record<string, number>>;
+  readonly down: readonly string[];
+  /**
+   * Requests in flight on average (Little's law over recent requests): with more than 1, the latency
+   * objective compares plans by their latency under that load (`loadedLatencyMs`). Default 1.
+   */
+  readonly concurrency?: number;
+}
+
+export interface CurrentPlan {
+  readonly stages: readonly { readonly host: string; readonly start: number; readonly end: number }[];
+  /** The origin (device) host; needed only when it runs no block and its tier has several hosts. */
+  readonly origin?: string;
+  readonly pinned: boolean;
+  readonly adoptedAt: number;
+}
+
+/**
+ * The input the controller plans on: each up host's block times, stage overhead and cut cost scaled by its
+ * slowdown; down hosts and their links removed (and constraints naming them adjusted); links not measured
+ * yet make a pair unusable instead of an error; top 1, no Pareto set. Throws E_NO_PLAN when every origin
+ * host is down or a `useHost` names only down hosts.
+ */
+export function liveInput(s: LiveSnapshot, objective: Objective, constraints: readonly Constraint[]): PlanInput {
+  const down = new Set(s.down);
+  for (const [name, f] of Object.entries(s.slowdown)) {
+    if (typeof f !== 'number' || !Number.isFinite(f) || f <= 0)
+      bad(`slowdown.${name}: must be a number > 0 (got ${String(f)})`);
+  }
+  const hosts = s.input.hosts
+    .filter((h) => !down.has(h.name))
+    .map((h) => {
+      const f = s.slowdown[h.name] ?? 1;
+      if (f === 1) return h;
+      return {
+        ...h,
+        blockMs: h.blockMs.map((ms) => ms * f),
+        stageOverheadMs: h.stageOverheadMs === undefined ? undefined : h.stageOverheadMs * f,
+        cutMsPerByte: h.cutMsPerByte === undefined ? undefined : h.cutMsPerByte * f,
+      };
+    });
+  const origin = s.input.tiers[0];
+  if (!hosts.some((h) => h.tier === origin)) {
+    const all = s.input.hosts.filter((h) => h.tier === origin).map((h) => h.name);
+    throw new CleaveError(
+      'E_NO_PLAN',
+      `no plan: every host of the origin tier '${origin}' is down (${all.join(', ')})`,
+    );
+  }
+  const cs: Constraint[] = [];
+  for (const c of [...(s.input.constraints ?? []), ...constraints]) {
+    if ((c.kind === 'noHost' || c.kind === 'maxWeights') && down.has(c.host)) continue;
+    if (c.kind === 'useHost' && c.hosts.some((h) => down.has(h))) {
+      const up = c.hosts.filter((h) => !down.has(h));
+      if (up.length === 0)
+        throw new CleaveError(
+          'E_NO_PLAN',
+          `no plan: ${c.source ?? describeConstraint(c)} names only hosts that are down (${c.hosts.join(', ')})`,
+        );
+      cs.push({ ...c, hosts: up });
+    } else cs.push(c);
+  }
+  return {
+    ...s.input,
+    hosts,
+    links: s.input.links.filter((l) => !down.has(l.from) && !down.has(l.to)),
+    constraints: cs,
+    objective,
+    topN: 1,
+    pareto: false,
+    options: { ...s.input.options, missingLinks: 'skip' },
+  };
+}
+
+/** A plan's route, for logs: `device[0:5) -> edge[5:18)`, `device[none] -> cloud[0:18)` when the origin runs nothing. */
+export function routeOf(p: {
+  readonly origin?: string;
+  readonly stages: readonly { readonly host: string; readonly start: number; readonly end: number }[];
+}): string {
+  const parts = p.stages.map((s) => `${s.host}[${s.start}:${s.end})`);
+  if (p.origin !== undefined && p.stages[0]?.host !== p.origin) parts.unshift(`${p.origin}[none]`);
+  return parts.join(' -> ');
+}
+
+export type Priced = { readonly plan: Plan; readonly broken: Constraint | undefined };
+
+/**
+ * Prices a given partition on prepared input; a string says why it cannot run (a host that is not there,
+ * a link that is missing). A malformed partition (gaps, tiers out of order) throws E_BAD_INPUT.
+ */
+export function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?: string): Priced | string {
+  if (stages.length === 0) bad('stages: a plan needs at least one stage');
+  stages.forEach((st, i) => {
+    const from = i === 0 ? 0 : stages[i - 1].end;
+    if (st.start !== from || !Number.isInteger(st.end) || st.end <= st.start)
+      bad(`stages[${i}]: [${st.start}, ${st.end}) does not continue from block ${from}`);
+  });
+  if (stages[stages.length - 1].end !== p.n)
+    bad(`stages: end at block ${stages[stages.length - 1].end}, the model has ${p.n} blocks`);
+  const idx = (name: string): number => p.hostNames.indexOf(name);
+  for (const st of stages) if (idx(st.host) < 0) return `${st.host} is not in the live input`;
+  const firstH = idx(stages[0].host);
+  const origins = p.hostNames.map((_, h) => h).filter((h) => p.hostTier[h] === 0);
+  let origin: number;
+  if (p.hostTier[firstH] === 0) {
+    if (originName !== undefined && originName !== stages[0].host)
+      bad(`stages[0]: ${stages[0].host} is in the origin tier but the origin is ${originName}`);
+    origin = firstH;
+  } else if (originName !== undefined) {
+    origin = idx(originName);
+    if (origin < 0) return `its origin ${originName} is not in the live input`;
+  } else {
+    if (origins.length !== 1)
+      bad('origin: the first stage is not in the origin tier and that tier has several hosts; name the origin');
+    origin = origins[0];
+  }
+  const steps: { q: number; h: number; end: number }[] = origin === firstH ? [] : [{ q: 0, h: origin, end: 0 }];
+  for (const [i, st] of stages.entries()) {
+    const h = idx(st.host);
+    const q = p.hostTier[h];
+    if (steps.length > 0 && q <= steps[steps.length - 1].q)
+      bad(
+        `stages[${i}]: ${st.host} (tier ${p.tiers[q]}) does not come after tier ${p.tiers[steps[steps.length - 1].q]}`,
+      );
+    steps.push({ q, h, end: st.end });
+  }
+  const shape: Shape = { origin, steps };
+  const m = evaluate(p, shape);
+  if (!m) {
+    const hs = steps.map((x) => x.h);
+    for (let i = 1; i < hs.length; i++)
+      if (Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]]))
+        return `no measured link ${p.hostNames[hs[i - 1]]}->${p.hostNames[hs[i]]}`;
+    return `no measured link between ${p.hostNames[hs[hs.length - 1]]} and ${p.hostNames[origin]} for the result`;
+  }
+  return { plan: toPlan(p, { shape, m }), broken: violated(p, shape, m, p.input.constraints ?? []) };
+}
+
+/** Prices a given partition on a (live) input; null when it cannot run there (a host removed, a link missing). */
+export function evaluateStages(input: PlanInput, stages: CurrentPlan['stages'], origin?: string): Plan | null {
+  const r = priceOn(prepare({ ...input, topN: 1, pareto: false }), stages, origin);
+  return typeof r === 'string' ? null : r.plan;
+}
