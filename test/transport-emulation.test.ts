@@ -247,6 +247,16 @@ describe('LinkMeter', () => {
     expect(t.stats().throughputBps).toBeCloseTo(1e5, -3);
   });
 
+  it('an RTT estimate inflated by a stalled receiver does not turn a frame into a huge lower bound', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    // Propagation 2 ms; the last pings were held up by the receiver (40 ms), so the frame below looks "too quick".
+    for (const ms of [2, 2, 2, 40, 40]) m.rttSample(ms);
+    m.sent(1, 'r1', 256_000, 0); // 256 kB at 25.6 MB/s: 10 ms on the wire, back at 12 ms
+    m.acked(1, 12);
+    // Bounded by its round trip less the least recent RTT: 256 kB / 10 ms, not 256 kB / minSampleMs.
+    expect(m.stats().throughputBps).toBeCloseTo(25.6e6, -5);
+  });
+
   it('measures back-to-back frames from the ack spacing, whatever the RTT estimate', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
     m.rttSample(30); // wrong on purpose: the real RTT is 20 ms

@@ -71,6 +71,9 @@ const SHIFT_FACTOR = 2;
 /** This many such samples in a row, all on one side, restart the throughput estimate from their median. */
 const SHIFT_RUN = 3;
 
+/** Round trips whose least is taken as the link's propagation time when bounding a frame's transfer. */
+const RTT_FLOOR_SAMPLES = 8;
+
 /** Beyond this many unacknowledged frames the oldest are forgotten (a peer that never acks is a bug). */
 const MAX_IN_FLIGHT = 4096;
 
@@ -106,6 +109,8 @@ export class LinkMeter {
   /** Median of the last three RTT samples: what transfer times subtract (the EWMA lags a delay change). */
   private rttRecent: number | null = null;
   private rttLast: number | null = null;
+  /** The last RTT_FLOOR_SAMPLES round trips: their least bounds a frame's transfer time from above. */
+  private readonly rttHistory: number[] = [];
   private rate: number | null = null;
   private rateLast: number | null = null;
   private rateRecent: number | null = null;
@@ -166,20 +171,28 @@ export class LinkMeter {
     if (transferMs >= this.options.minSampleMs && f.timed) {
       this.rateSample((f.bytes * 1000) / transferMs, true, at);
     } else {
-      // Too quick (or too small) to time: the link is at least this fast. When the frame came back sooner than
-      // the RTT the pings say (the delay fell and they have not caught up), its own round trip still bounds
-      // its transfer.
-      const floor =
-        (f.bytes * 1000) /
-        Math.max(this.options.minSampleMs, roundTrip < rtt ? roundTrip : 0, f.timed ? 0 : transferMs);
+      // Too quick (or too small) to time: the link is at least this fast, by what bounds its transfer from
+      // above: the frame's round trip less the least RTT seen lately (not the recent RTT, which a stalled
+      // receiver inflates, and which would make any frame look too quick), and never under minSampleMs. When
+      // it came back sooner than that (the delay fell), its round trip itself.
+      const floorRtt = this.rttFloor();
+      const upper = roundTrip < floorRtt ? roundTrip : roundTrip - floorRtt;
+      const floor = (f.bytes * 1000) / Math.max(this.options.minSampleMs, upper);
       this.lowerBoundBps = Math.max(this.lowerBoundBps ?? 0, floor);
       if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
     }
   }
 
+  /** The least of the last RTT_FLOOR_SAMPLES round trips (0 before the first). */
+  private rttFloor(): number {
+    return this.rttHistory.length === 0 ? 0 : Math.min(...this.rttHistory);
+  }
+
   /** A round trip of `ms` was measured. */
   rttSample(ms: number): void {
     this.rttLast = ms;
+    this.rttHistory.push(ms);
+    if (this.rttHistory.length > RTT_FLOOR_SAMPLES) this.rttHistory.shift();
     const x = this.rttFilter.push(ms);
     this.rttRecent = x;
     this.rttSamples++;
