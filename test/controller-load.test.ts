@@ -89,15 +89,15 @@ describe('controller: latency under load', () => {
     const split = c.step(snap(1000, 2), current); // 42 % better under load: adopted
     expect(split.kind).toBe('adopt');
     current = cur(split, 1000);
-    // Load gone: device alone is 14 % better again, over the 10 % hysteresis but not the 20 % a plan adopted
-    // once in the last minute needs.
+    // Load gone: device alone is 14 % better again, over the 10 % hysteresis but not the 19 % a plan adopted
+    // two seconds ago needs (penalty 0.95, halving every 30 s).
     const back = c.step(snap(2000, 1), current);
     expect(back.kind).toBe('keep');
-    expect(back.reason).toMatch(/saves 14%.*below the 20% it needs \(adopted 1 time in the last 60.0 s\)/);
-    // A minute later the damping has worn off.
+    expect(back.reason).toMatch(/saves 14%.*below the 19% it needs \(flap penalty 0\.95 from its recent adoptions\)/);
+    // A minute later the penalty has halved twice (0.24): 12 % is enough.
     expect(c.step(snap(62_000, 1), current).kind).toBe('adopt');
-    // Off: flapWindowMs 0.
-    const off = new Controller({ minDwellMs: 0, confirmRounds: 1, flapWindowMs: 0 });
+    // Off: flapHalfLifeMs 0.
+    const off = new Controller({ minDwellMs: 0, confirmRounds: 1, flapHalfLifeMs: 0 });
     const first = off.step(snap(0), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
     off.adopted(0, snap(0), first.plan);
     const st = (p: typeof first.plan, at: number) => ({
@@ -108,5 +108,21 @@ describe('controller: latency under load', () => {
     const s2 = off.step(snap(1000, 2), st(first.plan, 0)) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
     off.adopted(1000, snap(1000, 2), s2.plan);
     expect(off.step(snap(2000, 1), st(s2.plan, 1000)).kind).toBe('adopt');
+  });
+
+  it('decisiveGain: a candidate saving at least that share is adopted on its first round', () => {
+    const confirm = new Controller({ minDwellMs: 0, confirmRounds: 2 });
+    const decisive = new Controller({ minDwellMs: 0, confirmRounds: 2, decisiveGain: 0.4 });
+    for (const c of [confirm, decisive]) {
+      const first = c.step(snap(0), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+      c.adopted(0, snap(0), first.plan);
+    }
+    const current = { stages: [{ host: 'device', start: 0, end: 8 }], pinned: false, adoptedAt: 0 };
+    // At N = 2 the split saves 42 % (96 -> 56 ms).
+    expect(confirm.step(snap(1000, 2), current).kind).toBe('propose');
+    const d = decisive.step(snap(1000, 2), current);
+    expect(d.kind).toBe('adopt');
+    expect(d.reason).toMatch(/decisive \(saves 40% or more\), adopting/);
+    expect(() => new Controller({ decisiveGain: 0 })).toThrow(/decisiveGain: must be a number in \(0, 1\]/);
   });
 });

@@ -17,12 +17,18 @@ export interface ControllerSettings {
   /** No non-urgent change sooner than this after the last one, in ms. Default 3000. */
   readonly minDwellMs: number;
   /**
-   * Flap damping: a plan already adopted k times within this window must beat the current one by
-   * hysteresis x 2^k to be adopted again, so two near-equal plans whose estimates cross back and forth do
-   * not take turns; a real change (a link or host several times slower) clears the bar at once. 0 turns it
-   * off. Default 60 000.
+   * Flap damping (as BGP damps routes): each adoption of a plan adds 1 to that plan's penalty, which halves
+   * every `flapHalfLifeMs`; to be adopted again it must beat the current plan by hysteresis x 2^penalty. Two
+   * near-equal plans whose estimates cross back and forth soon stop taking turns, while a real change (a
+   * link or host several times slower) clears the bar at once. 0 turns it off. Default 30 000.
    */
-  readonly flapWindowMs: number;
+  readonly flapHalfLifeMs: number;
+  /**
+   * A candidate that saves at least this share is adopted on its first round: confirmation guards against
+   * noise near the hysteresis, not against a link that got ten times slower (0.5 adopts a plan saving half on
+   * its first round). 1, the default, always confirms.
+   */
+  readonly decisiveGain: number;
   /** Keep whatever runs. Default false. */
   readonly paused: boolean;
   /** The deployment's constraints, added to the snapshot input's own. Default []. */
@@ -36,7 +42,8 @@ export const CONTROLLER_DEFAULTS: Readonly<ControllerSettings> = Object.freeze({
   hysteresis: 0.1,
   confirmRounds: 2,
   minDwellMs: 3000,
-  flapWindowMs: 60_000,
+  flapHalfLifeMs: 30_000,
+  decisiveGain: 1,
   paused: false,
   constraints: Object.freeze([]) as readonly Constraint[],
 });
@@ -87,8 +94,11 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
       case 'minDwellMs':
         out.minDwellMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
         break;
-      case 'flapWindowMs':
-        out.flapWindowMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
+      case 'flapHalfLifeMs':
+        out.flapHalfLifeMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
+        break;
+      case 'decisiveGain':
+        out.decisiveGain = num(k, v, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
         break;
       case 'paused':
         if (typeof v !== 'boolean') bad(`paused: must be true or false (got ${JSON.stringify(v)})`);

@@ -66,11 +66,21 @@ export class Controller {
   adopted(at: number, s: LiveSnapshot, plan?: Plan): void {
     this.#lastAdopt = at;
     if (plan) {
-      this.#adoptions = this.#adoptions.filter((a) => at - a.at < this.#set.flapWindowMs);
+      // Past ten half-lives an adoption adds under 0.1 % to a penalty: forget it.
+      this.#adoptions = this.#adoptions.filter((a) => at - a.at < 10 * this.#set.flapHalfLifeMs);
       this.#adoptions.push({ route: routeOf(plan), at });
     }
     this.#base = { at, snap: s, objective: this.#set.objective, constraints: this.#set.constraints };
     this.#pending = null;
+  }
+
+  /** Flap penalty of `route` at `now`: 1 per adoption, halving every flapHalfLifeMs (0 when damping is off). */
+  private penalty(route: string, now: number): number {
+    const h = this.#set.flapHalfLifeMs;
+    if (!(h > 0)) return 0;
+    let p = 0;
+    for (const a of this.#adoptions) if (a.route === route && now >= a.at) p += 0.5 ** ((now - a.at) / h);
+    return p;
   }
 
   /**
@@ -154,23 +164,25 @@ export class Controller {
       };
     }
     const gain = gainOf(sc, cur.plan, best);
-    const moved = moves(this.#base, s, set);
+    const moved = moves(this.#base, s, set, [cur.plan, best]);
     if (route === curRoute)
       return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';
-    const flaps = this.#adoptions.filter((a) => a.route === route && s.now - a.at < set.flapWindowMs).length;
-    const need = Math.min(1, set.hysteresis * 2 ** flaps);
+    const penalty = this.penalty(route, s.now);
+    const need = Math.min(1, set.hysteresis * 2 ** penalty);
     if (!broken && !(gain >= need && gain > 0)) {
       const bar =
-        flaps > 0
-          ? `the ${Math.round(need * 100)}% it needs (adopted ${flaps} time${flaps === 1 ? '' : 's'} in the last ${num(set.flapWindowMs / 1000)} s)`
+        penalty >= 0.05
+          ? `the ${Math.round(need * 100)}% it needs (flap penalty ${penalty.toFixed(2)} from its recent adoptions)`
           : `the ${Math.round(set.hysteresis * 100)}% hysteresis`;
       return keep(
         `keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below ${bar}; ${moved}`,
       );
     }
     const pend = this.#pending;
-    const rounds = pend && pend.candidate === route && pend.current === curRoute ? pend.rounds + 1 : 1;
+    const seen = pend && pend.candidate === route && pend.current === curRoute ? pend.rounds + 1 : 1;
+    // A decisive gain needs no confirming round.
+    const rounds = gain >= set.decisiveGain ? Math.max(seen, set.confirmRounds) : seen;
     this.#pending = { candidate: route, current: curRoute, rounds };
     const dwellLeft = Math.max(current.adoptedAt, this.#lastAdopt) + set.minDwellMs - s.now;
     const story = `${moved};${broken} ${predicted(sc, cur.plan, best)}: ${route} over ${curRoute}`;
@@ -178,7 +190,7 @@ export class Controller {
       this.#pending = null;
       return {
         kind: 'adopt',
-        reason: `${story}; confirmed for ${rounds} round${rounds === 1 ? '' : 's'}, adopting`,
+        reason: `${story}; ${seen < set.confirmRounds ? `decisive (saves ${Math.round(set.decisiveGain * 100)}% or more)` : `confirmed for ${rounds} round${rounds === 1 ? '' : 's'}`}, adopting`,
         plan: best,
         current: cur.plan,
         gain,

@@ -82,9 +82,24 @@ export interface Baseline {
 }
 
 /** What moved between the baseline and now, largest first (EXPLAIN_LIMITS). */
-export function moves(base: Baseline | null, s: LiveSnapshot, set: ControllerSettings): string {
+/**
+ * What moved since the current plan was adopted, largest first (EXPLAIN_LIMITS). Moves of the links and
+ * hosts that the compared plans use (`plans`) come before the others: they are why those plans changed places.
+ */
+export function moves(
+  base: Baseline | null,
+  s: LiveSnapshot,
+  set: ControllerSettings,
+  plans: readonly (Plan | null)[] = [],
+): string {
   if (!base) return "no snapshot from the current plan's adoption to compare with";
-  const out: { mag: number; text: string }[] = [];
+  const used = new Set<string>();
+  for (const p of plans) {
+    if (!p) continue;
+    for (const h of p.hops) used.add(`${h.from}->${h.to}`);
+    for (const st of p.stages) used.add(st.host);
+  }
+  const out: { mag: number; text: string; used?: boolean }[] = [];
   if (base.objective !== set.objective)
     out.push({ mag: Infinity, text: `objective ${base.objective} -> ${set.objective}` });
   if (base.constraints !== set.constraints)
@@ -93,29 +108,31 @@ export function moves(base: Baseline | null, s: LiveSnapshot, set: ControllerSet
   const isDown = new Set(s.down);
   for (const h of isDown) if (!wasDown.has(h)) out.push({ mag: Infinity, text: `${h} down` });
   for (const h of wasDown) if (!isDown.has(h)) out.push({ mag: Infinity, text: `${h} back up` });
-  const change = (what: string, from: number, to: number, unit: string): void => {
+  const change = (key: string, what: string, from: number, to: number, unit: string): void => {
     const mag = Math.abs(Math.log(Math.max(to, 1e-9) / Math.max(from, 1e-9)));
     if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
-      out.push({ mag, text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
+      out.push({ mag, used: used.has(key), text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
   };
   for (const h of new Set([...Object.keys(base.snap.slowdown), ...Object.keys(s.slowdown)])) {
     const a = base.snap.slowdown[h] ?? 1;
     const b = s.slowdown[h] ?? 1;
     const mag = Math.abs(Math.log(b / a));
     if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
-      out.push({ mag, text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
+      out.push({ mag, used: used.has(h), text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
   }
   const old = new Map(base.snap.input.links.map((l) => [`${l.from}->${l.to}`, l]));
   for (const l of s.input.links) {
     const key = `${l.from}->${l.to}`;
     const o = old.get(key);
     if (!o) continue;
-    change(`link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s');
-    change(`link ${key} rtt`, o.rttMs, l.rttMs, ' ms');
+    change(key, `link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s');
+    change(key, `link ${key} rtt`, o.rttMs, l.rttMs, ' ms');
   }
   if (out.length === 0)
     return `no measurement moved by ${EXPLAIN_LIMITS.minMove * 100}% or more since the current plan was adopted`;
-  out.sort((a, b) => b.mag - a.mag);
+  // Infinite moves (objective, down hosts) first, then those on the compared plans, then the rest.
+  const rank = (x: { mag: number; used?: boolean }): number => (x.mag === Infinity ? 0 : x.used ? 1 : 2);
+  out.sort((a, b) => rank(a) - rank(b) || b.mag - a.mag);
   return `since adoption: ${out
     .slice(0, EXPLAIN_LIMITS.maxMoves)
     .map((x) => x.text)

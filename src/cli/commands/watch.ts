@@ -1,7 +1,8 @@
 /**
  * `cleave watch`: a live terminal view of a running deployment, drawn from the origin's event stream
  * (`WS /v1/events`) and `GET /v1/plan`. Drawing is a pure function of the state (`renderWatch`), so a frame
- * can be checked without a terminal; the command only keeps the state current and reconnects.
+ * can be checked without a terminal; the command only keeps the state current and reconnects. (Past 400
+ * lines on purpose: one command, its renderer and its connection loop, which share the state type.)
  */
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';

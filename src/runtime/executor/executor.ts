@@ -9,7 +9,8 @@
  *
  * Internals: slot.ts (one worker seen from here), worker.ts (the thread itself),
  * protocol.ts (their messages), tensors.ts (tensor checks and transfer lists),
- * session-cache.ts (the LRU).
+ * session-cache.ts (the LRU). Past 400 lines on purpose: the cache entries, the workers' lifecycle (with
+ * respawn after a crash) and the run path share one state; what stands alone already lives beside it.
  */
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';

@@ -4,10 +4,8 @@
  * profile), starts the executor, builds and wires the parts, listens, and dials the peers. The origin (the
  * first tier's host) also answers inference requests and plans.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { CleaveError } from '../../errors.js';
 import { resolveInputs } from '../../graph/shapes.js';
@@ -18,22 +16,19 @@ import { parseListen, peerToken, type DeploymentConfig, type HostConfig } from '
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
-import { mountEvents, type EventsEndpoint } from '../http/events.js';
 import { modelSignature } from '../http/gateway.js';
 import { analyze, type Analysis } from '../local/analysis.js';
-import { profileModel, PROFILE_DEFAULTS, PROFILE_FORMAT, type ProfileDoc } from '../local/profiler.js';
+import { cachedProfile } from '../local/profile-cache.js';
+import type { ProfileDoc } from '../local/profiler.js';
 import { loadRepoModel } from '../model-repo.js';
 import { ownCpu } from '../process/cgroup.js';
 import { heapFlags } from '../process/node-flags.js';
-import { AdaptiveLoop } from '../plan/adaptive.js';
-import type { Heartbeat, HostStatus, LinkView } from '../plan/cluster-view.js';
-import { Coordinator } from '../plan/coordinator.js';
-import { EventBus } from '../plan/events.js';
-import { LatencyWindow } from '../plan/latency-window.js';
-import { LiveState } from '../plan/live-state.js';
-import { describeRoute } from '../plan/route.js';
+import type { Heartbeat, HostStatus } from '../plan/cluster-view.js';
+import type { Coordinator } from '../plan/coordinator.js';
+import type { LiveState } from '../plan/live-state.js';
 import { SERVER_VERSION } from '../version.js';
 import { Cluster } from './cluster.js';
+import { startOrigin, type OriginParts } from './origin.js';
 import { checkHeartbeat, HEARTBEAT, HeartbeatSender } from './heartbeat.js';
 import { LoadSampler } from './load.js';
 import { HostMetrics } from './metrics.js';
@@ -67,23 +62,12 @@ interface HostParts {
   readonly metrics: HostMetrics;
   readonly load: LoadSampler;
   readonly cluster: Cluster;
-  readonly coordinator: Coordinator | null;
   /** The origin's adaptive parts; null elsewhere. */
   readonly origin: OriginParts | null;
   readonly heartbeat: HeartbeatSender;
   readonly server: http.Server;
   readonly peerServer: PeerServer;
   readonly log: Logger;
-}
-
-/** What only the origin runs: the live state from heartbeats, the adaptive loop, events, measured latency. */
-interface OriginParts {
-  readonly live: LiveState;
-  readonly loop: AdaptiveLoop;
-  readonly events: EventBus;
-  readonly latency: LatencyWindow;
-  readonly eventsEndpoint: EventsEndpoint;
-  readonly snapshotTimer: NodeJS.Timeout;
 }
 
 export class Host {
@@ -208,133 +192,36 @@ export class Host {
         links: mesh.reports(),
       };
     };
-    let coordinator: Coordinator | null = null;
-    let origin: OriginParts | null = null;
-    let heartbeat: HeartbeatSender;
-    if (isOrigin) {
-      const events = new EventBus();
-      const latency = new LatencyWindow(limits.latencyWindowMs);
-      const liveState = new LiveState({
-        self: self.name,
-        hosts: o.config.hosts.map((h) => h.name),
-        blocks: analysis.blocks,
-        heartbeatTimeoutMs: limits.heartbeatTimeoutMs,
-        observedFreshMs: limits.observedFreshMs,
-        isOpen: (h) => mesh.isOpen(h),
-        events,
-      });
-      live = liveState;
-      // Planning reads live link estimates (from heartbeats) where a host has reported, and the hosts' own
-      // smoothed figures otherwise (before the first heartbeat of a peer).
-      const links = async (): Promise<LinkView[]> => {
-        const now = Date.now();
-        const fresh = liveState.linkViews(now);
-        const from = new Set(fresh.map((l) => l.from));
-        if (o.config.hosts.every((h) => from.has(h.name) || !mesh.isOpen(h.name) || h.name === self.name)) return fresh;
-        return [...fresh, ...(await cluster.links()).filter((l) => !from.has(l.from))];
-      };
-      const c = new Coordinator({
-        self: { name: self.name, tier: self.tier },
-        tiers,
-        hosts: o.config.hosts.map((h) => ({ name: h.name, tier: h.tier })),
-        blocks: analysis.blocks,
-        cluster: { profiles: () => cluster.profiles(), links },
-        prepare: prepareOn,
-        objective: o.config.controller?.objective,
-        constraints: o.config.controller?.constraints,
-        historyLength: limits.planHistory,
-        onAdopt: (a, before) => {
-          metrics.planEpoch.set({ host: self.name }, a.epoch);
-          metrics.predictedLatency.set(a.predicted.latencyMs);
-          events.emit('plan-adopted', {
-            epoch: a.epoch,
-            old: before
-              ? {
-                  epoch: before.epoch,
-                  route: describeRoute(before.route),
-                  predictedLatencyMs: before.predicted.latencyMs,
-                }
-              : null,
-            new: {
-              epoch: a.epoch,
-              route: describeRoute(a.route),
-              stages: a.predicted.stages.map((x) => ({ host: x.host, blocks: [x.start, x.end] })),
-              predictedLatencyMs: a.predicted.latencyMs,
-              predictedThroughputRps: a.predicted.throughputRps,
-            },
-            reason: a.reason,
-            pinned: a.pinned,
-            urgent: a.urgent ?? false,
-            gain: a.gain ?? null,
-          });
-        },
-        logger: log,
-      });
-      coordinator = c;
-      const loop = new AdaptiveLoop({
-        coordinator: c,
-        live: liveState,
-        profiles: () => cluster.profiles(),
-        concurrency: (now) => latency.concurrency(now, limits.concurrencySpanMs),
-        settings: o.config.controller,
-        events,
-        metrics: {
-          round: (ms) => metrics.controllerRound.observe(ms * 1000),
-          changed: (reason) => metrics.planChanges.inc({ reason }),
-        },
-        logger: log,
-      });
-      const snapshotTimer = setInterval(() => {
-        void cluster.profiles().then((profiles) => {
-          const now = Date.now();
-          const a = c.current;
-          const all = latency.stats(now);
-          const mine = a ? latency.stats(now, a.epoch) : null;
-          metrics.measuredLatency.set({ quantile: '0.5' }, mine?.p50Ms ?? 0);
-          metrics.measuredLatency.set({ quantile: '0.99' }, mine?.p99Ms ?? 0);
-          const hosts = liveState.hosts(profiles, now);
-          if (events.size === 0) return;
-          events.emit('snapshot', {
-            epoch: a?.epoch ?? null,
-            route: a ? describeRoute(a.route) : null,
-            predictedLatencyMs: a?.predicted.latencyMs ?? null,
-            measured: mine,
-            latency: all,
-            links: liveState.linkViews(now),
-            hosts,
-            controller: loop.state().last,
-          });
-        });
-      }, limits.snapshotMs);
-      snapshotTimer.unref();
-      const eventsEndpoint = mountEvents(server, events, {
-        maxBufferedBytes: limits.eventBufferBytes,
-        peerPath: peerServer.options.path,
-        hello: () => ({
-          host: self.name,
-          epoch: c.current?.epoch ?? null,
-          route: c.current ? describeRoute(c.current.route) : null,
-          controller: loop.controller.settings,
-        }),
-        logger: log,
-      });
-      origin = { live: liveState, loop, events, latency, eventsEndpoint, snapshotTimer };
-      heartbeat = new HeartbeatSender({
-        intervalMs: limits.heartbeatMs,
-        take: takeHeartbeat,
-        deliver: (b) => liveState.onHeartbeat(b, Date.now()),
-        logger: log,
-      });
-    } else {
-      heartbeat = new HeartbeatSender({
-        intervalMs: limits.heartbeatMs,
-        take: takeHeartbeat,
-        deliver: (b) => {
-          if (mesh.isOpen(originName)) mesh.send(originName, { kind: 'message', body: { type: HEARTBEAT, ...b } }, []);
-        },
-        logger: log,
-      });
-    }
+    const origin = isOrigin
+      ? startOrigin({
+          config: o.config,
+          self,
+          tiers,
+          limits,
+          analysis,
+          mesh,
+          cluster,
+          metrics,
+          server,
+          peerPath: peerServer.options.path,
+          prepare: prepareOn,
+          takeHeartbeat,
+          logger: log,
+        })
+      : null;
+    live = origin?.live ?? null;
+    const heartbeat = new HeartbeatSender({
+      intervalMs: limits.heartbeatMs,
+      take: takeHeartbeat,
+      // The origin takes its own; the others send theirs over their link to it.
+      deliver: origin
+        ? (b) => origin.live.onHeartbeat(b, Date.now())
+        : (b) => {
+            if (mesh.isOpen(originName))
+              mesh.send(originName, { kind: 'message', body: { type: HEARTBEAT, ...b } }, []);
+          },
+      logger: log,
+    });
     host = new Host({
       config: o.config,
       self,
@@ -348,7 +235,6 @@ export class Host {
       metrics,
       load,
       cluster,
-      coordinator,
       origin,
       heartbeat,
       server,
@@ -357,7 +243,6 @@ export class Host {
     });
     const h = host;
     const version = { name: entry.name, version: entry.version };
-    const coord = coordinator;
     server.on(
       'request',
       buildApp({
@@ -378,31 +263,29 @@ export class Host {
             return now;
           },
           forward: (name, method, path, body) => client.request(name, method, path, body),
-          plan:
-            coord && origin
-              ? {
-                  tiers,
-                  coordinator: coord,
-                  cluster,
-                  adaptive: origin.loop,
-                  measured: (epoch) => (origin as OriginParts).latency.stats(Date.now(), epoch),
-                }
-              : undefined,
-        },
-        gateway:
-          coord && origin
+          plan: origin
             ? {
-                model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
-                serverVersion: SERVER_VERSION,
-                limits,
-                ready: () => h.ready,
-                plan: () => coord.current,
-                infer: (plan, inputs, deadlineMs) => p.infer(plan, inputs, deadlineMs),
-                metrics,
-                answered: (epoch, ms, ok) => (origin as OriginParts).latency.record(Date.now(), epoch, ms, ok),
-                log,
+                tiers,
+                coordinator: origin.coordinator,
+                cluster,
+                adaptive: origin.loop,
+                measured: (epoch) => origin.latency.stats(Date.now(), epoch),
               }
             : undefined,
+        },
+        gateway: origin
+          ? {
+              model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
+              serverVersion: SERVER_VERSION,
+              limits,
+              ready: () => h.ready,
+              plan: () => origin.coordinator.current,
+              infer: (plan, inputs, deadlineMs) => p.infer(plan, inputs, deadlineMs),
+              metrics,
+              answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
+              log,
+            }
+          : undefined,
         log,
       }),
     );
@@ -434,7 +317,7 @@ export class Host {
 
   /** The origin's coordinator; null on the other hosts. */
   get coordinator(): Coordinator | null {
-    return this.p.coordinator;
+    return this.p.origin?.coordinator ?? null;
   }
 
   get port(): number {
@@ -444,7 +327,7 @@ export class Host {
   /** Live: the process serves. Ready: the origin has a committed plan; others have their segment warm. */
   get ready(): boolean {
     if (this.closed) return false;
-    if (this.p.coordinator) return this.p.coordinator.current !== null;
+    if (this.coordinator) return this.coordinator.current !== null;
     return this.current === null || this.p.segments.isWarm(this.current);
   }
 
@@ -471,7 +354,7 @@ export class Host {
    * real traffic and probes), then plan and commit the first epoch.
    */
   async planAtStartup(): Promise<void> {
-    const c = this.p.coordinator;
+    const c = this.coordinator;
     if (!c) return;
     const { startupTimeoutMs, startupSamples } = this.p.limits;
     const until = Date.now() + startupTimeoutMs;
@@ -501,11 +384,7 @@ export class Host {
     const p = this.p;
     p.load.stop();
     p.heartbeat.stop();
-    if (p.origin) {
-      p.origin.loop.stop();
-      clearInterval(p.origin.snapshotTimer);
-      p.origin.eventsEndpoint.close();
-    }
+    p.origin?.close();
     p.pipeline.failAll(`${p.self.name} is shutting down`);
     await p.mesh.close();
     await p.peerServer.close();
@@ -515,42 +394,4 @@ export class Host {
     });
     await p.executor.close();
   }
-}
-
-/** The host's profile: from the cache when this model, host, thread count and granularity were profiled. */
-async function cachedProfile(
-  dir: string,
-  a: Analysis,
-  self: HostConfig,
-  threads: number,
-  cfg: DeploymentConfig,
-  log: Logger,
-): Promise<ProfileDoc> {
-  const g = cfg.granularity ?? {};
-  const repeats = cfg.profile?.repeats ?? PROFILE_DEFAULTS.repeats;
-  const warmup = cfg.profile?.warmup ?? PROFILE_DEFAULTS.warmup;
-  const key = `${a.model.sha256.slice(0, 16)}-${self.name}-t${threads}-k${g.maxTensors ?? 'all'}-b${g.maxBytes ?? 'all'}-r${repeats}.json`;
-  const file = join(dir, 'profiles', key);
-  if (existsSync(file)) {
-    try {
-      const p = JSON.parse(readFileSync(file, 'utf8')) as ProfileDoc;
-      if (
-        p.format === PROFILE_FORMAT &&
-        p.model.sha256 === a.model.sha256 &&
-        p.model.blocks.length === a.blocks.length
-      ) {
-        log.info({ file }, 'profile loaded from cache');
-        return p;
-      }
-    } catch {
-      // Unreadable cache entry: profile again.
-    }
-  }
-  const t0 = Date.now();
-  const p = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats, warmup });
-  mkdirSync(join(dir, 'profiles'), { recursive: true });
-  writeFileSync(`${file}.tmp`, JSON.stringify(p));
-  renameSync(`${file}.tmp`, file);
-  log.info({ ms: Date.now() - t0, wholeModelMs: p.timings.wholeModelMs.medianMs }, 'profiled');
-  return p;
 }

@@ -26,6 +26,8 @@ export interface AdaptiveOptions {
   readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt'>;
   readonly live: Pick<LiveState, 'down' | 'slowdowns'>;
   profiles(): Promise<Profile[]>;
+  /** Called first in every round (the origin refreshes its own measurements there). */
+  beforeRound?(): void;
   /** Requests in flight on average, lately (1 when not given). */
   concurrency?(now: number): number;
   readonly settings?: Partial<ControllerSettings>;
@@ -114,6 +116,7 @@ export class AdaptiveLoop {
     const t0 = performance.now();
     const at = this.now();
     try {
+      this.o.beforeRound?.();
       const [input, profiles] = await Promise.all([this.o.coordinator.planInput([], 1), this.o.profiles()]);
       const snapshot: LiveSnapshot = {
         now: at,

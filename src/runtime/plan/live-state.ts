@@ -25,6 +25,12 @@ export interface LiveStateOptions {
   readonly events?: EventBus;
 }
 
+/**
+ * Window of the link estimates: about the last two heartbeats, so that a real drop shows within a second
+ * while a single stalled report is outvoted.
+ */
+const LINK_WINDOW_MS = 900;
+
 /** Runs a segment needs before its mean time counts toward its host's slowdown. */
 const SLOWDOWN_MIN_RUNS = 3;
 /** What a segment's slowdown ratio is damped by (estimate.ts `dampMs`): per-run costs of ~0.1-0.5 ms here. */
@@ -76,8 +82,8 @@ export class LiveState {
         e = {
           from: l.from,
           to: l.to,
-          rtt: new WindowExtreme('min'),
-          throughput: new WindowExtreme('max'),
+          rtt: new WindowExtreme('min', LINK_WINDOW_MS),
+          throughput: new WindowExtreme('max', LINK_WINDOW_MS),
           samples: 0,
           announced: null,
         };

@@ -1,0 +1,171 @@
+/**
+ * What only the origin (the first tier's host) runs, built in one place: the live state the heartbeats
+ * feed, the coordinator that prepares and commits plans, the adaptive loop that drives the controller, the
+ * event stream with its periodic snapshot, and the window of answered requests behind "measured".
+ */
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import type { DeploymentConfig, HostConfig } from '../config.js';
+import type { RuntimeLimits } from '../defaults.js';
+import { mountEvents } from '../http/events.js';
+import type { Analysis } from '../local/analysis.js';
+import { AdaptiveLoop } from '../plan/adaptive.js';
+import type { Heartbeat, LinkView } from '../plan/cluster-view.js';
+import { Coordinator } from '../plan/coordinator.js';
+import { EventBus } from '../plan/events.js';
+import { LatencyWindow } from '../plan/latency-window.js';
+import { LiveState } from '../plan/live-state.js';
+import { describeRoute } from '../plan/route.js';
+import type { Cluster } from './cluster.js';
+import type { HostMetrics } from './metrics.js';
+import type { PeerMesh } from './peer-mesh.js';
+
+export interface OriginParts {
+  readonly coordinator: Coordinator;
+  readonly live: LiveState;
+  readonly loop: AdaptiveLoop;
+  readonly events: EventBus;
+  readonly latency: LatencyWindow;
+  close(): void;
+}
+
+export interface OriginOptions {
+  readonly config: DeploymentConfig;
+  readonly self: HostConfig;
+  readonly tiers: readonly string[];
+  readonly limits: RuntimeLimits;
+  readonly analysis: Analysis;
+  readonly mesh: PeerMesh;
+  readonly cluster: Cluster;
+  readonly metrics: HostMetrics;
+  readonly server: http.Server;
+  /** The peer endpoint's path on the same server (its upgrades are not the events endpoint's). */
+  readonly peerPath: string;
+  prepare(host: string, from: number, to: number): Promise<void>;
+  /** The origin's own heartbeat: taken before every controller round too, so its own links are fresh. */
+  takeHeartbeat(): Heartbeat;
+  readonly logger: Logger;
+}
+
+export function startOrigin(o: OriginOptions): OriginParts {
+  const { config, self, tiers, limits, analysis, mesh, cluster, metrics, server } = o;
+  const log = o.logger;
+  const prepareOn = o.prepare;
+  const events = new EventBus();
+  const latency = new LatencyWindow(limits.latencyWindowMs);
+  const liveState = new LiveState({
+    self: self.name,
+    hosts: config.hosts.map((h) => h.name),
+    blocks: analysis.blocks,
+    heartbeatTimeoutMs: limits.heartbeatTimeoutMs,
+    observedFreshMs: limits.observedFreshMs,
+    isOpen: (h) => mesh.isOpen(h),
+    events,
+  });
+  // Planning reads live link estimates (from heartbeats) where a host has reported, and the hosts' own
+  // smoothed figures otherwise (before the first heartbeat of a peer).
+  const links = async (): Promise<LinkView[]> => {
+    const now = Date.now();
+    const fresh = liveState.linkViews(now);
+    const from = new Set(fresh.map((l) => l.from));
+    if (config.hosts.every((h) => from.has(h.name) || !mesh.isOpen(h.name) || h.name === self.name)) return fresh;
+    return [...fresh, ...(await cluster.links()).filter((l) => !from.has(l.from))];
+  };
+  const c = new Coordinator({
+    self: { name: self.name, tier: self.tier },
+    tiers,
+    hosts: config.hosts.map((h) => ({ name: h.name, tier: h.tier })),
+    blocks: analysis.blocks,
+    cluster: { profiles: () => cluster.profiles(), links },
+    prepare: prepareOn,
+    objective: config.controller?.objective,
+    constraints: config.controller?.constraints,
+    historyLength: limits.planHistory,
+    onAdopt: (a, before) => {
+      metrics.planEpoch.set({ host: self.name }, a.epoch);
+      metrics.predictedLatency.set(a.predicted.latencyMs);
+      events.emit('plan-adopted', {
+        epoch: a.epoch,
+        old: before
+          ? {
+              epoch: before.epoch,
+              route: describeRoute(before.route),
+              predictedLatencyMs: before.predicted.latencyMs,
+            }
+          : null,
+        new: {
+          epoch: a.epoch,
+          route: describeRoute(a.route),
+          stages: a.predicted.stages.map((x) => ({ host: x.host, blocks: [x.start, x.end] })),
+          predictedLatencyMs: a.predicted.latencyMs,
+          predictedThroughputRps: a.predicted.throughputRps,
+        },
+        reason: a.reason,
+        pinned: a.pinned,
+        urgent: a.urgent ?? false,
+        gain: a.gain ?? null,
+      });
+    },
+    logger: log,
+  });
+  const loop = new AdaptiveLoop({
+    coordinator: c,
+    live: liveState,
+    profiles: () => cluster.profiles(),
+    beforeRound: () => liveState.onHeartbeat(o.takeHeartbeat(), Date.now()),
+    concurrency: (now) => latency.concurrency(now, limits.concurrencySpanMs),
+    settings: config.controller,
+    events,
+    metrics: {
+      round: (ms) => metrics.controllerRound.observe(ms * 1000),
+      changed: (reason) => metrics.planChanges.inc({ reason }),
+    },
+    logger: log,
+  });
+  const snapshotTimer = setInterval(() => {
+    void cluster.profiles().then((profiles) => {
+      const now = Date.now();
+      const a = c.current;
+      const all = latency.stats(now);
+      const mine = a ? latency.stats(now, a.epoch) : null;
+      metrics.measuredLatency.set({ quantile: '0.5' }, mine?.p50Ms ?? 0);
+      metrics.measuredLatency.set({ quantile: '0.99' }, mine?.p99Ms ?? 0);
+      const hosts = liveState.hosts(profiles, now);
+      if (events.size === 0) return;
+      events.emit('snapshot', {
+        epoch: a?.epoch ?? null,
+        route: a ? describeRoute(a.route) : null,
+        predictedLatencyMs: a?.predicted.latencyMs ?? null,
+        measured: mine,
+        latency: all,
+        links: liveState.linkViews(now),
+        hosts,
+        controller: loop.state().last,
+      });
+    });
+  }, limits.snapshotMs);
+  snapshotTimer.unref();
+  const eventsEndpoint = mountEvents(server, events, {
+    maxBufferedBytes: limits.eventBufferBytes,
+    peerPath: o.peerPath,
+    hello: () => ({
+      host: self.name,
+      epoch: c.current?.epoch ?? null,
+      route: c.current ? describeRoute(c.current.route) : null,
+      controller: loop.controller.settings,
+    }),
+    logger: log,
+  });
+  return {
+    coordinator: c,
+    live: liveState,
+    loop,
+    events,
+    latency,
+    close() {
+      loop.stop();
+      clearInterval(snapshotTimer);
+      eventsEndpoint.close();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * A host's profile, cached on disk by model sha256, host, ORT threads, granularity and repeats: profiling
+ * runs on a host's first start only.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { DeploymentConfig, HostConfig } from '../config.js';
+import type { Analysis } from './analysis.js';
+import { profileModel, PROFILE_DEFAULTS, PROFILE_FORMAT, type ProfileDoc } from './profiler.js';
+
+/** The host's profile: from the cache when this model, host, thread count and granularity were profiled. */
+export async function cachedProfile(
+  dir: string,
+  a: Analysis,
+  self: HostConfig,
+  threads: number,
+  cfg: DeploymentConfig,
+  log: Logger,
+): Promise<ProfileDoc> {
+  const g = cfg.granularity ?? {};
+  const repeats = cfg.profile?.repeats ?? PROFILE_DEFAULTS.repeats;
+  const warmup = cfg.profile?.warmup ?? PROFILE_DEFAULTS.warmup;
+  const key = `${a.model.sha256.slice(0, 16)}-${self.name}-t${threads}-k${g.maxTensors ?? 'all'}-b${g.maxBytes ?? 'all'}-r${repeats}.json`;
+  const file = join(dir, 'profiles', key);
+  if (existsSync(file)) {
+    try {
+      const p = JSON.parse(readFileSync(file, 'utf8')) as ProfileDoc;
+      if (
+        p.format === PROFILE_FORMAT &&
+        p.model.sha256 === a.model.sha256 &&
+        p.model.blocks.length === a.blocks.length
+      ) {
+        log.info({ file }, 'profile loaded from cache');
+        return p;
+      }
+    } catch {
+      // Unreadable cache entry: profile again.
+    }
+  }
+  const t0 = Date.now();
+  const p = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats, warmup });
+  mkdirSync(join(dir, 'profiles'), { recursive: true });
+  writeFileSync(`${file}.tmp`, JSON.stringify(p));
+  renameSync(`${file}.tmp`, file);
+  log.info({ ms: Date.now() - t0, wholeModelMs: p.timings.wholeModelMs.medianMs }, 'profiled');
+  return p;
+}
