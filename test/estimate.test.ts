@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isCleaveError } from '../src/errors.js';
-import { ESTIMATE_DEFAULTS, StepMedian, WindowExtreme, slowdownOf } from '../src/planner/index.js';
+import { ESTIMATE_DEFAULTS, WindowExtreme, slowdownOf } from '../src/planner/index.js';
 
 function expectError(f: () => unknown, code: string, re: RegExp): void {
   let err: unknown;
@@ -15,110 +15,6 @@ function expectError(f: () => unknown, code: string, re: RegExp): void {
     expect(err.message).toMatch(re);
   }
 }
-
-/** Sample times from `from`, alternately 200 and 250 ms apart (the heartbeat's spread). */
-function times(from: number, count: number): number[] {
-  const out: number[] = [];
-  let t = from;
-  for (let i = 0; i < count; i++) {
-    out.push(t);
-    t += i % 2 === 0 ? 200 : 250;
-  }
-  return out;
-}
-
-describe('StepMedian', () => {
-  it('has no estimate before the first sample, then the sample itself', () => {
-    const m = new StepMedian();
-    expect(m.value(0)).toBeNull();
-    m.add(0, 42);
-    expect(m.value(0)).toBe(42);
-  });
-
-  it('follows a step from 25 MB/s to 0.25 MB/s within 1.5 s, and not on the first sample after it', () => {
-    const m = new StepMedian();
-    const before = times(0, 40);
-    for (const t of before) m.add(t, 25e6);
-    const step = before[before.length - 1] + 200;
-    const after = times(step, 20);
-    let followedAt = Infinity;
-    after.forEach((t, i) => {
-      m.add(t, 0.25e6);
-      const v = m.value(t) as number;
-      if (i === 0) expect(v).toBe(25e6);
-      if (v === 0.25e6 && followedAt === Infinity) followedAt = t;
-      // Once followed, it stays followed.
-      if (followedAt < Infinity) expect(v).toBe(0.25e6);
-    });
-    expect(followedAt - step).toBeLessThanOrEqual(1500);
-    expect(followedAt - step).toBeGreaterThan(0);
-  });
-
-  it('follows a step back up as well (a link that recovers)', () => {
-    const m = new StepMedian();
-    for (const t of times(0, 20)) m.add(t, 10);
-    const step = 5000;
-    for (const t of times(step, 10)) m.add(t, 80);
-    expect(m.value(step + 2000)).toBe(80);
-  });
-
-  it('ignores a single outlier at every moment, including when it is the only fresh sample', () => {
-    const m = new StepMedian();
-    const ts = times(0, 30);
-    ts.forEach((t, i) => {
-      m.add(t, i === 15 ? 1000 : 10);
-      expect(m.value(t)).toBe(10);
-      expect(m.value(t + 100)).toBe(10);
-    });
-    // Silence, then one outlier: the fallback takes the median of the last three samples.
-    const late = ts[ts.length - 1] + 60_000;
-    m.add(late, 5000);
-    expect(m.value(late)).toBe(10);
-  });
-
-  it('averages the two middle samples when the window holds an even number', () => {
-    const m = new StepMedian({ windowMs: 1000, minSamples: 1 });
-    m.add(0, 1);
-    m.add(100, 2);
-    m.add(200, 10);
-    m.add(300, 20);
-    expect(m.value(300)).toBe(6);
-  });
-
-  it('keeps the last estimate when samples stop: the median of the last samples, whatever their age', () => {
-    const m = new StepMedian();
-    m.add(0, 100);
-    m.add(200, 5);
-    m.add(400, 7);
-    m.add(600, 6);
-    expect(m.value(600)).toBeCloseTo(6.5, 12); // window: 100, 5, 7, 6
-    expect(m.value(600 + 3_600_000)).toBe(6); // last three: 5, 7, 6
-  });
-
-  it('holds at most maxSamples samples however many arrive', () => {
-    const m = new StepMedian();
-    for (let i = 0; i < 10_000; i++) m.add(i, i % 7 === 0 ? 999 : 3);
-    expect(m.size).toBe(ESTIMATE_DEFAULTS.maxSamples);
-    expect(m.value(10_000)).toBe(3);
-    const small = new StepMedian({ maxSamples: 5 });
-    for (let i = 0; i < 100; i++) small.add(i * 10, i);
-    expect(small.size).toBe(5);
-    expect(small.value(1000)).toBe(97); // 95..99
-    small.clear();
-    expect(small.value(1000)).toBeNull();
-  });
-
-  it('validates its options and samples, naming the field', () => {
-    expectError(() => new StepMedian({ windowMs: 0 }), 'E_BAD_INPUT', /^windowMs: /);
-    expectError(() => new StepMedian({ minSamples: 0 }), 'E_BAD_INPUT', /^minSamples: /);
-    expectError(() => new StepMedian({ minSamples: 4, maxSamples: 3 }), 'E_BAD_INPUT', /^maxSamples: /);
-    const m = new StepMedian();
-    expectError(() => m.add(Number.NaN, 1), 'E_BAD_INPUT', /^atMs: /);
-    expectError(() => m.add(0, -1), 'E_BAD_INPUT', /^value: /);
-    expectError(() => m.add(0, Infinity), 'E_BAD_INPUT', /^value: /);
-    expect(m.size).toBe(0);
-  });
-});
 
 describe('slowdownOf', () => {
   const blocks = [10, 10, 10, 10];

@@ -1,27 +1,14 @@
 /**
- * Live estimators the adaptive controller plans with: a windowed median of a noisy link measurement (RTT
- * or throughput), and a host's slowdown against its profile from the segment times it reports. Pure: the
+ * Live estimators the adaptive controller plans with: the extreme of a link measurement over a window (the
+ * least RTT, the greatest throughput), and a host's slowdown against its profile from its segment times. Pure: the
  * caller passes every timestamp, nothing here reads a clock.
  */
 import { CleaveError } from '../errors.js';
 
 export const ESTIMATE_DEFAULTS = {
-  /**
-   * StepMedian: samples younger than this (ms before `now`) form the estimate. 1500 ms holds ~6-7 samples
-   * at the heartbeat's 200-250 ms, so a step in the true value wins the median once it holds the majority
-   * of the window, about 4 samples (0.8-1 s) after the step.
-   */
+  /** WindowExtreme: samples younger than this (ms before `now`) form the estimate. */
   windowMs: 1500,
-  /**
-   * StepMedian: with fewer fresh samples than this, the estimate is the median of the last `minSamples`
-   * samples of any age instead: when measurements stop (an idle link) the last value stands, and one late
-   * outlier cannot move a median of 3.
-   */
-  minSamples: 3,
-  /**
-   * StepMedian: samples kept (a ring). When samples come faster than windowMs / maxSamples the window is in
-   * effect the last maxSamples samples, which is still ~a quarter of a second at 4 ms intervals.
-   */
+  /** WindowExtreme: samples kept at most, however fast they come. */
   maxSamples: 64,
   /** slowdownOf: segments run fewer times than this are ignored (a first run includes warm-up). */
   minRuns: 3,
@@ -38,88 +25,6 @@ function isNonNeg(x: unknown): x is number {
   return typeof x === 'number' && Number.isFinite(x) && x >= 0;
 }
 
-function median(a: Float64Array, k: number): number {
-  const s = a.subarray(0, k).sort();
-  return k % 2 === 1 ? s[(k - 1) / 2] : (s[k / 2 - 1] + s[k / 2]) / 2;
-}
-
-export interface StepMedianOptions {
-  readonly windowMs: number;
-  readonly minSamples: number;
-  readonly maxSamples: number;
-}
-
-/**
- * The median of the samples of the last `windowMs`, in bounded memory (`maxSamples`). Follows a step in
- * the true value within about half a window, ignores a single outlier, and keeps the last estimate when
- * samples stop arriving (see ESTIMATE_DEFAULTS).
- */
-export class StepMedian {
-  readonly options: Readonly<StepMedianOptions>;
-  readonly #at: Float64Array;
-  readonly #v: Float64Array;
-  /** Scratch for the median, so `value()` allocates nothing. */
-  readonly #scratch: Float64Array;
-  #next = 0;
-  #count = 0;
-
-  constructor(opts: Partial<StepMedianOptions> = {}) {
-    const o = {
-      windowMs: ESTIMATE_DEFAULTS.windowMs,
-      minSamples: ESTIMATE_DEFAULTS.minSamples,
-      maxSamples: ESTIMATE_DEFAULTS.maxSamples,
-      ...opts,
-    };
-    if (!(isNonNeg(o.windowMs) && o.windowMs > 0)) bad(`windowMs: must be a number > 0 (got ${String(o.windowMs)})`);
-    if (!Number.isInteger(o.minSamples) || o.minSamples < 1)
-      bad(`minSamples: must be an integer >= 1 (got ${String(o.minSamples)})`);
-    if (!Number.isInteger(o.maxSamples) || o.maxSamples < o.minSamples || o.maxSamples > 1_000_000) {
-      bad(`maxSamples: must be an integer from minSamples (${o.minSamples}) to 1000000 (got ${String(o.maxSamples)})`);
-    }
-    this.options = Object.freeze(o);
-    this.#at = new Float64Array(o.maxSamples);
-    this.#v = new Float64Array(o.maxSamples);
-    this.#scratch = new Float64Array(o.maxSamples);
-  }
-
-  /** Samples held (at most `maxSamples`). */
-  get size(): number {
-    return this.#count;
-  }
-
-  add(atMs: number, value: number): void {
-    if (typeof atMs !== 'number' || !Number.isFinite(atMs)) bad(`atMs: must be a finite number (got ${String(atMs)})`);
-    if (!isNonNeg(value)) bad(`value: must be a finite number >= 0 (got ${String(value)})`);
-    this.#at[this.#next] = atMs;
-    this.#v[this.#next] = value;
-    this.#next = (this.#next + 1) % this.options.maxSamples;
-    this.#count = Math.min(this.#count + 1, this.options.maxSamples);
-  }
-
-  /** The estimate at `nowMs`; null only before the first sample. */
-  value(nowMs: number): number | null {
-    const { windowMs, minSamples, maxSamples } = this.options;
-    if (this.#count === 0) return null;
-    let k = 0;
-    for (let i = 0; i < this.#count; i++) {
-      const j = (this.#next - 1 - i + maxSamples) % maxSamples;
-      if (this.#at[j] > nowMs - windowMs) this.#scratch[k++] = this.#v[j];
-    }
-    if (k < minSamples) {
-      // Too few fresh samples: the latest ones stand, whatever their age.
-      k = Math.min(minSamples, this.#count);
-      for (let i = 0; i < k; i++) this.#scratch[i] = this.#v[(this.#next - 1 - i + maxSamples) % maxSamples];
-    }
-    return median(this.#scratch, k);
-  }
-
-  clear(): void {
-    this.#count = 0;
-    this.#next = 0;
-  }
-}
-
-/** A segment a host ran recently, in block indices `[start, end)`: its mean compute time over `count` runs. */
 export interface ObservedSegment {
   readonly start: number;
   readonly end: number;

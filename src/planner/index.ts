@@ -23,11 +23,9 @@ export { CONTROLLER_DEFAULTS, checkControllerSettings, type ControllerSettings }
 export { EXPLAIN_LIMITS, loadedLatencyMs } from './explain.js';
 export { evaluateStages, liveInput, routeOf, type CurrentPlan, type LiveSnapshot } from './live-input.js';
 export {
-  StepMedian,
   WindowExtreme,
   slowdownOf,
   ESTIMATE_DEFAULTS,
   type ObservedSegment,
   type SlowdownOptions,
-  type StepMedianOptions,
 } from './estimate.js';
