@@ -39,6 +39,7 @@ import { defaultConfig, type DeploymentConfig } from '../src/runtime/config.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
 import { launchDeployment } from '../src/runtime/process/launcher.js';
 import { freePort } from '../test/helpers/deployment.js';
+import { binaryBody, postInfer } from './_oip.js';
 
 const { values } = parseArgs({
   options: {
@@ -153,48 +154,16 @@ async function reset(): Promise<void> {
 const port = Number(d.origin.listen.split(':').pop());
 const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
 const x = makeFeeds(specs)[specs[0].name].data as Float32Array;
-const header = Buffer.from(
-  JSON.stringify({
-    inputs: [
-      { name: specs[0].name, shape: specs[0].dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } },
-    ],
-    parameters: { binary_data_output: true },
-  }),
-);
-const body = Buffer.concat([header, Buffer.from(x.buffer, x.byteOffset, x.byteLength)]);
-function infer(): Promise<Req> {
+const { header, body } = binaryBody(specs[0], x);
+async function infer(): Promise<Req> {
   const t0 = Date.now();
   const p0 = performance.now();
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: `/v2/models/${NAME}/infer`,
-        method: 'POST',
-        agent,
-        headers: {
-          'inference-header-content-length': String(header.length),
-          'content-type': 'application/octet-stream',
-          'content-length': body.length,
-        },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          resolve({
-            t0,
-            t1: Date.now(),
-            ms: performance.now() - p0,
-            ok: res.statusCode === 200,
-            epoch: Number(res.headers['x-cleave-epoch'] ?? -1),
-          }),
-        );
-      },
-    );
-    req.on('error', () => resolve({ t0, t1: Date.now(), ms: performance.now() - p0, ok: false, epoch: -1 }));
-    req.end(body);
-  });
+  try {
+    const r = await postInfer({ port, model: NAME, agent, header, body });
+    return { t0, t1: Date.now(), ms: performance.now() - p0, ok: r.status === 200, epoch: r.epoch };
+  } catch {
+    return { t0, t1: Date.now(), ms: performance.now() - p0, ok: false, epoch: -1 };
+  }
 }
 
 /** Runs `phases` under load; returns the requests and each phase's start time. */

@@ -6,7 +6,6 @@
  *   device alone: 8 x 100 ms                                                            = 800
  */
 import { describe, expect, it } from 'vitest';
-import { isCleaveError } from '../src/errors.js';
 import {
   CONTROLLER_DEFAULTS,
   Controller,
@@ -22,20 +21,7 @@ import {
   type PlanInput,
   type PlanLink,
 } from '../src/planner/index.js';
-
-function expectError(f: () => unknown, code: string, re: RegExp): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(isCleaveError(err), `expected a CleaveError, got ${String(err)}`).toBe(true);
-  if (isCleaveError(err)) {
-    expect(err.code).toBe(code);
-    expect(err.message).toMatch(re);
-  }
-}
+import { expectError } from './helpers/errors.js';
 
 const BIG = 50e6;
 const LINKS: readonly PlanLink[] = [

@@ -1,20 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isCleaveError } from '../src/errors.js';
 import { ESTIMATE_DEFAULTS, WindowExtreme, slowdownOf } from '../src/planner/index.js';
-
-function expectError(f: () => unknown, code: string, re: RegExp): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(isCleaveError(err), `expected a CleaveError, got ${String(err)}`).toBe(true);
-  if (isCleaveError(err)) {
-    expect(err.code).toBe(code);
-    expect(err.message).toMatch(re);
-  }
-}
+import { expectError } from './helpers/errors.js';
 
 describe('slowdownOf', () => {
   const blocks = [10, 10, 10, 10];

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { isCleaveError } from '../src/errors.js';
 import { enumeratePlans } from '../src/planner/enumerate.js';
 import {
   formatPlan,
@@ -15,21 +14,7 @@ import {
   type PlanInput,
   type PlanResult,
 } from '../src/planner/index.js';
-
-/** Runs f, expecting a CleaveError with `code` whose message matches `re`. */
-function expectError(f: () => unknown, code: string, re: RegExp): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(isCleaveError(err), `expected a CleaveError, got ${String(err)}`).toBe(true);
-  if (isCleaveError(err)) {
-    expect(err.code).toBe(code);
-    expect(err.message).toMatch(re);
-  }
-}
+import { expectError } from './helpers/errors.js';
 
 function stagesOf(p: Plan): string {
   return p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',');
