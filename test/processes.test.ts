@@ -167,3 +167,57 @@ describe('cleave serve started without the heap flags', () => {
     ).toBe('refused');
   }, 120_000);
 });
+
+describe('a launched host whose launcher is gone', () => {
+  it('stops by itself (CLEAVE_PARENT_PID), instead of living on as an orphan', async () => {
+    const parent = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    const port = await freePort();
+    const host = spawn(
+      process.execPath,
+      [
+        ...HOST_NODE_FLAGS,
+        BIN,
+        'serve',
+        '--name',
+        'orphan',
+        '--tier',
+        'device',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--models',
+        repo,
+        '--model',
+        MODEL,
+      ],
+      {
+        env: {
+          ...process.env,
+          CLEAVE_CACHE: join(dir, 'cache-orphan'),
+          CLEAVE_TOKEN: 'orphan-token',
+          LOG_LEVEL: 'warn',
+          CLEAVE_PARENT_PID: String(parent.pid),
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let err = '';
+    host.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+    try {
+      for (let i = 0; i < 300; i++) {
+        const live = await fetch(`http://127.0.0.1:${port}/v2/health/live`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        if (live === 200) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const exited = new Promise<number | null>((resolve) => host.once('exit', (code) => resolve(code)));
+      parent.kill('SIGKILL');
+      expect(await exited).toBe(0);
+    } finally {
+      if (host.exitCode === null) host.kill('SIGKILL');
+      if (parent.exitCode === null) parent.kill('SIGKILL');
+    }
+    expect(err).not.toMatch(/Error/);
+  });
+});

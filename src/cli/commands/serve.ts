@@ -61,6 +61,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  watchParent(process.env.CLEAVE_PARENT_PID, () => {
+    logger.warn({ parent: process.env.CLEAVE_PARENT_PID }, 'launcher gone; stopping');
+    stop();
+  });
   if (host.coordinator) {
     host.planAtStartup().then(
       () =>
@@ -114,4 +118,22 @@ function overrideSelf(
       : h,
   );
   return checkConfig({ ...c, model: v.model ?? c.model, hosts }, 'config');
+}
+
+/** How often a launched host checks that its launcher still runs. */
+const PARENT_CHECK_MS = 1000;
+
+/** A host started by a launcher (CLEAVE_PARENT_PID) calls `gone` once that process is no more. */
+function watchParent(pid: string | undefined, gone: () => void): void {
+  const n = Number(pid);
+  if (!pid || !Number.isInteger(n) || n <= 1) return;
+  const timer = setInterval(() => {
+    try {
+      process.kill(n, 0);
+    } catch {
+      clearInterval(timer);
+      gone();
+    }
+  }, PARENT_CHECK_MS);
+  timer.unref();
 }

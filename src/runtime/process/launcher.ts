@@ -78,7 +78,8 @@ export function launchDeployment(o: LaunchOptions): Launched {
         o.modelsDir,
       ],
       {
-        env: { ...process.env, ...o.env, CLEAVE_TOKEN: token },
+        // CLEAVE_PARENT_PID: a host whose launcher is gone (killed, crashed) stops instead of living on.
+        env: { ...process.env, ...o.env, CLEAVE_TOKEN: token, CLEAVE_PARENT_PID: String(process.pid) },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
