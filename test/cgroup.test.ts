@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyCpuQuota, ownCpu, removeCgroup, setCpuQuota } from '../src/runtime/process/cgroup.js';
+import { applyCpuQuota, hostQuotaPeriodUs, ownCpu, removeCgroup, setCpuQuota } from '../src/runtime/process/cgroup.js';
 
 const V1 = '/sys/fs/cgroup/cpu/cpu.cfs_quota_us';
 const V2 = '/sys/fs/cgroup/cgroup.controllers';
@@ -145,6 +145,32 @@ describe('ownCpu and setCpuQuota', () => {
       expect(setCpuQuota(dir, 0).applied).toBe(false);
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('hostQuotaPeriodUs', () => {
+  it('is 20 ms, longer only where the quota would fall under the kernel 1 ms minimum', () => {
+    expect(hostQuotaPeriodUs(0.25)).toBe(20_000);
+    expect(hostQuotaPeriodUs(1)).toBe(20_000);
+    expect(hostQuotaPeriodUs(0.02)).toBe(50_000);
+    expect(hostQuotaPeriodUs(0.0001)).toBe(1_000_000);
+  });
+
+  it.runIf(canQuota)('a host quota on a 20 ms period reads back as the same share of a CPU', async () => {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)'], { stdio: 'ignore' });
+    let dir: string | undefined;
+    try {
+      const r = applyCpuQuota(child.pid as number, `period-${process.pid}`, 0.25, undefined, hostQuotaPeriodUs(0.25));
+      dir = r.dir;
+      expect(r.applied, r.detail).toBe(true);
+      expect(r.detail).toMatch(/5000\/20000/);
+      expect(setCpuQuota(r.dir as string, 0.5).detail).toMatch(/10000\/20000/);
+    } finally {
+      const gone = new Promise((res) => child.once('exit', res));
+      child.kill('SIGKILL');
+      await gone;
+      removeCgroup(dir);
     }
   });
 });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CleaveError } from '../../errors.js';
-import { applyCpuQuota, removeCgroup, setCpuQuota } from './cgroup.js';
+import { applyCpuQuota, hostQuotaPeriodUs, removeCgroup, setCpuQuota } from './cgroup.js';
 import { HOST_NODE_FLAGS } from './node-flags.js';
 import type { DeploymentConfig, HostConfig } from '../config.js';
 
@@ -89,7 +89,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
       if (stream) createInterface({ input: stream }).on('line', (l) => o.onLine?.(h.name, l));
     let quota = 'none requested';
     if (h.cpus !== undefined && o.quotas !== false && child.pid !== undefined) {
-      const r = applyCpuQuota(child.pid, `${h.name}-${process.pid}`, h.cpus);
+      const r = applyCpuQuota(child.pid, `${h.name}-${process.pid}`, h.cpus, undefined, hostQuotaPeriodUs(h.cpus));
       entry.cgroup = r.dir;
       quota = r.applied ? `${h.cpus} CPU (${r.detail})` : `not applied: ${r.detail}`;
     } else if (h.cpus !== undefined) quota = 'not applied (quotas off)';
@@ -127,7 +127,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
       const r = c.cgroup
         ? setCpuQuota(c.cgroup, cpus)
         : c.child.pid !== undefined
-          ? applyCpuQuota(c.child.pid, `${host}-${process.pid}`, cpus)
+          ? applyCpuQuota(c.child.pid, `${host}-${process.pid}`, cpus, undefined, hostQuotaPeriodUs(cpus))
           : null;
       if (!r?.applied)
         throw new CleaveError('E_BAD_INPUT', `setCpuQuota ${host} ${cpus}: ${r?.detail ?? 'the host has exited'}`);
