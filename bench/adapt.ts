@@ -21,6 +21,10 @@
  * plan; failed requests; plan changes in the steady phase; predicted vs measured latency per phase; the
  * controller round's own cost.
  *
+ * The stream runs 10 s before the first phase of every run. "Mean over the schedule" weighs each phase
+ * alike (they last the same): a closed loop sends fewer requests while a plan is slow, so a mean over
+ * requests would hide what a bad plan costs; that one is reported too (`requestMeanMs`).
+ *
  * Goals: adaptive mean over the schedule <= 0.8 x the best static plan's; in each phase, after the reaction,
  * adaptive within 15 % of the best static plan for that phase; reaction <= 2 s for bandwidth steps and
  * <= 3 s for the CPU change; 0 failed requests; 0 plan changes in the steady phase; predicted vs measured
@@ -59,6 +63,8 @@ for (const [k, v] of [
 ] as const)
   if (!(Number.isFinite(v) && v > 0)) throw new Error(`--${k}: a positive number, got ${String(values[k])}`);
 const NAME = values.model;
+/** Load before the schedule's first phase (not measured). */
+const WARMUP_MS = 10_000;
 
 type Stage = { host: string; blocks: [number, number] };
 interface Req {
@@ -174,6 +180,10 @@ async function run(label: string, phases: Phase[]): Promise<{ reqs: Req[]; start
     while (!stop) reqs.push(await infer());
   };
   const clients = Array.from({ length: CLIENTS }, client);
+  // The stream is steady before the schedule starts: the first phase is measured under load, not from a
+  // start-up plan made with none.
+  await sleep(WARMUP_MS);
+  reqs.length = 0;
   const starts: number[] = [];
   const ends: number[] = [];
   for (const ph of phases) {
@@ -311,19 +321,33 @@ try {
       predictionError: predicted && measured ? r2(Math.abs(measured - predicted) / measured) : null,
     };
   });
+  // Over the schedule, each phase weighs the same (they last the same): a closed loop sends fewer requests in
+  // a slow phase, so a mean over requests would weigh the fast phases most and hide what a bad plan costs.
+  // Both are reported; the goal is on the phase mean.
+  const phaseMean = (r: { reqs: Req[]; starts: number[]; ends: number[] }): number | null => {
+    const per = PHASES.map((_, i) =>
+      mean(
+        inWindow(r.reqs, r.starts[i], r.ends[i])
+          .filter((q) => q.ok)
+          .map((q) => q.ms),
+      ),
+    );
+    return per.every((v) => v !== null) ? mean(per as number[]) : null;
+  };
   const scheduleEnd = adaptive.ends[PHASES.length - 1];
   const adaptiveAll = adaptive.reqs.filter((q) => q.t0 < scheduleEnd && q.ok).map((q) => q.ms);
   const staticAll = statics.map((s) => {
     const ok = s.reqs.filter((q) => q.ok).map((q) => q.ms);
     return {
       route: s.route,
-      meanMs: r2(mean(ok)),
+      meanMs: r2(phaseMean(s)),
+      requestMeanMs: r2(mean(ok)),
       p99Ms: r2(pq(ok, 0.99)),
       failed: s.reqs.filter((q) => !q.ok).length,
     };
   });
   const bestStatic = [...staticAll].sort((a, b) => (a.meanMs ?? Infinity) - (b.meanMs ?? Infinity))[0];
-  const adaptiveMean = mean(adaptiveAll) as number;
+  const adaptiveMean = phaseMean(adaptive) as number;
   const failed = adaptive.reqs.filter((q) => !q.ok).length;
   const steadyStart = adaptive.starts[PHASES.length];
   const steadyChanges = adopted.filter((a) => a.at >= steadyStart).length;
@@ -359,6 +383,7 @@ try {
       steadySeconds: STEADY_MS / 1000,
       adaptive: {
         meanMs: r2(adaptiveMean),
+        requestMeanMs: r2(mean(adaptiveAll)),
         p99Ms: r2(pq(adaptiveAll, 0.99)),
         requests: adaptiveAll.length,
         failed,
@@ -371,7 +396,7 @@ try {
       controllerRoundMs: r2(roundSum / roundCount / 1000),
       controllerRounds: roundCount,
       ratio: r2(adaptiveMean / (bestStatic.meanMs ?? NaN)),
-      goal: 'adaptive mean <= 0.8 x best static over the schedule; per phase after reaction <= 1.15 x best static; reaction <= 2 s (bandwidth), <= 3 s (CPU); 0 failed; 0 steady-phase changes; prediction error <= 15 % (median)',
+      goal: 'adaptive mean (phases weighed alike) <= 0.8 x best static over the schedule; per phase after reaction <= 1.15 x best static; reaction <= 2 s (bandwidth), <= 3 s (CPU); 0 failed; 0 steady-phase changes; prediction error <= 15 % (median)',
       checks,
       pass: Object.values(checks).every(Boolean),
     }),
