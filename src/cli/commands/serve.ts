@@ -18,7 +18,8 @@ Open Inference Protocol gateway and picks the plan. With --config, hosts, links 
 the deployment file (see README); flags override this host's entry. The peer token comes from
 CLEAVE_TOKEN or the config. The host runs in a Node process started with a larger initial V8 old
 space (--initial-old-space-size=256), which keeps major GCs off the request path; started without it,
-serve runs itself again with it (CLEAVE_NODE_FLAGS=0 turns this off).`;
+serve runs itself again with it (CLEAVE_NODE_FLAGS=0 turns this off). A host started by a launcher
+(cleave up, the benchmarks) is given CLEAVE_PARENT_PID and stops when that process is gone.`;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
