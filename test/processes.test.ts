@@ -40,6 +40,39 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** `cleave serve` of a lone device host `name` on `port`, with its own cache and token. */
+function spawnServe(
+  name: string,
+  port: number,
+  nodeFlags: readonly string[],
+  env: Record<string, string>,
+  stdio: ['ignore', 'pipe' | 'ignore', 'pipe'],
+): ChildProcess {
+  const args = [
+    'serve',
+    '--name',
+    name,
+    '--tier',
+    'device',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--models',
+    repo,
+    '--model',
+    MODEL,
+  ];
+  return spawn(process.execPath, [...nodeFlags, BIN, ...args], {
+    env: {
+      ...process.env,
+      CLEAVE_CACHE: join(dir, `cache-${name}`),
+      CLEAVE_TOKEN: `${name}-token`,
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio,
+  });
+}
+
 interface Topology {
   hosts: { host: string; heapFlags?: string[]; error?: string }[];
 }
@@ -116,27 +149,7 @@ describe('cleave serve started without the heap flags', () => {
 
   it('runs itself again with them, serves, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
-    child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'serve',
-        '--name',
-        'solo',
-        '--tier',
-        'device',
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--models',
-        repo,
-        '--model',
-        MODEL,
-      ],
-      {
-        env: { ...process.env, CLEAVE_CACHE: join(dir, 'cache-solo'), CLEAVE_TOKEN: 'solo-token', LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    child = spawnServe('solo', port, [], {}, ['ignore', 'pipe', 'pipe']);
     child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
     const url = `http://127.0.0.1:${port}`;
@@ -172,34 +185,11 @@ describe('a launched host whose launcher is gone', () => {
   it('stops by itself (CLEAVE_PARENT_PID), instead of living on as an orphan', async () => {
     const parent = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     const port = await freePort();
-    const host = spawn(
-      process.execPath,
-      [
-        ...HOST_NODE_FLAGS,
-        BIN,
-        'serve',
-        '--name',
-        'orphan',
-        '--tier',
-        'device',
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--models',
-        repo,
-        '--model',
-        MODEL,
-      ],
-      {
-        env: {
-          ...process.env,
-          CLEAVE_CACHE: join(dir, 'cache-orphan'),
-          CLEAVE_TOKEN: 'orphan-token',
-          LOG_LEVEL: 'warn',
-          CLEAVE_PARENT_PID: String(parent.pid),
-        },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
+    const host = spawnServe('orphan', port, HOST_NODE_FLAGS, { CLEAVE_PARENT_PID: String(parent.pid) }, [
+      'ignore',
+      'ignore',
+      'pipe',
+    ]);
     let err = '';
     host.stderr?.on('data', (b: Buffer) => (err += b.toString()));
     try {
