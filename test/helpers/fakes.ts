@@ -86,10 +86,6 @@ export class FakeLinks implements LinkPort {
     this.downs.set(host, [...(this.downs.get(host) ?? []), listener]);
   }
 
-  bytesSent(host: string): number {
-    return this.sent.filter((s) => s.host === host).length * 100;
-  }
-
   drain(host: string): void {
     for (const l of this.drains.get(host) ?? []) l();
   }

@@ -58,32 +58,29 @@ export class HostMetrics {
       buckets: LATENCY_BUCKETS_US,
       registers: r,
     });
-    this.linkBytes = new Gauge({
-      name: 'cleave_link_bytes_sent',
-      help: 'Bytes sent on a directed link',
-      labelNames: ['from', 'to'],
-      registers: r,
-    });
-    // Link measurements are read from the links when scraped, not pushed on every change.
+    // Link figures are read from the links when scraped, not pushed on every frame sent.
     const links = (): readonly LinkReport[] => this.links();
-    this.linkRtt = new Gauge({
-      name: 'cleave_link_rtt_ms',
-      help: 'Measured round-trip time of a directed link (WebSocket ping), ms',
-      labelNames: ['from', 'to'],
-      registers: r,
-      collect() {
-        for (const l of links()) this.set({ from: l.from, to: l.to }, l.rttMs ?? 0);
-      },
-    });
-    this.linkThroughput = new Gauge({
-      name: 'cleave_link_throughput_bytes_per_second',
-      help: 'Measured throughput of a directed link from acknowledged frames',
-      labelNames: ['from', 'to'],
-      registers: r,
-      collect() {
-        for (const l of links()) this.set({ from: l.from, to: l.to }, l.throughputBps ?? 0);
-      },
-    });
+    const linkGauge = (name: string, help: string, value: (l: LinkReport) => number | null): Gauge<'from' | 'to'> =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['from', 'to'],
+        registers: r,
+        collect() {
+          for (const l of links()) this.set({ from: l.from, to: l.to }, value(l) ?? 0);
+        },
+      });
+    this.linkBytes = linkGauge('cleave_link_bytes_sent', 'Bytes sent on a directed link', (l) => l.bytesSent);
+    this.linkRtt = linkGauge(
+      'cleave_link_rtt_ms',
+      'Measured round-trip time of a directed link (WebSocket ping), ms',
+      (l) => l.rttMs,
+    );
+    this.linkThroughput = linkGauge(
+      'cleave_link_throughput_bytes_per_second',
+      'Measured throughput of a directed link from acknowledged frames',
+      (l) => l.throughputBps,
+    );
     this.queueDepth = new Gauge({
       name: 'cleave_queue_depth',
       help: 'Requests in flight at this host',
@@ -121,7 +118,7 @@ export class HostMetrics {
     });
   }
 
-  /** Where the link gauges read their values at scrape time. */
+  /** Where the link gauges (bytes sent, RTT, throughput) read their values at scrape time. */
   observeLinks(source: () => readonly LinkReport[]): void {
     this.links = source;
   }

@@ -84,10 +84,6 @@ export class PeerMesh implements LinkPort {
     this.to(host).on('down', listener);
   }
 
-  bytesSent(host: string): number {
-    return this.to(host).stats().bytesSent;
-  }
-
   setEmulation(host: string, settings: EmulationSettings | null): EmulationSettings | null {
     const l = this.to(host);
     l.setEmulation(settings);

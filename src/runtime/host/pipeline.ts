@@ -30,8 +30,8 @@ export interface PipelineOptions {
   readonly self: string;
   readonly segments: StageRunner;
   /** Frames to other hosts go out here, through a SendGate that honours backpressure. */
-  readonly links: LinkPort & { bytesSent(host: string): number };
-  readonly metrics: Pick<HostMetrics, 'stageCompute' | 'queueDepth' | 'linkBytes'>;
+  readonly links: LinkPort;
+  readonly metrics: Pick<HostMetrics, 'stageCompute' | 'queueDepth'>;
   readonly logger: Logger;
   /** Model output names, in order: what the last stage returns. */
   readonly outputs: readonly string[];
@@ -303,7 +303,6 @@ export class Pipeline {
       data: t.data,
     }));
     await this.gate.send(host, header, list, deadline);
-    this.o.metrics.linkBytes.set({ from: this.o.self, to: host }, this.o.links.bytesSent(host));
   }
 
   private settle(id: string, result: Record<string, TensorLike> | CleaveError): void {

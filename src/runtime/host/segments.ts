@@ -15,7 +15,7 @@ const NO_BYTES = new Uint8Array(0);
 
 export class SegmentSessions implements StageRunner {
   private readonly segments = new Map<string, Segment>();
-  /** Every range asked for, by cache key: what `held` reports (the executor's cache knows keys only). */
+  /** Every range prepared, by cache key: what `held` reports (the executor's cache knows keys only). */
   private readonly ranges = new Map<string, SegmentRange>();
   private readonly fronts: string[][];
 
@@ -28,9 +28,7 @@ export class SegmentSessions implements StageRunner {
   }
 
   private key(r: SegmentRange): string {
-    const key = `${this.analysis.model.sha256.slice(0, 12)}:${r.start}-${r.end}`;
-    if (!this.ranges.has(key)) this.ranges.set(key, { start: r.start, end: r.end });
-    return key;
+    return `${this.analysis.model.sha256.slice(0, 12)}:${r.start}-${r.end}`;
   }
 
   /** The segments the executor holds now, and whether each is warm. */
@@ -57,6 +55,7 @@ export class SegmentSessions implements StageRunner {
   async prepare(r: SegmentRange): Promise<void> {
     this.check(r);
     const key = this.key(r);
+    this.ranges.set(key, { start: r.start, end: r.end });
     if (this.executor.isWarm(key)) return;
     // Cached (loading, or reloading in a worker that replaced a dead one): join that load, extract nothing.
     if (this.executor.has(key)) {
