@@ -15,12 +15,12 @@ const input: OipTensor = {
   data: new Float32Array(3 * 64 * 64).fill(0.5),
 };
 
-async function until<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>): Promise<T> {
+async function until<T>(url: string, what: string, timeoutMs: number, f: () => Promise<T | undefined>): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await f();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await (await fetch(`${url}/v1/controller`)).json()).slice(0, 1500)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -65,7 +65,7 @@ describe('adaptive loop', () => {
     const clients = [loop(), loop()];
     try {
       // The controller first finds a split that uses the device -> edge link.
-      const viaEdge = await until('a plan through device -> edge', 30_000, async () => {
+      const viaEdge = await until(d.url, 'a plan through device -> edge', 30_000, async () => {
         const p = await (await fetch(`${d.url}/v1/plan`)).json();
         return p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg') ? p : undefined;
       });
@@ -73,7 +73,7 @@ describe('adaptive loop', () => {
       // 0.5 Mbit/s: every frame over it now takes hundreds of ms.
       const r = await putJson(`${d.url}/v1/links/dev/edg`, { mbps: 0.5 });
       expect(r.status).toBe(200);
-      const moved = await until('a plan off device -> edge', 30_000, async () => {
+      const moved = await until(d.url, 'a plan off device -> edge', 30_000, async () => {
         const p = await (await fetch(`${d.url}/v1/plan`)).json();
         return p.epoch > viaEdge.epoch &&
           !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg')
@@ -84,7 +84,7 @@ describe('adaptive loop', () => {
       expect(moved.controller.settings.objective).toBe('throughput');
       // Requests keep flowing on the new plan.
       const before = answered;
-      await until('requests on the new plan', 10_000, async () => (answered > before + 5 ? true : undefined));
+      await until(d.url, 'requests on the new plan', 10_000, async () => (answered > before + 5 ? true : undefined));
     } finally {
       stop = true;
       await Promise.all(clients);
@@ -107,6 +107,9 @@ describe('adaptive loop', () => {
   });
 
   it('GET /v1/plan shows measured latency beside the prediction, and the controller can be paused and switched live', async () => {
+    // Hold the plan still and answer a few requests on it, so that its epoch has measurements.
+    expect((await putJson(`${d.url}/v1/controller`, { paused: true })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await inferBinary(d.url, 'mnv2', [input])).status).toBe(200);
     const p = await (await fetch(`${d.url}/v1/plan`)).json();
     expect(p.measured).toMatchObject({ count: expect.any(Number), p50Ms: expect.any(Number) });
     expect(p.controller.rounds).toBeGreaterThan(0);
@@ -119,7 +122,7 @@ describe('adaptive loop', () => {
     r = await putJson(`${d.url}/v1/controller`, { objectiv: 'latency' });
     expect(r.status).toBe(400);
     expect((await r.json()).error).toMatch(/objectiv: unknown setting/);
-    await until('a paused round', 5000, async () => {
+    await until(d.url, 'a paused round', 5000, async () => {
       const s = await (await fetch(`${d.url}/v1/controller`)).json();
       return s.last?.reason?.startsWith('paused') ? s : undefined;
     });

@@ -247,6 +247,22 @@ describe('LinkMeter', () => {
     expect(t.stats().throughputBps).toBeCloseTo(1e5, -3);
   });
 
+  it('a link that carries only small frames still shows a real slowdown once no timed sample is fresh', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1, probeIntervalMs: 500 });
+    for (let i = 0; i < 3; i++) m.rttSample(2);
+    for (let i = 1; i <= 3; i++) {
+      m.sent(i, `r${i}`, 1_000_000, i * 1000); // 10 MB/s, timed
+      m.acked(i, i * 1000 + 102);
+    }
+    // The link drops to 0.1 MB/s; only 4 kB frames cross it, 42 ms each, from 4 s on (past 500 ms of staleness).
+    for (let i = 4; i <= 9; i++) {
+      m.sent(i, `r${i}`, 4000, i * 1000, false);
+      m.acked(i, i * 1000 + 42);
+    }
+    expect(m.stats().throughputBps).toBeCloseTo(1e5, -3);
+    expect(m.stats().throughputRecentBps).toBeCloseTo(1e5, -3);
+  });
+
   it('an RTT estimate inflated by a stalled receiver does not turn a frame into a huge lower bound', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
     // Propagation 2 ms; the last pings were held up by the receiver (40 ms), so the frame below looks "too quick".

@@ -12,6 +12,8 @@ export const EXPLAIN_LIMITS = {
   maxMoves: 3,
   /** Smallest relative move named (0.10: 10 %). */
   minMove: 0.1,
+  /** Smallest RTT move named, in ms: on loopback 0.1 -> 0.5 ms is a 5x move that changes no plan. */
+  minRttMoveMs: 1,
 } as const;
 
 /**
@@ -108,9 +110,9 @@ export function moves(
   const isDown = new Set(s.down);
   for (const h of isDown) if (!wasDown.has(h)) out.push({ mag: Infinity, text: `${h} down` });
   for (const h of wasDown) if (!isDown.has(h)) out.push({ mag: Infinity, text: `${h} back up` });
-  const change = (key: string, what: string, from: number, to: number, unit: string): void => {
+  const change = (key: string, what: string, from: number, to: number, unit: string, minAbs = 0): void => {
     const mag = Math.abs(Math.log(Math.max(to, 1e-9) / Math.max(from, 1e-9)));
-    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
+    if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove) && Math.abs(to - from) >= minAbs)
       out.push({ mag, used: used.has(key), text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
   };
   for (const h of new Set([...Object.keys(base.snap.slowdown), ...Object.keys(s.slowdown)])) {
@@ -126,7 +128,7 @@ export function moves(
     const o = old.get(key);
     if (!o) continue;
     change(key, `link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s');
-    change(key, `link ${key} rtt`, o.rttMs, l.rttMs, ' ms');
+    change(key, `link ${key} rtt`, o.rttMs, l.rttMs, ' ms', EXPLAIN_LIMITS.minRttMoveMs);
   }
   if (out.length === 0)
     return `no measurement moved by ${EXPLAIN_LIMITS.minMove * 100}% or more since the current plan was adopted`;

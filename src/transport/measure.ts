@@ -55,6 +55,12 @@ export interface LinkStats {
 export interface MeterOptions {
   ewmaAlpha: number;
   minSampleMs: number;
+  /**
+   * After this long without a timed sample, frames sent as untimed (too small to trust) are timed after
+   * all: on a link that carries nothing bigger they are all there is, and a link that really slowed down
+   * must show it. Default: never (untimed stays untimed).
+   */
+  probeIntervalMs?: number;
 }
 
 interface InFlight {
@@ -168,7 +174,9 @@ export class LinkMeter {
     const transferMs = at - start - rtt;
     this.lastAckAt = at;
     if (f.bytes === 0) return;
-    if (transferMs >= this.options.minSampleMs && f.timed) {
+    // Small frames count only while nothing better has been timed lately (see MeterOptions.probeIntervalMs).
+    const timed = f.timed || at - this.lastResolvedAt > (this.options.probeIntervalMs ?? Infinity);
+    if (transferMs >= this.options.minSampleMs && timed) {
       this.rateSample((f.bytes * 1000) / transferMs, true, at);
     } else {
       // Too quick (or too small) to time: the link is at least this fast, by what bounds its transfer from

@@ -43,7 +43,9 @@ export interface TransportOptions {
    * Data frames smaller than this only ever raise the throughput estimate, as frames timed under
    * `minSampleMs` do: their time on the wire is short against the receiver's scheduling (a receiver stalled
    * by GC or throttled by a CPU quota acks them late), so their timing says more about the receiver than
-   * about the link. Probes are always timed (they are sized to be). Default 16 KiB.
+   * about the link. Probes are always timed (they are sized to be). On a link with no timed sample for
+   * `probeIntervalMs` (one carrying only small frames, which keeps it too busy to probe), small frames are
+   * timed after all, so that a real slowdown shows. Default 16 KiB.
    */
   minTimedBytes: number;
   /** Weight of a new sample in the RTT and throughput moving averages. Default 0.2. */
