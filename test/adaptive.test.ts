@@ -20,7 +20,10 @@ async function until<T>(url: string, what: string, timeoutMs: number, f: () => P
   for (;;) {
     const v = await f();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await (await fetch(`${url}/v1/controller`)).json()).slice(0, 1500)}`);
+    if (Date.now() > end)
+      throw new Error(
+        `timed out waiting for ${what}: ${JSON.stringify(await (await fetch(`${url}/v1/controller`)).json()).slice(0, 1500)}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
