@@ -76,7 +76,7 @@ describe('LiveState', () => {
     expect(events.find((e) => e.type === 'link-changed')).toMatchObject({ from: 'dev', to: 'edg', throughputBps: 6e5 });
   });
 
-  it('slowdown: observed segment times over the profile, kept while the host idles, replaced when its quota changes', () => {
+  it('slowdown: observed segment times over the profile, kept while the host idles, scaled when its quota moves', () => {
     const { s } = state();
     // The edge ran blocks [1, 4) (nodes 10-40) at 45 ms where its profile says 15 (+ no stage overhead): 3x,
     // damped by 1 ms on both sides (a tiny segment's ratio is mostly per-run cost): 46 / 16.
@@ -92,12 +92,39 @@ describe('LiveState', () => {
       slowdown: x,
       slowdownFrom: 'observed',
     });
-    // Its quota goes up while idle: what it was observed to be no longer holds.
+    // Its quota is halved while idle (one ORT thread: 1 CPU was enough, half is not): twice as slow.
     s.onHeartbeat(
-      beat('edg', { quotaCpus: 2, segments: [{ from: 10, to: 40, meanMs: 45, runs: 10, ageMs: 11_000 }] }),
+      beat('edg', { quotaCpus: 0.5, segments: [{ from: 10, to: 40, meanMs: 45, runs: 10, ageMs: 11_000 }] }),
       11_000,
     );
-    expect(s.slowdowns(PROFILES, 11_000).edg).toBe(1);
+    expect(s.slowdowns(PROFILES, 11_000).edg).toBeCloseTo(2 * x, 9);
+    // Raised to 2 CPUs: no faster than with one (one thread), so back to what it was observed to be.
+    s.onHeartbeat(
+      beat('edg', { quotaCpus: 2, segments: [{ from: 10, to: 40, meanMs: 45, runs: 10, ageMs: 12_000 }] }),
+      12_000,
+    );
+    expect(s.slowdowns(PROFILES, 12_000).edg).toBeCloseTo(x, 9);
+  });
+
+  it('slowdown: the quota floor is relative to the quota the host was profiled under', () => {
+    const { s } = state();
+    // Profiled under 0.25 CPU: its profile is as throttled as its runs now; no floor, and what it runs counts.
+    const profiled = PROFILES.map((p) => (p.host.name === 'dev' ? { ...p, host: { ...p.host, quotaCpus: 0.25 } } : p));
+    s.onHeartbeat(beat('dev', { quotaCpus: 0.25, segments: [{ from: 0, to: 10, meanMs: 8, runs: 20, ageMs: 0 }] }), 0);
+    expect(s.hosts(profiled, 0).find((h) => h.host === 'dev')).toMatchObject({
+      slowdown: 9 / 11,
+      slowdownFrom: 'observed',
+    });
+    // Its quota is raised to 1 CPU while idle: the floor falls to 1/4 of the profile at once, and what it was
+    // observed to be, scaled by the quota (9/11 / 4), is under the floor, so the floor holds.
+    s.onHeartbeat(
+      beat('dev', { quotaCpus: 1, segments: [{ from: 0, to: 10, meanMs: 8, runs: 20, ageMs: 9000 }] }),
+      9000,
+    );
+    expect(s.hosts(profiled, 9000).find((h) => h.host === 'dev')).toMatchObject({
+      slowdown: 0.25,
+      slowdownFrom: 'quota',
+    });
   });
 
   it("slowdown: a CPU quota below the host's threads is a floor, at once when the quota changes", () => {

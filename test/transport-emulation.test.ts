@@ -339,6 +339,72 @@ describe('LinkMeter', () => {
     expect(m.lowerBoundBps).toBeNull();
   });
 
+  it('bounds the throughput from above while a frame is long overdue, and by a sample that slow until the next', () => {
+    let wanted = 0;
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1, onProbeWanted: () => wanted++ });
+    for (let i = 0; i < 3; i++) m.rttSample(2);
+    // 600 kB frames at 25 MB/s: 24 ms on the wire each.
+    let t = 0;
+    for (let i = 1; i <= 3; i++, t += 1000) {
+      m.sent(i, `f${i}`, 600_000, t);
+      m.acked(i, t + 24 + 2);
+    }
+    expect(m.stats(t).throughputRecentBps).toBeCloseTo(25e6, -5);
+    expect(m.stats(t).throughputCeilingBps).toBeNull();
+    // The link drops to 600 kB/s. A frame 40 ms out is late but could be a stalled receiver: no ceiling yet.
+    m.sent(4, 'f4', 600_000, t);
+    expect(m.stats(t + 40).throughputCeilingBps).toBeNull();
+    // 300 ms out: overdue by far more than any stall; the link moves at most 600 kB / (300 - 2) ms.
+    expect(m.stats(t + 300).throughputCeilingBps).toBeCloseTo(600_000 / 0.298, -3);
+    expect(m.stats(t + 300).throughputRecentBps).toBeCloseTo(25e6, -5); // the median needs two slow samples
+    // Acked after 1 s: one slow sample; the median still says 25 MB/s, the ceiling says 600 kB/s until the next
+    // sample, and the sample asked for a probe at once.
+    m.acked(4, t + 1002);
+    expect(m.stats(t + 1002).throughputCeilingBps).toBeCloseTo(600e3, -3);
+    expect(wanted).toBe(1);
+    m.probed();
+    m.sent(5, 'p5', 100_000, t + 1010);
+    m.acked(5, t + 1010 + 2 + 166.7);
+    // Two slow samples: the median has moved; the second was still far off the estimate before it, so it
+    // stands as the ceiling too, and asked for another probe.
+    expect(m.stats(t + 1200).throughputRecentBps).toBeCloseTo(600e3, -3);
+    expect(wanted).toBe(2);
+    m.probed();
+    m.sent(6, 'p6', 6000, t + 1300);
+    m.acked(6, t + 1300 + 2 + 10);
+    // In line with the estimate: no ceiling, no more probes wanted.
+    expect(m.stats(t + 1400).throughputCeilingBps).toBeNull();
+    expect(m.probeWanted).toBe(false);
+    expect(wanted).toBe(2);
+  });
+
+  it('a receiver stall of tens of ms on a small probe does not set a ceiling', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) m.rttSample(2);
+    // 10 ms probes at 25 MB/s, then one held 30 ms by a receiver frozen by its CPU quota: 2.5x slow looking.
+    for (let i = 1; i <= 3; i++) {
+      m.sent(i, `p${i}`, 250_000, i * 500);
+      m.acked(i, i * 500 + 12);
+    }
+    m.sent(4, 'p4', 250_000, 2000);
+    m.acked(4, 2000 + 42);
+    expect(m.stats(2050).throughputCeilingBps).toBeNull();
+    expect(m.stats(2050).throughputRecentBps).toBeCloseTo(25e6, -5);
+  });
+
+  it('sizes probes by the best recent sample: a stalled receiver does not shrink them until stalls are all they time', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) m.rttSample(2);
+    // Timed at 25 MB/s once, then twice slowed to 10 MB/s by stalls: the estimate falls, the probe rate does not.
+    const ms = [12, 27, 27];
+    ms.forEach((d, i) => {
+      m.sent(i + 1, `p${i}`, 250_000, i * 500);
+      m.acked(i + 1, i * 500 + d);
+    });
+    expect(m.stats().throughputRecentBps).toBeCloseTo(10e6, -5);
+    expect(m.probeRateBps).toBeCloseTo(25e6, -5);
+  });
+
   it('returns the ids of unacknowledged frames when the connection drops', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
     m.sent(1, 'a', 10, 0);

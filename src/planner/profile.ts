@@ -25,6 +25,11 @@ export interface ProfileHost {
   readonly cores: number;
   readonly memoryBytes: number;
   readonly threads: number;
+  /**
+   * The CPU quota (CPUs) of the host's cgroup while it was profiled; absent or null: none. A profile taken
+   * under a quota is partly throttled already, so a live slowdown is judged against this quota, not none.
+   */
+  readonly quotaCpus?: number | null;
 }
 
 export interface ProfileTimings {
@@ -133,6 +138,9 @@ export function parseProfile(json: unknown, source: string): Profile {
     cores: r.num(h.cores, 'host.cores', { int: true }),
     memoryBytes: r.num(h.memoryBytes, 'host.memoryBytes'),
     threads: r.num(h.threads, 'host.threads', { int: true }),
+    ...(h.quotaCpus === undefined || h.quotaCpus === null
+      ? {}
+      : { quotaCpus: r.num(h.quotaCpus, 'host.quotaCpus', { min: 0 }) }),
   };
   const t = r.obj(top.timings, 'timings');
   const tb = r.arr(t.blocks, 'timings.blocks');

@@ -21,6 +21,15 @@
  * the link has changed (a new route, new emulation settings): the estimate restarts from their median instead
  * of crawling there at ewmaAlpha per sample, which on an idle link (one probe per probeIntervalMs) would take
  * a dozen intervals for a 10x drop.
+ *
+ * A drop also shows before any slow frame is acknowledged: a frame that started at s and is not acknowledged
+ * at `now` has spent more than now - s - RTT on the wire, so the link moves at most B / (now - s - RTT). When
+ * that bound, or the latest timed sample, says the link is much slower than its estimate (the transfer
+ * overdue by over CEILING_MARGIN_MS and over SHIFT_FACTOR times its expected time, which no receiver stall
+ * of a few ms explains) it is reported as `throughputCeilingBps`, so a planner sees a 40x drop a few hundred
+ * ms after it happens instead of after the two slow samples the median needs (on a slow link, seconds).
+ * Such a sample, or a timed sample far from the estimate either way, also asks for a probe at once
+ * (`onProbeWanted`): an idle link's next sample then comes in milliseconds, not a probe interval later.
  */
 export interface LinkStats {
   /** Smoothed round-trip time (ms) from pings, or null before the first sample. */
@@ -31,6 +40,12 @@ export interface LinkStats {
   rttRecentMs: number | null;
   /** Smoothed throughput in bytes per second, or null before the first sample. */
   throughputBps: number | null;
+  /**
+   * An upper bound on the throughput now (bytes/s) when the link has shown it is much slower than its
+   * estimate: the oldest unacknowledged frame is long overdue, or the latest timed sample was that slow.
+   * Null when there is no such evidence (the usual case).
+   */
+  throughputCeilingBps: number | null;
   /** The most recent throughput sample (bytes/s), resolved or lower bound. */
   throughputLastBps: number | null;
   /**
@@ -61,6 +76,8 @@ export interface MeterOptions {
    * must show it. Default: never (untimed stays untimed).
    */
   probeIntervalMs?: number;
+  /** Told when a sample says the estimate is off (see the file comment): the link should probe now. */
+  onProbeWanted?: () => void;
 }
 
 interface InFlight {
@@ -76,6 +93,16 @@ interface InFlight {
 const SHIFT_FACTOR = 2;
 /** This many such samples in a row, all on one side, restart the throughput estimate from their median. */
 const SHIFT_RUN = 3;
+
+/**
+ * A transfer counts as evidence of a slower link only when it is overdue by this much (ms) beyond its
+ * expected time (as well as by SHIFT_FACTOR times it): a receiver stalled by a CPU quota period or a GC pause
+ * delays an ack by a few ms to tens of ms.
+ */
+const CEILING_MARGIN_MS = 50;
+
+/** At most this many probes in a row are sent at once on request (`onProbeWanted`); then the interval rules. */
+const QUICK_PROBES = 4;
 
 /** Round trips whose least is taken as the link's propagation time when bounding a frame's transfer. */
 const RTT_FLOOR_SAMPLES = 8;
@@ -94,6 +121,11 @@ class Median3 {
     if (this.last.length === 1) return a;
     if (this.last.length === 2) return (a + b) / 2;
     return Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
+  }
+
+  /** The greatest of the last three values, or null before the first. */
+  max(): number | null {
+    return this.last.length === 0 ? null : Math.max(...this.last);
   }
 
   /** The lesser of the last two values, or null before the first. */
@@ -141,8 +173,54 @@ export class LinkMeter {
    * even when the lower bound did not raise the (smoothed) estimate that far.
    */
   lowerBoundBps: number | null = null;
+  /** The latest timed sample (bytes/s), when it was slow enough to be a ceiling (see `overdue`); else null. */
+  private slowSample: number | null = null;
+  /** Set when a sample asks for a quick probe; the next probe clears it. */
+  probeWanted = false;
+  private quickProbes = 0;
 
   constructor(private readonly options: MeterOptions) {}
+
+  /** The estimate a planner reads: the recent median, raised to any lower bound seen since. */
+  private recentBps(): number | null {
+    return this.rateRecent === null ? this.rate : Math.max(this.rateRecent, this.lowerBoundBps ?? 0);
+  }
+
+  /** Whether `transferMs` for `bytes` is overdue enough, against the estimate, to bound the link from above. */
+  private overdue(bytes: number, transferMs: number): boolean {
+    const est = this.recentBps();
+    if (est === null || !(est > 0)) return false;
+    const expected = (bytes * 1000) / est;
+    return transferMs >= Math.max(SHIFT_FACTOR * expected, expected + CEILING_MARGIN_MS);
+  }
+
+  /** An upper bound on the throughput at monotonic time `now`, or null (see LinkStats.throughputCeilingBps). */
+  ceilingBps(now: number): number | null {
+    let c = this.slowSample;
+    // The oldest frame only: its start is known (the previous ack tells when it could begin to move).
+    const f = this.inFlight[0];
+    if (f && f.timed && f.bytes > 0) {
+      const rtt = this.rttFilter.min2() ?? 0;
+      const elapsed = now - Math.max(f.sentAt, this.lastAckAt - rtt) - rtt;
+      if (elapsed > 0 && this.overdue(f.bytes, elapsed)) {
+        const bound = (f.bytes * 1000) / elapsed;
+        c = c === null ? bound : Math.min(c, bound);
+      }
+    }
+    return c;
+  }
+
+  /** A probe was sent: one quick probe request is used up. */
+  probed(): void {
+    if (this.probeWanted) this.quickProbes++;
+    this.probeWanted = false;
+  }
+
+  private wantProbe(): void {
+    if (this.quickProbes >= QUICK_PROBES || this.probeWanted) return;
+    this.probeWanted = true;
+    this.options.onProbeWanted?.();
+  }
 
   /**
    * A data frame of `bytes` was handed to the link at monotonic time `at` (ms). `timed` false: the frame is
@@ -177,7 +255,14 @@ export class LinkMeter {
     // Small frames count only while nothing better has been timed lately (see MeterOptions.probeIntervalMs).
     const timed = f.timed || at - this.lastResolvedAt > (this.options.probeIntervalMs ?? Infinity);
     if (transferMs >= this.options.minSampleMs && timed) {
-      this.rateSample((f.bytes * 1000) / transferMs, true, at);
+      const bps = (f.bytes * 1000) / transferMs;
+      const est = this.recentBps();
+      const slow = this.overdue(f.bytes, transferMs);
+      this.rateSample(bps, true, at);
+      this.slowSample = slow ? bps : null;
+      const off = est !== null && (bps > est * SHIFT_FACTOR || bps * SHIFT_FACTOR < est);
+      if (off) this.wantProbe();
+      else this.quickProbes = 0;
     } else {
       // Too quick (or too small) to time: the link is at least this fast, by what bounds its transfer from
       // above: the frame's round trip less the least RTT seen lately (not the recent RTT, which a stalled
@@ -186,8 +271,11 @@ export class LinkMeter {
       const floorRtt = this.rttFloor();
       const upper = roundTrip < floorRtt ? roundTrip : roundTrip - floorRtt;
       const floor = (f.bytes * 1000) / Math.max(this.options.minSampleMs, upper);
+      const est = this.recentBps();
       this.lowerBoundBps = Math.max(this.lowerBoundBps ?? 0, floor);
       if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
+      // Far faster than thought: time it with a probe sized to the new bound.
+      if (est !== null && floor > est * SHIFT_FACTOR) this.wantProbe();
     }
   }
 
@@ -213,6 +301,7 @@ export class LinkMeter {
     const ids = this.inFlight.map((f) => f.id);
     this.inFlight.length = 0;
     this.lastAckAt = -Infinity;
+    this.slowSample = null;
     return ids;
   }
 
@@ -225,14 +314,26 @@ export class LinkMeter {
     return this.rate;
   }
 
-  stats(): LinkStats {
+  /**
+   * What a probe is sized by (bytes/s): the greatest of the last three timed samples, the estimate and any
+   * lower bound since. Not the estimate alone: a receiver that stalls (a CPU quota) makes a small probe look
+   * slow, and a probe sized by that estimate comes out smaller still, until the stall is all it measures.
+   */
+  get probeRateBps(): number | null {
+    const xs = [this.rateFilter.max(), this.rate, this.lowerBoundBps].filter((x): x is number => x !== null);
+    return xs.length === 0 ? null : Math.max(...xs);
+  }
+
+  /** `now`: monotonic ms (performance.now()), for the ceiling. */
+  stats(now: number = performance.now()): LinkStats {
     return {
       rttMs: this.rtt,
       rttLastMs: this.rttLast,
       rttRecentMs: this.rttRecent,
       throughputBps: this.rate,
+      throughputCeilingBps: this.ceilingBps(now),
       throughputLastBps: this.rateLast,
-      throughputRecentBps: this.rateRecent === null ? this.rate : Math.max(this.rateRecent, this.lowerBoundBps ?? 0),
+      throughputRecentBps: this.recentBps(),
       bytesSent: this.bytesSent,
       framesSent: this.framesSent,
       bytesAcked: this.bytesAcked,

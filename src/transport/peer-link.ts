@@ -115,7 +115,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     this.parentLog = cfg.logger ?? pino({ level: 'silent' });
     this.log = this.parentLog.child({ link: this.name });
     this.emulator = new LinkEmulator(cfg.emulation ?? null);
-    this.meter = new LinkMeter(this.options);
+    this.meter = new LinkMeter({
+      ...this.options,
+      // A sample that says the estimate is off asks for the next probe now, not a probe interval later.
+      onProbeWanted: () => setImmediate(() => this.probe()),
+    });
   }
 
   /** 'self->peer', using the peer's announced name once known. */
@@ -306,22 +310,26 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     }
   }
 
-  /** Send one probe if the link has given no timed throughput sample for probeIntervalMs. */
+  /** Send one probe if the link has given no timed throughput sample for probeIntervalMs, or a sample asked for one. */
   private probe(): void {
     const channel = this.channel;
     if (this.linkState !== 'open' || !channel) return;
     const o = this.options;
     const now = performance.now();
-    if (now - this.meter.lastResolvedAt < o.probeIntervalMs || now - this.lastProbeAt < o.probeIntervalMs) return;
+    const quick = this.meter.probeWanted;
+    if (!quick && (now - this.meter.lastResolvedAt < o.probeIntervalMs || now - this.lastProbeAt < o.probeIntervalMs))
+      return;
     if (channel.queuedBytes > 0 || this.meter.inFlightFrames > 0) return;
-    // Size the probe to take probeTargetMs at what we know of the link: the estimate, or the lower bound left by
-    // a probe that was too quick to time (which grows the next one by probeTargetMs / minSampleMs, at least 2x),
-    // so that probing ends in a timed sample rather than in lower bounds forever.
-    const rate = Math.max(this.meter.throughputBps ?? 0, this.meter.lowerBoundBps ?? 0);
+    // Size the probe to take probeTargetMs at what we know of the link (LinkMeter.probeRateBps: the best recent
+    // sample, the estimate, or the lower bound left by a probe that was too quick to time, which grows the next
+    // one by probeTargetMs / minSampleMs, at least 2x), so that probing ends in a timed sample rather than in
+    // lower bounds forever, and a receiver's stalls do not shrink the probes until they are all it measures.
+    const rate = this.meter.probeRateBps ?? 0;
     const ms = Math.max(o.probeTargetMs, 2 * o.minSampleMs);
     const bytes = Math.min(o.probeMaxBytes, Math.max(o.probeMinBytes, Math.round((rate * ms) / 1000)));
     this.lastProbeAt = now;
     this.probesSent++;
+    this.meter.probed();
     try {
       channel.send({ kind: 'probe' }, [{ name: 'probe', dtype: 'uint8', dims: [bytes], data: probeBytes(bytes) }]);
     } catch (e) {

@@ -95,7 +95,7 @@ export class Host {
     const analysis = await analyze(model, resolveInputs(model, shapes), o.config.granularity ?? {});
     log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
-    const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log);
+    const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log, ownCpu().cpus);
     const executor = await Executor.create({
       intraOpThreads: threads,
       maxCachedSessions: limits.sessionCache,

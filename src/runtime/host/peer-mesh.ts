@@ -101,6 +101,7 @@ export class PeerMesh implements LinkPort {
         throughputBps: s.throughputBps,
         rttRecentMs: s.rttRecentMs,
         throughputRecentBps: s.throughputRecentBps,
+        throughputCeilingBps: s.throughputCeilingBps,
         throughputSamples: s.throughputSamples,
         state: s.state,
         bytesSent: s.bytesSent,

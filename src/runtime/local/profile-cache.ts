@@ -1,6 +1,6 @@
 /**
- * A host's profile, cached on disk by model sha256, host, ORT threads, granularity and repeats: profiling
- * runs on a host's first start only.
+ * A host's profile, cached on disk by model sha256, host, ORT threads, granularity, repeats and CPU quota:
+ * profiling runs on a host's first start only (and again under another quota: a quota throttles part of it).
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,11 +17,13 @@ export async function cachedProfile(
   threads: number,
   cfg: DeploymentConfig,
   log: Logger,
+  /** The host's CPU quota now (CPUs), recorded in the profile; null: none. */
+  quotaCpus: number | null = null,
 ): Promise<ProfileDoc> {
   const g = cfg.granularity ?? {};
   const repeats = cfg.profile?.repeats ?? PROFILE_DEFAULTS.repeats;
   const warmup = cfg.profile?.warmup ?? PROFILE_DEFAULTS.warmup;
-  const key = `${a.model.sha256.slice(0, 16)}-${self.name}-t${threads}-k${g.maxTensors ?? 'all'}-b${g.maxBytes ?? 'all'}-r${repeats}.json`;
+  const key = `${a.model.sha256.slice(0, 16)}-${self.name}-t${threads}-k${g.maxTensors ?? 'all'}-b${g.maxBytes ?? 'all'}-r${repeats}-q${quotaCpus ?? 'none'}.json`;
   const file = join(dir, 'profiles', key);
   if (existsSync(file)) {
     try {
@@ -39,7 +41,8 @@ export async function cachedProfile(
     }
   }
   const t0 = Date.now();
-  const p = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats, warmup });
+  const made = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats, warmup });
+  const p: ProfileDoc = { ...made, host: { ...made.host, quotaCpus } };
   mkdirSync(join(dir, 'profiles'), { recursive: true });
   writeFileSync(`${file}.tmp`, JSON.stringify(p));
   renameSync(`${file}.tmp`, file);

@@ -2,7 +2,8 @@
  * The adaptive loop: drives the planner's pure controller on a timer (`replanIntervalMs`). Each round it
  * takes a snapshot of the live measurements (LiveState: link estimates, slowdowns, down hosts; the profiles
  * from the cluster), asks the controller, and when it says adopt, has the coordinator prepare and commit the
- * plan (make before break; in-flight requests finish on their route). Every decision is published.
+ * plan (make before break; in-flight requests finish on their route). A proposed plan is warmed while the
+ * controller confirms it, so the commit that follows does not wait for sessions. Every decision is published.
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors.js';
@@ -23,7 +24,7 @@ export interface AdaptiveMetrics {
 }
 
 export interface AdaptiveOptions {
-  readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt'>;
+  readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt' | 'warm'>;
   readonly live: Pick<LiveState, 'down' | 'slowdowns'>;
   profiles(): Promise<Profile[]>;
   /** Called first in every round (the origin refreshes its own measurements there). */
@@ -50,8 +51,35 @@ export interface AdaptiveState {
     /** Requests in flight on average when the round ran (the load the latency objective plans for). */
     readonly concurrency: number | null;
     /** The current plan priced on this round's live estimates (what "predicted" means now), if it can run. */
-    readonly currentPredicted: { readonly latencyMs: number; readonly throughputRps: number } | null;
+    readonly currentPredicted: LivePrice | null;
   } | null;
+}
+
+/** A plan priced on one round's live estimates, with the parts its latency is made of. */
+export interface LivePrice {
+  /** Under the round's load (`loadedLatencyMs`). */
+  readonly latencyMs: number;
+  /** One request alone. */
+  readonly unloadedMs: number;
+  readonly throughputRps: number;
+  readonly bottleneckMs: number;
+  readonly stages: readonly {
+    readonly host: string;
+    readonly blocks: readonly [number, number];
+    readonly computeMs: number;
+  }[];
+  readonly hops: readonly { readonly from: string; readonly to: string; readonly bytes: number; readonly ms: number }[];
+}
+
+export function livePrice(p: Plan, concurrency: number): LivePrice {
+  return {
+    latencyMs: loadedLatencyMs(p, concurrency),
+    unloadedMs: p.latencyMs,
+    throughputRps: p.throughputRps,
+    bottleneckMs: p.bottleneckMs,
+    stages: p.stages.map((s) => ({ host: s.host, blocks: [s.start, s.end] as const, computeMs: s.computeMs })),
+    hops: p.hops.map((h) => ({ from: h.from, to: h.to, bytes: h.bytes, ms: h.ms })),
+  };
 }
 
 export class AdaptiveLoop {
@@ -137,10 +165,14 @@ export class AdaptiveLoop {
         at,
         ms,
         concurrency: n,
-        currentPredicted: cur ? { latencyMs: loadedLatencyMs(cur, n), throughputRps: cur.throughputRps } : null,
+        currentPredicted: cur ? livePrice(cur, n) : null,
       };
       this.o.metrics?.round(ms);
       if (d.kind === 'propose') {
+        // Warm it while it is being confirmed: if it is adopted, the commit waits for nothing.
+        this.o.coordinator
+          .warm(d.candidate)
+          .catch((e) => this.o.logger.warn({ err: errorMessage(e) }, 'warming a proposed plan failed'));
         this.o.events?.emit('plan-proposed', {
           candidate: planBrief(d.candidate),
           current: d.current && planBrief(d.current),

@@ -21,6 +21,8 @@ export interface LinkReport extends LinkView {
   readonly rttRecentMs?: number | null;
   /** Median of the last three timed throughput samples. */
   readonly throughputRecentBps?: number | null;
+  /** An upper bound on the throughput now, when the link has shown it is much slower than estimated. */
+  readonly throughputCeilingBps?: number | null;
   readonly state: string;
   readonly bytesSent: number;
   readonly queuedBytes: number;

@@ -65,6 +65,7 @@ export class Coordinator {
   private readonly history: ActivePlan[] = [];
   private epoch = 0;
   private switching: Promise<ActivePlan> | null = null;
+  private readonly warming = new Map<string, Promise<void>>();
 
   constructor(private readonly o: CoordinatorOptions) {}
 
@@ -168,6 +169,23 @@ export class Coordinator {
   /** Route for a plan: the origin first (running nothing when the plan gives it no blocks). */
   routeOf(p: Plan): RouteStage[] {
     return routeOf(p, this.o.self, this.o.blocks);
+  }
+
+  /**
+   * Has every stage's host build and warm its segment for `p` without committing it: the adaptive loop warms
+   * a proposed plan while it waits to confirm it, so that adopting it later commits at once. Warming the plan
+   * that is current, or one already warming, is joined rather than repeated (the hosts deduplicate too).
+   */
+  warm(p: Plan): Promise<void> {
+    const route = this.routeOf(p);
+    const key = describeRoute(route);
+    const running = this.warming.get(key);
+    if (running) return running;
+    const run = Promise.all(route.filter((s) => s.to > s.from).map((s) => this.o.prepare(s.host, s.from, s.to)))
+      .then(() => undefined)
+      .finally(() => this.warming.delete(key));
+    this.warming.set(key, run);
+    return run;
   }
 
   /**

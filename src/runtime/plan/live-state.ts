@@ -45,6 +45,8 @@ interface LinkEstimate {
   readonly rtt: WindowExtreme;
   readonly throughput: WindowExtreme;
   samples: number;
+  /** The latest report's ceiling (bytes/s) and when it came: it holds until the next report of the link. */
+  ceiling: { at: number; bps: number } | null;
   announced: { rttMs: number; throughputBps: number } | null;
 }
 
@@ -85,6 +87,7 @@ export class LiveState {
           rtt: new WindowExtreme('min', LINK_WINDOW_MS),
           throughput: new WindowExtreme('max', LINK_WINDOW_MS),
           samples: 0,
+          ceiling: null,
           announced: null,
         };
         this.links.set(key, e);
@@ -94,6 +97,8 @@ export class LiveState {
       if (rtt !== null && rtt !== undefined && rtt >= 0) e.rtt.add(now, rtt);
       if (bps !== null && bps !== undefined && bps > 0) e.throughput.add(now, bps);
       e.samples = l.throughputSamples ?? e.samples;
+      const c = l.throughputCeilingBps;
+      e.ceiling = c !== null && c !== undefined && c > 0 ? { at: now, bps: c } : null;
       this.announce(e, now);
     }
   }
@@ -102,12 +107,23 @@ export class LiveState {
   linkViews(now: number): LinkView[] {
     const out: LinkView[] = [];
     for (const e of this.links.values()) {
-      const rttMs = e.rtt.value(now);
-      const throughputBps = e.throughput.value(now);
-      if (rttMs === null || throughputBps === null) continue;
-      out.push({ from: e.from, to: e.to, rttMs, throughputBps, throughputSamples: e.samples });
+      const v = this.estimate(e, now);
+      if (v) out.push({ from: e.from, to: e.to, ...v, throughputSamples: e.samples });
     }
     return out;
+  }
+
+  /**
+   * A link's live figures: the least RTT and the greatest throughput of the window, the latter capped by the
+   * latest report's ceiling (a frame long overdue, or a sample that slow, is evidence the window's older,
+   * faster samples no longer hold; a stale ceiling, from a host that stopped reporting, is not).
+   */
+  private estimate(e: LinkEstimate, now: number): { rttMs: number; throughputBps: number } | null {
+    const rttMs = e.rtt.value(now);
+    let throughputBps = e.throughput.value(now);
+    if (rttMs === null || throughputBps === null) return null;
+    if (e.ceiling && now - e.ceiling.at <= LINK_WINDOW_MS) throughputBps = Math.min(throughputBps, e.ceiling.bps);
+    return { rttMs, throughputBps };
   }
 
   /** Hosts down now: their link from the origin is not open, or their heartbeats stopped. */
@@ -155,19 +171,24 @@ export class LiveState {
 
   /**
    * Observed: the host's recent segment times over what its profile predicts for them; idle (nothing ran
-   * lately): what it was last observed to be, as long as its CPU quota is still the one it had then (a host
-   * that only looked fast because it stopped working would otherwise win work back and lose it again).
-   * Either way at least what its quota implies: a profile is taken in short bursts, which a cgroup quota does
-   * not throttle (a burst under ~25 ms per period runs at full speed), but under sustained load a host with
-   * q CPUs for t ORT threads runs at most q/t as fast as that; this floor also moves at once when the quota
-   * changes, before the host has run anything under it.
+   * lately): what it was last observed to be (a host that only looked fast because it stopped working would
+   * otherwise win work back and lose it again), scaled by how its CPU quota moved since. Either way at least
+   * what its quota implies against the one it was profiled under: short bursts run unthrottled under a cgroup
+   * quota (a burst under ~25 ms per period runs at full speed), but under sustained load a host with q CPUs
+   * for t ORT threads runs at most q/t as fast; so with `f(q) = max(1, t/q)` the floor is
+   * f(quota now) / f(quota at profile time). It moves at once when the quota changes, before the host has run
+   * anything under it, and it is 1 for a host profiled under the quota it has (its profile is throttled as
+   * much as a burst of profiling runs can be, and what it runs shows the rest).
    */
   private slowdownOf(p: Profile, now: number): { factor: number; from: HostLive['slowdownFrom'] } {
     const name = p.host.name;
     const b = this.beats.get(name);
     if (!b) return { factor: 1, from: 'none' };
     const q = b.beat.quotaCpus;
-    const floor = q !== null && q < b.beat.threads ? b.beat.threads / q : 1;
+    const t = b.beat.threads;
+    const f = (quota: number | null | undefined): number =>
+      quota !== null && quota !== undefined && quota > 0 && quota < t ? t / quota : 1;
+    const floor = f(q) / f(p.host.quotaCpus);
     const age = now - b.at;
     const observed = [];
     for (const s of b.beat.segments) {
@@ -189,17 +210,17 @@ export class LiveState {
       this.observed.set(name, { factor: seen, quotaCpus: q });
     } else {
       const last = this.observed.get(name);
-      if (last && last.quotaCpus === q) seen = last.factor;
+      if (last) seen = (last.factor * f(q)) / f(last.quotaCpus);
     }
     if (seen !== null && seen >= floor) return { factor: seen, from: 'observed' };
-    if (floor > 1) return { factor: floor, from: 'quota' };
+    if (floor !== 1) return { factor: floor, from: 'quota' };
     return { factor: seen ?? 1, from: seen === null ? 'none' : 'observed' };
   }
 
   private announce(e: LinkEstimate, now: number): void {
-    const rttMs = e.rtt.value(now);
-    const throughputBps = e.throughput.value(now);
-    if (rttMs === null || throughputBps === null) return;
+    const v = this.estimate(e, now);
+    if (!v) return;
+    const { rttMs, throughputBps } = v;
     const a = e.announced;
     const moved = (x: number, y: number): boolean => Math.abs(x - y) > LINK_EVENT_SHARE * Math.max(Math.abs(y), 1e-9);
     if (a && !moved(throughputBps, a.throughputBps) && !(moved(rttMs, a.rttMs) && Math.abs(rttMs - a.rttMs) > 1))
