@@ -351,23 +351,29 @@ describe('LinkMeter', () => {
     }
     expect(m.stats(t).throughputRecentBps).toBeCloseTo(25e6, -5);
     expect(m.stats(t).throughputCeilingBps).toBeNull();
-    // The link drops to 600 kB/s. A frame 40 ms out is late but could be a stalled receiver: no ceiling yet.
+    // The link drops to 600 kB/s. A frame 80 ms out (a pong just came back) is late, but could be a stalled
+    // receiver: no ceiling yet.
     m.sent(4, 'f4', 600_000, t);
-    expect(m.stats(t + 40).throughputCeilingBps).toBeNull();
-    // 300 ms out: overdue by far more than any stall; the link moves at most 600 kB / (300 - 2) ms.
-    expect(m.stats(t + 300).throughputCeilingBps).toBeCloseTo(600_000 / 0.298, -3);
-    expect(m.stats(t + 300).throughputRecentBps).toBeCloseTo(25e6, -5); // the median needs two slow samples
+    m.heard(t + 80);
+    expect(m.stats(t + 80).throughputCeilingBps).toBeNull();
+    // Still unacknowledged when the next pong comes back, 300 ms out: overdue by far more than any stall; the
+    // link moves at most 600 kB / (300 - 2) ms.
+    m.heard(t + 300);
+    expect(m.stats(t + 310).throughputCeilingBps).toBeCloseTo(600_000 / 0.298, -3);
+    expect(m.stats(t + 310).throughputRecentBps).toBeCloseTo(25e6, -5); // the median needs two slow samples
     // Acked after 1 s: one slow sample; the median still says 25 MB/s, the ceiling says 600 kB/s until the next
     // sample, and the sample asked for a probe at once.
     m.acked(4, t + 1002);
+    m.heard(t + 1002);
     expect(m.stats(t + 1002).throughputCeilingBps).toBeCloseTo(600e3, -3);
     expect(wanted).toBe(1);
     m.probed();
     m.sent(5, 'p5', 100_000, t + 1010);
     m.acked(5, t + 1010 + 2 + 166.7);
-    // Two slow samples: the median has moved; the second was still far off the estimate before it, so it
-    // stands as the ceiling too, and asked for another probe.
+    // Two slow samples: the median has moved (no ceiling needed), and the sample, far off the estimate
+    // before it, asked for another probe.
     expect(m.stats(t + 1200).throughputRecentBps).toBeCloseTo(600e3, -3);
+    expect(m.stats(t + 1200).throughputCeilingBps).toBeNull();
     expect(wanted).toBe(2);
     m.probed();
     m.sent(6, 'p6', 6000, t + 1300);
@@ -376,6 +382,19 @@ describe('LinkMeter', () => {
     expect(m.stats(t + 1400).throughputCeilingBps).toBeNull();
     expect(m.probeWanted).toBe(false);
     expect(wanted).toBe(2);
+  });
+
+  it('a sender whose own event loop lagged (acks waiting unread) does not see its frames as overdue', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (let i = 0; i < 3; i++) m.rttSample(2);
+    for (let i = 1; i <= 3; i++) {
+      m.sent(i, `f${i}`, 600_000, i * 1000);
+      m.acked(i, i * 1000 + 26);
+      m.heard(i * 1000 + 26);
+    }
+    m.sent(4, 'f4', 600_000, 4000);
+    m.heard(4010); // a pong; then this process stalls for 500 ms with the ack unread
+    expect(m.stats(4500).throughputCeilingBps).toBeNull();
   });
 
   it('a receiver stall of tens of ms on a small probe does not set a ceiling', () => {

@@ -215,9 +215,12 @@ export class Channel {
       // The ack says how long the receiver held the frame before acking (its handler ran first); that time
       // is not transfer time.
       const held = typeof body === 'number' && body > 0 ? body : 0;
-      this.cfg.meter.acked(seq, performance.now() - held);
+      const now = performance.now();
+      this.cfg.meter.acked(seq, now - held);
+      this.cfg.meter.heard(now);
       return;
     }
+    this.cfg.meter.heard(performance.now());
     if (kind === 'probe') return this.sendControl({ kind: 'ack', seq, body: 0 });
     const start = performance.now();
     this.cfg.onFrame(frame, receivedAt);
@@ -250,7 +253,9 @@ export class Channel {
 
   private onPong(data: Buffer): void {
     if (!this.pingOut || data.length !== 4 || data.readUInt32LE(0) !== this.pingOut.id) return;
-    this.cfg.meter.rttSample(performance.now() - this.pingOut.at);
+    const now = performance.now();
+    this.cfg.meter.rttSample(now - this.pingOut.at);
+    this.cfg.meter.heard(now);
     this.pingOut = null;
     // Three pings back to back when the connection opens, so the first estimate is a median, not one sample.
     if (++this.pongs < 3) this.tick();

@@ -22,12 +22,15 @@
  * of crawling there at ewmaAlpha per sample, which on an idle link (one probe per probeIntervalMs) would take
  * a dozen intervals for a 10x drop.
  *
- * A drop also shows before any slow frame is acknowledged: a frame that started at s and is not acknowledged
- * at `now` has spent more than now - s - RTT on the wire, so the link moves at most B / (now - s - RTT). When
- * that bound, or the latest timed sample, says the link is much slower than its estimate (the transfer
- * overdue by over CEILING_MARGIN_MS and over SHIFT_FACTOR times its expected time, which no receiver stall
- * of a few ms explains) it is reported as `throughputCeilingBps`, so a planner sees a 40x drop a few hundred
- * ms after it happens instead of after the two slow samples the median needs (on a slow link, seconds).
+ * A drop also shows before any slow frame is acknowledged: a frame that started at s and was not acknowledged
+ * by h, the last time anything came back from the peer (`heard`), has spent more than h - s - RTT on the
+ * wire, so the link moves at most B / (h - s - RTT). (h, not the time of asking: a sender whose own event loop
+ * lagged has acks waiting unread, and its frames would look overdue for its own stall.) When that bound says
+ * the link is much slower than its estimate (the transfer overdue by over CEILING_MARGIN_MS and over
+ * SHIFT_FACTOR times its expected time, which no receiver stall of a few ms explains) it is reported as
+ * `throughputCeilingBps`, and so is the frame's timed sample once it is acknowledged, until the next sample;
+ * so a planner sees a 40x drop a few hundred ms after it happens instead of after the two slow samples the
+ * median needs (on a slow link, seconds).
  * Such a sample, or a timed sample far from the estimate either way, also asks for a probe at once
  * (`onProbeWanted`): an idle link's next sample then comes in milliseconds, not a probe interval later.
  */
@@ -99,7 +102,7 @@ const SHIFT_RUN = 3;
  * expected time (as well as by SHIFT_FACTOR times it): a receiver stalled by a CPU quota period or a GC pause
  * delays an ack by a few ms to tens of ms.
  */
-const CEILING_MARGIN_MS = 50;
+const CEILING_MARGIN_MS = 100;
 
 /** At most this many probes in a row are sent at once on request (`onProbeWanted`); then the interval rules. */
 const QUICK_PROBES = 4;
@@ -173,8 +176,10 @@ export class LinkMeter {
    * even when the lower bound did not raise the (smoothed) estimate that far.
    */
   lowerBoundBps: number | null = null;
-  /** The latest timed sample (bytes/s), when it was slow enough to be a ceiling (see `overdue`); else null. */
+  /** The latest timed sample (bytes/s), when its frame was overdue before its ack came (a ceiling); else null. */
   private slowSample: number | null = null;
+  /** Monotonic time anything last came back from the peer (an ack, a frame, a pong). */
+  private heardAt = -Infinity;
   /** Set when a sample asks for a quick probe; the next probe clears it. */
   probeWanted = false;
   private quickProbes = 0;
@@ -194,20 +199,28 @@ export class LinkMeter {
     return transferMs >= Math.max(SHIFT_FACTOR * expected, expected + CEILING_MARGIN_MS);
   }
 
+  /** Something came back from the peer at monotonic time `at` (after any ack it carried was counted). */
+  heard(at: number): void {
+    if (at > this.heardAt) this.heardAt = at;
+  }
+
   /** An upper bound on the throughput at monotonic time `now`, or null (see LinkStats.throughputCeilingBps). */
   ceilingBps(now: number): number | null {
-    let c = this.slowSample;
-    // The oldest frame only: its start is known (the previous ack tells when it could begin to move).
+    const bound = this.inFlightBound(Math.min(now, this.heardAt));
+    if (bound === null) return this.slowSample;
+    return this.slowSample === null ? bound : Math.min(this.slowSample, bound);
+  }
+
+  /**
+   * B / (at - start - RTT) for the oldest frame in flight if, as of `at`, it is overdue (see `overdue`); else
+   * null. The oldest only: its start is known (the previous ack tells when it could begin to move).
+   */
+  private inFlightBound(at: number): number | null {
     const f = this.inFlight[0];
-    if (f && f.timed && f.bytes > 0) {
-      const rtt = this.rttFilter.min2() ?? 0;
-      const elapsed = now - Math.max(f.sentAt, this.lastAckAt - rtt) - rtt;
-      if (elapsed > 0 && this.overdue(f.bytes, elapsed)) {
-        const bound = (f.bytes * 1000) / elapsed;
-        c = c === null ? bound : Math.min(c, bound);
-      }
-    }
-    return c;
+    if (!f || !f.timed || f.bytes === 0) return null;
+    const rtt = this.rttFilter.min2() ?? 0;
+    const elapsed = at - Math.max(f.sentAt, this.lastAckAt - rtt) - rtt;
+    return elapsed > 0 && this.overdue(f.bytes, elapsed) ? (f.bytes * 1000) / elapsed : null;
   }
 
   /** A probe was sent: one quick probe request is used up. */
@@ -239,6 +252,8 @@ export class LinkMeter {
     while (i < this.inFlight.length && this.inFlight[i].seq !== seq) i++;
     if (i === this.inFlight.length) return; // unknown or from a previous connection
     const f = this.inFlight[i];
+    // Overdue already by the last time the peer was heard from before this ack: the link, not a stall of ours.
+    const wasOverdue = i === 0 && this.inFlightBound(this.heardAt) !== null;
     this.inFlight.splice(0, i + 1);
     this.bytesAcked += f.bytes;
     this.framesAcked++;
@@ -257,9 +272,8 @@ export class LinkMeter {
     if (transferMs >= this.options.minSampleMs && timed) {
       const bps = (f.bytes * 1000) / transferMs;
       const est = this.recentBps();
-      const slow = this.overdue(f.bytes, transferMs);
       this.rateSample(bps, true, at);
-      this.slowSample = slow ? bps : null;
+      this.slowSample = wasOverdue ? bps : null;
       const off = est !== null && (bps > est * SHIFT_FACTOR || bps * SHIFT_FACTOR < est);
       if (off) this.wantProbe();
       else this.quickProbes = 0;
@@ -302,6 +316,7 @@ export class LinkMeter {
     this.inFlight.length = 0;
     this.lastAckAt = -Infinity;
     this.slowSample = null;
+    this.heardAt = -Infinity;
     return ids;
   }
 
