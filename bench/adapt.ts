@@ -109,7 +109,7 @@ const d = launchDeployment({
 const api = async (method: string, path: string, body?: unknown): Promise<any> => {
   const r = await fetch(`${d.url}${path}`, {
     method,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${d.controlToken}` },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const j = await r.json();

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'E_PEER_GONE'
   | 'E_BAD_FRAME'
   | 'E_UNAUTHORIZED'
+  | 'E_FORBIDDEN'
   | 'E_NOT_READY'
   | 'E_NOT_FOUND'
   | 'E_INTERNAL';
@@ -38,6 +39,7 @@ const STATUS: Record<ErrorCode, number> = {
   E_PEER_GONE: 502,
   E_BAD_FRAME: 400,
   E_UNAUTHORIZED: 401,
+  E_FORBIDDEN: 403,
   E_NOT_READY: 503,
   E_NOT_FOUND: 404,
   E_INTERNAL: 500,

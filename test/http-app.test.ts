@@ -2,6 +2,7 @@
  * The HTTP app built from fake ControlDeps and GatewayDeps, driven without a socket by light-my-request.
  * Errors come back as `{"error", "code"}` with the status their code carries.
  */
+import { depthExceededAt } from '../src/runtime/http/json-depth.js';
 import inject from 'light-my-request';
 import { describe, expect, it, vi } from 'vitest';
 import { CleaveError } from '../src/errors.js';
@@ -18,6 +19,7 @@ import type { HostStatus, LinkReport } from '../src/runtime/plan/cluster-view.js
 import { f32, profile, silent } from './helpers/fakes.js';
 
 const TOKEN = 'peer-secret';
+const CONTROL = 'operator-secret';
 const SIG = signatureOf(
   'tiny',
   ['1'],
@@ -75,7 +77,7 @@ const LINK: LinkReport = {
   emulation: null,
 };
 
-function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
+function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | 'token' | 'open' } = {}) {
   const state = { ready: true, plan: { epoch: 7, route: active(7).route } as Routed | null };
   const coordinator = {
     current: null as ActivePlan | null,
@@ -97,7 +99,7 @@ function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
   };
   const control = {
     self: 'device',
-    token: TOKEN,
+    access: { controlToken: CONTROL, peerToken: TOKEN, readAccess: o.readAccess ?? 'loopback' },
     limits: { maxControlBodyBytes: 1024 },
     status: () => status('device', []),
     profile: () => profile('device', 'device', [1, 1]),
@@ -141,19 +143,23 @@ function rig(o: { gateway?: boolean; plan?: boolean } = {}) {
 
 type App = ReturnType<typeof rig>['app'];
 
+/** A request; changes (PUT, DELETE) carry the control token unless `headers` says otherwise. */
 async function call(
   app: App,
   method: 'GET' | 'POST' | 'PUT' | 'DELETE',
   url: string,
   payload?: unknown,
   headers: Record<string, string> = {},
+  remoteAddress?: string,
 ) {
   const raw = typeof payload === 'string';
+  const operator = method === 'PUT' || method === 'DELETE' ? { authorization: `Bearer ${CONTROL}` } : {};
   const res = await inject(app, {
     method,
     url,
+    ...(remoteAddress !== undefined && { remoteAddress }),
     ...(payload !== undefined && { payload: raw ? payload : JSON.stringify(payload) }),
-    headers: { ...(payload !== undefined && { 'content-type': 'application/json' }), ...headers },
+    headers: { ...operator, ...(payload !== undefined && { 'content-type': 'application/json' }), ...headers },
   });
   const body: unknown = res.headers['content-type']?.toString().includes('json') ? res.json() : res.body;
   return { status: res.statusCode, headers: res.headers, body: body as Record<string, unknown> & unknown[] };
@@ -410,6 +416,24 @@ describe('control: segments and links', () => {
     expect(control.setLinkEmulation).not.toHaveBeenCalled();
   });
 
+  it.each([
+    ['""', /expected null, \{"off": true\}/],
+    ['[]', /got a list/],
+    ['1', /got 1/],
+    ['true', /got true/],
+    ['{}', /names no setting/],
+    ['{"extra":1}', /unknown field 'extra'/],
+    ['{"off":"yes"}', /off: must be true, got "yes"/],
+    ['{"off":true,"mbps":5}', /off: comes alone/],
+    ['{"mbps":5,"bandwidthBps":1000}', /give one of them, not both/],
+  ])('a link body %s is 400 naming the problem, and changes nothing', async (body, message) => {
+    const { app, control } = rig();
+    const r = await call(app, 'PUT', '/v1/links/device/edge', body);
+    expect(r).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(r.body.error).toMatch(message);
+    expect(control.setLinkEmulation).not.toHaveBeenCalled();
+  });
+
   it('a malformed JSON body is 400; one past maxControlBodyBytes is 413', async () => {
     const { app, control } = rig();
     const bad = await call(app, 'PUT', '/v1/links/device/edge', '{"mbps": 10,');
@@ -425,6 +449,81 @@ describe('control: segments and links', () => {
     });
     expect(control.setLinkEmulation).not.toHaveBeenCalled();
     expect(control.prepareSegment).not.toHaveBeenCalled();
+  });
+});
+
+describe('control: credentials and bounds', () => {
+  const CHANGES: ['PUT' | 'DELETE', string, unknown][] = [
+    ['PUT', '/v1/links/device/edge', { mbps: 10 }],
+    ['PUT', '/v1/plan', { stages: [{ host: 'device', blocks: [0, 4] }] }],
+    ['DELETE', '/v1/plan', undefined],
+  ];
+
+  it.each(CHANGES)('%s %s: no credential is 401, a wrong one 403, and nothing changes', async (method, url, body) => {
+    const { app, control, coordinator } = rig();
+    const none = await call(app, method, url, body, { authorization: '' });
+    expect(none).toMatchObject({ status: 401, body: { code: 'E_UNAUTHORIZED' } });
+    expect(none.body.error).toMatch(/needs the control token/);
+    const wrong = await call(app, method, url, body, { authorization: 'Bearer nope' });
+    expect(wrong).toMatchObject({
+      status: 403,
+      body: { code: 'E_FORBIDDEN', error: `${method} ${url}: the token is wrong` },
+    });
+    const spaced = await call(app, method, url, body, { authorization: `Bearer  ${CONTROL}` });
+    expect(spaced.status).toBe(403);
+    const basic = await call(app, method, url, body, { authorization: `Basic ${CONTROL}` });
+    expect(basic.status).toBe(403);
+    expect(control.setLinkEmulation).not.toHaveBeenCalled();
+    expect(coordinator.pin).not.toHaveBeenCalled();
+    expect(coordinator.unpin).not.toHaveBeenCalled();
+  });
+
+  it('the control token and the peer token (hosts forwarding a change) are both accepted', async () => {
+    const { app, control } = rig();
+    expect((await call(app, 'PUT', '/v1/links/device/edge', { mbps: 10 })).status).toBe(200);
+    expect((await call(app, 'PUT', '/v1/links/device/edge', { mbps: 10 }, auth)).status).toBe(200);
+    expect(control.setLinkEmulation).toHaveBeenCalledTimes(2);
+  });
+
+  it("reads: open on loopback, a token from elsewhere; 'token' always; 'open' never", async () => {
+    const loop = rig();
+    expect((await call(loop.app, 'GET', '/v1/status')).status).toBe(200);
+    expect((await call(loop.app, 'GET', '/v1/status', undefined, {}, '10.1.2.3')).status).toBe(401);
+    const ok = await call(loop.app, 'GET', '/v1/status', undefined, { authorization: `Bearer ${CONTROL}` }, '10.1.2.3');
+    expect(ok.status).toBe(200);
+    // A wrong token is refused even on loopback: a mistake worth hearing about.
+    expect((await call(loop.app, 'GET', '/v1/links', undefined, { authorization: 'Bearer x' })).status).toBe(403);
+    const strict = rig({ readAccess: 'token' });
+    expect((await call(strict.app, 'GET', '/v1/profile')).status).toBe(401);
+    expect((await call(strict.app, 'GET', '/v1/profile', undefined, auth)).status).toBe(200);
+    const open = rig({ readAccess: 'open' });
+    expect((await call(open.app, 'GET', '/v1/links', undefined, {}, '10.1.2.3')).status).toBe(200);
+    // Health, metrics and inference are not the control API.
+    expect((await call(strict.app, 'GET', '/v2/health/ready', undefined, {}, '10.1.2.3')).status).toBe(200);
+  });
+
+  it('JSON nested past 64 levels is a 400 naming it, in a control body and in an infer request', async () => {
+    const { app, coordinator, gateway } = rig();
+    const deep = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+    const plan = await call(app, 'PUT', '/v1/plan', `{"stages": [{"host": "device", "blocks": ${deep(400)}}]}`);
+    expect(plan).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(plan.body.error).toMatch(/JSON nested deeper than 64 levels/);
+    expect(coordinator.pin).not.toHaveBeenCalled();
+    const infer = await call(
+      app,
+      'POST',
+      '/v2/models/tiny/infer',
+      `{"inputs": [{"name": "x", "datatype": "FP32", "shape": ${deep(5000)}, "data": [1, 2, 3, 4]}]}`,
+    );
+    expect(infer).toMatchObject({ status: 400, body: { code: 'E_BAD_INPUT' } });
+    expect(infer.body.error).toMatch(/JSON nested deeper than 64 levels/);
+    expect(gateway.infer).not.toHaveBeenCalled();
+    // Brackets inside strings do not count; 64 levels are fine.
+    expect(depthExceededAt(`{"a": "${'['.repeat(100)}"}`)).toBe(-1);
+    expect(depthExceededAt(deep(64))).toBe(-1);
+    expect(depthExceededAt(deep(65))).toBe(64);
+    // The server goes on answering.
+    expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(200);
   });
 });
 

@@ -110,13 +110,17 @@ describe('launched hosts (three OS processes)', () => {
     expect(n).toBeGreaterThan(3);
     const a = Math.floor(n / 3);
     const b = Math.floor((2 * n) / 3);
-    const pin = await putJson(`${d.url}/v1/plan`, {
-      stages: [
-        { host: 'device', blocks: [0, a] },
-        { host: 'edge', blocks: [a, b] },
-        { host: 'cloud', blocks: [b, n] },
-      ],
-    });
+    const pin = await putJson(
+      `${d.url}/v1/plan`,
+      {
+        stages: [
+          { host: 'device', blocks: [0, a] },
+          { host: 'edge', blocks: [a, b] },
+          { host: 'cloud', blocks: [b, n] },
+        ],
+      },
+      d.controlToken,
+    );
     expect(pin.status).toBe(200);
     for (let i = 0; i < 3; i++) {
       const r = await inferBinary(d.url, MODEL, [{ name: 'input', dtype: 'float32', dims, data: x }]);

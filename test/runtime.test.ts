@@ -3,6 +3,7 @@
  * HTTP gateway). Outputs through every tested route must equal a single-process ORT run of the whole model.
  */
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -17,6 +18,8 @@ import {
   startDeployment,
   type Deployment,
   type OipTensor,
+  deleteWith,
+  TEST_CONTROL_TOKEN,
 } from './helpers/deployment.js';
 
 function randomInput(name: string, dims: number[], seed: number): OipTensor {
@@ -142,7 +145,7 @@ describe.each([
       }
       expect(Object.keys(b.outputs).sort()).toEqual(Object.keys(want).sort());
     }
-    const unpin = await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
+    const unpin = await deleteWith(`${d.url}/v1/plan`);
     expect(unpin.status).toBe(200);
     // The requests really crossed the links: the device sent frames to both other hosts.
     const metrics = await (await fetch(`${d.url}/metrics`)).text();
@@ -275,7 +278,7 @@ describe('runtime: bad input', () => {
     expect((await r.json()).code).toBe('E_DEADLINE');
     r = await putJson(`${d.url}/v1/links/dev/cld`, null);
     expect(r.status).toBe(200);
-    r = await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
+    r = await deleteWith(`${d.url}/v1/plan`);
     expect(r.status).toBe(200);
     await good();
   });
@@ -352,7 +355,38 @@ describe('runtime: bad input', () => {
     const r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'edg', blocks: [0, n] }] });
     expect(r.status).toBe(200);
     await good();
-    await fetch(`${d.url}/v1/plan`, { method: 'DELETE' });
+    await deleteWith(`${d.url}/v1/plan`);
+  });
+
+  it('control changes need the control token: none is 401, wrong 403, two Authorization headers 401', async () => {
+    const url = `${d.url}/v1/links/dev/edg`;
+    const none = await fetch(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"mbps": 50}',
+    });
+    expect(none.status).toBe(401);
+    expect(((await none.json()) as { error: string }).error).toMatch(/needs the control token/);
+    expect((await putJson(url, { mbps: 50 }, 'not-the-token')).status).toBe(403);
+    const [host, port] = d.url.replace('http://', '').split(':');
+    const body = '{"mbps": 50}';
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(port), host, () =>
+        sock.write(
+          `PUT /v1/links/dev/edg HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+            `Authorization: Bearer ${TEST_CONTROL_TOKEN}\r\nAuthorization: Bearer other\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n${body}`,
+        ),
+      );
+      let got = '';
+      sock.on('data', (c) => (got += String(c)));
+      sock.on('end', () => resolve(got));
+      sock.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 401/);
+    expect(answer).toContain('more than one Authorization header');
+    const links = (await (await fetch(`${d.url}/v1/links`)).json()) as { to: string; emulation: unknown }[];
+    expect(links.find((l) => l.to === 'edg')?.emulation ?? null).toBeNull();
   });
 
   it('a peer without the token is refused; a malformed frame closes that connection with 4400', async () => {

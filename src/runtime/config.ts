@@ -31,11 +31,24 @@ export interface LinkConfig {
   readonly delayMs?: number;
 }
 
+export type ReadAccess = 'loopback' | 'token' | 'open';
+
 export interface DeploymentConfig {
   /** Model name in the repository; for `cleave up`, a zoo name is built into the repository if missing. */
   readonly model: string;
   /** Shared peer token; the CLEAVE_TOKEN environment variable overrides it. */
   readonly token?: string;
+  /**
+   * The operators' bearer token for the control API's changes (`PUT`/`DELETE /v1/plan`, `PUT /v1/links`,
+   * `PUT /v1/controller`); the CLEAVE_CONTROL_TOKEN environment variable overrides it. Absent: `cleave up`
+   * makes one per deployment (written to its run directory); a host with none refuses every change.
+   */
+  readonly controlToken?: string;
+  /**
+   * Who may read the control API (`GET /v1/...`, the events stream): 'loopback' (default: callers on this
+   * machine without a token, others with the control or peer token), 'token' (always a token) or 'open'.
+   */
+  readonly readAccess?: ReadAccess;
   /** Tier chain, origin first. Default device, edge, cloud. */
   readonly tiers?: readonly string[];
   readonly hosts: readonly HostConfig[];
@@ -92,6 +105,10 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
   if (!isObject(raw)) return bad('(top level)', 'must be a JSON object');
   if (typeof raw.model !== 'string' || raw.model === '') bad('model', 'must be a model name');
   if (raw.token !== undefined && typeof raw.token !== 'string') bad('token', 'must be a string');
+  if (raw.controlToken !== undefined && (typeof raw.controlToken !== 'string' || raw.controlToken.length < 8))
+    bad('controlToken', 'must be a string of at least 8 characters');
+  if (raw.readAccess !== undefined && !['loopback', 'token', 'open'].includes(raw.readAccess as string))
+    bad('readAccess', "must be 'loopback', 'token' or 'open'");
   const tiers = raw.tiers ?? [...DEFAULT_TIERS];
   if (!Array.isArray(tiers) || tiers.length === 0 || !tiers.every((t) => typeof t === 'string' && t !== ''))
     bad('tiers', 'must be a list of tier names');
@@ -162,6 +179,11 @@ export function parseListen(s: string, where: string): { host: string; port: num
   if (!m || !m[1] || port > 65535)
     throw new CleaveError('E_BAD_INPUT', `${where} '${s}': expected HOST:PORT (e.g. 127.0.0.1:8000)`);
   return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+/** The operators' control token: CLEAVE_CONTROL_TOKEN, else the config's, else null (changes refused). */
+export function controlToken(cfg: DeploymentConfig): string | null {
+  return process.env.CLEAVE_CONTROL_TOKEN || cfg.controlToken || null;
 }
 
 /** The peer token: CLEAVE_TOKEN, else the config's, else a fixed development token (logged as such). */

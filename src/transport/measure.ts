@@ -107,8 +107,13 @@ const CEILING_MARGIN_MS = 100;
 /** At most this many probes in a row are sent at once on request (`onProbeWanted`); then the interval rules. */
 const QUICK_PROBES = 4;
 
-/** Round trips whose least is taken as the link's propagation time when bounding a frame's transfer. */
-const RTT_FLOOR_SAMPLES = 8;
+/**
+ * Round trips whose least is taken as the link's propagation time when bounding a frame's transfer: many (at
+ * 500 ms pings, half a minute), since a lower bound must stay one. Too small a floor (the delay rose since)
+ * only makes a bound lower; too large a one (every recent pong delayed by a lagging host) would make a quick
+ * frame look near-instant and the link far faster than it is.
+ */
+const RTT_FLOOR_SAMPLES = 64;
 
 /** Beyond this many unacknowledged frames the oldest are forgotten (a peer that never acks is a bug). */
 const MAX_IN_FLIGHT = 4096;

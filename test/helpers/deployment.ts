@@ -35,9 +35,21 @@ export async function loopbackHosts(
   return hosts;
 }
 
-/** PUT `body` as JSON to `url` (pinning a plan, setting an emulated link). */
-export function putJson(url: string, body: unknown): Promise<Response> {
-  return fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+/** The control token of test deployments: their control API's changes need it. */
+export const TEST_CONTROL_TOKEN = 'test-control-token';
+
+/** PUT `body` as JSON to `url` (pinning a plan, setting an emulated link), with the control token. */
+export function putJson(url: string, body: unknown, token: string = TEST_CONTROL_TOKEN): Promise<Response> {
+  return fetch(url, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+}
+
+/** DELETE `url` (unpinning a plan) with the control token. */
+export function deleteWith(url: string, token: string = TEST_CONTROL_TOKEN): Promise<Response> {
+  return fetch(url, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
 }
 
 export interface Deployment {
@@ -67,6 +79,7 @@ export async function startDeployment(o: {
   const config: DeploymentConfig = {
     model: o.modelName,
     token,
+    controlToken: TEST_CONTROL_TOKEN,
     hosts,
     links: o.links ?? [],
     shapes: o.shapes,

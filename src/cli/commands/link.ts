@@ -1,14 +1,17 @@
 import { parseArgs } from 'node:util';
 import { CleaveError } from '../../errors.js';
 import { parseFloatFlag } from '../args.js';
+import { controlHeaders, controlTokenFor } from '../control-token.js';
 import { table } from '../format.js';
 
-const linkHelp = `cleave link set FROM TO [--mbps N] [--delay MS] [--off] [--url URL]
-cleave link show [--url URL]
+const linkHelp = `cleave link set FROM TO [--mbps N] [--delay MS] [--off] [--url URL] [--token T]
+cleave link show [--url URL] [--token T]
 
 Changes the emulated bandwidth (Mbit/s, 10^6 bits) and one-way delay of the directed link FROM -> TO
 while the deployment runs (PUT /v1/links/FROM/TO on the device host at --url, default
-http://127.0.0.1:8000), or shows every link's measured RTT and throughput. --off removes emulation.`;
+http://127.0.0.1:8000), or shows every link's measured RTT and throughput. --off removes emulation.
+A change needs the deployment's control token: --token, else CLEAVE_CONTROL_TOKEN, else the file
+'cleave up' wrote for that URL (~/.cache/cleave/run/control-HOST_PORT.token).`;
 
 export async function linkCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -19,6 +22,7 @@ export async function linkCommand(argv: string[]): Promise<number> {
       delay: { type: 'string' },
       off: { type: 'boolean' },
       url: { type: 'string' },
+      token: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -28,8 +32,9 @@ export async function linkCommand(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const url = (values.url ?? 'http://127.0.0.1:8000').replace(/\/$/, '');
+  const token = controlTokenFor(url, values.token);
   if (sub === 'show') {
-    const topo = (await call(`${url}/v1/topology`, 'GET')) as {
+    const topo = (await call(`${url}/v1/topology`, 'GET', token)) as {
       links: {
         from: string;
         to: string;
@@ -65,17 +70,17 @@ export async function linkCommand(argv: string[]): Promise<number> {
     body = { delayMs: values.delay !== undefined ? parseFloatFlag('--delay', values.delay) : 0 };
     if (values.mbps !== undefined) body.mbps = parseFloatFlag('--mbps', values.mbps);
   }
-  const r = await call(`${url}/v1/links/${encodeURIComponent(from)}/${encodeURIComponent(to)}`, 'PUT', body);
+  const r = await call(`${url}/v1/links/${encodeURIComponent(from)}/${encodeURIComponent(to)}`, 'PUT', token, body);
   process.stdout.write(`${JSON.stringify(r)}\n`);
   return 0;
 }
 
-async function call(url: string, method: string, body?: unknown): Promise<unknown> {
+async function call(url: string, method: string, token: string | undefined, body?: unknown): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(url, {
       method,
-      headers: { 'content-type': 'application/json' },
+      headers: controlHeaders(token),
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {

@@ -91,6 +91,8 @@ export async function upCommand(argv: string[]): Promise<number> {
       `  model:    GET  ${url}/v2/models/${config.model}`,
       `  plan:     GET  ${url}/v1/plan     topology: GET ${url}/v1/topology     metrics: GET ${url}/metrics`,
       `  links:    cleave link set device edge --mbps 10 --delay 5 --url ${url}`,
+      `  control:  changes (PUT/DELETE /v1/plan, PUT /v1/links, PUT /v1/controller) need the control token in`,
+      `            ${d.controlTokenFile} (the CLI reads it from there)`,
       '  Ctrl-C stops every host.',
       '',
     ].join('\n'),

@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { CleaveError, errorMessage } from '../../errors.js';
+import { controlTokenFor } from '../control-token.js';
 import { CLOSE_TOO_SLOW, EVENTS_PATH } from '../../runtime/http/events.js';
 import type { LinkView } from '../../runtime/plan/cluster-view.js';
 import type { CleaveEvent } from '../../runtime/plan/events.js';
@@ -27,7 +28,7 @@ const WATCH = {
   requestTimeoutMs: 5000,
 } as const;
 
-const watchHelp = `cleave watch [--url URL] [--once] [--events N]
+const watchHelp = `cleave watch [--url URL] [--token T] [--once] [--events N]
 
 A live view of a running deployment: the epoch and route, predicted against measured latency (p50, p99)
 and request rate, every link's RTT and throughput, every host's CPU, quota, slowdown and queue, and the
@@ -35,7 +36,9 @@ last N events (--events, default 10): plan changes with their reasons, link chan
 proposals, controller changes. Reads GET /v1/plan and WS /v1/events of the device host at --url (default
 ${DEFAULT_URL}) and redraws on each snapshot (about once a second). While the deployment is down or not
 up yet it says so and reconnects every second, until Ctrl-C. --once prints one frame after the first
-snapshot and exits. When stdout is not a terminal, frames are printed one after another, blank-line separated.`;
+snapshot and exits. When stdout is not a terminal, frames are printed one after another, blank-line separated.
+--token (else CLEAVE_CONTROL_TOKEN, else the file 'cleave up' wrote for that URL) is sent when there is one:
+a deployment whose readAccess is 'token', or one watched from another machine, needs it.`;
 
 /** What a `snapshot` event carries (see host.ts). */
 export interface WatchSnapshot {
@@ -220,6 +223,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
     args: argv,
     options: {
       url: { type: 'string' },
+      token: { type: 'string' },
       once: { type: 'boolean' },
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -232,7 +236,8 @@ export async function watchCommand(argv: string[]): Promise<number> {
   const base = parseUrl(values.url ?? DEFAULT_URL);
   const maxEvents = values.events === undefined ? 10 : parseIntFlag('--events', values.events, 0);
   return new Promise<number>((resolve) => {
-    const w = new Watcher({ base, maxEvents, once: values.once === true, done: resolve });
+    const token = controlTokenFor(base.href, values.token);
+    const w = new Watcher({ base, token, maxEvents, once: values.once === true, done: resolve });
     w.start();
   });
 }
@@ -280,7 +285,9 @@ class Watcher {
     this.draw();
   };
 
-  constructor(private readonly o: { base: URL; maxEvents: number; once: boolean; done(code: number): void }) {
+  constructor(
+    private readonly o: { base: URL; token?: string; maxEvents: number; once: boolean; done(code: number): void },
+  ) {
     this.state = {
       url: endpoint(o.base, '', false).replace(/\/$/, ''),
       connection: 'connecting',
@@ -292,6 +299,10 @@ class Watcher {
       events: [],
       maxEvents: o.maxEvents,
     };
+  }
+
+  private auth(): Record<string, string> {
+    return this.o.token ? { authorization: `Bearer ${this.o.token}` } : {};
   }
 
   start(): void {
@@ -306,7 +317,7 @@ class Watcher {
     this.retry = null;
     const planUrl = endpoint(this.o.base, '/v1/plan', false);
     try {
-      const res = await fetch(planUrl, { signal: AbortSignal.timeout(WATCH.requestTimeoutMs) });
+      const res = await fetch(planUrl, { headers: this.auth(), signal: AbortSignal.timeout(WATCH.requestTimeoutMs) });
       const body = (await res.json().catch(() => null)) as { epoch?: unknown; route?: unknown } | null;
       // 503 while the deployment plans its first epoch: the stream still answers, and its snapshots will carry the route.
       if (res.ok && typeof body?.epoch === 'number' && typeof body.route === 'string')
@@ -316,7 +327,11 @@ class Watcher {
     }
     if (this.stopped) return;
     const url = endpoint(this.o.base, EVENTS_PATH, true);
-    const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: WATCH.requestTimeoutMs });
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      handshakeTimeout: WATCH.requestTimeoutMs,
+      headers: this.auth(),
+    });
     this.ws = ws;
     let error: string | null = null;
     let alive = true;

@@ -12,7 +12,8 @@ import { resolveInputs } from '../../graph/shapes.js';
 import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
 import { PeerServer } from '../../transport/peer-server.js';
-import { parseListen, peerToken, type DeploymentConfig, type HostConfig } from '../config.js';
+import { controlToken, parseListen, peerToken, type DeploymentConfig, type HostConfig } from '../config.js';
+import type { AccessPolicy } from '../http/access.js';
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
@@ -21,7 +22,7 @@ import { analyze, type Analysis } from '../local/analysis.js';
 import { cachedProfile } from '../local/profile-cache.js';
 import type { ProfileDoc } from '../local/profiler.js';
 import { loadRepoModel } from '../model-repo.js';
-import { ownCpu } from '../process/cgroup.js';
+import { joinCgroup, ownCpu } from '../process/cgroup.js';
 import { heapFlags } from '../process/node-flags.js';
 import type { Heartbeat, HostStatus } from '../plan/cluster-view.js';
 import type { Coordinator } from '../plan/coordinator.js';
@@ -96,6 +97,13 @@ export class Host {
     log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
     const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log, ownCpu().cpus);
+    // The launcher's CPU quota applies from now: the profile is this host's own speed (see launcher.ts).
+    const cgroup = process.env.CLEAVE_CGROUP;
+    if (cgroup) {
+      const why = joinCgroup(cgroup);
+      if (why) log.warn({ cgroup }, `CPU quota not applied: ${why}`);
+      else log.info({ cgroup, quotaCpus: ownCpu().cpus }, 'CPU quota applied');
+    }
     const executor = await Executor.create({
       intraOpThreads: threads,
       maxCachedSessions: limits.sessionCache,
@@ -106,6 +114,13 @@ export class Host {
     const metrics = new HostMetrics(self.name, self.tier);
     const { token, fromDefault } = peerToken(o.config);
     if (fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
+    const access: AccessPolicy = {
+      controlToken: controlToken(o.config),
+      peerToken: token,
+      readAccess: o.config.readAccess ?? 'loopback',
+    };
+    if (access.controlToken === null)
+      log.warn('no control token in CLEAVE_CONTROL_TOKEN or the config: the control API refuses every change');
 
     const transport = { ...HOST_TRANSPORT_DEFAULTS, ...o.config.transport };
     const isOrigin = self.tier === tiers[0];
@@ -204,6 +219,7 @@ export class Host {
           metrics,
           server,
           peerPath: peerServer.options.path,
+          access,
           prepare: prepareOn,
           takeHeartbeat,
           logger: log,
@@ -250,7 +266,7 @@ export class Host {
         metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
         control: {
           self: self.name,
-          token,
+          access,
           limits,
           status,
           profile: () => profile,
@@ -368,8 +384,12 @@ export class Host {
       if (measured >= wanted || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    await c.replan('start-up');
-    this.p.origin?.loop.start();
+    // The first plan is the controller's, on the live estimates (hosts' quotas and link figures), like every
+    // later one; the plain search on the profiles is the fallback if that round could not plan.
+    const loop = this.p.origin?.loop;
+    if (loop) await loop.round();
+    if (!c.current) await c.replan('start-up');
+    loop?.start();
   }
 
   /** Prepare (build and warm) a segment here; once it is warm, it is the one readiness depends on. */

@@ -7,6 +7,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { DeploymentConfig, HostConfig } from '../config.js';
 import type { RuntimeLimits } from '../defaults.js';
+import type { AccessPolicy } from '../http/access.js';
 import { mountEvents } from '../http/events.js';
 import type { Analysis } from '../local/analysis.js';
 import { AdaptiveLoop } from '../plan/adaptive.js';
@@ -41,6 +42,8 @@ export interface OriginOptions {
   readonly server: http.Server;
   /** The peer endpoint's path on the same server (its upgrades are not the events endpoint's). */
   readonly peerPath: string;
+  /** The control API's access policy (the events stream is a read). */
+  readonly access: AccessPolicy;
   prepare(host: string, from: number, to: number): Promise<void>;
   /** The origin's own heartbeat: taken before every controller round too, so its own links are fresh. */
   takeHeartbeat(): Heartbeat;
@@ -148,6 +151,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
   const eventsEndpoint = mountEvents(server, events, {
     maxBufferedBytes: limits.eventBufferBytes,
     peerPath: o.peerPath,
+    access: o.access,
     hello: () => ({
       host: self.name,
       epoch: c.current?.epoch ?? null,

@@ -1,12 +1,15 @@
 /**
  * The control API. Every host: its status, profile and links, emulated link settings, and the
  * token-protected call peers make to prepare a segment. The origin adds the plan endpoints and the topology.
+ * Changes need a credential and reads follow the read policy (access.ts).
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
 import { CleaveError, errorMessage } from '../../errors.js';
 import type { Profile } from '../../planner/profile.js';
 import { checkEmulationSettings, type EmulationSettings } from '../../transport/emulator.js';
 import { tokenMatches } from '../../transport/handshake.js';
+import { checkCredential, checkRead, type AccessPolicy } from './access.js';
+import { verifyJsonDepth } from './json-depth.js';
 import type { RuntimeLimits } from '../defaults.js';
 import type { ClusterView, HostStatus, LinkReport } from '../plan/cluster-view.js';
 import type { ActivePlan, Coordinator } from '../plan/coordinator.js';
@@ -18,8 +21,8 @@ import { describeRoute } from '../plan/route.js';
 /** What the control API needs of a host. */
 export interface ControlDeps {
   readonly self: string;
-  /** The peer token: peers' calls (preparing a segment) must present it. */
-  readonly token: string;
+  /** Who may change and read: the control and peer tokens and the read policy. */
+  readonly access: AccessPolicy;
   readonly limits: Pick<RuntimeLimits, 'maxControlBodyBytes'>;
   status(): HostStatus;
   profile(): Profile;
@@ -61,12 +64,16 @@ function handle(fn: Handler): RequestHandler {
 
 export function controlRoutes(d: ControlDeps): Router {
   const r = express.Router();
-  const json = express.json({ limit: d.limits.maxControlBodyBytes });
+  const json = express.json({ limit: d.limits.maxControlBodyBytes, verify: verifyJsonDepth });
   const internal: RequestHandler = (req, _res, next) => {
-    if (!tokenMatches(req.headers.authorization, d.token))
+    if (!tokenMatches(req.headers.authorization, d.access.peerToken))
       return next(new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong'));
     next();
   };
+  // Reads of /v1 follow the read policy; changes need a credential (before their body is read).
+  const read = guard((req) => checkRead(req, d.access, `${req.method} ${req.originalUrl.split('?')[0]}`));
+  r.use('/v1', (req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? read(req, res, next) : next()));
+  const operator = guard((req) => checkCredential(req, d.access, `${req.method} ${req.originalUrl.split('?')[0]}`));
 
   r.get('/v1/status', (_req, res) => {
     res.json(d.status());
@@ -94,7 +101,8 @@ export function controlRoutes(d: ControlDeps): Router {
   // emulator sits. strict: false so that a bare `null` (emulation off) is accepted as a body.
   r.put(
     '/v1/links/:from/:to',
-    express.json({ limit: d.limits.maxControlBodyBytes, strict: false }),
+    operator,
+    express.json({ limit: d.limits.maxControlBodyBytes, strict: false, verify: verifyJsonDepth }),
     handle(async (req, res) => {
       const from = String(req.params.from);
       const to = String(req.params.to);
@@ -109,11 +117,23 @@ export function controlRoutes(d: ControlDeps): Router {
       res.json({ from, to, emulation: d.setLinkEmulation(to, settings) });
     }),
   );
-  if (d.plan) mountPlan(r, d.plan, json);
+  if (d.plan) mountPlan(r, d.plan, json, operator);
   return r;
 }
 
-function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
+/** A middleware that runs `check` and passes what it throws on as the request's error. */
+function guard(check: (req: Request) => void): RequestHandler {
+  return (req, _res, next) => {
+    try {
+      check(req);
+    } catch (e) {
+      return next(e);
+    }
+    next();
+  };
+}
+
+function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: RequestHandler): void {
   const c = p.coordinator;
   const brief = (a: ActivePlan, pinned: boolean): object => ({
     epoch: a.epoch,
@@ -148,6 +168,7 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
   });
   r.put(
     '/v1/plan',
+    operator,
     json,
     handle(async (req, res) => {
       const stages = (req.body as { stages?: unknown })?.stages;
@@ -172,6 +193,7 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
   );
   r.delete(
     '/v1/plan',
+    operator,
     handle(async (_req, res) => {
       res.json(brief(await c.unpin(), false));
     }),
@@ -183,6 +205,7 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler): void {
     });
     r.put(
       '/v1/controller',
+      operator,
       json,
       handle((req, res) => {
         adaptive.update(req.body);
@@ -207,10 +230,29 @@ function linkSettings(body: unknown): EmulationSettings | null {
   }
 }
 
+/** The fields a link body may have (besides `off`). */
+const LINK_FIELDS = new Set(['mbps', 'bandwidthBps', 'delayMs', 'burstBytes']);
+const LINK_SHAPE = 'expected null, {"off": true} or {"mbps" or "bandwidthBps", "delayMs", "burstBytes"}';
+
 function linkSettingsUnchecked(body: unknown): EmulationSettings | null {
   // Accept Mbit/s for people ({"mbps": 10, "delayMs": 5}) as well as the emulator's own bytes per second.
-  const b = (body ?? {}) as Record<string, unknown>;
-  if (b.off === true || body === null) return null;
+  // Strict: anything but null or an object of known fields is refused, never read as "emulation off".
+  if (body === null) return null;
+  if (typeof body !== 'object' || Array.isArray(body))
+    throw new CleaveError('E_BAD_INPUT', `${LINK_SHAPE}, got ${Array.isArray(body) ? 'a list' : JSON.stringify(body)}`);
+  const b = body as Record<string, unknown>;
+  const keys = Object.keys(b);
+  if ('off' in b) {
+    if (b.off !== true) throw new CleaveError('E_BAD_INPUT', `off: must be true, got ${JSON.stringify(b.off)}`);
+    if (keys.length > 1)
+      throw new CleaveError('E_BAD_INPUT', `off: comes alone, not with ${keys.filter((k) => k !== 'off').join(', ')}`);
+    return null;
+  }
+  const unknown = keys.filter((k) => !LINK_FIELDS.has(k));
+  if (unknown.length > 0) throw new CleaveError('E_BAD_INPUT', `unknown field '${unknown[0]}' (${LINK_SHAPE})`);
+  if (keys.length === 0) throw new CleaveError('E_BAD_INPUT', `the body names no setting (${LINK_SHAPE})`);
+  if (b.mbps !== undefined && b.bandwidthBps !== undefined)
+    throw new CleaveError('E_BAD_INPUT', 'mbps, bandwidthBps: give one of them, not both');
   if (b.mbps !== undefined) {
     if (typeof b.mbps !== 'number' || !(b.mbps > 0))
       throw new CleaveError('E_BAD_INPUT', 'mbps must be a positive number');

@@ -8,7 +8,9 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { CleaveError } from '../../errors.js';
 import type { CleaveEvent, EventBus } from '../plan/events.js';
+import { checkRead, type AccessPolicy } from './access.js';
 
 export const EVENTS_PATH = '/v1/events';
 /** Close code for a client dropped because it read too slowly. */
@@ -26,20 +28,30 @@ export function mountEvents(
     hello(): Record<string, unknown>;
     logger: Logger;
     /** The peer endpoint's path, whose upgrades are not ours. */ peerPath: string;
+    /** The control API's read policy: the stream is a read. */
+    access?: AccessPolicy;
   },
 ): EventsEndpoint {
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 });
+  // Nobody else answers a refused upgrade, and a socket handed to 'upgrade' has no timeout: end it.
+  const refuse = (socket: Duplex, status: string, error: string): void => {
+    const body = JSON.stringify({ error });
+    socket.once('finish', () => socket.destroy());
+    socket.end(
+      `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === o.peerPath) return; // the peer server's
-    if (path !== EVENTS_PATH) {
-      // Nobody else answers it, and a socket handed to 'upgrade' has no timeout: refuse it.
-      const body = JSON.stringify({ error: `no WebSocket endpoint at ${path}` });
-      socket.once('finish', () => socket.destroy());
-      socket.end(
-        `HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-      return;
+    if (path !== EVENTS_PATH) return refuse(socket, '404 Not Found', `no WebSocket endpoint at ${path}`);
+    if (o.access) {
+      try {
+        checkRead(req, o.access, 'the events stream');
+      } catch (e) {
+        const err = e as CleaveError;
+        return refuse(socket, err.status === 403 ? '403 Forbidden' : '401 Unauthorized', err.message);
+      }
     }
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws));
   };

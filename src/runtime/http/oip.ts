@@ -19,6 +19,7 @@
  * - `data` may be flat or nested (row-major, at most as deep as the rank); only the leaf count must match.
  * - An empty `outputs` list means all outputs, like an absent one.
  */
+import { checkJsonDepth } from './json-depth.js';
 import { CleaveError } from '../../errors.js';
 import type { TensorDType, TensorLike, ValueInfo } from '../executor/tensors.js';
 import { DTYPE_SIZE, TYPED_ARRAY, tensorBytes, typedFromBytes } from '../../transport/dtype.js';
@@ -206,6 +207,7 @@ function jsonEnd(header: string | number | undefined, bodyBytes: number): number
 }
 
 function parseJson(text: string): unknown {
+  checkJsonDepth(text, 'request');
   try {
     return JSON.parse(text);
   } catch {

@@ -32,9 +32,12 @@ export function hostQuotaPeriodUs(cpus: number): number {
   return Math.min(1_000_000, Math.max(20_000, Math.ceil(MIN_QUOTA_US / cpus)));
 }
 
-/** Limits process `pid` to `cpus` CPUs (0.5 = half a core) in a cgroup named `name`, per `periodUs`. */
+/**
+ * Limits process `pid` to `cpus` CPUs (0.5 = half a core) in a cgroup named `name`, per `periodUs`. With
+ * `pid` null the cgroup is made with its quota and left empty, for a process to join itself (`joinCgroup`).
+ */
 export function applyCpuQuota(
-  pid: number,
+  pid: number | null,
   name: string,
   cpus: number,
   root = ROOT,
@@ -57,7 +60,7 @@ export function applyCpuQuota(
       const dir = join(root, `cleave-${safe}`);
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'cpu.max'), `${quota} ${periodUs}`);
-      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      if (pid !== null) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
       return { applied: true, detail: `cgroup v2 cpu.max ${quota}/${periodUs}`, dir };
     }
     const v1 = join(root, 'cpu');
@@ -66,12 +69,25 @@ export function applyCpuQuota(
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'cpu.cfs_period_us'), String(periodUs));
       writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota));
-      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      if (pid !== null) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
       return { applied: true, detail: `cgroup v1 cpu.cfs_quota_us ${quota}/${periodUs}`, dir };
     }
     return { applied: false, detail: `no cgroup cpu controller under ${root}` };
   } catch (e) {
     return { applied: false, detail: `could not set a CPU quota: ${errorMessage(e)}` };
+  }
+}
+
+/**
+ * Moves this process (every thread of it) into the cgroup at `dir`, made by `applyCpuQuota(null, ...)`.
+ * Returns null when done, or why not.
+ */
+export function joinCgroup(dir: string): string | null {
+  try {
+    writeFileSync(join(dir, 'cgroup.procs'), String(process.pid));
+    return null;
+  } catch (e) {
+    return `could not join ${dir}: ${errorMessage(e)}`;
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -36,9 +36,21 @@ export interface LaunchOptions {
   readonly nodeFlags?: readonly string[];
 }
 
+/**
+ * Where a deployment whose origin listens on `listen` keeps its control token in `runDir` (mode 0600): the
+ * CLI reads it from there when no --token or CLEAVE_CONTROL_TOKEN is given.
+ */
+export function controlTokenFile(runDir: string, listen: string): string {
+  return join(runDir, `control-${listen.replace(/[^\w.-]/g, '_')}.token`);
+}
+
 export interface Launched {
   readonly origin: HostConfig;
   readonly token: string;
+  /** The operators' token for the control API's changes (given, or made for this deployment). */
+  readonly controlToken: string;
+  /** The file it was written to. */
+  readonly controlTokenFile: string;
   readonly url: string;
   /** Resolves once the origin answers /v2/health/ready with 200; rejects if a host exits first or on timeout. */
   ready(timeoutMs: number): Promise<void>;
@@ -55,15 +67,30 @@ export function launchDeployment(o: LaunchOptions): Launched {
   const origin = config.hosts.find((h) => h.tier === (config.tiers ?? ['device'])[0]);
   if (!origin) throw new CleaveError('E_BAD_INPUT', 'the config has no origin host');
   const token = process.env.CLEAVE_TOKEN ?? config.token ?? randomBytes(16).toString('hex');
+  const control = process.env.CLEAVE_CONTROL_TOKEN || config.controlToken || randomBytes(18).toString('base64url');
   mkdirSync(o.runDir, { recursive: true });
+  const tokenFile = controlTokenFile(o.runDir, origin.listen);
+  writeFileSync(tokenFile, `${control}\n`, { mode: 0o600 });
+  chmodSync(tokenFile, 0o600);
   const configFile = join(o.runDir, `deployment-${process.pid}-${Date.now()}.json`);
-  // The token travels in the environment, never in a file.
-  writeFileSync(configFile, JSON.stringify({ ...config, token: undefined }, null, 2));
+  // The tokens travel in the environment, never in the config file.
+  writeFileSync(configFile, JSON.stringify({ ...config, token: undefined, controlToken: undefined }, null, 2));
 
   const children: { name: string; child: ChildProcess; cgroup?: string }[] = [];
   let stopping = false;
   let exited: string | null = null;
   for (const h of config.hosts) {
+    // The quota's cgroup is made first and joined by the host itself once it has profiled (CLEAVE_CGROUP):
+    // a profile is the host's own speed, timed in bursts a quota would throttle erratically (a run that starts
+    // early in a period runs at full speed, one that starts late waits for the next), and the planner applies
+    // the quota on top as a slowdown of q/t under sustained load (plan/live-state.ts).
+    let quota = 'none requested';
+    let cgroup: string | undefined;
+    if (h.cpus !== undefined && o.quotas !== false) {
+      const r = applyCpuQuota(null, `${h.name}-${process.pid}`, h.cpus, undefined, hostQuotaPeriodUs(h.cpus));
+      cgroup = r.dir;
+      quota = r.applied ? `${h.cpus} CPU (${r.detail}, from when it has profiled)` : `not applied: ${r.detail}`;
+    } else if (h.cpus !== undefined) quota = 'not applied (quotas off)';
     const child = spawn(
       process.execPath,
       [
@@ -79,20 +106,21 @@ export function launchDeployment(o: LaunchOptions): Launched {
       ],
       {
         // CLEAVE_PARENT_PID: a host whose launcher is gone (killed, crashed) stops instead of living on.
-        env: { ...process.env, ...o.env, CLEAVE_TOKEN: token, CLEAVE_PARENT_PID: String(process.pid) },
+        env: {
+          ...process.env,
+          ...o.env,
+          CLEAVE_TOKEN: token,
+          CLEAVE_CONTROL_TOKEN: control,
+          CLEAVE_PARENT_PID: String(process.pid),
+          ...(cgroup ? { CLEAVE_CGROUP: cgroup } : {}),
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    const entry: { name: string; child: ChildProcess; cgroup?: string } = { name: h.name, child };
+    const entry: { name: string; child: ChildProcess; cgroup?: string } = { name: h.name, child, cgroup };
     children.push(entry);
     for (const stream of [child.stdout, child.stderr])
       if (stream) createInterface({ input: stream }).on('line', (l) => o.onLine?.(h.name, l));
-    let quota = 'none requested';
-    if (h.cpus !== undefined && o.quotas !== false && child.pid !== undefined) {
-      const r = applyCpuQuota(child.pid, `${h.name}-${process.pid}`, h.cpus, undefined, hostQuotaPeriodUs(h.cpus));
-      entry.cgroup = r.dir;
-      quota = r.applied ? `${h.cpus} CPU (${r.detail})` : `not applied: ${r.detail}`;
-    } else if (h.cpus !== undefined) quota = 'not applied (quotas off)';
     o.onStarted?.(h, child.pid, quota);
     child.once('exit', (code, signal) => {
       removeCgroup(entry.cgroup);
@@ -106,6 +134,8 @@ export function launchDeployment(o: LaunchOptions): Launched {
   return {
     origin,
     token,
+    controlToken: control,
+    controlTokenFile: tokenFile,
     url,
     async ready(timeoutMs: number): Promise<void> {
       const until = Date.now() + timeoutMs;
@@ -148,6 +178,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
       await Promise.all(gone);
       clearTimeout(timer);
       for (const c of children) removeCgroup(c.cgroup);
+      rmSync(tokenFile, { force: true });
     },
   };
 }

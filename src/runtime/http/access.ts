@@ -1,0 +1,54 @@
+/**
+ * Who may call the control API. Changes (`PUT`/`DELETE /v1/plan`, `PUT /v1/links`, `PUT /v1/controller`)
+ * need a bearer credential: the operators' control token, or the peer token (hosts forward link settings to
+ * each other with it). Reads follow `readAccess`: 'loopback' (the default) lets callers on this machine in
+ * without a token, 'token' never does, 'open' always does. A missing credential is 401, a wrong one 403;
+ * a request with more than one Authorization header is refused whatever its first one says.
+ */
+import type { IncomingMessage } from 'node:http';
+import { CleaveError } from '../../errors.js';
+import { tokenMatches } from '../../transport/handshake.js';
+import type { ReadAccess } from '../config.js';
+
+export interface AccessPolicy {
+  /** The operators' token; null: no change is allowed through it (the peer token still works). */
+  readonly controlToken: string | null;
+  /** The deployment's peer token. */
+  readonly peerToken: string;
+  readonly readAccess: ReadAccess;
+}
+
+/** Whether the request's peer address is this machine (IPv4 127/8, ::1, or IPv4-mapped 127/8). */
+export function fromLoopback(req: IncomingMessage): boolean {
+  const a = req.socket.remoteAddress ?? '';
+  return a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.');
+}
+
+/** The one Authorization header, undefined when there is none; throws when there are several. */
+function authorization(req: IncomingMessage): string | undefined {
+  const all = req.headersDistinct?.authorization ?? (req.headers.authorization ? [req.headers.authorization] : []);
+  if (all.length > 1) throw new CleaveError('E_UNAUTHORIZED', 'more than one Authorization header');
+  return all[0];
+}
+
+/**
+ * Throws unless the request carries the control or the peer token. `what` names the action in the message.
+ */
+export function checkCredential(req: IncomingMessage, p: AccessPolicy, what: string): void {
+  const header = authorization(req);
+  if (header === undefined)
+    throw new CleaveError(
+      'E_UNAUTHORIZED',
+      `${what} needs the control token: send "Authorization: Bearer TOKEN" (cleave up writes it to its run directory; CLEAVE_CONTROL_TOKEN or the config's controlToken set it)`,
+    );
+  const ok = (p.controlToken !== null && tokenMatches(header, p.controlToken)) || tokenMatches(header, p.peerToken);
+  if (!ok) throw new CleaveError('E_FORBIDDEN', `${what}: the token is wrong`);
+}
+
+/** Throws unless the request may read the control API under the policy. */
+export function checkRead(req: IncomingMessage, p: AccessPolicy, what: string): void {
+  if (p.readAccess === 'open') return;
+  // A token, when sent, is checked even where none is needed: a wrong one is a mistake worth saying.
+  if (p.readAccess === 'loopback' && fromLoopback(req) && authorization(req) === undefined) return;
+  checkCredential(req, p, what);
+}
