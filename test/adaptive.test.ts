@@ -83,7 +83,7 @@ describe('adaptive loop', () => {
           ? p
           : undefined;
       });
-      expect(moved.reason).toMatch(/dev->edg/);
+      expect(moved.reason, moved.reason).toMatch(/dev->edg/);
       expect(moved.controller.settings.objective).toBe('throughput');
       // Requests keep flowing on the new plan.
       const before = answered;

@@ -179,8 +179,12 @@ export class Controller {
         `keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below ${bar}; ${moved}`,
       );
     }
+    // What is confirmed is that the current plan is beaten, round after round, not that one rival is: while a
+    // measurement is still moving (a link's ceiling falling as a slow frame stays unacknowledged) each round's
+    // best may differ, and waiting for one to repeat would wait for the measurement to settle. The plan
+    // adopted is the last round's best, which itself beats the current one by the hysteresis.
     const pend = this.#pending;
-    const seen = pend && pend.candidate === route && pend.current === curRoute ? pend.rounds + 1 : 1;
+    const seen = pend && pend.current === curRoute ? pend.rounds + 1 : 1;
     // A decisive gain needs no confirming round.
     const rounds = gain >= set.decisiveGain ? Math.max(seen, set.confirmRounds) : seen;
     this.#pending = { candidate: route, current: curRoute, rounds };
@@ -190,7 +194,7 @@ export class Controller {
       this.#pending = null;
       return {
         kind: 'adopt',
-        reason: `${story}; ${seen < set.confirmRounds ? `decisive (saves ${Math.round(set.decisiveGain * 100)}% or more)` : `confirmed for ${rounds} round${rounds === 1 ? '' : 's'}`}, adopting`,
+        reason: `${story}; ${seen < set.confirmRounds ? `decisive (saves ${Math.round(set.decisiveGain * 100)}% or more)` : `confirmed for ${rounds} round${rounds === 1 ? '' : 's'}${pend && pend.candidate !== route ? ` (the best changed from ${pend.candidate} last round)` : ''}`}, adopting`,
         plan: best,
         current: cur.plan,
         gain,

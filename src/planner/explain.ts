@@ -83,10 +83,12 @@ export interface Baseline {
   readonly constraints: readonly Constraint[];
 }
 
-/** What moved between the baseline and now, largest first (EXPLAIN_LIMITS). */
 /**
  * What moved since the current plan was adopted, largest first (EXPLAIN_LIMITS). Moves of the links and
- * hosts that the compared plans use (`plans`) come before the others: they are why those plans changed places.
+ * hosts that the compared plans use (`plans`) come before the others, by how many ms they changed those
+ * plans' times (the bytes a hop carries over the old and new throughput, half an RTT per hop, a stage's
+ * compute under the old and new slowdown): they are why those plans changed places. The rest follow by
+ * relative size.
  */
 export function moves(
   base: Baseline | null,
@@ -101,7 +103,11 @@ export function moves(
     for (const h of p.hops) used.add(`${h.from}->${h.to}`);
     for (const st of p.stages) used.add(st.host);
   }
-  const out: { mag: number; text: string; used?: boolean }[] = [];
+  /** The most ms a move changed one of the compared plans by, given what it does to one hop or stage. */
+  const impact = (f: (p: Plan) => number): number => Math.max(0, ...plans.map((p) => (p ? f(p) : 0)));
+  const hopImpact = (key: string, perHop: (bytes: number) => number): number =>
+    impact((p) => p.hops.filter((h) => `${h.from}->${h.to}` === key).reduce((t, h) => t + perHop(h.bytes), 0));
+  const out: { mag: number; text: string; used?: boolean; ms?: number }[] = [];
   if (base.objective !== set.objective)
     out.push({ mag: Infinity, text: `objective ${base.objective} -> ${set.objective}` });
   if (base.constraints !== set.constraints)
@@ -110,31 +116,38 @@ export function moves(
   const isDown = new Set(s.down);
   for (const h of isDown) if (!wasDown.has(h)) out.push({ mag: Infinity, text: `${h} down` });
   for (const h of wasDown) if (!isDown.has(h)) out.push({ mag: Infinity, text: `${h} back up` });
-  const change = (key: string, what: string, from: number, to: number, unit: string, minAbs = 0): void => {
+  const change = (key: string, what: string, from: number, to: number, unit: string, ms: number, minAbs = 0): void => {
     const mag = Math.abs(Math.log(Math.max(to, 1e-9) / Math.max(from, 1e-9)));
     if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove) && Math.abs(to - from) >= minAbs)
-      out.push({ mag, used: used.has(key), text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
+      out.push({ mag, ms, used: used.has(key), text: `${what} ${num(from)} -> ${num(to)}${unit} (${pct(from, to)})` });
   };
   for (const h of new Set([...Object.keys(base.snap.slowdown), ...Object.keys(s.slowdown)])) {
     const a = base.snap.slowdown[h] ?? 1;
     const b = s.slowdown[h] ?? 1;
     const mag = Math.abs(Math.log(b / a));
+    // A stage's compute is priced at the new slowdown b; at the old one it was a/b of that.
+    const ms = impact((p) =>
+      p.stages.filter((st) => st.host === h).reduce((t, st) => t + st.computeMs * Math.abs(1 - a / b), 0),
+    );
     if (mag >= Math.log(1 + EXPLAIN_LIMITS.minMove))
-      out.push({ mag, used: used.has(h), text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
+      out.push({ mag, ms, used: used.has(h), text: `${h} slowdown ${times(a)} -> ${times(b)}x` });
   }
   const old = new Map(base.snap.input.links.map((l) => [`${l.from}->${l.to}`, l]));
   for (const l of s.input.links) {
     const key = `${l.from}->${l.to}`;
     const o = old.get(key);
     if (!o) continue;
-    change(key, `link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s');
-    change(key, `link ${key} rtt`, o.rttMs, l.rttMs, ' ms', EXPLAIN_LIMITS.minRttMoveMs);
+    const bytesMs = hopImpact(key, (b) => Math.abs(b / l.bytesPerSecond - b / o.bytesPerSecond) * 1000);
+    change(key, `link ${key} throughput`, o.bytesPerSecond / 1e6, l.bytesPerSecond / 1e6, ' MB/s', bytesMs);
+    const rttMs = hopImpact(key, () => Math.abs(l.rttMs - o.rttMs) / 2);
+    change(key, `link ${key} rtt`, o.rttMs, l.rttMs, ' ms', rttMs, EXPLAIN_LIMITS.minRttMoveMs);
   }
   if (out.length === 0)
     return `no measurement moved by ${EXPLAIN_LIMITS.minMove * 100}% or more since the current plan was adopted`;
-  // Infinite moves (objective, down hosts) first, then those on the compared plans, then the rest.
+  // Infinite moves (objective, down hosts) first, then those on the compared plans by the ms they changed
+  // them by, then the rest by relative size.
   const rank = (x: { mag: number; used?: boolean }): number => (x.mag === Infinity ? 0 : x.used ? 1 : 2);
-  out.sort((a, b) => rank(a) - rank(b) || b.mag - a.mag);
+  out.sort((a, b) => rank(a) - rank(b) || (rank(a) === 1 ? (b.ms ?? 0) - (a.ms ?? 0) : 0) || b.mag - a.mag);
   return `since adoption: ${out
     .slice(0, EXPLAIN_LIMITS.maxMoves)
     .map((x) => x.text)
