@@ -106,27 +106,6 @@ describe('LiveState', () => {
     expect(s.slowdowns(PROFILES, 12_000).edg).toBeCloseTo(x, 9);
   });
 
-  it('slowdown: the quota floor is relative to the quota the host was profiled under', () => {
-    const { s } = state();
-    // Profiled under 0.25 CPU: its profile is as throttled as its runs now; no floor, and what it runs counts.
-    const profiled = PROFILES.map((p) => (p.host.name === 'dev' ? { ...p, host: { ...p.host, quotaCpus: 0.25 } } : p));
-    s.onHeartbeat(beat('dev', { quotaCpus: 0.25, segments: [{ from: 0, to: 10, meanMs: 8, runs: 20, ageMs: 0 }] }), 0);
-    expect(s.hosts(profiled, 0).find((h) => h.host === 'dev')).toMatchObject({
-      slowdown: 9 / 11,
-      slowdownFrom: 'observed',
-    });
-    // Its quota is raised to 1 CPU while idle: the floor falls to 1/4 of the profile at once, and what it was
-    // observed to be, scaled by the quota (9/11 / 4), is under the floor, so the floor holds.
-    s.onHeartbeat(
-      beat('dev', { quotaCpus: 1, segments: [{ from: 0, to: 10, meanMs: 8, runs: 20, ageMs: 9000 }] }),
-      9000,
-    );
-    expect(s.hosts(profiled, 9000).find((h) => h.host === 'dev')).toMatchObject({
-      slowdown: 0.25,
-      slowdownFrom: 'quota',
-    });
-  });
-
   it("slowdown: a CPU quota below the host's threads is a floor, at once when the quota changes", () => {
     const { s } = state();
     // Short bursts run unthrottled: observed 1.2x, but a quarter of a CPU sustains at most a quarter speed.

@@ -121,7 +121,7 @@ describe('launched hosts (three OS processes)', () => {
       },
       d.controlToken,
     );
-    expect(pin.status).toBe(200);
+    expect(pin.status, await pin.clone().text()).toBe(200);
     for (let i = 0; i < 3; i++) {
       const r = await inferBinary(d.url, MODEL, [{ name: 'input', dtype: 'float32', dims, data: x }]);
       expect(r.status).toBe(200);

@@ -26,8 +26,8 @@ export interface ProfileHost {
   readonly memoryBytes: number;
   readonly threads: number;
   /**
-   * The CPU quota (CPUs) of the host's cgroup while it was profiled; absent or null: none. A profile taken
-   * under a quota is partly throttled already, so a live slowdown is judged against this quota, not none.
+   * The CPU quota (CPUs) of the host's cgroup while it was profiled; absent or null: none. Informational: a
+   * profile taken under a quota is partly throttled (and the profile cache keeps one per quota).
    */
   readonly quotaCpus?: number | null;
 }

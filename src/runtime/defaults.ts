@@ -77,6 +77,12 @@ export const LIMITS = {
     min: 1,
     doc: "A control call to a peer's API (its profile, status, links; preparing a segment) fails after this.",
   },
+  retryWaitMs: {
+    default: 2000,
+    unit: 'ms',
+    min: 0,
+    doc: 'A request whose route lost a host is run again once, on the plan adopted around it, if one is committed within this (and its deadline); 0: never retried.',
+  },
   loadSampleMs: {
     default: 1000,
     unit: 'ms',

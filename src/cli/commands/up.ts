@@ -7,18 +7,24 @@ import { launchDeployment } from '../../runtime/process/launcher.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { buildZooFile, cacheDir, parseZooName } from '../model-ref.js';
 
-const upHelp = `cleave up [--model NAME] [--config FILE] [--models DIR] [--no-quota] [--verbose]
+const upHelp = `cleave up [--model NAME] [--config FILE] [--models DIR] [--no-quota] [--no-restart] [--verbose]
 
 Starts every host of a deployment (by default: device, edge and cloud on 127.0.0.1:8000-8002 serving
 ResNet50) as separate OS processes, applies each host's CPU quota through cgroups where Linux and root
 allow, waits until the device host has planned and warmed its route, and prints where to send requests.
-A zoo model name is built into the model repository on first use. Ctrl-C stops them all.
+A zoo model name is built into the model repository on first use. A host that exits is started again with
+the same settings and CPU quota (after 1 s, doubling to 30 s; more than 5 exits of one host within 60 s
+stop the deployment, exit code 1). Ctrl-C stops them all.
 
   --model NAME   the model to serve (a repository model, or a zoo name such as mobilenetv2)
   --config FILE  a deployment file (see README); default: the built-in three-host deployment
   --models DIR   the model repository (default: ~/.cache/cleave/models)
   --no-quota     do not apply CPU quotas
+  --no-restart   a host that exits stops the whole deployment (exit code 1) instead of being restarted
   --verbose      print every host's log lines (default: warnings and errors only)`;
+
+/** `cleave up`'s supervision: see the help. */
+const UP_RESTART = { maxRestarts: 5, windowMs: 60_000, initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -28,6 +34,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       config: { type: 'string' },
       models: { type: 'string' },
       'no-quota': { type: 'boolean' },
+      'no-restart': { type: 'boolean' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -56,8 +63,18 @@ export async function upCommand(argv: string[]): Promise<number> {
       process.stdout.write(
         `cleave up: ${h.name} (${h.tier}) pid ${pid} on ${h.listen}: ORT threads ${h.threads ?? 1}, CPU quota ${quota}\n`,
       ),
-    onExit: (host, code, signal) =>
-      process.stderr.write(`cleave up: ${host} exited (${signal ?? code}); stopping the deployment\n`),
+    restart: values['no-restart'] ? undefined : UP_RESTART,
+    onExit: (host, code, signal, again) => {
+      if (again) {
+        process.stderr.write(
+          `cleave up: ${host} exited (${signal ?? code}); restarting it in ${(again.delayMs / 1000).toFixed(1)} s (restart ${again.attempt} of ${again.of} within ${UP_RESTART.windowMs / 1000} s)\n`,
+        );
+        return;
+      }
+      process.stderr.write(`cleave up: ${host} exited (${signal ?? code}); stopping the deployment\n`);
+      // Said and done: the other hosts stop and so does this command.
+      stop(1);
+    },
   });
   let stopping = false;
   const stop = (code: number): void => {

@@ -13,6 +13,8 @@ export interface LinkPort {
   send(host: string, header: HeaderInput, tensors: readonly Tensor[]): boolean;
   onDrain(host: string, listener: () => void): void;
   onDown(host: string, listener: () => void): void;
+  /** Resolves true once the link to `host` is open, false after `timeoutMs` (absent: never waits). */
+  whenOpen?(host: string, timeoutMs: number): Promise<boolean>;
 }
 
 interface Waiter {

@@ -27,6 +27,11 @@ export class Cluster implements ClusterView {
 
   constructor(private readonly o: ClusterOptions) {}
 
+  /** Forgets `host`'s profile: it is fetched again next time (the host restarted). */
+  forget(host: string): void {
+    this.peerProfiles.delete(host);
+  }
+
   async profiles(): Promise<Profile[]> {
     const got = await Promise.all(
       this.reachable().map(async (h) => {

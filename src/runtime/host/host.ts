@@ -22,7 +22,7 @@ import { analyze, type Analysis } from '../local/analysis.js';
 import { cachedProfile } from '../local/profile-cache.js';
 import type { ProfileDoc } from '../local/profiler.js';
 import { loadRepoModel } from '../model-repo.js';
-import { joinCgroup, ownCpu } from '../process/cgroup.js';
+import { ownCpu } from '../process/cgroup.js';
 import { heapFlags } from '../process/node-flags.js';
 import type { Heartbeat, HostStatus } from '../plan/cluster-view.js';
 import type { Coordinator } from '../plan/coordinator.js';
@@ -35,6 +35,7 @@ import { LoadSampler } from './load.js';
 import { HostMetrics } from './metrics.js';
 import { PeerClient } from './peer-client.js';
 import { PeerMesh } from './peer-mesh.js';
+import { inferRetrying } from './retry.js';
 import { Pipeline } from './pipeline.js';
 import { SegmentSessions } from './segments.js';
 
@@ -97,13 +98,6 @@ export class Host {
     log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
     const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log, ownCpu().cpus);
-    // The launcher's CPU quota applies from now: the profile is this host's own speed (see launcher.ts).
-    const cgroup = process.env.CLEAVE_CGROUP;
-    if (cgroup) {
-      const why = joinCgroup(cgroup);
-      if (why) log.warn({ cgroup }, `CPU quota not applied: ${why}`);
-      else log.info({ cgroup, quotaCpus: ownCpu().cpus }, 'CPU quota applied');
-    }
     const executor = await Executor.create({
       intraOpThreads: threads,
       maxCachedSessions: limits.sessionCache,
@@ -130,6 +124,9 @@ export class Host {
     // server (requests); both open only after the parts exist, so the late bindings are set before a frame.
     let pipeline: Pipeline | null = null;
     let live: LiveState | null = null;
+    // Set once the origin's parts exist: a lost or returning host is news to its controller at once.
+    let onHostLost: ((host: string) => void) | null = null;
+    let onHostRejoin: ((host: string) => void) | null = null;
     const onFrame = (f: IncomingFrame): void => {
       if (f.header.kind !== 'message') return pipeline?.onFrame(f);
       const body = f.header.body as { type?: unknown } | undefined;
@@ -147,7 +144,11 @@ export class Host {
       modelSha256: model.sha256,
       links: o.config.links ?? [],
       onFrame,
-      onLost: (peer, ids) => pipeline?.failLost(peer, ids),
+      onLost: (peer, ids) => {
+        pipeline?.failLost(peer, ids);
+        onHostLost?.(peer);
+      },
+      onRejoin: (peer) => onHostRejoin?.(peer),
       logger: log,
       transport,
     });
@@ -226,6 +227,23 @@ export class Host {
         })
       : null;
     live = origin?.live ?? null;
+    if (origin) {
+      // A host lost: the controller's next round, now, sees it down and moves the plan around it (urgent,
+      // past hysteresis and dwell). A host back: its profile is fetched again (it may have restarted
+      // elsewhere or under another quota) and the usual rounds may move work back to it.
+      // Before the loop starts (start-up: peers still dialing, links not measured) planAtStartup plans.
+      onHostLost = (peer) => {
+        if (!origin.loop.started) return;
+        log.warn({ peer }, 'host lost: re-planning now');
+        void origin.loop.round();
+      };
+      onHostRejoin = (peer) => {
+        cluster.forget(peer);
+        if (!origin.loop.started) return;
+        log.info({ peer }, 'host back: its profile is read again');
+        void origin.loop.round();
+      };
+    }
     const heartbeat = new HeartbeatSender({
       intervalMs: limits.heartbeatMs,
       take: takeHeartbeat,
@@ -296,7 +314,19 @@ export class Host {
               limits,
               ready: () => h.ready,
               plan: () => origin.coordinator.current,
-              infer: (plan, inputs, deadlineMs) => p.infer(plan, inputs, deadlineMs),
+              infer: (plan, inputs, deadlineMs) =>
+                inferRetrying(
+                  {
+                    infer: (pl, ins, ms) => p.infer(pl, ins, ms),
+                    current: () => origin.coordinator.current,
+                    down: () => origin.live.down(Date.now()),
+                    retryWaitMs: limits.retryWaitMs,
+                    log,
+                  },
+                  plan,
+                  inputs,
+                  deadlineMs,
+                ),
               metrics,
               answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
               log,
@@ -340,10 +370,19 @@ export class Host {
     return (this.p.server.address() as AddressInfo).port;
   }
 
-  /** Live: the process serves. Ready: the origin has a committed plan; others have their segment warm. */
+  /**
+   * Live: the process serves. Ready: the origin has a committed plan whose every host is up (the deployment
+   * can answer: between losing a host and re-planning around it, it cannot); others have their segment warm.
+   */
   get ready(): boolean {
     if (this.closed) return false;
-    if (this.coordinator) return this.coordinator.current !== null;
+    const c = this.coordinator;
+    if (c) {
+      const cur = c.current;
+      if (!cur) return false;
+      const down = new Set(this.p.origin?.live.down(Date.now()) ?? []);
+      return cur.route.every((s) => !down.has(s.host));
+    }
     return this.current === null || this.p.segments.isWarm(this.current);
   }
 

@@ -23,6 +23,8 @@ export interface PeerMeshOptions {
   readonly onFrame: FrameHandler;
   /** The link to `host` went down; `unacked` are the request ids of frames it never got acknowledged. */
   readonly onLost?: (host: string, unacked: readonly string[]) => void;
+  /** The link to `host` opened again after it had been open before (the host came back, or restarted). */
+  readonly onRejoin?: (host: string) => void;
   readonly logger: Logger;
   readonly transport?: TransportOptionsInput;
 }
@@ -57,7 +59,10 @@ export class PeerMesh implements LinkPort {
         );
         opts.onLost?.(p.name, d.unacked);
       });
-      link.on('open', () => opts.logger.info({ link: link.name }, 'link open'));
+      link.on('open', () => {
+        opts.logger.info({ link: link.name }, 'link open');
+        if (link.stats().connects > 1) opts.onRejoin?.(p.name);
+      });
       this.links.set(p.name, link);
     }
   }
@@ -69,6 +74,16 @@ export class PeerMesh implements LinkPort {
   /** True when the link to `host` exists and is open now. */
   isOpen(host: string): boolean {
     return this.links.get(host)?.state === 'open';
+  }
+
+  /** Resolves true once the link to `host` is open (at once if it is), false after `timeoutMs`. */
+  whenOpen(host: string, timeoutMs: number): Promise<boolean> {
+    const l = this.links.get(host);
+    if (!l || timeoutMs <= 0) return Promise.resolve(l?.state === 'open');
+    return l.whenOpen(timeoutMs).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Sends a frame to `host`; false when the sender should wait for drain (see LinkPort). */

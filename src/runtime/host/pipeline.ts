@@ -38,6 +38,9 @@ export interface PipelineOptions {
   readonly maxInFlight: number;
 }
 
+/** Longest a reply waits for the link to its origin to reopen (bounded by the request's deadline too). */
+const REPLY_WAIT_MS = 10_000;
+
 export interface Routed {
   readonly epoch: number;
   readonly route: readonly RouteStage[];
@@ -241,7 +244,7 @@ export class Pipeline {
         }
         if (origin === this.o.self) this.settle(r.id, result);
         else
-          await this.send(
+          await this.reply(
             origin,
             { kind: 'result', id: r.id, epoch: r.epoch, route: r.route, stage: r.stage },
             result,
@@ -265,11 +268,9 @@ export class Pipeline {
           stage: r.stage,
           error: { code: err.code, message: err.message },
         };
-        await this.gate
-          .send(origin, header, [], r.deadline)
-          .catch((e2: unknown) =>
-            this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin'),
-          );
+        await this.reply(origin, header, {}, r.deadline).catch((e2: unknown) =>
+          this.o.logger.warn({ id: r.id, err: errorMessage(e2) }, 'could not report a failed stage to the origin'),
+        );
       }
     } finally {
       this.working--;
@@ -286,6 +287,28 @@ export class Pipeline {
       prev.meanMs += 0.2 * (computeMs - prev.meanMs);
       prev.runs++;
       prev.lastAt = Date.now();
+    }
+  }
+
+  /**
+   * Sends a result or an error back to the origin. When the link to it is down (it dropped, and is being
+   * redialed), waits for it to reopen, up to the request's deadline, and sends once more: a reply that never
+   * leaves would leave the origin waiting until that deadline for nothing.
+   */
+  private async reply(
+    origin: string,
+    header: HeaderInput,
+    tensors: Record<string, TensorLike>,
+    deadline: number,
+  ): Promise<void> {
+    try {
+      await this.send(origin, header, tensors, deadline);
+    } catch (e) {
+      const wait = deadline > 0 ? deadline - Date.now() : REPLY_WAIT_MS;
+      if (!(isCleaveError(e) && e.code === 'E_PEER_GONE') || !this.o.links.whenOpen || wait <= 0) throw e;
+      if (!(await this.o.links.whenOpen(origin, Math.min(wait, REPLY_WAIT_MS)))) throw e;
+      this.o.logger.info({ id: header.id, origin }, 'link to the origin reopened: reply sent again');
+      await this.send(origin, header, tensors, deadline);
     }
   }
 

@@ -98,6 +98,11 @@ export class AdaptiveLoop {
     return this.o.now ? this.o.now() : Date.now();
   }
 
+  /** Whether the loop runs on its timer (after start-up planning, until stop). */
+  get started(): boolean {
+    return !this.stopped;
+  }
+
   start(): void {
     this.stopped = false;
     this.schedule();

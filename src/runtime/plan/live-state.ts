@@ -173,12 +173,13 @@ export class LiveState {
    * Observed: the host's recent segment times over what its profile predicts for them; idle (nothing ran
    * lately): what it was last observed to be (a host that only looked fast because it stopped working would
    * otherwise win work back and lose it again), scaled by how its CPU quota moved since. Either way at least
-   * what its quota implies against the one it was profiled under: short bursts run unthrottled under a cgroup
-   * quota (a burst under ~25 ms per period runs at full speed), but under sustained load a host with q CPUs
-   * for t ORT threads runs at most q/t as fast; so with `f(q) = max(1, t/q)` the floor is
-   * f(quota now) / f(quota at profile time). It moves at once when the quota changes, before the host has run
-   * anything under it, and it is 1 for a host profiled under the quota it has (its profile is throttled as
-   * much as a burst of profiling runs can be, and what it runs shows the rest).
+   * what its quota implies, `f(q) = max(1, t/q)` for q CPUs and t ORT threads: short bursts run unthrottled
+   * under a cgroup quota (a burst under ~25 ms per period runs at full speed), and a profile is made of such
+   * bursts, some throttled and some not, while under sustained load the host also spends its quota on what
+   * is not ORT (its HTTP gateway, frames, heartbeats) and runs at most q/t as fast. The floor moves at once
+   * when the quota changes, before the host has run anything under it. (Measured here: a floor relative to
+   * the quota at profile time, or profiles taken before the quota, both predicted the 0.25-CPU device 2-3x
+   * too fast once it ran most of the model under load; `npm run bench -- adapt`.)
    */
   private slowdownOf(p: Profile, now: number): { factor: number; from: HostLive['slowdownFrom'] } {
     const name = p.host.name;
@@ -188,7 +189,7 @@ export class LiveState {
     const t = b.beat.threads;
     const f = (quota: number | null | undefined): number =>
       quota !== null && quota !== undefined && quota > 0 && quota < t ? t / quota : 1;
-    const floor = f(q) / f(p.host.quotaCpus);
+    const floor = f(q);
     const age = now - b.at;
     const observed = [];
     for (const s of b.beat.segments) {

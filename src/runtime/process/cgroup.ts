@@ -32,12 +32,9 @@ export function hostQuotaPeriodUs(cpus: number): number {
   return Math.min(1_000_000, Math.max(20_000, Math.ceil(MIN_QUOTA_US / cpus)));
 }
 
-/**
- * Limits process `pid` to `cpus` CPUs (0.5 = half a core) in a cgroup named `name`, per `periodUs`. With
- * `pid` null the cgroup is made with its quota and left empty, for a process to join itself (`joinCgroup`).
- */
+/** Limits process `pid` to `cpus` CPUs (0.5 = half a core) in a cgroup named `name`, per `periodUs`. */
 export function applyCpuQuota(
-  pid: number | null,
+  pid: number,
   name: string,
   cpus: number,
   root = ROOT,
@@ -60,7 +57,7 @@ export function applyCpuQuota(
       const dir = join(root, `cleave-${safe}`);
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'cpu.max'), `${quota} ${periodUs}`);
-      if (pid !== null) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
       return { applied: true, detail: `cgroup v2 cpu.max ${quota}/${periodUs}`, dir };
     }
     const v1 = join(root, 'cpu');
@@ -69,25 +66,12 @@ export function applyCpuQuota(
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'cpu.cfs_period_us'), String(periodUs));
       writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota));
-      if (pid !== null) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
       return { applied: true, detail: `cgroup v1 cpu.cfs_quota_us ${quota}/${periodUs}`, dir };
     }
     return { applied: false, detail: `no cgroup cpu controller under ${root}` };
   } catch (e) {
     return { applied: false, detail: `could not set a CPU quota: ${errorMessage(e)}` };
-  }
-}
-
-/**
- * Moves this process (every thread of it) into the cgroup at `dir`, made by `applyCpuQuota(null, ...)`.
- * Returns null when done, or why not.
- */
-export function joinCgroup(dir: string): string | null {
-  try {
-    writeFileSync(join(dir, 'cgroup.procs'), String(process.pid));
-    return null;
-  } catch (e) {
-    return `could not join ${dir}: ${errorMessage(e)}`;
   }
 }
 

@@ -29,8 +29,22 @@ export interface LaunchOptions {
   readonly onLine?: (host: string, line: string) => void;
   /** Called once per host after it is spawned, with what was applied. */
   readonly onStarted?: (h: HostConfig, pid: number | undefined, quota: string) => void;
-  /** Called when a host exits before `stop()`. */
-  readonly onExit?: (host: string, code: number | null, signal: string | null) => void;
+  /**
+   * Called when a host exits before `stop()`: with when it will be started again under `restart`, or null
+   * when it will not (no restart policy, or its budget is spent: the deployment has failed).
+   */
+  readonly onExit?: (
+    host: string,
+    code: number | null,
+    signal: string | null,
+    restart: { delayMs: number; attempt: number; of: number } | null,
+  ) => void;
+  /**
+   * Supervision: a host that exits is started again (same config, token and CPU quota) after a delay that
+   * doubles from `initialDelayMs` up to `maxDelayMs`, at most `maxRestarts` times within `windowMs`. Absent:
+   * a host that exits is not restarted.
+   */
+  readonly restart?: { maxRestarts: number; windowMs: number; initialDelayMs: number; maxDelayMs: number };
   readonly env?: NodeJS.ProcessEnv;
   /** Node flags for the host processes (default HOST_NODE_FLAGS). */
   readonly nodeFlags?: readonly string[];
@@ -76,21 +90,23 @@ export function launchDeployment(o: LaunchOptions): Launched {
   // The tokens travel in the environment, never in the config file.
   writeFileSync(configFile, JSON.stringify({ ...config, token: undefined, controlToken: undefined }, null, 2));
 
-  const children: { name: string; child: ChildProcess; cgroup?: string }[] = [];
+  interface Entry {
+    readonly h: HostConfig;
+    child: ChildProcess;
+    cgroup?: string;
+    /** The quota it runs under (setCpuQuota changes it; a restart keeps it). */
+    cpus?: number;
+    /** Exit times of its unexpected exits, for the restart budget. */
+    readonly exits: number[];
+    restartTimer?: NodeJS.Timeout;
+  }
+  const children: Entry[] = [];
   let stopping = false;
   let exited: string | null = null;
-  for (const h of config.hosts) {
-    // The quota's cgroup is made first and joined by the host itself once it has profiled (CLEAVE_CGROUP):
-    // a profile is the host's own speed, timed in bursts a quota would throttle erratically (a run that starts
-    // early in a period runs at full speed, one that starts late waits for the next), and the planner applies
-    // the quota on top as a slowdown of q/t under sustained load (plan/live-state.ts).
-    let quota = 'none requested';
-    let cgroup: string | undefined;
-    if (h.cpus !== undefined && o.quotas !== false) {
-      const r = applyCpuQuota(null, `${h.name}-${process.pid}`, h.cpus, undefined, hostQuotaPeriodUs(h.cpus));
-      cgroup = r.dir;
-      quota = r.applied ? `${h.cpus} CPU (${r.detail}, from when it has profiled)` : `not applied: ${r.detail}`;
-    } else if (h.cpus !== undefined) quota = 'not applied (quotas off)';
+  const restart = o.restart ?? null;
+
+  const spawnHost = (e: Entry): void => {
+    const h = e.h;
     const child = spawn(
       process.execPath,
       [
@@ -112,23 +128,47 @@ export function launchDeployment(o: LaunchOptions): Launched {
           CLEAVE_TOKEN: token,
           CLEAVE_CONTROL_TOKEN: control,
           CLEAVE_PARENT_PID: String(process.pid),
-          ...(cgroup ? { CLEAVE_CGROUP: cgroup } : {}),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    const entry: { name: string; child: ChildProcess; cgroup?: string } = { name: h.name, child, cgroup };
-    children.push(entry);
+    e.child = child;
+    // The quota holds from the start, profiling included: a host is as slow as it is for all it does.
+    let quota = 'none requested';
+    e.cgroup = undefined;
+    if (e.cpus !== undefined && o.quotas !== false && child.pid !== undefined) {
+      const r = applyCpuQuota(child.pid, `${h.name}-${process.pid}`, e.cpus, undefined, hostQuotaPeriodUs(e.cpus));
+      e.cgroup = r.dir;
+      quota = r.applied ? `${e.cpus} CPU (${r.detail})` : `not applied: ${r.detail}`;
+    } else if (e.cpus !== undefined) quota = 'not applied (quotas off)';
     for (const stream of [child.stdout, child.stderr])
       if (stream) createInterface({ input: stream }).on('line', (l) => o.onLine?.(h.name, l));
     o.onStarted?.(h, child.pid, quota);
     child.once('exit', (code, signal) => {
-      removeCgroup(entry.cgroup);
-      if (!stopping) {
-        exited = `${h.name} exited (${signal ?? code})`;
-        o.onExit?.(h.name, code, signal);
+      removeCgroup(e.cgroup);
+      if (stopping) return;
+      const why = `${h.name} exited (${signal ?? code})`;
+      const now = Date.now();
+      e.exits.push(now);
+      while (restart && e.exits.length > 0 && e.exits[0] < now - restart.windowMs) e.exits.shift();
+      if (!restart || e.exits.length > restart.maxRestarts) {
+        exited = restart ? `${why}, ${e.exits.length} times in ${restart.windowMs / 1000} s` : why;
+        o.onExit?.(h.name, code, signal, null);
+        return;
       }
+      // Backoff doubles with each exit inside the window: a host that dies at once is not respawned in a loop.
+      const delay = Math.min(restart.maxDelayMs, restart.initialDelayMs * 2 ** (e.exits.length - 1));
+      o.onExit?.(h.name, code, signal, { delayMs: delay, attempt: e.exits.length, of: restart.maxRestarts });
+      e.restartTimer = setTimeout(() => {
+        e.restartTimer = undefined;
+        if (!stopping) spawnHost(e);
+      }, delay);
     });
+  };
+  for (const h of config.hosts) {
+    const e = { h, cpus: h.cpus, exits: [] } as unknown as Entry;
+    children.push(e);
+    spawnHost(e);
   }
   const url = `http://${origin.listen}`;
   return {
@@ -152,7 +192,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
       }
     },
     setCpuQuota(host: string, cpus: number): string {
-      const c = children.find((x) => x.name === host);
+      const c = children.find((x) => x.h.name === host);
       if (!c) throw new CleaveError('E_BAD_INPUT', `setCpuQuota: '${host}' is not a host of this deployment`);
       const r = c.cgroup
         ? setCpuQuota(c.cgroup, cpus)
@@ -162,10 +202,12 @@ export function launchDeployment(o: LaunchOptions): Launched {
       if (!r?.applied)
         throw new CleaveError('E_BAD_INPUT', `setCpuQuota ${host} ${cpus}: ${r?.detail ?? 'the host has exited'}`);
       c.cgroup = r.dir ?? c.cgroup;
+      c.cpus = cpus;
       return r.detail;
     },
     async stop(): Promise<void> {
       stopping = true;
+      for (const c of children) if (c.restartTimer) clearTimeout(c.restartTimer);
       const gone = children.map((c) =>
         c.child.exitCode !== null || c.child.signalCode !== null
           ? Promise.resolve()
