@@ -101,6 +101,26 @@ describe('Coordinator.replan', () => {
     expect(r.c.plans).toEqual([p]);
   });
 
+  it('warm prepares a plan without committing it, and a warm already running is joined, not repeated', async () => {
+    const r = rig();
+    const first = await r.c.replan('start-up');
+    r.calls.length = 0;
+    const [other] = await r.c.search([{ kind: 'noTier', tier: 'edge' }]);
+    const held: (() => void)[] = [];
+    r.prepare = () => new Promise<void>((res) => held.push(res));
+    const a = r.c.warm(other);
+    const b = r.c.warm(other);
+    await settle();
+    const calls = [...r.calls];
+    expect(calls.length).toBeGreaterThan(0);
+    expect(calls.every((x) => !x.startsWith('edge'))).toBe(true);
+    for (const release of held) release();
+    await Promise.all([a, b]);
+    expect(r.calls).toEqual(calls); // the second warm joined the first
+    expect(r.c.current).toBe(first); // nothing committed
+    expect(r.adopted).toHaveLength(1);
+  });
+
   it('a failed prepare leaves the current plan and epoch, and the next replan works', async () => {
     const r = rig();
     const first = await r.c.replan('start-up');

@@ -502,6 +502,18 @@ describe('control: credentials and bounds', () => {
     expect((await call(strict.app, 'GET', '/v2/health/ready', undefined, {}, '10.1.2.3')).status).toBe(200);
   });
 
+  it('a plan body with a field it does not know is a 400 naming the field', async () => {
+    const { app, coordinator } = rig();
+    const top = await call(app, 'PUT', '/v1/plan', { stages: [{ host: 'device', blocks: [0, 4] }], force: true });
+    expect(top).toMatchObject({ status: 400, body: { error: 'force: unknown field (expected stages)' } });
+    const inner = await call(app, 'PUT', '/v1/plan', { stages: [{ host: 'device', blocks: [0, 4], tier: 'x' }] });
+    expect(inner).toMatchObject({
+      status: 400,
+      body: { error: 'stages[0].tier: unknown field (expected host, blocks)' },
+    });
+    expect(coordinator.pin).not.toHaveBeenCalled();
+  });
+
   it('JSON nested past 64 levels is a 400 naming it, in a control body and in an infer request', async () => {
     const { app, coordinator, gateway } = rig();
     const deep = (n: number): string => '['.repeat(n) + ']'.repeat(n);

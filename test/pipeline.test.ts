@@ -7,6 +7,7 @@ import { CleaveError } from '../src/errors.js';
 import type { TensorLike } from '../src/runtime/executor/executor.js';
 import { HostMetrics } from '../src/runtime/host/metrics.js';
 import { Pipeline, type Routed } from '../src/runtime/host/pipeline.js';
+import { routeProblem } from '../src/runtime/host/route-check.js';
 import type { RouteStage } from '../src/transport/frame.js';
 import { FakeLinks, FakeSegments, f32, incoming, queueFull, rejection, silent } from './helpers/fakes.js';
 
@@ -217,6 +218,33 @@ describe('Pipeline stages for other origins', () => {
     ]);
   });
 
+  it('an infer frame whose route the rules refuse is not run, and its connection is closed with 4400', async () => {
+    const links = new FakeLinks();
+    const segments = new FakeSegments();
+    const p = new Pipeline({
+      self: 'edge',
+      segments,
+      links,
+      metrics: new HostMetrics('edge', 'edge'),
+      logger: silent,
+      outputs: ['t40'],
+      maxInFlight: 8,
+      checkRoute: (_route, _stage, sender) => (sender === 'device' ? null : `it came from ${sender}`),
+    });
+    const closed: [number, string][] = [];
+    const f = incoming(
+      { kind: 'infer', id: 'r9', epoch: 3, route: [...SPLIT.route], stage: 1, deadline: 1000 },
+      { t20: f32([21]) },
+      { host: 'cloud', tier: 'cloud' },
+    );
+    const frame = { ...f, via: { ...f.via, close: (code: number, reason: string) => closed.push([code, reason]) } };
+    p.onFrame(frame);
+    await ticks();
+    expect(segments.runs).toEqual([]);
+    expect(links.sent).toEqual([]);
+    expect(closed).toEqual([[4400, 'request r9: it came from cloud']]);
+  });
+
   it('an infer frame whose stage is past its route is dropped', async () => {
     const { p, links, segments } = rig('edge');
     p.onFrame(incoming({ kind: 'infer', id: 'r3', route: [...SPLIT.route], stage: 2 }, { t20: f32([1]) }));
@@ -286,5 +314,35 @@ describe('Pipeline.computeTimes', () => {
     expect(p.computeTimes()).toEqual([expect.objectContaining({ from: 0, to: 40, meanMs: 12, runs: 2 })]);
     const text = await metrics.registry.getSingleMetricAsString('cleave_compute_infer_duration_us');
     expect(text).toMatch(/cleave_compute_infer_duration_us_count\{[^}]*segment="0-40"\} 2/);
+  });
+});
+
+describe('routeProblem', () => {
+  const rules = {
+    tierOf: new Map([
+      ['dev', 'device'],
+      ['edg', 'edge'],
+      ['cld', 'cloud'],
+    ]),
+    tiers: ['device', 'edge', 'cloud'],
+  };
+  const st = (host: string, from = 0, to = 1) => ({ host, tier: rules.tierOf.get(host) ?? 'x', from, to });
+
+  it('accepts a route the origin could plan, from the stage before', () => {
+    expect(routeProblem([st('dev', 0, 0), st('edg', 0, 5), st('cld', 5, 9)], 1, 'dev', rules)).toBeNull();
+    expect(routeProblem([st('dev'), st('cld')], 1, 'dev', rules)).toBeNull();
+  });
+
+  it.each([
+    [[st('dev'), st('edg'), st('edg'), st('cld')], 1, 'dev', /4 stages, more than the 3 tiers/],
+    [[st('dev'), st('cld'), st('edg')], 1, 'dev', /stage 2 \(edg, tier edge\) does not come after/],
+    [[st('dev'), st('edg'), st('dev')], 2, 'edg', /stage 2 \(dev, tier device\) does not come after/],
+    [[st('edg'), st('cld')], 1, 'edg', /starts at edg, not at the origin tier device/],
+    [[st('dev'), st('laptop')], 1, 'dev', /names 'laptop', not a host/],
+    [[st('dev'), st('edg'), st('cld')], 2, 'dev', /came from dev, but stage 1 of its route is edg/],
+    [[st('dev'), st('edg')], 0, 'dev', /stage 0 is not a stage a peer can send/],
+    [[], 0, 'dev', /empty/],
+  ])('refuses %j at stage %i from %s', (route, stage, sender, why) => {
+    expect(routeProblem(route, stage, sender, rules)).toMatch(why);
   });
 });

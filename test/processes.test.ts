@@ -12,10 +12,10 @@ import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
-import { launchDeployment, type Launched } from '../src/runtime/process/launcher.js';
+import type { Launched } from '../src/runtime/process/launcher.js';
 import { HOST_NODE_FLAGS } from '../src/runtime/process/node-flags.js';
 import { createSession } from '../src/runtime/local/ort-local.js';
-import { allclose, freePort, inferBinary, loopbackHosts, putJson } from './helpers/deployment.js';
+import { allclose, freePort, inferBinary, launchReady, loopbackHosts, putJson } from './helpers/deployment.js';
 
 const BIN = fileURLToPath(new URL('../bin/cleave.mjs', import.meta.url));
 const MODEL = 'mnv2';
@@ -87,16 +87,7 @@ describe('launched hosts (three OS processes)', () => {
       hosts: await loopbackHosts(['device', 'edge', 'cloud']),
       profile: { repeats: 2, warmup: 1 },
     };
-    d = launchDeployment({
-      config,
-      modelsDir: repo,
-      runDir: dir,
-      env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
-      onLine: (h, l) => lines.push(`[${h}] ${l}`),
-    });
-    await d.ready(90_000).catch((e: Error) => {
-      throw new Error(`${e.message}\n${lines.join('\n')}`);
-    });
+    d = await launchReady(dir, repo, config, lines);
   }, 120_000);
 
   afterAll(async () => {

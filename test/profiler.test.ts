@@ -7,7 +7,7 @@ import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { parseProfile, type Profile } from '../src/planner/profile.js';
-import { analyze, type Analysis } from '../src/runtime/local/analysis.js';
+import { analyze, modelFrameBytes, type Analysis } from '../src/runtime/local/analysis.js';
 import { calibrate, chunkBounds, profileModel } from '../src/runtime/local/profiler.js';
 
 const hostInfo = { cpu: 'test cpu', cores: 2, memoryBytes: 1 << 30 };
@@ -62,6 +62,16 @@ describe('profileModel on mobilenetv2-small', () => {
         }
       }
     }
+  });
+
+  it("a host's frame limit is twice the model's largest frontier plus 1 MiB, at least 4 MiB", () => {
+    const most = Math.max(a.inputBytes, a.outputBytes, ...a.blocks.map((b) => b.after.bytes ?? 0));
+    expect(most).toBeGreaterThan(a.outputBytes); // an inner frontier or the input is the largest
+    expect(modelFrameBytes(a)).toBe(Math.max(4 << 20, 2 * most + (1 << 20)));
+    const huge = { ...a, inputBytes: 100 << 20 };
+    expect(modelFrameBytes(huge)).toBe(201 << 20);
+    const unknown = { ...a, blocks: [{ ...a.blocks[0], after: { ...a.blocks[0].after, bytes: undefined } }] };
+    expect(modelFrameBytes(unknown)).toBeUndefined();
   });
 });
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import type { DeploymentConfig, HostConfig, LinkConfig } from '../../src/runtime/config.js';
 import { Host } from '../../src/runtime/host/host.js';
+import { launchDeployment, type Launched, type LaunchOptions } from '../../src/runtime/process/launcher.js';
 import type { RuntimeLimits } from '../../src/runtime/defaults.js';
 
 export async function freePort(): Promise<number> {
@@ -193,4 +194,31 @@ export function allclose(
     if (!(e <= atol + rtol * Math.abs(b[i]))) ok = false;
   }
   return { ok, maxAbs };
+}
+
+/**
+ * The launcher's deployment of `config` (real OS processes) with its model repository and run folder under
+ * `dir`, each host's output lines kept in `lines`; resolves once the origin is ready (the error carries the
+ * lines when it is not).
+ */
+export async function launchReady(
+  dir: string,
+  repo: string,
+  config: DeploymentConfig,
+  lines: string[],
+  more: Partial<LaunchOptions> = {},
+): Promise<Launched> {
+  const d = launchDeployment({
+    config,
+    modelsDir: repo,
+    runDir: dir,
+    env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
+    onLine: (h, l) => lines.push(`[${h}] ${l}`),
+    ...more,
+  });
+  await d.ready(90_000).catch(async (e: Error) => {
+    await d.stop();
+    throw new Error(`${e.message}\n${lines.join('\n')}`);
+  });
+  return d;
 }

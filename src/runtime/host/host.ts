@@ -18,7 +18,7 @@ import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../d
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
 import { modelSignature } from '../http/gateway.js';
-import { analyze, type Analysis } from '../local/analysis.js';
+import { analyze, modelFrameBytes, type Analysis } from '../local/analysis.js';
 import { cachedProfile } from '../local/profile-cache.js';
 import type { ProfileDoc } from '../local/profiler.js';
 import { loadRepoModel } from '../model-repo.js';
@@ -36,6 +36,7 @@ import { HostMetrics } from './metrics.js';
 import { PeerClient } from './peer-client.js';
 import { PeerMesh } from './peer-mesh.js';
 import { inferRetrying } from './retry.js';
+import { routeProblem } from './route-check.js';
 import { Pipeline } from './pipeline.js';
 import { SegmentSessions } from './segments.js';
 
@@ -116,8 +117,14 @@ export class Host {
     if (access.controlToken === null)
       log.warn('no control token in CLEAVE_CONTROL_TOKEN or the config: the control API refuses every change');
 
-    const transport = { ...HOST_TRANSPORT_DEFAULTS, ...o.config.transport };
+    const frameBytes = modelFrameBytes(analysis);
+    const transport = {
+      ...HOST_TRANSPORT_DEFAULTS,
+      ...(frameBytes !== undefined ? { maxFrameBytes: frameBytes } : {}),
+      ...o.config.transport,
+    };
     const isOrigin = self.tier === tiers[0];
+    const routeRules = { tierOf: new Map(o.config.hosts.map((h) => [h.name, h.tier])), tiers };
     const originName = o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name;
 
     // Frames reach the pipeline (and heartbeats the live state) through the mesh (replies) and the peer
@@ -160,6 +167,7 @@ export class Host {
       logger: log,
       outputs: model.outputs.map((x) => x.name),
       maxInFlight: limits.maxInFlight,
+      checkRoute: (route, stage, sender) => routeProblem(route, stage, sender, routeRules),
     });
     metrics.observeLinks(() => mesh.reports());
     const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs });

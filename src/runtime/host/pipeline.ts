@@ -36,6 +36,12 @@ export interface PipelineOptions {
   /** Model output names, in order: what the last stage returns. */
   readonly outputs: readonly string[];
   readonly maxInFlight: number;
+  /**
+   * Why a route arriving in a frame from `sender` for stage `stage` cannot be one the origin planned (null:
+   * it can). A frame whose route fails is refused and its connection closed (4400), not run: a peer holding
+   * the token must not make hosts bounce a request between them.
+   */
+  checkRoute?(route: readonly RouteStage[], stage: number, sender: string): string | null;
 }
 
 /** Longest a reply waits for the link to its origin to reopen (bounded by the request's deadline too). */
@@ -134,6 +140,13 @@ export class Pipeline {
           { peer: f.peer.host, id: h.id, stage: h.stage, stages: h.route.length },
           'dropped an infer frame whose stage is not on its route',
         );
+        return;
+      }
+      const bad = this.o.checkRoute?.(h.route, h.stage, f.peer.host) ?? null;
+      if (bad !== null) {
+        const e = new CleaveError('E_BAD_FRAME', `request ${h.id}: ${bad}`);
+        this.o.logger.warn({ peer: f.peer.host, id: h.id }, `refused an infer frame: ${bad}`);
+        (f.via as { close?(code: number, reason: string): void }).close?.(e.closeCode, e.message);
         return;
       }
       // The frame carries the time left when it was sent, not a clock reading: hosts' clocks may disagree.

@@ -92,6 +92,7 @@ export function controlRoutes(d: ControlDeps): Router {
       const { from, to } = (req.body ?? {}) as { from?: unknown; to?: unknown };
       if (!Number.isInteger(from) || !Number.isInteger(to))
         throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int}');
+      onlyFields(req.body as Record<string, unknown>, ['from', 'to'], '');
       const t0 = performance.now();
       await d.prepareSegment(from as number, to as number);
       res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
@@ -119,6 +120,13 @@ export function controlRoutes(d: ControlDeps): Router {
   );
   if (d.plan) mountPlan(r, d.plan, json, operator);
   return r;
+}
+
+/** Throws E_BAD_INPUT naming the first field of `o` not in `known` (`at` prefixes its path). */
+function onlyFields(o: Record<string, unknown>, known: readonly string[], at: string): void {
+  const extra = Object.keys(o).find((k) => !known.includes(k));
+  if (extra !== undefined)
+    throw new CleaveError('E_BAD_INPUT', `${at}${extra}: unknown field (expected ${known.join(', ')})`);
 }
 
 /** A middleware that runs `check` and passes what it throws on as the request's error. */
@@ -171,11 +179,15 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: Reque
     operator,
     json,
     handle(async (req, res) => {
-      const stages = (req.body as { stages?: unknown })?.stages;
+      const body = req.body as Record<string, unknown> | null;
+      const stages = body?.stages;
       if (!Array.isArray(stages))
         throw new CleaveError('E_BAD_INPUT', 'body must be {"stages": [{"host": NAME, "blocks": [a, b]}, ...]}');
+      onlyFields(body as Record<string, unknown>, ['stages'], '');
       const parsed = stages.map((s, i) => {
         const o = s as { host?: unknown; blocks?: unknown };
+        if (o !== null && typeof o === 'object' && !Array.isArray(o))
+          onlyFields(o as Record<string, unknown>, ['host', 'blocks'], `stages[${i}].`);
         if (
           typeof o?.host !== 'string' ||
           !Array.isArray(o.blocks) ||

@@ -57,3 +57,18 @@ function analysisFrom(
     outputBytes: cuts[cuts.length - 1].bytes ?? 0,
   };
 }
+
+/**
+ * The largest frame a deployment of this model needs: twice its largest frontier (the input, any cut, the
+ * output) plus 1 MiB for headers, at least 4 MiB; undefined when a frontier's size is not known. Hosts take
+ * it as the transport's `maxFrameBytes` unless the config sets one, so a peer cannot make a host buffer a
+ * 256 MiB message for a model whose biggest tensor is a few MB.
+ */
+export function modelFrameBytes(a: Analysis): number | undefined {
+  let most = Math.max(a.inputBytes, a.outputBytes);
+  for (const b of a.blocks) {
+    if (b.after.bytes === undefined) return undefined;
+    most = Math.max(most, b.after.bytes);
+  }
+  return Math.max(4 * 1024 * 1024, 2 * most + 1024 * 1024);
+}

@@ -172,7 +172,7 @@ export class LiveState {
   /**
    * Observed: the host's recent segment times over what its profile predicts for them; idle (nothing ran
    * lately): what it was last observed to be (a host that only looked fast because it stopped working would
-   * otherwise win work back and lose it again), scaled by how its CPU quota moved since. Either way at least
+   * otherwise win work back and lose it again), as long as its CPU quota is the one it had then. Either way at least
    * what its quota implies, `f(q) = max(1, t/q)` for q CPUs and t ORT threads: short bursts run unthrottled
    * under a cgroup quota (a burst under ~25 ms per period runs at full speed), and a profile is made of such
    * bursts, some throttled and some not, while under sustained load the host also spends its quota on what
@@ -210,8 +210,11 @@ export class LiveState {
       });
       this.observed.set(name, { factor: seen, quotaCpus: q });
     } else {
+      // Not scaled by the quota's move: a host's slowdown is far from proportional to its quota (one at 0.15
+      // CPU was observed 15-20x slower, not 6.7x, as what is not ORT takes its share), so after a change only
+      // the floor is known until it runs again.
       const last = this.observed.get(name);
-      if (last) seen = (last.factor * f(q)) / f(last.quotaCpus);
+      if (last && last.quotaCpus === q) seen = last.factor;
     }
     if (seen !== null && seen >= floor) return { factor: seen, from: 'observed' };
     if (floor !== 1) return { factor: floor, from: 'quota' };

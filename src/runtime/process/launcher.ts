@@ -73,6 +73,8 @@ export interface Launched {
    * gets one now). Returns what was applied, or throws E_BAD_INPUT naming the host.
    */
   setCpuQuota(host: string, cpus: number): string;
+  /** Each host's current process id (a restarted host has a new one; undefined while it is down). */
+  pid(host: string): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -190,6 +192,11 @@ export function launchDeployment(o: LaunchOptions): Launched {
         }
         await new Promise((r) => setTimeout(r, 200));
       }
+    },
+    pid(host: string): number | undefined {
+      const c = children.find((x) => x.h.name === host);
+      if (!c) throw new CleaveError('E_BAD_INPUT', `pid: '${host}' is not a host of this deployment`);
+      return c.child.exitCode === null && c.child.signalCode === null ? c.child.pid : undefined;
     },
     setCpuQuota(host: string, cpus: number): string {
       const c = children.find((x) => x.h.name === host);
