@@ -135,12 +135,13 @@ export const LIMITS = {
 } as const satisfies Record<string, LimitSpec>;
 
 /**
- * Transport settings hosts use unless the config's `transport` says otherwise: pings and idle-link probes
- * twice a second, so that the adaptive loop's link estimates (a median of the last three samples) follow a
- * step within about a second, on links that carry traffic and on idle ones. Probes stay small (at most
- * ~2% of an idle link's capacity, see src/transport/options.ts).
+ * Transport settings hosts use unless the config's `transport` says otherwise: pings twice a second and
+ * idle-link probes four times a second, so that the adaptive loop's link estimates follow a step within
+ * about a second, on links that carry traffic and on idle ones (an idle link that got faster shows it at its
+ * next probe, and a sample far off the estimate sends the next probe at once). A probe is sized to take
+ * ~10 ms at the link's best recent rate: at most ~4% of an idle link's capacity (src/transport/options.ts).
  */
-export const HOST_TRANSPORT_DEFAULTS = { pingIntervalMs: 500, probeIntervalMs: 500 } as const;
+export const HOST_TRANSPORT_DEFAULTS = { pingIntervalMs: 500, probeIntervalMs: 250 } as const;
 
 export type RuntimeLimits = { -readonly [K in keyof typeof LIMITS]: number };
 
