@@ -311,11 +311,11 @@ describe('PeerServer and PeerLink', () => {
 
 describe('PeerServer upgrade requests', () => {
   /** Sends a raw HTTP upgrade request with `target` and returns the status line, or 'closed'/'no answer'. */
-  function rawUpgrade(port: number, target: string): Promise<string> {
+  function rawUpgrade(port: number, target: string, headers = ''): Promise<string> {
     return new Promise((resolve) => {
       const s = connect(port, '127.0.0.1', () =>
         s.write(
-          `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+          `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${headers}\r\n`,
         ),
       );
       let got = '';
@@ -341,6 +341,10 @@ describe('PeerServer upgrade requests', () => {
       for (const target of ['//[', '//%', '//x:99999', '/elsewhere'])
         expect(await rawUpgrade(port, target), target).toMatch(/^HTTP\/1\.1 (404|401)/);
       expect(await rawUpgrade(port, '/v1/peer')).toMatch(/^HTTP\/1\.1 401/); // no token
+      // The right token, then another: refused, whatever the first one says.
+      const two = `Authorization: Bearer ${TOKEN}\r\nAuthorization: Bearer other\r\n`;
+      expect(await rawUpgrade(port, '/v1/peer', two)).toMatch(/^HTTP\/1\.1 401/);
+      expect(await rawUpgrade(port, '/v1/peer', `Authorization: Bearer ${TOKEN}\r\n`)).toMatch(/^HTTP\/1\.1 101/);
     }
     for (const s of [own.server, onShared.server]) {
       const l = link(s.url);

@@ -150,7 +150,9 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
       return;
     }
     if (this.closed) return refuse(socket, 503, 'Service Unavailable');
-    if (!tokenMatches(req.headers.authorization, this.cfg.token)) {
+    // One Authorization header, and the right one: a second one is refused whatever the first says.
+    const auth = req.headersDistinct?.authorization ?? [];
+    if (auth.length !== 1 || !tokenMatches(auth[0], this.cfg.token)) {
       this.log.warn({ remote: req.socket.remoteAddress }, 'peer refused: missing or wrong token');
       return refuse(socket, 401, 'Unauthorized');
     }
