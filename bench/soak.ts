@@ -6,7 +6,8 @@
  * requests for the whole run. Every host's resident set (VmRSS, /proc) is sampled every 5 s. The baseline is
  * each host's RSS at the end of the warm-up (sessions loaded, pools and caches filled); the figures are its
  * growth from there to the end, per 1,000 requests, and the slope of a least-squares line over the samples
- * after the warm-up.
+ * after the warm-up. Each host's V8 heap in use and external memory (Buffers, ArrayBuffers) are read from its
+ * /metrics at the same time, so that growth can be told apart: JS objects, buffers, or native (ORT).
  *
  * Goal: no host grows more than 32 MB after the warm-up (`ratio` is the largest final / baseline RSS).
  */
@@ -84,6 +85,23 @@ function slope(xs: number[], ys: number[]): number {
 
 const r2 = (v: number): number => Math.round(v * 100) / 100;
 
+/** A host's V8 heap in use and external memory (MB), from its Prometheus exposition; nulls when unreadable. */
+async function heapOf(listen: string): Promise<{ heap: number | null; external: number | null }> {
+  try {
+    const text = await (await fetch(`http://${listen}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+    const read = (name: string): number | null => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+      return m ? Number(m[1]) / (1024 * 1024) : null;
+    };
+    return {
+      heap: read('cleave_process_nodejs_heap_size_used_bytes'),
+      external: read('cleave_process_nodejs_external_memory_bytes'),
+    };
+  } catch {
+    return { heap: null, external: null };
+  }
+}
+
 try {
   await d.ready(300_000);
   const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { blocks: [number, number] | null }[] };
@@ -116,12 +134,21 @@ try {
   };
   const t0 = Date.now();
   const clients = Array.from({ length: CLIENTS }, client);
-  const samples: { t: number; requests: number; rss: Record<string, number | null> }[] = [];
+  const samples: {
+    t: number;
+    requests: number;
+    rss: Record<string, number | null>;
+    heap: Record<string, { heap: number | null; external: number | null }>;
+  }[] = [];
   while (Date.now() - t0 < RUN_MS) {
     await new Promise((r) => setTimeout(r, SAMPLE_MS));
     const rss: Record<string, number | null> = {};
-    for (const h of config.hosts) rss[h.name] = rssMb(d.pid(h.name));
-    samples.push({ t: Date.now() - t0, requests: ok + failed, rss });
+    const heap: Record<string, { heap: number | null; external: number | null }> = {};
+    for (const h of config.hosts) {
+      rss[h.name] = rssMb(d.pid(h.name));
+      heap[h.name] = await heapOf(h.listen);
+    }
+    samples.push({ t: Date.now() - t0, requests: ok + failed, rss, heap });
     process.stdout.write(
       `soak: ${((Date.now() - t0) / 1000).toFixed(0)} s, ${ok} ok, ${failed} failed, RSS MB ${Object.entries(rss)
         .map(([h, v]) => `${h} ${v?.toFixed(1)}`)
@@ -145,6 +172,8 @@ try {
       finalMb: r2(final),
       peakMb: r2(Math.max(...xs.map((s) => s.rss[h.name] as number))),
       growthMb: r2(growth),
+      heapGrowthMb: r2((last.heap[h.name]?.heap ?? NaN) - (first.heap[h.name]?.heap ?? NaN)),
+      externalGrowthMb: r2((last.heap[h.name]?.external ?? NaN) - (first.heap[h.name]?.external ?? NaN)),
       growthMbPer1000Requests: reqs > 0 ? r2((growth * 1000) / reqs) : null,
       slopeMbPerMinute: r2(
         slope(
