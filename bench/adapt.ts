@@ -30,19 +30,12 @@
  * <= 3 s for the CPU change; 0 failed requests; 0 plan changes in the steady phase; predicted vs measured
  * latency within 15 % (median over phases).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
-import { ensureModel } from '../src/cli/commands/up.js';
-import { OnnxModel } from '../src/graph/model.js';
-import { resolveInputs } from '../src/graph/shapes.js';
-import { defaultConfig, type DeploymentConfig } from '../src/runtime/config.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
-import { launchDeployment } from '../src/runtime/process/launcher.js';
-import { freePort } from '../test/helpers/deployment.js';
+import { launchDefault } from './_deploy.js';
 import { binaryBody, postInfer } from './_oip.js';
 
 const { values } = parseArgs({
@@ -88,34 +81,8 @@ interface Phase {
   apply(): Promise<void>;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'cleave-bench-adapt-'));
-const repo = join(dir, 'models');
-ensureModel(repo, NAME);
-const file = join(repo, NAME, '1', 'model.onnx');
-const specs = resolveInputs(OnnxModel.fromBytes(readFileSync(file), file));
-const base = defaultConfig();
-const hosts = [];
-for (const h of base.hosts) hosts.push({ ...h, listen: `127.0.0.1:${await freePort()}` });
-const config: DeploymentConfig = { ...base, model: NAME, hosts };
+const { d, dir, specs, api } = await launchDefault(NAME, 'cleave-bench-adapt-');
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
-const d = launchDeployment({
-  config,
-  modelsDir: repo,
-  runDir: dir,
-  env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
-  onLine: (h, l) => out(`[${h}] ${l}`),
-});
-
-const api = async (method: string, path: string, body?: unknown): Promise<any> => {
-  const r = await fetch(`${d.url}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${d.controlToken}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const j = await r.json();
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
-  return j;
-};
 const link = (from: string, to: string, mbps: number, delayMs: number): Promise<unknown> =>
   api('PUT', `/v1/links/${from}/${to}`, { mbps, delayMs });
 const both = async (a: string, b: string, mbps: number, delayMs: number): Promise<void> => {

@@ -11,18 +11,11 @@
  *
  * Goal: no host grows more than 32 MB after the warm-up (`ratio` is the largest final / baseline RSS).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ensureModel } from '../src/cli/commands/up.js';
-import { OnnxModel } from '../src/graph/model.js';
-import { resolveInputs } from '../src/graph/shapes.js';
-import { defaultConfig, type DeploymentConfig } from '../src/runtime/config.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
-import { launchDeployment } from '../src/runtime/process/launcher.js';
-import { freePort } from '../test/helpers/deployment.js';
+import { launchDefault } from './_deploy.js';
 import { binaryBody, postInfer } from './_oip.js';
 
 const { values } = parseArgs({
@@ -42,22 +35,7 @@ const BOUND_MB = 32;
 const SAMPLE_MS = 5000;
 const NAME = values.model;
 
-const dir = mkdtempSync(join(tmpdir(), 'cleave-bench-soak-'));
-const repo = join(dir, 'models');
-ensureModel(repo, NAME);
-const file = join(repo, NAME, '1', 'model.onnx');
-const specs = resolveInputs(OnnxModel.fromBytes(readFileSync(file), file));
-const base = defaultConfig();
-const hosts = [];
-for (const h of base.hosts) hosts.push({ ...h, listen: `127.0.0.1:${await freePort()}` });
-const config: DeploymentConfig = { ...base, model: NAME, hosts };
-const d = launchDeployment({
-  config,
-  modelsDir: repo,
-  runDir: dir,
-  env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
-  onLine: (h, l) => process.stdout.write(`[${h}] ${l}\n`),
-});
+const { d, dir, config, specs, api } = await launchDefault(NAME, 'cleave-bench-soak-');
 
 function rssMb(pid: number | undefined): number | null {
   if (pid === undefined) return null;
@@ -104,20 +82,15 @@ async function heapOf(listen: string): Promise<{ heap: number | null; external: 
 
 try {
   await d.ready(300_000);
-  const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { blocks: [number, number] | null }[] };
+  const plan = (await api('GET', '/v1/plan')) as { stages: { blocks: [number, number] | null }[] };
   const n = plan.stages.reduce((m, s) => Math.max(m, s.blocks?.[1] ?? 0), 0);
-  const pin = await fetch(`${d.url}/v1/plan`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${d.controlToken}` },
-    body: JSON.stringify({
-      stages: [
-        { host: 'device', blocks: [0, Math.floor(n / 4)] },
-        { host: 'edge', blocks: [Math.floor(n / 4), Math.floor(n / 2)] },
-        { host: 'cloud', blocks: [Math.floor(n / 2), n] },
-      ],
-    }),
+  await api('PUT', '/v1/plan', {
+    stages: [
+      { host: 'device', blocks: [0, Math.floor(n / 4)] },
+      { host: 'edge', blocks: [Math.floor(n / 4), Math.floor(n / 2)] },
+      { host: 'cloud', blocks: [Math.floor(n / 2), n] },
+    ],
   });
-  if (!pin.ok) throw new Error(`pin: ${pin.status} ${await pin.text()}`);
   const port = Number(d.origin.listen.split(':').pop());
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
   const x = makeFeeds(specs)[specs[0].name].data as Float32Array;

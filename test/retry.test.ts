@@ -18,7 +18,7 @@ const plan = (epoch: number, ...hosts: string[]): Routed & { pinned?: boolean } 
 const gone = new CleaveError('E_PEER_GONE', 'request x: the link to edge, on its route, dropped');
 
 function deps(o: Partial<RetryDeps> & { infer: RetryDeps['infer'] }): RetryDeps {
-  return { current: () => null, down: () => [], retryWaitMs: 500, log, ...o };
+  return { current: () => null, runnable: () => true, retryWaitMs: 500, log, ...o };
 }
 
 describe('inferRetrying', () => {
@@ -30,7 +30,12 @@ describe('inferRetrying', () => {
       return OUT;
     });
     setTimeout(() => (current = plan(4, 'device', 'cloud')), 60);
-    const out = await inferRetrying(deps({ infer, current: () => current, down: () => ['edge'] }), first, {}, 5000);
+    const out = await inferRetrying(
+      deps({ infer, current: () => current, runnable: (p) => p.route.every((s) => s.host !== 'edge') }),
+      first,
+      {},
+      5000,
+    );
     expect(out).toBe(OUT);
     expect(infer.mock.calls.map((c) => c[0].epoch)).toEqual([3, 4]);
     expect(infer.mock.calls[1][2]).toBeLessThan(5000);
@@ -45,7 +50,12 @@ describe('inferRetrying', () => {
       if (p.epoch !== 5) throw gone;
       return OUT;
     });
-    await inferRetrying(deps({ infer, current: () => current, down: () => ['edge'] }), first, {}, 5000);
+    await inferRetrying(
+      deps({ infer, current: () => current, runnable: (p) => p.route.every((s) => s.host !== 'edge') }),
+      first,
+      {},
+      5000,
+    );
     expect(infer.mock.calls.map((c) => c[0].epoch)).toEqual([3, 5]);
   });
 

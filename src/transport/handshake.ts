@@ -3,6 +3,7 @@
  * upgrade), then one `hello` frame each way carrying host name, tier and model sha256.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { CleaveError, type ErrorCode } from '../errors.js';
 
 /** Protocol spoken in hello frames; a peer with another one is refused like a different model. */
@@ -60,6 +61,16 @@ export function mismatch(ours: string, peer: HelloBody): CleaveError | null {
 
 export function bearer(token: string): string {
   return `Bearer ${token}`;
+}
+
+/**
+ * A request's Authorization header when it has exactly one; undefined when it has none, null when it has
+ * several (refused whatever the first says: a proxy and a server may not agree on which one counts).
+ */
+export function singleAuthorization(req: IncomingMessage): string | undefined | null {
+  // headersDistinct is Node's; a request object without it (an injected one in tests) has at most one value.
+  const all = req.headersDistinct?.authorization ?? (req.headers.authorization ? [req.headers.authorization] : []);
+  return all.length > 1 ? null : all[0];
 }
 
 /** Constant-time check of an Authorization header against the shared token. */

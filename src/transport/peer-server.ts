@@ -21,6 +21,7 @@ import {
   errorForClose,
   helloBody,
   mismatch,
+  singleAuthorization,
   tokenMatches,
   type HostIdentity,
   type PeerIdentity,
@@ -150,9 +151,8 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
       return;
     }
     if (this.closed) return refuse(socket, 503, 'Service Unavailable');
-    // One Authorization header, and the right one: a second one is refused whatever the first says.
-    const auth = req.headersDistinct?.authorization ?? [];
-    if (auth.length !== 1 || !tokenMatches(auth[0], this.cfg.token)) {
+    const auth = singleAuthorization(req);
+    if (auth === null || !tokenMatches(auth, this.cfg.token)) {
       this.log.warn({ remote: req.socket.remoteAddress }, 'peer refused: missing or wrong token');
       return refuse(socket, 401, 'Unauthorized');
     }

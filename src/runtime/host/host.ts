@@ -35,7 +35,7 @@ import { LoadSampler } from './load.js';
 import { HostMetrics } from './metrics.js';
 import { PeerClient } from './peer-client.js';
 import { PeerMesh } from './peer-mesh.js';
-import { inferRetrying } from './retry.js';
+import { retrying } from './retry.js';
 import { routeProblem } from './route-check.js';
 import { Pipeline } from './pipeline.js';
 import { SegmentSessions } from './segments.js';
@@ -322,19 +322,13 @@ export class Host {
               limits,
               ready: () => h.ready,
               plan: () => origin.coordinator.current,
-              infer: (plan, inputs, deadlineMs) =>
-                inferRetrying(
-                  {
-                    infer: (pl, ins, ms) => p.infer(pl, ins, ms),
-                    current: () => origin.coordinator.current,
-                    down: () => origin.live.down(Date.now()),
-                    retryWaitMs: limits.retryWaitMs,
-                    log,
-                  },
-                  plan,
-                  inputs,
-                  deadlineMs,
-                ),
+              infer: retrying({
+                infer: (plan, inputs, ms) => p.infer(plan, inputs, ms),
+                current: () => origin.coordinator.current,
+                runnable: (plan) => origin.runnable(plan.route),
+                retryWaitMs: limits.retryWaitMs,
+                log,
+              }),
               metrics,
               answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
               log,
@@ -387,9 +381,7 @@ export class Host {
     const c = this.coordinator;
     if (c) {
       const cur = c.current;
-      if (!cur) return false;
-      const down = new Set(this.p.origin?.live.down(Date.now()) ?? []);
-      return cur.route.every((s) => !down.has(s.host));
+      return cur !== null && (this.p.origin?.runnable(cur.route) ?? true);
     }
     return this.current === null || this.p.segments.isWarm(this.current);
   }

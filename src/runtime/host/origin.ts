@@ -27,6 +27,8 @@ export interface OriginParts {
   readonly loop: AdaptiveLoop;
   readonly events: EventBus;
   readonly latency: LatencyWindow;
+  /** Whether every host on `route` is up now (a plan through a lost host cannot answer). */
+  runnable(route: readonly { readonly host: string }[]): boolean;
   close(): void;
 }
 
@@ -166,6 +168,10 @@ export function startOrigin(o: OriginOptions): OriginParts {
     loop,
     events,
     latency,
+    runnable(route) {
+      const down = new Set(liveState.down(Date.now()));
+      return route.every((s) => !down.has(s.host));
+    },
     close() {
       loop.stop();
       clearInterval(snapshotTimer);

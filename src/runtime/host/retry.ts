@@ -14,10 +14,15 @@ export interface RetryDeps {
   infer(plan: Routed, inputs: Record<string, TensorLike>, deadlineMs: number): Promise<Record<string, TensorLike>>;
   /** The committed plan now (null before the first); a pinned one never moves by itself. */
   current(): (Routed & { readonly pinned?: boolean }) | null;
-  /** Hosts down now. */
-  down(): readonly string[];
+  /** Whether every host on `plan`'s route is up now. */
+  runnable(plan: Routed): boolean;
   readonly retryWaitMs: number;
   readonly log: Logger;
+}
+
+/** `inferRetrying` over `d`, as the gateway's `infer`. */
+export function retrying(d: RetryDeps): RetryDeps['infer'] {
+  return (plan, inputs, deadlineMs) => inferRetrying(d, plan, inputs, deadlineMs);
 }
 
 /** How often a waiting retry looks for the new plan. */
@@ -49,8 +54,7 @@ async function planAround(d: RetryDeps, plan: Routed, waitMs: number): Promise<R
     const cur = d.current();
     // Pinned by an operator: the controller keeps it (and says so), so there is nothing to wait for.
     if (cur && cur.epoch === plan.epoch && cur.pinned) return null;
-    const down = new Set(d.down());
-    if (cur && cur.epoch !== plan.epoch && cur.route.every((s) => !down.has(s.host))) return cur;
+    if (cur && cur.epoch !== plan.epoch && d.runnable(cur)) return cur;
     if (Date.now() >= until) return null;
     await new Promise((r) => setTimeout(r, POLL_MS));
   }

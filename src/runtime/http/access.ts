@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { CleaveError } from '../../errors.js';
-import { tokenMatches } from '../../transport/handshake.js';
+import { singleAuthorization, tokenMatches } from '../../transport/handshake.js';
 import type { ReadAccess } from '../config.js';
 
 export interface AccessPolicy {
@@ -26,9 +26,15 @@ export function fromLoopback(req: IncomingMessage): boolean {
 
 /** The one Authorization header, undefined when there is none; throws when there are several. */
 function authorization(req: IncomingMessage): string | undefined {
-  const all = req.headersDistinct?.authorization ?? (req.headers.authorization ? [req.headers.authorization] : []);
-  if (all.length > 1) throw new CleaveError('E_UNAUTHORIZED', 'more than one Authorization header');
-  return all[0];
+  const one = singleAuthorization(req);
+  if (one === null) throw new CleaveError('E_UNAUTHORIZED', 'more than one Authorization header');
+  return one;
+}
+
+/** Throws unless the request carries the peer token (hosts' own calls, such as preparing a segment). */
+export function checkPeer(req: IncomingMessage, p: AccessPolicy): void {
+  const header = authorization(req);
+  if (!tokenMatches(header, p.peerToken)) throw new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong');
 }
 
 /**

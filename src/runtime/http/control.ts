@@ -7,8 +7,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { CleaveError, errorMessage } from '../../errors.js';
 import type { Profile } from '../../planner/profile.js';
 import { checkEmulationSettings, type EmulationSettings } from '../../transport/emulator.js';
-import { tokenMatches } from '../../transport/handshake.js';
-import { checkCredential, checkRead, type AccessPolicy } from './access.js';
+import { checkCredential, checkPeer, checkRead, type AccessPolicy } from './access.js';
 import { verifyJsonDepth } from './json-depth.js';
 import type { RuntimeLimits } from '../defaults.js';
 import type { ClusterView, HostStatus, LinkReport } from '../plan/cluster-view.js';
@@ -65,15 +64,11 @@ function handle(fn: Handler): RequestHandler {
 export function controlRoutes(d: ControlDeps): Router {
   const r = express.Router();
   const json = express.json({ limit: d.limits.maxControlBodyBytes, verify: verifyJsonDepth });
-  const internal: RequestHandler = (req, _res, next) => {
-    if (!tokenMatches(req.headers.authorization, d.access.peerToken))
-      return next(new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong'));
-    next();
-  };
+  const internal = guard((req) => checkPeer(req, d.access));
   // Reads of /v1 follow the read policy; changes need a credential (before their body is read).
-  const read = guard((req) => checkRead(req, d.access, `${req.method} ${req.originalUrl.split('?')[0]}`));
+  const read = guard((req, what) => checkRead(req, d.access, what));
   r.use('/v1', (req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? read(req, res, next) : next()));
-  const operator = guard((req) => checkCredential(req, d.access, `${req.method} ${req.originalUrl.split('?')[0]}`));
+  const operator = guard((req, what) => checkCredential(req, d.access, what));
 
   r.get('/v1/status', (_req, res) => {
     res.json(d.status());
@@ -129,11 +124,14 @@ function onlyFields(o: Record<string, unknown>, known: readonly string[], at: st
     throw new CleaveError('E_BAD_INPUT', `${at}${extra}: unknown field (expected ${known.join(', ')})`);
 }
 
-/** A middleware that runs `check` and passes what it throws on as the request's error. */
-function guard(check: (req: Request) => void): RequestHandler {
+/**
+ * A middleware that runs `check` (told what the request is, `METHOD /path`, for its messages) and passes what
+ * it throws on as the request's error.
+ */
+function guard(check: (req: Request, what: string) => void): RequestHandler {
   return (req, _res, next) => {
     try {
-      check(req);
+      check(req, `${req.method} ${req.originalUrl.split('?')[0]}`);
     } catch (e) {
       return next(e);
     }

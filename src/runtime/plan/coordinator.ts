@@ -177,7 +177,11 @@ export class Coordinator {
    * that is current, or one already warming, is joined rather than repeated (the hosts deduplicate too).
    */
   warm(p: Plan): Promise<void> {
-    const route = this.routeOf(p);
+    return this.prepareRoute(this.routeOf(p));
+  }
+
+  /** Every computing stage of `route` built and warm on its host; a preparation of it in progress is joined. */
+  private prepareRoute(route: RouteStage[]): Promise<void> {
     const key = describeRoute(route);
     const running = this.warming.get(key);
     if (running) return running;
@@ -206,7 +210,8 @@ export class Coordinator {
         this.active = { ...this.active, pinned: how.pinned, predicted: p };
         return this.active;
       }
-      await Promise.all(route.filter((s) => s.to > s.from).map((s) => this.o.prepare(s.host, s.from, s.to)));
+      // Joins the warming of a proposed plan, if it is still under way.
+      await this.prepareRoute(route);
       const previous = this.active;
       const next: ActivePlan = {
         epoch: ++this.epoch,

@@ -172,8 +172,8 @@ export class LiveState {
   /**
    * Observed: the host's recent segment times over what its profile predicts for them; idle (nothing ran
    * lately): what it was last observed to be (a host that only looked fast because it stopped working would
-   * otherwise win work back and lose it again), as long as its CPU quota is the one it had then. Either way at least
-   * what its quota implies, `f(q) = max(1, t/q)` for q CPUs and t ORT threads: short bursts run unthrottled
+   * otherwise win work back and lose it again), as long as its CPU quota is the one it had then. Either way at
+   * least what its quota implies, t/q for q CPUs and t ORT threads (when q < t): short bursts run unthrottled
    * under a cgroup quota (a burst under ~25 ms per period runs at full speed), and a profile is made of such
    * bursts, some throttled and some not, while under sustained load the host also spends its quota on what
    * is not ORT (its HTTP gateway, frames, heartbeats) and runs at most q/t as fast. The floor moves at once
@@ -186,10 +186,7 @@ export class LiveState {
     const b = this.beats.get(name);
     if (!b) return { factor: 1, from: 'none' };
     const q = b.beat.quotaCpus;
-    const t = b.beat.threads;
-    const f = (quota: number | null | undefined): number =>
-      quota !== null && quota !== undefined && quota > 0 && quota < t ? t / quota : 1;
-    const floor = f(q);
+    const floor = q !== null && q < b.beat.threads ? b.beat.threads / q : 1;
     const age = now - b.at;
     const observed = [];
     for (const s of b.beat.segments) {
@@ -217,7 +214,7 @@ export class LiveState {
       if (last && last.quotaCpus === q) seen = last.factor;
     }
     if (seen !== null && seen >= floor) return { factor: seen, from: 'observed' };
-    if (floor !== 1) return { factor: floor, from: 'quota' };
+    if (floor > 1) return { factor: floor, from: 'quota' };
     return { factor: seen ?? 1, from: seen === null ? 'none' : 'observed' };
   }
 
