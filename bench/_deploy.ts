@@ -10,7 +10,7 @@ import { ensureModel } from '../src/cli/commands/up.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs, type InputSpec } from '../src/graph/shapes.js';
 import { defaultConfig, type DeploymentConfig } from '../src/runtime/config.js';
-import { launchDeployment, type Launched } from '../src/runtime/process/launcher.js';
+import { launchDeployment, type LaunchOptions, type Launched } from '../src/runtime/process/launcher.js';
 import { freePort } from '../test/helpers/deployment.js';
 
 export interface BenchDeployment {
@@ -24,7 +24,11 @@ export interface BenchDeployment {
   api(method: string, path: string, body?: unknown): Promise<any>;
 }
 
-export async function launchDefault(model: string, prefix: string): Promise<BenchDeployment> {
+export async function launchDefault(
+  model: string,
+  prefix: string,
+  more: Pick<LaunchOptions, 'onLine' | 'onExit' | 'restart'> = {},
+): Promise<BenchDeployment> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const repo = join(dir, 'models');
   ensureModel(repo, model);
@@ -40,6 +44,7 @@ export async function launchDefault(model: string, prefix: string): Promise<Benc
     runDir: dir,
     env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn' },
     onLine: (h, l) => process.stdout.write(`[${h}] ${l}\n`),
+    ...more,
   });
   const api = async (method: string, path: string, body?: unknown): Promise<any> => {
     const r = await fetch(`${d.url}${path}`, {

@@ -29,6 +29,15 @@ export interface ControllerSettings {
    * its first round). 1, the default, always confirms.
    */
   readonly decisiveGain: number;
+  /**
+   * Calibration (calibration.ts): when the current plan's requests take more than this many times its
+   * predicted latency (mean over the snapshot's `measured` span, with the prediction steady over it), the
+   * host at its bottleneck stage is taken to be that much slower for every plan priced. 0 turns it off,
+   * otherwise at least 1. Default 1.2: above the ~5 % the predictions miss by in steady conditions.
+   */
+  readonly calibrateAbove: number;
+  /** A calibration fades with this half-life (ms; 0: it lasts until the host's slowdown moves). Default 30 000. */
+  readonly calibrationHalfLifeMs: number;
   /** Keep whatever runs. Default false. */
   readonly paused: boolean;
   /** The deployment's constraints, added to the snapshot input's own. Default []. */
@@ -44,6 +53,8 @@ export const CONTROLLER_DEFAULTS: Readonly<ControllerSettings> = Object.freeze({
   minDwellMs: 3000,
   flapHalfLifeMs: 30_000,
   decisiveGain: 1,
+  calibrateAbove: 1.2,
+  calibrationHalfLifeMs: 30_000,
   paused: false,
   constraints: Object.freeze([]) as readonly Constraint[],
 });
@@ -99,6 +110,12 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
         break;
       case 'decisiveGain':
         out.decisiveGain = num(k, v, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+        break;
+      case 'calibrateAbove':
+        out.calibrateAbove = num(k, v, (x) => x === 0 || x >= 1, '0 (off) or a number >= 1');
+        break;
+      case 'calibrationHalfLifeMs':
+        out.calibrationHalfLifeMs = num(k, v, (x) => x >= 0, 'a number >= 0 (ms)');
         break;
       case 'paused':
         if (typeof v !== 'boolean') bad(`paused: must be true or false (got ${JSON.stringify(v)})`);

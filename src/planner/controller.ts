@@ -10,10 +10,16 @@
  * `confirmRounds` rounds in a row with the same route, and not within `minDwellMs` of the last change.
  * A current plan that breaks a constraint (say one just added) is beaten by any plan, but still waits for
  * confirmation and dwell.
+ *
+ * Before deciding, a round calibrates (calibration.ts): every slowdown is multiplied by that host's
+ * calibration factor, and when the current plan's measured latency exceeds its prediction by
+ * `calibrateAbove` (its highest prediction over the span, enough requests, all after its adoption) the bottleneck
+ * stage's host gets a factor that closes the gap, and the round is priced again with it.
  */
 import { isCleaveError } from '../errors.js';
+import { bottleneckFactor, Calibration, CALIBRATION_LIMITS } from './calibration.js';
 import { CONTROLLER_DEFAULTS, checkControllerSettings, type ControllerSettings } from './controller-settings.js';
-import { gainOf, moves, num, predicted, priceText, type Baseline, type Scoring } from './explain.js';
+import { gainOf, loadedLatencyMs, moves, num, predicted, priceText, type Baseline, type Scoring } from './explain.js';
 import { liveInput, priceOn, routeOf, type CurrentPlan, type LiveSnapshot } from './live-input.js';
 import { loadedBest, plan as planFull, search } from './plan.js';
 import { describeConstraint, prepare, type Prepared } from './prepare.js';
@@ -44,6 +50,9 @@ export class Controller {
   /** Routes the controller adopted, and when: what flap damping counts. */
   #adoptions: { route: string; at: number }[] = [];
   #pending: { candidate: string; current: string; rounds: number } | null = null;
+  readonly #cal = new Calibration();
+  /** The last step's snapshot and the calibrated one it was priced on: what `adopted` keeps as the baseline. */
+  #lastSnap: { raw: LiveSnapshot; used: LiveSnapshot } | null = null;
 
   constructor(settings: Partial<ControllerSettings> = {}) {
     this.#set = Object.freeze({ ...CONTROLLER_DEFAULTS, ...checkControllerSettings(settings) });
@@ -57,13 +66,74 @@ export class Controller {
   update(partial: Partial<ControllerSettings>): void {
     this.#set = Object.freeze({ ...this.#set, ...checkControllerSettings(partial) });
     this.#pending = null;
+    if (this.#set.calibrateAbove === 0) this.#cal.clear();
+  }
+
+  /** Calibration factors in force at `now` (hosts without one are left out), against the snapshot's slowdowns. */
+  calibration(s: Pick<LiveSnapshot, 'slowdown' | 'now'>): Record<string, number> {
+    if (this.#set.calibrateAbove === 0) return {};
+    return this.#cal.factors(s.slowdown, s.now, this.#set.calibrationHalfLifeMs);
+  }
+
+  /** The snapshot with each slowdown multiplied by its host's calibration factor. */
+  #calibrated(s: LiveSnapshot): LiveSnapshot {
+    const f = this.calibration(s);
+    if (Object.keys(f).length === 0) return s;
+    const slowdown: Record<string, number> = { ...s.slowdown };
+    for (const [h, x] of Object.entries(f)) slowdown[h] = (slowdown[h] ?? 1) * x;
+    return { ...s, slowdown };
+  }
+
+  /** One search (top 1) and one pricing of the current plan on the same live input. */
+  #price(
+    s: LiveSnapshot,
+    sc: Scoring,
+    current: CurrentPlan | null,
+  ): { best: Plan | null; failure: string; priced: ReturnType<typeof priceOn> | null } {
+    const set = this.#set;
+    let p: Prepared | null = null;
+    let best: Plan | null = null;
+    let failure = '';
+    try {
+      const live: PlanInput = liveInput(s, set.objective, set.constraints);
+      p = prepare(live);
+      best =
+        sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0
+          ? loadedBest(p, sc.concurrency)
+          : (search(p).plans[0] ?? null);
+      if (!best) planFull(live); // throws E_NO_PLAN with the planner's diagnosis
+    } catch (e) {
+      if (!isCleaveError(e) || (e.code !== 'E_NO_PLAN' && e.code !== 'E_UNSUPPORTED')) throw e;
+      failure = e.message;
+    }
+    return { best, failure, priced: current && p ? priceOn(p, current.stages, current.origin) : null };
+  }
+
+  /**
+   * Whether the current plan's measured latency says its bottleneck host is slower than estimated: then
+   * that host is calibrated and the words say so; null otherwise.
+   */
+  #learn(raw: LiveSnapshot, sc: Scoring, current: CurrentPlan, cur: Plan): string | null {
+    const set = this.#set;
+    const m = raw.measured;
+    if (set.calibrateAbove === 0 || sc.objective !== 'latency' || !m) return null;
+    const predictedMs = loadedLatencyMs(cur, sc.concurrency);
+    const highest = this.#cal.highest(routeOf(cur), predictedMs, raw.now, m.spanMs);
+    if (highest === null || m.count < CALIBRATION_LIMITS.minRequests || raw.now - current.adoptedAt < m.spanMs)
+      return null;
+    if (!(predictedMs > 0) || m.medianMs <= set.calibrateAbove * highest) return null;
+    const b = bottleneckFactor(cur, sc.concurrency, m.medianMs);
+    if (!b) return null;
+    const f = this.#cal.learn(b.host, b.factor, raw.slowdown[b.host] ?? 1, raw.now, set.calibrationHalfLifeMs);
+    return `calibrated: ${routeOf(cur)} answered in ${num(m.medianMs)} ms (${m.count} requests), predicted ${num(predictedMs)} ms, so ${b.host} is taken ${num(f)}x slower than its slowdown says`;
   }
 
   /**
    * After a plan is committed: starts the dwell, `s` becomes the baseline reasons compare with, and `plan`
    * (the one adopted) counts for flap damping.
    */
-  adopted(at: number, s: LiveSnapshot, plan?: Plan): void {
+  adopted(at: number, raw: LiveSnapshot, plan?: Plan): void {
+    const s = this.#lastSnap?.raw === raw ? this.#lastSnap.used : raw;
     this.#lastAdopt = at;
     if (plan) {
       // Past ten half-lives an adoption adds under 0.1 % to a penalty: forget it.
@@ -88,31 +158,23 @@ export class Controller {
    * throws E_NO_PLAN or the search's E_UNSUPPORTED (they become keep); a malformed snapshot or current plan
    * throws E_BAD_INPUT.
    */
-  step(s: LiveSnapshot, current: CurrentPlan | null): Decision {
+  step(raw: LiveSnapshot, current: CurrentPlan | null): Decision {
     const set = this.#set;
-    const sc: Scoring = { objective: set.objective, concurrency: Math.max(1, s.concurrency ?? 1) };
+    const sc: Scoring = { objective: set.objective, concurrency: Math.max(1, raw.concurrency ?? 1) };
+    let s = this.#calibrated(raw);
+    let { best, failure, priced } = this.#price(s, sc, current);
+    const first = priced && typeof priced !== 'string' ? priced : null;
+    const calibrated = current && first ? this.#learn(raw, sc, current, first.plan) : null;
+    if (calibrated) {
+      s = this.#calibrated(raw);
+      ({ best, failure, priced } = this.#price(s, sc, current));
+    }
+    this.#lastSnap = { raw, used: s };
+    const cur = priced && typeof priced !== 'string' ? priced : null;
     // A plan adopted around the controller (an operator's PUT): its first snapshot is the baseline.
     if (current && (!this.#base || current.adoptedAt > this.#base.at)) {
       this.#base = { at: current.adoptedAt, snap: s, objective: set.objective, constraints: set.constraints };
     }
-    let live: PlanInput | null = null;
-    let p: Prepared | null = null;
-    let best: Plan | null = null;
-    let failure = '';
-    try {
-      live = liveInput(s, set.objective, set.constraints);
-      p = prepare(live);
-      best =
-        sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0
-          ? loadedBest(p, sc.concurrency)
-          : (search(p).plans[0] ?? null);
-      if (!best) planFull(live); // throws E_NO_PLAN with the planner's diagnosis
-    } catch (e) {
-      if (!isCleaveError(e) || (e.code !== 'E_NO_PLAN' && e.code !== 'E_UNSUPPORTED')) throw e;
-      failure = e.message;
-    }
-    const priced = current && p ? priceOn(p, current.stages, current.origin) : null;
-    const cur = priced && typeof priced !== 'string' ? priced : null;
     const down = current
       ? [current.origin, ...current.stages.map((x) => x.host)].find((h) => h !== undefined && s.down.includes(h))
       : undefined;
@@ -164,7 +226,7 @@ export class Controller {
       };
     }
     const gain = gainOf(sc, cur.plan, best);
-    const moved = moves(this.#base, s, set, [cur.plan, best]);
+    const moved = `${calibrated ? `${calibrated}; ` : ''}${moves(this.#base, s, set, [cur.plan, best])}`;
     if (route === curRoute)
       return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';

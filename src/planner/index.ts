@@ -21,6 +21,7 @@ export * from './types.js';
 export { Controller, type Decision } from './controller.js';
 export { CONTROLLER_DEFAULTS, checkControllerSettings, type ControllerSettings } from './controller-settings.js';
 export { EXPLAIN_LIMITS, loadedLatencyMs } from './explain.js';
+export { bottleneckFactor, Calibration, CALIBRATION_LIMITS, type Measured } from './calibration.js';
 export { evaluateStages, liveInput, routeOf, type CurrentPlan, type LiveSnapshot } from './live-input.js';
 export {
   WindowExtreme,

@@ -4,6 +4,7 @@
  * priced on that input, the same way the search prices its own.
  */
 import { CleaveError } from '../errors.js';
+import type { Measured } from './calibration.js';
 import { violated } from './constraints.js';
 import { evaluate } from './cost.js';
 import { describeConstraint, prepare, type Prepared, type Shape } from './prepare.js';
@@ -26,6 +27,11 @@ export interface LiveSnapshot {
    * objective compares plans by their latency under that load (`loadedLatencyMs`). Default 1.
    */
   readonly concurrency?: number;
+  /**
+   * What the current plan delivered lately: the median latency of its own requests (its epoch only) answered
+   * over the last `spanMs`. The controller calibrates on it (calibration.ts); absent, it does not.
+   */
+  readonly measured?: Measured;
 }
 
 export interface CurrentPlan {

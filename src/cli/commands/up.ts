@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CleaveError, errorMessage } from '../../errors.js';
 import { checkConfig, defaultConfig, readConfig, type DeploymentConfig } from '../../runtime/config.js';
-import { launchDeployment } from '../../runtime/process/launcher.js';
+import { DEFAULT_RESTART, launchDeployment } from '../../runtime/process/launcher.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { buildZooFile, cacheDir, parseZooName } from '../model-ref.js';
 
@@ -24,7 +24,7 @@ stop the deployment, exit code 1). Ctrl-C stops them all.
   --verbose      print every host's log lines (default: warnings and errors only)`;
 
 /** `cleave up`'s supervision: see the help. */
-const UP_RESTART = { maxRestarts: 5, windowMs: 60_000, initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
+const UP_RESTART = DEFAULT_RESTART;
 
 export async function upCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({

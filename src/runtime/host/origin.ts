@@ -119,6 +119,10 @@ export function startOrigin(o: OriginOptions): OriginParts {
     profiles: () => cluster.profiles(),
     beforeRound: () => liveState.onHeartbeat(o.takeHeartbeat(), Date.now()),
     concurrency: (now) => latency.concurrency(now, limits.concurrencySpanMs),
+    measured: (now) => {
+      const a = c.current;
+      return a ? latency.recent(now, a.epoch, limits.concurrencySpanMs) : undefined;
+    },
     settings: config.controller,
     events,
     metrics: {

@@ -10,6 +10,7 @@ import { errorMessage } from '../../errors.js';
 import { Controller, type Decision } from '../../planner/controller.js';
 import { CONTROLLER_DEFAULTS, type ControllerSettings } from '../../planner/controller-settings.js';
 import { loadedLatencyMs } from '../../planner/explain.js';
+import type { Measured } from '../../planner/calibration.js';
 import type { CurrentPlan, LiveSnapshot } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
@@ -31,6 +32,8 @@ export interface AdaptiveOptions {
   beforeRound?(): void;
   /** Requests in flight on average, lately (1 when not given). */
   concurrency?(now: number): number;
+  /** The current plan's recent requests (LiveSnapshot `measured`), for calibration; none when not given. */
+  measured?(now: number): Measured | undefined;
   readonly settings?: Partial<ControllerSettings>;
   readonly events?: EventBus;
   readonly metrics?: AdaptiveMetrics;
@@ -52,6 +55,8 @@ export interface AdaptiveState {
     readonly concurrency: number | null;
     /** The current plan priced on this round's live estimates (what "predicted" means now), if it can run. */
     readonly currentPredicted: LivePrice | null;
+    /** Calibration factors in force after the round (planner/calibration.ts), per host; {} when none. */
+    readonly calibration: Readonly<Record<string, number>>;
   } | null;
 }
 
@@ -157,6 +162,7 @@ export class AdaptiveLoop {
         slowdown: this.o.live.slowdowns(profiles, at),
         down: this.o.live.down(at),
         concurrency: this.o.concurrency?.(at) ?? 1,
+        measured: this.o.measured?.(at),
       };
       const active = this.o.coordinator.current;
       const d = this.controller.step(snapshot, active ? currentOf(active) : null);
@@ -171,6 +177,7 @@ export class AdaptiveLoop {
         ms,
         concurrency: n,
         currentPredicted: cur ? livePrice(cur, n) : null,
+        calibration: this.controller.calibration(snapshot),
       };
       this.o.metrics?.round(ms);
       if (d.kind === 'propose') {
@@ -197,6 +204,7 @@ export class AdaptiveLoop {
         ms: performance.now() - t0,
         concurrency: null,
         currentPredicted: null,
+        calibration: {},
       };
       this.o.logger.warn({ err: errorMessage(e) }, 'controller round failed');
     }

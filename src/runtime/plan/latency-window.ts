@@ -53,6 +53,21 @@ export class LatencyWindow {
   }
 
   /**
+   * The median latency of `epoch`'s requests answered in the last `spanMs` (failures left out), or
+   * undefined when there were none: what the controller calibrates on (planner/calibration.ts).
+   */
+  recent(now: number, epoch: number, spanMs: number): { medianMs: number; count: number; spanMs: number } | undefined {
+    const ms: number[] = [];
+    for (let i = this.samples.length - 1; i >= 0 && this.samples[i].at >= now - spanMs; i--) {
+      const x = this.samples[i];
+      if (x.epoch === epoch && x.ok) ms.push(x.ms);
+    }
+    if (ms.length === 0) return undefined;
+    ms.sort((a, b) => a - b);
+    return { medianMs: ms[Math.floor(ms.length / 2)], count: ms.length, spanMs };
+  }
+
+  /**
    * Requests in flight on average over the last `spanMs` (Little's law: the summed latency of the requests
    * answered in the span, over the span). What the controller's latency-under-load objective needs.
    */

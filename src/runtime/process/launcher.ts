@@ -58,6 +58,9 @@ export function controlTokenFile(runDir: string, listen: string): string {
   return join(runDir, `control-${listen.replace(/[^\w.-]/g, '_')}.token`);
 }
 
+/** The restart policy `cleave up` runs hosts under: 1 s doubling to 30 s, at most 5 restarts a minute. */
+export const DEFAULT_RESTART = { maxRestarts: 5, windowMs: 60_000, initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
+
 export interface Launched {
   readonly origin: HostConfig;
   readonly token: string;
