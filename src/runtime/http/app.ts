@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { CleaveError, isCleaveError, errorMessage } from '../../errors.js';
 import { controlRoutes, type ControlDeps } from './control.js';
+import { dashboardRoutes } from './dashboard.js';
 import { gatewayRoutes, type GatewayDeps } from './gateway.js';
 
 export interface AppDeps {
@@ -36,7 +37,11 @@ export function buildApp(d: AppDeps): express.Express {
     d.metrics().then((m) => res.type(m.contentType).send(m.body), next);
   });
   app.use(controlRoutes(d.control));
-  if (d.gateway) app.use(gatewayRoutes(d.gateway));
+  if (d.gateway) {
+    app.use(gatewayRoutes(d.gateway));
+    // The origin serves the dashboard at `/`: it is where the events stream and the plan live.
+    app.use(dashboardRoutes());
+  }
 
   app.use((req: Request, _res: Response, next: NextFunction) =>
     next(new CleaveError('E_NOT_FOUND', `no such endpoint: ${req.method} ${req.path}`)),

@@ -1,0 +1,159 @@
+/**
+ * The dashboard in a real browser: headless Chromium (Debian's package, `apt-get install -y chromium`;
+ * `.ci/run` installs it) through playwright-core, against a real three-host loopback deployment under a
+ * request loop. The page is opened before it has anything to show, connects, shows the route and the model
+ * strip, its live values move, a link is changed from the page (which asks for the control token), and the
+ * page shows the plan the controller moves to. Where no Chromium exists the test says so and is skipped.
+ */
+import { existsSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { zooEntry } from '../src/graph/zoo/index.js';
+import {
+  inferBinary,
+  startDeployment,
+  TEST_CONTROL_TOKEN,
+  type Deployment,
+  type OipTensor,
+} from './helpers/deployment.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const HAVE = existsSync(CHROMIUM);
+if (!HAVE)
+  // eslint-disable-next-line no-console
+  console.warn(
+    `dashboard.test.ts skipped: no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`,
+  );
+
+const input: OipTensor = {
+  name: 'input',
+  dtype: 'float32',
+  dims: [1, 3, 64, 64],
+  data: new Float32Array(3 * 64 * 64).fill(0.5),
+};
+
+describe.skipIf(!HAVE)('dashboard in Chromium', () => {
+  let d: Deployment;
+  let browser: Browser;
+  let page: Page;
+  let stop = false;
+  let clients: Promise<void>[] = [];
+  const failures: number[] = [];
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    d = await startDeployment({
+      modelName: 'mnv2',
+      modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
+      // Throughput objective: on fast loopback links the split uses device -> edge (as adaptive.test.ts).
+      controller: { objective: 'throughput', replanIntervalMs: 250, minDwellMs: 500, confirmRounds: 2 },
+      limits: { snapshotMs: 250 },
+    });
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        const r = await inferBinary(d.url, 'mnv2', [input]);
+        if (r.status !== 200) failures.push(r.status);
+      }
+    };
+    clients = [loop(), loop()];
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+  }, 120_000);
+
+  afterAll(async () => {
+    stop = true;
+    await Promise.all(clients);
+    await browser?.close();
+    await d?.close();
+  });
+
+  it('serves the page and its chart library from the origin, with no other origin involved', async () => {
+    const html = await fetch(`${d.url}/`);
+    expect(html.status).toBe(200);
+    expect(html.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(await html.text()).toMatch(/<title>Cleave<\/title>/);
+    const lib = await fetch(`${d.url}/dashboard/vendor/uPlot.iife.min.js`);
+    expect(lib.status).toBe(200);
+    expect((await lib.text()).length).toBeGreaterThan(10_000);
+    const other = await fetch(`${d.url}/dashboard/nope.js`);
+    expect(other.status).toBe(404);
+    expect((await other.json()).error).toMatch(/no such endpoint: GET \/dashboard\/nope\.js/);
+    // Other hosts have no dashboard.
+    const edge = d.hosts[1];
+    expect((await fetch(`http://127.0.0.1:${edge.port}/`)).status).toBe(404);
+  });
+
+  it('shows the route, the strip, live values; a link set from the page moves the plan', async () => {
+    const requests: string[] = [];
+    page.on('request', (r) => requests.push(r.url()));
+    await page.goto(`${d.url}/`);
+    await page.waitForFunction(() => document.getElementById('conn')?.dataset.state === 'open', null, {
+      timeout: 30_000,
+    });
+    // The controller settles on a split through device -> edge.
+    await page.waitForFunction(() => /dev\(input\)|dev\[/.test(document.getElementById('route')!.textContent!), null, {
+      timeout: 30_000,
+    });
+    await page.waitForFunction(() => document.querySelectorAll('#strip .cut').length > 0, null, { timeout: 30_000 });
+    const viaEdge = await page.waitForFunction(
+      () => {
+        const cuts = [...document.querySelectorAll('#strip .cut span')].map((s) => s.textContent ?? '');
+        return cuts.some((c) => c.startsWith('dev→edg')) ? document.getElementById('route')!.dataset.epoch : null;
+      },
+      null,
+      { timeout: 30_000 },
+    );
+    const epochBefore = Number(await viaEdge.jsonValue());
+    const strip = await page.$$eval('#strip .block', (bs) => bs.map((b) => (b as HTMLElement).dataset.host));
+    expect(strip.length).toBe(d.hosts[0].analysis.blocks.length);
+    expect(new Set(strip).has('edg')).toBe(true);
+
+    // Live values: the measured count changes between snapshots, charts are drawn, tables list 3 hosts.
+    const count = async (): Promise<string> => (await page.getAttribute('#measured', 'data-count')) ?? '';
+    const c1 = await count();
+    await page.waitForFunction((c) => document.getElementById('measured')!.dataset.count !== c, c1, {
+      timeout: 10_000,
+    });
+    expect(await page.locator('#chart-latency canvas').count()).toBe(1);
+    expect(await page.locator('#chart-throughput .u-legend .u-series').count()).toBeGreaterThan(3);
+    expect(await page.locator('#hosts tbody tr').count()).toBe(3);
+    expect(await page.locator('#timeline li').count()).toBeGreaterThanOrEqual(1);
+
+    // Set dev -> edg to 0.5 Mbit/s from the page: it asks for the control token, then the change goes through.
+    const entriesAtChange = await page.locator('#timeline li').count();
+    await page.selectOption('#link-select', 'dev->edg');
+    await page.fill('#link-mbps', '0.5');
+    await page.fill('#link-delay', '0');
+    await page.click('#link-apply');
+    await page.waitForSelector('#token-form:not([hidden])', { timeout: 10_000 });
+    expect(await page.textContent('#token-why')).toMatch(/control token/);
+    await page.fill('#token', TEST_CONTROL_TOKEN);
+    await page.click('#token-form button[type=submit]');
+    await page.waitForFunction(() => /: done$/.test(document.getElementById('control-result')!.textContent!), null, {
+      timeout: 10_000,
+    });
+    // The plan moves off device -> edge for that reason: the page shows the new route, and a timeline entry
+    // added since the change names the link (on loopback the plan may also move on its own before).
+    await page.waitForFunction(
+      (n) => {
+        const items = [...document.querySelectorAll('#timeline li')];
+        const added = items.slice(0, items.length - n).map((li) => li.textContent ?? '');
+        const cuts = [...document.querySelectorAll('#strip .cut span')].map((s) => s.textContent ?? '');
+        return added.some((t) => /link dev->edg throughput/.test(t)) && !cuts.some((c) => c.startsWith('dev→edg'));
+      },
+      entriesAtChange,
+      { timeout: 40_000 },
+    );
+    expect(Number(await page.getAttribute('#route', 'data-epoch'))).toBeGreaterThan(epochBefore);
+    // Everything came from the origin itself.
+    const origin = new URL(d.url).origin;
+    expect(requests.filter((u) => !u.startsWith(origin))).toEqual([]);
+    await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT ?? '/tmp/cleave-dashboard.png', fullPage: true });
+    expect(failures).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+});
