@@ -199,14 +199,18 @@ describe('LinkMeter', () => {
     expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
   });
 
-  it('recovers the throughput estimate two pings after the delay rises', () => {
+  it('holds the throughput estimate when the delay rises: four pings on, transfers are timed against the new delay', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
     for (let i = 0; i < 3; i++) m.rttSample(5);
     const t = frames(m, 1, 3, 0, 5);
     expect(m.stats().throughputBps).toBeCloseTo(1e6, -3);
     m.rttSample(150);
     m.rttSample(150);
-    frames(m, 4, 4, t, 150);
+    // Two slow pongs could be a receiver that stalled: the frame's extra 145 ms count as transfer for now.
+    const t2 = frames(m, 4, 1, t, 150);
+    m.rttSample(150);
+    m.rttSample(150);
+    frames(m, 5, 4, t2, 150);
     const bps = m.stats().throughputBps ?? 0;
     expect(bps).toBeGreaterThan(0.9e6);
     expect(bps).toBeLessThan(1.1e6);

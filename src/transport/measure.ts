@@ -114,6 +114,13 @@ const QUICK_PROBES = 4;
  * frame look near-instant and the link far faster than it is.
  */
 const RTT_FLOOR_SAMPLES = 64;
+/**
+ * A timed frame's transfer is its round trip less the least of this many latest RTTs: one or two pongs a
+ * stalled receiver (or a throttled sender) was slow with inflate the RTT, and subtracting that would make
+ * the transfer look shorter, the link faster than it is (seen here: 12 MB/s on a 6.25 MB/s link while the
+ * RTT read 54 ms for 30); a real rise in delay still shows after this many pings (2 s at a host's 500 ms).
+ */
+const RTT_TIMED_SAMPLES = 4;
 
 /** Beyond this many unacknowledged frames the oldest are forgotten (a peer that never acks is a bug). */
 const MAX_IN_FLIGHT = 4096;
@@ -262,11 +269,10 @@ export class LinkMeter {
     this.inFlight.splice(0, i + 1);
     this.bytesAcked += f.bytes;
     this.framesAcked++;
-    // The lesser of the last two RTTs, not the median of three: a pong the receiver was slow to send (its
-    // process stalled, say under a CPU quota) inflates one RTT sample, and subtracting that from this frame's
-    // round trip would make its transfer look shorter, the link faster than it is; a real rise still shows
-    // after two pings, a fall after one.
-    const rtt = this.rttFilter.min2() ?? 0;
+    // The least of the last RTT_TIMED_SAMPLES RTTs, not the median of three: a pong the receiver was slow to
+    // send (its process stalled, say under a CPU quota) inflates RTT samples, and subtracting one from this
+    // frame's round trip would make its transfer look shorter, the link faster than it is.
+    const rtt = this.recentRttFloor();
     const roundTrip = at - f.sentAt;
     const start = Math.max(f.sentAt, this.lastAckAt - rtt);
     const transferMs = at - start - rtt;
@@ -296,6 +302,14 @@ export class LinkMeter {
       // Far faster than thought: time it with a probe sized to the new bound.
       if (est !== null && floor > est * SHIFT_FACTOR) this.wantProbe();
     }
+  }
+
+  /** The least of the last RTT_TIMED_SAMPLES round trips (0 before the first). */
+  private recentRttFloor(): number {
+    const h = this.rttHistory;
+    let m = Infinity;
+    for (let i = Math.max(0, h.length - RTT_TIMED_SAMPLES); i < h.length; i++) m = Math.min(m, h[i]);
+    return m === Infinity ? 0 : m;
   }
 
   /** The least of the last RTT_FLOOR_SAMPLES round trips (0 before the first). */
