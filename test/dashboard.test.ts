@@ -20,7 +20,6 @@ import {
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HAVE = existsSync(CHROMIUM);
 if (!HAVE)
-  // eslint-disable-next-line no-console
   console.warn(
     `dashboard.test.ts skipped: no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`,
   );
@@ -70,6 +69,9 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
     await browser?.close();
     await d?.close();
   });
+
+  const connState = (): Promise<string | undefined> =>
+    page.evaluate(() => document.getElementById('conn')?.dataset.state);
 
   it('serves the page and its chart library from the origin, with no other origin involved', async () => {
     const html = await fetch(`${d.url}/`);
@@ -154,6 +156,38 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
     expect(requests.filter((u) => !u.startsWith(origin))).toEqual([]);
     await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT ?? '/tmp/cleave-dashboard.png', fullPage: true });
     expect(failures).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+
+  it('says when the deployment is gone, waits for it, and reconnects once it is back on its address', async () => {
+    stop = true;
+    await Promise.all(clients);
+    const listen = d.hosts.map((h) => `127.0.0.1:${h.port}`) as [string, string, string];
+    await d.close();
+    await page.waitForFunction(() => document.getElementById('conn')?.dataset.state === 'closed', null, {
+      timeout: 15_000,
+    });
+    expect(await page.textContent('#conn')).toMatch(/retrying/);
+    // Nothing listens for a while: the page keeps trying (a refused connection each time), and says so.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await connState()).toBe('closed');
+    d = await startDeployment({
+      modelName: 'mnv2',
+      modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
+      listen,
+    });
+    await page.waitForFunction(() => document.getElementById('conn')?.dataset.state === 'open', null, {
+      timeout: 30_000,
+    });
+    // A new deployment: its plan history starts again at epoch 1, and the page shows it.
+    await page.waitForFunction(() => document.getElementById('route')!.dataset.epoch !== undefined, null, {
+      timeout: 15_000,
+    });
+    const plans = await (await fetch(`${d.url}/v1/plans`)).json();
+    await page.waitForFunction((n) => document.querySelectorAll('#timeline li').length >= n, plans.length, {
+      timeout: 15_000,
+    });
+    expect(await page.textContent('#model')).toMatch(/mnv2, \d+ blocks/);
     expect(pageErrors).toEqual([]);
   }, 120_000);
 });

@@ -70,12 +70,15 @@ export async function startDeployment(o: {
   links?: LinkConfig[];
   threads?: [number, number, number];
   controller?: DeploymentConfig['controller'];
+  /** The hosts' listen addresses (a deployment started again where another ran); free loopback ports by default. */
+  listen?: readonly [string, string, string];
 }): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
   const repo = join(dir, 'models');
   mkdirSync(join(repo, o.modelName, '1'), { recursive: true });
   writeFileSync(join(repo, o.modelName, '1', 'model.onnx'), o.modelBytes);
-  const hosts = await loopbackHosts(['dev', 'edg', 'cld'], o.threads);
+  const free = await loopbackHosts(['dev', 'edg', 'cld'], o.threads);
+  const hosts = o.listen ? free.map((h, i) => ({ ...h, listen: o.listen![i] })) : free;
   const token = 'test-token-123';
   const config: DeploymentConfig = {
     model: o.modelName,

@@ -104,6 +104,7 @@ export async function upCommand(argv: string[]): Promise<number> {
       '',
       `cleave up: serving '${config.model}' after ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  plan:     ${plan.route ?? '?'} (predicted ${plan.predicted?.latencyMs?.toFixed(2) ?? '?'} ms)`,
+      `  dashboard: ${url}/   (open it in a browser: the split, links, hosts and plan changes, live)`,
       `  infer:    POST ${url}/v2/models/${config.model}/infer`,
       `  model:    GET  ${url}/v2/models/${config.model}`,
       `  plan:     GET  ${url}/v1/plan     topology: GET ${url}/v1/topology     metrics: GET ${url}/metrics`,
