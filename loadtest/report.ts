@@ -16,6 +16,12 @@ export interface RunSummary {
   readonly ok: number;
   readonly errors: number;
   readonly meanMs: number | null;
+  /**
+   * The latency of the request in flight at a random moment (sum of ms^2 over sum of ms). A closed loop
+   * sends fewer requests while a plan is slow, so the mean over requests hides what a slow spell costs;
+   * this weighs each request by the time it took.
+   */
+  readonly timeWeightedMs: number | null;
   readonly p50Ms: number | null;
   readonly p99Ms: number | null;
   /** Answered (2xx) requests per second over the run. */
@@ -35,7 +41,12 @@ export interface Report {
   readonly model: string;
   readonly runs: RunSummary[];
   /** adaptive / static, when both ran: below 1 is better for latency, above 1 for throughput. */
-  readonly compare: { meanRatio: number | null; p99Ratio: number | null; rpsRatio: number | null } | null;
+  readonly compare: {
+    meanRatio: number | null;
+    timeWeightedRatio: number | null;
+    p99Ratio: number | null;
+    rpsRatio: number | null;
+  } | null;
 }
 
 const round = (x: number | null, d = 2): number | null => (x === null ? null : Math.round(x * 10 ** d) / 10 ** d);
@@ -55,6 +66,7 @@ export function summarise(r: RunResult): RunSummary {
     ok: ok.length,
     errors: r.samples.length - ok.length,
     meanMs: round(ms.length ? ms.reduce((a, b) => a + b, 0) / ms.length : null),
+    timeWeightedMs: round(ms.length ? ms.reduce((a, b) => a + b * b, 0) / ms.reduce((a, b) => a + b, 0) : null),
     p50Ms: round(quantile(ms, 0.5)),
     p99Ms: round(quantile(ms, 0.99)),
     rps: round((ok.length * 1000) / Math.max(1, r.durationMs)) ?? 0,
@@ -80,19 +92,36 @@ export function buildReport(o: { scenario: Scenario; url: string; model: string;
     runs,
     compare:
       a && s
-        ? { meanRatio: ratio(a.meanMs, s.meanMs), p99Ratio: ratio(a.p99Ms, s.p99Ms), rpsRatio: ratio(a.rps, s.rps) }
+        ? {
+            meanRatio: ratio(a.meanMs, s.meanMs),
+            timeWeightedRatio: ratio(a.timeWeightedMs, s.timeWeightedMs),
+            p99Ratio: ratio(a.p99Ms, s.p99Ms),
+            rpsRatio: ratio(a.rps, s.rps),
+          }
         : null,
   };
 }
 
 /** The terminal table. */
 export function summaryTable(rep: Report): string {
-  const head = ['run', 'requests', 'errors', 'mean ms', 'p50 ms', 'p99 ms', 'req/s', 'plan changes', 'straddled'];
+  const head = [
+    'run',
+    'requests',
+    'errors',
+    'mean ms',
+    'time-weighted ms',
+    'p50 ms',
+    'p99 ms',
+    'req/s',
+    'plan changes',
+    'straddled',
+  ];
   const rows = rep.runs.map((r) => [
     r.label,
     String(r.requests),
     String(r.errors),
     String(r.meanMs ?? '-'),
+    String(r.timeWeightedMs ?? '-'),
     String(r.p50Ms ?? '-'),
     String(r.p99Ms ?? '-'),
     String(r.rps),
@@ -105,7 +134,7 @@ export function summaryTable(rep: Report): string {
   const out = [line(head), ...rows.map(line)];
   if (rep.compare)
     out.push(
-      `adaptive / static: mean ${rep.compare.meanRatio ?? '-'}x, p99 ${rep.compare.p99Ratio ?? '-'}x, throughput ${rep.compare.rpsRatio ?? '-'}x`,
+      `adaptive / static: mean ${rep.compare.meanRatio ?? '-'}x, time-weighted ${rep.compare.timeWeightedRatio ?? '-'}x, p99 ${rep.compare.p99Ratio ?? '-'}x, throughput ${rep.compare.rpsRatio ?? '-'}x`,
     );
   return out.join('\n');
 }
@@ -143,7 +172,7 @@ export function htmlReport(rep: Report, runs: RunResult[]): string {
   const rows = rep.runs
     .map(
       (r) =>
-        `<tr><td>${r.label}</td><td>${r.requests}</td><td>${r.errors}</td><td>${r.meanMs ?? '-'}</td><td>${r.p50Ms ?? '-'}</td><td>${r.p99Ms ?? '-'}</td><td>${r.rps}</td><td>${r.planChanges}</td><td>${r.straddled}</td></tr>`,
+        `<tr><td>${r.label}</td><td>${r.requests}</td><td>${r.errors}</td><td>${r.meanMs ?? '-'}</td><td>${r.timeWeightedMs ?? '-'}</td><td>${r.p50Ms ?? '-'}</td><td>${r.p99Ms ?? '-'}</td><td>${r.rps}</td><td>${r.planChanges}</td><td>${r.straddled}</td></tr>`,
     )
     .join('');
   const esc = (s: string): string =>
@@ -158,8 +187,8 @@ td:first-child,th:first-child{text-align:left}figure{margin:12px 0}figcaption{fo
 <body>
 <h1>Load test: ${esc(rep.scenario.name)}</h1>
 <p class="muted">${esc(rep.scenario.description)}<br>${esc(rep.model)} at ${esc(rep.url)}, ${rep.scenario.duration} s, ${runs[0]?.connections ?? '?'} connections, ${esc(runs[0]?.startedAt ?? '')}</p>
-<table><thead><tr><th>run</th><th>requests</th><th>errors</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th><th>req/s</th><th>plan changes</th><th>straddled</th></tr></thead><tbody>${rows}</tbody></table>
-${rep.compare ? `<p>adaptive / static: mean ${rep.compare.meanRatio}x, p99 ${rep.compare.p99Ratio}x, throughput ${rep.compare.rpsRatio}x</p>` : ''}
+<table><thead><tr><th>run</th><th>requests</th><th>errors</th><th>mean ms</th><th>time-weighted ms</th><th>p50 ms</th><th>p99 ms</th><th>req/s</th><th>plan changes</th><th>straddled</th></tr></thead><tbody>${rows}</tbody></table>
+${rep.compare ? `<p>adaptive / static: mean ${rep.compare.meanRatio}x, time-weighted ${rep.compare.timeWeightedRatio}x, p99 ${rep.compare.p99Ratio}x, throughput ${rep.compare.rpsRatio}x</p>` : ''}
 <figure><figcaption>Latency of every request at its completion (ms, log scale); dashed lines: plan changes (adaptive run), dotted: the scenario's actions</figcaption><div id="lat"></div></figure>
 <figure><figcaption>Answered requests per second</figcaption><div id="rps"></div></figure>
 <figure><figcaption>Errors per second</figcaption><div id="err"></div></figure>

@@ -9,9 +9,10 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
+import type { AccessPolicy } from '../src/runtime/http/access.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { EVENTS_PATH, mountEvents, type EventsEndpoint } from '../src/runtime/http/events.js';
+import { EVENTS_PATH, EVENTS_PROTOCOL, mountEvents, type EventsEndpoint } from '../src/runtime/http/events.js';
 import { EventBus } from '../src/runtime/plan/events.js';
 
 const PEER_PATH = '/v1/peer';
@@ -39,7 +40,7 @@ afterEach(async () => {
   origins = [];
 });
 
-async function origin(maxBufferedBytes = 1 << 20): Promise<Origin> {
+async function origin(maxBufferedBytes = 1 << 20, access?: AccessPolicy): Promise<Origin> {
   const server = http.createServer((_req, res) => res.end('plain http'));
   const bus = new EventBus();
   const upgraded: Duplex[] = [];
@@ -49,6 +50,7 @@ async function origin(maxBufferedBytes = 1 << 20): Promise<Origin> {
     hello: () => ({ host: 'dev', epoch: 4 }),
     logger: pino({ level: 'silent' }),
     peerPath: PEER_PATH,
+    access,
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const o = { server, bus, endpoint, port: (server.address() as AddressInfo).port, upgraded };
@@ -133,6 +135,32 @@ describe('WS /v1/events', () => {
     // A client that leaves is unsubscribed.
     a.ws.close();
     await until('one subscriber left', () => o.bus.size === 1);
+  });
+
+  it('where reads need a token, takes it as a header or as a bearer.TOKEN subprotocol (what a browser can send)', async () => {
+    const o = await origin(1 << 20, { controlToken: 'ctl-token', peerToken: 'peer-token', readAccess: 'token' });
+    const url = `ws://127.0.0.1:${o.port}${EVENTS_PATH}`;
+    const opened = (ws: WebSocket): Promise<string> =>
+      new Promise((resolve, reject) => {
+        clients.push({ destroy: () => ws.terminate() });
+        ws.once('open', () => resolve(ws.protocol));
+        ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+        ws.once('error', reject);
+      });
+    // As a browser offers it: the server picks cleave.events and the stream starts with a hello.
+    const b = new WebSocket(url, [EVENTS_PROTOCOL, 'bearer.ctl-token'], { perMessageDeflate: false });
+    const first = new Promise((r) => b.once('message', (m) => r(JSON.parse(String(m)))));
+    expect(await opened(b)).toBe(EVENTS_PROTOCOL);
+    expect(await first).toMatchObject({ type: 'hello' });
+    // As a header, without subprotocols.
+    const h = new WebSocket(url, { perMessageDeflate: false, headers: { authorization: 'Bearer ctl-token' } });
+    expect(await opened(h)).toBe('');
+    // Missing: 401; wrong: 403; a wrong header is not rescued by a right subprotocol.
+    await expect(opened(new WebSocket(url, { perMessageDeflate: false }))).rejects.toThrow('HTTP 401');
+    await expect(opened(new WebSocket(url, [EVENTS_PROTOCOL, 'bearer.nope']))).rejects.toThrow('HTTP 403');
+    await expect(
+      opened(new WebSocket(url, [EVENTS_PROTOCOL, 'bearer.ctl-token'], { headers: { authorization: 'Bearer x' } })),
+    ).rejects.toThrow('HTTP 403');
   });
 
   it('refuses an upgrade to another path with 404 and closes the socket', async () => {

@@ -86,13 +86,16 @@ describe('the report', () => {
   it('counts, latencies, throughput, straddlers and the adaptive / static ratios', () => {
     const a = summarise(runs()[0]);
     expect(a).toMatchObject({ requests: 4, ok: 3, errors: 1, meanMs: 116.67, p50Ms: 100, p99Ms: 200, rps: 1.5 });
+    // (100^2 + 200^2 + 50^2) / (100 + 200 + 50) = 150
+    expect(a.timeWeightedMs).toBe(150);
     expect(a).toMatchObject({ planChanges: 1, straddled: 1, straddledMeanMs: 200, routes: ['dev(input) -> cld[0:8)'] });
     const s = loadScenario('steady');
     const rep = buildReport({ scenario: s, url: 'http://x', model: 'm', runs: runs() });
-    expect(rep.compare).toEqual({ meanRatio: 0.292, p99Ratio: 0.4, rpsRatio: 1.5 });
+    // static: (300^2 + 500^2) / 800 = 425
+    expect(rep.compare).toEqual({ meanRatio: 0.292, timeWeightedRatio: 0.353, p99Ratio: 0.4, rpsRatio: 1.5 });
     const table = summaryTable(rep);
     expect(table).toMatch(/^run\s+requests\s+errors\s+mean ms/);
-    expect(table).toMatch(/adaptive \/ static: mean 0\.292x, p99 0\.4x, throughput 1\.5x/);
+    expect(table).toMatch(/adaptive \/ static: mean 0\.292x, time-weighted 0\.353x, p99 0\.4x, throughput 1\.5x/);
   });
 
   it('the HTML report is one file with uPlot and the data inlined, and nothing fetched from elsewhere', () => {

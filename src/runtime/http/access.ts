@@ -41,7 +41,10 @@ export function checkPeer(req: IncomingMessage, p: AccessPolicy): void {
  * Throws unless the request carries the control or the peer token. `what` names the action in the message.
  */
 export function checkCredential(req: IncomingMessage, p: AccessPolicy, what: string): void {
-  const header = authorization(req);
+  checkHeader(authorization(req), p, what);
+}
+
+function checkHeader(header: string | undefined, p: AccessPolicy, what: string): void {
   if (header === undefined)
     throw new CleaveError(
       'E_UNAUTHORIZED',
@@ -51,10 +54,15 @@ export function checkCredential(req: IncomingMessage, p: AccessPolicy, what: str
   if (!ok) throw new CleaveError('E_FORBIDDEN', `${what}: the token is wrong`);
 }
 
-/** Throws unless the request may read the control API under the policy. */
-export function checkRead(req: IncomingMessage, p: AccessPolicy, what: string): void {
+/**
+ * Throws unless the request may read the control API under the policy. `offered`: a token the request
+ * carries another way than its Authorization header (a browser's WebSocket cannot set headers, so the
+ * events stream also takes it as a subprotocol), used when it has no such header.
+ */
+export function checkRead(req: IncomingMessage, p: AccessPolicy, what: string, offered?: string): void {
   if (p.readAccess === 'open') return;
+  const header = authorization(req) ?? (offered === undefined ? undefined : `Bearer ${offered}`);
   // A token, when sent, is checked even where none is needed: a wrong one is a mistake worth saying.
-  if (p.readAccess === 'loopback' && fromLoopback(req) && authorization(req) === undefined) return;
-  checkCredential(req, p, what);
+  if (p.readAccess === 'loopback' && fromLoopback(req) && header === undefined) return;
+  checkHeader(header, p, what);
 }

@@ -3,6 +3,9 @@
  * the types). A client that reads too slowly to keep its unsent backlog under `eventBufferBytes` is dropped
  * rather than buffered without bound: sent a 4429 close (which it sees if it catches up within a second),
  * then disconnected. The stream is read-only: what a client sends is ignored.
+ *
+ * Where reads need a token, a client that cannot send an Authorization header (a browser's WebSocket) may
+ * offer the subprotocols `cleave.events` and `bearer.TOKEN`; the server answers with `cleave.events`.
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -15,6 +18,9 @@ import { checkRead, type AccessPolicy } from './access.js';
 export const EVENTS_PATH = '/v1/events';
 /** Close code for a client dropped because it read too slowly. */
 export const CLOSE_TOO_SLOW = 4429;
+/** The subprotocol a client offers beside `bearer.TOKEN`, and the one the server then selects. */
+export const EVENTS_PROTOCOL = 'cleave.events';
+const BEARER_PREFIX = 'bearer.';
 
 export interface EventsEndpoint {
   close(): void;
@@ -32,7 +38,12 @@ export function mountEvents(
     access?: AccessPolicy;
   },
 ): EventsEndpoint {
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 });
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: 64 * 1024,
+    handleProtocols: (offered) => (offered.has(EVENTS_PROTOCOL) ? EVENTS_PROTOCOL : false),
+  });
   // Nobody else answers a refused upgrade, and a socket handed to 'upgrade' has no timeout: end it.
   const refuse = (socket: Duplex, status: string, error: string): void => {
     const body = JSON.stringify({ error });
@@ -47,7 +58,11 @@ export function mountEvents(
     if (path !== EVENTS_PATH) return refuse(socket, '404 Not Found', `no WebSocket endpoint at ${path}`);
     if (o.access) {
       try {
-        checkRead(req, o.access, 'the events stream');
+        const protocols = String(req.headers['sec-websocket-protocol'] ?? '')
+          .split(',')
+          .map((x) => x.trim());
+        const bearer = protocols.find((x) => x.startsWith(BEARER_PREFIX));
+        checkRead(req, o.access, 'the events stream', bearer?.slice(BEARER_PREFIX.length));
       } catch (e) {
         const err = e as CleaveError;
         return refuse(socket, err.status === 403 ? '403 Forbidden' : '401 Unauthorized', err.message);

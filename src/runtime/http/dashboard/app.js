@@ -409,7 +409,14 @@ function setConn(s, text) {
 function connect() {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/events`;
   setConn('connecting', 'connecting');
-  const ws = new WebSocket(url);
+  // A browser's WebSocket cannot send an Authorization header: the token, when the page has one, goes as a
+  // subprotocol (the events stream takes `bearer.TOKEN` beside `cleave.events`).
+  let ws;
+  try {
+    ws = state.token ? new WebSocket(url, ['cleave.events', `bearer.${state.token}`]) : new WebSocket(url);
+  } catch {
+    ws = new WebSocket(url); // a token with characters a subprotocol cannot carry
+  }
   state.ws = ws;
   let opened = false;
   ws.onopen = () => {
@@ -437,6 +444,12 @@ function connect() {
   };
   ws.onclose = (c) => {
     state.ws = null;
+    // Refused before it opened: if that is for want of a token (reads need one here), ask for it.
+    if (!opened)
+      api('GET', '/v1/plans').catch((e) => {
+        if (e.status === 401 || e.status === 403)
+          askToken(`reading this deployment needs its control token (${e.message})`);
+      });
     const why = c.code === 4429 ? 'dropped: too slow' : opened ? 'disconnected' : 'the deployment is not up';
     setConn('closed', `${why}, retrying`);
     setTimeout(connect, state.retryMs);
