@@ -324,6 +324,116 @@ describe('gateway', () => {
   });
 });
 
+describe("gateway: what Triton's and KServe's clients call", () => {
+  it('GET /v2 advertises what is there (not model_repository, whose load and unload are not)', async () => {
+    const r = await call(rig().app, 'GET', '/v2');
+    expect(r.body.extensions).toEqual(['binary_tensor_data', 'model_configuration', 'statistics']);
+  });
+
+  it('model config in Triton shape, with the current plan in its cleave section', async () => {
+    const { app, state } = rig();
+    const r = await call(app, 'GET', '/v2/models/tiny/config');
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({
+      name: 'tiny',
+      platform: 'onnxruntime_onnx',
+      backend: 'onnxruntime',
+      max_batch_size: 0,
+      input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [1, 4] }],
+      output: [{ name: 'y', data_type: 'TYPE_FP32', dims: [1, 2] }],
+      cleave: { split: true, plan: { epoch: 7, route: expect.stringContaining('edge') } },
+    });
+    state.plan = null;
+    expect((await call(app, 'GET', '/v2/models/tiny/versions/1/config')).body.cleave).toEqual({
+      split: true,
+      plan: null,
+    });
+    expect((await call(app, 'GET', '/v2/models/huge/config')).status).toBe(404);
+  });
+
+  it('statistics count successes and failures with their durations in ns, per model and for all', async () => {
+    const { app, gateway } = rig();
+    const zero = await call(app, 'GET', '/v2/models/tiny/stats');
+    expect((zero.body as any).model_stats[0]).toMatchObject({
+      name: 'tiny',
+      version: '1',
+      inference_count: 0,
+      last_inference: 0,
+    });
+    expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(200);
+    expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(200);
+    gateway.infer.mockRejectedValueOnce(new CleaveError('E_PEER_GONE', 'edge is gone'));
+    expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(502);
+    for (const path of ['/v2/models/tiny/stats', '/v2/models/stats']) {
+      const m = ((await call(app, 'GET', path)).body as any).model_stats[0];
+      expect(m.inference_count).toBe(2);
+      expect(m.inference_stats.success.count).toBe(2);
+      expect(m.inference_stats.success.ns).toBeGreaterThan(0);
+      expect(m.inference_stats.fail.count).toBe(1);
+      expect(m.inference_stats.compute_infer).toEqual(m.inference_stats.success);
+      expect(m.last_inference).toBeGreaterThan(Date.now() - 60_000);
+    }
+  });
+
+  it('the repository index lists the model, ready or not', async () => {
+    const { app, state } = rig();
+    expect(await call(app, 'POST', '/v2/repository/index', { ready: true })).toMatchObject({
+      status: 200,
+      body: [{ name: 'tiny', version: '1', state: 'READY' }],
+    });
+    state.ready = false;
+    expect((await call(app, 'POST', '/v2/repository/index')).body).toEqual([
+      { name: 'tiny', version: '1', state: 'UNAVAILABLE', reason: 'the deployment has no plan yet' },
+    ]);
+  });
+
+  it('errors are Content-Type application/json exactly (KServe reads an error body only then)', async () => {
+    const r = await call(rig().app, 'GET', '/v2/models/huge');
+    expect(r.status).toBe(404);
+    expect(r.headers['content-type']).toBe('application/json');
+    expect(r.body.error).toMatch(/unknown model 'huge'/);
+  });
+
+  it('a JSON infer body under a content type that is not JSON is a 400 naming it; JSON types and none pass', async () => {
+    const { app, gateway } = rig();
+    for (const type of ['text/plain', 'image/png', 'multipart/form-data; boundary=x']) {
+      const r = await call(app, 'POST', '/v2/models/tiny/infer', JSON.stringify(X), { 'content-type': type });
+      expect(r.status, type).toBe(400);
+      expect(r.body.error).toContain(`Content-Type '${type}': a JSON infer request is application/json`);
+    }
+    for (const type of ['application/json', 'application/json; charset=utf-8', 'application/vnd.kserve+json'])
+      expect(
+        (await call(app, 'POST', '/v2/models/tiny/infer', JSON.stringify(X), { 'content-type': type })).status,
+      ).toBe(200);
+    // No Content-Type at all: light-my-request sends none for a Buffer payload given no header.
+    const bare = await inject(app, {
+      method: 'POST',
+      url: '/v2/models/tiny/infer',
+      payload: Buffer.from(JSON.stringify(X)),
+    });
+    expect(bare.statusCode).toBe(200);
+    // The binary extension: octet-stream passes, text/plain does not.
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }],
+      }),
+    );
+    const body = Buffer.concat([header, Buffer.from(new Float32Array([1, 2, 3, 4]).buffer)]);
+    const bin = (type: string) =>
+      inject(app, {
+        method: 'POST',
+        url: '/v2/models/tiny/infer',
+        payload: body,
+        headers: { 'content-type': type, 'inference-header-content-length': String(header.length) },
+      });
+    expect((await bin('application/octet-stream')).statusCode).toBe(200);
+    const refused = await bin('text/plain');
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().error).toMatch(/a binary-extension request is application\/octet-stream/);
+    expect(gateway.infer).toHaveBeenCalledTimes(5);
+  });
+});
+
 describe('control: segments and links', () => {
   it('POST /v1/segments needs the peer token, then prepares the range', async () => {
     const { app, control } = rig();

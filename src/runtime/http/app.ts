@@ -49,7 +49,11 @@ export function buildApp(d: AppDeps): express.Express {
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = toCleaveError(err);
     if (e.status >= 500) d.log.warn({ path: req.path, err: e.message }, 'request failed');
-    res.status(e.status).json({ error: e.message, code: e.code });
+    // Exactly application/json, no charset parameter: some clients (KServe's SDK) read an error body only then.
+    // (express's res.set and res.json add one; Node's setHeader does not).
+    res.status(e.status);
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ error: e.message, code: e.code }));
   });
   return app;
 }

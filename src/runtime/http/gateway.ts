@@ -12,7 +12,9 @@ import type { RuntimeLimits } from '../defaults.js';
 import { isTensorDType, type TensorDType, type TensorLike, type ValueInfo } from '../executor/tensors.js';
 import type { HostMetrics } from '../host/metrics.js';
 import type { Routed } from '../host/pipeline.js';
+import { describeRoute } from '../plan/route.js';
 import { inferBody } from './body.js';
+import { InferenceStats, modelConfig, modelStats, repositoryIndex } from './triton.js';
 import {
   encodeInferResponse,
   modelMetadata,
@@ -70,14 +72,45 @@ export function gatewayRoutes(d: GatewayDeps): Router {
       throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${d.model.version})`);
   };
 
+  const stats = new InferenceStats();
   app.get('/v2', (_req, res) => {
-    res.json({ name: 'cleave', version: d.serverVersion, extensions: ['binary_tensor_data', 'model_repository'] });
+    // Triton's names for what is here; not model_repository: its load and unload are not.
+    res.json({
+      name: 'cleave',
+      version: d.serverVersion,
+      extensions: ['binary_tensor_data', 'model_configuration', 'statistics'],
+    });
+  });
+  // Before the per-model routes, which would take 'stats' for a model name.
+  app.get('/v2/models/stats', (_req, res) => {
+    res.json(modelStats(sig, stats));
+  });
+  app.post('/v2/repository/index', (req, res) => {
+    req.resume(); // an optional {"ready": bool} body: the index lists the one model either way
+    res.json(repositoryIndex(sig, d.ready()));
   });
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
     app.get(base, (req, res, next) => {
       try {
         model(req);
         res.json(modelMetadata(sig));
+      } catch (e) {
+        next(e);
+      }
+    });
+    app.get(`${base}/config`, (req, res, next) => {
+      try {
+        model(req);
+        const p = d.plan();
+        res.json(modelConfig(sig, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null));
+      } catch (e) {
+        next(e);
+      }
+    });
+    app.get(`${base}/stats`, (req, res, next) => {
+      try {
+        model(req);
+        res.json(modelStats(sig, stats));
       } catch (e) {
         next(e);
       }
@@ -93,6 +126,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     });
     app.post(
       `${base}/infer`,
+      checkContentType,
       inferBody(d.limits.maxBodyBytes, INFERENCE_HEADER),
       async (req: Request, res: Response, next: NextFunction) => {
         const t0 = performance.now();
@@ -134,10 +168,12 @@ export function gatewayRoutes(d: GatewayDeps): Router {
           if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
           const ms = performance.now() - t0;
           d.metrics.requestSuccess.inc({ model: name });
+          stats.record(true, ms);
           d.metrics.requestDuration.observe({ model: name }, ms * 1000);
           d.answered?.(plan.epoch, ms, true);
         } catch (e) {
           d.metrics.requestFailure.inc({ model: name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
+          stats.record(false, performance.now() - t0);
           if (epoch !== null) d.answered?.(epoch, performance.now() - t0, false);
           next(e);
         }
@@ -145,4 +181,27 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     );
   }
   return app;
+}
+
+/**
+ * An infer body's Content-Type: a JSON body (no binary header) is JSON or says nothing; a body with the
+ * binary extension's header is application/octet-stream, JSON, or says nothing. Anything else is a 400
+ * naming it, before the body is read.
+ */
+function checkContentType(req: Request, _res: Response, next: NextFunction): void {
+  const raw = req.get('content-type');
+  if (raw === undefined) return next();
+  const type = raw.split(';')[0].trim().toLowerCase();
+  const json = type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
+  const binary = req.get(INFERENCE_HEADER) !== undefined;
+  if (json || (binary && type === 'application/octet-stream')) return next();
+  req.resume();
+  next(
+    new CleaveError(
+      'E_BAD_INPUT',
+      binary
+        ? `Content-Type '${raw}': a binary-extension request is application/octet-stream (or application/json)`
+        : `Content-Type '${raw}': a JSON infer request is application/json (a binary one sends ${INFERENCE_HEADER} and application/octet-stream)`,
+    ),
+  );
 }
