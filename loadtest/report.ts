@@ -32,6 +32,8 @@ export interface RunSummary {
   readonly straddledMeanMs: number | null;
   readonly startRoute: string | null;
   readonly routes: string[];
+  /** Each plan change (ms since the run started), its new route, and the requests in flight across it. */
+  readonly changes: { t: number; route: string; straddled: number; straddledMeanMs: number | null }[];
 }
 
 export interface Report {
@@ -60,6 +62,7 @@ export function summarise(r: RunResult): RunSummary {
   const changes = r.events.filter((e) => e.type === 'plan-adopted');
   const straddled = ok.filter((s) => changes.some((c) => c.t >= s.t - s.ms && c.t <= s.t));
   const routes = changes.map((c) => String((c.new as { route?: string } | undefined)?.route ?? '?'));
+  const across = (t: number) => ok.filter((x) => t >= x.t - x.ms && t <= x.t);
   return {
     label: r.label,
     requests: r.samples.length,
@@ -75,6 +78,15 @@ export function summarise(r: RunResult): RunSummary {
     straddledMeanMs: round(straddled.length ? straddled.reduce((a, s) => a + s.ms, 0) / straddled.length : null),
     startRoute: r.startRoute,
     routes,
+    changes: changes.map((c, i) => {
+      const xs = across(c.t);
+      return {
+        t: Math.round(c.t),
+        route: routes[i],
+        straddled: xs.length,
+        straddledMeanMs: round(xs.length ? xs.reduce((a, x) => a + x.ms, 0) / xs.length : null),
+      };
+    }),
   };
 }
 
@@ -165,7 +177,12 @@ export function htmlReport(rep: Report, runs: RunResult[]): string {
       ]),
       changes: r.events
         .filter((e) => e.type === 'plan-adopted')
-        .map((e) => ({ t: e.t, route: (e.new as { route?: string } | undefined)?.route ?? '?', reason: e.reason })),
+        .map((e, i) => ({
+          t: e.t,
+          route: (e.new as { route?: string } | undefined)?.route ?? '?',
+          reason: e.reason,
+          straddled: rep.runs.find((x) => x.label === r.label)?.changes[i]?.straddled ?? 0,
+        })),
       actions: r.actions,
     })),
   };
@@ -229,7 +246,7 @@ new uPlot({ width: W, height: 220, plugins: [marks()], scales: { x: { time: fals
 new uPlot({ width: W, height: 160, plugins: [marks()], scales: { x: { time: false } }, axes: [{ label: 's' }, { label: 'errors/s' }],
   series: seriesOf() }, [secs, ...perSecond((s) => !(s[2] >= 200 && s[2] < 300))], document.getElementById('err'));
 const ol = document.getElementById('changes');
-for (const ch of changes) { const li = document.createElement('li'); li.textContent = (ch.t / 1000).toFixed(1) + ' s: ' + ch.route + (ch.reason ? ' (' + ch.reason + ')' : ''); ol.append(li); }
+for (const ch of changes) { const li = document.createElement('li'); li.textContent = (ch.t / 1000).toFixed(1) + ' s: ' + ch.route + ', ' + ch.straddled + ' requests in flight across it' + (ch.reason ? ' (' + ch.reason + ')' : ''); ol.append(li); }
 </script>
 </body></html>
 `;

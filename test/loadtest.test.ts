@@ -89,6 +89,7 @@ describe('the report', () => {
     // (100^2 + 200^2 + 50^2) / (100 + 200 + 50) = 150
     expect(a.timeWeightedMs).toBe(150);
     expect(a).toMatchObject({ planChanges: 1, straddled: 1, straddledMeanMs: 200, routes: ['dev(input) -> cld[0:8)'] });
+    expect(a.changes).toEqual([{ t: 1000, route: 'dev(input) -> cld[0:8)', straddled: 1, straddledMeanMs: 200 }]);
     const s = loadScenario('steady');
     const rep = buildReport({ scenario: s, url: 'http://x', model: 'm', runs: runs() });
     // static: (300^2 + 500^2) / 800 = 425
