@@ -1,9 +1,11 @@
 /**
  * The dashboard in a real browser: headless Chromium (Debian's package, `apt-get install -y chromium`;
  * `.ci/run` installs it) through playwright-core, against a real three-host loopback deployment under a
- * request loop. The page is opened before it has anything to show, connects, shows the route and the model
- * strip, its live values move, a link is changed from the page (which asks for the control token), and the
- * page shows the plan the controller moves to. Where no Chromium exists the test says so and is skipped.
+ * request loop. The page connects and shows the route, the model strip and a pinned plan through dev -> edg;
+ * its live values move; a link is slowed from the page (which asks for the control token) and the page's
+ * links table shows the link measuring it; unpinning from the page moves the plan off that link, and the page
+ * shows the new route. Then the deployment goes away and comes back on the same ports, and the page
+ * reconnects. Where no Chromium exists the test says so and is skipped.
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -11,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import {
   inferBinary,
+  putJson,
   startDeployment,
   TEST_CONTROL_TOKEN,
   type Deployment,
@@ -89,30 +92,37 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
     expect((await fetch(`http://127.0.0.1:${edge.port}/`)).status).toBe(404);
   });
 
-  it('shows the route, the strip, live values; a link set from the page moves the plan', async () => {
+  it('shows the route, the strip, live values; a link set from the page, then unpinning from it, moves the plan', async () => {
     const requests: string[] = [];
     page.on('request', (r) => requests.push(r.url()));
     await page.goto(`${d.url}/`);
     await page.waitForFunction(() => document.getElementById('conn')?.dataset.state === 'open', null, {
       timeout: 30_000,
     });
-    // The controller settles on a split through device -> edge.
     await page.waitForFunction(() => /dev\(input\)|dev\[/.test(document.getElementById('route')!.textContent!), null, {
       timeout: 30_000,
     });
-    await page.waitForFunction(() => document.querySelectorAll('#strip .cut').length > 0, null, { timeout: 30_000 });
-    const viaEdge = await page.waitForFunction(
-      () => {
-        const cuts = [...document.querySelectorAll('#strip .cut span')].map((s) => s.textContent ?? '');
-        return cuts.some((c) => c.startsWith('dev→edg')) ? document.getElementById('route')!.dataset.epoch : null;
-      },
+    // A plan through dev -> edg, pinned (through the API: on loopback the controller's own choice moves
+    // every few seconds); the page shows it, its cut and the pin.
+    const n = d.hosts[0].analysis.blocks.length;
+    const pin = await putJson(`${d.url}/v1/plan`, {
+      stages: [
+        { host: 'dev', blocks: [0, 61] },
+        { host: 'edg', blocks: [61, n] },
+      ],
+    });
+    expect(pin.status).toBe(200);
+    await page.waitForFunction(
+      () =>
+        /\[pinned\]/.test(document.getElementById('route')!.textContent!) &&
+        [...document.querySelectorAll('#strip .cut span')].some((s) => (s.textContent ?? '').startsWith('dev→edg')),
       null,
-      { timeout: 30_000 },
+      { timeout: 15_000 },
     );
-    const epochBefore = Number(await viaEdge.jsonValue());
     const strip = await page.$$eval('#strip .block', (bs) => bs.map((b) => (b as HTMLElement).dataset.host));
-    expect(strip.length).toBe(d.hosts[0].analysis.blocks.length);
-    expect(new Set(strip).has('edg')).toBe(true);
+    expect(strip.length).toBe(n);
+    expect(strip.slice(0, 61).every((h) => h === 'dev')).toBe(true);
+    expect(strip.slice(61).every((h) => h === 'edg')).toBe(true);
 
     // Live values: the measured count changes between snapshots, charts are drawn, tables list 3 hosts.
     const count = async (): Promise<string> => (await page.getAttribute('#measured', 'data-count')) ?? '';
@@ -123,10 +133,10 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
     expect(await page.locator('#chart-latency canvas').count()).toBe(1);
     expect(await page.locator('#chart-throughput .u-legend .u-series').count()).toBeGreaterThan(3);
     expect(await page.locator('#hosts tbody tr').count()).toBe(3);
-    expect(await page.locator('#timeline li').count()).toBeGreaterThanOrEqual(1);
+    expect(await page.locator('#timeline li').count()).toBeGreaterThanOrEqual(2);
 
-    // Set dev -> edg to 0.5 Mbit/s from the page: it asks for the control token, then the change goes through.
-    const entriesAtChange = await page.locator('#timeline li').count();
+    // Set dev -> edg to 0.5 Mbit/s from the page: it asks for the control token, then the change goes through,
+    // and the page's links table shows the link measuring it.
     await page.selectOption('#link-select', 'dev->edg');
     await page.fill('#link-mbps', '0.5');
     await page.fill('#link-delay', '0');
@@ -138,19 +148,43 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
     await page.waitForFunction(() => /: done$/.test(document.getElementById('control-result')!.textContent!), null, {
       timeout: 10_000,
     });
-    // The plan moves off device -> edge for that reason: the page shows the new route, and a timeline entry
-    // added since the change names the link (on loopback the plan may also move on its own before).
+    expect(await page.isHidden('#token-form')).toBe(true);
     await page.waitForFunction(
-      (n) => {
-        const items = [...document.querySelectorAll('#timeline li')];
-        const added = items.slice(0, items.length - n).map((li) => li.textContent ?? '');
-        const cuts = [...document.querySelectorAll('#strip .cut span')].map((s) => s.textContent ?? '');
-        return added.some((t) => /link dev->edg throughput/.test(t)) && !cuts.some((c) => c.startsWith('dev→edg'));
-      },
-      entriesAtChange,
-      { timeout: 40_000 },
+      () =>
+        [...document.querySelectorAll('#links tbody tr')].some((tr) => {
+          const [link, tp] = [...tr.children].map((td) => td.textContent ?? '');
+          return link === 'dev → edg' && Number.parseFloat(tp) < 2;
+        }),
+      null,
+      { timeout: 20_000 },
     );
-    expect(Number(await page.getAttribute('#route', 'data-epoch'))).toBeGreaterThan(epochBefore);
+    // Unpin from the page (the token is remembered): the plan leaves the slow link, and the page shows it.
+    const epochBefore = Number(await page.getAttribute('#route', 'data-epoch'));
+    await page.click('#unpin');
+    await page.waitForFunction(
+      () => /unpin: done$/.test(document.getElementById('control-result')!.textContent!),
+      null,
+      {
+        timeout: 10_000,
+      },
+    );
+    await page
+      .waitForFunction(
+        (before) => {
+          const e = Number(document.getElementById('route')!.dataset.epoch);
+          const route = document.getElementById('route')!.textContent ?? '';
+          const cuts = [...document.querySelectorAll('#strip .cut span')].map((s) => s.textContent ?? '');
+          return e > before && !/\[pinned\]/.test(route) && !cuts.some((c) => c.startsWith('dev→edg'));
+        },
+        epochBefore,
+        { timeout: 40_000 },
+      )
+      .catch(async (e: Error) => {
+        throw new Error(
+          `${e.message}\nroute: ${await page.textContent('#route')}\ntimeline: ${await page.textContent('#timeline')}`,
+        );
+      });
+    expect(await page.textContent('#timeline')).toMatch(/unpinned by DELETE \/v1\/plan/);
     // Everything came from the origin itself.
     const origin = new URL(d.url).origin;
     expect(requests.filter((u) => !u.startsWith(origin))).toEqual([]);
@@ -187,7 +221,7 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
     await page.waitForFunction((n) => document.querySelectorAll('#timeline li').length >= n, plans.length, {
       timeout: 15_000,
     });
-    expect(await page.textContent('#model')).toMatch(/mnv2, \d+ blocks/);
+    expect(await page.textContent('#model')).toMatch(/^mnv2 \(mobilenetv2\), \d+ blocks$/);
     expect(pageErrors).toEqual([]);
   }, 120_000);
 });

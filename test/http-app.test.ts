@@ -399,7 +399,7 @@ describe("gateway: what Triton's and KServe's clients call", () => {
     for (const type of ['text/plain', 'image/png', 'multipart/form-data; boundary=x']) {
       const r = await call(app, 'POST', '/v2/models/tiny/infer', JSON.stringify(X), { 'content-type': type });
       expect(r.status, type).toBe(400);
-      expect(r.body.error).toContain(`Content-Type '${type}': a JSON infer request is application/json`);
+      expect(r.body.error).toContain(`Content-Type '${type}': an infer request is application/json, or`);
     }
     for (const type of ['application/json', 'application/json; charset=utf-8', 'application/vnd.kserve+json'])
       expect(
@@ -429,7 +429,7 @@ describe("gateway: what Triton's and KServe's clients call", () => {
     expect((await bin('application/octet-stream')).statusCode).toBe(200);
     const refused = await bin('text/plain');
     expect(refused.statusCode).toBe(400);
-    expect(refused.json().error).toMatch(/a binary-extension request is application\/octet-stream/);
+    expect(refused.json().error).toMatch(/or application\/octet-stream with the binary extension's/);
     expect(gateway.infer).toHaveBeenCalledTimes(5);
   });
 });

@@ -184,24 +184,21 @@ export function gatewayRoutes(d: GatewayDeps): Router {
 }
 
 /**
- * An infer body's Content-Type: a JSON body (no binary header) is JSON or says nothing; a body with the
- * binary extension's header is application/octet-stream, JSON, or says nothing. Anything else is a 400
- * naming it, before the body is read.
+ * An infer body's Content-Type: JSON (application/json or a +json type), the binary extension's
+ * application/octet-stream (which a request without binary parts may send too), or none. Anything else is a
+ * 400 naming it, before the body is read.
  */
 function checkContentType(req: Request, _res: Response, next: NextFunction): void {
   const raw = req.get('content-type');
   if (raw === undefined) return next();
   const type = raw.split(';')[0].trim().toLowerCase();
   const json = type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
-  const binary = req.get(INFERENCE_HEADER) !== undefined;
-  if (json || (binary && type === 'application/octet-stream')) return next();
+  if (json || type === 'application/octet-stream') return next();
   req.resume();
   next(
     new CleaveError(
       'E_BAD_INPUT',
-      binary
-        ? `Content-Type '${raw}': a binary-extension request is application/octet-stream (or application/json)`
-        : `Content-Type '${raw}': a JSON infer request is application/json (a binary one sends ${INFERENCE_HEADER} and application/octet-stream)`,
+      `Content-Type '${raw}': an infer request is application/json, or application/octet-stream with the binary extension's ${INFERENCE_HEADER}`,
     ),
   );
 }

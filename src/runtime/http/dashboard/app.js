@@ -376,7 +376,11 @@ async function loadAll() {
     state.profile = profile;
     state.topology = topology;
     for (const h of topology.hosts) colorOf(h.host ?? h.name);
-    $('model').textContent = `${profile.model.name}, ${profile.model.blocks.length} blocks`;
+    // The name the deployment serves the model under (what an infer URL needs), beside the file's own.
+    const served = await api('POST', '/v2/repository/index').catch(() => null);
+    const name = served?.[0]?.name;
+    $('model').textContent =
+      `${name && name !== profile.model.name ? `${name} (${profile.model.name})` : profile.model.name}, ${profile.model.blocks.length} blocks`;
     const select = $('link-select');
     const keep = select.value;
     select.replaceChildren(
