@@ -8,10 +8,12 @@
  * reconnects. Where no Chromium exists the test says so and is skipped.
  */
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import {
+  freePort,
   inferBinary,
   putJson,
   startDeployment,
@@ -196,15 +198,26 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
   it('says when the deployment is gone, waits for it, and reconnects once it is back on its address', async () => {
     stop = true;
     await Promise.all(clients);
-    const listen = d.hosts.map((h) => `127.0.0.1:${h.port}`) as [string, string, string];
+    // The page only knows the origin's address: the new deployment takes that one again, its other hosts
+    // fresh ports. While it is away, this test holds the port (a server that drops every connection), so that
+    // no other test file's free-port pick takes it in between.
+    const port = d.hosts[0].port;
     await d.close();
+    const hold = net.createServer((sock) => sock.destroy());
+    await new Promise<void>((resolve) => hold.listen(port, '127.0.0.1', resolve));
     await page.waitForFunction(() => document.getElementById('conn')?.dataset.state === 'closed', null, {
       timeout: 15_000,
     });
     expect(await page.textContent('#conn')).toMatch(/retrying/);
-    // Nothing listens for a while: the page keeps trying (a refused connection each time), and says so.
+    // Nothing answers for a while: the page keeps trying, and says so.
     await new Promise((r) => setTimeout(r, 1500));
     expect(await connState()).toBe('closed');
+    const listen: [string, string, string] = [
+      `127.0.0.1:${port}`,
+      `127.0.0.1:${await freePort()}`,
+      `127.0.0.1:${await freePort()}`,
+    ];
+    await new Promise((r) => hold.close(r));
     d = await startDeployment({
       modelName: 'mnv2',
       modelBytes: zooEntry('mobilenetv2')!.build({ small: true }).toBytes(),
