@@ -114,13 +114,18 @@ describe.skipIf(!HAVE)('dashboard in Chromium', () => {
       ],
     });
     expect(pin.status).toBe(200);
-    await page.waitForFunction(
-      () =>
-        /\[pinned\]/.test(document.getElementById('route')!.textContent!) &&
-        [...document.querySelectorAll('#strip .cut span')].some((s) => (s.textContent ?? '').startsWith('dev→edg')),
-      null,
-      { timeout: 15_000 },
-    );
+    await page
+      .waitForFunction(
+        () =>
+          /\[pinned\]/.test(document.getElementById('route')!.textContent!) &&
+          [...document.querySelectorAll('#strip .cut span')].some((s) => (s.textContent ?? '').startsWith('dev→edg')),
+        null,
+        { timeout: 15_000 },
+      )
+      .catch(async (e: Error) => {
+        const cuts = await page.$$eval('#strip .cut span', (xs) => xs.map((x) => x.textContent));
+        throw new Error(`${e.message}\nroute: ${await page.textContent('#route')}; cuts: ${cuts.join(', ')}`);
+      });
     const strip = await page.$$eval('#strip .block', (bs) => bs.map((b) => (b as HTMLElement).dataset.host));
     expect(strip.length).toBe(n);
     expect(strip.slice(0, 61).every((h) => h === 'dev')).toBe(true);

@@ -302,6 +302,7 @@ function row(cells, cls) {
 
 function onSnapshot(e) {
   state.lastSnapshotAt = Date.now();
+  if (state.ws?.readyState === WebSocket.OPEN) setConn('open', 'live');
   const t = e.at / 1000;
   const m = e.measured ?? {};
   const predicted = e.controller?.currentPredicted?.latencyMs ?? e.predictedLatencyMs ?? null;
@@ -425,6 +426,7 @@ function connect() {
   let opened = false;
   ws.onopen = () => {
     opened = true;
+    state.lastSnapshotAt = Date.now(); // the silence check counts from now, not from before a restart
     state.retryMs = 500;
     setConn('open', 'live');
     loadAll().catch((e) => ($('route').textContent = `waiting for the deployment: ${e.message}`));
