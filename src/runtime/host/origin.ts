@@ -144,6 +144,8 @@ export function startOrigin(o: OriginOptions): OriginParts {
       events.emit('snapshot', {
         epoch: a?.epoch ?? null,
         route: a ? describeRoute(a.route) : null,
+        // Pinning the route already in force changes no epoch: a client learns of it here.
+        pinned: a?.pinned ?? null,
         predictedLatencyMs: a?.predicted.latencyMs ?? null,
         measured: mine,
         latency: all,

@@ -350,7 +350,8 @@ function onSnapshot(e) {
       return r;
     }),
   );
-  if (state.plan === null || e.epoch !== state.plan.epoch) void refreshPlan();
+  if (state.plan === null || e.epoch !== state.plan.epoch || (e.pinned != null && e.pinned !== state.plan.pinned))
+    void refreshPlan();
 }
 
 // --- loading and reconnecting -----------------------------------------------------------------------------
