@@ -1,7 +1,7 @@
 /**
  * The adaptive loop end to end: three real hosts on loopback under a concurrent request loop. A link change
- * measured by the transport makes the controller move the split, with no request failing across the swap;
- * the change is published on the events stream and in the plan history with its reason.
+ * measured by the transport makes the controller move the split off that link and keep it off, with no
+ * request failing across the swaps; the link's fall is published on the events stream, the plans in the history.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -76,15 +76,25 @@ describe('adaptive loop', () => {
       // 0.5 Mbit/s: every frame over it now takes hundreds of ms.
       const r = await putJson(`${d.url}/v1/links/dev/edg`, { mbps: 0.5 });
       expect(r.status).toBe(200);
-      const moved = await until(d.url, 'a plan off device -> edge', 30_000, async () => {
+      // The plan leaves the link once the controller's live estimate of it has fallen (on loopback the plan
+      // also moves on its own every few seconds, so the move may come first and give another reason).
+      const slow = (): Promise<boolean> =>
+        fetch(`${d.url}/v1/plan`)
+          .then((r) => r.json())
+          .then((p) => !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg'));
+      const moved = await until(d.url, 'a plan off device -> edge, with the link measured slow', 30_000, async () => {
         const p = await (await fetch(`${d.url}/v1/plan`)).json();
-        return p.epoch > viaEdge.epoch &&
-          !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg')
-          ? p
-          : undefined;
+        const links = await (await fetch(`${d.url}/v1/topology`)).json();
+        const de = links.links.find((l: { from: string; to: string }) => l.from === 'dev' && l.to === 'edg');
+        const off = !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg');
+        return p.epoch > viaEdge.epoch && off && de && de.throughputBps < 1e6 ? p : undefined;
       });
-      expect(moved.reason, moved.reason).toMatch(/dev->edg/);
       expect(moved.controller.settings.objective).toBe('throughput');
+      // While the link stays slow, no plan goes back over it.
+      for (let i = 0; i < 10; i++) {
+        expect(await slow()).toBe(true);
+        await new Promise((r) => setTimeout(r, 300));
+      }
       // Requests keep flowing on the new plan.
       const before = answered;
       await until(d.url, 'requests on the new plan', 10_000, async () => (answered > before + 5 ? true : undefined));
@@ -96,17 +106,15 @@ describe('adaptive loop', () => {
     expect(answered).toBeGreaterThan(10);
     const adopted = events.filter((e) => e.type === 'plan-adopted');
     expect(adopted.length).toBeGreaterThanOrEqual(1); // the start-up plan was adopted before the stream opened
-    expect(adopted.at(-1)).toMatchObject({
-      old: { route: expect.stringContaining('edg') },
-      new: { route: expect.any(String) },
-      reason: expect.stringMatching(/dev->edg/),
-    });
-    expect(events.some((e) => e.type === 'link-changed' && e.from === 'dev' && e.to === 'edg')).toBe(true);
+    expect(adopted.at(-1)).toMatchObject({ old: { route: expect.any(String) }, new: { route: expect.any(String) } });
+    // The stream announced the link's fall (the explanation's wording is the controller tests' business).
+    expect(
+      events.some((e) => e.type === 'link-changed' && e.from === 'dev' && e.to === 'edg' && e.throughputBps < 1e6),
+    ).toBe(true);
     expect(events.some((e) => e.type === 'snapshot' && Array.isArray(e.hosts) && e.hosts.length === 3)).toBe(true);
     const history = await (await fetch(`${d.url}/v1/plans`)).json();
     expect(history.length).toBeGreaterThanOrEqual(2);
     expect(history[0].reason).toMatch(/^no current plan: adopting /); // the start-up plan is the controller's first round
-    expect(history.at(-1).reason).toMatch(/dev->edg/);
   });
 
   it('GET /v1/plan shows measured latency beside the prediction, and the controller can be paused and switched live', async () => {
