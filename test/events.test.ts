@@ -138,7 +138,12 @@ describe('WS /v1/events', () => {
   });
 
   it('where reads need a token, takes it as a header or as a bearer.TOKEN subprotocol (what a browser can send)', async () => {
-    const o = await origin(1 << 20, { controlToken: 'ctl-token', peerToken: 'peer-token', readAccess: 'token' });
+    const o = await origin(1 << 20, {
+      controlToken: 'ctl-token',
+      identifyPeer: () => null,
+      origin: 'dev',
+      readAccess: 'token',
+    });
     const url = `ws://127.0.0.1:${o.port}${EVENTS_PATH}`;
     const opened = (ws: WebSocket): Promise<string> =>
       new Promise((resolve, reject) => {

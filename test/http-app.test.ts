@@ -4,6 +4,7 @@
  */
 import { depthExceededAt } from '../src/runtime/http/json-depth.js';
 import inject from 'light-my-request';
+import { identifyBy, tokenDigest } from '../src/transport/identity.js';
 import { describe, expect, it, vi } from 'vitest';
 import { CleaveError } from '../src/errors.js';
 import type { Plan } from '../src/planner/types.js';
@@ -19,6 +20,8 @@ import type { HostStatus, LinkReport } from '../src/runtime/plan/cluster-view.js
 import { f32, profile, silent } from './helpers/fakes.js';
 
 const TOKEN = 'peer-secret';
+/** The edge host's own peer credential: it may forward link settings, not prepare segments. */
+const EDGE_TOKEN = 'edge-own-secret';
 const CONTROL = 'operator-secret';
 const SIG = signatureOf(
   'tiny',
@@ -99,7 +102,13 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
   };
   const control = {
     self: 'device',
-    access: { controlToken: CONTROL, peerToken: TOKEN, readAccess: o.readAccess ?? 'loopback' },
+    access: {
+      controlToken: CONTROL,
+      // The master peer token (any host), and the edge's own credential.
+      identifyPeer: identifyBy(new Map([['edge', tokenDigest(EDGE_TOKEN)]]), tokenDigest(TOKEN)),
+      origin: 'device',
+      readAccess: o.readAccess ?? 'loopback',
+    },
     limits: { maxControlBodyBytes: 1024 },
     status: () => status('device', []),
     profile: () => profile('device', 'device', [1, 1]),
@@ -447,6 +456,16 @@ describe('control: segments and links', () => {
     expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, { authorization: TOKEN })).toMatchObject({
       status: 401,
     });
+    // Another host's own credential is a host, but not the origin: only the origin prepares segments.
+    const edge = await call(
+      app,
+      'POST',
+      '/v1/segments',
+      { from: 0, to: 20 },
+      { authorization: `Bearer ${EDGE_TOKEN}` },
+    );
+    expect(edge).toMatchObject({ status: 403, body: { code: 'E_FORBIDDEN' } });
+    expect(edge.body.error).toMatch(/edge's credential: only the origin \(device\) may do this/);
     expect(control.prepareSegment).not.toHaveBeenCalled();
 
     const r = await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, auth);

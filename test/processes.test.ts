@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
-import type { DeploymentConfig } from '../src/runtime/config.js';
+import type { DeploymentConfig, HostConfig } from '../src/runtime/config.js';
 import type { Launched } from '../src/runtime/process/launcher.js';
 import { HOST_NODE_FLAGS } from '../src/runtime/process/node-flags.js';
 import { createSession } from '../src/runtime/local/ort-local.js';
+import { hostToken } from '../src/transport/identity.js';
 import { allclose, freePort, inferBinary, launchReady, loopbackHosts, putJson } from './helpers/deployment.js';
 
 const BIN = fileURLToPath(new URL('../bin/cleave.mjs', import.meta.url));
@@ -79,12 +80,14 @@ interface Topology {
 
 describe('launched hosts (three OS processes)', () => {
   let d: Launched;
+  let hosts: HostConfig[] = [];
   const lines: string[] = [];
 
   beforeAll(async () => {
+    hosts = await loopbackHosts(['device', 'edge', 'cloud']);
     const config: DeploymentConfig = {
       model: MODEL,
-      hosts: await loopbackHosts(['device', 'edge', 'cloud']),
+      hosts,
       profile: { repeats: 2, warmup: 1 },
     };
     d = await launchReady(dir, repo, config, lines);
@@ -125,6 +128,23 @@ describe('launched hosts (three OS processes)', () => {
     };
     expect(plan.stages.map((s) => s.host)).toEqual(['device', 'edge', 'cloud']);
     for (const s of plan.stages) expect(s.measuredComputeMs).toBeGreaterThan(0);
+  });
+
+  it("gives each host its own peer credential: the master is refused, and the cloud's cannot prepare the edge's segments", async () => {
+    const edge = hosts.find((h) => h.name === 'edge')!.listen;
+    const seg = (token: string) =>
+      fetch(`http://${edge}/v1/segments`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ from: 0, to: 1 }),
+      });
+    // The master peer token never reached the hosts: it is no credential there.
+    expect((await seg(d.token)).status).toBe(401);
+    const cloud = await seg(hostToken(d.token, 'cloud'));
+    expect(cloud.status).toBe(403);
+    expect(((await cloud.json()) as { error: string }).error).toMatch(/cloud's credential: only the origin \(device\)/);
+    // The origin's own credential is what the device itself uses.
+    expect((await seg(hostToken(d.token, 'device'))).status).toBe(200);
   });
 
   it('runs every host with the V8 heap flags', async () => {

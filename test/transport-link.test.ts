@@ -6,6 +6,7 @@ import pino from 'pino';
 import WebSocket from 'ws';
 import { CleaveError } from '../src/errors.js';
 import { encodeFrame } from '../src/transport/frame.js';
+import { digestsFrom, hostToken, identifyBy } from '../src/transport/identity.js';
 import {
   PeerLink,
   PeerServer,
@@ -80,10 +81,8 @@ function rawClient(url: string, headers: Record<string, string> = { authorizatio
   return ws;
 }
 
-const hello = (sha = SHA): Buffer =>
-  Buffer.concat(
-    encodeFrame({ kind: 'hello', body: { host: 'rogue', tier: 'edge', modelSha256: sha, protocol: 1 } }).chunks,
-  );
+const hello = (sha = SHA, host = 'rogue'): Buffer =>
+  Buffer.concat(encodeFrame({ kind: 'hello', body: { host, tier: 'edge', modelSha256: sha, protocol: 1 } }).chunks);
 
 function closeOf(ws: WebSocket): Promise<{ code: number; reason: string }> {
   return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
@@ -162,6 +161,32 @@ describe('PeerServer and PeerLink', () => {
     await good.whenOpen();
     good.send({ kind: 'infer', id: 'ok' });
     await until(() => frames.length === 1);
+  });
+
+  it("per-host credentials: a host's token speaks for that host only (its hello must name it)", async () => {
+    const master = 'the-master';
+    const digests = digestsFrom(master, ['device', 'edge', 'cloud']);
+    // As the launcher sets it up: digests only, the master is not accepted.
+    const { server: s, frames } = await server({ token: undefined, identify: identifyBy(digests) });
+    const asCloud = link(s.url, { token: hostToken(master, 'device'), self: { host: 'cloud', tier: 'cloud' } });
+    const err = await asCloud.whenOpen().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CleaveError);
+    expect((err as CleaveError).code).toBe('E_UNAUTHORIZED');
+    const master401 = link(s.url, { token: master });
+    expect(((await master401.whenOpen().catch((e: unknown) => e)) as CleaveError).code).toBe('E_UNAUTHORIZED');
+    // The device's own token, hello as the device: accepted.
+    const device = link(s.url, { token: hostToken(master, 'device') });
+    await device.whenOpen();
+    device.send({ kind: 'infer', id: 'me' });
+    await until(() => frames.length === 1);
+    expect(frames[0].peer.host).toBe('device');
+    // A raw client with the device's token saying hello as the cloud is closed with E_UNAUTHORIZED's code.
+    const ws = rawClient(s.url, { authorization: `Bearer ${hostToken(master, 'device')}` });
+    const closed = closeOf(ws);
+    ws.on('open', () => ws.send(hello(SHA, 'cloud')));
+    const { code, reason } = await closed;
+    expect(code).toBe(new CleaveError('E_UNAUTHORIZED', '').closeCode);
+    expect(reason).toMatch(/presented device's credential but said hello as cloud/);
   });
 
   it('refuses a peer holding another model with the E_BAD_MODEL close code', async () => {

@@ -33,6 +33,7 @@ export {
   type TransportOptionsInput,
 } from './options.js';
 export { PROTOCOL, type HostIdentity, type PeerIdentity } from './handshake.js';
+export { digestsFrom, hostToken, identifyBy, tokenDigest, type Identify } from './identity.js';
 export type { ConnectionState, ConnectionStats, FrameHandler, FrameSource, IncomingFrame } from './incoming.js';
 export { PeerLink, type LinkDown, type PeerLinkEvents, type PeerLinkOptions } from './peer-link.js';
 export { PeerConnection, PeerServer, type PeerServerEvents, type PeerServerOptions } from './peer-server.js';

@@ -33,14 +33,20 @@ import {
   type FrameHandler,
   type FrameSource,
 } from './incoming.js';
+import type { Identify } from './identity.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
 export interface PeerServerOptions {
   self: HostIdentity;
   modelSha256: string;
-  /** Shared secret peers must present as `Authorization: Bearer <token>`. */
-  token: string;
+  /** Shared secret peers must present as `Authorization: Bearer <token>` (when `identify` is not given). */
+  token?: string;
+  /**
+   * Who a credential belongs to (identity.ts): a connection is accepted when it names a host, and then its
+   * hello must say that host ('*': any). Takes the place of `token`.
+   */
+  identify?: Identify;
   /** Every data frame peers send (infer, result, error, message). */
   onFrame: FrameHandler;
   /** Share this server's port (only upgrades on `options.path` are taken). Otherwise listen on `port`. */
@@ -152,15 +158,23 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     }
     if (this.closed) return refuse(socket, 503, 'Service Unavailable');
     const auth = singleAuthorization(req);
-    if (auth === null || !tokenMatches(auth, this.cfg.token)) {
+    const who =
+      auth === null
+        ? null
+        : this.cfg.identify
+          ? this.cfg.identify(auth)
+          : this.cfg.token !== undefined && tokenMatches(auth, this.cfg.token)
+            ? '*'
+            : null;
+    if (who === null) {
       this.log.warn({ remote: req.socket.remoteAddress }, 'peer refused: missing or wrong token');
       return refuse(socket, 401, 'Unauthorized');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket.remoteAddress ?? ''));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket.remoteAddress ?? '', who));
   };
 
-  private accept(ws: WebSocket, remote: string): void {
-    const conn = new PeerConnection(ws, this.nextId++, remote, this.cfg, this.options, this.log, {
+  private accept(ws: WebSocket, remote: string, claimed: string): void {
+    const conn = new PeerConnection(ws, this.nextId++, remote, claimed, this.cfg, this.options, this.log, {
       opened: (c) => this.emit('connection', c),
       closed: (c, error) => {
         this.conns.delete(c);
@@ -189,6 +203,8 @@ export class PeerConnection implements FrameSource {
     ws: WebSocket,
     id: number,
     remote: string,
+    /** The host its credential belongs to ('*': any). */
+    private readonly claimed: string,
     private readonly cfg: PeerServerOptions,
     options: TransportOptions,
     parentLog: Logger,
@@ -272,6 +288,13 @@ export class PeerConnection implements FrameSource {
       } catch (e) {
         return this.channel.fail(e as CleaveError);
       }
+      if (this.claimed !== '*' && hello.host !== this.claimed)
+        return this.channel.fail(
+          new CleaveError(
+            'E_UNAUTHORIZED',
+            `peer presented ${this.claimed}'s credential but said hello as ${hello.host}`,
+          ),
+        );
       this.peerId = { host: hello.host, tier: hello.tier, modelSha256: hello.modelSha256 };
       this.log = this.log.child({ link: this.name });
       const refused = mismatch(this.cfg.modelSha256, hello);

@@ -12,7 +12,8 @@ import { resolveInputs } from '../../graph/shapes.js';
 import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
 import { PeerServer } from '../../transport/peer-server.js';
-import { controlToken, parseListen, peerToken, type DeploymentConfig, type HostConfig } from '../config.js';
+import { controlToken, parseListen, type DeploymentConfig, type HostConfig } from '../config.js';
+import { peerCredentials } from './credentials.js';
 import type { AccessPolicy } from '../http/access.js';
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
@@ -107,11 +108,13 @@ export class Host {
     });
     const segments = new SegmentSessions(analysis, executor, limits.warmupRuns);
     const metrics = new HostMetrics(self.name, self.tier);
-    const { token, fromDefault } = peerToken(o.config);
-    if (fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
+    const creds = peerCredentials(o.config, self.name);
+    if (creds.fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
+    const token = creds.token;
     const access: AccessPolicy = {
       controlToken: controlToken(o.config),
-      peerToken: token,
+      identifyPeer: creds.identify,
+      origin: o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name,
       readAccess: o.config.readAccess ?? 'loopback',
     };
     if (access.controlToken === null)
@@ -176,7 +179,7 @@ export class Host {
     const peerServer = await PeerServer.listen({
       self: { host: self.name, tier: self.tier },
       modelSha256: model.sha256,
-      token,
+      identify: creds.identify,
       onFrame,
       server,
       logger: log,

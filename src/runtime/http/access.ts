@@ -1,20 +1,23 @@
 /**
  * Who may call the control API. Changes (`PUT`/`DELETE /v1/plan`, `PUT /v1/links`, `PUT /v1/controller`)
- * need a bearer credential: the operators' control token, or the peer token (hosts forward link settings to
- * each other with it). Reads follow `readAccess`: 'loopback' (the default) lets callers on this machine in
+ * need a bearer credential: the operators' control token, or a host's peer credential (hosts forward link
+ * settings to each other with theirs). Reads follow `readAccess`: 'loopback' (the default) lets callers on this machine in
  * without a token, 'token' never does, 'open' always does. A missing credential is 401, a wrong one 403;
  * a request with more than one Authorization header is refused whatever its first one says.
  */
 import type { IncomingMessage } from 'node:http';
 import { CleaveError } from '../../errors.js';
 import { singleAuthorization, tokenMatches } from '../../transport/handshake.js';
+import type { Identify } from '../../transport/identity.js';
 import type { ReadAccess } from '../config.js';
 
 export interface AccessPolicy {
   /** The operators' token; null: no change is allowed through it (the peer token still works). */
   readonly controlToken: string | null;
-  /** The deployment's peer token. */
-  readonly peerToken: string;
+  /** Who a peer credential belongs to (a host name, '*' for the master peer token, or null). */
+  readonly identifyPeer: Identify;
+  /** The origin host: the one that prepares segments on the others. */
+  readonly origin: string;
   readonly readAccess: ReadAccess;
 }
 
@@ -31,10 +34,15 @@ function authorization(req: IncomingMessage): string | undefined {
   return one;
 }
 
-/** Throws unless the request carries the peer token (hosts' own calls, such as preparing a segment). */
-export function checkPeer(req: IncomingMessage, p: AccessPolicy): void {
-  const header = authorization(req);
-  if (!tokenMatches(header, p.peerToken)) throw new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong');
+/**
+ * Throws unless the request carries the origin's peer credential (or the master peer token): only the
+ * origin asks hosts to prepare segments. Another host's credential is a 403 naming it.
+ */
+export function checkOrigin(req: IncomingMessage, p: AccessPolicy): void {
+  const who = p.identifyPeer(authorization(req));
+  if (who === null) throw new CleaveError('E_UNAUTHORIZED', 'peer token missing or wrong');
+  if (who !== '*' && who !== p.origin)
+    throw new CleaveError('E_FORBIDDEN', `${who}'s credential: only the origin (${p.origin}) may do this`);
 }
 
 /**
@@ -50,7 +58,7 @@ function checkHeader(header: string | undefined, p: AccessPolicy, what: string):
       'E_UNAUTHORIZED',
       `${what} needs the control token: send "Authorization: Bearer TOKEN" (cleave up writes it to its run directory; CLEAVE_CONTROL_TOKEN or the config's controlToken set it)`,
     );
-  const ok = (p.controlToken !== null && tokenMatches(header, p.controlToken)) || tokenMatches(header, p.peerToken);
+  const ok = (p.controlToken !== null && tokenMatches(header, p.controlToken)) || p.identifyPeer(header) !== null;
   if (!ok) throw new CleaveError('E_FORBIDDEN', `${what}: the token is wrong`);
 }
 

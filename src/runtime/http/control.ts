@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { CleaveError, errorMessage } from '../../errors.js';
 import type { Profile } from '../../planner/profile.js';
 import { checkEmulationSettings, type EmulationSettings } from '../../transport/emulator.js';
-import { checkCredential, checkPeer, checkRead, type AccessPolicy } from './access.js';
+import { checkCredential, checkOrigin, checkRead, type AccessPolicy } from './access.js';
 import { verifyJsonDepth } from './json-depth.js';
 import type { RuntimeLimits } from '../defaults.js';
 import type { ClusterView, HostStatus, LinkReport } from '../plan/cluster-view.js';
@@ -64,7 +64,7 @@ function handle(fn: Handler): RequestHandler {
 export function controlRoutes(d: ControlDeps): Router {
   const r = express.Router();
   const json = express.json({ limit: d.limits.maxControlBodyBytes, verify: verifyJsonDepth });
-  const internal = guard((req) => checkPeer(req, d.access));
+  const internal = guard((req) => checkOrigin(req, d.access));
   // Reads of /v1 follow the read policy; changes need a credential (before their body is read).
   const read = guard((req, what) => checkRead(req, d.access, what));
   r.use('/v1', (req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? read(req, res, next) : next()));

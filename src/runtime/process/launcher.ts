@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CleaveError } from '../../errors.js';
+import { digestsFrom, hostToken } from '../../transport/identity.js';
 import { applyCpuQuota, hostQuotaPeriodUs, removeCgroup, setCpuQuota } from './cgroup.js';
 import { HOST_NODE_FLAGS } from './node-flags.js';
 import type { DeploymentConfig, HostConfig } from '../config.js';
@@ -88,6 +89,14 @@ export function launchDeployment(o: LaunchOptions): Launched {
   const token = process.env.CLEAVE_TOKEN ?? config.token ?? randomBytes(16).toString('hex');
   const control = process.env.CLEAVE_CONTROL_TOKEN || config.controlToken || randomBytes(18).toString('base64url');
   mkdirSync(o.runDir, { recursive: true });
+  const digests = JSON.stringify(
+    Object.fromEntries(
+      digestsFrom(
+        token,
+        config.hosts.map((h) => h.name),
+      ),
+    ),
+  );
   const tokenFile = controlTokenFile(o.runDir, origin.listen);
   writeFileSync(tokenFile, `${control}\n`, { mode: 0o600 });
   chmodSync(tokenFile, 0o600);
@@ -127,10 +136,12 @@ export function launchDeployment(o: LaunchOptions): Launched {
       ],
       {
         // CLEAVE_PARENT_PID: a host whose launcher is gone (killed, crashed) stops instead of living on.
+        // Each host gets its own peer token and the others' digests, not the master (transport/identity.ts):
+        // a host's secrets speak for that host only.
         env: {
-          ...process.env,
-          ...o.env,
-          CLEAVE_TOKEN: token,
+          ...withoutMaster({ ...process.env, ...o.env }),
+          CLEAVE_HOST_TOKEN: hostToken(token, h.name),
+          CLEAVE_PEER_DIGESTS: digests,
           CLEAVE_CONTROL_TOKEN: control,
           CLEAVE_PARENT_PID: String(process.pid),
         },
@@ -233,4 +244,11 @@ export function launchDeployment(o: LaunchOptions): Launched {
       rmSync(tokenFile, { force: true });
     },
   };
+}
+
+/** The environment without the master peer token, so that a host cannot derive the others' credentials. */
+function withoutMaster(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  delete out.CLEAVE_TOKEN;
+  return out;
 }
