@@ -15,8 +15,9 @@ Runs one host: loads the model from the repository DIR (DIR/NAME/1/model.onnx or
 profiles its blocks (cached by model hash, host and threads), serves HTTP and peer WebSockets on
 --listen, and dials its peers. The host of the first tier (device) is the origin: it serves the
 Open Inference Protocol gateway and picks the plan. With --config, hosts, links and limits come from
-the deployment file (see README); flags override this host's entry. The peer token comes from
-CLEAVE_TOKEN or the config. The host runs in a Node process started with a larger initial V8 old
+the deployment file (see README); flags override this host's entry. Its peer credential is
+CLEAVE_HOST_TOKEN, checked with the others' digests in CLEAVE_PEER_DIGESTS (what cleave up gives
+each host), else derived from the master peer token in CLEAVE_TOKEN or the config. The host runs in a Node process started with a larger initial V8 old
 space (--initial-old-space-size=256), which keeps major GCs off the request path; started without it,
 serve runs itself again with it (CLEAVE_NODE_FLAGS=0 turns this off). A host started by a launcher
 (cleave up, the benchmarks) is given CLEAVE_PARENT_PID and stops when that process is gone.`;
