@@ -9,6 +9,7 @@ export default tseslint.config(
       '.cache/**',
       'models/**',
       'scratch/**',
+      'loadtest-out/**',
       'src/runtime/executor/worker.mjs',
     ],
   },
