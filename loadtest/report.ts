@@ -5,8 +5,7 @@
  * whose charts are drawn by uPlot (inlined from the npm package: the file opens anywhere, offline).
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { uplotFiles } from '../src/runtime/http/dashboard.js';
 import type { RunResult } from './drive.js';
 import type { Scenario } from './scenario.js';
 
@@ -151,21 +150,14 @@ export function summaryTable(rep: Report): string {
   return out.join('\n');
 }
 
-function uplotFiles(): { js: string; css: string } {
-  const require = createRequire(import.meta.url);
-  const dir = dirname(require.resolve('uplot/package.json'));
-  return {
-    js: readFileSync(join(dir, 'dist', 'uPlot.iife.min.js'), 'utf8'),
-    css: readFileSync(join(dir, 'dist', 'uPlot.min.css'), 'utf8'),
-  };
-}
-
 /** `</script>` inside inlined JSON or code would end the element early. */
 const safe = (s: string): string => s.replace(/<\/(script)/gi, '<\\/$1');
 
 /** The self-contained HTML report: latency of every request over time, throughput and errors per second. */
 export function htmlReport(rep: Report, runs: RunResult[]): string {
-  const { js, css } = uplotFiles();
+  const files = uplotFiles();
+  const js = readFileSync(files.js, 'utf8');
+  const css = readFileSync(files.css, 'utf8');
   const data = {
     report: rep,
     runs: runs.map((r) => ({

@@ -13,19 +13,21 @@ import express, { type Router } from 'express';
 
 const HERE = join(dirname(fileURLToPath(import.meta.url)), 'dashboard');
 
+/** uPlot's browser build and stylesheet in the installed package (the load-test report inlines them too). */
+export function uplotFiles(): { js: string; css: string } {
+  const dist = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
+  return { js: join(dist, 'uPlot.iife.min.js'), css: join(dist, 'uPlot.min.css') };
+}
+
 /** Each served path, its file and content type. */
 function files(): Record<string, { file: string; type: string }> {
-  const require = createRequire(import.meta.url);
-  const uplot = dirname(require.resolve('uplot/package.json'));
+  const uplot = uplotFiles();
   return {
     '/': { file: join(HERE, 'index.html'), type: 'text/html; charset=utf-8' },
     '/dashboard/app.js': { file: join(HERE, 'app.js'), type: 'text/javascript; charset=utf-8' },
     '/dashboard/style.css': { file: join(HERE, 'style.css'), type: 'text/css; charset=utf-8' },
-    '/dashboard/vendor/uPlot.iife.min.js': {
-      file: join(uplot, 'dist', 'uPlot.iife.min.js'),
-      type: 'text/javascript; charset=utf-8',
-    },
-    '/dashboard/vendor/uPlot.min.css': { file: join(uplot, 'dist', 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
+    '/dashboard/vendor/uPlot.iife.min.js': { file: uplot.js, type: 'text/javascript; charset=utf-8' },
+    '/dashboard/vendor/uPlot.min.css': { file: uplot.css, type: 'text/css; charset=utf-8' },
   };
 }
 
