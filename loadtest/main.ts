@@ -157,13 +157,10 @@ if (!model) {
   model = p?.model?.name ?? fail(`${url}/v1/profile: no model name; give --model`);
 }
 
-// --- a plain load -----------------------------------------------------------------------------------------
-
-if (!scenario) {
-  const req = await inferBody(url, model).catch((e: Error) => fail(e.message));
-  const connections = connectionsFlag ?? 4;
-  const seconds = durationFlag ?? 10;
-  const result = await autocannon({
+/** `connections` autocannon clients sending the model's infer request for `seconds`. */
+async function load(connections: number, seconds: number): Promise<autocannon.Result> {
+  const req = await inferBody(url, model!);
+  return autocannon({
     url: `${url}${req.path}`,
     method: 'POST',
     connections,
@@ -171,6 +168,14 @@ if (!scenario) {
     headers: req.headers,
     body: req.body,
   });
+}
+
+// --- a plain load -----------------------------------------------------------------------------------------
+
+if (!scenario) {
+  const connections = connectionsFlag ?? 4;
+  const seconds = durationFlag ?? 10;
+  const result = await load(connections, seconds).catch((e: Error) => fail(e.message));
   const summary = {
     name: 'loadtest-infer',
     model,
@@ -239,35 +244,30 @@ function progress(label: string): (ms: number, n: number) => void {
 }
 
 async function warm(): Promise<void> {
-  if (warmup <= 0) return;
-  const req = await inferBody(url, model!);
-  await autocannon({
-    url: `${url}${req.path}`,
-    method: 'POST',
+  if (warmup > 0) await load(connections, warmup);
+}
+
+/** One run of the scenario (after the warm-up), its progress bar ended with a newline. */
+async function runScenario(label: 'adaptive' | 'static'): Promise<RunResult> {
+  await warm();
+  const r = await drive({
+    url,
+    model: model!,
+    scenario: sc,
     connections,
-    duration: warmup,
-    headers: req.headers,
-    body: req.body,
+    label,
+    controlToken: token,
+    deployment: launched ?? undefined,
+    onProgress: progress(label),
   });
+  if (process.stderr.isTTY && !values.json) process.stderr.write('\n');
+  return r;
 }
 
 const runs: RunResult[] = [];
 try {
   log(`loadtest: scenario ${sc.name} (${sc.duration} s, ${connections} connections) on ${model} at ${url}`);
-  await warm();
-  runs.push(
-    await drive({
-      url,
-      model,
-      scenario: sc,
-      connections,
-      label: 'adaptive',
-      controlToken: token,
-      deployment: launched ?? undefined,
-      onProgress: progress('adaptive'),
-    }),
-  );
-  if (process.stderr.isTTY && !values.json) process.stderr.write('\n');
+  runs.push(await runScenario('adaptive'));
   if (values.compare === 'static') {
     const first = runs[0];
     if (!first.startStages) throw new Error('the first run had no plan to pin');
@@ -275,20 +275,7 @@ try {
     await control(url, token, 'PUT', '/v1/plan', { stages: first.startStages });
     log(`loadtest: again with the plan pinned to ${first.startRoute}`);
     try {
-      await warm();
-      runs.push(
-        await drive({
-          url,
-          model,
-          scenario: sc,
-          connections,
-          label: 'static',
-          controlToken: token,
-          deployment: launched ?? undefined,
-          onProgress: progress('static'),
-        }),
-      );
-      if (process.stderr.isTTY && !values.json) process.stderr.write('\n');
+      runs.push(await runScenario('static'));
     } finally {
       await control(url, token, 'DELETE', '/v1/plan').catch(() => undefined);
     }
