@@ -14,30 +14,10 @@ import {
   type Decision,
   type LiveSnapshot,
   type Measured,
-  type PlanInput,
 } from '../src/planner/index.js';
+import { splitModelInput } from './helpers/split-model.js';
 
-function input(edgeMbps = 8): PlanInput {
-  const bps = (edgeMbps * 1e6) / 8;
-  return {
-    tiers: ['device', 'edge', 'cloud'],
-    hosts: [
-      { name: 'device', tier: 'device', blockMs: new Array<number>(8).fill(6) },
-      { name: 'edge', tier: 'edge', blockMs: new Array<number>(8).fill(7) },
-      { name: 'cloud', tier: 'cloud', blockMs: new Array<number>(8).fill(100) },
-    ],
-    links: [
-      { from: 'device', to: 'edge', rttMs: 2, bytesPerSecond: bps },
-      { from: 'edge', to: 'device', rttMs: 2, bytesPerSecond: bps },
-      { from: 'device', to: 'cloud', rttMs: 40, bytesPerSecond: 1e6 },
-      { from: 'edge', to: 'cloud', rttMs: 20, bytesPerSecond: 1e6 },
-    ],
-    frontierBytes: new Array<number>(8).fill(1000),
-    inputBytes: 100_000,
-    outputBytes: 1000,
-    options: { hopOverheadMs: 0 },
-  };
-}
+const input = splitModelInput;
 
 const SPAN = 3000;
 const snap = (

@@ -6,28 +6,10 @@
  * At N = 1 device alone wins (48 < 56); at N = 2 the split does (max(56, 56) = 56 < max(48, 96) = 96).
  */
 import { describe, expect, it } from 'vitest';
-import { Controller, loadedLatencyMs, type LiveSnapshot, type PlanInput } from '../src/planner/index.js';
+import { Controller, loadedLatencyMs, type LiveSnapshot } from '../src/planner/index.js';
+import { splitModelInput } from './helpers/split-model.js';
 
-function input(): PlanInput {
-  return {
-    tiers: ['device', 'edge', 'cloud'],
-    hosts: [
-      { name: 'device', tier: 'device', blockMs: new Array<number>(8).fill(6) },
-      { name: 'edge', tier: 'edge', blockMs: new Array<number>(8).fill(7) },
-      { name: 'cloud', tier: 'cloud', blockMs: new Array<number>(8).fill(100) },
-    ],
-    links: [
-      { from: 'device', to: 'edge', rttMs: 2, bytesPerSecond: 1e6 },
-      { from: 'edge', to: 'device', rttMs: 2, bytesPerSecond: 1e6 },
-      { from: 'device', to: 'cloud', rttMs: 40, bytesPerSecond: 1e6 },
-      { from: 'edge', to: 'cloud', rttMs: 20, bytesPerSecond: 1e6 },
-    ],
-    frontierBytes: new Array<number>(8).fill(1000),
-    inputBytes: 100_000,
-    outputBytes: 1000,
-    options: { hopOverheadMs: 0 },
-  };
-}
+const input = splitModelInput;
 
 const snap = (now: number, concurrency?: number): LiveSnapshot => ({
   now,
