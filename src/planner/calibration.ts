@@ -59,7 +59,7 @@ export function bottleneckFactor(
 
 export class Calibration {
   readonly #by = new Map<string, Correction>();
-  /** The current plan's predicted latency in recent rounds, for the stability test. */
+  /** The current plan's predicted latency in recent rounds, whose highest `highest` compares with. */
   #history: { at: number; route: string; ms: number }[] = [];
 
   /** Each host's factor at `now` (1 where none): faded by the half-life, dropped where the slowdown moved. */
