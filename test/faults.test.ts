@@ -204,4 +204,32 @@ describe('faults under load (real processes)', () => {
     expect(after.every((q) => q.status === 200)).toBe(true);
     expect(stoppedAt).toBeLessThan(contAt);
   }, 60_000);
+
+  it('a host restarted under a plan pinned through it serves that plan again: the origin hands it the routes', async () => {
+    // Still pinned device -> cloud by the test before. A restarted cloud knows no route until told: the
+    // origin sends the adopted routes through it as the link reopens, before any frame of them.
+    expect((await plan()).route).toMatch(/cloud/);
+    const pid = d.pid('cloud') as number;
+    const killedAt = Date.now();
+    process.kill(pid, 'SIGKILL');
+    await waitFor('the cloud back up', 30_000, async () =>
+      events.some((e) => e.type === 'host-up' && e.host === 'cloud' && e.at > killedAt) ? true : undefined,
+    );
+    const upAt = Date.now();
+    const l = load();
+    await sleep(2500);
+    await l.stop();
+    const later = l.reqs.filter((q) => q.t0 > upAt + 500);
+    console.info(
+      `faults: cloud restarted under a pinned plan: ${l.reqs.length} requests after it was up, ` +
+        `${l.reqs.filter((q) => q.status !== 200).length} failed`,
+    );
+    expect(later.length).toBeGreaterThan(3);
+    expect(
+      later.every((q) => q.status === 200),
+      JSON.stringify(later.filter((q) => q.status !== 200).slice(0, 3)),
+    ).toBe(true);
+    expect((await plan()).route).toMatch(/cloud/);
+    expect(lines.some((x) => /refused an infer frame/.test(x))).toBe(false);
+  }, 60_000);
 });

@@ -470,7 +470,15 @@ describe('control: segments and links', () => {
 
     const r = await call(app, 'POST', '/v1/segments', { from: 0, to: 20 }, auth);
     expect(r).toMatchObject({ status: 200, body: { host: 'device', from: 0, to: 20, warm: true } });
-    expect(control.prepareSegment.mock.calls).toEqual([[0, 20]]);
+    const route = [
+      { host: 'origin', tier: 'device', from: 0, to: 0 },
+      { host: 'device', tier: 'edge', from: 0, to: 20 },
+    ];
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20, route }, auth)).toMatchObject({ status: 200 });
+    expect(control.prepareSegment.mock.calls).toEqual([
+      [0, 20, undefined],
+      [0, 20, route],
+    ]);
   });
 
   it('a bad segments body is 400, and a failing prepare keeps its code', async () => {

@@ -7,7 +7,7 @@ import { CleaveError } from '../src/errors.js';
 import type { TensorLike } from '../src/runtime/executor/executor.js';
 import { HostMetrics } from '../src/runtime/host/metrics.js';
 import { Pipeline, type Routed } from '../src/runtime/host/pipeline.js';
-import { routeProblem } from '../src/runtime/host/route-check.js';
+import { PlannedRoutes, plannedRoutesOf, routeProblem } from '../src/runtime/host/route-check.js';
 import type { RouteStage } from '../src/transport/frame.js';
 import { FakeLinks, FakeSegments, f32, incoming, queueFull, rejection, silent } from './helpers/fakes.js';
 
@@ -344,5 +344,43 @@ describe('routeProblem', () => {
     [[], 0, 'dev', /empty/],
   ])('refuses %j at stage %i from %s', (route, stage, sender, why) => {
     expect(routeProblem(route, stage, sender, rules)).toMatch(why);
+  });
+
+  it('with a record of planned routes, refuses a well-shaped route the origin never prepared here', () => {
+    const planned = new PlannedRoutes();
+    const withPlans = { ...rules, planned: (r: readonly RouteStage[]) => planned.has(r) };
+    const route = [st('dev', 0, 0), st('edg', 0, 5), st('cld', 5, 9)];
+    expect(routeProblem(route, 1, 'dev', withPlans)).toMatch(/not one the origin planned/);
+    planned.add(route);
+    expect(routeProblem(route, 1, 'dev', withPlans)).toBeNull();
+    // Same hosts, other ranges: another route.
+    expect(routeProblem([st('dev', 0, 0), st('edg', 0, 6), st('cld', 6, 9)], 1, 'dev', withPlans)).toMatch(
+      /not one the origin planned/,
+    );
+  });
+
+  it('takes planned routes from a message only when each is well-formed and holds the host past the origin', () => {
+    const ok = [st('dev', 0, 0), st('edg', 0, 5), st('cld', 5, 9)];
+    expect(plannedRoutesOf({ routes: [ok] }, 'edg', rules)).toEqual([ok]);
+    expect(() => plannedRoutesOf({ routes: [ok, [st('dev', 0, 0), st('cld', 0, 9)]] }, 'edg', rules)).toThrow(
+      /routes\[1\]: it has no stage on edg past the origin/,
+    );
+    expect(() => plannedRoutesOf({ routes: [[st('edg'), st('cld')]] }, 'cld', rules)).toThrow(/starts at edg/);
+    expect(() => plannedRoutesOf({ routes: [[{ host: 'dev' }]] }, 'edg', rules)).toThrow(
+      /routes\[0\]: expected stages/,
+    );
+    expect(() => plannedRoutesOf({ routes: 'all' }, 'edg', rules)).toThrow(/routes: expected an array/);
+  });
+
+  it('keeps the most recently used routes when over its bound', () => {
+    const planned = new PlannedRoutes(3);
+    const r = (k: number) => [st('dev', 0, 0), st('edg', 0, k)];
+    planned.add(r(1));
+    planned.add(r(2));
+    planned.add(r(3));
+    expect(planned.has(r(1))).toBe(true); // used: now the newest
+    planned.add(r(4)); // evicts r(2), the least recently used
+    expect(planned.size).toBe(3);
+    expect([1, 2, 3, 4].map((k) => planned.has(r(k)))).toEqual([true, false, true, true]);
   });
 });

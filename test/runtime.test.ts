@@ -358,6 +358,84 @@ describe('runtime: bad input', () => {
     await deleteWith(`${d.url}/v1/plan`);
   });
 
+  it('a well-shaped route the origin never planned is refused with 4400 and not run; a planned one runs', async () => {
+    const edge = d.hosts[1];
+    const n = d.device.analysis.blocks.length;
+    /** Sends one infer frame of `route` as dev; what ended the link (null: still open after 1 s). */
+    const refusal = async (route: { host: string; tier: string; from: number; to: number }[]) => {
+      const link = PeerLink.connect({
+        url: `ws://127.0.0.1:${edge.port}/v1/peer`,
+        token: d.token,
+        self: { host: 'dev', tier: 'device' },
+        peerHost: 'edg',
+        modelSha256: edge.analysis.model.sha256,
+      });
+      try {
+        await link.whenOpen(5000);
+        link.send({ kind: 'infer', id: 'unplanned', epoch: 1, route, stage: 1, deadline: 5000 }, []);
+        for (let t = 0; t < 50 && link.state === 'open'; t++) await new Promise((r) => setTimeout(r, 20));
+        return link.state === 'open' ? null : (link.lastError?.message ?? 'closed');
+      } finally {
+        await link.close();
+      }
+    };
+    // Edge then cloud, cut at node 1: tiers in order, sent by the stage before, never prepared by the origin.
+    const before = (await (await fetch(`http://127.0.0.1:${edge.port}/metrics`)).text()).match(
+      /cleave_compute_infer_duration_us_count\{[^}]*segment="0-1"\} (\d+)/,
+    );
+    expect(
+      await refusal([
+        { host: 'dev', tier: 'device', from: 0, to: 0 },
+        { host: 'edg', tier: 'edge', from: 0, to: 1 },
+        { host: 'cld', tier: 'cloud', from: 1, to: d.device.analysis.model.nodes.length },
+      ]),
+    ).toMatch(/4400|not one the origin planned/);
+    expect(before).toBeNull(); // nothing ran segment 0-1 on the edge
+    const after = await (await fetch(`http://127.0.0.1:${edge.port}/metrics`)).text();
+    expect(after).not.toMatch(/segment="0-1"/);
+    // The origin prepares a route on every stage host before it commits it; the edge then serves it.
+    const r = await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'edg', blocks: [0, n] }] });
+    expect(r.status).toBe(200);
+    await good();
+    await deleteWith(`${d.url}/v1/plan`);
+  });
+
+  it('POST /v1/segments refuses a route that does not hold the host stage it prepares, naming why', async () => {
+    const edge = d.hosts[1];
+    const m = d.device.analysis.model.nodes.length;
+    const prepare = (route: unknown) =>
+      fetch(`http://127.0.0.1:${edge.port}/v1/segments`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${d.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ from: 0, to: m, route }),
+      });
+    for (const [route, why] of [
+      [[{ host: 'dev', tier: 'device', from: 0, to: 0 }], /route: it has no stage on edg/],
+      [
+        [
+          { host: 'dev', tier: 'device', from: 0, to: 0 },
+          { host: 'edg', tier: 'edge', from: 0, to: 3 },
+        ],
+        /its stage on edg is \[0, 3\), not \[0, \d+\)/,
+      ],
+      [
+        [
+          { host: 'cld', tier: 'cloud', from: 0, to: 0 },
+          { host: 'edg', tier: 'edge', from: 0, to: m },
+        ],
+        /route: its route starts at cld, not at the origin tier device/,
+      ],
+      [[{ host: 'edg', tier: 'edge', from: 0 }], /route\[0\]\.to: expected a non-negative integer/],
+      [[{ host: 'edg', tier: 'edge', from: 0, to: m, via: 'x' }], /route\[0\]\.via: unknown field/],
+      ['dev', /route: expected an array/],
+    ] as const) {
+      const res = await prepare(route);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: string }).error).toMatch(why);
+    }
+    await good();
+  });
+
   it('control changes need the control token: none is 401, wrong 403, two Authorization headers 401', async () => {
     const url = `${d.url}/v1/links/dev/edg`;
     const none = await fetch(url, {

@@ -37,7 +37,8 @@ import { HostMetrics } from './metrics.js';
 import { PeerClient } from './peer-client.js';
 import { PeerMesh } from './peer-mesh.js';
 import { retrying } from './retry.js';
-import { routeProblem } from './route-check.js';
+import { PLANNED_ROUTES, PlannedRoutes, plannedRoutesOf, routeProblem, type RouteRules } from './route-check.js';
+import type { RouteStage } from '../../transport/frame.js';
 import { Pipeline } from './pipeline.js';
 import { SegmentSessions } from './segments.js';
 
@@ -61,6 +62,9 @@ interface HostParts {
   readonly profile: ProfileDoc;
   readonly executor: Executor;
   readonly segments: SegmentSessions;
+  /** The route shape rules, and the routes the origin prepared here (what infer frames are checked against). */
+  readonly shapeRules: RouteRules;
+  readonly planned: PlannedRoutes;
   readonly mesh: PeerMesh;
   readonly pipeline: Pipeline;
   readonly metrics: HostMetrics;
@@ -127,7 +131,9 @@ export class Host {
       ...o.config.transport,
     };
     const isOrigin = self.tier === tiers[0];
-    const routeRules = { tierOf: new Map(o.config.hosts.map((h) => [h.name, h.tier])), tiers };
+    const shapeRules: RouteRules = { tierOf: new Map(o.config.hosts.map((h) => [h.name, h.tier])), tiers };
+    const planned = new PlannedRoutes();
+    const routeRules: RouteRules = { ...shapeRules, planned: (r) => planned.has(r) };
     const originName = o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name;
 
     // Frames reach the pipeline (and heartbeats the live state) through the mesh (replies) and the peer
@@ -137,9 +143,20 @@ export class Host {
     // Set once the origin's parts exist: a lost or returning host is news to its controller at once.
     let onHostLost: ((host: string) => void) | null = null;
     let onHostRejoin: ((host: string) => void) | null = null;
+    let originCoordinator: Coordinator | null = null;
     const onFrame = (f: IncomingFrame): void => {
       if (f.header.kind !== 'message') return pipeline?.onFrame(f);
       const body = f.header.body as { type?: unknown } | undefined;
+      if (body?.type === PLANNED_ROUTES) {
+        // Only the origin plans: what another host says it planned is not taken.
+        if (f.peer.host !== originName) return log.warn({ peer: f.peer.host }, 'planned routes not from the origin');
+        try {
+          for (const r of plannedRoutesOf(body, self.name, shapeRules)) planned.add(r);
+        } catch (e) {
+          log.warn({ peer: f.peer.host, err: (e as Error).message }, 'planned routes refused');
+        }
+        return;
+      }
       if (body?.type !== HEARTBEAT || !live) return;
       try {
         live.onHeartbeat(checkHeartbeat(body, f.peer.host), Date.now());
@@ -159,6 +176,14 @@ export class Host {
         onHostLost?.(peer);
       },
       onRejoin: (peer) => onHostRejoin?.(peer),
+      // The origin tells a host that (re)joins which adopted routes pass through it, ahead of any of their
+      // frames on this link: a host that restarted accepts the plan in force without being prepared again.
+      onOpen: (peer) => {
+        const through = (originCoordinator?.plans ?? [])
+          .map((a) => a.route)
+          .filter((r) => r.some((s) => s.host === peer));
+        if (through.length) mesh.send(peer, { kind: 'message', body: { type: PLANNED_ROUTES, routes: through } }, []);
+      },
       logger: log,
       transport,
     });
@@ -198,10 +223,10 @@ export class Host {
       links: () => mesh.reports(),
       logger: log,
     });
-    const prepareOn = (name: string, from: number, to: number): Promise<void> =>
+    const prepareOn = (name: string, from: number, to: number, route: RouteStage[]): Promise<void> =>
       name === self.name
-        ? (host as Host).prepareLocal(from, to)
-        : client.request(name, 'POST', '/v1/segments', { from, to }).then(() => undefined);
+        ? (host as Host).prepareLocal(from, to, route)
+        : client.request(name, 'POST', '/v1/segments', { from, to, route }).then(() => undefined);
     const p = pipeline;
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
@@ -238,6 +263,7 @@ export class Host {
         })
       : null;
     live = origin?.live ?? null;
+    originCoordinator = origin?.coordinator ?? null;
     if (origin) {
       // A host lost: the controller's next round, now, sees it down and moves the plan around it (urgent,
       // past hysteresis and dwell). A host back: its profile is fetched again (it may have restarted
@@ -275,6 +301,8 @@ export class Host {
       profile,
       executor,
       segments,
+      shapeRules,
+      planned,
       mesh,
       pipeline,
       metrics,
@@ -300,7 +328,7 @@ export class Host {
           status,
           profile: () => profile,
           links: () => mesh.reports(),
-          prepareSegment: (from, to) => h.prepareLocal(from, to),
+          prepareSegment: (from, to, route) => h.prepareLocal(from, to, route),
           hasLink: (to) => mesh.has(to),
           setLinkEmulation: (to, settings) => {
             const now = mesh.setEmulation(to, settings);
@@ -435,8 +463,26 @@ export class Host {
   }
 
   /** Prepare (build and warm) a segment here; once it is warm, it is the one readiness depends on. */
-  async prepareLocal(start: number, end: number): Promise<void> {
+  /**
+   * Builds and warms `[start, end)` here. With `route` (the origin always sends it), the plan's route must
+   * have this host's stage as `[start, end)` and be one the origin could plan; infer frames of that route
+   * are accepted from then on.
+   */
+  async prepareLocal(start: number, end: number, route?: RouteStage[]): Promise<void> {
+    if (route) {
+      const i = route.findIndex((s) => s.host === this.p.self.name);
+      const why =
+        i < 0
+          ? `it has no stage on ${this.p.self.name}`
+          : route[i].from !== start || route[i].to !== end
+            ? `its stage on ${this.p.self.name} is [${route[i].from}, ${route[i].to}), not [${start}, ${end})`
+            : i === 0
+              ? null
+              : routeProblem(route, i, route[i - 1].host, this.p.shapeRules);
+      if (why !== null) throw new CleaveError('E_BAD_INPUT', `route: ${why}`);
+    }
     await this.p.segments.prepare({ start, end });
+    if (route) this.p.planned.add(route);
     this.current = { start, end };
   }
 

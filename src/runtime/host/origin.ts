@@ -20,6 +20,7 @@ import { describeRoute } from '../plan/route.js';
 import type { Cluster } from './cluster.js';
 import type { HostMetrics } from './metrics.js';
 import type { PeerMesh } from './peer-mesh.js';
+import type { RouteStage } from '../../transport/frame.js';
 
 export interface OriginParts {
   readonly coordinator: Coordinator;
@@ -46,7 +47,7 @@ export interface OriginOptions {
   readonly peerPath: string;
   /** The control API's access policy (the events stream is a read). */
   readonly access: AccessPolicy;
-  prepare(host: string, from: number, to: number): Promise<void>;
+  prepare(host: string, from: number, to: number, route: RouteStage[]): Promise<void>;
   /** The origin's own heartbeat: taken before every controller round too, so its own links are fresh. */
   takeHeartbeat(): Heartbeat;
   readonly logger: Logger;

@@ -25,6 +25,11 @@ export interface PeerMeshOptions {
   readonly onLost?: (host: string, unacked: readonly string[]) => void;
   /** The link to `host` opened again after it had been open before (the host came back, or restarted). */
   readonly onRejoin?: (host: string) => void;
+  /**
+   * The link to `host` opened (every time): called before anything else can send on it, so a frame sent here
+   * is the first the peer reads on this connection.
+   */
+  readonly onOpen?: (host: string) => void;
   readonly logger: Logger;
   readonly transport?: TransportOptionsInput;
 }
@@ -61,6 +66,7 @@ export class PeerMesh implements LinkPort {
       });
       link.on('open', () => {
         opts.logger.info({ link: link.name }, 'link open');
+        opts.onOpen?.(p.name);
         if (link.stats().connects > 1) opts.onRejoin?.(p.name);
       });
       this.links.set(p.name, link);

@@ -16,6 +16,7 @@ import type { AdaptiveState } from '../plan/adaptive.js';
 import type { LatencyStats } from '../plan/latency-window.js';
 import { planView } from '../plan/plan-view.js';
 import { describeRoute } from '../plan/route.js';
+import type { RouteStage } from '../../transport/frame.js';
 
 /** What the control API needs of a host. */
 export interface ControlDeps {
@@ -27,8 +28,11 @@ export interface ControlDeps {
   profile(): Profile;
   /** This host's outgoing links. */
   links(): LinkReport[];
-  /** Builds and warms node range `[from, to)` here. */
-  prepareSegment(from: number, to: number): Promise<void>;
+  /**
+   * Builds and warms node range `[from, to)` here; `route`, when given, is the plan's whole route, which the
+   * host then accepts in infer frames (it must have this host's stage `[from, to)` on it).
+   */
+  prepareSegment(from: number, to: number, route?: RouteStage[]): Promise<void>;
   /** Whether this host has a link to `to`. */
   hasLink(to: string): boolean;
   /** Sets (null: removes) the emulation of this host's link to `to`; returns what is in force. */
@@ -84,12 +88,12 @@ export function controlRoutes(d: ControlDeps): Router {
     internal,
     json,
     handle(async (req, res) => {
-      const { from, to } = (req.body ?? {}) as { from?: unknown; to?: unknown };
+      const { from, to, route } = (req.body ?? {}) as { from?: unknown; to?: unknown; route?: unknown };
       if (!Number.isInteger(from) || !Number.isInteger(to))
-        throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int}');
-      onlyFields(req.body as Record<string, unknown>, ['from', 'to'], '');
+        throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int, "route"?: [stage...]}');
+      onlyFields(req.body as Record<string, unknown>, ['from', 'to', 'route'], '');
       const t0 = performance.now();
-      await d.prepareSegment(from as number, to as number);
+      await d.prepareSegment(from as number, to as number, route === undefined ? undefined : routeBody(route));
       res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
     }),
   );
@@ -118,6 +122,25 @@ export function controlRoutes(d: ControlDeps): Router {
 }
 
 /** Throws E_BAD_INPUT naming the first field of `o` not in `known` (`at` prefixes its path). */
+/** A route as `POST /v1/segments` carries it: stages of `{host, tier, from, to}`, each field checked. */
+function routeBody(v: unknown): RouteStage[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > 64)
+    throw new CleaveError('E_BAD_INPUT', 'route: expected an array of 1 to 64 stages');
+  return v.map((s: unknown, i) => {
+    const at = `route[${i}]`;
+    if (typeof s !== 'object' || s === null || Array.isArray(s))
+      throw new CleaveError('E_BAD_INPUT', `${at}: expected {"host", "tier", "from", "to"}`);
+    const o = s as Record<string, unknown>;
+    onlyFields(o, ['host', 'tier', 'from', 'to'], `${at}.`);
+    for (const k of ['host', 'tier'])
+      if (typeof o[k] !== 'string') throw new CleaveError('E_BAD_INPUT', `${at}.${k}: expected a string`);
+    for (const k of ['from', 'to'])
+      if (!Number.isInteger(o[k]) || (o[k] as number) < 0)
+        throw new CleaveError('E_BAD_INPUT', `${at}.${k}: expected a non-negative integer`);
+    return { host: o.host as string, tier: o.tier as string, from: o.from as number, to: o.to as number };
+  });
+}
+
 function onlyFields(o: Record<string, unknown>, known: readonly string[], at: string): void {
   const extra = Object.keys(o).find((k) => !known.includes(k));
   if (extra !== undefined)

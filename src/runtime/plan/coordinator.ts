@@ -30,8 +30,11 @@ export interface CoordinatorOptions {
   readonly blocks: readonly BlockRange[];
   /** Profiles of the reachable hosts, and the link measurements to plan with. */
   readonly cluster: { profiles: ClusterView['profiles']; links(): Promise<readonly LinkView[]> };
-  /** Builds and warms `[from, to)` (nodes) on `host`; resolves when warm. */
-  prepare(host: string, from: number, to: number): Promise<void>;
+  /**
+   * Builds and warms `[from, to)` (nodes) on `host`, and tells it the plan's whole `route`, which it accepts
+   * in infer frames from then on; resolves when warm.
+   */
+  prepare(host: string, from: number, to: number, route: RouteStage[]): Promise<void>;
   /** Default 'latency'. */
   readonly objective?: Objective;
   /** Default 'cleave' (what the runtime does). */
@@ -185,7 +188,7 @@ export class Coordinator {
     const key = describeRoute(route);
     const running = this.warming.get(key);
     if (running) return running;
-    const run = Promise.all(route.filter((s) => s.to > s.from).map((s) => this.o.prepare(s.host, s.from, s.to)))
+    const run = Promise.all(route.filter((s) => s.to > s.from).map((s) => this.o.prepare(s.host, s.from, s.to, route)))
       .then(() => undefined)
       .finally(() => this.warming.delete(key));
     this.warming.set(key, run);
