@@ -4,12 +4,14 @@
  * is what `npm start` runs. Validation names the field at fault.
  */
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
 import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
 import { checkControllerSettings, type ControllerSettings } from '../planner/controller-settings.js';
 import { DEFAULT_TIERS } from '../planner/criteria.js';
 import { resolveLimits, type RuntimeLimits } from './defaults.js';
+import { checkTlsConfig, resolveTlsPaths, type TlsConfig } from './tls.js';
 
 export interface HostConfig {
   readonly name: string;
@@ -20,6 +22,8 @@ export interface HostConfig {
   readonly threads?: number;
   /** CPU quota in CPUs (0.5 = half a core), applied through cgroups by `cleave up` where possible. */
   readonly cpus?: number;
+  /** This host's own certificate and key, over the deployment's `tls` (which must then be set, for its CA). */
+  readonly tls?: Pick<TlsConfig, 'cert' | 'key'>;
 }
 
 export interface LinkConfig {
@@ -61,6 +65,11 @@ export interface DeploymentConfig {
   readonly transport?: TransportOptionsInput;
   /** The adaptive controller's settings (objective, interval, hysteresis, confirm rounds, dwell, paused, constraints). */
   readonly controller?: Partial<ControllerSettings>;
+  /**
+   * HTTPS and `wss://` for every host: certificate, key and the CA peers trust (PEM paths; relative ones are
+   * against the config file's folder). Absent: plain HTTP, for loopback and trusted networks.
+   */
+  readonly tls?: TlsConfig;
 }
 
 /**
@@ -95,7 +104,14 @@ export function readConfig(file: string): DeploymentConfig {
   } catch (e) {
     throw new CleaveError('E_BAD_INPUT', `config ${file}: ${errorMessage(e)}`);
   }
-  return checkConfig(raw, `config ${file}`);
+  const cfg = checkConfig(raw, `config ${file}`);
+  if (!cfg.tls && !cfg.hosts.some((h) => h.tls)) return cfg;
+  const dir = dirname(file);
+  return {
+    ...cfg,
+    ...(cfg.tls ? { tls: resolveTlsPaths(cfg.tls, dir) } : {}),
+    hosts: cfg.hosts.map((h) => (h.tls ? { ...h, tls: resolveTlsPaths(h.tls, dir) } : h)),
+  };
 }
 
 export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
@@ -129,7 +145,13 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
       bad(`${f}.threads`, 'must be an integer >= 0');
     if (h.cpus !== undefined && !(typeof h.cpus === 'number' && h.cpus > 0))
       bad(`${f}.cpus`, 'must be a positive number');
+    if (h.tls !== undefined) {
+      if (raw.tls === undefined) bad(`${f}.tls`, "needs the deployment's tls too (its ca is what peers trust)");
+      checkTlsConfig(h.tls, `${f}.tls`, bad);
+      if ((h.tls as Record<string, unknown>).ca !== undefined) bad(`${f}.tls.ca`, "belongs in the deployment's tls");
+    }
   });
+  if (raw.tls !== undefined) checkTlsConfig(raw.tls, 'tls', bad);
   const origins = (raw.hosts as { tier: string }[]).filter((h) => h.tier === (tiers as string[])[0]);
   if (origins.length !== 1) bad('hosts', `must hold exactly one host of the origin tier '${(tiers as string[])[0]}'`);
   ((raw.links ?? []) as unknown[]).forEach((l, i) => {

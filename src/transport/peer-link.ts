@@ -38,8 +38,10 @@ import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
 export interface PeerLinkOptions {
-  /** The peer's PeerServer, e.g. 'ws://127.0.0.1:7001/v1/peer'. */
+  /** The peer's PeerServer, e.g. 'ws://127.0.0.1:7001/v1/peer' (or `wss://`). */
   url: string;
+  /** PEM CA certificates trusted for a `wss://` peer; absent: the system's roots. */
+  ca?: Buffer;
   /** Shared secret, sent as `Authorization: Bearer <token>` on the upgrade. */
   token: string;
   self: HostIdentity;
@@ -229,6 +231,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
       handshakeTimeout: o.helloTimeoutMs,
       autoPong: false,
       generateMask: zeroMask,
+      ...(this.cfg.ca ? { ca: this.cfg.ca } : {}),
     });
     let refused: CleaveError | null = null;
     ws.on('unexpected-response', (_req, res) => {

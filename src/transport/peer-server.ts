@@ -8,6 +8,8 @@
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
+import type https from 'node:https';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -50,7 +52,7 @@ export interface PeerServerOptions {
   /** Every data frame peers send (infer, result, error, message). */
   onFrame: FrameHandler;
   /** Share this server's port (only upgrades on `options.path` are taken). Otherwise listen on `port`. */
-  server?: http.Server;
+  server?: http.Server | https.Server;
   /** Port to listen on when no server is given; 0 picks a free one. Default 0. */
   port?: number;
   /** Address to listen on. Default '127.0.0.1'. */
@@ -118,11 +120,11 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
     return (this.http.address() as AddressInfo).port;
   }
 
-  /** Where PeerLinks should dial, e.g. ws://127.0.0.1:7001/v1/peer. */
+  /** Where PeerLinks should dial, e.g. ws://127.0.0.1:7001/v1/peer (wss:// on an https server). */
   get url(): string {
     const a = this.http.address() as AddressInfo;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `ws://${host}:${a.port}${this.options.path}`;
+    return `${this.http instanceof tls.Server ? 'wss' : 'ws'}://${host}:${a.port}${this.options.path}`;
   }
 
   /** Connections that completed the hello. */

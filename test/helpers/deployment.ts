@@ -72,6 +72,8 @@ export async function startDeployment(o: {
   controller?: DeploymentConfig['controller'];
   /** The hosts' listen addresses (a deployment started again where another ran); free loopback ports by default. */
   listen?: readonly [string, string, string];
+  /** HTTPS and wss:// for every host (the URL is then https://). */
+  tls?: DeploymentConfig['tls'];
 }): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
   const repo = join(dir, 'models');
@@ -91,6 +93,7 @@ export async function startDeployment(o: {
     limits: { startupTimeoutMs: 20_000, ...o.limits },
     transport: { probeIntervalMs: 200 },
     controller: o.controller,
+    tls: o.tls,
   };
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
   const started: Host[] = [];
@@ -106,7 +109,7 @@ export async function startDeployment(o: {
   return {
     hosts: started,
     device: started[0],
-    url: `http://${hosts[0].listen}`,
+    url: `${o.tls ? 'https' : 'http'}://${hosts[0].listen}`,
     model: o.modelName,
     token,
     async close() {

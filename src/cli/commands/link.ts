@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CleaveError } from '../../errors.js';
+import { CleaveError, errorMessage } from '../../errors.js';
 import { parseFloatFlag } from '../args.js';
 import { controlHeaders, controlTokenFor } from '../control-token.js';
 import { table } from '../format.js';
@@ -84,7 +84,12 @@ async function call(url: string, method: string, token: string | undefined, body
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    throw new CleaveError('E_PEER_GONE', `${method} ${url}: ${(e as Error).message} (is 'cleave up' running?)`);
+    // fetch() says only 'fetch failed'; the reason (refused, a certificate not trusted) is its cause.
+    const why = errorMessage((e as { cause?: unknown }).cause ?? e);
+    const hint = /certificate|self.signed/i.test(why)
+      ? "(a deployment with its own CA: run with NODE_EXTRA_CA_CERTS=CA.pem)"
+      : "(is 'cleave up' running?)";
+    throw new CleaveError('E_PEER_GONE', `${method} ${url}: ${why} ${hint}`);
   }
   const json = (await res.json().catch(() => ({}))) as { error?: string };
   if (!res.ok) throw new CleaveError('E_BAD_INPUT', `${method} ${url}: ${res.status} ${json.error ?? ''}`);

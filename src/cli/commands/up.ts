@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { CleaveError, errorMessage } from '../../errors.js';
 import { checkConfig, defaultConfig, readConfig, type DeploymentConfig } from '../../runtime/config.js';
 import { DEFAULT_RESTART, launchDeployment } from '../../runtime/process/launcher.js';
+import { requestHost } from '../../runtime/http-client.js';
 import { listModels } from '../../runtime/model-repo.js';
 import { buildZooFile, cacheDir, parseZooName } from '../model-ref.js';
 
@@ -94,7 +95,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     stop(1);
     return 1;
   }
-  const plan = (await (await fetch(`${d.url}/v1/plan`)).json()) as {
+  const plan = JSON.parse((await requestHost(`${d.url}/v1/plan`, { ca: d.ca, timeoutMs: 10_000 })).text) as {
     route?: string;
     predicted?: { latencyMs: number };
   };

@@ -5,6 +5,7 @@
  * first tier's host) also answers inference requests and plans.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { CleaveError } from '../../errors.js';
@@ -29,6 +30,7 @@ import type { Heartbeat, HostStatus } from '../plan/cluster-view.js';
 import type { Coordinator } from '../plan/coordinator.js';
 import type { LiveState } from '../plan/live-state.js';
 import { SERVER_VERSION } from '../version.js';
+import { loadTls } from '../tls.js';
 import { Cluster } from './cluster.js';
 import { startOrigin, type OriginParts } from './origin.js';
 import { checkHeartbeat, HEARTBEAT, HeartbeatSender } from './heartbeat.js';
@@ -97,6 +99,8 @@ export class Host {
       tier: self.tier,
     });
     const limits = resolveLimits(o.config.limits);
+    // Read first: a certificate that cannot be read stops the host before it loads anything.
+    const tls = loadTls(o.config.tls, self.tls);
     const tiers = o.config.tiers ?? DEFAULT_TIERS;
     const { entry, model } = loadRepoModel(o.modelsDir, o.config.model);
     const shapes = new Map(Object.entries(o.config.shapes ?? {}));
@@ -170,6 +174,7 @@ export class Host {
       token,
       modelSha256: model.sha256,
       links: o.config.links ?? [],
+      tls,
       onFrame,
       onLost: (peer, ids) => {
         pipeline?.failLost(peer, ids);
@@ -198,9 +203,9 @@ export class Host {
       checkRoute: (route, stage, sender) => routeProblem(route, stage, sender, routeRules),
     });
     metrics.observeLinks(() => mesh.reports());
-    const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs });
+    const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs, tls });
     const load = new LoadSampler(limits.loadSampleMs);
-    const server = http.createServer();
+    const server: http.Server = tls ? https.createServer({ cert: tls.cert, key: tls.key }) : http.createServer();
     const peerServer = await PeerServer.listen({
       self: { host: self.name, tier: self.tier },
       modelSha256: model.sha256,

@@ -5,11 +5,15 @@
  */
 import { CleaveError, isErrorCode } from '../../errors.js';
 import type { HostConfig } from '../config.js';
+import { requestHost } from '../http-client.js';
+import { httpScheme, type TlsMaterial } from '../tls.js';
 
 export interface PeerClientOptions {
   readonly hosts: readonly HostConfig[];
   readonly token: string;
   readonly timeoutMs: number;
+  /** The deployment's TLS: peers are called over https, trusting its CA. */
+  readonly tls?: TlsMaterial | null;
 }
 
 export class PeerClient {
@@ -18,27 +22,28 @@ export class PeerClient {
   async request(host: string, method: string, path: string, body?: unknown): Promise<unknown> {
     const h = this.o.hosts.find((x) => x.name === host);
     if (!h) throw new CleaveError('E_NOT_FOUND', `'${host}' is not a host of this deployment`);
-    let res: Response;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(`http://${h.listen}${path}`, {
+      res = await requestHost(`${httpScheme(this.o.tls)}://${h.listen}${path}`, {
         method,
         headers: { authorization: `Bearer ${this.o.token}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.o.timeoutMs),
+        ca: this.o.tls?.ca,
+        timeoutMs: this.o.timeoutMs,
       });
     } catch (e) {
       throw new CleaveError('E_PEER_GONE', `${host}: ${method} ${path} failed: ${(e as Error).message}`);
     }
-    const text = await res.text();
+    const text = res.text;
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
       json = { error: text };
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const { error, code } = (json ?? {}) as { error?: unknown; code?: unknown };
-      const msg = typeof error === 'string' ? error : res.statusText;
+      const msg = typeof error === 'string' ? error : `HTTP ${res.status}`;
       // The peer's own code when it sent one we know; otherwise one that keeps the status's meaning.
       const c = isErrorCode(code)
         ? code

@@ -18,6 +18,8 @@ export interface PeerMeshOptions {
   readonly self: HostConfig;
   readonly peers: readonly HostConfig[];
   readonly token: string;
+  /** Dial `wss://`, trusting `ca` (absent: the system's roots); absent: `ws://`. */
+  readonly tls?: { readonly ca?: Buffer } | null;
   readonly modelSha256: string;
   readonly links: readonly LinkConfig[];
   readonly onFrame: FrameHandler;
@@ -47,7 +49,8 @@ export class PeerMesh implements LinkPort {
     for (const p of opts.peers) {
       const conf = opts.links.find((l) => l.from === opts.self.name && l.to === p.name);
       const link = PeerLink.connect({
-        url: `ws://${p.listen}/v1/peer`,
+        url: `${opts.tls ? 'wss' : 'ws'}://${p.listen}/v1/peer`,
+        ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
         token: opts.token,
         self: { host: opts.self.name, tier: opts.self.tier },
         modelSha256: opts.modelSha256,

@@ -16,6 +16,8 @@ import { digestsFrom, hostToken } from '../../transport/identity.js';
 import { applyCpuQuota, hostQuotaPeriodUs, removeCgroup, setCpuQuota } from './cgroup.js';
 import { HOST_NODE_FLAGS } from './node-flags.js';
 import type { DeploymentConfig, HostConfig } from '../config.js';
+import { requestHost } from '../http-client.js';
+import { httpScheme, loadTls, resolveTlsPaths } from '../tls.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/cleave.mjs', import.meta.url));
 
@@ -69,7 +71,10 @@ export interface Launched {
   readonly controlToken: string;
   /** The file it was written to. */
   readonly controlTokenFile: string;
+  /** `http://` or, with the config's `tls`, `https://` and the origin's address. */
   readonly url: string;
+  /** The CA the deployment's hosts trust (the config's `tls.ca`), for clients of `url`. */
+  readonly ca?: Buffer;
   /** Resolves once the origin answers /v2/health/ready with 200; rejects if a host exits first or on timeout. */
   ready(timeoutMs: number): Promise<void>;
   /**
@@ -101,8 +106,19 @@ export function launchDeployment(o: LaunchOptions): Launched {
   writeFileSync(tokenFile, `${control}\n`, { mode: 0o600 });
   chmodSync(tokenFile, 0o600);
   const configFile = join(o.runDir, `deployment-${process.pid}-${Date.now()}.json`);
-  // The tokens travel in the environment, never in the config file.
-  writeFileSync(configFile, JSON.stringify({ ...config, token: undefined, controlToken: undefined }, null, 2));
+  // The tokens travel in the environment, never in the config file. TLS paths are made absolute (against
+  // the working folder when the config came without a file), since the hosts read the file from runDir.
+  const cwd = process.cwd();
+  const written = {
+    ...config,
+    token: undefined,
+    controlToken: undefined,
+    ...(config.tls ? { tls: resolveTlsPaths(config.tls, cwd) } : {}),
+    hosts: config.hosts.map((h) => (h.tls ? { ...h, tls: resolveTlsPaths(h.tls, cwd) } : h)),
+  };
+  writeFileSync(configFile, JSON.stringify(written, null, 2));
+  // Read now, so that a certificate that cannot be read fails here, and the launcher trusts the CA.
+  const tls = loadTls(written.tls, written.hosts.find((h) => h.name === origin.name)?.tls);
 
   interface Entry {
     readonly h: HostConfig;
@@ -186,10 +202,11 @@ export function launchDeployment(o: LaunchOptions): Launched {
     children.push(e);
     spawnHost(e);
   }
-  const url = `http://${origin.listen}`;
+  const url = `${httpScheme(tls)}://${origin.listen}`;
   return {
     origin,
     token,
+    ca: tls?.ca,
     controlToken: control,
     controlTokenFile: tokenFile,
     url,
@@ -199,7 +216,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
         if (exited) throw new CleaveError('E_NOT_READY', `deployment failed to start: ${exited}`);
         if (Date.now() > until) throw new CleaveError('E_NOT_READY', `deployment not ready after ${timeoutMs} ms`);
         try {
-          const r = await fetch(`${url}/v2/health/ready`);
+          const r = await requestHost(`${url}/v2/health/ready`, { ca: tls?.ca, timeoutMs: 2000 });
           if (r.status === 200) return;
         } catch {
           // Not listening yet.
