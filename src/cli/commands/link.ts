@@ -87,7 +87,7 @@ async function call(url: string, method: string, token: string | undefined, body
     // fetch() says only 'fetch failed'; the reason (refused, a certificate not trusted) is its cause.
     const why = errorMessage((e as { cause?: unknown }).cause ?? e);
     const hint = /certificate|self.signed/i.test(why)
-      ? "(a deployment with its own CA: run with NODE_EXTRA_CA_CERTS=CA.pem)"
+      ? '(a deployment with its own CA: run with NODE_EXTRA_CA_CERTS=CA.pem)'
       : "(is 'cleave up' running?)";
     throw new CleaveError('E_PEER_GONE', `${method} ${url}: ${why} ${hint}`);
   }
