@@ -36,7 +36,12 @@ export async function launchDefault(
   const specs = resolveInputs(OnnxModel.fromBytes(readFileSync(file), file));
   const base = defaultConfig();
   const hosts = [];
-  for (const h of base.hosts) hosts.push({ ...h, listen: `127.0.0.1:${await freePort()}` });
+  for (const h of base.hosts)
+    hosts.push({
+      ...h,
+      listen: `127.0.0.1:${await freePort()}`,
+      ...(h.grpc ? { grpc: `127.0.0.1:${await freePort()}` } : {}),
+    });
   const config: DeploymentConfig = { ...base, model, hosts };
   const d = launchDeployment({
     config,

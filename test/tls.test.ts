@@ -5,6 +5,8 @@
  * NODE_EXTRA_CA_CERTS; a certificate that cannot be read stops a host with a message naming the file.
  */
 import { execFile } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { connect } from 'node:net';
@@ -17,6 +19,7 @@ import { checkConfig } from '../src/runtime/config.js';
 import { Host } from '../src/runtime/host/host.js';
 import { requestHost } from '../src/runtime/http-client.js';
 import { createSession } from '../src/runtime/local/ort-local.js';
+import { OIP_PROTO, PROTO_OPTIONS } from '../src/runtime/grpc/server.js';
 import { allclose, loopbackHosts, startDeployment, TEST_CONTROL_TOKEN, type Deployment } from './helpers/deployment.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'tls');
@@ -33,7 +36,7 @@ const x = (() => {
 })();
 
 beforeAll(async () => {
-  d = await startDeployment({ modelName: 'mnv2', modelBytes: bytes, tls: TLS });
+  d = await startDeployment({ modelName: 'mnv2', modelBytes: bytes, tls: TLS, grpc: true });
 }, 120_000);
 
 afterAll(async () => {
@@ -92,6 +95,23 @@ describe('TLS (real hosts on loopback)', () => {
       ['cld', 'open'],
       ['edg', 'open'],
     ]);
+  });
+
+  it('serves gRPC over TLS with the same certificate: a client trusting the CA is served, an insecure one is not', async () => {
+    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(OIP_PROTO, PROTO_OPTIONS)) as any;
+    const Service = pkg.inference.GRPCInferenceService;
+    const ask = (creds: grpc.ChannelCredentials) => {
+      const c = new Service(`127.0.0.1:${d.device.grpcPort}`, creds);
+      return new Promise<unknown>((resolve) =>
+        c.ServerLive({}, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: unknown) => {
+          c.close();
+          resolve(err ? err.code : res);
+        }),
+      );
+    };
+    expect(await ask(grpc.credentials.createSsl(CA))).toEqual({ live: true });
+    expect(await ask(grpc.credentials.createInsecure())).toBe(grpc.status.UNAVAILABLE);
+    expect(await ask(grpc.credentials.createSsl())).toBe(grpc.status.UNAVAILABLE); // system roots only
   });
 
   it('gives nothing to plain HTTP or to a client that does not trust the CA, and keeps serving', async () => {

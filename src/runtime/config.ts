@@ -22,6 +22,8 @@ export interface HostConfig {
   readonly threads?: number;
   /** CPU quota in CPUs (0.5 = half a core), applied through cgroups by `cleave up` where possible. */
   readonly cpus?: number;
+  /** `HOST:PORT` of the Open Inference Protocol over gRPC, beside HTTP (the origin only). */
+  readonly grpc?: string;
   /** This host's own certificate and key, over the deployment's `tls` (which must then be set, for its CA). */
   readonly tls?: Pick<TlsConfig, 'cert' | 'key'>;
 }
@@ -82,7 +84,7 @@ export function defaultConfig(): DeploymentConfig {
     model: 'resnet50',
     tiers: [...DEFAULT_TIERS],
     hosts: [
-      { name: 'device', tier: 'device', listen: '127.0.0.1:8000', threads: 1, cpus: 0.25 },
+      { name: 'device', tier: 'device', listen: '127.0.0.1:8000', grpc: '127.0.0.1:8003', threads: 1, cpus: 0.25 },
       { name: 'edge', tier: 'edge', listen: '127.0.0.1:8001', threads: 1, cpus: 1 },
       { name: 'cloud', tier: 'cloud', listen: '127.0.0.1:8002', threads: 2 },
     ],
@@ -145,6 +147,13 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
       bad(`${f}.threads`, 'must be an integer >= 0');
     if (h.cpus !== undefined && !(typeof h.cpus === 'number' && h.cpus > 0))
       bad(`${f}.cpus`, 'must be a positive number');
+    if (h.grpc !== undefined) {
+      if (typeof h.grpc !== 'string') bad(`${f}.grpc`, 'must be HOST:PORT');
+      parseListen(h.grpc as string, `${where}: ${f}.grpc`);
+      if (h.tier !== (tiers as string[])[0])
+        bad(`${f}.grpc`, `only the origin tier's host (${(tiers as string[])[0]}) serves inference`);
+      if (h.grpc === h.listen) bad(`${f}.grpc`, `is the host's listen address too; gRPC needs its own port`);
+    }
     if (h.tls !== undefined) {
       if (raw.tls === undefined) bad(`${f}.tls`, "needs the deployment's tls too (its ca is what peers trust)");
       checkTlsConfig(h.tls, `${f}.tls`, bad);

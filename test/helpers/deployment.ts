@@ -74,13 +74,16 @@ export async function startDeployment(o: {
   listen?: readonly [string, string, string];
   /** HTTPS and wss:// for every host (the URL is then https://). */
   tls?: DeploymentConfig['tls'];
+  /** The origin serves OIP over gRPC too, on a free port (`device.grpcPort`). */
+  grpc?: boolean;
 }): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
   const repo = join(dir, 'models');
   mkdirSync(join(repo, o.modelName, '1'), { recursive: true });
   writeFileSync(join(repo, o.modelName, '1', 'model.onnx'), o.modelBytes);
   const free = await loopbackHosts(['dev', 'edg', 'cld'], o.threads);
-  const hosts = o.listen ? free.map((h, i) => ({ ...h, listen: o.listen![i] })) : free;
+  const placed = o.listen ? free.map((h, i) => ({ ...h, listen: o.listen![i] })) : free;
+  const hosts = o.grpc ? [{ ...placed[0], grpc: `127.0.0.1:${await freePort()}` }, ...placed.slice(1)] : placed;
   const token = 'test-token-123';
   const config: DeploymentConfig = {
     model: o.modelName,

@@ -19,7 +19,9 @@ import type { AccessPolicy } from '../http/access.js';
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
-import { modelSignature } from '../http/gateway.js';
+import { modelSignature, type GatewayDeps } from '../http/gateway.js';
+import { InferenceStats } from '../http/triton.js';
+import { GrpcFront } from '../grpc/server.js';
 import { analyze, modelFrameBytes, type Analysis } from '../local/analysis.js';
 import { cachedProfile } from '../local/profile-cache.js';
 import type { ProfileDoc } from '../local/profiler.js';
@@ -84,6 +86,8 @@ export class Host {
   /** Segment `[start, end)` this host was last asked to prepare: readiness means it is warm. */
   private current: { start: number; end: number } | null = null;
   private closed = false;
+  /** The OIP gRPC front (the origin, when its config has `grpc`). */
+  private grpc: GrpcFront | null = null;
 
   private constructor(private readonly p: HostParts) {}
 
@@ -321,6 +325,26 @@ export class Host {
     });
     const h = host;
     const version = { name: entry.name, version: entry.version };
+    const gateway: GatewayDeps | undefined = origin
+      ? {
+          model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
+          serverVersion: SERVER_VERSION,
+          limits,
+          ready: () => h.ready,
+          plan: () => origin.coordinator.current,
+          infer: retrying({
+            infer: (plan, inputs, ms) => p.infer(plan, inputs, ms),
+            current: () => origin.coordinator.current,
+            runnable: (plan) => origin.runnable(plan.route),
+            retryWaitMs: limits.retryWaitMs,
+            log,
+          }),
+          metrics,
+          answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
+          log,
+          stats: new InferenceStats(),
+        }
+      : undefined;
     server.on(
       'request',
       buildApp({
@@ -351,25 +375,7 @@ export class Host {
               }
             : undefined,
         },
-        gateway: origin
-          ? {
-              model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
-              serverVersion: SERVER_VERSION,
-              limits,
-              ready: () => h.ready,
-              plan: () => origin.coordinator.current,
-              infer: retrying({
-                infer: (plan, inputs, ms) => p.infer(plan, inputs, ms),
-                current: () => origin.coordinator.current,
-                runnable: (plan) => origin.runnable(plan.route),
-                retryWaitMs: limits.retryWaitMs,
-                log,
-              }),
-              metrics,
-              answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
-              log,
-            }
-          : undefined,
+        gateway,
         log,
       }),
     );
@@ -381,6 +387,15 @@ export class Host {
         resolve();
       });
     });
+    if (gateway && self.grpc) {
+      try {
+        h.grpc = await GrpcFront.start(gateway, { listen: self.grpc, tls, stats: gateway.stats as InferenceStats });
+      } catch (e) {
+        await h.close();
+        throw e;
+      }
+      log.info({ grpc: self.grpc, port: h.grpc.port }, 'gRPC listening');
+    }
     load.start();
     heartbeat.start();
     log.info({ listen: `${addr}:${(server.address() as AddressInfo).port}` }, 'listening');
@@ -406,6 +421,11 @@ export class Host {
 
   get port(): number {
     return (this.p.server.address() as AddressInfo).port;
+  }
+
+  /** The port gRPC is served on; null without it. */
+  get grpcPort(): number | null {
+    return this.grpc?.port ?? null;
   }
 
   /**
@@ -495,6 +515,7 @@ export class Host {
     if (this.closed) return;
     this.closed = true;
     const p = this.p;
+    await this.grpc?.close();
     p.load.stop();
     p.heartbeat.stop();
     p.origin?.close();

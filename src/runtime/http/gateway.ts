@@ -36,7 +36,54 @@ export interface GatewayDeps {
   readonly metrics: Pick<HostMetrics, 'requestSuccess' | 'requestFailure' | 'requestDuration'>;
   /** Told of every request that was stamped with a plan, answered or failed, and its latency. */
   answered?(epoch: number, ms: number, ok: boolean): void;
+  /** Triton's per-model statistics, shared by every front end (HTTP and gRPC); one of its own without. */
+  readonly stats?: InferenceStats;
   readonly log: Logger;
+}
+
+/**
+ * One inference request as every front end serves it, counted once: `check` first (which model), then the
+ * plan new requests take (503 E_NOT_READY before the first), then `work`, which parses the request, calls
+ * `run` (stamping it with the plan's epoch) and answers. Success and failure reach the request metrics,
+ * Triton's statistics and, once stamped, the latency window the controller reads.
+ */
+export async function serveInference<R>(
+  d: GatewayDeps,
+  stats: InferenceStats,
+  check: () => void,
+  work: (
+    plan: Routed,
+    run: (inputs: Record<string, TensorLike>, deadlineMs: number) => Promise<Record<string, TensorLike>>,
+  ) => Promise<R>,
+): Promise<R> {
+  const t0 = performance.now();
+  let epoch: number | null = null;
+  try {
+    check();
+    const plan = d.plan();
+    if (!plan)
+      throw new CleaveError('E_NOT_READY', 'the deployment has no plan yet; retry when /v2/health/ready answers 200');
+    const r = await work(plan, (inputs, deadlineMs) => {
+      epoch = plan.epoch;
+      return d.infer(plan, inputs, deadlineMs);
+    });
+    const ms = performance.now() - t0;
+    d.metrics.requestSuccess.inc({ model: d.model.name });
+    stats.record(true, ms);
+    d.metrics.requestDuration.observe({ model: d.model.name }, ms * 1000);
+    if (epoch !== null) d.answered?.(epoch, ms, true);
+    return r;
+  } catch (e) {
+    d.metrics.requestFailure.inc({ model: d.model.name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
+    stats.record(false, performance.now() - t0);
+    if (epoch !== null) d.answered?.(epoch, performance.now() - t0, false);
+    throw e;
+  }
+}
+
+/** The deadline of a request: its own (ms, when it sets one) capped by the deployment's `deadlineMs`. */
+export function requestDeadlineMs(own: number | undefined, limits: Pick<RuntimeLimits, 'deadlineMs'>): number {
+  return own === undefined ? limits.deadlineMs : Math.min(own, limits.deadlineMs);
 }
 
 /** The model's OIP signature: its inputs (with the shapes it is served at) and outputs, typed. */
@@ -72,7 +119,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
       throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${d.model.version})`);
   };
 
-  const stats = new InferenceStats();
+  const stats = d.stats ?? new InferenceStats();
   app.get('/v2', (_req, res) => {
     // Triton's names for what is here; not model_repository: its load and unload are not.
     res.json({
@@ -128,55 +175,42 @@ export function gatewayRoutes(d: GatewayDeps): Router {
       `${base}/infer`,
       checkContentType,
       inferBody(d.limits.maxBodyBytes, INFERENCE_HEADER),
-      async (req: Request, res: Response, next: NextFunction) => {
-        const t0 = performance.now();
+      (req: Request, res: Response, next: NextFunction) => {
         const trace = d.log.isLevelEnabled('trace');
-        if (trace) d.log.trace({ at: performance.timeOrigin + t0 }, 'request received');
-        let epoch: number | null = null;
-        try {
-          model(req);
-          const plan = d.plan();
-          if (!plan)
-            throw new CleaveError(
-              'E_NOT_READY',
-              'the deployment has no plan yet; retry when /v2/health/ready answers 200',
+        if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'request received');
+        serveInference(
+          d,
+          stats,
+          () => model(req),
+          async (plan, run) => {
+            const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+            const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, {
+              maxBodyBytes: d.limits.maxBodyBytes,
+            });
+            const timeout = parsed.parameters?.timeout;
+            if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0))
+              throw new CleaveError(
+                'E_BAD_INPUT',
+                `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`,
+              );
+            const outputs = await run(
+              parsed.inputs,
+              requestDeadlineMs(timeout === undefined ? undefined : timeout / 1000, d.limits),
             );
-          const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-          const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, {
-            maxBodyBytes: d.limits.maxBodyBytes,
-          });
-          const timeout = parsed.parameters?.timeout;
-          if (timeout !== undefined && !(typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0))
-            throw new CleaveError(
-              'E_BAD_INPUT',
-              `parameters.timeout: expected a positive number of microseconds, got ${JSON.stringify(timeout)}`,
+            const enc = encodeInferResponse(
+              sig,
+              {
+                id: parsed.id,
+                outputs: parsed.outputs,
+                binaryOutputs: parsed.binaryOutputs,
+                modelVersion: d.model.version,
+              },
+              outputs,
             );
-          const deadline = timeout === undefined ? d.limits.deadlineMs : Math.min(timeout / 1000, d.limits.deadlineMs);
-          epoch = plan.epoch;
-          const outputs = await d.infer(plan, parsed.inputs, deadline);
-          const enc = encodeInferResponse(
-            sig,
-            {
-              id: parsed.id,
-              outputs: parsed.outputs,
-              binaryOutputs: parsed.binaryOutputs,
-              modelVersion: d.model.version,
-            },
-            outputs,
-          );
-          res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);
-          if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
-          const ms = performance.now() - t0;
-          d.metrics.requestSuccess.inc({ model: name });
-          stats.record(true, ms);
-          d.metrics.requestDuration.observe({ model: name }, ms * 1000);
-          d.answered?.(plan.epoch, ms, true);
-        } catch (e) {
-          d.metrics.requestFailure.inc({ model: name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
-          stats.record(false, performance.now() - t0);
-          if (epoch !== null) d.answered?.(epoch, performance.now() - t0, false);
-          next(e);
-        }
+            res.set(enc.headers).set('x-cleave-epoch', String(plan.epoch)).status(200).send(enc.body);
+            if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'response sent');
+          },
+        ).catch(next);
       },
     );
   }

@@ -49,7 +49,7 @@ export type OipDatatype =
   | 'BYTES';
 
 /** One input or output as the model metadata describes it. -1 in `shape` is a dimension of any size. */
-interface OipTensorSpec {
+export interface OipTensorSpec {
   readonly name: string;
   readonly datatype: OipDatatype;
   readonly shape: readonly number[];
@@ -282,14 +282,15 @@ export function parseInferRequest(
   };
 }
 
-function parseInput(
-  raw: Record<string, unknown>,
+/**
+ * An input's datatype and shape checked against the model's (what every front end checks, with the same
+ * messages): its tensor dtype, dims and element count.
+ */
+export function checkInputHeader(
+  raw: { readonly datatype?: unknown; readonly shape?: unknown },
   where: string,
   spec: OipTensorSpec,
-  body: Uint8Array,
-  offset: number,
-  headerGiven: boolean,
-): { tensor: TensorLike; binaryBytes: number } {
+): { dtype: TensorDType; dims: number[]; count: number } {
   const name = `input '${spec.name}'`;
   if (typeof raw.datatype !== 'string') throw bad(`${where}.datatype: expected a string, got ${kind(raw.datatype)}`);
   if (!isOipDatatype(raw.datatype)) {
@@ -307,7 +308,7 @@ function parseInput(
       `${where}.shape: expected an array of non-negative integers for ${name}, got ${JSON.stringify(shape) ?? 'nothing'}`,
     );
   }
-  const dims = shape as number[];
+  const dims = [...(shape as number[])];
   // An empty declared shape fixes nothing: ORT reports undeclared shapes as [] (as checkFeeds assumes).
   if (spec.shape.length > 0) {
     const fits = dims.length === spec.shape.length && dims.every((d, k) => spec.shape[k] < 0 || spec.shape[k] === d);
@@ -315,6 +316,20 @@ function parseInput(
   }
   const count = dims.reduce((a, d) => a * d, 1);
   if (!Number.isSafeInteger(count)) throw bad(`${where}.shape: ${fmt(dims)} has too many elements (${name})`);
+
+  return { dtype, dims, count };
+}
+
+function parseInput(
+  raw: Record<string, unknown>,
+  where: string,
+  spec: OipTensorSpec,
+  body: Uint8Array,
+  offset: number,
+  headerGiven: boolean,
+): { tensor: TensorLike; binaryBytes: number } {
+  const name = `input '${spec.name}'`;
+  const { dtype, dims, count } = checkInputHeader(raw, where, spec);
 
   const params = optObject(raw.parameters, `${where}.parameters`);
   const size = params?.binary_data_size;

@@ -1,0 +1,170 @@
+/**
+ * The Open Inference Protocol over gRPC (@grpc/grpc-js), on the origin's own port beside HTTP: the six RPCs
+ * of KServe's GRPCInferenceService (grpc_predict_v2.proto here). It shares the HTTP gateway's deps: the same
+ * signature checks, plan, pipeline, deadline limit, metrics, Triton statistics and latency window. A call's
+ * gRPC deadline is the request's deadline (capped by `deadlineMs`). Errors carry gRPC status codes mapped
+ * from Cleave's error codes (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
+ */
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { CleaveError, errorMessage, isCleaveError, type ErrorCode } from '../../errors.js';
+import type { TlsMaterial } from '../tls.js';
+import { requestDeadlineMs, serveInference, type GatewayDeps } from '../http/gateway.js';
+import { modelMetadata } from '../http/oip.js';
+import type { InferenceStats } from '../http/triton.js';
+import { inferInputs, inferResponse, type ModelInferRequest } from './codec.js';
+
+/** The service definition clients and tests load too: names and numbers are KServe's. */
+export const OIP_PROTO = fileURLToPath(new URL('./grpc_predict_v2.proto', import.meta.url));
+
+/** How the proto is loaded on both sides: field names as written, int64 as decimal strings, defaults set. */
+export const PROTO_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** The extensions ServerMetadata lists: those the gRPC side has (Triton's names). */
+const EXTENSIONS: readonly string[] = [];
+
+const STATUS: Partial<Record<ErrorCode, grpc.status>> = {
+  E_BAD_INPUT: grpc.status.INVALID_ARGUMENT,
+  E_BAD_SHAPE: grpc.status.INVALID_ARGUMENT,
+  E_BAD_MODEL: grpc.status.INVALID_ARGUMENT,
+  E_UNSUPPORTED: grpc.status.INVALID_ARGUMENT,
+  E_UNKNOWN_MODEL: grpc.status.NOT_FOUND,
+  E_NOT_FOUND: grpc.status.NOT_FOUND,
+  E_NOT_READY: grpc.status.UNAVAILABLE,
+  E_PEER_GONE: grpc.status.UNAVAILABLE,
+  E_QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,
+  E_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
+  E_DEADLINE: grpc.status.DEADLINE_EXCEEDED,
+  E_UNAUTHORIZED: grpc.status.UNAUTHENTICATED,
+  E_FORBIDDEN: grpc.status.PERMISSION_DENIED,
+};
+
+/** A thrown error as a gRPC status: Cleave's code mapped, its message the details (and a cleave-code trailer). */
+export function grpcError(e: unknown): grpc.ServiceError {
+  const code = isCleaveError(e) ? (STATUS[e.code] ?? grpc.status.INTERNAL) : grpc.status.INTERNAL;
+  const metadata = new grpc.Metadata();
+  metadata.set('cleave-code', isCleaveError(e) ? e.code : 'E_INTERNAL');
+  return Object.assign(new Error(errorMessage(e)), { code, details: errorMessage(e), metadata });
+}
+
+export interface GrpcFrontOptions {
+  /** `HOST:PORT` to listen on (port 0: a free one). */
+  readonly listen: string;
+  /** The deployment's TLS: the same certificate as HTTPS. */
+  readonly tls?: TlsMaterial | null;
+  readonly stats: InferenceStats;
+}
+
+export class GrpcFront {
+  private constructor(
+    private readonly server: grpc.Server,
+    readonly port: number,
+  ) {}
+
+  static async start(d: GatewayDeps, o: GrpcFrontOptions): Promise<GrpcFront> {
+    const def = protoLoader.loadSync(OIP_PROTO, PROTO_OPTIONS);
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } };
+    };
+    const server = new grpc.Server({
+      // The whole request is one message: the body limit plus room for names and shapes.
+      'grpc.max_receive_message_length': d.limits.maxBodyBytes + 1024 * 1024,
+      'grpc.max_send_message_length': -1,
+    });
+    server.addService(pkg.inference.GRPCInferenceService.service, handlers(d, o.stats));
+    const creds = o.tls
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: o.tls.cert, private_key: o.tls.key }], false)
+      : grpc.ServerCredentials.createInsecure();
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+    ).catch((e: unknown) => {
+      throw new CleaveError('E_BAD_INPUT', `grpc ${o.listen}: ${errorMessage(e)}`);
+    });
+    return new GrpcFront(server, port);
+  }
+
+  /** Stops taking calls; those in flight are cancelled after `graceMs`. */
+  close(graceMs = 1000): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
+
+function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImplementation {
+  const sig = d.model.signature;
+  const model = (name: string, version: string): void => {
+    if (name !== sig.name)
+      throw new CleaveError('E_UNKNOWN_MODEL', `unknown model '${name}' (this deployment serves '${sig.name}')`);
+    if (version !== '' && version !== d.model.version)
+      throw new CleaveError('E_UNKNOWN_MODEL', `model '${name}' has no version '${version}' (has ${d.model.version})`);
+  };
+  /** A handler whose throw (or rejection) is the call's error status. */
+  const unary =
+    <Req, Res>(fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> =>
+    (call, callback) => {
+      Promise.resolve()
+        .then(() => fn(call.request, call))
+        .then(
+          (res) => callback(null, res),
+          (e: unknown) => callback(grpcError(e)),
+        );
+    };
+
+  const ServerLive = unary(() => ({ live: true }));
+  const ServerReady = unary(() => ({ ready: d.ready() }));
+  const ModelReady = unary((req: { name: string; version: string }) => {
+    model(req.name, req.version);
+    return { ready: d.ready() };
+  });
+  const ServerMetadata = unary(() => ({ name: 'cleave', version: d.serverVersion, extensions: EXTENSIONS }));
+  const ModelMetadata = unary((req: { name: string; version: string }) => {
+    model(req.name, req.version);
+    return modelMetadata(sig);
+  });
+  const ModelInfer = unary((req: ModelInferRequest, call) =>
+    serveInference(
+      d,
+      stats,
+      () => model(req.model_name, req.model_version),
+      async (plan, run) => {
+        const parsed = inferInputs(req, sig, d.limits.maxBodyBytes);
+        const outputs = await run(parsed.inputs, requestDeadlineMs(callDeadlineMs(call), d.limits));
+        const res = inferResponse(sig, { ...parsed, modelVersion: d.model.version }, outputs);
+        // The epoch that served it, as HTTP's x-cleave-epoch header.
+        const md = new grpc.Metadata();
+        md.set('cleave-epoch', String(plan.epoch));
+        call.sendMetadata(md);
+        return res;
+      },
+    ),
+  );
+  return { ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer };
+}
+
+/** Milliseconds left before the call's deadline; undefined when it has none. Past it: E_DEADLINE. */
+function callDeadlineMs(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
+  const dl = call.getDeadline();
+  const at = dl instanceof Date ? dl.getTime() : dl;
+  if (!Number.isFinite(at)) return undefined;
+  const left = at - Date.now();
+  if (left <= 0) throw new CleaveError('E_DEADLINE', 'the call reached its deadline before it was run');
+  return left;
+}
