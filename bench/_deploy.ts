@@ -27,7 +27,7 @@ export interface BenchDeployment {
 export async function launchDefault(
   model: string,
   prefix: string,
-  more: Pick<LaunchOptions, 'onLine' | 'onExit' | 'restart'> = {},
+  more: Pick<LaunchOptions, 'onLine' | 'onExit' | 'restart' | 'nodeFlags'> = {},
 ): Promise<BenchDeployment> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const repo = join(dir, 'models');

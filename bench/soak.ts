@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- soak [--minutes 10] [--warmup-minutes 2] [--model mobilenetv2] [--clients 4]`
+ * `npm run bench -- soak [--minutes 10] [--warmup-minutes 2] [--model mobilenetv2] [--clients 4] [--node-flags F]`
  *
  * Memory under sustained load: the default three hosts as real processes (CPU quotas as `npm start`), a plan
  * pinned through all three (so every host works: device -> edge -> cloud), and a closed loop of binary
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     'warmup-minutes': { type: 'string', default: '2' },
     model: { type: 'string', default: 'mobilenetv2' },
     clients: { type: 'string', default: '4' },
+    // The hosts' Node flags instead of HOST_NODE_FLAGS (space-separated), to compare heap settings.
+    'node-flags': { type: 'string' },
   },
 });
 const RUN_MS = Number(values.minutes) * 60_000;
@@ -35,7 +37,12 @@ const BOUND_MB = 32;
 const SAMPLE_MS = 5000;
 const NAME = values.model;
 
-const { d, dir, config, specs, api } = await launchDefault(NAME, 'cleave-bench-soak-');
+const nodeFlags = values['node-flags']?.split(/\s+/).filter(Boolean);
+const { d, dir, config, specs, api } = await launchDefault(
+  NAME,
+  'cleave-bench-soak-',
+  nodeFlags ? { nodeFlags } : {},
+);
 
 function rssMb(pid: number | undefined): number | null {
   if (pid === undefined) return null;
@@ -165,6 +172,8 @@ try {
       minutes: RUN_MS / 60_000,
       warmupMinutes: WARM_MS / 60_000,
       clients: CLIENTS,
+      nodeFlags: nodeFlags ?? 'default',
+      mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
       requests: ok + failed,
       failed,
       hosts: perHost,
