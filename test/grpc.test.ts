@@ -232,5 +232,14 @@ describe('OIP over gRPC (real hosts on loopback)', () => {
     const after = await stats();
     expect(after.success.count - before.success.count).toBe(3);
     expect(after.fail.count - before.fail.count).toBe(1);
+    // Triton's ModelStatistics RPC reads the same counters (uint64 as decimal strings).
+    const g = (await rpc('ModelStatistics', { name: 'mnv2' })).model_stats[0];
+    expect(g.name).toBe('mnv2');
+    expect(Number(g.inference_stats.success.count)).toBe(after.success.count);
+    expect(Number(g.inference_stats.fail.count)).toBe(after.fail.count);
+    expect(Number(g.inference_stats.success.ns)).toBe(after.success.ns);
+    expect((await status('ModelStatistics', { name: 'other' })).code).toBe(grpc.status.NOT_FOUND);
+    const index = await rpc('RepositoryIndex', { ready: true });
+    expect(index.models).toEqual([{ name: 'mnv2', version: '1', state: 'READY', reason: '' }]);
   });
 });

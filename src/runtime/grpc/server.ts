@@ -1,6 +1,7 @@
 /**
  * The Open Inference Protocol over gRPC (@grpc/grpc-js), on the origin's own port beside HTTP: the six RPCs
- * of KServe's GRPCInferenceService (grpc_predict_v2.proto here). It shares the HTTP gateway's deps: the same
+ * of KServe's GRPCInferenceService (grpc_predict_v2.proto here), and Triton's ModelStatistics and
+ * RepositoryIndex. It shares the HTTP gateway's deps: the same
  * signature checks, plan, pipeline, deadline limit, metrics, Triton statistics and latency window. A call's
  * gRPC deadline is the request's deadline (capped by `deadlineMs`). Errors carry gRPC status codes mapped
  * from Cleave's error codes (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
@@ -12,7 +13,7 @@ import { CleaveError, errorMessage, isCleaveError, type ErrorCode } from '../../
 import type { TlsMaterial } from '../tls.js';
 import { requestDeadlineMs, serveInference, type GatewayDeps } from '../http/gateway.js';
 import { modelMetadata } from '../http/oip.js';
-import type { InferenceStats } from '../http/triton.js';
+import { modelStats, repositoryIndex, type InferenceStats } from '../http/triton.js';
 import { inferInputs, inferResponse, type ModelInferRequest } from './codec.js';
 
 /** The service definition clients and tests load too: names and numbers are KServe's. */
@@ -28,7 +29,7 @@ export const PROTO_OPTIONS: protoLoader.Options = {
 };
 
 /** The extensions ServerMetadata lists: those the gRPC side has (Triton's names). */
-const EXTENSIONS: readonly string[] = [];
+const EXTENSIONS: readonly string[] = ['statistics'];
 
 const STATUS: Partial<Record<ErrorCode, grpc.status>> = {
   E_BAD_INPUT: grpc.status.INVALID_ARGUMENT,
@@ -156,7 +157,24 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
       },
     ),
   );
-  return { ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer };
+  const ModelStatistics = unary((req: { name: string; version: string }) => {
+    if (req.name !== '') model(req.name, req.version);
+    return modelStats(sig, stats);
+  });
+  const RepositoryIndex = unary((req: { repository_name: string; ready: boolean }) => {
+    const models = repositoryIndex(sig, d.ready());
+    return { models: req.ready ? models.filter((m) => m.state === 'READY') : models };
+  });
+  return {
+    ServerLive,
+    ServerReady,
+    ModelReady,
+    ServerMetadata,
+    ModelMetadata,
+    ModelInfer,
+    ModelStatistics,
+    RepositoryIndex,
+  };
 }
 
 /** Milliseconds left before the call's deadline; undefined when it has none. Past it: E_DEADLINE. */
