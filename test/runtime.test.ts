@@ -323,15 +323,18 @@ describe('runtime: bad input', () => {
     await good();
   });
 
-  it('an authenticated peer sending an infer frame whose stage is not on its route is ignored; the host keeps serving', async () => {
-    const edge = d.hosts[1];
-    const link = PeerLink.connect({
-      url: `ws://127.0.0.1:${edge.port}/v1/peer`,
+  /** A peer link to the edge that says it is the device (with the deployment's master peer token). */
+  const linkAsDevToEdge = (): PeerLink =>
+    PeerLink.connect({
+      url: `ws://127.0.0.1:${d.hosts[1].port}/v1/peer`,
       token: d.token,
       self: { host: 'dev', tier: 'device' },
       peerHost: 'edg',
-      modelSha256: edge.analysis.model.sha256,
+      modelSha256: d.hosts[1].analysis.model.sha256,
     });
+
+  it('an authenticated peer sending an infer frame whose stage is not on its route is ignored; the host keeps serving', async () => {
+    const link = linkAsDevToEdge();
     try {
       await link.whenOpen(5000);
       link.send({ kind: 'infer', id: 'no-route', epoch: 1, route: [], stage: 0, deadline: 0 }, []);
@@ -363,13 +366,7 @@ describe('runtime: bad input', () => {
     const n = d.device.analysis.blocks.length;
     /** Sends one infer frame of `route` as dev; what ended the link (null: still open after 1 s). */
     const refusal = async (route: { host: string; tier: string; from: number; to: number }[]) => {
-      const link = PeerLink.connect({
-        url: `ws://127.0.0.1:${edge.port}/v1/peer`,
-        token: d.token,
-        self: { host: 'dev', tier: 'device' },
-        peerHost: 'edg',
-        modelSha256: edge.analysis.model.sha256,
-      });
+      const link = linkAsDevToEdge();
       try {
         await link.whenOpen(5000);
         link.send({ kind: 'infer', id: 'unplanned', epoch: 1, route, stage: 1, deadline: 5000 }, []);
