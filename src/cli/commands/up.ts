@@ -100,6 +100,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     predicted?: { latencyMs: number };
   };
   const url = d.url;
+  const origin = config.hosts.find((h) => h.name === d.origin.name);
   process.stdout.write(
     [
       '',
@@ -107,6 +108,9 @@ export async function upCommand(argv: string[]): Promise<number> {
       `  plan:     ${plan.route ?? '?'} (predicted ${plan.predicted?.latencyMs?.toFixed(2) ?? '?'} ms)`,
       `  dashboard: ${url}/   (open it in a browser: the split, links, hosts and plan changes, live)`,
       `  infer:    POST ${url}/v2/models/${config.model}/infer`,
+      ...(origin?.grpc
+        ? [`  gRPC:     ${origin.grpc} (inference.GRPCInferenceService, src/runtime/grpc/grpc_predict_v2.proto)`]
+        : []),
       `  model:    GET  ${url}/v2/models/${config.model}`,
       `  plan:     GET  ${url}/v1/plan     topology: GET ${url}/v1/topology     metrics: GET ${url}/metrics`,
       `  links:    cleave link set device edge --mbps 10 --delay 5 --url ${url}`,
