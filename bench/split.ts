@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2] [--heap-flags on|off]`
+ * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2] [--heap-flags on|off|FLAGS]`
  *
  * End-to-end latency of a three-host route (device -> edge -> cloud, three OS processes on loopback, no
  * link emulation, no CPU quotas, one ORT thread each) measured at an HTTP client sending binary Open
@@ -42,9 +42,16 @@ const { values } = parseArgs({
     'heap-flags': { type: 'string', default: 'on' },
   },
 });
-if (!['on', 'off'].includes(values['heap-flags']))
-  throw new Error(`--heap-flags: on or off, got '${values['heap-flags']}'`);
-const HEAP_FLAGS = values['heap-flags'] === 'on';
+// on: HOST_NODE_FLAGS; off: V8's defaults; anything else: those flags (space-separated), to compare settings.
+const FLAGS: readonly string[] =
+  values['heap-flags'] === 'on'
+    ? HOST_NODE_FLAGS
+    : values['heap-flags'] === 'off'
+      ? []
+      : values['heap-flags'].split(/\s+/).filter(Boolean);
+if (!FLAGS.every((f) => f.startsWith('--')))
+  throw new Error(`--heap-flags: on, off or Node flags, got '${values['heap-flags']}'`);
+const HEAP_FLAGS = FLAGS.length > 0;
 const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
 const CONCURRENCY = 4;
@@ -102,7 +109,7 @@ for (const name of values.models.split(',')) {
     modelsDir: repo,
     runDir: dir,
     env: { CLEAVE_CACHE: join(dir, 'cache'), LOG_LEVEL: 'warn', CLEAVE_NODE_FLAGS: HEAP_FLAGS ? '1' : '0' },
-    nodeFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [],
+    nodeFlags: FLAGS,
     onLine: (h, l) => quiet(`[${h}] ${l}\n`),
   });
   try {
@@ -261,7 +268,7 @@ console.log(
     figures: {
       requests: N,
       rounds: ROUNDS,
-      heapFlags: HEAP_FLAGS ? HOST_NODE_FLAGS : [],
+      heapFlags: FLAGS,
       models: results,
       baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)',
     },

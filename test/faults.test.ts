@@ -3,7 +3,8 @@
  * around it at once, requests caught on its route are retried or answered within a second, never at the
  * deadline; the launcher restarts it with its settings and it rejoins), and a SIGSTOP of the cloud past the
  * ping timeout on a plan pinned through it (requests through it fail by the ping timeout, none waits for the
- * deadline, and it serves again once it runs). A deployment constraint keeps work on the edge or the cloud,
+ * deadline, and it serves again once it runs), a link that flaps for 20 s, and a `kill -9` of the cloud
+ * under a plan pinned through it (it restarts and serves that plan again). A deployment constraint keeps work on the edge or the cloud,
  * and slow links to the cloud make it the edge, so the edge is on the route when it is killed.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -166,6 +167,35 @@ describe('faults under load (real processes)', () => {
     expect(ready.status).toBe(200);
   }, 90_000);
 
+  it('a link that flaps every 2 s for 20 s under load: no request fails, none waits long', async () => {
+    await waitFor('a plan through the edge again', 30_000, async () =>
+      (await plan()).route.includes('edge') ? true : undefined,
+    );
+    const before = await plan();
+    const l = load();
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) {
+      const r = await putJson(`${d.url}/v1/links/device/edge`, i % 2 === 0 ? { mbps: 1 } : null, d.controlToken);
+      expect(r.status).toBe(200);
+      await sleep(2000 - ((Date.now() - t0) % 2000));
+    }
+    await putJson(`${d.url}/v1/links/device/edge`, null, d.controlToken);
+    await sleep(1000);
+    await l.stop();
+    const after = await plan();
+    const failed = l.reqs.filter((q) => q.status !== 200);
+    const longest = Math.max(...l.reqs.map((q) => q.t1 - q.t0));
+    console.info(
+      `faults: device->edge flapping 1 Mbit/s <-> unlimited every 2 s for 20 s: ${l.reqs.length} requests, ` +
+        `${failed.length} failed, longest ${longest} ms, ${after.epoch - before.epoch} plan changes`,
+    );
+    expect(failed, JSON.stringify(failed.slice(0, 3))).toEqual([]);
+    expect(l.reqs.length).toBeGreaterThan(20);
+    // A 48 KB input over 1 Mbit/s takes 0.4 s; a request caught on the slow link and a plan change is
+    // answered within a few seconds, never near the 30 s deadline.
+    expect(longest).toBeLessThan(5000);
+  }, 90_000);
+
   it('SIGSTOP of the cloud past the ping timeout: nothing waits for the deadline, and it serves after SIGCONT', async () => {
     // Pinned through the cloud: the plan stays on it while it is stopped, so requests keep meeting it.
     const p = (await (await fetch(`${d.url}/v1/plan`)).json()) as { stages: { blocks: [number, number] | null }[] };
@@ -209,6 +239,8 @@ describe('faults under load (real processes)', () => {
     // Still pinned device -> cloud by the test before. A restarted cloud knows no route until told: the
     // origin sends the adopted routes through it as the link reopens, before any frame of them.
     expect((await plan()).route).toMatch(/cloud/);
+    const l = load();
+    await sleep(1000);
     const pid = d.pid('cloud') as number;
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
@@ -216,13 +248,16 @@ describe('faults under load (real processes)', () => {
       events.some((e) => e.type === 'host-up' && e.host === 'cloud' && e.at > killedAt) ? true : undefined,
     );
     const upAt = Date.now();
-    const l = load();
     await sleep(2500);
     await l.stop();
+    // While it is down the pinned plan cannot run: those requests fail at once, none waits for the deadline.
+    for (const q of l.reqs.filter((r) => r.status !== 200))
+      expect(q.t1 - q.t0, JSON.stringify(q)).toBeLessThan(PING_TIMEOUT_MS + 1000);
     const later = l.reqs.filter((q) => q.t0 > upAt + 500);
     console.info(
-      `faults: cloud restarted under a pinned plan: ${l.reqs.length} requests after it was up, ` +
-        `${l.reqs.filter((q) => q.status !== 200).length} failed`,
+      `faults: kill -9 of the cloud under a plan pinned through it: ${l.reqs.length} requests, ` +
+        `${l.reqs.filter((q) => q.status !== 200).length} failed while it was down, back up after ${upAt - killedAt} ms, ` +
+        `${later.filter((q) => q.status !== 200).length} of ${later.length} failed after`,
     );
     expect(later.length).toBeGreaterThan(3);
     expect(
