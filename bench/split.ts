@@ -129,7 +129,7 @@ for (const name of values.models.split(',')) {
       return p.stages.map((s) => s.measuredComputeMs ?? 0);
     };
     const pin = async (stages: Stage[]): Promise<void> => {
-      const r = await putJson(`${d.url}/v1/plan`, { stages });
+      const r = await putJson(`${d.url}/v1/plan`, { stages }, d.controlToken);
       if (r.status !== 200) throw new Error(`pin: ${await r.text()}`);
     };
     const threeHost: Stage[] = [

@@ -18,7 +18,7 @@ Open Inference Protocol gateway and picks the plan. With --config, hosts, links 
 the deployment file (see README); flags override this host's entry. Its peer credential is
 CLEAVE_HOST_TOKEN, checked with the others' digests in CLEAVE_PEER_DIGESTS (what cleave up gives
 each host), else derived from the master peer token in CLEAVE_TOKEN or the config. The host runs in a Node process started with a larger initial V8 old
-space (--initial-old-space-size=256), which keeps major GCs off the request path; started without it,
+space (--initial-old-space-size=64), which keeps major GCs off the request path; started without it,
 serve runs itself again with it (CLEAVE_NODE_FLAGS=0 turns this off). A host started by a launcher
 (cleave up, the benchmarks) is given CLEAVE_PARENT_PID and stops when that process is gone.`;
 

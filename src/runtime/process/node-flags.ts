@@ -8,11 +8,19 @@
  * of a request. A larger initial old space leaves that to minor GCs and the external-memory trigger.
  * `npm run bench -- split --heap-flags off` against the default, ResNet50 split three ways: 0.44 → 0.04
  * major GCs per request, median 46.7 → 43.7 ms, p90 70.5 → 57.8 ms, 32 → 43 requests/s with 4 clients.
+ *
+ * How large: what the old space holds above the live heap is garbage awaiting the next mark-compact (JS
+ * objects and the frame buffers they own), so the initial size is also how far a host's RSS climbs before
+ * it is collected. At 256 MB the edge and the cloud grew 25-38 MB over a 10-minute soak, JS heap in use
+ * +23-31 MB, with no mark-compact in sight; at V8's defaults they stayed within 2 MB. 64 MB bounds that
+ * climb to a few tens of MB and keeps major GCs off the request path: ResNet50 three ways, 0.017 major GCs
+ * per request at 64 MB against 0-0.009 at 256 MB in the same session (median 89.6 against 84.5-87.5 ms on
+ * a machine then ~1.5x slower than above, 23.6 against 22.3-22.9 requests/s).
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 
-export const HOST_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=256'];
+export const HOST_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
 
 /** The heap flags this process was started with. */
 export function heapFlags(execArgv: readonly string[] = process.execArgv): string[] {
