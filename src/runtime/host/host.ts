@@ -191,7 +191,12 @@ export class Host {
         const through = (originCoordinator?.plans ?? [])
           .map((a) => a.route)
           .filter((r) => r.some((s) => s.host === peer));
-        if (through.length) mesh.send(peer, { kind: 'message', body: { type: PLANNED_ROUTES, routes: through } }, []);
+        if (!through.length) return;
+        try {
+          mesh.send(peer, { kind: 'message', body: { type: PLANNED_ROUTES, routes: through } }, []);
+        } catch (e) {
+          log.warn({ peer, err: (e as Error).message }, 'could not hand the planned routes to a host that joined');
+        }
       },
       logger: log,
       transport,
