@@ -138,17 +138,29 @@ try {
   const identical = Buffer.compare(a, b) === 0;
   for (let i = 0; i < 20; i++) await Promise.all([httpOnce(), grpcOnce()]);
 
+  // The device host's GC time (every kind), from its /metrics: what each protocol's garbage costs it.
+  const gcSeconds = async (): Promise<number> => {
+    const text = await (await fetch(`${d.url}/metrics`)).text();
+    let sum = 0;
+    for (const m of text.matchAll(/^cleave_process_nodejs_gc_duration_seconds_sum\{[^}]*\} ([\d.e+-]+)/gm))
+      sum += Number(m[1]);
+    return sum;
+  };
   const times: Record<'http' | 'grpc', number[]> = { http: [], grpc: [] };
+  const gcMs: Record<'http' | 'grpc', number> = { http: 0, grpc: 0 };
   for (let r = 0; r < ROUNDS; r++)
     for (const [k, once] of [
       ['http', httpOnce],
       ['grpc', grpcOnce],
-    ] as const)
+    ] as const) {
+      const g0 = await gcSeconds();
       for (let i = 0; i < N; i++) {
         const t0 = performance.now();
         await once();
         times[k].push(performance.now() - t0);
       }
+      gcMs[k] += ((await gcSeconds()) - g0) * 1000;
+    }
 
   const rps = async (once: () => Promise<Buffer>): Promise<number> => {
     let done = 0;
@@ -182,8 +194,18 @@ try {
       model: NAME,
       inputBytes: x.byteLength,
       requests: N * ROUNDS,
-      http: { medianMs: r2(med('http')), p90Ms: r2(p90('http')), rps: r2(httpRps) },
-      grpc: { medianMs: r2(med('grpc')), p90Ms: r2(p90('grpc')), rps: r2(grpcRps) },
+      http: {
+        medianMs: r2(med('http')),
+        p90Ms: r2(p90('http')),
+        rps: r2(httpRps),
+        deviceGcMsPerRequest: r2(gcMs.http / (N * ROUNDS)),
+      },
+      grpc: {
+        medianMs: r2(med('grpc')),
+        p90Ms: r2(p90('grpc')),
+        rps: r2(grpcRps),
+        deviceGcMsPerRequest: r2(gcMs.grpc / (N * ROUNDS)),
+      },
       identical,
       ratio: r2(ratio),
       goal: `gRPC median latency <= ${GOAL} x HTTP binary's, answers bit-identical`,
