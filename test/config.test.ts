@@ -3,7 +3,10 @@
  * transport options inside it: each mistake is named by its field.
  */
 import { describe, expect, it } from 'vitest';
-import { checkConfig } from '../src/runtime/config.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkConfig, readConfig } from '../src/runtime/config.js';
 import { DEFAULT_TRANSPORT_OPTIONS, resolveTransportOptions } from '../src/transport/options.js';
 
 const good = {
@@ -16,6 +19,28 @@ const good = {
   links: [{ from: 'device', to: 'edge', mbps: 200, delayMs: 1 }],
   transport: { maxQueueBytes: 1 << 20, reconnect: { initialMs: 50 } },
 };
+
+describe('readConfig', () => {
+  it("resolves the tls files' paths against the config file's folder", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cleave-config-'));
+    try {
+      const file = join(dir, 'deploy.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...good,
+          tls: { cert: 'certs/host.pem', key: 'certs/host.key', ca: '/etc/ca.pem' },
+          hosts: [{ ...good.hosts[0], tls: { cert: 'dev.pem', key: 'dev.key' } }, ...good.hosts.slice(1)],
+        }),
+      );
+      const c = readConfig(file);
+      expect(c.tls).toEqual({ cert: join(dir, 'certs/host.pem'), key: join(dir, 'certs/host.key'), ca: '/etc/ca.pem' });
+      expect(c.hosts[0].tls).toEqual({ cert: join(dir, 'dev.pem'), key: join(dir, 'dev.key') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('checkConfig', () => {
   it('accepts a full config and fills in the default tiers', () => {
@@ -36,6 +61,20 @@ describe('checkConfig', () => {
     [{ ...good, hosts: [{ ...good.hosts[0], cpus: 0 }] }, /hosts\[0\]\.cpus must be a positive number/],
     [{ ...good, hosts: good.hosts.slice(1) }, /exactly one host of the origin tier 'device'/],
     [{ ...good, links: [{ from: 'device', to: 'moon' }] }, /links\[0\]\.to 'moon' is not a host/],
+    [
+      { ...good, hosts: [good.hosts[0], { ...good.hosts[1], grpc: '127.0.0.1:8010' }, good.hosts[2]] },
+      /hosts\[1\]\.grpc only the origin tier's host \(device\) serves inference/,
+    ],
+    [
+      { ...good, hosts: [{ ...good.hosts[0], grpc: '127.0.0.1:8000' }, ...good.hosts.slice(1)] },
+      /hosts\[0\]\.grpc is the host's listen address too/,
+    ],
+    [
+      { ...good, hosts: [{ ...good.hosts[0], grpc: 'nowhere' }, ...good.hosts.slice(1)] },
+      /hosts\[0\]\.grpc 'nowhere': expected HOST:PORT/,
+    ],
+    [{ ...good, tls: { cert: 'a.pem' } }, /tls\.key must be the path of a PEM file/],
+    [{ ...good, tls: { cert: 'a.pem', key: 'a.key', ca: 3 } }, /tls\.ca must be the path of a PEM file/],
     [
       { ...good, transport: { maxQueueBytess: 5 } },
       /config: transport\.maxQueueBytess: unknown option \(known: maxFrameBytes, /,
