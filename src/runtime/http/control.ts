@@ -121,7 +121,6 @@ export function controlRoutes(d: ControlDeps): Router {
   return r;
 }
 
-/** Throws E_BAD_INPUT naming the first field of `o` not in `known` (`at` prefixes its path). */
 /** A route as `POST /v1/segments` carries it: stages of `{host, tier, from, to}`, each field checked. */
 function routeBody(v: unknown): RouteStage[] {
   if (!Array.isArray(v) || v.length === 0 || v.length > 64)
@@ -141,6 +140,7 @@ function routeBody(v: unknown): RouteStage[] {
   });
 }
 
+/** Throws E_BAD_INPUT naming the first field of `o` not in `known` (`at` prefixes its path). */
 function onlyFields(o: Record<string, unknown>, known: readonly string[], at: string): void {
   const extra = Object.keys(o).find((k) => !known.includes(k));
   if (extra !== undefined)
