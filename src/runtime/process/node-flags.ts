@@ -15,7 +15,11 @@
  * +23-31 MB, with no mark-compact in sight; at V8's defaults they stayed within 2 MB. 64 MB bounds that
  * climb to a few tens of MB and keeps major GCs off the request path: ResNet50 three ways, 0.017 major GCs
  * per request at 64 MB against 0-0.009 at 256 MB in the same session (median 89.6 against 84.5-87.5 ms on
- * a machine then ~1.5x slower than above, 23.6 against 22.3-22.9 requests/s).
+ * a machine then ~1.5x slower than above, 23.6 against 22.3-22.9 requests/s). The price: on `npm start`'s
+ * deployment serving MobileNetV2, whose device has a quarter of a CPU, 3-minute soaks back to back served
+ * 2,467-2,683 requests at 64 MB against 2,666-3,007 at 256 MB (~9 % fewer): the extra mark-compacts come out
+ * of that small quota. A host run by hand takes its own: `node --initial-old-space-size=256 bin/cleave.mjs
+ * serve ...` is not re-executed.
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
