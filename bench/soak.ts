@@ -40,11 +40,7 @@ const NAME = values.model;
 const nodeFlags = values['node-flags']?.split(/\s+/).filter(Boolean);
 // Hosts started without HOST_NODE_FLAGS would re-exec themselves with them (node-flags.ts) unless told not to.
 if (nodeFlags) process.env.CLEAVE_NODE_FLAGS = '0';
-const { d, dir, config, specs, api } = await launchDefault(
-  NAME,
-  'cleave-bench-soak-',
-  nodeFlags ? { nodeFlags } : {},
-);
+const { d, dir, config, specs, api } = await launchDefault(NAME, 'cleave-bench-soak-', nodeFlags ? { nodeFlags } : {});
 
 function rssMb(pid: number | undefined): number | null {
   if (pid === undefined) return null;
