@@ -26,6 +26,7 @@ import { makeFeeds } from '../src/runtime/local/ort-local.js';
 import { quantile } from '../src/runtime/local/profiler.js';
 import { launchDeployment } from '../src/runtime/process/launcher.js';
 import { freePort, loopbackHosts, putJson } from '../test/helpers/deployment.js';
+import { binaryBody } from './_oip.js';
 
 const { values } = parseArgs({
   options: {
@@ -75,15 +76,7 @@ try {
   if (pin.status !== 200) throw new Error(`pinning all-device: ${pin.status} ${await pin.text()}`);
 
   // HTTP binary: header + raw bytes, binary outputs.
-  const header = Buffer.from(
-    JSON.stringify({
-      inputs: [
-        { name: input.name, shape: input.dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } },
-      ],
-      parameters: { binary_data_output: true },
-    }),
-  );
-  const body = Buffer.concat([header, xBytes]);
+  const { header, body } = binaryBody(input, x);
   const port = Number(d.url.split(':').pop());
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
   const httpOnce = (): Promise<Buffer> =>

@@ -106,9 +106,12 @@ export function readConfig(file: string): DeploymentConfig {
   } catch (e) {
     throw new CleaveError('E_BAD_INPUT', `config ${file}: ${errorMessage(e)}`);
   }
-  const cfg = checkConfig(raw, `config ${file}`);
+  return withTlsPathsFrom(checkConfig(raw, `config ${file}`), dirname(file));
+}
+
+/** `cfg` with the relative paths of its `tls` and its hosts' `tls` made absolute against `dir`. */
+export function withTlsPathsFrom(cfg: DeploymentConfig, dir: string): DeploymentConfig {
   if (!cfg.tls && !cfg.hosts.some((h) => h.tls)) return cfg;
-  const dir = dirname(file);
   return {
     ...cfg,
     ...(cfg.tls ? { tls: resolveTlsPaths(cfg.tls, dir) } : {}),

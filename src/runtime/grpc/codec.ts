@@ -9,7 +9,14 @@ import { CleaveError } from '../../errors.js';
 import { DTYPE_SIZE, TYPED_ARRAY, tensorBytes, typedFromBytes } from '../../transport/dtype.js';
 import type { TensorDType, TensorLike } from '../executor/tensors.js';
 import { badBoolByte, DataShapeError, fillFromJson, JSON_CONV } from '../http/oip-binary.js';
-import { checkInputHeader, toOipDatatype, type ModelSignature } from '../http/oip.js';
+import {
+  checkAllInputs,
+  checkInputHeader,
+  checkRequestedOutput,
+  inputSpec,
+  toOipDatatype,
+  type ModelSignature,
+} from '../http/oip.js';
 
 /** InferTensorContents: only the field of the tensor's datatype may be set. */
 export interface TensorContents {
@@ -93,9 +100,7 @@ export function inferInputs(
   given.forEach((t, i) => {
     const where = `inputs[${i}]`;
     if (typeof t.name !== 'string' || t.name === '') throw bad(`${where}.name: expected a non-empty string`);
-    const spec = sig.inputs.find((s) => s.name === t.name);
-    if (!spec) throw bad(`unknown input '${t.name}' (model inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
-    if (Object.hasOwn(inputs, t.name)) throw bad(`${where}.name: input '${t.name}' is given twice`);
+    const spec = inputSpec(sig, t.name, where, inputs);
     const { dtype, dims, count } = checkInputHeader(
       { datatype: t.datatype, shape: shapeOf(t.shape ?? []) },
       where,
@@ -142,14 +147,12 @@ export function inferInputs(
       }
     inputs[t.name] = { dtype, dims, data };
   });
-  for (const s of sig.inputs) if (!Object.hasOwn(inputs, s.name)) throw bad(`missing input '${s.name}'`);
+  checkAllInputs(sig, inputs);
   let outputs: string[] | undefined;
   if ((req.outputs ?? []).length > 0) {
     outputs = [];
     for (const [i, o] of req.outputs.entries()) {
-      if (!sig.outputs.some((s) => s.name === o.name))
-        throw bad(`unknown output '${o.name}' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
-      if (outputs.includes(o.name)) throw bad(`outputs[${i}].name: output '${o.name}' is asked for twice`);
+      checkRequestedOutput(sig, o.name, `outputs[${i}]`, outputs);
       outputs.push(o.name);
     }
   }

@@ -123,10 +123,11 @@ export class Host {
     const creds = peerCredentials(o.config, self.name);
     if (creds.fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
     const token = creds.token;
+    const originName = o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name;
     const access: AccessPolicy = {
       controlToken: controlToken(o.config),
       identifyPeer: creds.identify,
-      origin: o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name,
+      origin: originName,
       readAccess: o.config.readAccess ?? 'loopback',
     };
     if (access.controlToken === null)
@@ -142,7 +143,6 @@ export class Host {
     const shapeRules: RouteRules = { tierOf: new Map(o.config.hosts.map((h) => [h.name, h.tier])), tiers };
     const planned = new PlannedRoutes();
     const routeRules: RouteRules = { ...shapeRules, planned: (r) => planned.has(r) };
-    const originName = o.config.hosts.find((h) => h.tier === tiers[0])?.name ?? self.name;
 
     // Frames reach the pipeline (and heartbeats the live state) through the mesh (replies) and the peer
     // server (requests); both open only after the parts exist, so the late bindings are set before a frame.
@@ -330,6 +330,8 @@ export class Host {
     });
     const h = host;
     const version = { name: entry.name, version: entry.version };
+    // Triton's statistics, one set for the HTTP and the gRPC front ends.
+    const stats = new InferenceStats();
     const gateway: GatewayDeps | undefined = origin
       ? {
           model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
@@ -347,7 +349,7 @@ export class Host {
           metrics,
           answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
           log,
-          stats: new InferenceStats(),
+          stats,
         }
       : undefined;
     server.on(
@@ -394,7 +396,7 @@ export class Host {
     });
     if (gateway && self.grpc) {
       try {
-        h.grpc = await GrpcFront.start(gateway, { listen: self.grpc, tls, stats: gateway.stats as InferenceStats });
+        h.grpc = await GrpcFront.start(gateway, { listen: self.grpc, tls, stats });
       } catch (e) {
         await h.close();
         throw e;

@@ -257,15 +257,12 @@ export function parseInferRequest(
       throw bad(`${where}.name: expected a non-empty string, got ${kind(raw.name)}`);
     }
     const name = raw.name;
-    const spec = sig.inputs.find((s) => s.name === name);
-    if (spec === undefined)
-      throw bad(`unknown input '${name}' (model inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
-    if (Object.hasOwn(inputs, name)) throw bad(`${where}.name: input '${name}' is given twice`);
+    const spec = inputSpec(sig, name, where, inputs);
     const tensor = parseInput(raw, where, spec, body, offset, headerLength !== undefined);
     inputs[name] = tensor.tensor;
     offset += tensor.binaryBytes;
   });
-  for (const s of sig.inputs) if (!Object.hasOwn(inputs, s.name)) throw bad(`missing input '${s.name}'`);
+  checkAllInputs(sig, inputs);
   if (offset !== body.length) {
     throw bad(
       `${body.length - offset} bytes after the JSON part and the binary inputs are unused ` +
@@ -280,6 +277,32 @@ export function parseInferRequest(
     binaryOutputs,
     ...(parameters !== undefined && { parameters }),
   };
+}
+
+/** The model's spec of input `name`, given at `where`; E_BAD_INPUT when it has none or `given` holds it already. */
+export function inputSpec(
+  sig: ModelSignature,
+  name: string,
+  where: string,
+  given: Readonly<Record<string, unknown>>,
+): OipTensorSpec {
+  const spec = sig.inputs.find((s) => s.name === name);
+  if (spec === undefined)
+    throw bad(`unknown input '${name}' (model inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
+  if (Object.hasOwn(given, name)) throw bad(`${where}.name: input '${name}' is given twice`);
+  return spec;
+}
+
+/** E_BAD_INPUT naming the first model input `given` lacks. */
+export function checkAllInputs(sig: ModelSignature, given: Readonly<Record<string, unknown>>): void {
+  for (const s of sig.inputs) if (!Object.hasOwn(given, s.name)) throw bad(`missing input '${s.name}'`);
+}
+
+/** E_BAD_INPUT when the model has no output `name` (asked at `where`), or `asked` holds it already. */
+export function checkRequestedOutput(sig: ModelSignature, name: string, where: string, asked: readonly string[]): void {
+  if (!sig.outputs.some((s) => s.name === name))
+    throw bad(`unknown output '${name}' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
+  if (asked.includes(name)) throw bad(`${where}.name: output '${name}' is asked for twice`);
 }
 
 /**
@@ -387,10 +410,12 @@ function parseOutputs(
     if (!isObject(o)) throw bad(`${where}: expected an object, got ${kind(o)}`);
     if (typeof o.name !== 'string') throw bad(`${where}.name: expected a string, got ${kind(o.name)}`);
     const name = o.name;
-    if (!sig.outputs.some((s) => s.name === name)) {
-      throw bad(`unknown output '${name}' (model outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
-    }
-    if (outputs.some((r) => r.name === name)) throw bad(`${where}.name: output '${name}' is asked for twice`);
+    checkRequestedOutput(
+      sig,
+      name,
+      where,
+      outputs.map((r) => r.name),
+    );
     const params = optObject(o.parameters, `${where}.parameters`);
     const binary = optBool(params?.binary_data, `${where}.parameters.binary_data`) ?? binaryOutputs;
     outputs.push({ name, binary });

@@ -15,9 +15,9 @@ import { CleaveError } from '../../errors.js';
 import { digestsFrom, hostToken } from '../../transport/identity.js';
 import { applyCpuQuota, hostQuotaPeriodUs, removeCgroup, setCpuQuota } from './cgroup.js';
 import { HOST_NODE_FLAGS } from './node-flags.js';
-import type { DeploymentConfig, HostConfig } from '../config.js';
+import { withTlsPathsFrom, type DeploymentConfig, type HostConfig } from '../config.js';
 import { requestHost } from '../http-client.js';
-import { httpScheme, loadTls, resolveTlsPaths } from '../tls.js';
+import { httpScheme, loadTls } from '../tls.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/cleave.mjs', import.meta.url));
 
@@ -108,14 +108,7 @@ export function launchDeployment(o: LaunchOptions): Launched {
   const configFile = join(o.runDir, `deployment-${process.pid}-${Date.now()}.json`);
   // The tokens travel in the environment, never in the config file. TLS paths are made absolute (against
   // the working folder when the config came without a file), since the hosts read the file from runDir.
-  const cwd = process.cwd();
-  const written = {
-    ...config,
-    token: undefined,
-    controlToken: undefined,
-    ...(config.tls ? { tls: resolveTlsPaths(config.tls, cwd) } : {}),
-    hosts: config.hosts.map((h) => (h.tls ? { ...h, tls: resolveTlsPaths(h.tls, cwd) } : h)),
-  };
+  const written = { ...withTlsPathsFrom(config, process.cwd()), token: undefined, controlToken: undefined };
   writeFileSync(configFile, JSON.stringify(written, null, 2));
   // Read now, so that a certificate that cannot be read fails here, and the launcher trusts the CA.
   const tls = loadTls(written.tls, written.hosts.find((h) => h.name === origin.name)?.tls);
