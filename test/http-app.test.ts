@@ -38,8 +38,8 @@ const PREDICTED: Plan = {
     { tier: 'edge', host: 'edge', start: 2, end: 4, computeMs: 4, weightBytes: 10 },
   ],
   hops: [
-    { from: 'device', to: 'edge', bytes: 1000, ms: 5.35, busyMs: 0.35, kind: 'forward' },
-    { from: 'edge', to: 'device', bytes: 1000, ms: 5.35, busyMs: 0.35, kind: 'return' },
+    { from: 'device', to: 'edge', bytes: 1000, rawBytes: 1000, codec: 'raw', ms: 5.35, busyMs: 0.35, kind: 'forward' },
+    { from: 'edge', to: 'device', bytes: 1000, rawBytes: 1000, codec: 'raw', ms: 5.35, busyMs: 0.35, kind: 'return' },
   ],
   latencyMs: 17.7,
   computeMs: 7,

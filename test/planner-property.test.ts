@@ -87,6 +87,43 @@ interface Opts {
   pareto?: boolean;
   /** Only share constraints (the branch-and-bound path), at least one. */
   shares?: boolean;
+  /** Wire codecs offered (cleave cost model), with random ratios, errors and per-host costs. */
+  codecs?: boolean;
+}
+
+const CODEC_NAMES = ['brotli', 'fp16', 'int8'];
+
+/** 0-3 codecs: ratios in (0, 1.2], lossy ones with errors (some unmeasured), hosts with or without figures. */
+function codecsArb(n: number, H: number) {
+  const ratio = fc.oneof(fc.constantFrom(0.25, 0.5, 1, 1.1), fc.double({ min: 0.05, max: 1.2, noNaN: true }));
+  const error = fc.oneof(
+    fc.constant(null),
+    fc.constantFrom(0, 0.01, 0.05),
+    fc.double({ min: 0, max: 0.1, noNaN: true }),
+  );
+  const cost = fc.record({
+    encode: fc.constantFrom(0, 1e-5, 1e-4, 1e-3),
+    decode: fc.constantFrom(0, 1e-5, 1e-4),
+  });
+  return fc.record({
+    codecs: fc.subarray(CODEC_NAMES).chain((names) =>
+      fc.tuple(
+        ...names.map((name) =>
+          fc.record({
+            name: fc.constant(name),
+            ratio: fc.array(ratio, { minLength: n + 1, maxLength: n + 1 }),
+            lossy: fc.boolean(),
+            error: fc.array(error, { minLength: n + 1, maxLength: n + 1 }),
+          }),
+        ),
+      ),
+    ),
+    maxError: fc.constantFrom(0, 0.01, 0.05),
+    hostCosts: fc.array(fc.array(fc.option(cost, { nil: undefined }), { minLength: 3, maxLength: 3 }), {
+      minLength: H,
+      maxLength: H,
+    }),
+  });
 }
 
 function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
@@ -127,6 +164,7 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
         costModel: o.costModel ? fc.constant(o.costModel) : fc.constantFrom<CostModel>('cleave', 'scission'),
         topN: fc.integer({ min: 1, max: 8 }),
         hopOverheadMs: fc.constantFrom(0, 0.25, 1),
+        wire: o.codecs ? codecsArb(s.n, H) : fc.constant(undefined),
       })
       .map((r): PlanInput => ({
         tiers: s.tiers,
@@ -135,7 +173,24 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
           blockMs: r.times[i],
           stageOverheadMs: r.ovh[i],
           cutMsPerByte: r.cut[i],
+          ...(r.wire
+            ? {
+                codecMsPerByte: Object.fromEntries(
+                  CODEC_NAMES.flatMap((name, k) => (r.wire!.hostCosts[i][k] ? [[name, r.wire!.hostCosts[i][k]!]] : [])),
+                ),
+              }
+            : {}),
         })),
+        ...(r.wire
+          ? {
+              codecs: r.wire.codecs.map((c) => ({
+                name: c.name,
+                ratio: c.ratio,
+                ...(c.lossy ? { error: c.error } : {}),
+              })),
+              maxError: r.wire.maxError,
+            }
+          : {}),
         // Forward pairs always, unless missing links are tested ('skip'); backward rows sometimes (returns).
         links: pairs.flatMap(([from, to, fwd], i) =>
           (fwd && (!r.skip || r.links[i].keep)) || (!fwd && r.links[i].keep)
@@ -159,7 +214,7 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
 function key(plans: readonly Plan[] | undefined): string[] {
   return (plans ?? []).map(
     (p) =>
-      `${p.origin} | ${p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',')} | ${p.latencyMs} | ${p.bottleneckMs}`,
+      `${p.origin} | ${p.stages.map((s) => `${s.host}:${s.start}-${s.end}`).join(',')} | ${p.hops.map((h) => `${h.codec}:${h.bytes}`).join(',')} | ${p.latencyMs} | ${p.bottleneckMs} | ${p.deviceBytesOut}`,
   );
 }
 
@@ -202,6 +257,29 @@ describe('exact search equals brute-force enumeration', () => {
         agrees(input);
       }),
       { numRuns: RUNS, seed: 7 },
+    );
+  });
+
+  for (const objective of ['latency', 'throughput'] as const) {
+    it(`wire codecs per hop, top N by ${objective}, with random constraints`, () => {
+      let coded = 0;
+      fc.assert(
+        fc.property(instanceArb({ objective, costModel: 'cleave', codecs: true }), (input) => {
+          if (!agrees(input)) return;
+          if (plan(input).plans.some((q) => q.hops.some((h) => h.codec !== 'raw'))) coded++;
+        }),
+        { numRuns: RUNS, seed: 20261201 },
+      );
+      expect(coded).toBeGreaterThan(RUNS / 10); // codecs do get chosen
+    });
+  }
+
+  it('wire codecs with Pareto sets and share constraints (branch and bound)', () => {
+    fc.assert(
+      fc.property(instanceArb({ shares: true, pareto: true, costModel: 'cleave', codecs: true }), (input) => {
+        agrees(input);
+      }),
+      { numRuns: RUNS, seed: 12 },
     );
   });
 

@@ -14,7 +14,7 @@
  * Worst case exponential; `maxSearchNodes` bounds it with an E_UNSUPPORTED error, never a wrong answer.
  */
 import { CleaveError } from '../errors.js';
-import { compareShapes, evaluate } from './cost.js';
+import { compareShapes, evaluate, hopChoice, leastBytesOut, transfers } from './cost.js';
 import { violated } from './constraints.js';
 import { LatencyDP } from './dp.js';
 import { MinMaxDP } from './minmax.js';
@@ -171,7 +171,7 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
       const comp = c0 > 0 ? stageAtoms(p, o, 0, c0) : 0;
       if (comp > p.computeCap[0]) continue; // cut costs: the window is a superset (window.ts)
       const acc = new Float64Array(weightsOf.map((w) => w(0) * comp));
-      offer(o, [{ q: 0, h: o, end: c0 }], 0, c0, comp, comp, acc, c0 === n ? 0 : p.bytesOut[c0], comp);
+      offer(o, [{ q: 0, h: o, end: c0 }], 0, c0, comp, comp, acc, c0 === n ? 0 : leastBytesOut(p, c0), comp);
     }
   }
 
@@ -204,16 +204,15 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
     const o = x.shape.origin;
     const q = slotQ[x.slot];
     const g = x.slot === 0 ? o : slotH[x.slot];
-    const bytes = p.bytesOut[x.c];
-    if (bytes > p.uploadCap[q]) continue;
     const qEnd = Math.min(p.nextMust[q], p.T - 1);
     for (let q2 = q + 1; q2 <= qEnd; q2++) {
       for (const slot2 of ofTier[q2]) {
         const g2 = slotH[slot2];
         const li = g * p.H + g2;
-        const k = p.linkK[li];
-        if (Number.isNaN(k)) continue;
-        const xfer = Math.round(bytes * k);
+        const choice = hopChoice(p, g, g2);
+        if (!choice) continue;
+        const xfer = choice.atoms[x.c];
+        if (xfer === Infinity) continue; // over the upload cap in every codec
         const hop = p.linkFixed[li] + xfer;
         const busy = xfer + p.hopOvh;
         const lo = winLo[g2][x.c];
@@ -224,7 +223,9 @@ export function branchAndBound(p: Prepared, mode: 'top' | 'pareto'): Scored[] {
           const acc = new Float64Array(x.acc.length);
           for (let r = 0; r < acc.length; r++) acc[r] = x.acc[r] + weightsOf[r](q2) * comp;
           const steps = [...x.shape.steps, { q: q2, h: g2, end: c2 }];
-          offer(o, steps, slot2, c2, x.lat + hop + comp, Math.max(x.bn, busy, comp), acc, x.devOut, x.devComp);
+          // The origin's hop fixes what it sends: its codec's bytes.
+          const devOut = x.slot === 0 ? choice.bytes[x.c] : x.devOut;
+          offer(o, steps, slot2, c2, x.lat + hop + comp, Math.max(x.bn, busy, comp), acc, devOut, x.devComp);
         }
       }
     }
@@ -262,9 +263,10 @@ function shareBound(
       }
       for (let q2 = q + 1; q2 <= Math.min(p.nextMust[q], p.T - 1); q2++) {
         for (const slot2 of ofTier[q2]) {
-          if (Number.isNaN(p.linkK[g * p.H + slotH[slot2]])) continue;
+          const xf = transfers(p, g, slotH[slot2]);
+          if (!xf) continue;
           for (let c = q === 0 ? 0 : 1; c < n; c++) {
-            if (p.bytesOut[c] > p.uploadCap[q]) continue;
+            if (xf[c] === Infinity) continue;
             const v = S[slot2 * stride + c];
             if (v < E[base + c]) E[base + c] = v;
           }

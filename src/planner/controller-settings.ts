@@ -42,6 +42,16 @@ export interface ControllerSettings {
   readonly paused: boolean;
   /** The deployment's constraints, added to the snapshot input's own. Default []. */
   readonly constraints: readonly Constraint[];
+  /**
+   * The wire codecs a hop may use besides raw, by name; null (the default): every codec the hosts' profiles
+   * measured. [] keeps every hop raw.
+   */
+  readonly codecs: readonly string[] | null;
+  /**
+   * The accuracy budget: the largest relative error of the model's output (measured at profile time) a lossy
+   * codec (fp16, int8) may cause at the cut it is used on. Default 0: lossless codecs only.
+   */
+  readonly maxError: number;
 }
 
 export const CONTROLLER_DEFAULTS: Readonly<ControllerSettings> = Object.freeze({
@@ -57,6 +67,8 @@ export const CONTROLLER_DEFAULTS: Readonly<ControllerSettings> = Object.freeze({
   calibrationHalfLifeMs: 30_000,
   paused: false,
   constraints: Object.freeze([]) as readonly Constraint[],
+  codecs: null,
+  maxError: 0,
 });
 
 const KINDS: ReadonlySet<string> = new Set([
@@ -129,6 +141,14 @@ export function checkControllerSettings(partial: unknown): Partial<ControllerSet
             bad(`constraints[${i}]: unknown constraint kind ${JSON.stringify(kind)} (known: ${[...KINDS].join(', ')})`);
         });
         out.constraints = Object.freeze([...(v as Constraint[])]);
+        break;
+      case 'codecs':
+        if (v !== null && !(Array.isArray(v) && v.every((c) => typeof c === 'string' && c !== '')))
+          bad(`codecs: must be null (every codec measured) or a list of codec names (got ${JSON.stringify(v)})`);
+        out.codecs = v === null ? null : Object.freeze([...(v as string[])]);
+        break;
+      case 'maxError':
+        out.maxError = num(k, v, (x) => x >= 0, 'a number >= 0 (relative error of the output)');
         break;
       default:
         bad(`${k}: unknown setting (known: ${Object.keys(CONTROLLER_DEFAULTS).join(', ')})`);

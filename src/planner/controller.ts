@@ -95,7 +95,7 @@ export class Controller {
     let best: Plan | null = null;
     let failure = '';
     try {
-      const live: PlanInput = liveInput(s, set.objective, set.constraints);
+      const live: PlanInput = liveInput(s, set.objective, set.constraints, set);
       p = prepare(live);
       best =
         sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0

@@ -28,42 +28,87 @@
  * busy for its compute time; a link for bytes / bandwidth (+ hopOverheadMs under cleave). Propagation delay
  * does not limit throughput. bottleneck = max of these; throughput = 1000 / bottleneck req/s.
  */
-import type { Prepared, Shape } from './prepare.js';
+import type { HopChoice, Prepared, Shape } from './prepare.js';
 
-/** Bytes sent when the sender's last block ends at boundary `c` (0: the device ran nothing: raw input). */
-function bytesAt(p: Prepared, c: number): number {
-  return p.bytesOut[c];
-}
-
-/** A hop `from -> to` carrying `bytes`: latency atoms and busy atoms, or undefined without a link. */
-function hopCost(p: Prepared, from: number, to: number, bytes: number): { lat: number; busy: number } | undefined {
+/**
+ * The forward hop `from -> to` at every boundary c = 0..n: for each, the codec that makes the hop fastest
+ * (coded bytes x atoms per byte of the link, plus the sender's encode and the receiver's decode per raw
+ * byte, each term rounded to 1 ns once) among those usable at c, on both hosts, and within the sender
+ * tier's upload cap; raw wins ties. Undefined without a link. Cached per plan() call: the searches read it
+ * for every origin and pass, and `evaluate` prices hops with the very same numbers.
+ */
+export function hopChoice(p: Prepared, from: number, to: number): HopChoice | undefined {
   const i = from * p.H + to;
   const k = p.linkK[i];
   if (Number.isNaN(k)) return undefined;
-  const xfer = Math.round(bytes * k);
-  return { lat: p.linkFixed[i] + xfer, busy: xfer + p.hopOvh };
+  let choice = p.xferCache.get(i);
+  if (!choice) {
+    const { names, ratio, usable, encode, decode } = p.codecs;
+    const K = names.length;
+    const cap = p.uploadCap[p.hostTier[from]];
+    const atoms = new Float64Array(p.n + 1);
+    const codec = new Uint8Array(p.n + 1);
+    const bytes = new Float64Array(p.n + 1);
+    for (let c = 0; c <= p.n; c++) {
+      const raw = p.bytesOut[c];
+      let best = raw > cap ? Infinity : Math.round(raw * k);
+      let bestK = 0;
+      let bestBytes = raw;
+      for (let j = 1; j < K; j++) {
+        const work = encode[from * K + j] + decode[to * K + j];
+        if (!usable[j][c] || Number.isNaN(work)) continue;
+        const coded = raw * ratio[j][c];
+        if (coded > cap) continue;
+        const a = Math.round(coded * k) + Math.round(raw * work);
+        if (a < best) {
+          best = a;
+          bestK = j;
+          bestBytes = coded;
+        }
+      }
+      atoms[c] = best;
+      codec[c] = bestK;
+      bytes[c] = bestBytes;
+    }
+    choice = { atoms, codec, bytes };
+    p.xferCache.set(i, choice);
+  }
+  return choice;
+}
+
+/**
+ * The hop `from -> to` at boundary c in codec `k`, whatever `hopChoice` would pick: null when a host has no
+ * figure for it (it cannot be priced). Usability and the upload cap are not checked: this prices what runs.
+ */
+export function codedHop(
+  p: Prepared,
+  from: number,
+  to: number,
+  k: number,
+  c: number,
+): { atoms: number; bytes: number } | null {
+  const K = p.codecs.names.length;
+  const raw = p.bytesOut[c];
+  if (k === 0) return { atoms: Math.round(raw * p.linkK[from * p.H + to]), bytes: raw };
+  const work = p.codecs.encode[from * K + k] + p.codecs.decode[to * K + k];
+  if (!(k < K) || Number.isNaN(work)) return null;
+  const coded = raw * p.codecs.ratio[k][c];
+  return { atoms: Math.round(coded * p.linkK[from * p.H + to]) + Math.round(raw * work), bytes: coded };
+}
+
+/** A lower bound on the bytes a sender whose last block ends at c sends, whatever the hop and its codec. */
+export function leastBytesOut(p: Prepared, c: number): number {
+  let r = 1;
+  for (let j = 1; j < p.codecs.names.length; j++) if (p.codecs.usable[j][c]) r = Math.min(r, p.codecs.ratio[j][c]);
+  return p.bytesOut[c] * r;
 }
 
 /**
  * Transfer atoms of `from -> to` for a sender whose last block ends at each boundary c = 0..n (Infinity
- * where the sender tier's upload cap forbids it); undefined without a link. Cached per plan() call: the
- * DPs read it for every origin and pass. Equal to `hopCost`'s transfer term.
+ * where the sender tier's upload cap forbids it); undefined without a link. `hopChoice`'s atoms.
  */
 export function transfers(p: Prepared, from: number, to: number): Float64Array | undefined {
-  const i = from * p.H + to;
-  const k = p.linkK[i];
-  if (Number.isNaN(k)) return undefined;
-  let a = p.xferCache.get(i);
-  if (!a) {
-    a = new Float64Array(p.n + 1);
-    const cap = p.uploadCap[p.hostTier[from]];
-    for (let c = 0; c <= p.n; c++) {
-      const bytes = p.bytesOut[c];
-      a[c] = bytes > cap ? Infinity : Math.round(bytes * k);
-    }
-    p.xferCache.set(i, a);
-  }
-  return a;
+  return hopChoice(p, from, to)?.atoms;
 }
 
 /** The result's return `last -> origin` under the cleave model (zero under scission or when last is the origin). */
@@ -96,7 +141,16 @@ export interface Metrics {
   tierUsed: boolean[];
   /** Per host index: weight bytes held. */
   hostWeights: Map<number, number>;
-  hops: { from: number; to: number; bytes: number; lat: number; busy: number; kind: 'forward' | 'return' }[];
+  hops: {
+    from: number;
+    to: number;
+    bytes: number;
+    rawBytes: number;
+    codec: number;
+    lat: number;
+    busy: number;
+    kind: 'forward' | 'return';
+  }[];
   /** Stage compute atoms, in order (the device stage first when it computes). */
   stageCompute: number[];
 }
@@ -128,16 +182,24 @@ export function evaluate(p: Prepared, s: Shape): Metrics | undefined {
   for (let i = 0; i < s.steps.length; i++) {
     const { q, h, end } = s.steps[i];
     if (i > 0) {
-      const bytes = bytesAt(p, start);
-      const hop = hopCost(p, sender, h, bytes);
-      if (!hop) return undefined;
-      m.latency += hop.lat;
-      m.transfer += hop.lat;
-      m.bottleneck = Math.max(m.bottleneck, hop.busy);
+      const choice = hopChoice(p, sender, h);
+      if (!choice) return undefined;
+      const forced = s.steps[i].codec;
+      const codec = forced ?? choice.codec[start];
+      const fixed = forced === undefined ? undefined : codedHop(p, sender, h, forced, start);
+      if (fixed === null) return undefined;
+      const xfer = fixed ? fixed.atoms : choice.atoms[start];
+      const bytes = fixed ? fixed.bytes : choice.bytes[start];
+      const lat = p.linkFixed[sender * p.H + h] + xfer;
+      const busy = xfer + p.hopOvh;
+      m.latency += lat;
+      m.transfer += lat;
+      m.bottleneck = Math.max(m.bottleneck, busy);
       m.tierUpload[senderTier] += bytes;
       m.bytesTransferred += bytes;
       if (senderTier === 0) m.deviceOut = bytes;
-      m.hops.push({ from: sender, to: h, bytes, lat: hop.lat, busy: hop.busy, kind: 'forward' });
+      const rawBytes = p.bytesOut[start];
+      m.hops.push({ from: sender, to: h, bytes, rawBytes, codec, lat, busy, kind: 'forward' });
     }
     if (end > start) {
       const A = p.atoms[h];
@@ -167,7 +229,16 @@ export function evaluate(p: Prepared, s: Shape): Metrics | undefined {
     m.bottleneck = Math.max(m.bottleneck, ret.busy);
     m.tierUpload[senderTier] += ret.bytes;
     m.bytesTransferred += ret.bytes;
-    m.hops.push({ from: sender, to: s.origin, bytes: ret.bytes, lat: ret.lat, busy: ret.busy, kind: 'return' });
+    m.hops.push({
+      from: sender,
+      to: s.origin,
+      bytes: ret.bytes,
+      rawBytes: ret.bytes,
+      codec: 0,
+      lat: ret.lat,
+      busy: ret.busy,
+      kind: 'return',
+    });
   }
   return m;
 }

@@ -31,6 +31,14 @@ export interface ProfilesToInputOptions {
   /** Where the links came from, for error messages. */
   readonly networkSource?: string;
   readonly options?: Partial<PlannerOptions>;
+  /**
+   * Wire codecs the hops may use besides raw, by name; default every codec the profiles measured. Ratios
+   * and errors come from the origin tier's profile (the model's tensors are the same on every host), each
+   * host's cost from its own; a host whose profile lacks a codec never sends or receives in it.
+   */
+  readonly codecs?: readonly string[];
+  /** The largest model-output relative error a lossy codec may cause. Default 0: lossless codecs only. */
+  readonly maxError?: number;
 }
 
 export function profilesToInput(
@@ -72,6 +80,11 @@ export function profilesToInput(
     }
   }
   const stat = opts.statistic ?? 'median';
+  const ref =
+    profiles.find(({ profile }) => profile.host.tier === tiers[0] && profile.codecs)?.profile.codecs ??
+    profiles.find(({ profile }) => profile.codecs)?.profile.codecs ??
+    {};
+  const offered = Object.keys(ref).filter((c) => c !== 'raw' && (opts.codecs ?? [c]).includes(c));
   return {
     tiers,
     hosts: profiles.map(({ profile }) => ({
@@ -80,7 +93,19 @@ export function profilesToInput(
       blockMs: profile.timings.blocks.map((b) => (stat === 'p90' ? b.p90Ms : b.medianMs)),
       stageOverheadMs: profile.timings.runOverheadMs,
       cutMsPerByte: profile.timings.cutMsPerByte,
+      codecMsPerByte: Object.fromEntries(
+        offered.flatMap((c) => {
+          const m = profile.codecs?.[c];
+          return m ? [[c, { encode: m.encodeMsPerByte, decode: m.decodeMsPerByte }]] : [];
+        }),
+      ),
     })),
+    codecs: offered.map((c) => ({
+      name: c,
+      ratio: ref[c].ratio,
+      ...(ref[c].error ? { error: ref[c].error } : {}),
+    })),
+    maxError: opts.maxError,
     links,
     frontierBytes: model.blocks.map((b) => b.frontierBytes),
     inputBytes: opts.inputBytes ?? defaultInputBytes(costModel, model.inputBytes),

@@ -6,7 +6,7 @@
 import { CleaveError } from '../errors.js';
 import type { Measured } from './calibration.js';
 import { violated } from './constraints.js';
-import { evaluate } from './cost.js';
+import { codedHop, evaluate } from './cost.js';
 import { describeConstraint, prepare, type Prepared, type Shape } from './prepare.js';
 import { toPlan } from './result.js';
 import type { Constraint, Objective, Plan, PlanInput } from './types.js';
@@ -35,7 +35,13 @@ export interface LiveSnapshot {
 }
 
 export interface CurrentPlan {
-  readonly stages: readonly { readonly host: string; readonly start: number; readonly end: number }[];
+  /** `codec`: the wire codec of the hop into the stage, as it runs (absent: priced with the fastest codec). */
+  readonly stages: readonly {
+    readonly host: string;
+    readonly start: number;
+    readonly end: number;
+    readonly codec?: string;
+  }[];
   /** The origin (device) host; needed only when it runs no block and its tier has several hosts. */
   readonly origin?: string;
   readonly pinned: boolean;
@@ -43,12 +49,18 @@ export interface CurrentPlan {
 }
 
 /**
- * The input the controller plans on: each up host's block times, stage overhead and cut cost scaled by its
- * slowdown; down hosts and their links removed (and constraints naming them adjusted); links not measured
+ * The input the controller plans on: each up host's block times, stage overhead, cut and codec costs scaled by its
+ * slowdown; the codecs `wire` allows, with its error budget; down hosts and their links removed (and constraints naming them adjusted); links not measured
  * yet make a pair unusable instead of an error; top 1, no Pareto set. Throws E_NO_PLAN when every origin
  * host is down or a `useHost` names only down hosts.
  */
-export function liveInput(s: LiveSnapshot, objective: Objective, constraints: readonly Constraint[]): PlanInput {
+export function liveInput(
+  s: LiveSnapshot,
+  objective: Objective,
+  constraints: readonly Constraint[],
+  /** Which of the input's codecs the hops may use (null: all) and the lossy codecs' error budget. */
+  wire: { readonly codecs?: readonly string[] | null; readonly maxError?: number } = {},
+): PlanInput {
   const down = new Set(s.down);
   for (const [name, f] of Object.entries(s.slowdown)) {
     if (typeof f !== 'number' || !Number.isFinite(f) || f <= 0)
@@ -64,6 +76,12 @@ export function liveInput(s: LiveSnapshot, objective: Objective, constraints: re
         blockMs: h.blockMs.map((ms) => ms * f),
         stageOverheadMs: h.stageOverheadMs === undefined ? undefined : h.stageOverheadMs * f,
         cutMsPerByte: h.cutMsPerByte === undefined ? undefined : h.cutMsPerByte * f,
+        codecMsPerByte:
+          h.codecMsPerByte === undefined
+            ? undefined
+            : Object.fromEntries(
+                Object.entries(h.codecMsPerByte).map(([c, m]) => [c, { encode: m.encode * f, decode: m.decode * f }]),
+              ),
       };
     });
   const origin = s.input.tiers[0];
@@ -87,9 +105,12 @@ export function liveInput(s: LiveSnapshot, objective: Objective, constraints: re
       cs.push({ ...c, hosts: up });
     } else cs.push(c);
   }
+  const allowed = wire.codecs ?? null;
   return {
     ...s.input,
     hosts,
+    codecs: (s.input.codecs ?? []).filter((c) => allowed === null || allowed.includes(c.name)),
+    maxError: wire.maxError ?? s.input.maxError,
     links: s.input.links.filter((l) => !down.has(l.from) && !down.has(l.to)),
     constraints: cs,
     objective,
@@ -99,14 +120,23 @@ export function liveInput(s: LiveSnapshot, objective: Objective, constraints: re
   };
 }
 
-/** A plan's route, for logs: `device[0:5) -> edge[5:18)`, `device[none] -> cloud[0:18)` when the origin runs nothing. */
+/**
+ * A plan's route, for logs and for telling plans apart: `device[0:5) -> edge[5:18)`, `device[none] ->
+ * cloud[0:18)` when the origin runs nothing, and `device[0:5) -int8-> edge[5:18)` for a hop in a codec.
+ */
 export function routeOf(p: {
   readonly origin?: string;
   readonly stages: readonly { readonly host: string; readonly start: number; readonly end: number }[];
+  readonly hops?: readonly { readonly codec: string; readonly kind: 'forward' | 'return' }[];
 }): string {
   const parts = p.stages.map((s) => `${s.host}[${s.start}:${s.end})`);
   if (p.origin !== undefined && p.stages[0]?.host !== p.origin) parts.unshift(`${p.origin}[none]`);
-  return parts.join(' -> ');
+  const codecs = (p.hops ?? []).filter((h) => h.kind === 'forward').map((h) => h.codec);
+  return parts.reduce((out, part, i) => {
+    if (i === 0) return part;
+    const c = codecs[i - 1];
+    return `${out} ${c && c !== 'raw' ? `-${c}->` : '->'} ${part}`;
+  }, '');
 }
 
 export type Priced = { readonly plan: Plan; readonly broken: Constraint | undefined };
@@ -141,7 +171,8 @@ export function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?:
       bad('origin: the first stage is not in the origin tier and that tier has several hosts; name the origin');
     origin = origins[0];
   }
-  const steps: { q: number; h: number; end: number }[] = origin === firstH ? [] : [{ q: 0, h: origin, end: 0 }];
+  const steps: { q: number; h: number; end: number; codec?: number }[] =
+    origin === firstH ? [] : [{ q: 0, h: origin, end: 0 }];
   for (const [i, st] of stages.entries()) {
     const h = idx(st.host);
     const q = p.hostTier[h];
@@ -149,12 +180,22 @@ export function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?:
       bad(
         `stages[${i}]: ${st.host} (tier ${p.tiers[q]}) does not come after tier ${p.tiers[steps[steps.length - 1].q]}`,
       );
-    steps.push({ q, h, end: st.end });
+    const step: { q: number; h: number; end: number; codec?: number } = { q, h, end: st.end };
+    if (st.codec !== undefined && steps.length > 0) {
+      const k = p.codecs.names.indexOf(st.codec);
+      if (k < 0) return `its codec ${st.codec} into ${st.host} is not offered in the live input`;
+      step.codec = k;
+    }
+    steps.push(step);
   }
   const shape: Shape = { origin, steps };
   const m = evaluate(p, shape);
   if (!m) {
     const hs = steps.map((x) => x.h);
+    for (let i = 1; i < hs.length; i++)
+      if (steps[i].codec !== undefined && !Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]]))
+        if (codedHop(p, hs[i - 1], hs[i], steps[i].codec!, 0) === null)
+          return `${p.hostNames[hs[i - 1]]} or ${p.hostNames[hs[i]]} has no figure for codec ${p.codecs.names[steps[i].codec!]}`;
     for (let i = 1; i < hs.length; i++)
       if (Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]]))
         return `no measured link ${p.hostNames[hs[i - 1]]}->${p.hostNames[hs[i]]}`;

@@ -8,6 +8,7 @@
  */
 import { CleaveError } from '../errors.js';
 import { ATOMS_PER_MS, toAtoms } from './atoms.js';
+import { codecTables, type CodecTables } from './codecs.js';
 import {
   PLANNER_DEFAULTS,
   SCISSION_INPUT_BYTES,
@@ -21,8 +22,21 @@ import {
 /** A plan inside the planner: the origin host and its steps `(tier position, host index, end boundary)`. */
 export interface Shape {
   readonly origin: number;
-  /** steps[0] is the origin's own step `(0, origin, c0)`; c0 = 0 when the device runs no block. */
-  readonly steps: readonly { readonly q: number; readonly h: number; readonly end: number }[];
+  /**
+   * steps[0] is the origin's own step `(0, origin, c0)`; c0 = 0 when the device runs no block. `codec`
+   * (index into `codecs.names`) forces the codec of the hop into that step, for pricing a plan that runs
+   * (priceOn); absent, the hop takes its fastest codec (`hopChoice`), as the searches do.
+   */
+  readonly steps: readonly { readonly q: number; readonly h: number; readonly end: number; readonly codec?: number }[];
+}
+
+/** A forward hop `from -> to` at every boundary c = 0..n, with the fastest usable codec. */
+export interface HopChoice {
+  /** Transfer atoms (coded bytes over the link, plus encode and decode); Infinity where the upload cap forbids every codec. */
+  readonly atoms: Float64Array;
+  /** Codec index (into `codecs.names`) and coded bytes; raw's where nothing fits. */
+  readonly codec: Uint8Array;
+  readonly bytes: Float64Array;
 }
 
 export interface Prepared {
@@ -71,8 +85,10 @@ export interface Prepared {
   readonly hopOvh: number;
   /** Whether the result returns to the origin (cleave). */
   readonly returns: boolean;
-  /** Per host pair, transfer atoms at every boundary, filled on demand by `transfers` (cost.ts). */
-  readonly xferCache: Map<number, Float64Array>;
+  /** Wire codecs a forward hop may use (index 0: raw). */
+  readonly codecs: CodecTables;
+  /** Per host pair, the hop's cost and codec at every boundary, filled on demand by `hopChoice` (cost.ts). */
+  readonly xferCache: Map<number, HopChoice>;
 
   // Constraints, folded.
   /** Allowed hosts per tier position (tier 0: allowed origins), ascending host index. */
@@ -268,6 +284,15 @@ export function prepare(input: PlanInput): Prepared {
     linkK[i] = (1000 * ATOMS_PER_MS) / l.bytesPerSecond;
   }
   const maxBytes = Math.max(input.inputBytes, input.outputBytes, ...input.frontierBytes);
+  const codecs = codecTables(input, n, costModel);
+  const K = codecs.names.length;
+  for (let h = 0; h < H; h++) {
+    for (let k = 1; k < K; k++) {
+      const w = codecs.encode[h * K + k] + codecs.decode[h * K + k];
+      if (maxBytes * w > limit)
+        bad(`host '${input.hosts[h].name}' codec ${codecs.names[k]}: its cost per byte is beyond the planner's range`);
+    }
+  }
   for (let a = 0; a < H; a++) {
     for (let b = 0; b < H; b++) {
       if (hostTier[a] >= hostTier[b]) continue;
@@ -438,6 +463,7 @@ export function prepare(input: PlanInput): Prepared {
     retK,
     hopOvh,
     returns,
+    codecs,
     xferCache: new Map(),
     tierHosts,
     deviceMayCompute,

@@ -49,6 +49,19 @@ export interface ProfileTimings {
   readonly cutMsPerByte?: number;
 }
 
+/**
+ * One wire codec measured on this host for this model (src/runtime/local/codec-profile.ts): its cost per raw
+ * byte here, its ratio at every boundary 0..n, and for lossy codecs the output's relative error and top-1
+ * agreement at the boundaries where they were measured (null elsewhere).
+ */
+export interface ProfileCodec {
+  readonly encodeMsPerByte: number;
+  readonly decodeMsPerByte: number;
+  readonly ratio: readonly number[];
+  readonly error?: readonly (number | null)[];
+  readonly top1?: readonly (number | null)[];
+}
+
 export interface Profile {
   readonly format: typeof PROFILE_FORMAT;
   readonly model: {
@@ -60,6 +73,8 @@ export interface Profile {
   };
   readonly host: ProfileHost;
   readonly timings: ProfileTimings;
+  /** Optional: the wire codecs measured here, by name (older profiles have none: the hops stay raw). */
+  readonly codecs?: Readonly<Record<string, ProfileCodec>>;
   readonly createdAt: string;
 }
 
@@ -166,6 +181,7 @@ export function parseProfile(json: unknown, source: string): Profile {
     ...(t.runOverheadMs !== undefined ? { runOverheadMs: r.num(t.runOverheadMs, 'timings.runOverheadMs') } : {}),
     ...(t.cutMsPerByte !== undefined ? { cutMsPerByte: r.num(t.cutMsPerByte, 'timings.cutMsPerByte') } : {}),
   };
+  const codecs = top.codecs === undefined ? undefined : parseCodecs(r, r.obj(top.codecs, 'codecs'), blocks.length);
   const createdAt = r.str(top.createdAt, 'createdAt');
   if (Number.isNaN(Date.parse(createdAt))) r.fail('createdAt', `${JSON.stringify(createdAt)} is not a date`);
   return {
@@ -179,8 +195,34 @@ export function parseProfile(json: unknown, source: string): Profile {
     },
     host,
     timings,
+    ...(codecs ? { codecs } : {}),
     createdAt,
   };
+}
+
+function parseCodecs(r: Reader, o: Obj, n: number): Record<string, ProfileCodec> {
+  const out: Record<string, ProfileCodec> = {};
+  for (const [name, v] of Object.entries(o)) {
+    const f = `codecs.${name}`;
+    const c = r.obj(v, f);
+    const list = (x: unknown, field: string, nullable: boolean): (number | null)[] => {
+      const a = r.arr(x, field);
+      if (a.length !== n + 1) r.fail(field, `expected ${n + 1} entries (boundaries 0..${n}), got ${a.length}`);
+      return a.map((e, i) => (nullable && e === null ? null : r.num(e, `${field}[${i}]`)));
+    };
+    const ratio = list(c.ratio, `${f}.ratio`, false) as number[];
+    ratio.forEach((x, i) => {
+      if (x <= 0) r.fail(`${f}.ratio[${i}]`, `expected a number > 0, got ${x}`);
+    });
+    out[name] = {
+      encodeMsPerByte: r.num(c.encodeMsPerByte, `${f}.encodeMsPerByte`),
+      decodeMsPerByte: r.num(c.decodeMsPerByte, `${f}.decodeMsPerByte`),
+      ratio,
+      ...(c.error !== undefined ? { error: list(c.error, `${f}.error`, true) } : {}),
+      ...(c.top1 !== undefined ? { top1: list(c.top1, `${f}.top1`, true) } : {}),
+    };
+  }
+  return out;
 }
 
 /** Profiles of one plan: the same model (sha256 and block count) and distinct host names. */

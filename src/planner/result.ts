@@ -74,6 +74,8 @@ export function toPlan(p: Prepared, s: Scored): Plan {
       from: p.hostNames[h.from],
       to: p.hostNames[h.to],
       bytes: h.bytes,
+      rawBytes: h.rawBytes,
+      codec: p.codecs.names[h.codec],
       ms: atomsToMs(h.lat),
       busyMs: atomsToMs(h.busy),
       kind: h.kind,

@@ -26,6 +26,28 @@ export interface PlanHost {
    * `timings.cutMsPerByte`. Default 0.
    */
   readonly cutMsPerByte?: number;
+  /**
+   * Cleave cost model only: the host's measured cost of each wire codec (`PlanInput.codecs`), in ms per raw
+   * byte, to encode (as the sender of a hop) and to decode (as its receiver). A codec this host has no
+   * figure for is not used on a hop this host sends or receives.
+   */
+  readonly codecMsPerByte?: Readonly<Record<string, { readonly encode: number; readonly decode: number }>>;
+}
+
+/**
+ * A wire codec the planner may choose for a forward hop (the result's return always travels raw). `raw` is
+ * always available and is not listed.
+ */
+export interface PlanCodec {
+  readonly name: string;
+  /** Coded bytes over raw bytes at each boundary c = 0..n (0: the model's input), `n + 1` entries in (0, 1]. */
+  readonly ratio: readonly number[];
+  /**
+   * Lossy codecs: the model output's relative error (||y' - y|| / ||y||, the worst output) when the tensors
+   * at each boundary travel in this codec, `n + 1` entries; null where it was not measured, which makes the
+   * codec unusable there. Absent: lossless, usable everywhere.
+   */
+  readonly error?: readonly (number | null)[];
 }
 
 /** A directed link. Scission's CSV gives one row per direction; `from -> to` is the direction data flows. */
@@ -110,6 +132,14 @@ export interface PlanInput {
   readonly outputBytes: number;
   /** Weight bytes per block, `n` entries; needed only for `maxWeights`. */
   readonly weightBytes?: readonly number[];
+  /**
+   * Cleave cost model only: wire codecs a forward hop may use besides raw. Each hop takes the codec that
+   * makes it fastest: encode on the sender + coded bytes over the link + decode on the receiver, all three
+   * counted in the hop's latency and in its busy time. Default none (raw only).
+   */
+  readonly codecs?: readonly PlanCodec[];
+  /** The largest output error a lossy codec may cause (`PlanCodec.error`). Default 0: no lossy codec. */
+  readonly maxError?: number;
   readonly constraints?: readonly Constraint[];
   /** Default 'latency'. */
   readonly objective?: Objective;
@@ -135,7 +165,12 @@ export interface Stage {
 export interface Hop {
   readonly from: string;
   readonly to: string;
+  /** Bytes on the wire: the coded size under `codec`. */
   readonly bytes: number;
+  /** The tensors' own bytes before coding. */
+  readonly rawBytes: number;
+  /** The wire codec chosen for the hop ('raw' unless `PlanInput.codecs` offered a faster one). */
+  readonly codec: string;
   /** What the hop adds to the latency under the cost model. */
   readonly ms: number;
   /** How long the hop occupies the link (bytes / bandwidth, + the hop overhead under cleave). */

@@ -9,6 +9,7 @@ import { CleaveError, errorMessage } from '../errors.js';
 import type { Granularity } from '../graph/cuts.js';
 import { resolveTransportOptions, type TransportOptionsInput } from '../transport/options.js';
 import { checkControllerSettings, type ControllerSettings } from '../planner/controller-settings.js';
+import { codecListProblem } from '../transport/codec.js';
 import { DEFAULT_TIERS } from '../planner/criteria.js';
 import { resolveLimits, type RuntimeLimits } from './defaults.js';
 import { checkTlsConfig, resolveTlsPaths, type TlsConfig } from './tls.js';
@@ -193,6 +194,8 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
   if (raw.controller !== undefined) {
     try {
       checkControllerSettings(raw.controller);
+      const problem = codecListProblem((raw.controller as { codecs?: unknown }).codecs);
+      if (problem) throw new CleaveError('E_BAD_INPUT', problem);
     } catch (e) {
       throw new CleaveError('E_BAD_INPUT', `${where}: controller.${errorMessage(e)}`);
     }

@@ -25,6 +25,7 @@
  */
 import { Packr } from 'msgpackr';
 import { CleaveError } from '../errors.js';
+import { CODECS, decodeTensor, encodeTensor, isCodec, paramsProblem, type CodecName } from './codec.js';
 import {
   DTYPE_SIZE,
   DTYPES,
@@ -43,7 +44,13 @@ export interface TensorDesc {
   name: string;
   dtype: Dtype;
   dims: number[];
+  /** Bytes in the frame: the raw size, or the coded size when `codec` is set. */
   byteLength: number;
+  /** The wire codec the bytes are in (codec.ts); absent: raw. */
+  codec?: CodecName;
+  /** int8 codecs' affine map. */
+  lo?: number;
+  scale?: number;
 }
 
 /**
@@ -61,6 +68,8 @@ export interface RouteStage {
   tier: string;
   from: number;
   to: number;
+  /** The codec the tensors of an infer frame addressed to this stage travel in; absent: raw. */
+  codec?: CodecName;
 }
 
 export interface FrameError {
@@ -163,6 +172,8 @@ export function encodeFrame(
 ): EncodedFrame {
   const descs: TensorDesc[] = [];
   const datas: Buffer[] = [];
+  // An infer frame's tensors travel in the codec its route names for the stage it is addressed to.
+  const codec = input.kind === 'infer' ? (input.route?.[input.stage ?? 0]?.codec ?? 'raw') : 'raw';
   for (let i = 0; i < tensors.length; i++) {
     const t = tensors[i];
     const size = DTYPE_SIZE[t.dtype];
@@ -175,8 +186,11 @@ export function encodeFrame(
         `tensors[${i}] (${t.name}): dims [${t.dims.join(',')}] x ${size} bytes != data byteLength ${t.data.byteLength}`,
       );
     }
-    descs.push({ name: t.name, dtype: t.dtype, dims: [...t.dims], byteLength: t.data.byteLength });
-    datas.push(tensorBytes(t.data));
+    const enc = encodeTensor(codec, t.dtype, tensorBytes(t.data));
+    const desc: TensorDesc = { name: t.name, dtype: t.dtype, dims: [...t.dims], byteLength: enc.bytes.length };
+    if (enc.params) Object.assign(desc, enc.params);
+    descs.push(desc);
+    datas.push(enc.bytes);
   }
   const header: FrameHeader = {
     kind: input.kind,
@@ -284,6 +298,8 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
     if (typeof s.tier !== 'string') throw bad(`route[${i}].tier`, 'is not a string');
     if (!isCount(s.from)) throw bad(`route[${i}].from`, 'is not a non-negative integer');
     if (!isCount(s.to)) throw bad(`route[${i}].to`, 'is not a non-negative integer');
+    if (s.codec !== undefined && !isCodec(s.codec))
+      throw bad(`route[${i}].codec`, `'${String(s.codec)}' is not one of ${CODECS.join(', ')}`);
   });
   if (h.error !== undefined) {
     if (!isObject(h.error)) throw bad('error', 'is not a map');
@@ -311,7 +327,10 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
     if (count < 0) throw bad(`${f}.dims`, 'is not a list of non-negative integers');
     if (!isCount(t.byteLength)) throw bad(`${f}.byteLength`, 'is not a non-negative integer');
     const size = DTYPE_SIZE[t.dtype];
-    if (count * size !== t.byteLength) {
+    if (t.codec !== undefined) {
+      const problem = paramsProblem(t, t.dtype);
+      if (problem) throw bad(`${f}.codec`, problem);
+    } else if (count * size !== t.byteLength) {
       throw bad(
         `${f}.byteLength`,
         `${t.byteLength} != dims [${(t.dims as number[]).join(',')}] x ${size} bytes (${t.dtype}) = ${count * size}`,
@@ -353,6 +372,14 @@ export function decodeFrame(data: Buffer | readonly Buffer[], options: DecodeOpt
   }
   const header = checkHeader(raw, options.maxTensors ?? DEFAULT_MAX_TENSORS);
 
+  // Coded tensors decode to their dims' size: together no more than a raw frame could carry.
+  let decodedTotal = 0;
+  for (const d of header.tensors) if (d.codec) decodedTotal += elementCount(d.dims) * DTYPE_SIZE[d.dtype];
+  if (decodedTotal > options.maxFrameBytes)
+    throw new CleaveError(
+      'E_TOO_LARGE',
+      `bad frame: its coded tensors decode to ${decodedTotal} bytes, more than maxFrameBytes ${options.maxFrameBytes}`,
+    );
   const tensors: Tensor[] = [];
   let copiedBytes = 0;
   let at = header.tensors.length ? align(headerEnd) : headerEnd;
@@ -366,6 +393,13 @@ export function decodeFrame(data: Buffer | readonly Buffer[], options: DecodeOpt
       );
     }
     const { buf, copied: split } = bytes.range(start, d.byteLength);
+    if (d.codec) {
+      const count = elementCount(d.dims);
+      const { data } = typedFromBytes(d.dtype, decodeTensor({ codec: d.codec, lo: d.lo, scale: d.scale }, d.dtype, count, buf, d.name));
+      tensors.push({ name: d.name, dtype: d.dtype, dims: d.dims, data });
+      at = start + d.byteLength;
+      continue;
+    }
     const { data, copied } = typedFromBytes(d.dtype, buf);
     if (split || copied) copiedBytes += d.byteLength;
     tensors.push({ name: d.name, dtype: d.dtype, dims: d.dims, data });

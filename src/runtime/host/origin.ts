@@ -77,6 +77,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
     if (config.hosts.every((h) => from.has(h.name) || !mesh.isOpen(h.name) || h.name === self.name)) return fresh;
     return [...fresh, ...(await cluster.links()).filter((l) => !from.has(l.from))];
   };
+  let loopRef: AdaptiveLoop | undefined;
   const c = new Coordinator({
     self: { name: self.name, tier: self.tier },
     tiers,
@@ -86,6 +87,8 @@ export function startOrigin(o: OriginOptions): OriginParts {
     prepare: prepareOn,
     objective: config.controller?.objective,
     constraints: config.controller?.constraints,
+    // The controller's settings once it runs (changed live by PUT /v1/controller), the config's before.
+    wire: () => loopRef?.state().settings ?? config.controller ?? {},
     historyLength: limits.planHistory,
     onAdopt: (a, before) => {
       metrics.planEpoch.set({ host: self.name }, a.epoch);
@@ -114,7 +117,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
     },
     logger: log,
   });
-  const loop = new AdaptiveLoop({
+  const loop = (loopRef = new AdaptiveLoop({
     coordinator: c,
     live: liveState,
     profiles: () => cluster.profiles(),
@@ -131,7 +134,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
       changed: (reason) => metrics.planChanges.inc({ reason }),
     },
     logger: log,
-  });
+  }));
   const snapshotTimer = setInterval(() => {
     void cluster.profiles().then((profiles) => {
       const now = Date.now();

@@ -8,6 +8,7 @@
  * stamped. A route that fails is refused: a peer holding a host's credential could otherwise make hosts
  * bounce one request between them, or run segments no plan gave them.
  */
+import { isCodec } from '../../transport/codec.js';
 import type { RouteStage } from '../../transport/frame.js';
 
 export interface RouteRules {
@@ -19,9 +20,9 @@ export interface RouteRules {
   readonly planned?: (route: readonly RouteStage[]) => boolean;
 }
 
-/** A route's identity: its stages' hosts, tiers and node ranges. */
+/** A route's identity: its stages' hosts, tiers, node ranges and codecs. */
 export function routeKey(route: readonly RouteStage[]): string {
-  return route.map((s) => `${s.host}/${s.tier}/${s.from}-${s.to}`).join(' ');
+  return route.map((s) => `${s.host}/${s.tier}/${s.from}-${s.to}/${s.codec ?? 'raw'}`).join(' ');
 }
 
 /**
@@ -101,10 +102,17 @@ export function plannedRoutesOf(body: unknown, self: string, r: RouteRules): Rou
           typeof (s as RouteStage).host === 'string' &&
           typeof (s as RouteStage).tier === 'string' &&
           Number.isInteger((s as RouteStage).from) &&
-          Number.isInteger((s as RouteStage).to),
+          Number.isInteger((s as RouteStage).to) &&
+          ((s as RouteStage).codec === undefined || isCodec((s as RouteStage).codec)),
       );
-    if (!ok) throw new Error(`routes[${k}]: expected stages of {host, tier, from, to}`);
-    const stages = (route as RouteStage[]).map((s) => ({ host: s.host, tier: s.tier, from: s.from, to: s.to }));
+    if (!ok) throw new Error(`routes[${k}]: expected stages of {host, tier, from, to, codec?}`);
+    const stages = (route as RouteStage[]).map((s) => ({
+      host: s.host,
+      tier: s.tier,
+      from: s.from,
+      to: s.to,
+      ...(s.codec !== undefined && s.codec !== 'raw' ? { codec: s.codec } : {}),
+    }));
     const i = stages.findIndex((s) => s.host === self);
     const why = i < 1 ? `it has no stage on ${self} past the origin` : routeProblem(stages, i, stages[i - 1].host, r);
     if (why !== null) throw new Error(`routes[${k}]: ${why}`);

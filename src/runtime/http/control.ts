@@ -6,6 +6,7 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
 import { CleaveError, errorMessage } from '../../errors.js';
 import type { Profile } from '../../planner/profile.js';
+import { CODECS, codecListProblem, isCodec } from '../../transport/codec.js';
 import { checkEmulationSettings, type EmulationSettings } from '../../transport/emulator.js';
 import { checkCredential, checkOrigin, checkRead, type AccessPolicy } from './access.js';
 import { verifyJsonDepth } from './json-depth.js';
@@ -128,15 +129,24 @@ function routeBody(v: unknown): RouteStage[] {
   return v.map((s: unknown, i) => {
     const at = `route[${i}]`;
     if (typeof s !== 'object' || s === null || Array.isArray(s))
-      throw new CleaveError('E_BAD_INPUT', `${at}: expected {"host", "tier", "from", "to"}`);
+      throw new CleaveError('E_BAD_INPUT', `${at}: expected {"host", "tier", "from", "to", "codec"?}`);
     const o = s as Record<string, unknown>;
-    onlyFields(o, ['host', 'tier', 'from', 'to'], `${at}.`);
+    onlyFields(o, ['host', 'tier', 'from', 'to', 'codec'], `${at}.`);
     for (const k of ['host', 'tier'])
       if (typeof o[k] !== 'string') throw new CleaveError('E_BAD_INPUT', `${at}.${k}: expected a string`);
     for (const k of ['from', 'to'])
       if (!Number.isInteger(o[k]) || (o[k] as number) < 0)
         throw new CleaveError('E_BAD_INPUT', `${at}.${k}: expected a non-negative integer`);
-    return { host: o.host as string, tier: o.tier as string, from: o.from as number, to: o.to as number };
+    if (o.codec !== undefined && !isCodec(o.codec))
+      throw new CleaveError('E_BAD_INPUT', `${at}.codec: expected one of ${CODECS.join(', ')}`);
+    const stage: RouteStage = {
+      host: o.host as string,
+      tier: o.tier as string,
+      from: o.from as number,
+      to: o.to as number,
+    };
+    if (o.codec !== undefined && o.codec !== 'raw') stage.codec = o.codec;
+    return stage;
   });
 }
 
@@ -241,6 +251,8 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: Reque
       operator,
       json,
       handle((req, res) => {
+        const problem = codecListProblem((req.body as { codecs?: unknown } | null)?.codecs);
+        if (problem) throw new CleaveError('E_BAD_INPUT', problem);
         adaptive.update(req.body);
         res.json(adaptive.state());
       }),

@@ -31,7 +31,8 @@ export async function cachedProfile(
       if (
         p.format === PROFILE_FORMAT &&
         p.model.sha256 === a.model.sha256 &&
-        p.model.blocks.length === a.blocks.length
+        p.model.blocks.length === a.blocks.length &&
+        p.codecs !== undefined // made before wire codecs: profile again to measure them
       ) {
         log.info({ file }, 'profile loaded from cache');
         return p;

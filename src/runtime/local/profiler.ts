@@ -17,6 +17,7 @@ import ort from 'onnxruntime-node';
 import type { Analysis } from './analysis.js';
 import { extractSegment } from '../../graph/segment.js';
 import { createSession, makeFeeds, runAllTensors, runSession, type Feeds } from './ort-local.js';
+import { profileCodecs } from './codec-profile.js';
 import { onnx } from '../../graph/onnx.js';
 import { PROFILE_FORMAT, type Profile } from '../../planner/profile.js';
 
@@ -34,6 +35,8 @@ export interface ProfileOptions {
   /** Calibration chunks, each timed as one fused session (default 16; 1: scale all blocks uniformly). */
   readonly chunks?: number;
   readonly onProgress?: (done: number, total: number) => void;
+  /** Boundaries at which lossy wire codecs' output error is measured (codec-profile.ts; default 16). */
+  readonly codecErrorCuts?: number;
   /** Host facts; read from the OS (systeminformation where available) when absent. */
   readonly hostInfo?: { cpu: string; cores: number; memoryBytes: number };
 }
@@ -83,6 +86,7 @@ export async function profileModel(a: Analysis, opts: ProfileOptions): Promise<P
     overhead,
   );
   const info = opts.hostInfo ?? (await hostFacts());
+  const codecs = await profileCodecs(a, values, { threads, errorCuts: opts.codecErrorCuts });
   return {
     format: PROFILE_FORMAT,
     model: {
@@ -114,6 +118,7 @@ export async function profileModel(a: Analysis, opts: ProfileOptions): Promise<P
       runOverheadMs: round(overhead),
       ...(cal.cutMsPerByte !== undefined ? { cutMsPerByte: cal.cutMsPerByte } : {}),
     },
+    codecs,
     createdAt: new Date().toISOString(),
   };
 }

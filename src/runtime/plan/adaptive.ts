@@ -15,6 +15,7 @@ import type { CurrentPlan, LiveSnapshot } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
 import type { ActivePlan, Coordinator } from './coordinator.js';
+import { stageCodecs } from './route.js';
 import type { EventBus } from './events.js';
 import type { LiveState } from './live-state.js';
 
@@ -229,8 +230,13 @@ export class AdaptiveLoop {
 
 /** The coordinator's plan as the controller sees it: stages in blocks. */
 function currentOf(a: ActivePlan): CurrentPlan {
+  // The codecs the plan runs with, so that it is priced as it runs (a better codec is a better plan).
+  const codecs = stageCodecs(a.predicted, a.predicted.origin);
   return {
-    stages: a.predicted.stages.map((s) => ({ host: s.host, start: s.start, end: s.end })),
+    stages: a.predicted.stages.map((s, i) => {
+      const codec = codecs[i];
+      return { host: s.host, start: s.start, end: s.end, ...(codec !== undefined ? { codec } : {}) };
+    }),
     origin: a.predicted.origin,
     pinned: a.pinned,
     adoptedAt: Date.parse(a.adoptedAt),

@@ -43,6 +43,11 @@ export interface CoordinatorOptions {
   readonly missingLinks?: PlannerOptions['missingLinks'];
   /** The deployment's constraints, applied to every search but a pin's (an operator's explicit plan). */
   readonly constraints?: readonly Constraint[];
+  /**
+   * The wire codecs the hops may use (null or absent: every codec the profiles measured) and the lossy
+   * codecs' error budget, read at every search (the controller's live settings).
+   */
+  readonly wire?: () => { readonly codecs?: readonly string[] | null; readonly maxError?: number };
   /** Adopted plans kept in `plans`. */
   readonly historyLength: number;
   /** Told of every committed plan (metrics, events). */
@@ -163,6 +168,8 @@ export class Coordinator {
         costModel: this.o.costModel ?? 'cleave',
         constraints,
         topN,
+        codecs: this.o.wire?.().codecs ?? undefined,
+        maxError: this.o.wire?.().maxError,
         networkSource: 'measured links',
         options: { missingLinks: this.o.missingLinks ?? 'skip' },
       },

@@ -16,6 +16,16 @@ export interface BlockRange {
   readonly end: number;
 }
 
+/**
+ * The codec of the hop into each stage of `p` (undefined for the origin's own stage, which nothing sends
+ * to), from its forward hops in order.
+ */
+export function stageCodecs(p: Plan, origin: string): (string | undefined)[] {
+  const forward = p.hops.filter((h) => h.kind === 'forward');
+  const originRuns = p.stages[0]?.host === origin;
+  return p.stages.map((_, i) => (originRuns ? (i === 0 ? undefined : forward[i - 1]?.codec) : forward[i]?.codec));
+}
+
 export function routeOf(p: Plan, origin: HostView, blocks: readonly BlockRange[]): RouteStage[] {
   const nodes = (a: number, b: number): { from: number; to: number } => ({
     from: blocks[a].start,
@@ -23,17 +33,36 @@ export function routeOf(p: Plan, origin: HostView, blocks: readonly BlockRange[]
   });
   const route: RouteStage[] = [];
   if (p.stages[0]?.host !== origin.name) route.push({ host: origin.name, tier: origin.tier, from: 0, to: 0 });
-  for (const s of p.stages) route.push({ host: s.host, tier: s.tier, ...nodes(s.start, s.end) });
+  const codecs = stageCodecs(p, origin.name);
+  p.stages.forEach((s, i) => {
+    const stage: RouteStage = { host: s.host, tier: s.tier, ...nodes(s.start, s.end) };
+    const c = codecs[i];
+    if (c !== undefined && c !== 'raw') stage.codec = c as RouteStage['codec'];
+    route.push(stage);
+  });
   return route;
 }
 
 export function sameRoute(a: readonly RouteStage[], b: readonly RouteStage[]): boolean {
   return (
     a.length === b.length &&
-    a.every((s, i) => s.host === b[i].host && s.tier === b[i].tier && s.from === b[i].from && s.to === b[i].to)
+    a.every(
+      (s, i) =>
+        s.host === b[i].host &&
+        s.tier === b[i].tier &&
+        s.from === b[i].from &&
+        s.to === b[i].to &&
+        (s.codec ?? 'raw') === (b[i].codec ?? 'raw'),
+    )
   );
 }
 
 export function describeRoute(route: readonly RouteStage[]): string {
-  return route.map((s) => (s.to > s.from ? `${s.host}[${s.from}:${s.to})` : `${s.host}(input)`)).join(' -> ');
+  return route
+    .map((s, i) => {
+      const part = s.to > s.from ? `${s.host}[${s.from}:${s.to})` : `${s.host}(input)`;
+      if (i === 0) return part;
+      return `${s.codec && s.codec !== 'raw' ? `-${s.codec}->` : '->'} ${part}`;
+    })
+    .join(' ');
 }
