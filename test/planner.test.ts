@@ -519,3 +519,99 @@ describe('validation', () => {
     );
   });
 });
+
+describe('wire codecs per hop', () => {
+  // Two blocks; the device is slow, the edge fast; a 1 MB input, 2 MB after block 0, a 10-byte output.
+  const base = (bytesPerSecond: number, extra: Partial<PlanInput> = {}): PlanInput => ({
+    tiers: ['device', 'edge'],
+    hosts: [
+      {
+        name: 'dev',
+        tier: 'device',
+        blockMs: [2000, 2000],
+        codecMsPerByte: { int8: { encode: 1e-5, decode: 0 }, brotli: { encode: 2e-5, decode: 1e-5 } },
+      },
+      {
+        name: 'edg',
+        tier: 'edge',
+        blockMs: [5, 5],
+        codecMsPerByte: { int8: { encode: 1e-5, decode: 1e-6 }, brotli: { encode: 2e-5, decode: 1e-5 } },
+      },
+    ],
+    links: [{ from: 'dev', to: 'edg', rttMs: 2, bytesPerSecond }],
+    frontierBytes: [2_000_000, 10],
+    inputBytes: 1_000_000,
+    outputBytes: 10,
+    codecs: [
+      { name: 'int8', ratio: [0.25, 0.25, 0.25], error: [0.004, null, 0] },
+      { name: 'brotli', ratio: [0.7, 0.5, 1] },
+    ],
+    maxError: 0.01,
+    ...extra,
+  });
+  const best = (input: PlanInput): Plan => plan(input).plans[0];
+
+  it('a slow link takes the codec that makes the hop fastest, and prices it', () => {
+    // 1 MB at 1 MB/s: raw 1000 ms, brotli 700 + 30 ms, int8 250 + 11 ms.
+    const p = best(base(1e6));
+    expect(stagesOf(p)).toBe('edg:0-2');
+    const hop = p.hops.find((h) => h.kind === 'forward')!;
+    expect(hop).toMatchObject({ codec: 'int8', bytes: 250_000, rawBytes: 1_000_000 });
+    expect(hop.ms).toBeCloseTo(1 + 0.25 + 250 + 10 + 1, 6);
+    expect(p.deviceBytesOut).toBe(250_000);
+  });
+
+  it('a fast link keeps the tensors raw: coding would cost more than it saves', () => {
+    const p = best(base(1e10, { hosts: base(1e10).hosts.map((h) => (h.name === 'dev' ? { ...h, blockMs: [1e3, 1e3] } : h)) }));
+    expect(p.hops.find((h) => h.kind === 'forward')?.codec).toBe('raw');
+  });
+
+  it('a lossy codec only within the error budget, and only where its error was measured', () => {
+    expect(best(base(1e6, { maxError: 0 })).hops[0].codec).toBe('brotli');
+    expect(best(base(1e6, { maxError: 0.003 })).hops[0].codec).toBe('brotli');
+    // Cut after block 0 (int8 unmeasured there): only brotli may carry it.
+    const pinned = plan({
+      ...base(1e6),
+      constraints: [
+        { kind: 'blockOn', block: 0, tier: 'device' },
+        { kind: 'blockOn', block: 1, tier: 'edge' },
+      ],
+    });
+    expect(pinned.plans[0].hops[0]).toMatchObject({ codec: 'brotli', rawBytes: 2_000_000 });
+  });
+
+  it('a host with no figure for a codec never sends or receives in it', () => {
+    const hosts = base(1e6).hosts.map((h) =>
+      h.name === 'edg' ? { ...h, codecMsPerByte: { brotli: { encode: 0, decode: 1e-5 } } } : h,
+    );
+    expect(best(base(1e6, { hosts })).hops[0].codec).toBe('brotli');
+  });
+
+  it('an upload cap the raw tensors break can be met by a codec', () => {
+    const cap: Constraint = { kind: 'maxUpload', tier: 'device', bytes: 300_000 };
+    const p = best(
+      base(1e9, {
+        constraints: [cap],
+        hosts: base(1e9).hosts.map((h) => ({ ...h, blockMs: h.name === 'dev' ? [1e4, 1e4] : [5, 5] })),
+      }),
+    );
+    expect(p.hops[0]).toMatchObject({ codec: 'int8', bytes: 250_000 });
+    expect(enumeratePlans({ ...base(1e9), constraints: [cap] }).plans[0].hops[0].bytes).toBeLessThanOrEqual(300_000);
+  });
+
+  it('the scission cost model ignores codecs; bad codec input is named', () => {
+    expect(best(base(1e6, { costModel: 'scission' })).hops[0].codec).toBe('raw');
+    expectError(
+      () => plan(base(1e6, { codecs: [{ name: 'int8', ratio: [0.25] }] })),
+      'E_BAD_INPUT',
+      /codecs\[0\] \(int8\)\.ratio: expected 3 entries/,
+    );
+    expectError(
+      () => plan(base(1e6, { codecs: [{ name: 'raw', ratio: [1, 1, 1] }] })),
+      'E_BAD_INPUT',
+      /'raw' is always offered/,
+    );
+    expectError(() => plan(base(1e6, { codecs: [{ name: 'x', ratio: [0, 1, 1] }] })), 'E_BAD_INPUT', /ratio\[0\] = 0/);
+    expectError(() => plan(base(1e6, { maxError: -1 })), 'E_BAD_INPUT', /maxError/);
+  });
+});

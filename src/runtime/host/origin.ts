@@ -88,7 +88,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
     objective: config.controller?.objective,
     constraints: config.controller?.constraints,
     // The controller's settings once it runs (changed live by PUT /v1/controller), the config's before.
-    wire: () => loopRef?.state().settings ?? config.controller ?? {},
+    settings: () => loopRef?.state().settings ?? config.controller ?? {},
     historyLength: limits.planHistory,
     onAdopt: (a, before) => {
       metrics.planEpoch.set({ host: self.name }, a.epoch);

@@ -44,10 +44,15 @@ export interface CoordinatorOptions {
   /** The deployment's constraints, applied to every search but a pin's (an operator's explicit plan). */
   readonly constraints?: readonly Constraint[];
   /**
-   * The wire codecs the hops may use (null or absent: every codec the profiles measured) and the lossy
-   * codecs' error budget, read at every search (the controller's live settings).
+   * The controller's live settings, read at every search: its constraints (instead of `constraints`), the
+   * wire codecs the hops may use (null or absent: every codec the profiles measured) and the lossy codecs'
+   * error budget. Absent: `constraints`, every codec, no budget.
    */
-  readonly wire?: () => { readonly codecs?: readonly string[] | null; readonly maxError?: number };
+  readonly settings?: () => {
+    readonly constraints?: readonly Constraint[];
+    readonly codecs?: readonly string[] | null;
+    readonly maxError?: number;
+  };
   /** Adopted plans kept in `plans`. */
   readonly historyLength: number;
   /** Told of every committed plan (metrics, events). */
@@ -134,7 +139,7 @@ export class Coordinator {
   /** The planner's top plans for the current measurements. */
   async search(constraints: readonly Constraint[], topN = 1, deployment = true): Promise<readonly Plan[]> {
     const input = await this.planInput(
-      deployment ? [...(this.o.constraints ?? []), ...constraints] : constraints,
+      deployment ? [...(this.o.settings?.().constraints ?? this.o.constraints ?? []), ...constraints] : constraints,
       topN,
     );
     return searchPlans(input).plans;
@@ -168,8 +173,8 @@ export class Coordinator {
         costModel: this.o.costModel ?? 'cleave',
         constraints,
         topN,
-        codecs: this.o.wire?.().codecs ?? undefined,
-        maxError: this.o.wire?.().maxError,
+        codecs: this.o.settings?.().codecs ?? undefined,
+        maxError: this.o.settings?.().maxError,
         networkSource: 'measured links',
         options: { missingLinks: this.o.missingLinks ?? 'skip' },
       },
