@@ -68,7 +68,7 @@ describe('runtime: wire codecs on a slow link', () => {
   it('the profile measured every codec: ratios at every boundary, lossy errors at the input', async () => {
     const profile = await (await fetch(`${d.url}/v1/profile`)).json();
     const n = d.device.analysis.blocks.length;
-    for (const c of ['brotli', 'fp16', 'int8', 'int8-brotli']) {
+    for (const c of ['brotli', 'fp16', 'fp16-brotli', 'int8', 'int8-brotli']) {
       expect(profile.codecs[c].ratio).toHaveLength(n + 1);
       expect(profile.codecs[c].encodeMsPerByte).toBeGreaterThan(0);
     }
@@ -92,7 +92,7 @@ describe('runtime: wire codecs on a slow link', () => {
     const plan = await (await fetch(`${d.url}/v1/plan`)).json();
     const hop = plan.hops[0];
     expect(hop.from).toBe('dev');
-    expect(['int8', 'int8-brotli', 'fp16']).toContain(hop.codec);
+    expect(['int8', 'int8-brotli', 'fp16', 'fp16-brotli']).toContain(hop.codec);
     expect(hop.bytes).toBeLessThan(hop.rawBytes * 0.6);
     expect(plan.route).toContain(`-${hop.codec}->`);
     for (let i = 0; i < 3; i++) {

@@ -249,6 +249,51 @@ describe('cleave plan', () => {
     await fails(['--network', files.net], 'E_BAD_INPUT', /--profiles FILE\.\.\. is required/);
   });
 
+  it('wire codecs from the profiles: --codecs, --max-error, and their bad values', async () => {
+    // The toy net's frontiers with an int8 codec measured: 1/4 the bytes, 1 % output error at every boundary.
+    const codecs = {
+      int8: {
+        encodeMsPerByte: 1e-6,
+        decodeMsPerByte: 1e-6,
+        ratio: new Array(9).fill(0.25),
+        error: new Array(9).fill(0.01),
+      },
+    };
+    const slow = `source,destination,ping(ms),bandwidth(mbps)
+pi,edge1,10,1
+pi,cloud1,40,1
+edge1,cloud1,20,1000
+`;
+    const f = {
+      pi: write('pi-c.json', profile('pi', 'device', 200, { codecs })),
+      edge: write('edge1-c.json', profile('edge1', 'edge', 1, { codecs })),
+      cloud: write('cloud1-c.json', profile('cloud1', 'cloud', 1, { codecs })),
+      net: write('slow.csv', slow),
+    };
+    const base = ['--profiles', f.pi, f.edge, f.cloud, '--network', f.net, '--json'];
+    const hopsOf = async (extra: string[]): Promise<{ codec: string }[]> => {
+      const r = await run([...base, ...extra]);
+      expect(r.code, r.err).toBe(0);
+      return JSON.parse(r.out).plans[0].hops;
+    };
+    expect((await hopsOf([])).every((h) => h.codec === 'raw')).toBe(true); // no budget: lossless only
+    expect((await hopsOf(['--max-error', '0.02'])).some((h) => h.codec === 'int8')).toBe(true);
+    expect((await hopsOf(['--max-error', '0.02', '--codecs', 'none'])).every((h) => h.codec === 'raw')).toBe(true);
+    expect((await hopsOf(['--max-error', '0.005'])).every((h) => h.codec === 'raw')).toBe(true);
+    await fails([...base, '--codecs', 'zstd'], 'E_BAD_INPUT', /--codecs: 'zstd' is not a codec/);
+    const short = write(
+      'pi-short.json',
+      profile('pi', 'device', 200, { codecs: { int8: { ...codecs.int8, ratio: [1] } } }),
+    );
+    await fails(
+      [short, f.edge, '--network', f.net],
+      'E_BAD_PROFILE',
+      /pi-short\.json: codecs\.int8\.ratio: expected 9 entries/,
+    );
+    await fails([...base, '--max-error=-1'], 'E_BAD_INPUT', /--max-error '-1'/);
+    await fails([...base, '--max-error', 'lots'], 'E_BAD_INPUT', /--max-error 'lots'/);
+  });
+
   it('a tier chain from --config with a skipped tier', async () => {
     const cfg = write('cfg.json', { tiers: ['device', 'gateway', 'edge', 'cloud'] });
     const r = await run([

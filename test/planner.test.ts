@@ -562,7 +562,9 @@ describe('wire codecs per hop', () => {
   });
 
   it('a fast link keeps the tensors raw: coding would cost more than it saves', () => {
-    const p = best(base(1e10, { hosts: base(1e10).hosts.map((h) => (h.name === 'dev' ? { ...h, blockMs: [1e3, 1e3] } : h)) }));
+    const p = best(
+      base(1e10, { hosts: base(1e10).hosts.map((h) => (h.name === 'dev' ? { ...h, blockMs: [1e3, 1e3] } : h)) }),
+    );
     expect(p.hops.find((h) => h.kind === 'forward')?.codec).toBe('raw');
   });
 

@@ -16,6 +16,7 @@ import {
   unshuffle,
   type CodecName,
 } from '../src/transport/codec.js';
+import { codedSize } from '../src/runtime/local/codec-profile.js';
 import { ALIGN, PREFIX_BYTES, decodeFrame, encodeFrame, type RouteStage } from '../src/transport/frame.js';
 
 const MAX = 1 << 30;
@@ -86,10 +87,13 @@ describe('wire codecs', () => {
     expect(bytes).toBeGreaterThan(0);
   });
 
-  it('fp16 halves the bytes with a relative error under 2^-11', () => {
+  it('fp16 halves the bytes with a relative error under 2^-11; fp16-brotli gives the same values in fewer', () => {
     const { out, bytes } = roundTrip('fp16', v);
     expect(bytes).toBe(v.length * 2);
     for (let i = 0; i < v.length; i++) expect(Math.abs(out[i] - v[i])).toBeLessThanOrEqual(Math.abs(v[i]) * 2 ** -11);
+    const both = roundTrip('fp16-brotli', v);
+    expect(both.bytes).toBeLessThan(v.length * 2 * 0.8);
+    expect(Array.from(both.out)).toEqual(Array.from(out));
   });
 
   it('int8 quarters the bytes, errs by at most half a step, and keeps zeros exact when the minimum is 0', () => {
@@ -143,6 +147,18 @@ describe('wire codecs', () => {
         expect(unshuffle(shuffle(b, w), w)).toEqual(b);
       }),
     );
+  });
+
+  it("the profiler's sampled size of a big tensor is close to its whole coded size, and exact for fixed-size codecs", () => {
+    const big = activations(400_000, 3);
+    const raw = Buffer.from(big.buffer);
+    for (const c of ['brotli', 'int8-brotli', 'fp16-brotli'] as const) {
+      const whole = encodeTensor(c, 'float32', raw).bytes.length;
+      expect(Math.abs(codedSize(c, 'float32', raw) / whole - 1)).toBeLessThan(0.1);
+    }
+    expect(codedSize('int8', 'float32', raw)).toBe(400_000);
+    expect(codedSize('fp16', 'float32', raw)).toBe(800_000);
+    expect(codedSize('raw', 'float32', raw)).toBe(1_600_000);
   });
 
   it('a codec setting that names no codec is refused by name', () => {

@@ -61,7 +61,8 @@ function details(plan: Plan): string[] {
     lines.push(
       plan.hops
         .map(
-          (h) => `${h.from} -> ${h.to} ${fmtBytes(h.bytes)} ${fmtMs(h.ms)} ms${h.kind === 'return' ? ' (result)' : ''}`,
+          (h) =>
+            `${h.from} -> ${h.to} ${fmtBytes(h.bytes)}${h.codec !== 'raw' ? ` (${h.codec}, ${fmtBytes(h.rawBytes)} raw)` : ''} ${fmtMs(h.ms)} ms${h.kind === 'return' ? ' (result)' : ''}`,
         )
         .join(', '),
     );

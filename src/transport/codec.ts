@@ -7,11 +7,12 @@
  * | `raw`         | yes      | the tensor's own bytes                                                       |
  * | `brotli`      | yes      | bytes shuffled by element (byte 0 of every element, then byte 1, ...), then brotli quality 1 |
  * | `fp16`        | no       | float32 -> IEEE half (round to nearest even), 2 bytes per element           |
+ * | `fp16-brotli` | no       | `fp16`, then its bytes shuffled and brotli quality 1                        |
  * | `int8`        | no       | float32 -> uint8 by a per-tensor affine map `x = lo + q x scale` over [min, max] |
  * | `int8-brotli` | no       | `int8`, then brotli quality 1                                               |
  *
  * The lossy codecs change float32 tensors only; a tensor of any other dtype travels raw under them (and
- * shuffled + brotli under `int8-brotli`). Post-ReLU activations are a third to a half zeros: `int8` keeps
+ * shuffled + brotli under `fp16-brotli` and `int8-brotli`). Post-ReLU activations are a third to a half zeros: `int8` keeps
  * a zero exact when the tensor's minimum is 0, and brotli then finds long runs.
  *
  * A coded tensor's description in the frame header carries `codec` and, for `int8`, `lo` and `scale`; its
@@ -22,9 +23,14 @@ import zlib from 'node:zlib';
 import { CleaveError } from '../errors.js';
 import { DTYPE_SIZE, type Dtype } from './dtype.js';
 
-export type CodecName = 'raw' | 'brotli' | 'fp16' | 'int8' | 'int8-brotli';
+export type CodecName = 'raw' | 'brotli' | 'fp16' | 'fp16-brotli' | 'int8' | 'int8-brotli';
 
-export const CODECS: readonly CodecName[] = ['raw', 'brotli', 'fp16', 'int8', 'int8-brotli'];
+export const CODECS: readonly CodecName[] = ['raw', 'brotli', 'fp16', 'fp16-brotli', 'int8', 'int8-brotli'];
+
+/** The codec whose decoded values a codec gives (a lossless stage on top changes only the bytes). */
+export function valuesOf(c: CodecName): CodecName {
+  return c === 'int8-brotli' ? 'int8' : c === 'fp16-brotli' ? 'fp16' : c;
+}
 /** The codecs that give back exactly the bytes they were given. */
 export const LOSSLESS_CODECS: readonly CodecName[] = ['raw', 'brotli'];
 
@@ -193,16 +199,16 @@ export function encodeTensor(codec: CodecName, dtype: Dtype, bytes: Buffer): Enc
   if (codec === 'raw') return { bytes };
   const width = DTYPE_SIZE[dtype];
   if (dtype !== 'float32') {
-    if (codec === 'brotli' || codec === 'int8-brotli')
+    if (codec === 'brotli' || codec === 'int8-brotli' || codec === 'fp16-brotli')
       return { bytes: brotli(shuffle(bytes, width)), params: { codec: 'brotli' } };
     return { bytes };
   }
   if (codec === 'brotli') return { bytes: brotli(shuffle(bytes, 4)), params: { codec } };
   const v = floatView(bytes);
-  if (codec === 'fp16') {
+  if (codec === 'fp16' || codec === 'fp16-brotli') {
     const h = new Uint16Array(v.length);
     for (let i = 0; i < v.length; i++) h[i] = toHalf(v[i]);
-    return { bytes: asBuffer(h), params: { codec } };
+    return { bytes: codec === 'fp16' ? asBuffer(h) : brotli(shuffle(asBuffer(h), 2)), params: { codec } };
   }
   const { q, lo, scale } = quantize(v);
   return { bytes: codec === 'int8' ? asBuffer(q) : brotli(asBuffer(q)), params: { codec, lo, scale } };
@@ -258,9 +264,11 @@ export function decodeTensor(
   switch (params.codec) {
     case 'brotli':
       return unshuffle(unbrotli(bytes, size, name), DTYPE_SIZE[dtype]);
-    case 'fp16': {
+    case 'fp16':
+    case 'fp16-brotli': {
+      const h = params.codec === 'fp16' ? bytes : unshuffle(unbrotli(bytes, count * 2, name), 2);
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = HALF_TO_FLOAT[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
+      for (let i = 0; i < count; i++) out[i] = HALF_TO_FLOAT[h[2 * i] | (h[2 * i + 1] << 8)];
       return asBuffer(out);
     }
     case 'int8':

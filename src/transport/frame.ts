@@ -395,7 +395,10 @@ export function decodeFrame(data: Buffer | readonly Buffer[], options: DecodeOpt
     const { buf, copied: split } = bytes.range(start, d.byteLength);
     if (d.codec) {
       const count = elementCount(d.dims);
-      const { data } = typedFromBytes(d.dtype, decodeTensor({ codec: d.codec, lo: d.lo, scale: d.scale }, d.dtype, count, buf, d.name));
+      const { data } = typedFromBytes(
+        d.dtype,
+        decodeTensor({ codec: d.codec, lo: d.lo, scale: d.scale }, d.dtype, count, buf, d.name),
+      );
       tensors.push({ name: d.name, dtype: d.dtype, dims: d.dims, data });
       at = start + d.byteLength;
       continue;

@@ -9,6 +9,7 @@
 import fc from 'fast-check';
 import pino from 'pino';
 import WebSocket from 'ws';
+import { CODECS } from '../../src/transport/codec.js';
 import type { HeaderInput, Tensor } from '../../src/transport/frame.js';
 import { PeerLink } from '../../src/transport/peer-link.js';
 import ort from 'onnxruntime-node';
@@ -237,6 +238,8 @@ function frameArb(hosts: readonly string[]): fc.Arbitrary<{ header: HeaderInput;
     tier: fc.constantFrom('device', 'edge', 'cloud', 'x'),
     from: fc.integer({ min: -3, max: 400 }),
     to: fc.integer({ min: -3, max: 400 }),
+    // Wire codecs, and one no wire knows: coded tensors must decode or be refused.
+    codec: fc.option(fc.constantFrom(...CODECS, 'zstd'), { nil: undefined }),
   });
   const tensor = fc
     .record({

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CleaveError, errorMessage } from '../../errors.js';
+import { codecListProblem } from '../../transport/codec.js';
 import {
   DEFAULT_TIERS,
   PLANNER_DEFAULTS,
@@ -47,6 +48,10 @@ Objective and output
   --input-bytes SIZE       raw input uploaded when the device runs nothing (default: the model's input
                            for cleave, ${SCISSION_INPUT_BYTES / 1e6} MB for scission, as Scission)
   --hop-overhead MS        cleave's fixed cost per hop (default ${PLANNER_DEFAULTS.hopOverheadMs} ms)
+  --codecs LIST            wire codecs a hop may use besides raw, e.g. brotli,fp16 (default: every codec
+                           the profiles measured; none: raw only). Cleave cost model only
+  --max-error E            lossy codecs (fp16, int8...) only where the model output's relative error they
+                           cause, measured at profile time, is at most E (default 0: lossless only)
 
 Constraints (all combinable, each repeatable)
   --block-on K=TIER        block K (or range A-B) runs on TIER      --block-not-on K=TIER
@@ -161,6 +166,8 @@ export async function planCommand(argv: string[]): Promise<number> {
       stat: { type: 'string' },
       'input-bytes': { type: 'string' },
       'hop-overhead': { type: 'string' },
+      codecs: { type: 'string' },
+      'max-error': { type: 'string' },
       device: { type: 'string', short: 'd', multiple: true },
       edge: { type: 'string', short: 'e', multiple: true },
       cloud: { type: 'string', short: 'c', multiple: true },
@@ -206,6 +213,20 @@ export async function planCommand(argv: string[]): Promise<number> {
     if (values['hop-overhead'].trim() === '' || !Number.isFinite(hopOverheadMs) || hopOverheadMs < 0)
       throw new CleaveError('E_BAD_INPUT', `--hop-overhead '${values['hop-overhead']}': expected ms >= 0`);
   }
+  const codecs =
+    values.codecs === undefined
+      ? undefined
+      : values.codecs === 'none'
+        ? []
+        : values.codecs.split(',').map((c) => c.trim());
+  const codecProblem = codecListProblem(codecs);
+  if (codecProblem) throw new CleaveError('E_BAD_INPUT', `--${codecProblem}`);
+  let maxError: number | undefined;
+  if (values['max-error'] !== undefined) {
+    maxError = Number(values['max-error']);
+    if (values['max-error'].trim() === '' || !Number.isFinite(maxError) || maxError < 0)
+      throw new CleaveError('E_BAD_INPUT', `--max-error '${values['max-error']}': expected a relative error >= 0`);
+  }
   const inputBytes =
     values['input-bytes'] !== undefined ? parseSize(values['input-bytes'], '--input-bytes') : undefined;
 
@@ -248,6 +269,8 @@ export async function planCommand(argv: string[]): Promise<number> {
     statistic: stat,
     networkSource: values.network,
     options: hopOverheadMs !== undefined ? { hopOverheadMs } : undefined,
+    codecs,
+    maxError,
   });
   const result = plan(input);
   const model = profiles[0].profile.model;

@@ -11,13 +11,40 @@
  */
 import ort from 'onnxruntime-node';
 import { extractSegment } from '../../graph/segment.js';
-import { CODECS, decodeTensor, encodeTensor, isLossless, type CodecName } from '../../transport/codec.js';
+import { CODECS, decodeTensor, encodeTensor, isLossless, valuesOf, type CodecName } from '../../transport/codec.js';
 import { DTYPE_SIZE, tensorBytes, typedFromBytes, type Dtype } from '../../transport/dtype.js';
 import type { ProfileCodec } from '../../planner/profile.js';
 import type { Analysis } from './analysis.js';
 import { createSession, runSession, type Feeds } from './ort-local.js';
 
-export const CODEC_PROFILE_DEFAULTS = { errorCuts: 16, timingTensors: 3, timingRepeats: 3 } as const;
+export const CODEC_PROFILE_DEFAULTS = {
+  errorCuts: 16,
+  timingTensors: 3,
+  timingRepeats: 3,
+  /** Tensors above samples x sampleBytes have their compressed size estimated from that many even slices. */
+  samples: 4,
+  sampleBytes: 64 * 1024,
+} as const;
+
+/**
+ * The coded size of a tensor's bytes. A big tensor is estimated from `samples` slices spread over it, each
+ * coded on its own (a compressor with less context does no better, so the estimate errs towards more
+ * bytes); a brotli pass over every frontier of a big model would cost a throttled host minutes.
+ */
+export function codedSize(codec: CodecName, dtype: Dtype, raw: Buffer): number {
+  if (codec === 'raw') return raw.length;
+  const { samples, sampleBytes } = CODEC_PROFILE_DEFAULTS;
+  const width = DTYPE_SIZE[dtype];
+  const slice = Math.floor(sampleBytes / width) * width;
+  if (raw.length <= samples * slice) return encodeTensor(codec, dtype, raw).bytes.length;
+  const elements = raw.length / width;
+  let out = 0;
+  for (let k = 0; k < samples; k++) {
+    const at = Math.floor((k * (elements - slice / width)) / (samples - 1)) * width;
+    out += encodeTensor(codec, dtype, raw.subarray(at, at + slice)).bytes.length;
+  }
+  return Math.round((out * raw.length) / (samples * slice));
+}
 
 export interface CodecProfileOptions {
   readonly threads?: number;
@@ -96,15 +123,14 @@ export async function profileCodecs(
 ): Promise<Record<string, ProfileCodec>> {
   const n = a.blocks.length;
   const threads = opts.threads ?? 0;
-  // Ratios: coded bytes per tensor, once per distinct tensor.
+  // Ratios: coded bytes per tensor, once per distinct tensor, estimated on samples of big ones.
   const coded = new Map<string, number>();
   const codedBytes = (codec: CodecName, name: string): number => {
     const key = `${codec}\u0000${name}`;
     let b = coded.get(key);
     if (b === undefined) {
       const t = values[name];
-      const raw = tensorBytes(t.data as Float32Array);
-      b = codec === 'raw' ? raw.length : encodeTensor(codec, t.type as Dtype, raw).bytes.length;
+      b = codedSize(codec, t.type as Dtype, tensorBytes(t.data as Float32Array));
       coded.set(key, b);
     }
     return b;
@@ -160,16 +186,16 @@ export async function profileCodecs(
     const seg = extractSegment(a.model, start, nodes, { fronts, types: a.types });
     const session = await createSession(seg.bytes, { intraOpThreads: threads, source: a.model.source });
     try {
-      // Coded the same way, int8 and int8-brotli give the same values: one run serves both.
+      // A lossless stage on top gives the same values (int8 and int8-brotli): one run serves both.
       const results = new Map<string, { error: number; top1: number | null }>();
       for (const k of lossy) {
-        const values8 = k === 'int8-brotli' ? 'int8' : k;
-        let r = results.get(values8);
+        const same = valuesOf(k);
+        let r = results.get(same);
         if (!r) {
           const feeds: Feeds = {};
           for (const t of seg.inputs) feeds[t] = floats.includes(t) ? roundTrip(k, values[t]) : values[t];
           r = outputError(values, await runSession(session, feeds, a.model.source), outputs);
-          results.set(values8, r);
+          results.set(same, r);
         }
         error[k][c] = Number.isFinite(r.error) ? round(r.error) : null;
         top1[k][c] = r.top1;
