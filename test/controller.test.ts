@@ -514,3 +514,65 @@ describe('controller', () => {
     expect(e1.reason).toMatch(/edge slowdown 3\.0 -> 0\.50x/);
   });
 });
+
+describe('wire codecs in the loop', () => {
+  // The fixture with int8 measured at the input: a quarter of the bytes, 0.5 % output error, cheap to code.
+  function coded(links: readonly PlanLink[]): PlanInput {
+    const base = fixture(links);
+    return {
+      ...base,
+      hosts: base.hosts.map((h) => ({ ...h, codecMsPerByte: { int8: { encode: 1e-6, decode: 1e-6 } } })),
+      codecs: [
+        { name: 'int8', ratio: new Array<number>(9).fill(0.25), error: [0.005, ...new Array<number>(8).fill(null)] },
+      ],
+    };
+  }
+  const slowEdge = LINKS.map((l) => (l.to === 'edge' ? { ...l, bytesPerSecond: 5e6 } : l));
+  // The cloud three times slower, so that edge alone stays the partition to beat.
+  const slowCloud = { cloud: 3 };
+
+  it('a slower link makes the same partition better in a codec: adopted, and priced as it runs', () => {
+    const c = new Controller({ minDwellMs: 0, maxError: 0.01 });
+    c.adopted(0, snap(0, { input: coded(LINKS) }));
+    const runningRaw = current([{ host: 'edge', start: 0, end: 8, codec: 'raw' }]);
+    // At 5 MB/s: raw 5 + 200 + 80 + 5 = 290 ms, int8 5 + 50 + 2 + 80 + 5 = 142 ms.
+    const first = c.step(snap(1000, { input: coded(slowEdge), slowdown: slowCloud }), runningRaw);
+    expect(first.kind).toBe('propose');
+    const d = c.step(snap(2000, { input: coded(slowEdge), slowdown: slowCloud }), runningRaw);
+    expect(d.kind).toBe('adopt');
+    if (d.kind !== 'adopt') return;
+    expect(routeOf(d.plan)).toBe('device[none] -int8-> edge[0:8)');
+    expect(d.plan.hops[0]).toMatchObject({ codec: 'int8', bytes: 250_000 });
+    // Priced as it runs: the raw plan costs the raw bytes, the coded one a quarter.
+    const raw = evaluateStages(
+      liveInput(snap(0, { input: coded(slowEdge), slowdown: slowCloud }), 'latency', [], { maxError: 0.01 }),
+      [{ host: 'edge', start: 0, end: 8, codec: 'raw' }],
+    );
+    expect(raw?.hops[0]).toMatchObject({ codec: 'raw', bytes: 1e6 });
+    expect(raw!.latencyMs).toBeCloseTo(290.2, 6); // the result returns over the same row: +0.2 ms
+    expect(d.plan.latencyMs).toBeCloseTo(142.2, 6);
+  });
+
+  it('without an error budget the lossy codec is never chosen; the codecs setting can forbid it too', () => {
+    for (const settings of [{}, { maxError: 0.01, codecs: [] as string[] }]) {
+      const c = new Controller({ minDwellMs: 0, ...settings });
+      c.adopted(0, snap(0, { input: coded(LINKS) }));
+      const d = c.step(
+        snap(1000, { input: coded(slowEdge), slowdown: slowCloud }),
+        current([{ host: 'edge', start: 0, end: 8 }]),
+      );
+      expect(routeOfDecision(d)).not.toMatch(/int8/);
+    }
+  });
+
+  it('a plan running a codec no longer offered cannot be priced as it runs, so it is replaced at once', () => {
+    const c = new Controller({ minDwellMs: 60_000, codecs: [] });
+    c.adopted(0, snap(0, { input: coded(slowEdge) }));
+    const d = c.step(
+      snap(1000, { input: coded(slowEdge) }),
+      current([{ host: 'edge', start: 0, end: 8, codec: 'int8' }]),
+    );
+    expect(d.kind).toBe('adopt');
+    if (d.kind === 'adopt') expect(d.reason).toMatch(/codec int8/);
+  });
+});
