@@ -523,7 +523,11 @@ describe('wire codecs in the loop', () => {
       ...base,
       hosts: base.hosts.map((h) => ({ ...h, codecMsPerByte: { int8: { encode: 1e-6, decode: 1e-6 } } })),
       codecs: [
-        { name: 'int8', ratio: new Array<number>(9).fill(0.25), error: [0.005, ...new Array<number>(8).fill(null)] },
+        {
+          name: 'int8',
+          ratio: new Array<number>(9).fill(0.25),
+          error: [0.005, ...new Array<number | null>(8).fill(null)],
+        },
       ],
     };
   }

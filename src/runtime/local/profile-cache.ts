@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DeploymentConfig, HostConfig } from '../config.js';
+import { CODECS } from '../../transport/codec.js';
 import type { Analysis } from './analysis.js';
 import { profileModel, PROFILE_DEFAULTS, PROFILE_FORMAT, type ProfileDoc } from './profiler.js';
 
@@ -32,7 +33,8 @@ export async function cachedProfile(
         p.format === PROFILE_FORMAT &&
         p.model.sha256 === a.model.sha256 &&
         p.model.blocks.length === a.blocks.length &&
-        p.codecs !== undefined // made before wire codecs: profile again to measure them
+        // Made before a wire codec existed: profile again to measure every one.
+        CODECS.every((c) => c === 'raw' || p.codecs?.[c] !== undefined)
       ) {
         log.info({ file }, 'profile loaded from cache');
         return p;
