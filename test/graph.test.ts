@@ -10,7 +10,7 @@ import { allCuts, blocksOf, checkCuts, frontiers, selectCuts } from '../src/grap
 import { OnnxModel } from '../src/graph/model.js';
 import { chooseOrder } from '../src/graph/order.js';
 import { extractSegment } from '../src/graph/segment.js';
-import { parseShapeArg, resolveInputs } from '../src/graph/shapes.js';
+import { parseShapeArg, parseValueArg, resolveInputs } from '../src/graph/shapes.js';
 import { analyze, type Analysis } from '../src/runtime/local/analysis.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
 import { verifyModel } from '../src/runtime/local/verify.js';
@@ -760,5 +760,80 @@ describe('malformed models', () => {
       'E_BAD_MODEL',
       /graph output 'nothing' is not produced by any node/,
     );
+  });
+});
+
+describe('regression: an int input that steers an If (silero VAD sample rate) was fed the 0 Cleave generates', () => {
+  // y = If(sr == 16000) then x @ W (4 -> 2, W stored in the branch) else Reshape(x, [1, 3]), which fails
+  // for 4 elements: as in silero VAD v5, whose else branch is the 8 kHz path that cannot take 512 samples.
+  const thenBranch = graph('then', {
+    inputs: [],
+    outputs: [{ name: 't', dims: [1, 2] }],
+    inits: [floats('W', [4, 2])],
+    nodes: [{ op: 'MatMul', inputs: ['x', 'W'], outputs: ['t'] }],
+  });
+  const elseBranch = graph('else', {
+    inputs: [],
+    outputs: [{ name: 'e', dims: [1, 2] }],
+    inits: [int64s('bad_shape', [2], [1, 3])],
+    nodes: [{ op: 'Reshape', inputs: ['x', 'bad_shape'], outputs: ['e'] }],
+  });
+  const m = load(
+    tinyModel({
+      inputs: [
+        { name: 'x', dims: [1, 4] },
+        { name: 'sr', dtype: 'int64', dims: [] },
+      ],
+      outputs: [{ name: 'y', dims: [1, 2] }],
+      inits: [int64s('rate', [], [16000])],
+      nodes: [
+        { op: 'Equal', inputs: ['sr', 'rate'], outputs: ['is16k'], name: 'eq' },
+        {
+          op: 'If',
+          inputs: ['is16k'],
+          outputs: ['i'],
+          name: 'if',
+          attrs: { then_branch: thenBranch, else_branch: elseBranch },
+        },
+        { op: 'Relu', inputs: ['i'], outputs: ['y'], name: 'relu' },
+      ],
+    }),
+    'steered',
+  );
+
+  it('the generated zero takes the branch that fails; --value sr=16000 measures the model as it is used', async () => {
+    await expect(analysisOf(m)).rejects.toThrow(/ONNX Runtime failed to run it/);
+    const inputs = resolveInputs(m, new Map(), new Map([['sr', 16000]]));
+    expect(inputs.find((i) => i.name === 'sr')?.value).toBe(16000);
+    expect(Number((makeFeeds(inputs).sr.data as BigInt64Array)[0])).toBe(16000);
+    const a = await analyze(m, inputs);
+    expect(a.blocks.length).toBe(3);
+    const r = await verifyModel(m, inputs, { exhaustive: true, combos: 4, intraOpThreads: 1 });
+    expect(r.pass).toBe(true);
+  });
+
+  it('counts the weights stored inside the If branches, in the model and in the If block', async () => {
+    // W: 8 floats (32 B) in then, bad_shape: 2 int64 (16 B) in else, rate: 8 B at the top.
+    expect(m.weightBytes).toBe(32 + 16 + 8);
+    expect(m.parameterCount).toBe(8 + 2 + 1);
+    const a = await analyze(m, resolveInputs(m, new Map(), new Map([['sr', 16000]])));
+    const ifBlock = a.blocks.find((b) => b.name === 'if');
+    expect(ifBlock?.weightBytes).toBe(48);
+    expect(a.blocks.find((b) => b.name === 'eq')?.weightBytes).toBe(8);
+  });
+
+  it('a --value that names no input, or is not a number, or is fractional for an int input, is refused', () => {
+    expectCleave(
+      () => resolveInputs(m, new Map(), new Map([['rate', 1]])),
+      'E_BAD_SHAPE',
+      /--value names 'rate', which is not an input/,
+    );
+    expectCleave(
+      () => resolveInputs(m, new Map(), new Map([['sr', 0.5]])),
+      'E_BAD_SHAPE',
+      /--value sr=0.5: the input is int64, so an integer/,
+    );
+    expectCleave(() => parseValueArg('sr=fast'), 'E_BAD_SHAPE', /--value 'sr=fast': expected NAME=NUMBER/);
+    expect(parseValueArg('a=b=-2.5')).toEqual({ name: 'a=b', value: -2.5 });
   });
 });

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { CleaveError } from '../errors.js';
 import { OnnxModel } from '../graph/model.js';
 import { zooEntry, ZOO } from '../graph/zoo/index.js';
-import { parseShapeArg } from '../graph/shapes.js';
+import { parseShapeArg, parseValueArg } from '../graph/shapes.js';
 
 /** Where zoo models and cached profiles live: $CLEAVE_CACHE, else ~/.cache/cleave. */
 export function cacheDir(): string {
@@ -66,6 +66,16 @@ export function shapeMap(args: readonly string[] | undefined): Map<string, numbe
   for (const a of args ?? []) {
     const { name, dims } = parseShapeArg(a);
     m.set(name, dims);
+  }
+  return m;
+}
+
+/** `--value NAME=NUMBER` arguments as a map. */
+export function valueMap(args: readonly string[] | undefined): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const a of args ?? []) {
+    const { name, value } = parseValueArg(a);
+    m.set(name, value);
   }
   return m;
 }

@@ -4,8 +4,8 @@
  * or is a graph output. Blocks are the node ranges between consecutive selected cuts.
  */
 import { CleaveError } from '../errors.js';
-import { nodeReads as readsOf, type OnnxModel } from './model.js';
-import { tensorProtoBytes, type DType } from './onnx.js';
+import { nodeReads as readsOf, nodeStoredTensors, type OnnxModel } from './model.js';
+import { tensorProtoBytes, type DType, type INodeProto } from './onnx.js';
 
 /** A tensor's concrete type for one set of input shapes. */
 export interface TensorType {
@@ -133,14 +133,36 @@ export function blocksOf(model: OnnxModel, cuts: readonly Cut[], boundaries: rea
   return blocks;
 }
 
-/** Bytes of the constants (initializers) that nodes `[start, end)` read, each counted once. */
+/**
+ * Bytes of the constants nodes `[start, end)` read (initializers, and `Constant` values, directly or through
+ * constant-computing nodes), each counted once, plus what the nodes store inside their own subgraphs.
+ */
 function weightBytesOf(model: OnnxModel, start: number, end: number): number {
   let sum = 0;
   for (const name of constantsRead(model, start, end)) {
     const t = model.initializers.get(name);
     if (t) sum += tensorProtoBytes(t);
   }
+  for (const producer of constantNodesRead(model, start, end))
+    for (const t of nodeStoredTensors(producer)) sum += tensorProtoBytes(t);
+  for (let p = start; p < end; p++) for (const t of nodeStoredTensors(model.nodes[p].proto)) sum += tensorProtoBytes(t);
   return sum;
+}
+
+/** The `Constant` nodes whose values nodes `[start, end)` read, directly or through constant-computing nodes. */
+function constantNodesRead(model: OnnxModel, start: number, end: number): Set<INodeProto> {
+  const seen = new Set<string>();
+  const out = new Set<INodeProto>();
+  const visit = (t: string): void => {
+    if (seen.has(t)) return;
+    seen.add(t);
+    const producer = model.constProducers.get(t);
+    if (!producer) return;
+    if (producer.opType === 'Constant') out.add(producer);
+    for (const r of readsOf(producer)) visit(r);
+  };
+  for (let p = start; p < end; p++) for (const r of readsOf(model.nodes[p].proto)) if (model.isConstant(r)) visit(r);
+  return out;
 }
 
 /** Initializer names read by nodes `[start, end)`, directly or through constant-computing nodes. */

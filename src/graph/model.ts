@@ -193,8 +193,7 @@ export class OnnxModel {
   /** Tensors stored in the file: initializers and `Constant` node values (exporters such as Paddle2ONNX use the latter). */
   storedTensors(): ITensorProto[] {
     const out = [...this.initializers.values()];
-    for (const n of this.graph.node ?? [])
-      if (n.opType === 'Constant') for (const a of n.attribute ?? []) if (a.name === 'value' && a.t) out.push(a.t);
+    for (const n of this.graph.node ?? []) out.push(...nodeStoredTensors(n));
     return out;
   }
 
@@ -216,6 +215,26 @@ export class OnnxModel {
   metadata(key: string): string | undefined {
     return (this.proto.metadataProps ?? []).find((p) => p.key === key)?.value ?? undefined;
   }
+}
+
+/**
+ * Tensors a node itself stores: a `Constant`'s value, and for control flow (If, Loop, Scan) every
+ * initializer and `Constant` value inside its subgraphs, nested ones included.
+ */
+export function nodeStoredTensors(n: INodeProto): ITensorProto[] {
+  const out: ITensorProto[] = [];
+  const visit = (node: INodeProto): void => {
+    for (const a of node.attribute ?? []) {
+      if (node.opType === 'Constant' && a.name === 'value' && a.t) out.push(a.t);
+      for (const g of [a.g, ...(a.graphs ?? [])]) {
+        if (!g) continue;
+        out.push(...(g.initializer ?? []));
+        for (const inner of g.node ?? []) visit(inner);
+      }
+    }
+  };
+  visit(n);
+  return out;
 }
 
 /** Every tensor a node reads: its non-empty inputs plus, for control flow, outer-scope reads of its subgraphs. */

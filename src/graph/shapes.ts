@@ -10,6 +10,22 @@ export interface InputSpec {
   readonly name: string;
   readonly dtype: DType;
   readonly dims: number[];
+  /**
+   * The value every element takes in the runs Cleave makes to measure the model (`--value`), for an input
+   * whose values steer it: a sample rate an If compares, a sequence length, a mode flag. Absent: floats get
+   * random values in [0, 1), other types zeros.
+   */
+  readonly value?: number;
+}
+
+/** Parses `name=16000` (`--value`). */
+export function parseValueArg(arg: string): { name: string; value: number } {
+  const eq = arg.lastIndexOf('=');
+  const text = eq > 0 ? arg.slice(eq + 1).trim() : '';
+  const value = Number(text);
+  if (eq <= 0 || text === '' || !Number.isFinite(value))
+    throw new CleaveError('E_BAD_SHAPE', `--value '${arg}': expected NAME=NUMBER (e.g. sr=16000)`);
+  return { name: arg.slice(0, eq), value };
 }
 
 /** Parses `name=1x3x224x224` (also `name=1,3,224,224`). */
@@ -26,14 +42,30 @@ export function parseShapeArg(arg: string): { name: string; dims: number[] } {
 }
 
 /** Concrete shapes for every model input; throws E_BAD_SHAPE naming the input that needs one. */
-export function resolveInputs(model: OnnxModel, given: ReadonlyMap<string, number[]> = new Map()): InputSpec[] {
-  for (const name of given.keys())
-    if (!model.inputs.some((i) => i.name === name))
-      throw new CleaveError(
-        'E_BAD_SHAPE',
-        `--shape names '${name}', which is not an input of ${model.source} (inputs: ${model.inputs.map((i) => i.name).join(', ')})`,
-      );
-  return model.inputs.map((decl) => resolveOne(model, decl, given.get(decl.name)));
+export function resolveInputs(
+  model: OnnxModel,
+  given: ReadonlyMap<string, number[]> = new Map(),
+  values: ReadonlyMap<string, number> = new Map(),
+): InputSpec[] {
+  for (const [flag, names] of [
+    ['--shape', given.keys()],
+    ['--value', values.keys()],
+  ] as const)
+    for (const name of names)
+      if (!model.inputs.some((i) => i.name === name))
+        throw new CleaveError(
+          'E_BAD_SHAPE',
+          `${flag} names '${name}', which is not an input of ${model.source} (inputs: ${model.inputs.map((i) => i.name).join(', ')})`,
+        );
+  return model.inputs.map((decl) => {
+    const spec = resolveOne(model, decl, given.get(decl.name));
+    const value = values.get(decl.name);
+    if (value === undefined) return spec;
+    const integral = !['float32', 'float16', 'float64', 'bfloat16'].includes(spec.dtype);
+    if (integral && !Number.isSafeInteger(value))
+      throw new CleaveError('E_BAD_SHAPE', `--value ${decl.name}=${value}: the input is ${spec.dtype}, so an integer`);
+    return { ...spec, value };
+  });
 }
 
 function resolveOne(model: OnnxModel, decl: TensorDecl, given: number[] | undefined): InputSpec {

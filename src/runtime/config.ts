@@ -62,6 +62,11 @@ export interface DeploymentConfig {
   readonly links?: readonly LinkConfig[];
   /** Concrete input shapes for models with symbolic dimensions: `{ "x": [1, 3, 640, 640] }`. */
   readonly shapes?: Readonly<Record<string, number[]>>;
+  /**
+   * Input values for the runs that measure and profile the model, for inputs that steer it (`--value`):
+   * `{ "sr": 16000 }` fills every element of `sr` with 16000. Others: floats random, the rest zeros.
+   */
+  readonly values?: Readonly<Record<string, number>>;
   readonly granularity?: Granularity;
   readonly profile?: { readonly repeats?: number; readonly warmup?: number };
   readonly limits?: Partial<RuntimeLimits>;
@@ -182,6 +187,11 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     for (const [k, v] of Object.entries(raw.shapes as object))
       if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0))
         bad(`shapes.${k}`, 'must be a list of positive integers');
+  }
+  if (raw.values !== undefined) {
+    if (!isObject(raw.values)) bad('values', 'must map input names to numbers');
+    for (const [k, v] of Object.entries(raw.values as object))
+      if (typeof v !== 'number' || !Number.isFinite(v)) bad(`values.${k}`, 'must be a finite number');
   }
   if (raw.limits !== undefined) {
     if (!isObject(raw.limits)) bad('limits', 'must be an object of named limits');

@@ -5,15 +5,17 @@ import { resolveInputs } from '../../graph/shapes.js';
 import { analyze, type Analysis } from '../../runtime/local/analysis.js';
 import { parseBytes, parseIntFlag } from '../args.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
-import { loadModel, shapeMap } from '../model-ref.js';
+import { loadModel, shapeMap, valueMap } from '../model-ref.js';
 
-const inspectHelp = `cleave inspect MODEL [--shape NAME=1x3x224x224 ...] [--max-tensors K] [--max-bytes B] [--json]
+const inspectHelp = `cleave inspect MODEL [--shape NAME=1x3x224x224 ...] [--value NAME=N ...] [--max-tensors K] [--max-bytes B] [--json]
 
 Reads an ONNX model (a file, or a zoo name such as resnet50 or mobilenetv2-small), measures every
 tensor for the given input shapes (one ONNX Runtime run), and prints its inputs, outputs, node and
 parameter counts, every cut with its frontier tensors and bytes, and the blocks the granularity selects.
 
   --shape NAME=DIMS   concrete shape for an input with symbolic dimensions (a leading one defaults to 1)
+  --value NAME=N      every element of that input in the measuring run (default: floats random in [0, 1),
+                      other types 0), for an input whose value steers the model: a sample rate an If tests
   --max-tensors K     blocks only at cuts with at most K frontier tensors (default: every node boundary)
   --max-bytes B       blocks only at cuts with at most B frontier bytes (e.g. 2MB)
   --json              machine-readable output
@@ -50,6 +52,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       shape: { type: 'string', multiple: true },
+      value: { type: 'string', multiple: true },
       json: { type: 'boolean' },
       cuts: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -61,7 +64,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const model = loadModel(positionals[0]);
-  const inputs = resolveInputs(model, shapeMap(values.shape));
+  const inputs = resolveInputs(model, shapeMap(values.shape), valueMap(values.value));
   const a = await analyze(model, inputs, granularityFrom(values));
   const counts = countCuts(a);
   const tensor = (t: string): { name: string; dtype: string; dims: readonly number[]; bytes: number } => {

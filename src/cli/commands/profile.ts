@@ -7,11 +7,11 @@ import { checkSegments, profileModel, PROFILE_DEFAULTS } from '../../runtime/loc
 import { parseFloatFlag, parseIntFlag } from '../args.js';
 import { applyCpuQuota, leaveCgroup } from '../../runtime/process/cgroup.js';
 import { fmtBytes } from '../format.js';
-import { loadModel, shapeMap } from '../model-ref.js';
+import { loadModel, shapeMap, valueMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';
 
 const profileHelp = `cleave profile MODEL --tier device|edge|cloud --host NAME [--repeats N] [--warmup N] [--threads N]
-                     [--chunks K] [--cpus C] [--out FILE] [--shape NAME=DIMS ...] [--max-tensors K] [--max-bytes B] [--check N]
+                     [--chunks K] [--cpus C] [--out FILE] [--shape NAME=DIMS ...] [--value NAME=N ...] [--max-tensors K] [--max-bytes B] [--check N]
 
 Benchmarks every block of MODEL on this machine, each as its own ONNX Runtime session (warm-up, then N
 timed runs: median and p90), times the whole model, and writes the profile JSON (format
@@ -42,6 +42,7 @@ export async function profileCommand(argv: string[]): Promise<number> {
       chunks: { type: 'string' },
       cpus: { type: 'string' },
       shape: { type: 'string', multiple: true },
+      value: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
       ...granularityOptions,
     },
@@ -81,6 +82,7 @@ async function profileWith(
     host?: string;
     out?: string;
     shape?: string[];
+    value?: string[];
     'max-tensors'?: string;
     'max-bytes'?: string;
   },
@@ -89,7 +91,11 @@ async function profileWith(
   const { repeats, warmup, threads, chunks, check } = o;
   if (!values.tier || !values.host) throw new CleaveError('E_INTERNAL', 'tier and host were checked');
   const model = loadModel(ref);
-  const a = await analyze(model, resolveInputs(model, shapeMap(values.shape)), granularityFrom(values));
+  const a = await analyze(
+    model,
+    resolveInputs(model, shapeMap(values.shape), valueMap(values.value)),
+    granularityFrom(values),
+  );
   const tty = process.stderr.isTTY;
   const started = Date.now();
   let lastLine = 0;

@@ -8,9 +8,9 @@ import { extractSegment } from '../../graph/segment.js';
 import { analyze } from '../../runtime/local/analysis.js';
 import { parseIntList } from '../args.js';
 import { fmtBytes } from '../format.js';
-import { loadModel, shapeMap } from '../model-ref.js';
+import { loadModel, shapeMap, valueMap } from '../model-ref.js';
 
-const splitHelp = `cleave split MODEL --cuts i,j,... --out DIR [--shape NAME=DIMS ...]
+const splitHelp = `cleave split MODEL --cuts i,j,... --out DIR [--shape NAME=DIMS ...] [--value NAME=N ...]
 
 Writes one standalone ONNX model per segment (segment-0.onnx, segment-1.onnx, ...) and manifest.json:
 each segment's node range, input and output tensors (names, dtypes, dims, bytes). Cuts are positions
@@ -24,6 +24,7 @@ export async function splitCommand(argv: string[]): Promise<number> {
       cuts: { type: 'string' },
       out: { type: 'string' },
       shape: { type: 'string', multiple: true },
+      value: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -35,7 +36,7 @@ export async function splitCommand(argv: string[]): Promise<number> {
   if (!values.out) throw new CleaveError('E_BAD_INPUT', '--out DIR is required');
   const model = loadModel(positionals[0]);
   const cuts = checkCuts(model, parseIntList('--cuts', values.cuts));
-  const a = await analyze(model, resolveInputs(model, shapeMap(values.shape)));
+  const a = await analyze(model, resolveInputs(model, shapeMap(values.shape), valueMap(values.value)));
   const bounds = [0, ...cuts, model.nodes.length];
   const fronts = a.cuts.map((c) => c.tensors);
   mkdirSync(values.out, { recursive: true });

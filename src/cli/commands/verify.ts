@@ -2,10 +2,10 @@ import { parseArgs } from 'node:util';
 import { resolveInputs } from '../../graph/shapes.js';
 import { verifyModel, VERIFY_DEFAULTS } from '../../runtime/local/verify.js';
 import { parseFloatFlag, parseIntFlag } from '../args.js';
-import { loadModel, shapeMap } from '../model-ref.js';
+import { loadModel, shapeMap, valueMap } from '../model-ref.js';
 import { granularityFrom, granularityOptions } from './inspect.js';
 
-const verifyHelp = `cleave verify MODEL [--shape NAME=DIMS ...] [--json] [--atol A] [--rtol R] [--combos N] [--exhaustive]
+const verifyHelp = `cleave verify MODEL [--shape NAME=DIMS ...] [--value NAME=N ...] [--json] [--atol A] [--rtol R] [--combos N] [--exhaustive]
                     [--max-tensors K] [--max-bytes B]
 
 Runs the whole model, then the model split at every block boundary, chained segment by segment (each
@@ -27,6 +27,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       shape: { type: 'string', multiple: true },
+      value: { type: 'string', multiple: true },
       json: { type: 'boolean' },
       atol: { type: 'string' },
       rtol: { type: 'string' },
@@ -41,7 +42,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const model = loadModel(positionals[0]);
-  const inputs = resolveInputs(model, shapeMap(values.shape));
+  const inputs = resolveInputs(model, shapeMap(values.shape), valueMap(values.value));
   const tty = process.stderr.isTTY && !values.json;
   const started = Date.now();
   const r = await verifyModel(model, inputs, {

@@ -108,7 +108,8 @@ export class Host {
     const tiers = o.config.tiers ?? DEFAULT_TIERS;
     const { entry, model } = loadRepoModel(o.modelsDir, o.config.model);
     const shapes = new Map(Object.entries(o.config.shapes ?? {}));
-    const analysis = await analyze(model, resolveInputs(model, shapes), o.config.granularity ?? {});
+    const values = new Map(Object.entries(o.config.values ?? {}));
+    const analysis = await analyze(model, resolveInputs(model, shapes, values), o.config.granularity ?? {});
     log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
     const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log, ownCpu().cpus);

@@ -62,7 +62,9 @@ export function makeFeeds(specs: readonly InputSpec[], seed = 7): Feeds {
       );
     }
     const data = new TYPED_ARRAY[spec.dtype as Dtype](spec.dims.reduce((a, d) => a * d, 1));
-    if (spec.dtype === 'float32' || spec.dtype === 'float64') for (let i = 0; i < data.length; i++) data[i] = rnd();
+    if (spec.value !== undefined) data.fill((data instanceof BigInt64Array ? BigInt(spec.value) : spec.value) as never);
+    else if (spec.dtype === 'float32' || spec.dtype === 'float64')
+      for (let i = 0; i < data.length; i++) data[i] = rnd();
     feeds[spec.name] = new ort.Tensor(spec.dtype as Dtype, data as Float32Array, spec.dims);
   }
   return feeds;
