@@ -75,6 +75,9 @@ function relError(got: Float32Array, want: Float32Array): number {
   return s > 0 ? Math.sqrt(e / s) : Math.sqrt(e);
 }
 
+/** The same routes, each the same number of times (in whatever order the rounds chose them). */
+const sameCounts = (a: Record<string, number>, b: Record<string, number>): boolean =>
+  Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
 const argmax = (v: Float32Array): number => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 const r4 = (x: number): number => Number(x.toPrecision(4));
@@ -226,7 +229,7 @@ for (const name of values.models.split(',')) {
           ratio: r4(codecMs / rawMs),
           rawRoutes,
           codecRoutes,
-          sameRoutes: JSON.stringify(rawRoutes) === JSON.stringify(codecRoutes),
+          sameRoutes: sameCounts(rawRoutes, codecRoutes),
           // The last round's predictions and coded hops; the answer's error is the first round's.
           rawPredictedMs: r2(rawPlan!.predicted.latencyMs),
           codecPredictedMs: r2(codecPlan!.predicted.latencyMs),
