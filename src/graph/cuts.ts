@@ -20,8 +20,14 @@ export interface Cut {
   /** Position in the execution order: the cut lies before `model.nodes[index]`. */
   readonly index: number;
   readonly tensors: readonly string[];
-  /** Frontier bytes; undefined when tensor types were not measured. */
+  /** Frontier bytes (of the tensors measured); undefined when tensor types were not measured. */
   readonly bytes: number | undefined;
+  /**
+   * Why no segment may end here, when a frontier value cannot travel between hosts: a string tensor (the
+   * wire carries numbers and booleans only), or a value that is not a tensor at all (a sequence, a map, an
+   * optional). Such a cut is never a block boundary.
+   */
+  readonly blocked?: { readonly tensor: string; readonly why: string };
 }
 
 export interface Block {
@@ -64,13 +70,36 @@ function byBirth(born: Map<string, number>): (a: string, b: string) => number {
   return (a, b) => (born.get(a) ?? 0) - (born.get(b) ?? 0) || (a < b ? -1 : a > b ? 1 : 0);
 }
 
-/** Every cut 0..n with its frontier and bytes (when `types` is given). */
+/**
+ * Every cut 0..n with its frontier and bytes (when `types` is given), and, with types, whether a value on it
+ * cannot travel (`blocked`): a string tensor, or one with no measured type because it is not a tensor
+ * (`model.nonTensors`: sequences, maps, optionals, which the measuring run does not expose).
+ */
 export function allCuts(model: OnnxModel, types?: TensorTypes): Cut[] {
-  return frontiers(model).map((tensors, index) => ({
-    index,
-    tensors,
-    bytes: types ? frontierBytes(tensors, types) : undefined,
-  }));
+  const nonTensors = model.nonTensors;
+  return frontiers(model).map((tensors, index) => {
+    if (!types) return { index, tensors, bytes: undefined };
+    const blocked = blockedBy(tensors, types, nonTensors);
+    const known = blocked ? tensors.filter((t) => types.has(t)) : tensors;
+    return { index, tensors, bytes: frontierBytes(known, types), ...(blocked ? { blocked } : {}) };
+  });
+}
+
+function blockedBy(
+  tensors: readonly string[],
+  types: TensorTypes,
+  nonTensors: ReadonlySet<string>,
+): Cut['blocked'] | undefined {
+  for (const t of tensors) {
+    if (nonTensors.has(t) || !types.has(t))
+      return { tensor: t, why: `'${t}' is not a tensor (a sequence, map or optional), which no frame can carry` };
+    if (types.get(t)?.dtype === 'string')
+      return {
+        tensor: t,
+        why: `'${t}' is a string tensor, which no frame can carry (frames carry numbers and booleans)`,
+      };
+  }
+  return undefined;
 }
 
 export function frontierBytes(tensors: readonly string[], types: TensorTypes): number {
@@ -89,6 +118,7 @@ export function selectCuts(cuts: readonly Cut[], g: Granularity = {}): number[] 
   const out = [0];
   for (let p = 1; p < n; p++) {
     const c = cuts[p];
+    if (c.blocked) continue;
     if (g.maxTensors !== undefined && c.tensors.length > g.maxTensors) continue;
     if (g.maxBytes !== undefined && (c.bytes === undefined || c.bytes > g.maxBytes)) continue;
     out.push(p);

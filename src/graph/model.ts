@@ -206,6 +206,18 @@ export class OnnxModel {
     return this.storedTensors().reduce((a, t) => a + tensorProtoBytes(t), 0);
   }
 
+  /**
+   * Values that are not tensors: sequences, maps and optionals, as declared (graph outputs, value_info,
+   * subgraph outputs of an If or Loop) or as produced by the ops that make them. ORT cannot return them to
+   * JavaScript and no frame can carry them.
+   */
+  get nonTensors(): ReadonlySet<string> {
+    if (!this.#nonTensors) this.#nonTensors = nonTensorValues(this.graph);
+    return this.#nonTensors;
+  }
+
+  #nonTensors: ReadonlySet<string> | undefined;
+
   /** Whether a tensor name is a constant (initializer or computed only from constants). */
   isConstant(name: string): boolean {
     return this.initializers.has(name) || this.constProducers.has(name);
@@ -215,6 +227,45 @@ export class OnnxModel {
   metadata(key: string): string | undefined {
     return (this.proto.metadataProps ?? []).find((p) => p.key === key)?.value ?? undefined;
   }
+}
+
+/** Ops whose outputs are sequences, maps or optionals, not tensors. */
+const NON_TENSOR_OPS: ReadonlySet<string> = new Set([
+  'SequenceConstruct',
+  'SequenceEmpty',
+  'SequenceInsert',
+  'SequenceErase',
+  'SplitToSequence',
+  'SequenceMap',
+  'Optional',
+  'ZipMap',
+]);
+
+function isNonTensorType(v: IValueInfoProto): boolean {
+  const t = v.type;
+  return !!t && !t.tensorType && !!(t.sequenceType || t.mapType || t.optionalType);
+}
+
+function nonTensorValues(g: IGraphProto): Set<string> {
+  const out = new Set<string>();
+  for (const v of [...(g.valueInfo ?? []), ...(g.output ?? []), ...(g.input ?? [])])
+    if (v.name && isNonTensorType(v)) out.add(v.name);
+  for (const n of g.node ?? []) {
+    const outputs = n.output ?? [];
+    if (NON_TENSOR_OPS.has(n.opType ?? '')) for (const o of outputs) if (o) out.add(o);
+    // Control flow: an output whose subgraph declares it a sequence or optional (If: branch outputs in
+    // order; Loop: the body's outputs after its condition).
+    for (const a of n.attribute ?? [])
+      for (const sub of [a.g, ...(a.graphs ?? [])]) {
+        if (!sub) continue;
+        const skip = n.opType === 'Loop' ? 1 : 0;
+        (sub.output ?? []).forEach((v, i) => {
+          const o = outputs[i - skip];
+          if (i >= skip && o && isNonTensorType(v)) out.add(o);
+        });
+      }
+  }
+  return out;
 }
 
 /**

@@ -86,7 +86,12 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         parameters: model.parameterCount,
         weightBytes: model.weightBytes,
         cutCounts: counts,
-        cuts: a.cuts.map((c) => ({ index: c.index, tensors: c.tensors, bytes: c.bytes })),
+        cuts: a.cuts.map((c) => ({
+          index: c.index,
+          tensors: c.tensors,
+          bytes: c.bytes,
+          ...(c.blocked ? { blocked: c.blocked.why } : {}),
+        })),
         blocks: a.blocks.map((b) => ({
           index: b.index,
           start: b.start,
@@ -122,6 +127,11 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         ? `; Scission's rule on the Keras model (${counts.scissionKeras.layers} layers): ${counts.scissionKeras.splits}`
         : ''),
   );
+  const blocked = a.cuts.slice(1, -1).filter((c) => c.blocked);
+  if (blocked.length > 0)
+    out.push(
+      `         ${fmtInt(blocked.length)} of them cannot be a split: a value there cannot travel between hosts (first, cut ${blocked[0].index}: ${blocked[0].blocked!.why})`,
+    );
   out.push(`blocks   ${a.blocks.length}`);
   out.push('');
   out.push(
@@ -141,7 +151,12 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     out.push(
       table(
         ['cut', 'tensors', 'bytes', 'frontier'],
-        a.cuts.map((c) => [c.index, c.tensors.length, fmtBytes(c.bytes), c.tensors.join(' ')]),
+        a.cuts.map((c) => [
+          c.index,
+          c.tensors.length,
+          fmtBytes(c.bytes),
+          c.tensors.join(' ') + (c.blocked ? `  (no split: ${c.blocked.why})` : ''),
+        ]),
       ),
     );
   }

@@ -37,6 +37,10 @@ export async function splitCommand(argv: string[]): Promise<number> {
   const model = loadModel(positionals[0]);
   const cuts = checkCuts(model, parseIntList('--cuts', values.cuts));
   const a = await analyze(model, resolveInputs(model, shapeMap(values.shape), valueMap(values.value)));
+  for (const c of cuts) {
+    const why = a.cuts[c].blocked?.why;
+    if (why) throw new CleaveError('E_BAD_CUT', `--cuts: cut ${c} cannot be a split: ${why}`);
+  }
   const bounds = [0, ...cuts, model.nodes.length];
   const fronts = a.cuts.map((c) => c.tensors);
   mkdirSync(values.out, { recursive: true });

@@ -73,7 +73,10 @@ export function makeFeeds(specs: readonly InputSpec[], seed = 7): Feeds {
 /** The model with every non-constant intermediate tensor added as a graph output. */
 function exposeIntermediates(model: OnnxModel): Uint8Array {
   const existing = new Set((model.graph.output ?? []).map((o) => o.name));
-  const extra = [...model.producerOf.keys()].filter((t) => !existing.has(t)).map((name) => ({ name }));
+  // Not the values that are not tensors (sequences, maps, optionals): ORT cannot return those to JavaScript.
+  const extra = [...model.producerOf.keys()]
+    .filter((t) => !existing.has(t) && !model.nonTensors.has(t))
+    .map((name) => ({ name }));
   const proto = onnx.ModelProto.create({
     ...model.proto,
     graph: { ...model.graph, output: [...(model.graph.output ?? []), ...extra] },
