@@ -3,10 +3,14 @@
  * stated exactly, and every split of it (every subset of cuts for these small graphs) must reproduce the
  * whole model in ONNX Runtime.
  */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { CleaveError } from '../src/errors.js';
 import { allCuts, blocksOf, checkCuts, frontiers, selectCuts } from '../src/graph/cuts.js';
+import { inlineExternalData } from '../src/graph/external-data.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { chooseOrder } from '../src/graph/order.js';
 import { extractSegment } from '../src/graph/segment.js';
@@ -882,5 +886,74 @@ describe('regression: values no frame can carry (string tensors, sequences)', ()
     expect(a.cuts[2].blocked?.why).toMatch(/'seq' is not a tensor \(a sequence, map or optional\)/);
     expect(a.boundaries).toEqual([0, 1, 3]);
     await expectVerifyPasses(sequence);
+  });
+});
+
+describe('regression: weights in external data files beside the model', () => {
+  const W = floats('W', [4, 3]);
+  const B = floats('B', [3]);
+  const dir = mkdtempSync(join(tmpdir(), 'cleave-external-'));
+  /** The CHAIN-like model with W and B stored in `file` (W at 0, B after it) under the given location. */
+  function withExternal(location: string, extra: Partial<Record<'offsetW' | 'lengthB', string>> = {}): string {
+    const wBytes = Buffer.from(W.rawData as Uint8Array);
+    const bBytes = Buffer.from(B.rawData as Uint8Array);
+    writeFileSync(join(dir, 'weights.bin'), Buffer.concat([wBytes, bBytes]));
+    const ext = (t: typeof W, offset: number, length: number | string) => ({
+      name: t.name,
+      dims: t.dims,
+      dataType: t.dataType,
+      dataLocation: 1,
+      externalData: [
+        { key: 'location', value: location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(length) },
+      ],
+    });
+    const bytes = tinyModel({
+      inputs: [{ name: 'x', dims: [1, 4] }],
+      outputs: [{ name: 'y', dims: [1, 3] }],
+      inits: [ext(W, Number(extra.offsetW ?? 0), wBytes.length), ext(B, wBytes.length, extra.lengthB ?? bBytes.length)],
+      nodes: [
+        { op: 'MatMul', inputs: ['x', 'W'], outputs: ['a'], name: 'mm' },
+        { op: 'Add', inputs: ['a', 'B'], outputs: ['y'], name: 'add' },
+      ],
+    });
+    const file = join(dir, `m-${Math.random().toString(36).slice(2)}.onnx`);
+    writeFileSync(file, bytes);
+    return file;
+  }
+  const inline = load(
+    tinyModel({
+      inputs: [{ name: 'x', dims: [1, 4] }],
+      outputs: [{ name: 'y', dims: [1, 3] }],
+      inits: [W, B],
+      nodes: [
+        { op: 'MatMul', inputs: ['x', 'W'], outputs: ['a'], name: 'mm' },
+        { op: 'Add', inputs: ['a', 'B'], outputs: ['y'], name: 'add' },
+      ],
+    }),
+  );
+
+  it('reads the weights in, so the model runs, splits and counts its weights like the inline one', async () => {
+    const file = withExternal('weights.bin');
+    const m = load(inlineExternalData(readFileSync(file), file), file);
+    expect(m.weightBytes).toBe(inline.weightBytes);
+    const feeds = makeFeeds(resolveInputs(m));
+    expectClose((await runBytes(m.bytes, feeds)).y, (await runBytes(inline.bytes, feeds)).y, 'y');
+    await expectVerifyPasses(m);
+    // Read twice, the same bytes: hosts agree on the model's sha256.
+    expect(load(inlineExternalData(readFileSync(file), file)).sha256).toBe(m.sha256);
+    // A model without external data comes back as it was.
+    expect(inlineExternalData(inline.bytes, file)).toBe(inline.bytes);
+  });
+
+  it('refuses locations outside the model folder and data that is not there, naming the tensor', () => {
+    const fails = (file: string, re: RegExp) =>
+      expectCleave(() => inlineExternalData(readFileSync(file), file), 'E_BAD_MODEL', re);
+    fails(withExternal('missing.bin'), /tensor 'W' keeps its data outside the model: 'missing.bin' cannot be read/);
+    fails(withExternal('../weights.bin'), /tensor 'W' .*(leaves the model's folder|cannot be read)/);
+    fails(withExternal('/etc/passwd'), /tensor 'W' .*location '\/etc\/passwd' is absolute/);
+    fails(withExternal('weights.bin', { lengthB: '4000' }), /tensor 'B' .*run past the end of 'weights.bin'/);
+    fails(withExternal('weights.bin', { offsetW: '-4' }), /tensor 'W' .*are not byte counts/);
   });
 });

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSyn
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CleaveError } from '../errors.js';
+import { inlineExternalData } from '../graph/external-data.js';
 import { OnnxModel } from '../graph/model.js';
 import { zooEntry, ZOO } from '../graph/zoo/index.js';
 import { parseShapeArg, parseValueArg } from '../graph/shapes.js';
@@ -58,7 +59,7 @@ export function loadModel(ref: string): OnnxModel {
   const path = resolveModelPath(ref);
   if (statSync(path).isDirectory())
     throw new CleaveError('E_BAD_INPUT', `model '${ref}' is a directory, not an ONNX file`);
-  return OnnxModel.fromBytes(readFileSync(path), path);
+  return OnnxModel.fromBytes(inlineExternalData(readFileSync(path), path), path);
 }
 
 export function shapeMap(args: readonly string[] | undefined): Map<string, number[]> {

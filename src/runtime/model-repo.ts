@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CleaveError } from '../errors.js';
+import { inlineExternalData } from '../graph/external-data.js';
 import { OnnxModel } from '../graph/model.js';
 
 interface RepoModel {
@@ -46,5 +47,5 @@ function findModel(dir: string, name: string): RepoModel {
 
 export function loadRepoModel(dir: string, name: string): { entry: RepoModel; model: OnnxModel } {
   const entry = findModel(dir, name);
-  return { entry, model: OnnxModel.fromBytes(readFileSync(entry.path), entry.path) };
+  return { entry, model: OnnxModel.fromBytes(inlineExternalData(readFileSync(entry.path), entry.path), entry.path) };
 }
