@@ -14,7 +14,7 @@ import { inlineExternalData } from '../src/graph/external-data.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { chooseOrder } from '../src/graph/order.js';
 import { extractSegment } from '../src/graph/segment.js';
-import { parseShapeArg, parseValueArg, resolveInputs } from '../src/graph/shapes.js';
+import { parseShapeArg, parseValueArg, resolveInputs, shapeDisagreements } from '../src/graph/shapes.js';
 import { analyze, type Analysis } from '../src/runtime/local/analysis.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
 import { verifyModel } from '../src/runtime/local/verify.js';
@@ -955,5 +955,50 @@ describe('regression: weights in external data files beside the model', () => {
     fails(withExternal('/etc/passwd'), /tensor 'W' .*location '\/etc\/passwd' is absolute/);
     fails(withExternal('weights.bin', { lengthB: '4000' }), /tensor 'B' .*run past the end of 'weights.bin'/);
     fails(withExternal('weights.bin', { offsetW: '-4' }), /tensor 'W' .*are not byte counts/);
+  });
+});
+
+describe("guard: declared shapes that disagree with what runs (issue 12's two reports)", () => {
+  // An LSTM with its optional inputs (B, sequence_lens) and output (Y) left empty, its state output Yh
+  // declared [1,0,0] as tf2onnx writes unknown dims, and the broadcast operand after it declared a stale
+  // [2,2]. The reports' failures (ORT refusing the LSTM state or the broadcast) came from shapes copied out
+  // of value_info into the measuring run; Cleave declares its extra outputs without any, so what runs wins.
+  // Both reported models ran with ORT 1.30 unchanged here, so this guards the rule rather than reproducing them.
+  const m = load(
+    tinyModel({
+      inputs: [
+        { name: 'X', dims: [1, 1, 4] },
+        { name: 'h0', dims: [1, 1, 3] },
+      ],
+      outputs: [{ name: 'y', dims: [1, 1, 3] }],
+      inits: [floats('W', [1, 12, 4]), floats('R', [1, 12, 3]), floats('scale', [3])],
+      valueInfo: [
+        { name: 'Yh', dims: [1, 0, 0] },
+        { name: 'm', dims: [2, 2] },
+      ],
+      nodes: [
+        {
+          op: 'LSTM',
+          inputs: ['X', 'W', 'R', '', '', 'h0'],
+          outputs: ['', 'Yh'],
+          attrs: { hidden_size: 3 },
+          name: 'lstm',
+        },
+        { op: 'Mul', inputs: ['Yh', 'scale'], outputs: ['m'], name: 'mul' },
+        { op: 'Relu', inputs: ['m'], outputs: ['y'], name: 'relu' },
+      ],
+    }),
+    'lstm-stale',
+  );
+
+  it('measures and splits by what runs, and reports where the file disagrees', async () => {
+    const a = await analysisOf(m);
+    expect(a.types.get('Yh')?.dims).toEqual([1, 1, 3]);
+    expect(shapeDisagreements(m, a.types)).toEqual([
+      { name: 'Yh', declared: [1, 0, 0], measured: [1, 1, 3] },
+      { name: 'm', declared: [2, 2], measured: [1, 1, 3] },
+    ]);
+    expect(a.blocks.length).toBe(3);
+    await expectVerifyPasses(m);
   });
 });

@@ -103,3 +103,33 @@ function resolveOne(model: OnnxModel, decl: TensorDecl, given: number[] | undefi
   }
   return { name: decl.name, dtype, dims };
 }
+
+/** A tensor whose shape in the file (value_info, a graph input or output) is not the shape it runs with. */
+export interface ShapeDisagreement {
+  readonly name: string;
+  /** As the file writes it: numbers (0 included: exporters write 0 for "unknown") and symbolic names. */
+  readonly declared: readonly (number | string)[];
+  readonly measured: readonly number[];
+}
+
+/**
+ * Declared shapes that disagree with what runs: a different rank, or a numeric dimension (0 included) that
+ * differs; symbolic dimensions agree with anything. Cleave never copies declared shapes into the runs it
+ * makes (what runs wins), so these are for `inspect` to report, not errors.
+ */
+export function shapeDisagreements(
+  model: OnnxModel,
+  measured: ReadonlyMap<string, { readonly dims: readonly number[] }>,
+): ShapeDisagreement[] {
+  const out: ShapeDisagreement[] = [];
+  for (const [name, v] of model.valueInfo) {
+    const dims = v.type?.tensorType?.shape?.dim;
+    const m = measured.get(name);
+    if (!dims || !m) continue;
+    const declared = dims.map((d) => (d.dimParam ? d.dimParam : d.dimValue != null ? Number(d.dimValue) : '?'));
+    const differs =
+      declared.length !== m.dims.length || declared.some((d, i) => typeof d === 'number' && d !== m.dims[i]);
+    if (differs) out.push({ name, declared, measured: [...m.dims] });
+  }
+  return out;
+}

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Granularity } from '../../graph/cuts.js';
 import { kerasSingleTensorSplits } from '../../graph/keras.js';
-import { resolveInputs } from '../../graph/shapes.js';
+import { resolveInputs, shapeDisagreements } from '../../graph/shapes.js';
 import { analyze, type Analysis } from '../../runtime/local/analysis.js';
 import { parseBytes, parseIntFlag } from '../args.js';
 import { fmtBytes, fmtInt, table } from '../format.js';
@@ -67,6 +67,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const inputs = resolveInputs(model, shapeMap(values.shape), valueMap(values.value));
   const a = await analyze(model, inputs, granularityFrom(values));
   const counts = countCuts(a);
+  const disagree = shapeDisagreements(model, a.types);
   const tensor = (t: string): { name: string; dtype: string; dims: readonly number[]; bytes: number } => {
     const ty = a.types.get(t);
     return { name: t, dtype: ty?.dtype ?? '?', dims: ty?.dims ?? [], bytes: ty?.bytes ?? 0 };
@@ -86,6 +87,8 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         parameters: model.parameterCount,
         weightBytes: model.weightBytes,
         cutCounts: counts,
+        // Shapes the file declares that differ from what runs (Cleave uses what runs).
+        shapeDisagreements: disagree,
         cuts: a.cuts.map((c) => ({
           index: c.index,
           tensors: c.tensors,
@@ -127,6 +130,12 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         ? `; Scission's rule on the Keras model (${counts.scissionKeras.layers} layers): ${counts.scissionKeras.splits}`
         : ''),
   );
+  if (disagree.length > 0) {
+    const d = disagree[0];
+    out.push(
+      `shapes   ${fmtInt(disagree.length)} declared in the file differ from what runs, which is what Cleave uses (first: '${d.name}' declared [${d.declared.join(',')}], runs [${d.measured.join(',')}])`,
+    );
+  }
   const blocked = a.cuts.slice(1, -1).filter((c) => c.blocked);
   if (blocked.length > 0)
     out.push(
