@@ -34,7 +34,7 @@ import { quantile } from '../src/runtime/local/profiler.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
-import { deleteWith, inferBinary, loopbackHosts, putJson } from '../test/helpers/deployment.js';
+import { deleteWith, inferBinary, loopbackHosts, putJson, relativeError } from '../test/helpers/deployment.js';
 import { binaryBody, postInfer } from './_oip.js';
 import { readFileSync } from 'node:fs';
 
@@ -64,16 +64,6 @@ interface PlanView {
   route: string;
   predicted: { latencyMs: number };
   hops: { from: string; to: string; codec: string; bytes: number; rawBytes: number; kind: string }[];
-}
-
-function relError(got: Float32Array, want: Float32Array): number {
-  let e = 0;
-  let s = 0;
-  for (let i = 0; i < want.length; i++) {
-    e += (got[i] - want[i]) ** 2;
-    s += want[i] ** 2;
-  }
-  return s > 0 ? Math.sqrt(e / s) : Math.sqrt(e);
 }
 
 /** The same routes, each the same number of times (in whatever order the rounds chose them). */
@@ -215,7 +205,7 @@ for (const name of values.models.split(',')) {
               { name: specs[0].name, dtype: 'float32', dims: specs[0].dims, data: x },
             ]);
             const [k0] = Object.keys(want.outputs);
-            answerError = relError(got.outputs[k0], want.outputs[k0]);
+            answerError = relativeError(got.outputs[k0], want.outputs[k0]);
             top1Agrees = argmax(got.outputs[k0]) === argmax(want.outputs[k0]);
           }
         }

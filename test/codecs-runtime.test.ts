@@ -11,6 +11,7 @@ import {
   allclose,
   inferBinary,
   putJson,
+  relativeError,
   startDeployment,
   type Deployment,
   type OipTensor,
@@ -29,16 +30,6 @@ function input(seed: number): OipTensor {
     data[i] = s / 4294967296;
   }
   return { name: 'input', dtype: 'float32', dims: DIMS, data };
-}
-
-function relError(got: Float32Array, want: Float32Array): number {
-  let e = 0;
-  let s = 0;
-  for (let i = 0; i < want.length; i++) {
-    e += (got[i] - want[i]) ** 2;
-    s += want[i] ** 2;
-  }
-  return Math.sqrt(e / s);
 }
 
 describe('runtime: wire codecs on a slow link', () => {
@@ -99,7 +90,7 @@ describe('runtime: wire codecs on a slow link', () => {
       const r = await inferBinary(d.url, NAME, [x]);
       expect(r.status, JSON.stringify(r.json)).toBe(200);
       for (const [k, v] of Object.entries(r.outputs)) {
-        const err = relError(v, want[k]);
+        const err = relativeError(v, want[k]);
         expect(err).toBeGreaterThan(0); // it did travel coded
         expect(err).toBeLessThan(BUDGET);
       }

@@ -3,9 +3,8 @@
  * precision at its edges, frames that carry coded tensors, and coded frames that lie about their contents.
  */
 import fc from 'fast-check';
-import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { CleaveError } from '../src/errors.js';
+import { badFrame, rawFrame } from './helpers/frames.js';
 import {
   CODECS,
   codecListProblem,
@@ -17,10 +16,9 @@ import {
   type CodecName,
 } from '../src/transport/codec.js';
 import { codedSize } from '../src/runtime/local/codec-profile.js';
-import { ALIGN, PREFIX_BYTES, decodeFrame, encodeFrame, type RouteStage } from '../src/transport/frame.js';
+import { decodeFrame, encodeFrame, type RouteStage } from '../src/transport/frame.js';
 
 const MAX = 1 << 30;
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 /** Post-ReLU-like activations: a third zeros, the rest spread over [0, 6). */
 function activations(n: number, seed = 1): Float32Array {
@@ -40,29 +38,6 @@ function roundTrip(codec: CodecName, v: Float32Array): { out: Float32Array; byte
   if (!enc.params) return { out: v, bytes: enc.bytes.length };
   const dec = decodeTensor(enc.params, 'float32', v.length, enc.bytes, 't');
   return { out: new Float32Array(dec.buffer, dec.byteOffset, v.length), bytes: enc.bytes.length };
-}
-
-function badFrame(fn: () => unknown, what: RegExp, code = 'E_BAD_FRAME'): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CleaveError);
-  expect((err as CleaveError).code).toBe(code);
-  expect((err as Error).message).toMatch(what);
-}
-
-function rawFrame(header: unknown, payload: Buffer): Buffer {
-  const h = packr.pack(header);
-  const prefix = Buffer.alloc(PREFIX_BYTES);
-  prefix.write('CLV', 0, 'latin1');
-  prefix[3] = 1;
-  prefix.writeUInt32LE(h.length, 4);
-  const start = PREFIX_BYTES + h.length;
-  const pad = payload.length ? (ALIGN - (start % ALIGN)) % ALIGN : 0;
-  return Buffer.concat([prefix, h, Buffer.alloc(pad), payload]);
 }
 
 const header = (tensors: unknown[]): Record<string, unknown> => ({

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { badFrame, rawFrame } from './helpers/frames.js';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { CleaveError } from '../src/errors.js';
 import {
   ALIGN,
   DTYPE_SIZE,
@@ -61,22 +61,6 @@ function placed(bytes: Buffer, offset: number): Buffer {
   return b;
 }
 
-/** A frame with an arbitrary header object and payload, for malformed cases. */
-function rawFrame(
-  header: unknown,
-  payload: Buffer = Buffer.alloc(0),
-  opts: { magic?: string; version?: number } = {},
-): Buffer {
-  const h = packr.pack(header);
-  const prefix = Buffer.alloc(PREFIX_BYTES);
-  prefix.write(opts.magic ?? 'CLV', 0, 'latin1');
-  prefix[3] = opts.version ?? 1;
-  prefix.writeUInt32LE(h.length, 4);
-  const start = PREFIX_BYTES + h.length;
-  const pad = payload.length ? (ALIGN - (start % ALIGN)) % ALIGN : 0;
-  return Buffer.concat([prefix, h, Buffer.alloc(pad), payload]);
-}
-
 const goodHeader = (tensors: unknown[] = []): Record<string, unknown> => ({
   kind: 'infer',
   id: 'r1',
@@ -87,18 +71,6 @@ const goodHeader = (tensors: unknown[] = []): Record<string, unknown> => ({
   seq: 1,
   tensors,
 });
-
-function badFrame(fn: () => unknown, field: RegExp, code = 'E_BAD_FRAME'): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CleaveError);
-  expect((err as CleaveError).code).toBe(code);
-  expect((err as CleaveError).message).toMatch(field);
-}
 
 describe('frame codec', () => {
   it('round-trips every dtype, with the raw bytes where the layout says', () => {

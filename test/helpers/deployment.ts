@@ -187,6 +187,17 @@ export async function inferBinary(
   return { status: res.status, outputs, json };
 }
 
+/** ||got - want|| / ||want||, the relative L2 error (the codecs' error budget is in these terms). */
+export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let e = 0;
+  let s = 0;
+  for (let i = 0; i < want.length; i++) {
+    e += (got[i] - want[i]) ** 2;
+    s += want[i] ** 2;
+  }
+  return s > 0 ? Math.sqrt(e / s) : Math.sqrt(e);
+}
+
 /** numpy.allclose. */
 export function allclose(
   a: ArrayLike<number>,
