@@ -4,7 +4,7 @@
  * End-to-end latency of a three-host route (device -> edge -> cloud, three OS processes on loopback, no
  * link emulation, no CPU quotas, one ORT thread each) measured at an HTTP client sending binary Open
  * Inference Protocol requests, divided by the same model run in one process with the same thread settings
- * (baseline, measured in the same run). Goal: ratio <= 1.05 for each model.
+ * (baseline, measured in the same run). Goals (issue 13): ResNet50 <= 1.10, MobileNetV2 <= 1.40, any other model 1.05.
  *
  * To say where the difference comes from, the same run also measures, in K interleaved rounds so drift on
  * this shared machine hits every figure alike:
@@ -56,7 +56,9 @@ const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
 const CONCURRENCY = 4;
 const LOAD_SECONDS = 5;
-const GOAL = 1.05;
+// Issue 13's goals: the fixed cost of a hop near the cost of its bytes. A model not named here keeps 1.05.
+const GOALS: Readonly<Record<string, number>> = { resnet50: 1.1, mobilenetv2: 1.4 };
+const goalOf = (model: string): number => GOALS[model] ?? 1.05;
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
 /** Times `n` calls of `fn` after a few untimed ones, appending to `into`. */
@@ -273,7 +275,7 @@ console.log(
       baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)',
     },
     ratio,
-    goal: `three-host route end to end (HTTP binary request, median) / one-process run <= ${GOAL} for each model`,
-    pass: ratio <= GOAL,
+    goal: `three-host route end to end (HTTP binary request, median) / one-process run <= ${results.map((r) => `${goalOf(r.model)} (${r.model})`).join(', ')}`,
+    pass: results.every((r) => r.ratio <= goalOf(r.model)),
   }),
 );
