@@ -569,6 +569,17 @@ describe('wire codecs in the loop', () => {
     }
   });
 
+  it('a change of the error budget is the reason given for the plan it lets in', () => {
+    const c = new Controller({ minDwellMs: 0, decisiveGain: 0.3 });
+    c.adopted(0, snap(0, { input: coded(slowEdge), slowdown: slowCloud }));
+    const running = current([{ host: 'edge', start: 0, end: 8, codec: 'raw' }]);
+    expect(c.step(snap(1000, { input: coded(slowEdge), slowdown: slowCloud }), running).kind).toBe('keep');
+    c.update({ maxError: 0.01 });
+    const d = c.step(snap(2000, { input: coded(slowEdge), slowdown: slowCloud }), running);
+    expect(d.kind).toBe('adopt');
+    if (d.kind === 'adopt') expect(d.reason).toMatch(/maxError 0 -> 0\.01/);
+  });
+
   it('a plan running a codec no longer offered cannot be priced as it runs, so it is replaced at once', () => {
     const c = new Controller({ minDwellMs: 60_000, codecs: [] });
     c.adopted(0, snap(0, { input: coded(slowEdge) }));

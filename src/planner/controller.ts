@@ -62,6 +62,12 @@ export class Controller {
     return this.#set;
   }
 
+  /** The settings a baseline records, so that a later reason can say which of them changed. */
+  #wire(): Omit<Baseline, 'at' | 'snap'> {
+    const { objective, constraints, codecs, maxError } = this.#set;
+    return { objective, constraints, codecs, maxError };
+  }
+
   /** Validated like the constructor's; restarts any confirmation in progress. */
   update(partial: Partial<ControllerSettings>): void {
     this.#set = Object.freeze({ ...this.#set, ...checkControllerSettings(partial) });
@@ -140,7 +146,7 @@ export class Controller {
       this.#adoptions = this.#adoptions.filter((a) => at - a.at < 10 * this.#set.flapHalfLifeMs);
       this.#adoptions.push({ route: routeOf(plan), at });
     }
-    this.#base = { at, snap: s, objective: this.#set.objective, constraints: this.#set.constraints };
+    this.#base = { at, snap: s, ...this.#wire() };
     this.#pending = null;
   }
 
@@ -173,7 +179,7 @@ export class Controller {
     const cur = priced && typeof priced !== 'string' ? priced : null;
     // A plan adopted around the controller (an operator's PUT): its first snapshot is the baseline.
     if (current && (!this.#base || current.adoptedAt > this.#base.at)) {
-      this.#base = { at: current.adoptedAt, snap: s, objective: set.objective, constraints: set.constraints };
+      this.#base = { at: current.adoptedAt, snap: s, ...this.#wire() };
     }
     const down = current
       ? [current.origin, ...current.stages.map((x) => x.host)].find((h) => h !== undefined && s.down.includes(h))

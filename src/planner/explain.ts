@@ -81,6 +81,9 @@ export interface Baseline {
   readonly snap: LiveSnapshot;
   readonly objective: Objective;
   readonly constraints: readonly Constraint[];
+  /** The wire settings in force then (absent: the defaults). */
+  readonly codecs?: readonly string[] | null;
+  readonly maxError?: number;
 }
 
 /**
@@ -112,6 +115,12 @@ export function moves(
     out.push({ mag: Infinity, text: `objective ${base.objective} -> ${set.objective}` });
   if (base.constraints !== set.constraints)
     out.push({ mag: Infinity, text: `constraints changed (${set.constraints.length} now)` });
+  const codecsText = (c: readonly string[] | null | undefined): string =>
+    c == null ? 'every measured' : c.length === 0 ? 'none (raw)' : c.join(',');
+  if (codecsText(base.codecs) !== codecsText(set.codecs))
+    out.push({ mag: Infinity, text: `codecs ${codecsText(base.codecs)} -> ${codecsText(set.codecs)}` });
+  if ((base.maxError ?? 0) !== set.maxError)
+    out.push({ mag: Infinity, text: `maxError ${base.maxError ?? 0} -> ${set.maxError}` });
   const wasDown = new Set(base.snap.down);
   const isDown = new Set(s.down);
   for (const h of isDown) if (!wasDown.has(h)) out.push({ mag: Infinity, text: `${h} down` });
