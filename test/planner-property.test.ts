@@ -274,6 +274,15 @@ describe('exact search equals brute-force enumeration', () => {
     });
   }
 
+  it('wire codecs with Pareto sets (bytes leaving the device in the codec chosen)', () => {
+    fc.assert(
+      fc.property(instanceArb({ pareto: true, costModel: 'cleave', codecs: true }), (input) => {
+        agrees(input);
+      }),
+      { numRuns: RUNS, seed: 13 },
+    );
+  });
+
   it('wire codecs with Pareto sets and share constraints (branch and bound)', () => {
     fc.assert(
       fc.property(instanceArb({ shares: true, pareto: true, costModel: 'cleave', codecs: true }), (input) => {

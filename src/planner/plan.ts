@@ -8,7 +8,8 @@
  *   ranks exactly the plans at that level; if fewer than N exist, the next level is the smallest
  *   bottleneck above B (minmax.ts), and so on: at most N levels.
  * - Pareto: the device step (origin, c0) fixes both bytes leaving the device and device compute, so the
- *   front is among the best-latency plan of each device step (one latency DP per origin, K = 1).
+ *   front is among the best-latency plan of each device step (one latency DP per origin, K = 1). With wire
+ *   codecs it does not (the first hop's codec, so its bytes, depends on its receiver): branch and bound.
  * - A share constraint couples stages: then branch and bound (bnb.ts) answers all three.
  * Every returned plan is priced by `evaluate`, as the brute-force enumerator prices it.
  */
@@ -36,7 +37,9 @@ export function search(p: Prepared): PlanResult {
   if (bnb) top = branchAndBound(p, 'top');
   else top = p.objective === 'throughput' ? throughputTop(p) : latencyTop(p);
   let pareto: Scored[] | undefined;
-  if (p.input.pareto) pareto = bnb ? branchAndBound(p, 'pareto') : paretoDP(p);
+  // With codecs the bytes leaving the device depend on the first hop's receiver as well as on (origin, c0),
+  // which the Pareto DP assumes fix them: branch and bound tracks them per partial plan instead.
+  if (p.input.pareto) pareto = bnb || p.codecs.names.length > 1 ? branchAndBound(p, 'pareto') : paretoDP(p);
   return {
     objective: p.objective,
     costModel: p.costModel,
