@@ -33,6 +33,13 @@ function input(seed: number): OipTensor {
 }
 
 describe('runtime: wire codecs on a slow link', () => {
+  /** The device's bytes sent to the edge, as /metrics reports them: on the wire, and had they been raw. */
+  const linkBytes = async (): Promise<{ coded: number; uncoded: number }> => {
+    const text = await (await fetch(`${d.url}/metrics`)).text();
+    const read = (name: string): number =>
+      Number(new RegExp(`${name}\\{[^}]*from="dev"[^}]*to="edg"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? NaN);
+    return { coded: read('cleave_link_bytes_sent'), uncoded: read('cleave_link_uncoded_bytes_sent') };
+  };
   let d: Deployment;
   let bytes: Uint8Array;
   let want: Record<string, Float32Array>;
@@ -86,6 +93,7 @@ describe('runtime: wire codecs on a slow link', () => {
     expect(['int8', 'int8-brotli', 'fp16', 'fp16-brotli']).toContain(hop.codec);
     expect(hop.bytes).toBeLessThan(hop.rawBytes * 0.6);
     expect(plan.route).toContain(`-${hop.codec}->`);
+    const sentBefore = await linkBytes();
     for (let i = 0; i < 3; i++) {
       const r = await inferBinary(d.url, NAME, [x]);
       expect(r.status, JSON.stringify(r.json)).toBe(200);
@@ -95,6 +103,11 @@ describe('runtime: wire codecs on a slow link', () => {
         expect(err).toBeLessThan(BUDGET);
       }
     }
+    // /metrics: the link sent the coded bytes, and says what they would have been raw.
+    const sent = await linkBytes();
+    const coded = sent.coded - sentBefore.coded;
+    const uncoded = sent.uncoded - sentBefore.uncoded;
+    expect(uncoded - coded).toBeGreaterThanOrEqual(3 * (hop.rawBytes - hop.bytes) * 0.9);
   });
 
   it('with no error budget the hop is lossless and the answer equals single-process ORT', async () => {

@@ -139,7 +139,7 @@ export class Channel {
     }
     this.seq++;
     const timed = input.kind === 'probe' || frame.byteLength >= this.cfg.options.minTimedBytes;
-    this.cfg.meter.sent(this.seq, frame.header.id, frame.byteLength, performance.now(), timed);
+    this.cfg.meter.sent(this.seq, frame.header.id, frame.byteLength, performance.now(), timed, frame.uncodedBytes);
     this.cfg.pipe.send(frame.byteLength, true, () => this.write(frame, true));
     if (this.queuedBytes < maxQueueBytes / 2) return true;
     this.needDrain = true;

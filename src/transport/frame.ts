@@ -104,6 +104,8 @@ export interface EncodedFrame {
   /** The frame in order; tensor chunks are views over the caller's tensor memory, not copies. */
   chunks: Buffer[];
   byteLength: number;
+  /** What the frame would have been with every tensor raw (= byteLength when no codec applied). */
+  uncodedBytes: number;
   header: FrameHeader;
 }
 
@@ -172,6 +174,7 @@ export function encodeFrame(
 ): EncodedFrame {
   const descs: TensorDesc[] = [];
   const datas: Buffer[] = [];
+  let saved = 0; // raw tensor bytes less their coded bytes
   // An infer frame's tensors travel in the codec its route names for the stage it is addressed to.
   const codec = input.kind === 'infer' ? (input.route?.[input.stage ?? 0]?.codec ?? 'raw') : 'raw';
   for (let i = 0; i < tensors.length; i++) {
@@ -187,6 +190,7 @@ export function encodeFrame(
       );
     }
     const enc = encodeTensor(codec, t.dtype, tensorBytes(t.data));
+    saved += t.data.byteLength - enc.bytes.length;
     const desc: TensorDesc = { name: t.name, dtype: t.dtype, dims: [...t.dims], byteLength: enc.bytes.length };
     if (enc.params) Object.assign(desc, enc.params);
     descs.push(desc);
@@ -228,7 +232,7 @@ export function encodeFrame(
       datas[i].copy(head, start);
       at = start + datas[i].length;
     }
-    return { chunks: [head], byteLength, header };
+    return { chunks: [head], byteLength, uncodedBytes: byteLength + saved, header };
   }
   const chunks: Buffer[] = [head];
   let at = dataStart;
@@ -238,7 +242,7 @@ export function encodeFrame(
     if (datas[i].length) chunks.push(datas[i]);
     at += pad + datas[i].length;
   }
-  return { chunks, byteLength, header };
+  return { chunks, byteLength, uncodedBytes: byteLength + saved, header };
 }
 
 /** Reads byte ranges out of a frame held as one buffer or as the fragments of a WebSocket message. */

@@ -57,6 +57,8 @@ export interface LinkStats {
    */
   throughputRecentBps: number | null;
   bytesSent: number;
+  /** What the data frames sent would have been with every tensor raw (their codecs' savings added back). */
+  uncodedBytesSent: number;
   framesSent: number;
   bytesAcked: number;
   framesAcked: number;
@@ -169,6 +171,7 @@ export class LinkMeter {
   private rateRecent: number | null = null;
   private lastAckAt = -Infinity;
   private bytesSent = 0;
+  private uncodedBytesSent = 0;
   private framesSent = 0;
   private bytesAcked = 0;
   private framesAcked = 0;
@@ -251,10 +254,11 @@ export class LinkMeter {
    * A data frame of `bytes` was handed to the link at monotonic time `at` (ms). `timed` false: the frame is
    * too small to time the link by (see TransportOptions.minTimedBytes); it only ever raises the estimate.
    */
-  sent(seq: number, id: string, bytes: number, at: number, timed = true): void {
+  sent(seq: number, id: string, bytes: number, at: number, timed = true, uncodedBytes = bytes): void {
     this.inFlight.push({ seq, id, bytes, sentAt: at, timed });
     if (this.inFlight.length > MAX_IN_FLIGHT) this.inFlight.shift();
     this.bytesSent += bytes;
+    this.uncodedBytesSent += uncodedBytes;
     this.framesSent++;
   }
 
@@ -369,6 +373,7 @@ export class LinkMeter {
       throughputLastBps: this.rateLast,
       throughputRecentBps: this.recentBps(),
       bytesSent: this.bytesSent,
+      uncodedBytesSent: this.uncodedBytesSent,
       framesSent: this.framesSent,
       bytesAcked: this.bytesAcked,
       framesAcked: this.framesAcked,

@@ -18,6 +18,7 @@ export class HostMetrics {
   readonly requestDuration: Histogram<'model'>;
   readonly stageCompute: Histogram<'segment'>;
   readonly linkBytes: Gauge<'from' | 'to'>;
+  readonly linkUncodedBytes: Gauge<'from' | 'to'>;
   readonly linkRtt: Gauge<'from' | 'to'>;
   readonly linkThroughput: Gauge<'from' | 'to'>;
   readonly queueDepth: Gauge<'host'>;
@@ -71,6 +72,11 @@ export class HostMetrics {
         },
       });
     this.linkBytes = linkGauge('cleave_link_bytes_sent', 'Bytes sent on a directed link', (l) => l.bytesSent);
+    this.linkUncodedBytes = linkGauge(
+      'cleave_link_uncoded_bytes_sent',
+      'Bytes a directed link would have sent with every tensor raw (cleave_link_bytes_sent is what it sent in its wire codecs)',
+      (l) => l.uncodedBytesSent ?? l.bytesSent,
+    );
     this.linkRtt = linkGauge(
       'cleave_link_rtt_ms',
       'Measured round-trip time of a directed link (WebSocket ping), ms',

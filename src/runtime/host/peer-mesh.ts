@@ -129,6 +129,7 @@ export class PeerMesh implements LinkPort {
         throughputSamples: s.throughputSamples,
         state: s.state,
         bytesSent: s.bytesSent,
+        uncodedBytesSent: s.uncodedBytesSent,
         queuedBytes: s.queuedBytes,
         emulation: l.getEmulation(),
       };

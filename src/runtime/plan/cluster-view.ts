@@ -25,6 +25,8 @@ export interface LinkReport extends LinkView {
   readonly throughputCeilingBps?: number | null;
   readonly state: string;
   readonly bytesSent: number;
+  /** What it would have sent with every tensor raw: over `bytesSent`, what the wire codecs saved. */
+  readonly uncodedBytesSent?: number;
   readonly queuedBytes: number;
   readonly emulation: unknown;
 }
