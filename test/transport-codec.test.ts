@@ -10,6 +10,7 @@ import {
   codecListProblem,
   decodeTensor,
   encodeTensor,
+  encodeTensorAsync,
   shuffle,
   toHalf,
   unshuffle,
@@ -134,6 +135,37 @@ describe('wire codecs', () => {
     expect(codedSize('int8', 'float32', raw)).toBe(400_000);
     expect(codedSize('fp16', 'float32', raw)).toBe(800_000);
     expect(codedSize('raw', 'float32', raw)).toBe(1_600_000);
+  });
+
+  it('encodeTensorAsync (brotli off the event loop) gives the very bytes encodeTensor does', async () => {
+    const raw = Buffer.from(v.buffer);
+    for (const c of CODECS) {
+      const sync = encodeTensor(c, 'float32', raw);
+      const async_ = await encodeTensorAsync(c, 'float32', raw);
+      expect(Buffer.compare(async_.bytes, sync.bytes), c).toBe(0);
+      expect(async_.params).toEqual(sync.params);
+    }
+    const ids = Buffer.from(BigInt64Array.from([5n, -6n]).buffer);
+    expect((await encodeTensorAsync('int8-brotli', 'int64', ids)).params).toEqual({ codec: 'brotli' });
+  });
+
+  it('a frame takes a tensor coded ahead in its codec as it is, and codes it again for another', async () => {
+    const x = v.subarray(0, 1024);
+    const enc = await encodeTensorAsync('brotli', 'float32', Buffer.from(x.buffer, x.byteOffset, x.byteLength));
+    const t = { name: 'x', dtype: 'float32' as const, dims: [1024], data: x, coded: { codec: 'brotli', ...enc } };
+    const route = [
+      { host: 'd', tier: 'device', from: 0, to: 1 },
+      { host: 'e', tier: 'edge', from: 1, to: 2, codec: 'brotli' as const },
+    ];
+    const f = encodeFrame({ kind: 'infer', id: 'q', route, stage: 1 }, [t], { coalesceBytes: 0 });
+    expect(f.chunks).toContain(enc.bytes); // the very buffer, not a copy or a second compression
+    const d = decodeFrame(f.chunks, { maxFrameBytes: MAX });
+    expect(Array.from(d.tensors[0].data as Float32Array)).toEqual(Array.from(x));
+    const other = encodeFrame(
+      { kind: 'infer', id: 'q', route: [route[0], { ...route[1], codec: 'int8' as const }], stage: 1 },
+      [t],
+    );
+    expect(other.header.tensors[0].codec).toBe('int8');
   });
 
   it('a codec setting that names no codec is refused by name', () => {

@@ -69,13 +69,20 @@ export interface Encoded {
 
 const BROTLI_QUALITY = 1;
 
+const brotliOptions = (bytes: Uint8Array): zlib.BrotliOptions => ({
+  params: {
+    [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+    [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength,
+  },
+});
+
 function brotli(bytes: Uint8Array): Buffer {
-  return zlib.brotliCompressSync(bytes, {
-    params: {
-      [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
-      [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength,
-    },
-  });
+  return zlib.brotliCompressSync(bytes, brotliOptions(bytes));
+}
+
+/** Whether a codec's last stage is brotli, the costly one, which `encodeTensorAsync` runs off the event loop. */
+export function usesBrotli(c: CodecName): boolean {
+  return c === 'brotli' || c === 'fp16-brotli' || c === 'int8-brotli';
 }
 
 function unbrotli(bytes: Uint8Array, expected: number, name: string): Buffer {
@@ -197,21 +204,45 @@ const asBuffer = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOff
  */
 export function encodeTensor(codec: CodecName, dtype: Dtype, bytes: Buffer): Encoded {
   if (codec === 'raw') return { bytes };
-  const width = DTYPE_SIZE[dtype];
-  if (dtype !== 'float32') {
-    if (codec === 'brotli' || codec === 'int8-brotli' || codec === 'fp16-brotli')
-      return { bytes: brotli(shuffle(bytes, width)), params: { codec: 'brotli' } };
-    return { bytes };
+  if (usesBrotli(codec)) {
+    const { pre, params } = brotliInput(codec, dtype, bytes);
+    return { bytes: brotli(pre), params };
   }
-  if (codec === 'brotli') return { bytes: brotli(shuffle(bytes, 4)), params: { codec } };
+  if (dtype !== 'float32') return { bytes };
   const v = floatView(bytes);
-  if (codec === 'fp16' || codec === 'fp16-brotli') {
-    const h = new Uint16Array(v.length);
-    for (let i = 0; i < v.length; i++) h[i] = toHalf(v[i]);
-    return { bytes: codec === 'fp16' ? asBuffer(h) : brotli(shuffle(asBuffer(h), 2)), params: { codec } };
-  }
+  if (codec === 'fp16') return { bytes: halves(v), params: { codec } };
   const { q, lo, scale } = quantize(v);
-  return { bytes: codec === 'int8' ? asBuffer(q) : brotli(asBuffer(q)), params: { codec, lo, scale } };
+  return { bytes: asBuffer(q), params: { codec, lo, scale } };
+}
+
+/** IEEE half bits of every element. */
+function halves(v: Float32Array): Buffer {
+  const h = new Uint16Array(v.length);
+  for (let i = 0; i < v.length; i++) h[i] = toHalf(v[i]);
+  return asBuffer(h);
+}
+
+/**
+ * `encodeTensor`, with the brotli stage run in libuv's thread pool instead of on the event loop (the element
+ * transforms before it stay here: they are a pass over the data, brotli is several). Same bytes.
+ */
+export async function encodeTensorAsync(codec: CodecName, dtype: Dtype, bytes: Buffer): Promise<Encoded> {
+  if (!usesBrotli(codec)) return encodeTensor(codec, dtype, bytes);
+  const { pre, params } = brotliInput(codec, dtype, bytes);
+  const out = await new Promise<Buffer>((resolve, reject) =>
+    zlib.brotliCompress(pre, brotliOptions(pre), (err, res) => (err ? reject(err) : resolve(res))),
+  );
+  return { bytes: out, params };
+}
+
+/** What a brotli codec compresses, and the params its tensor will carry. */
+function brotliInput(codec: CodecName, dtype: Dtype, bytes: Buffer): { pre: Buffer; params: CodecParams } {
+  if (dtype !== 'float32' || codec === 'brotli')
+    return { pre: shuffle(bytes, DTYPE_SIZE[dtype]), params: { codec: 'brotli' } };
+  const v = floatView(bytes);
+  if (codec === 'fp16-brotli') return { pre: shuffle(halves(v), 2), params: { codec } };
+  const { q, lo, scale } = quantize(v);
+  return { pre: asBuffer(q), params: { codec, lo, scale } };
 }
 
 /** The float32 elements of `bytes`, as a view when aligned. */

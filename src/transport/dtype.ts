@@ -40,6 +40,11 @@ export interface Tensor {
   dtype: Dtype;
   dims: readonly number[];
   data: TensorData;
+  /**
+   * The data already coded in a wire codec (codec.ts `encodeTensorAsync`, off the event loop): the frame
+   * encoder uses it when the frame travels in that codec instead of coding `data` again.
+   */
+  coded?: { readonly codec: string; readonly bytes: Buffer; readonly params?: object };
 }
 
 /** A typed-array class: `length` zeroed elements, or a view of `length` elements over a buffer. */

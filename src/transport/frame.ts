@@ -25,7 +25,15 @@
  */
 import { Packr } from 'msgpackr';
 import { CleaveError } from '../errors.js';
-import { CODECS, decodeTensor, encodeTensor, isCodec, paramsProblem, type CodecName } from './codec.js';
+import {
+  CODECS,
+  decodeTensor,
+  encodeTensor,
+  isCodec,
+  paramsProblem,
+  type CodecName,
+  type CodecParams,
+} from './codec.js';
 import {
   DTYPE_SIZE,
   DTYPES,
@@ -189,7 +197,10 @@ export function encodeFrame(
         `tensors[${i}] (${t.name}): dims [${t.dims.join(',')}] x ${size} bytes != data byteLength ${t.data.byteLength}`,
       );
     }
-    const enc = encodeTensor(codec, t.dtype, tensorBytes(t.data));
+    const enc =
+      t.coded && t.coded.codec === codec
+        ? { bytes: t.coded.bytes, params: t.coded.params as CodecParams | undefined }
+        : encodeTensor(codec, t.dtype, tensorBytes(t.data));
     saved += t.data.byteLength - enc.bytes.length;
     const desc: TensorDesc = { name: t.name, dtype: t.dtype, dims: [...t.dims], byteLength: enc.bytes.length };
     if (enc.params) Object.assign(desc, enc.params);

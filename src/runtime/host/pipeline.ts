@@ -8,6 +8,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CleaveError, isCleaveError, isErrorCode, errorMessage } from '../../errors.js';
 import type { HeaderInput, Tensor, RouteStage } from '../../transport/frame.js';
+import { encodeTensorAsync, usesBrotli } from '../../transport/codec.js';
+import { tensorBytes } from '../../transport/dtype.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
 import type { RunResult, TensorLike } from '../executor/executor.js';
 import { SendGate, type LinkPort } from './backpressure.js';
@@ -332,12 +334,22 @@ export class Pipeline {
     tensors: Record<string, TensorLike>,
     deadline: number,
   ): Promise<void> {
-    const list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({
+    let list: Tensor[] = Object.entries(tensors).map(([name, t]) => ({
       name,
       dtype: t.dtype,
       dims: t.dims,
       data: t.data,
     }));
+    // A stage's frame in a brotli codec is compressed in libuv's thread pool, not on this event loop, which
+    // keeps serving (heartbeats, pings, acks, other requests) meanwhile. The frame encoder takes it as is.
+    const codec = header.kind === 'infer' ? header.route?.[header.stage ?? 0]?.codec : undefined;
+    if (codec && usesBrotli(codec))
+      list = await Promise.all(
+        list.map(async (t) => ({
+          ...t,
+          coded: { codec, ...(await encodeTensorAsync(codec, t.dtype, tensorBytes(t.data))) },
+        })),
+      );
     await this.gate.send(host, header, list, deadline);
   }
 
