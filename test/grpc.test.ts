@@ -242,4 +242,21 @@ describe('OIP over gRPC (real hosts on loopback)', () => {
     const index = await rpc('RepositoryIndex', { ready: true });
     expect(index.models).toEqual([{ name: 'mnv2', version: '1', state: 'READY', reason: '' }]);
   });
+
+  it("answers Triton's ModelConfig as HTTP's /config, with the plan in its parameters", async () => {
+    const http = (await (await fetch(`${d.url}/v2/models/mnv2/config`)).json()) as any;
+    const { config } = await rpc('ModelConfig', { name: 'mnv2' });
+    expect(config.name).toBe('mnv2');
+    expect(config.platform).toBe('onnxruntime_onnx');
+    expect(config.backend).toBe('onnxruntime');
+    expect(config.max_batch_size).toBe(0);
+    // int64 dims come back as decimal strings (longs: String), enums by name.
+    const io = (l: any[]) => l.map((t) => ({ name: t.name, data_type: t.data_type, dims: t.dims.map(Number) }));
+    expect(io(config.input)).toEqual(http.input);
+    expect(io(config.output)).toEqual(http.output);
+    expect(JSON.parse(config.parameters['cleave.plan'].string_value)).toEqual(http.cleave.plan);
+    expect(JSON.parse(config.parameters['cleave.split'].string_value)).toBe(true);
+    expect((await status('ModelConfig', { name: 'other' })).code).toBe(grpc.status.NOT_FOUND);
+    expect((await status('ModelConfig', { name: 'mnv2', version: '9' })).code).toBe(grpc.status.NOT_FOUND);
+  });
 });

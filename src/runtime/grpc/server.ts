@@ -13,7 +13,8 @@ import { CleaveError, errorMessage, isCleaveError, type ErrorCode } from '../../
 import type { TlsMaterial } from '../tls.js';
 import { requestDeadlineMs, serveInference, type GatewayDeps } from '../http/gateway.js';
 import { modelMetadata } from '../http/oip.js';
-import { modelStats, repositoryIndex, type InferenceStats } from '../http/triton.js';
+import { describeRoute } from '../plan/route.js';
+import { modelConfig, modelStats, repositoryIndex, type InferenceStats } from '../http/triton.js';
 import { inferInputs, inferResponse, type ModelInferRequest } from './codec.js';
 
 /** The service definition clients and tests load too: names and numbers are KServe's. */
@@ -165,6 +166,24 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     const models = repositoryIndex(sig, d.ready());
     return { models: req.ready ? models.filter((m) => m.state === 'READY') : models };
   });
+  const ModelConfig = unary((req: { name: string; version: string }) => {
+    model(req.name, req.version);
+    const p = d.plan();
+    const c = modelConfig(sig, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null);
+    return {
+      config: {
+        name: c.name,
+        platform: c.platform,
+        backend: c.backend,
+        max_batch_size: c.max_batch_size,
+        input: c.input,
+        output: c.output,
+        parameters: Object.fromEntries(
+          Object.entries(c.cleave).map(([k, v]) => [`cleave.${k}`, { string_value: JSON.stringify(v) }]),
+        ),
+      },
+    };
+  });
   return {
     ServerLive,
     ServerReady,
@@ -174,6 +193,7 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     ModelInfer,
     ModelStatistics,
     RepositoryIndex,
+    ModelConfig,
   };
 }
 

@@ -11,11 +11,26 @@ export function tritonDataType(datatype: string): string {
   return datatype === 'BYTES' ? 'TYPE_STRING' : `TYPE_${datatype}`;
 }
 
-/** `GET /v2/models/{m}/config`: the JSON form of Triton's model config, plus Cleave's own section. */
+/** Triton's model config, the fields Cleave fills, plus its own section. */
+export interface TritonModelConfig {
+  readonly name: string;
+  readonly platform: string;
+  readonly backend: string;
+  readonly version_policy: { readonly specific: { readonly versions: number[] } };
+  readonly max_batch_size: number;
+  readonly input: readonly { name: string; data_type: string; dims: number[] }[];
+  readonly output: readonly { name: string; data_type: string; dims: number[] }[];
+  readonly cleave: {
+    readonly split: boolean;
+    readonly plan: { readonly epoch: number; readonly route: string } | null;
+  };
+}
+
+/** `GET /v2/models/{m}/config` (and gRPC's ModelConfig): the JSON form of Triton's model config. */
 export function modelConfig(
   sig: ModelSignature,
   plan: { readonly epoch: number; readonly route: string } | null,
-): Record<string, unknown> {
+): TritonModelConfig {
   const io = (t: ModelSignature['inputs'][number]) => ({
     name: t.name,
     data_type: tritonDataType(t.datatype),
