@@ -580,6 +580,20 @@ describe('wire codecs in the loop', () => {
     if (d.kind === 'adopt') expect(d.reason).toMatch(/maxError 0 -> 0\.01/);
   });
 
+  it('lowering the error budget under the running lossy codec replaces the plan at once', () => {
+    const c = new Controller({ minDwellMs: 60_000, maxError: 0.01 });
+    c.adopted(0, snap(0, { input: coded(slowEdge), slowdown: slowCloud }));
+    const running = current([{ host: 'edge', start: 0, end: 8, codec: 'int8' }]);
+    expect(c.step(snap(1000, { input: coded(slowEdge), slowdown: slowCloud }), running).kind).toBe('keep');
+    c.update({ maxError: 0 });
+    const d = c.step(snap(2000, { input: coded(slowEdge), slowdown: slowCloud }), running);
+    expect(d.kind).toBe('adopt');
+    if (d.kind === 'adopt') {
+      expect(d.reason).toMatch(/codec int8 into edge \(at block 0\) is over the error budget of 0/);
+      expect(routeOf(d.plan)).not.toMatch(/int8/);
+    }
+  });
+
   it('a plan running a codec no longer offered cannot be priced as it runs, so it is replaced at once', () => {
     const c = new Controller({ minDwellMs: 60_000, codecs: [] });
     c.adopted(0, snap(0, { input: coded(slowEdge) }));

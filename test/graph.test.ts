@@ -12,6 +12,7 @@ import { CleaveError } from '../src/errors.js';
 import { allCuts, blocksOf, checkCuts, frontiers, selectCuts } from '../src/graph/cuts.js';
 import { inlineExternalData } from '../src/graph/external-data.js';
 import { OnnxModel } from '../src/graph/model.js';
+import { onnx } from '../src/graph/onnx.js';
 import { chooseOrder } from '../src/graph/order.js';
 import { extractSegment } from '../src/graph/segment.js';
 import { parseShapeArg, parseValueArg, resolveInputs, shapeDisagreements } from '../src/graph/shapes.js';
@@ -837,6 +838,11 @@ describe('regression: an int input that steers an If (silero VAD sample rate) wa
       'E_BAD_SHAPE',
       /--value sr=0.5: the input is int64, so an integer/,
     );
+    expectCleave(
+      () => resolveInputs(m, new Map(), new Map([['sr', 2 ** 60]])),
+      'E_BAD_SHAPE',
+      /--value sr=1152921504606847000: the input is int64, so an integer in \[/,
+    );
     expectCleave(() => parseValueArg('sr=fast'), 'E_BAD_SHAPE', /--value 'sr=fast': expected NAME=NUMBER/);
     expect(parseValueArg('a=b=-2.5')).toEqual({ name: 'a=b', value: -2.5 });
   });
@@ -955,6 +961,24 @@ describe('regression: weights in external data files beside the model', () => {
     fails(withExternal('/etc/passwd'), /tensor 'W' .*location '\/etc\/passwd' is absolute/);
     fails(withExternal('weights.bin', { lengthB: '4000' }), /tensor 'B' .*run past the end of 'weights.bin'/);
     fails(withExternal('weights.bin', { offsetW: '-4' }), /tensor 'W' .*are not byte counts/);
+    // A sparse initializer with external data: refused, not passed on for ORT to resolve on its own.
+    const proto = onnx.ModelProto.decode(inline.bytes);
+    proto.graph!.sparseInitializer = [
+      onnx.SparseTensorProto.create({
+        dims: [4],
+        values: {
+          name: 'S',
+          dims: [1],
+          dataType: 1,
+          dataLocation: 1,
+          externalData: [{ key: 'location', value: 'weights.bin' }],
+        },
+        indices: { name: 'S_i', dims: [1], dataType: 7, int64Data: [0] },
+      }),
+    ];
+    const sparse = join(dir, 'sparse.onnx');
+    writeFileSync(sparse, onnx.ModelProto.encode(proto).finish());
+    fails(sparse, /sparse initializer 'S' keeps its data outside the model, which Cleave does not read/);
   });
 });
 

@@ -281,6 +281,23 @@ edge1,cloud1,20,1000
     expect((await hopsOf(['--max-error', '0.02', '--codecs', 'none'])).every((h) => h.codec === 'raw')).toBe(true);
     expect((await hopsOf(['--max-error', '0.005'])).every((h) => h.codec === 'raw')).toBe(true);
     await fails([...base, '--codecs', 'zstd'], 'E_BAD_INPUT', /--codecs: 'zstd' is not a codec/);
+    // A profile cannot pass a lossy codec off as lossless by leaving its errors out, nor offer one no wire has.
+    const { error: _dropped, ...unmeasured } = codecs.int8;
+    const sly = { int8: unmeasured, zstd: { ...unmeasured } };
+    const slyBase = [
+      '--profiles',
+      write('pi-s.json', profile('pi', 'device', 200, { codecs: sly })),
+      write('edge1-s.json', profile('edge1', 'edge', 1, { codecs: sly })),
+      write('cloud1-s.json', profile('cloud1', 'cloud', 1, { codecs: sly })),
+      '--network',
+      f.net,
+      '--json',
+      '--max-error',
+      '1',
+    ];
+    const sr = await run(slyBase);
+    expect(sr.code, sr.err).toBe(0);
+    expect(JSON.parse(sr.out).plans[0].hops.every((h: { codec: string }) => h.codec === 'raw')).toBe(true);
     const short = write(
       'pi-short.json',
       profile('pi', 'device', 200, { codecs: { int8: { ...codecs.int8, ratio: [1] } } }),

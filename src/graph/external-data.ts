@@ -39,6 +39,14 @@ export function inlineExternalData(bytes: Uint8Array, path: string): Uint8Array 
     return bytes; // not ONNX: OnnxModel.fromBytes says so, naming the file
   }
   const external = proto.graph ? storedTensors(proto.graph).filter((t) => t.dataLocation === EXTERNAL) : [];
+  // Sparse tensors keep values and indices in two tensors; Cleave does not read theirs from files.
+  for (const sp of proto.graph?.sparseInitializer ?? [])
+    for (const part of [sp.values, sp.indices])
+      if (part?.dataLocation === EXTERNAL)
+        throw new CleaveError(
+          'E_BAD_MODEL',
+          `${path}: sparse initializer '${sp.values?.name ?? '(unnamed)'}' keeps its data outside the model, which Cleave does not read (store it inline)`,
+        );
   if (external.length === 0) return bytes;
   const dir = dirname(path);
   const root = realpathSync(dir);

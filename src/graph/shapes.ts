@@ -18,6 +18,19 @@ export interface InputSpec {
   readonly value?: number;
 }
 
+/** The values an integer input can hold (a value outside would wrap when the feed is filled). */
+const INT_RANGE: Partial<Record<DType, readonly [number, number]>> = {
+  bool: [0, 1],
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int16: [-32768, 32767],
+  uint16: [0, 65535],
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  uint32: [0, 2 ** 32 - 1],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  uint64: [0, Number.MAX_SAFE_INTEGER],
+};
+
 /** Parses `name=16000` (`--value`). */
 export function parseValueArg(arg: string): { name: string; value: number } {
   const eq = arg.lastIndexOf('=');
@@ -61,9 +74,12 @@ export function resolveInputs(
     const spec = resolveOne(model, decl, given.get(decl.name));
     const value = values.get(decl.name);
     if (value === undefined) return spec;
-    const integral = !['float32', 'float16', 'float64', 'bfloat16'].includes(spec.dtype);
-    if (integral && !Number.isSafeInteger(value))
-      throw new CleaveError('E_BAD_SHAPE', `--value ${decl.name}=${value}: the input is ${spec.dtype}, so an integer`);
+    const range = INT_RANGE[spec.dtype];
+    if (range && !(Number.isSafeInteger(value) && value >= range[0] && value <= range[1]))
+      throw new CleaveError(
+        'E_BAD_SHAPE',
+        `--value ${decl.name}=${value}: the input is ${spec.dtype}, so an integer in [${range[0]}, ${range[1]}]`,
+      );
     return { ...spec, value };
   });
 }

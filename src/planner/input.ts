@@ -37,8 +37,14 @@ export interface ProfilesToInputOptions {
    * host's cost from its own; a host whose profile lacks a codec never sends or receives in it.
    */
   readonly codecs?: readonly string[];
-  /** The largest model-output relative error a lossy codec may cause. Default 0: lossless codecs only. */
+  /** The largest model-output relative error a lossy codec may cause at one cut. Default 0: lossless only. */
   readonly maxError?: number;
+  /**
+   * The codecs the wire has, and which of them are lossless (the runtime's transport/codec.ts). A profile's
+   * codec of another name is not offered; a lossy one without measured errors is offered nowhere (a profile
+   * could otherwise pass a lossy codec off as lossless by leaving its errors out). Absent: as the profiles say.
+   */
+  readonly wireCodecs?: { readonly known: readonly string[]; readonly lossless: readonly string[] };
 }
 
 export function profilesToInput(
@@ -84,7 +90,12 @@ export function profilesToInput(
     profiles.find(({ profile }) => profile.host.tier === tiers[0] && profile.codecs)?.profile.codecs ??
     profiles.find(({ profile }) => profile.codecs)?.profile.codecs ??
     {};
-  const offered = Object.keys(ref).filter((c) => c !== 'raw' && (opts.codecs ?? [c]).includes(c));
+  const wire = opts.wireCodecs;
+  const offered = Object.keys(ref).filter(
+    (c) => c !== 'raw' && (opts.codecs ?? [c]).includes(c) && (!wire || wire.known.includes(c)),
+  );
+  const errorOf = (c: string): readonly (number | null)[] | undefined =>
+    ref[c].error ?? (wire && !wire.lossless.includes(c) ? new Array<null>(ref[c].ratio.length).fill(null) : undefined);
   return {
     tiers,
     hosts: profiles.map(({ profile }) => ({
@@ -100,11 +111,10 @@ export function profilesToInput(
         }),
       ),
     })),
-    codecs: offered.map((c) => ({
-      name: c,
-      ratio: ref[c].ratio,
-      ...(ref[c].error ? { error: ref[c].error } : {}),
-    })),
+    codecs: offered.map((c) => {
+      const error = errorOf(c);
+      return { name: c, ratio: ref[c].ratio, ...(error ? { error } : {}) };
+    }),
     maxError: opts.maxError,
     links,
     frontierBytes: model.blocks.map((b) => b.frontierBytes),

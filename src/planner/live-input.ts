@@ -184,6 +184,10 @@ export function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?:
     if (st.codec !== undefined && steps.length > 0) {
       const k = p.codecs.names.indexOf(st.codec);
       if (k < 0) return `its codec ${st.codec} into ${st.host} is not offered in the live input`;
+      // A lossy codec whose error at this cut is over the budget now (it was lowered) cannot go on running.
+      const at = steps[steps.length - 1].end;
+      if (!p.codecs.usable[k][at])
+        return `its codec ${st.codec} into ${st.host} (at block ${at}) is over the error budget of ${p.input.maxError ?? 0}`;
       step.codec = k;
     }
     steps.push(step);

@@ -138,7 +138,11 @@ export interface PlanInput {
    * counted in the hop's latency and in its busy time. Default none (raw only).
    */
   readonly codecs?: readonly PlanCodec[];
-  /** The largest output error a lossy codec may cause (`PlanCodec.error`). Default 0: no lossy codec. */
+  /**
+   * The largest output error a lossy codec may cause at the cut it is used on (`PlanCodec.error`, measured
+   * with that cut alone coded): per cut, so a plan with two lossy hops may add up to twice it. Default 0: no
+   * lossy codec.
+   */
   readonly maxError?: number;
   readonly constraints?: readonly Constraint[];
   /** Default 'latency'. */

@@ -173,22 +173,24 @@ for (let h = 0; h < 65536; h++) {
     e === 0 ? sign * m * 2 ** -24 : e === 0x1f ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-function quantize(v: Float32Array): { q: Uint8ClampedArray; lo: number; scale: number } {
+/**
+ * The affine uint8 form of `v`, or null when it has none: a NaN or an infinity (an attention mask of -inf,
+ * say) has no finite range, and a range so small that its step rounds to 0 in float32 has no step. The
+ * encoders then send the tensor losslessly instead.
+ */
+function quantize(v: Float32Array): { q: Uint8ClampedArray; lo: number; scale: number } | null {
   let lo = Infinity;
   let hi = -Infinity;
   for (let i = 0; i < v.length; i++) {
     const x = v[i];
+    if (!Number.isFinite(x)) return null;
     if (x < lo) lo = x;
     if (x > hi) hi = x;
   }
-  // NaN or infinity in the tensor: the affine map has no finite range (the planner never picks int8 for it
-  // knowingly; the decoded values are then NaN, as garbage in is garbage out, but the frame stays valid).
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) {
-    lo = 0;
-    hi = 0;
-  }
+  if (v.length === 0) lo = hi = 0;
   lo = Math.fround(lo);
   const scale = Math.fround(hi > lo ? (hi - lo) / 255 : 1);
+  if (!(scale > 0) || !Number.isFinite(scale)) return null;
   const inv = 1 / scale;
   // A clamped array rounds to nearest (ties to even) and clamps to [0, 255] on assignment.
   const q = new Uint8ClampedArray(v.length);
@@ -211,7 +213,9 @@ export function encodeTensor(codec: CodecName, dtype: Dtype, bytes: Buffer): Enc
   if (dtype !== 'float32') return { bytes };
   const v = floatView(bytes);
   if (codec === 'fp16') return { bytes: halves(v), params: { codec } };
-  const { q, lo, scale } = quantize(v);
+  const quantized = quantize(v);
+  if (!quantized) return { bytes }; // no affine form: raw
+  const { q, lo, scale } = quantized;
   return { bytes: asBuffer(q), params: { codec, lo, scale } };
 }
 
@@ -241,7 +245,9 @@ function brotliInput(codec: CodecName, dtype: Dtype, bytes: Buffer): { pre: Buff
     return { pre: shuffle(bytes, DTYPE_SIZE[dtype]), params: { codec: 'brotli' } };
   const v = floatView(bytes);
   if (codec === 'fp16-brotli') return { pre: shuffle(halves(v), 2), params: { codec } };
-  const { q, lo, scale } = quantize(v);
+  const quantized = quantize(v);
+  if (!quantized) return { pre: shuffle(bytes, 4), params: { codec: 'brotli' } }; // no affine form: lossless
+  const { q, lo, scale } = quantized;
   return { pre: asBuffer(q), params: { codec, lo, scale } };
 }
 

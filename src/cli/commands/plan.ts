@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CleaveError, errorMessage } from '../../errors.js';
-import { codecListProblem } from '../../transport/codec.js';
+import { CODECS, LOSSLESS_CODECS, codecListProblem } from '../../transport/codec.js';
 import {
   DEFAULT_TIERS,
   PLANNER_DEFAULTS,
@@ -50,8 +50,9 @@ Objective and output
   --hop-overhead MS        cleave's fixed cost per hop (default ${PLANNER_DEFAULTS.hopOverheadMs} ms)
   --codecs LIST            wire codecs a hop may use besides raw, e.g. brotli,fp16 (default: every codec
                            the profiles measured; none: raw only). Cleave cost model only
-  --max-error E            lossy codecs (fp16, int8...) only where the model output's relative error they
-                           cause, measured at profile time, is at most E (default 0: lossless only)
+  --max-error E            lossy codecs (fp16, int8...) only at cuts where the model output's relative error
+                           they cause, measured at profile time, is at most E (default 0: lossless only);
+                           per cut: two lossy hops may add up to 2E
 
 Constraints (all combinable, each repeatable)
   --block-on K=TIER        block K (or range A-B) runs on TIER      --block-not-on K=TIER
@@ -271,6 +272,7 @@ export async function planCommand(argv: string[]): Promise<number> {
     options: hopOverheadMs !== undefined ? { hopOverheadMs } : undefined,
     codecs,
     maxError,
+    wireCodecs: { known: CODECS, lossless: LOSSLESS_CODECS },
   });
   const result = plan(input);
   const model = profiles[0].profile.model;

@@ -19,6 +19,10 @@ import type {
 import type { RouteStage } from '../../transport/frame.js';
 import type { ClusterView, LinkView } from './cluster-view.js';
 import { describeRoute, routeOf, sameRoute, type BlockRange, type HostView } from './route.js';
+import { CODECS, LOSSLESS_CODECS } from '../../transport/codec.js';
+
+/** The wire's codecs, for the planner: only these are offered, and a lossy one only where it was measured. */
+const WIRE_CODECS = { known: CODECS, lossless: LOSSLESS_CODECS };
 
 export interface CoordinatorOptions {
   /** The origin: this host. */
@@ -174,6 +178,7 @@ export class Coordinator {
         constraints,
         topN,
         codecs: this.o.settings?.().codecs ?? undefined,
+        wireCodecs: WIRE_CODECS,
         maxError: this.o.settings?.().maxError,
         networkSource: 'measured links',
         options: { missingLinks: this.o.missingLinks ?? 'skip' },
