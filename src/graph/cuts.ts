@@ -168,44 +168,43 @@ export function blocksOf(model: OnnxModel, cuts: readonly Cut[], boundaries: rea
  * constant-computing nodes), each counted once, plus what the nodes store inside their own subgraphs.
  */
 function weightBytesOf(model: OnnxModel, start: number, end: number): number {
+  const { initializers, constants } = constantSources(model, start, end);
   let sum = 0;
-  for (const name of constantsRead(model, start, end)) {
+  for (const name of initializers) {
     const t = model.initializers.get(name);
     if (t) sum += tensorProtoBytes(t);
   }
-  for (const producer of constantNodesRead(model, start, end))
-    for (const t of nodeStoredTensors(producer)) sum += tensorProtoBytes(t);
+  for (const producer of constants) for (const t of nodeStoredTensors(producer)) sum += tensorProtoBytes(t);
   for (let p = start; p < end; p++) for (const t of nodeStoredTensors(model.nodes[p].proto)) sum += tensorProtoBytes(t);
   return sum;
 }
 
-/** The `Constant` nodes whose values nodes `[start, end)` read, directly or through constant-computing nodes. */
-function constantNodesRead(model: OnnxModel, start: number, end: number): Set<INodeProto> {
+/** Initializer names read by nodes `[start, end)`, directly or through constant-computing nodes. */
+export function constantsRead(model: OnnxModel, start: number, end: number): Set<string> {
+  return constantSources(model, start, end).initializers;
+}
+
+/**
+ * Where the constants nodes `[start, end)` read come from, directly or through constant-computing nodes: the
+ * initializers (by name) and the `Constant` nodes.
+ */
+function constantSources(
+  model: OnnxModel,
+  start: number,
+  end: number,
+): { initializers: Set<string>; constants: Set<INodeProto> } {
   const seen = new Set<string>();
-  const out = new Set<INodeProto>();
+  const initializers = new Set<string>();
+  const constants = new Set<INodeProto>();
   const visit = (t: string): void => {
     if (seen.has(t)) return;
     seen.add(t);
+    if (model.initializers.has(t)) initializers.add(t);
     const producer = model.constProducers.get(t);
     if (!producer) return;
-    if (producer.opType === 'Constant') out.add(producer);
+    if (producer.opType === 'Constant') constants.add(producer);
     for (const r of readsOf(producer)) visit(r);
   };
   for (let p = start; p < end; p++) for (const r of readsOf(model.nodes[p].proto)) if (model.isConstant(r)) visit(r);
-  return out;
-}
-
-/** Initializer names read by nodes `[start, end)`, directly or through constant-computing nodes. */
-export function constantsRead(model: OnnxModel, start: number, end: number): Set<string> {
-  const seen = new Set<string>();
-  const inits = new Set<string>();
-  const visit = (t: string): void => {
-    if (seen.has(t)) return;
-    seen.add(t);
-    if (model.initializers.has(t)) inits.add(t);
-    const producer = model.constProducers.get(t);
-    if (producer) for (const r of readsOf(producer)) visit(r);
-  };
-  for (let p = start; p < end; p++) for (const r of readsOf(model.nodes[p].proto)) if (model.isConstant(r)) visit(r);
-  return inits;
+  return { initializers, constants };
 }

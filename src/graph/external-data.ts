@@ -8,23 +8,10 @@
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { CleaveError, errorMessage } from '../errors.js';
-import { onnx, type IGraphProto, type INodeProto, type ITensorProto } from './onnx.js';
+import { graphStoredTensors } from './model.js';
+import { onnx } from './onnx.js';
 
 const EXTERNAL = 1; // onnx.TensorProto.DataLocation.EXTERNAL
-
-/** Every tensor stored in a graph: initializers and Constant values, in subgraphs too. */
-function storedTensors(g: IGraphProto, out: ITensorProto[] = []): ITensorProto[] {
-  out.push(...(g.initializer ?? []));
-  const visit = (n: INodeProto): void => {
-    for (const a of n.attribute ?? []) {
-      if (a.t) out.push(a.t);
-      out.push(...(a.tensors ?? []));
-      for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) storedTensors(sub, out);
-    }
-  };
-  for (const n of g.node ?? []) visit(n);
-  return out;
-}
 
 /**
  * `bytes` (the model file at `path`) with every external tensor's data read from its file and stored inline;
@@ -38,7 +25,7 @@ export function inlineExternalData(bytes: Uint8Array, path: string): Uint8Array 
   } catch {
     return bytes; // not ONNX: OnnxModel.fromBytes says so, naming the file
   }
-  const external = proto.graph ? storedTensors(proto.graph).filter((t) => t.dataLocation === EXTERNAL) : [];
+  const external = proto.graph ? graphStoredTensors(proto.graph, true).filter((t) => t.dataLocation === EXTERNAL) : [];
   // Sparse tensors keep values and indices in two tensors; Cleave does not read theirs from files.
   for (const sp of proto.graph?.sparseInitializer ?? [])
     for (const part of [sp.values, sp.indices])

@@ -269,22 +269,26 @@ function nonTensorValues(g: IGraphProto): Set<string> {
 }
 
 /**
- * Tensors a node itself stores: a `Constant`'s value, and for control flow (If, Loop, Scan) every
- * initializer and `Constant` value inside its subgraphs, nested ones included.
+ * Tensors a node itself stores: a `Constant`'s value (with `everyAttribute`, every tensor attribute of any
+ * op), and for control flow (If, Loop, Scan) every initializer and such tensor inside its subgraphs, nested
+ * ones included.
  */
-export function nodeStoredTensors(n: INodeProto): ITensorProto[] {
+export function nodeStoredTensors(n: INodeProto, everyAttribute = false): ITensorProto[] {
   const out: ITensorProto[] = [];
-  const visit = (node: INodeProto): void => {
-    for (const a of node.attribute ?? []) {
-      if (node.opType === 'Constant' && a.name === 'value' && a.t) out.push(a.t);
-      for (const g of [a.g, ...(a.graphs ?? [])]) {
-        if (!g) continue;
-        out.push(...(g.initializer ?? []));
-        for (const inner of g.node ?? []) visit(inner);
-      }
-    }
-  };
-  visit(n);
+  for (const a of n.attribute ?? []) {
+    if (everyAttribute) {
+      if (a.t) out.push(a.t);
+      out.push(...(a.tensors ?? []));
+    } else if (n.opType === 'Constant' && a.name === 'value' && a.t) out.push(a.t);
+    for (const g of [a.g, ...(a.graphs ?? [])]) if (g) out.push(...graphStoredTensors(g, everyAttribute));
+  }
+  return out;
+}
+
+/** Every tensor a graph stores: its initializers and what its nodes store (`nodeStoredTensors`). */
+export function graphStoredTensors(g: IGraphProto, everyAttribute = false): ITensorProto[] {
+  const out = [...(g.initializer ?? [])];
+  for (const n of g.node ?? []) out.push(...nodeStoredTensors(n, everyAttribute));
   return out;
 }
 

@@ -43,7 +43,7 @@ export function hopChoice(p: Prepared, from: number, to: number): HopChoice | un
   if (Number.isNaN(k)) return undefined;
   let choice = p.xferCache.get(i);
   if (!choice) {
-    const { names, ratio, usable, encode, decode } = p.codecs;
+    const { names, usable } = p.codecs;
     const K = names.length;
     const cap = p.uploadCap[p.hostTier[from]];
     const atoms = new Float64Array(p.n + 1);
@@ -55,15 +55,13 @@ export function hopChoice(p: Prepared, from: number, to: number): HopChoice | un
       let bestK = 0;
       let bestBytes = raw;
       for (let j = 1; j < K; j++) {
-        const work = encode[from * K + j] + decode[to * K + j];
-        if (!usable[j][c] || Number.isNaN(work)) continue;
-        const coded = raw * ratio[j][c];
-        if (coded > cap) continue;
-        const a = Math.round(coded * k) + Math.round(raw * work);
-        if (a < best) {
-          best = a;
+        if (!usable[j][c]) continue;
+        const hop = codedHop(p, from, to, j, c);
+        if (!hop || hop.bytes > cap) continue;
+        if (hop.atoms < best) {
+          best = hop.atoms;
           bestK = j;
-          bestBytes = coded;
+          bestBytes = hop.bytes;
         }
       }
       atoms[c] = best;
@@ -77,8 +75,9 @@ export function hopChoice(p: Prepared, from: number, to: number): HopChoice | un
 }
 
 /**
- * The hop `from -> to` at boundary c in codec `k`, whatever `hopChoice` would pick: null when a host has no
- * figure for it (it cannot be priced). Usability and the upload cap are not checked: this prices what runs.
+ * The hop `from -> to` at boundary c in codec `k` (an index into `codecs.names`): transfer atoms and bytes on
+ * the wire; null when a host has no figure for it (it cannot be priced). Usability and the upload cap are
+ * not checked: `hopChoice` applies them, and `evaluate` prices a forced codec as it runs.
  */
 export function codedHop(
   p: Prepared,
@@ -89,11 +88,12 @@ export function codedHop(
 ): { atoms: number; bytes: number } | null {
   const K = p.codecs.names.length;
   const raw = p.bytesOut[c];
-  if (k === 0) return { atoms: Math.round(raw * p.linkK[from * p.H + to]), bytes: raw };
+  const perByte = p.linkK[from * p.H + to];
+  if (k === 0) return { atoms: Math.round(raw * perByte), bytes: raw };
   const work = p.codecs.encode[from * K + k] + p.codecs.decode[to * K + k];
-  if (!(k < K) || Number.isNaN(work)) return null;
+  if (Number.isNaN(work)) return null;
   const coded = raw * p.codecs.ratio[k][c];
-  return { atoms: Math.round(coded * p.linkK[from * p.H + to]) + Math.round(raw * work), bytes: coded };
+  return { atoms: Math.round(coded * perByte) + Math.round(raw * work), bytes: coded };
 }
 
 /** A lower bound on the bytes a sender whose last block ends at c sends, whatever the hop and its codec. */

@@ -185,9 +185,11 @@ export function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?:
       const k = p.codecs.names.indexOf(st.codec);
       if (k < 0) return `its codec ${st.codec} into ${st.host} is not offered in the live input`;
       // A lossy codec whose error at this cut is over the budget now (it was lowered) cannot go on running.
-      const at = steps[steps.length - 1].end;
+      const { h: sender, end: at } = steps[steps.length - 1];
       if (!p.codecs.usable[k][at])
         return `its codec ${st.codec} into ${st.host} (at block ${at}) is over the error budget of ${p.input.maxError ?? 0}`;
+      if (codedHop(p, sender, h, k, at) === null)
+        return `${p.hostNames[sender]} or ${st.host} has no figure for codec ${st.codec}`;
       step.codec = k;
     }
     steps.push(step);
@@ -196,10 +198,6 @@ export function priceOn(p: Prepared, stages: CurrentPlan['stages'], originName?:
   const m = evaluate(p, shape);
   if (!m) {
     const hs = steps.map((x) => x.h);
-    for (let i = 1; i < hs.length; i++)
-      if (steps[i].codec !== undefined && !Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]]))
-        if (codedHop(p, hs[i - 1], hs[i], steps[i].codec!, 0) === null)
-          return `${p.hostNames[hs[i - 1]]} or ${p.hostNames[hs[i]]} has no figure for codec ${p.codecs.names[steps[i].codec!]}`;
     for (let i = 1; i < hs.length; i++)
       if (Number.isNaN(p.linkK[hs[i - 1] * p.H + hs[i]]))
         return `no measured link ${p.hostNames[hs[i - 1]]}->${p.hostNames[hs[i]]}`;

@@ -1,6 +1,7 @@
 /**
- * Wire codecs: how a tensor's bytes travel on one hop. Pure and synchronous (node:zlib's brotli, typed-array
- * loops); the frame codec (frame.ts) applies them, the planner chooses one per hop.
+ * Wire codecs: how a tensor's bytes travel on one hop. Pure: node:zlib's brotli and typed-array loops,
+ * synchronous except `encodeTensorAsync`, which runs brotli in libuv's thread pool. The frame codec
+ * (frame.ts) applies them, the planner chooses one per hop.
  *
  * | codec         | lossless | what it does                                                                 |
  * | ---           | ---      | ---                                                                          |
@@ -8,7 +9,7 @@
  * | `brotli`      | yes      | bytes shuffled by element (byte 0 of every element, then byte 1, ...), then brotli quality 1 |
  * | `fp16`        | no       | float32 -> IEEE half (round to nearest even), 2 bytes per element           |
  * | `fp16-brotli` | no       | `fp16`, then its bytes shuffled and brotli quality 1                        |
- * | `int8`        | no       | float32 -> uint8 by a per-tensor affine map `x = lo + q x scale` over [min, max] |
+ * | `int8`        | no       | float32 -> uint8 by a per-tensor affine map `x = lo + q x scale` over [min, max]; a tensor with no such map (NaN, infinity, a range under float32's step) travels losslessly |
  * | `int8-brotli` | no       | `int8`, then brotli quality 1                                               |
  *
  * The lossy codecs change float32 tensors only; a tensor of any other dtype travels raw under them (and
@@ -104,33 +105,28 @@ function unbrotli(bytes: Uint8Array, expected: number, name: string): Buffer {
   return out;
 }
 
-/** Byte k of every `width`-byte element, for k = 0..width-1, one plane after another. */
-export function shuffle(bytes: Uint8Array, width: number): Buffer {
+/** `bytes` read as a `rows` x `cols` matrix of bytes, written out transposed (`cols` x `rows`). */
+function transpose(bytes: Uint8Array, rows: number, cols: number): Buffer {
   const out = Buffer.allocUnsafe(bytes.byteLength);
-  if (width === 1) {
+  if (rows === 1 || cols === 1) {
     out.set(bytes);
     return out;
   }
-  const n = bytes.byteLength / width;
-  for (let k = 0; k < width; k++) {
-    const base = k * n;
-    for (let i = 0, j = k; i < n; i++, j += width) out[base + i] = bytes[j];
+  for (let c = 0; c < cols; c++) {
+    const base = c * rows;
+    for (let r = 0, j = c; r < rows; r++, j += cols) out[base + r] = bytes[j];
   }
   return out;
 }
 
+/** Byte k of every `width`-byte element, for k = 0..width-1, one plane after another. */
+export function shuffle(bytes: Uint8Array, width: number): Buffer {
+  return transpose(bytes, bytes.byteLength / width, width);
+}
+
+/** The elements back from their byte planes (`shuffle`'s inverse). */
 export function unshuffle(bytes: Uint8Array, width: number): Buffer {
-  const out = Buffer.allocUnsafe(bytes.byteLength);
-  if (width === 1) {
-    out.set(bytes);
-    return out;
-  }
-  const n = bytes.byteLength / width;
-  for (let k = 0; k < width; k++) {
-    const base = k * n;
-    for (let i = 0, j = k; i < n; i++, j += width) out[j] = bytes[base + i];
-  }
-  return out;
+  return transpose(bytes, width, bytes.byteLength / width);
 }
 
 // float32 <-> float16 through one shared scratch word.

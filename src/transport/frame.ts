@@ -171,6 +171,11 @@ function elementCount(dims: unknown): number {
   return Number.isSafeInteger(n) ? n : -1;
 }
 
+/** The codec a frame's tensors travel in: an infer frame's is the one its route names for its stage. */
+export function frameCodec(input: HeaderInput): CodecName {
+  return input.kind === 'infer' ? (input.route?.[input.stage ?? 0]?.codec ?? 'raw') : 'raw';
+}
+
 /**
  * Encode a frame. Checks the tensors against their dims (a programming error on the sending side, reported as
  * E_BAD_INPUT) but not the size limit: the connection does that, since it knows the limit.
@@ -183,8 +188,7 @@ export function encodeFrame(
   const descs: TensorDesc[] = [];
   const datas: Buffer[] = [];
   let saved = 0; // raw tensor bytes less their coded bytes
-  // An infer frame's tensors travel in the codec its route names for the stage it is addressed to.
-  const codec = input.kind === 'infer' ? (input.route?.[input.stage ?? 0]?.codec ?? 'raw') : 'raw';
+  const codec = frameCodec(input);
   for (let i = 0; i < tensors.length; i++) {
     const t = tensors[i];
     const size = DTYPE_SIZE[t.dtype];

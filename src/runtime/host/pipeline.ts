@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CleaveError, isCleaveError, isErrorCode, errorMessage } from '../../errors.js';
-import type { HeaderInput, Tensor, RouteStage } from '../../transport/frame.js';
+import { frameCodec, type HeaderInput, type Tensor, type RouteStage } from '../../transport/frame.js';
 import { encodeTensorAsync, usesBrotli } from '../../transport/codec.js';
 import { tensorBytes } from '../../transport/dtype.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
@@ -342,8 +342,8 @@ export class Pipeline {
     }));
     // A stage's frame in a brotli codec is compressed in libuv's thread pool, not on this event loop, which
     // keeps serving (heartbeats, pings, acks, other requests) meanwhile. The frame encoder takes it as is.
-    const codec = header.kind === 'infer' ? header.route?.[header.stage ?? 0]?.codec : undefined;
-    if (codec && usesBrotli(codec))
+    const codec = frameCodec(header);
+    if (usesBrotli(codec))
       list = await Promise.all(
         list.map(async (t) => ({
           ...t,
