@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DeploymentConfig, HostConfig } from '../config.js';
+import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import { CODECS } from '../../transport/codec.js';
 import type { Analysis } from './analysis.js';
 import { profileModel, PROFILE_DEFAULTS, PROFILE_FORMAT, type ProfileDoc } from './profiler.js';
@@ -44,7 +45,17 @@ export async function cachedProfile(
     }
   }
   const t0 = Date.now();
-  const made = await profileModel(a, { host: self.name, tier: self.tier, threads, repeats, warmup });
+  // The plans read codecs' output errors from the origin tier's profile (the model's tensors are the same on
+  // every host): the other hosts measure them at the model's input only, not with a tail session per cut.
+  const origin = self.tier === (cfg.tiers ?? DEFAULT_TIERS)[0];
+  const made = await profileModel(a, {
+    host: self.name,
+    tier: self.tier,
+    threads,
+    repeats,
+    warmup,
+    ...(origin ? {} : { codecErrorCuts: 0 }),
+  });
   const p: ProfileDoc = { ...made, host: { ...made.host, quotaCpus } };
   mkdirSync(join(dir, 'profiles'), { recursive: true });
   writeFileSync(`${file}.tmp`, JSON.stringify(p));
