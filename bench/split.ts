@@ -5,13 +5,16 @@
  * link emulation, no CPU quotas, one ORT thread each) measured at an HTTP client sending binary Open
  * Inference Protocol requests, divided by the same model run in one process with the same thread settings
  * (baseline, measured in the same run). Goals (issue 13): ResNet50 <= 1.10, MobileNetV2 <= 1.40, any other model 1.05;
- * each hop's cost beyond its bytes (at its link's measured throughput) is reported as `beyondBytesPerHopMs`.
+ * each hop's cost beyond its bytes (the bytes at 1 GB/s) is reported as `beyondBytesPerHopMs`.
  *
  * To say where the difference comes from, the same run also measures, in K interleaved rounds so drift on
  * this shared machine hits every figure alike:
  * - the same three segments chained in one process with no transport (ORT's own cost of cutting the graph);
  * - the all-device route through the same gateway (what HTTP and one worker hop cost);
- * - the stage compute the hosts measured inside their ORT workers;
+ * - the stage compute the hosts measured inside their ORT workers (their sum over the all-device route's
+ *   compute is `computeSlowdownMs`), and the one-process run after 10 ms of sleep (`baselineAfterIdleMs`), as
+ *   each host of the split sleeps while the others compute;
+ * - the machine's floor under a hop (`wakeFloor`): waking an idle worker thread and an idle process;
  * and, for contrast, requests per second with 4 clients in a closed loop on each route (not part of the goal).
  * Major GCs per three-host request come from the hosts' own /metrics; `--heap-flags off` starts the hosts
  * without HOST_NODE_FLAGS (runtime/node-flags.ts) to show what those flags are for.
@@ -34,6 +37,7 @@ import { quantile } from '../src/runtime/local/profiler.js';
 import { ensureModel } from '../src/cli/commands/up.js';
 import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 import { binaryBody, postInfer } from './_oip.js';
+import { processWakeMs, threadWakeMs } from './_wake.js';
 
 const { values } = parseArgs({
   options: {
@@ -57,15 +61,19 @@ const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
 const CONCURRENCY = 4;
 const LOAD_SECONDS = 5;
+const BYTES_PER_S = 1e9;
+// How long each host of a three-host route sleeps between its stages, about: the other stages and the hops.
+const IDLE_MS = 10;
 // Issue 13's goals: the fixed cost of a hop near the cost of its bytes. A model not named here keeps 1.05.
 const GOALS: Readonly<Record<string, number>> = { resnet50: 1.1, mobilenetv2: 1.4 };
 const goalOf = (model: string): number => GOALS[model] ?? 1.05;
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
-/** Times `n` calls of `fn` after a few untimed ones, appending to `into`. */
-async function timeBlock(n: number, fn: () => Promise<void>, into: number[]): Promise<void> {
+/** Times `n` calls of `fn` after a few untimed ones, appending to `into`; with `idleMs`, each after that sleep. */
+async function timeBlock(n: number, fn: () => Promise<void>, into: number[], idleMs = 0): Promise<void> {
   for (let i = 0; i < 3; i++) await fn();
   for (let i = 0; i < n; i++) {
+    if (idleMs > 0) await new Promise((r) => setTimeout(r, idleMs));
     const t0 = performance.now();
     await fn();
     into.push(performance.now() - t0);
@@ -167,7 +175,13 @@ for (const name of values.models.split(',')) {
       }
     };
 
-    const t = { baseline: [] as number[], chain: [] as number[], single: [] as number[], split: [] as number[] };
+    const t = {
+      baseline: [] as number[],
+      baselineIdle: [] as number[],
+      chain: [] as number[],
+      single: [] as number[],
+      split: [] as number[],
+    };
     let splitCompute: number[] = [];
     let singleCompute: number[] = [];
     const per = Math.ceil(N / ROUNDS);
@@ -185,6 +199,7 @@ for (const name of values.models.split(',')) {
     let splitRequests = 0;
     for (let r = 0; r < ROUNDS; r++) {
       await timeBlock(per, runWhole, t.baseline);
+      await timeBlock(per, runWhole, t.baselineIdle, IDLE_MS);
       await timeBlock(per, runChain, t.chain);
       await pin(threeHost);
       const gc0 = await majorGcs();
@@ -220,12 +235,6 @@ for (const name of values.models.split(',')) {
     };
     const threeHostRps = await load(threeHost);
     const allDeviceRps = await load(allDevice);
-    // The links' own throughput estimates (loopback, no emulation), to take the bytes out of the hop cost.
-    const topology = (await (await fetch(`${d.url}/v1/topology`)).json()) as {
-      links: { from: string; to: string; throughputBps: number | null }[];
-    };
-    const bps = (from: string, to: string): number | null =>
-      topology.links.find((l) => l.from === from && l.to === to)?.throughputBps ?? null;
 
     const med = (xs: number[]): number => quantile(xs, 0.5);
     const baseline = med(t.baseline);
@@ -233,12 +242,19 @@ for (const name of values.models.split(',')) {
     const single = med(t.single);
     const split = med(t.split);
     const frontier = (i: number): number => a.blocks[i - 1].after.bytes ?? 0;
+    const hops = split - single - (inProcessChain - baseline);
+    const slowdown = splitCompute.reduce((x, y) => x + y, 0) - (singleCompute[0] ?? 0);
+    // The bytes' own cost at 1 GB/s, the transport bench's budget rate (loopback copies run faster; the links'
+    // throughput estimates include each hop's fixed cost, so they cannot take it out).
+    const bytesMs = ((frontier(c1) + frontier(c2) + a.outputBytes) / BYTES_PER_S) * 1000;
     results.push({
       model: name,
       blocks: n,
       cuts: [c1, c2],
       frontierBytes: [frontier(c1), frontier(c2)],
       baselineMs: round(baseline),
+      // The same run after IDLE_MS of sleep, as a host of the split route sleeps while the others compute.
+      baselineAfterIdleMs: round(med(t.baselineIdle)),
       inProcessChainMs: round(inProcessChain),
       allDeviceViaGatewayMs: round(single),
       threeHostMs: round(split),
@@ -247,19 +263,15 @@ for (const name of values.models.split(',')) {
       threeHostStageComputeMs: splitCompute.map(round),
       allDeviceComputeMs: round(singleCompute[0] ?? 0),
       // What the two extra processes and their hops add beyond the gateway and ORT's own cost of cutting.
-      hopsMs: round(split - single - (inProcessChain - baseline)),
-      // The same less each hop's bytes at its link's measured throughput (device -> edge, edge -> cloud, and
-      // the result's cloud -> device), per hop: issue 13's "cost beyond the bytes" (goal <= 0.3 ms).
-      beyondBytesPerHopMs: (() => {
-        const hops: [string, string, number][] = [
-          ['device', 'edge', frontier(c1)],
-          ['edge', 'cloud', frontier(c2)],
-          ['cloud', 'device', a.outputBytes],
-        ];
-        if (hops.some(([f, t]) => !bps(f, t))) return null;
-        const bytesMs = hops.reduce((sum, [f, t, b]) => sum + (b / (bps(f, t) as number)) * 1000, 0);
-        return round((split - single - (inProcessChain - baseline) - bytesMs) / hops.length);
-      })(),
+      hopsMs: round(hops),
+      // Of that, ORT running slower in three hosts than in one: each sleeps while the others compute, and an
+      // idle core comes back cold (the machine's, not the hops': see wakeFloor).
+      computeSlowdownMs: round(slowdown),
+      // The same less the bytes of the three hops (device -> edge, edge -> cloud, and the result's cloud ->
+      // device), per hop: issue 13's "cost beyond the bytes" (goal <= 0.3 ms).
+      beyondBytesPerHopMs: round((hops - bytesMs) / 3),
+      // The same, less the compute slowdown: what the hops themselves cost beyond their bytes.
+      beyondBytesAndComputePerHopMs: round((hops - bytesMs - slowdown) / 3),
       ratio: round(split / baseline),
       chainRatio: round(inProcessChain / baseline),
       gatewayRatio: round(single / baseline),
@@ -282,6 +294,16 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
+// The floor under every hop on this machine: waking an idle thread (the executor's hop to its ORT worker and
+// back) and an idle process (the next host), after IDLE_MS of sleep. A hop between hosts pays one process
+// wake-up and two thread wake-ups.
+const wake = { thread: await threadWakeMs(IDLE_MS, 100), process: await processWakeMs(IDLE_MS, 100) };
+const wakeFloor = {
+  idleMs: IDLE_MS,
+  threadMs: round(wake.thread),
+  processMs: round(wake.process),
+  perHopMs: round(wake.process + 2 * wake.thread),
+};
 const ratio = Math.max(...results.map((r) => r.ratio));
 console.log(
   JSON.stringify({
@@ -291,6 +313,7 @@ console.log(
       rounds: ROUNDS,
       heapFlags: FLAGS,
       models: results,
+      wakeFloor,
       baseline: 'same model, one process, in-process session.run with 1 intra-op thread (median)',
     },
     ratio,

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { connect } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -404,6 +404,47 @@ describe('PeerLink drain', () => {
 });
 
 describe('PeerLink send', () => {
+  it("writes a message's fragments (header, then each big tensor) to the socket in one write, both ways", async () => {
+    const { server: s } = await server({
+      onFrame: (f) => f.reply({ kind: 'result', id: f.header.id }, [{ ...x(200_000), name: 'y' }]),
+    });
+    const replies: IncomingFrame[] = [];
+    const l = link(s.url, { onFrame: (f) => replies.push(f) });
+    await l.whenOpen(5000);
+    // Every socket write in this process, by the bytes it carried (writev: all its chunks at once).
+    const writes: number[] = [];
+    const proto = Socket.prototype as unknown as {
+      _writev(chunks: { chunk: Buffer }[], cb: () => void): void;
+      _write(chunk: Buffer, enc: string, cb: () => void): void;
+    };
+    const writev = proto._writev;
+    const write = proto._write;
+    proto._writev = function (chunks, cb) {
+      writes.push(chunks.reduce((n, c) => n + c.chunk.length, 0));
+      return writev.call(this, chunks, cb);
+    };
+    proto._write = function (chunk, enc, cb) {
+      writes.push(chunk.length);
+      return write.call(this, chunk, enc, cb);
+    };
+    // What the frames weigh before WebSocket framing (seq and the reply's header fields cost a few bytes more).
+    const sent = encodeFrame({ kind: 'infer', id: 'r', stage: 0, seq: 1 }, [x(300_000)]);
+    const reply = encodeFrame({ kind: 'result', id: 'r', seq: 1 }, [{ ...x(200_000), name: 'y' }]);
+    expect(sent.chunks.length).toBeGreaterThan(1);
+    try {
+      l.send({ kind: 'infer', id: 'r', stage: 0 }, [x(300_000)]);
+      await until(() => replies.length === 1);
+    } finally {
+      proto._writev = writev;
+      proto._write = write;
+    }
+    // The request and the reply each left in one write holding the whole frame: header, padding, tensor, and
+    // the WebSocket framing of each fragment (a few bytes).
+    const whole = (bytes: number): number[] => writes.filter((n) => n >= bytes && n < bytes + 64);
+    expect(whole(sent.byteLength)).toHaveLength(1);
+    expect(whole(reply.byteLength)).toHaveLength(1);
+  });
+
   it("refuses the transport's own frame kinds and keeps the link open", async () => {
     const { server: s, frames } = await server();
     const l = link(s.url);

@@ -172,11 +172,13 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
       this.log.warn({ remote: req.socket.remoteAddress }, 'peer refused: missing or wrong token');
       return refuse(socket, 401, 'Unauthorized');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket.remoteAddress ?? '', who));
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.accept(ws, socket, req.socket.remoteAddress ?? '', who),
+    );
   };
 
-  private accept(ws: WebSocket, remote: string, claimed: string): void {
-    const conn = new PeerConnection(ws, this.nextId++, remote, claimed, this.cfg, this.options, this.log, {
+  private accept(ws: WebSocket, socket: Duplex, remote: string, claimed: string): void {
+    const conn = new PeerConnection(ws, socket, this.nextId++, remote, claimed, this.cfg, this.options, this.log, {
       opened: (c) => this.emit('connection', c),
       closed: (c, error) => {
         this.conns.delete(c);
@@ -203,6 +205,7 @@ export class PeerConnection implements FrameSource {
   /** @internal created by PeerServer */
   constructor(
     ws: WebSocket,
+    socket: Duplex,
     id: number,
     remote: string,
     /** The host its credential belongs to ('*': any). */
@@ -218,6 +221,7 @@ export class PeerConnection implements FrameSource {
     this.meter = new LinkMeter(options);
     this.channel = new Channel({
       ws,
+      socket,
       options,
       log: this.log,
       pipe: PASSTHROUGH,
