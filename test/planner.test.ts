@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { enumeratePlans } from '../src/planner/enumerate.js';
+import { CODEC_MIN_GAIN } from '../src/planner/cost.js';
 import {
   formatPlan,
   formatResult,
@@ -580,6 +581,17 @@ describe('wire codecs per hop', () => {
       ],
     });
     expect(pinned.plans[0].hops[0]).toMatchObject({ codec: 'brotli', rawBytes: 2_000_000 });
+  });
+
+  it(`a codec must cut the hop's time by CODEC_MIN_GAIN (${CODEC_MIN_GAIN * 100} %) to be chosen over raw`, () => {
+    // 1 MB at 1 MB/s, lossless only: raw 1000 ms; brotli at ratio r costs 1000 r + 30 ms.
+    const withBrotli = (r: number): PlanInput =>
+      base(1e6, { maxError: 0, codecs: [{ name: 'brotli', ratio: [r, 0.5, 1] }] });
+    expect(best(withBrotli(0.95)).hops[0]).toMatchObject({ codec: 'raw', bytes: 1_000_000 }); // saves 2 %
+    expect(best(withBrotli(0.85)).hops[0]).toMatchObject({ codec: 'brotli', bytes: 850_000 }); // saves 12 %
+    // Where raw is over the upload cap, any codec that fits is taken, however little it saves.
+    const cap: Constraint = { kind: 'maxUpload', tier: 'device', bytes: 960_000 };
+    expect(best({ ...withBrotli(0.95), constraints: [cap] }).hops[0]).toMatchObject({ codec: 'brotli' });
   });
 
   it('a host with no figure for a codec never sends or receives in it', () => {

@@ -30,11 +30,16 @@
  */
 import type { HopChoice, Prepared, Shape } from './prepare.js';
 
+/** The least fraction of a raw hop's time a codec must save to be chosen over raw (see hopChoice). */
+export const CODEC_MIN_GAIN = 0.1;
+
 /**
  * The forward hop `from -> to` at every boundary c = 0..n: for each, the codec that makes the hop fastest
  * (coded bytes x atoms per byte of the link, plus the sender's encode and the receiver's decode per raw
  * byte, each term rounded to 1 ns once) among those usable at c, on both hosts, and within the sender
- * tier's upload cap; raw wins ties. Undefined without a link. Cached per plan() call: the searches read it
+ * tier's upload cap. Raw wins unless a codec cuts the raw hop's time by at least CODEC_MIN_GAIN (or raw is
+ * over the cap): a gain within the profile's own error is not worth a lossy answer, a codec's CPU, or a plan
+ * that flips between raw and coded as the measurements wobble. Undefined without a link. Cached per plan() call: the searches read it
  * for every origin and pass, and `evaluate` prices hops with the very same numbers.
  */
 export function hopChoice(p: Prepared, from: number, to: number): HopChoice | undefined {
@@ -51,20 +56,22 @@ export function hopChoice(p: Prepared, from: number, to: number): HopChoice | un
     const bytes = new Float64Array(p.n + 1);
     for (let c = 0; c <= p.n; c++) {
       const raw = p.bytesOut[c];
-      let best = raw > cap ? Infinity : Math.round(raw * k);
+      const rawAtoms = raw > cap ? Infinity : Math.round(raw * k);
+      // A codec must come in under this to be chosen over raw.
+      let best = rawAtoms * (1 - CODEC_MIN_GAIN);
       let bestK = 0;
       let bestBytes = raw;
       for (let j = 1; j < K; j++) {
         if (!usable[j][c]) continue;
         const hop = codedHop(p, from, to, j, c);
         if (!hop || hop.bytes > cap) continue;
-        if (hop.atoms < best) {
+        if (hop.atoms < best || (bestK === 0 && rawAtoms === Infinity && hop.atoms < Infinity)) {
           best = hop.atoms;
           bestK = j;
           bestBytes = hop.bytes;
         }
       }
-      atoms[c] = best;
+      atoms[c] = bestK === 0 ? rawAtoms : best;
       codec[c] = bestK;
       bytes[c] = bestBytes;
     }
