@@ -158,6 +158,35 @@ describe('Coordinator.replan', () => {
     expect(r.c.plans).toHaveLength(1);
   });
 
+  it('unloaded, it prepares nothing (pin, replan, warm refuse E_NOT_READY) until reload warms the plan in force again', async () => {
+    const r = rig();
+    const first = await r.c.replan('start-up');
+    // A warm-up under way when the unload comes is waited for, so none prepares after markUnloaded returns.
+    const gate = deferred();
+    r.prepare = () => gate.promise;
+    const [other] = await r.c.search([{ kind: 'noTier', tier: 'cloud' }]);
+    const warming = r.c.warm(other);
+    let marked = false;
+    const marking = r.c.markUnloaded().then(() => (marked = true));
+    await settle();
+    expect(marked).toBe(false);
+    expect(r.c.loaded).toBe(false);
+    gate.resolve();
+    await Promise.all([warming, marking]);
+    r.prepare = async () => undefined;
+    r.calls.length = 0;
+    expect((await rejection(r.c.warm(other))).code).toBe('E_NOT_READY');
+    expect((await rejection(r.c.pin([{ host: 'device', blocks: [0, 4] }]))).code).toBe('E_NOT_READY');
+    r.cluster.profiles = profiles(100, 0.1, 1); // the edge now best: a replan would move
+    expect((await rejection(r.c.replan('edge faster'))).message).toMatch(/the model is unloaded/);
+    expect(r.calls).toEqual([]);
+    expect(r.c.current).toBe(first);
+    const back = await r.c.reload();
+    expect(back).toBe(first);
+    expect(r.c.loaded).toBe(true);
+    expect(r.calls).toEqual(['cloud[0:40)']);
+  });
+
   it('no profile yet is E_NOT_READY', async () => {
     const r = rig();
     r.cluster.profiles = [];

@@ -82,6 +82,7 @@ const LINK: LinkReport = {
 
 function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | 'token' | 'open' } = {}) {
   const state = { ready: true, plan: { epoch: 7, route: active(7).route } as Routed | null };
+  const repo = { unavailable: null as string | null };
   const coordinator = {
     current: null as ActivePlan | null,
     plans: [] as ActivePlan[],
@@ -114,6 +115,7 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
     profile: () => profile('device', 'device', [1, 1]),
     links: () => [LINK],
     prepareSegment: vi.fn(async (_from: number, _to: number) => undefined),
+    releaseSegments: vi.fn(() => 2),
     hasLink: (to: string) => to === 'edge',
     setLinkEmulation: vi.fn((_to: string, s: unknown) => s as never),
     forward: vi.fn(async (host: string, method: string, path: string, _body?: unknown): Promise<unknown> => ({
@@ -139,6 +141,24 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
     ),
     metrics,
     log: silent,
+    repository: {
+      models: () => [
+        { name: 'other', version: '3' },
+        { name: 'tiny', version: '1' },
+      ],
+      unavailable: () => repo.unavailable,
+      load: vi.fn(async () => {
+        repo.unavailable = null;
+      }),
+      unload: vi.fn(async () => {
+        repo.unavailable = 'unloaded';
+        return { leftInFlight: 0, failed: [] };
+      }),
+      authorize: (header: string | undefined, what: string) => {
+        if (header === undefined) throw new CleaveError('E_UNAUTHORIZED', `${what} needs the control token`);
+        if (header !== `Bearer ${CONTROL}`) throw new CleaveError('E_FORBIDDEN', `${what}: the token is wrong`);
+      },
+    },
   } satisfies GatewayDeps;
   const app = buildApp({
     ready: () => state.ready,
@@ -147,7 +167,7 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
     ...(o.gateway !== false && { gateway }),
     log: silent,
   });
-  return { app, state, control, coordinator, cluster, gateway, metrics };
+  return { app, state, repo, control, coordinator, cluster, gateway, metrics };
 }
 
 type App = ReturnType<typeof rig>['app'];
@@ -334,9 +354,9 @@ describe('gateway', () => {
 });
 
 describe("gateway: what Triton's and KServe's clients call", () => {
-  it('GET /v2 advertises what is there (not model_repository, whose load and unload are not)', async () => {
+  it('GET /v2 advertises what is there', async () => {
     const r = await call(rig().app, 'GET', '/v2');
-    expect(r.body.extensions).toEqual(['binary_tensor_data', 'model_configuration', 'statistics']);
+    expect(r.body.extensions).toEqual(['binary_tensor_data', 'model_configuration', 'statistics', 'model_repository']);
   });
 
   it('model config in Triton shape, with the current plan in its cleave section', async () => {
@@ -384,16 +404,76 @@ describe("gateway: what Triton's and KServe's clients call", () => {
     }
   });
 
-  it('the repository index lists the model, ready or not', async () => {
-    const { app, state } = rig();
+  it("the repository index lists the folder's models: the served one ready, unloaded or not ready; the others not served", async () => {
+    const { app, state, repo } = rig();
     expect(await call(app, 'POST', '/v2/repository/index', { ready: true })).toMatchObject({
       status: 200,
       body: [{ name: 'tiny', version: '1', state: 'READY' }],
     });
+    const other = {
+      name: 'other',
+      version: '3',
+      state: 'UNAVAILABLE',
+      reason: "not served: this deployment serves 'tiny' (one model per deployment)",
+    };
     state.ready = false;
     expect((await call(app, 'POST', '/v2/repository/index')).body).toEqual([
-      { name: 'tiny', version: '1', state: 'UNAVAILABLE', reason: 'the deployment has no plan yet' },
+      other,
+      {
+        name: 'tiny',
+        version: '1',
+        state: 'UNAVAILABLE',
+        reason: 'not ready: no plan yet, or a host of the plan is down',
+      },
     ]);
+    repo.unavailable = 'unloaded';
+    expect((await call(app, 'POST', '/v2/repository/index', {})).body).toEqual([
+      other,
+      { name: 'tiny', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' },
+    ]);
+    expect((await call(app, 'POST', '/v2/repository/index', { ready: true })).body).toEqual([]);
+    expect(await call(app, 'POST', '/v2/repository/index', { ready: 'yes' })).toMatchObject({
+      status: 400,
+      body: { error: 'ready: expected a boolean, got "yes"' },
+    });
+    expect((await call(app, 'POST', '/v2/repository/index', [1])).status).toBe(400);
+    expect((await call(app, 'POST', '/v2/repository/index', '{"ready": tru', {})).status).toBe(400);
+  });
+
+  it('unload and load the served model with the control token; an unloaded model answers 503 until loaded', async () => {
+    const { app, gateway } = rig();
+    const op = (model: string, what: 'load' | 'unload', body?: unknown, auth = `Bearer ${CONTROL}`) =>
+      call(app, 'POST', `/v2/repository/models/${model}/${what}`, body, auth ? { authorization: auth } : {});
+    expect(await op('tiny', 'unload', undefined, '')).toMatchObject({ status: 401, body: { code: 'E_UNAUTHORIZED' } });
+    expect(await op('tiny', 'unload', undefined, 'Bearer nope')).toMatchObject({
+      status: 403,
+      body: { code: 'E_FORBIDDEN' },
+    });
+    expect(gateway.repository.unload).not.toHaveBeenCalled();
+    expect(await op('tiny', 'unload', { parameters: { unload_dependents: true } })).toMatchObject({
+      status: 200,
+      body: { name: 'tiny', state: 'UNAVAILABLE', leftInFlight: 0, failed: [] },
+    });
+    const refused = await call(app, 'POST', '/v2/models/tiny/infer', X);
+    expect(refused).toMatchObject({ status: 503, body: { code: 'E_NOT_READY' } });
+    expect(refused.body.error).toBe("model 'tiny' is unloaded: POST /v2/repository/models/tiny/load loads it");
+    expect(gateway.infer).not.toHaveBeenCalled();
+    expect(await op('tiny', 'load')).toMatchObject({ status: 200, body: { name: 'tiny', state: 'READY' } });
+    expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(200);
+    // What cannot be done is named, and changes nothing.
+    expect(await op('other', 'load')).toMatchObject({ status: 400, body: { code: 'E_UNSUPPORTED' } });
+    expect((await op('other', 'load')).body.error).toBe(
+      "cannot load 'other': this deployment serves 'tiny', one model per deployment (start a deployment with --model other)",
+    );
+    expect(await op('nothing', 'unload')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
+    expect((await op('tiny', 'load', { parameters: { config: '{}' } })).body.error).toBe(
+      "parameters.config: load takes no parameters (the model loads from the repository's files as they are)",
+    );
+    expect((await op('tiny', 'unload', { parameters: { unload_dependents: 'yes' } })).status).toBe(400);
+    expect((await op('tiny', 'unload', { parameters: [] })).body.error).toBe('parameters: expected an object');
+    expect(gateway.repository.unload).toHaveBeenCalledTimes(1);
+    expect(gateway.repository.load).toHaveBeenCalledTimes(1);
+    expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(200);
   });
 
   it('errors are Content-Type application/json exactly (KServe reads an error body only then)', async () => {

@@ -172,9 +172,7 @@ export class PeerServer extends EventEmitter<PeerServerEvents> {
       this.log.warn({ remote: req.socket.remoteAddress }, 'peer refused: missing or wrong token');
       return refuse(socket, 401, 'Unauthorized');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) =>
-      this.accept(ws, socket, req.socket.remoteAddress ?? '', who),
-    );
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, socket, req.socket.remoteAddress ?? '', who));
   };
 
   private accept(ws: WebSocket, socket: Duplex, remote: string, claimed: string): void {

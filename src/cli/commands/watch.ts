@@ -160,6 +160,15 @@ function eventText(e: CleaveEvent): string {
       return `${str(e.host)} is up`;
     case 'host-down':
       return `${str(e.host)} is DOWN`;
+    case 'model-unloaded': {
+      const failed = Array.isArray(e.failed) ? e.failed.length : 0;
+      const freed = failed
+        ? `${failed} host(s) could not be told to free their sessions`
+        : 'every host freed its sessions';
+      return `${freed}; requests refused until loaded`;
+    }
+    case 'model-loaded':
+      return `segments warm again in ${ms(num(e.ms))} ms, epoch ${str(e.epoch)}`;
     case 'plan-proposed': {
       const c = (e.candidate ?? {}) as { stages?: unknown; latencyMs?: unknown };
       const stages = Array.isArray(c.stages)

@@ -1,7 +1,7 @@
 /**
  * The Open Inference Protocol over gRPC (@grpc/grpc-js), on the origin's own port beside HTTP: the six RPCs
- * of KServe's GRPCInferenceService (grpc_predict_v2.proto here), and Triton's ModelStatistics and
- * RepositoryIndex. It shares the HTTP gateway's deps: the same
+ * of KServe's GRPCInferenceService (grpc_predict_v2.proto here), and Triton's ModelConfig, ModelStatistics,
+ * RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload. It shares the HTTP gateway's deps: the same
  * signature checks, plan, pipeline, deadline limit, metrics, Triton statistics and latency window. A call's
  * gRPC deadline is the request's deadline (capped by `deadlineMs`). Errors carry gRPC status codes mapped
  * from Cleave's error codes (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
@@ -11,7 +11,13 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { CleaveError, errorMessage, isCleaveError, type ErrorCode } from '../../errors.js';
 import type { TlsMaterial } from '../tls.js';
-import { requestDeadlineMs, serveInference, type GatewayDeps } from '../http/gateway.js';
+import {
+  changeRepository,
+  requestDeadlineMs,
+  servedUnavailable,
+  serveInference,
+  type GatewayDeps,
+} from '../http/gateway.js';
 import { modelMetadata } from '../http/oip.js';
 import { describeRoute } from '../plan/route.js';
 import { modelConfig, modelStats, repositoryIndex, type InferenceStats } from '../http/triton.js';
@@ -30,7 +36,11 @@ export const PROTO_OPTIONS: protoLoader.Options = {
 };
 
 /** The extensions ServerMetadata lists: those the gRPC side has (Triton's names). */
-const EXTENSIONS: readonly string[] = ['statistics'];
+const extensions = (d: GatewayDeps): string[] => [
+  'model_configuration',
+  'statistics',
+  ...(d.repository ? ['model_repository'] : []),
+];
 
 const STATUS: Partial<Record<ErrorCode, grpc.status>> = {
   E_BAD_INPUT: grpc.status.INVALID_ARGUMENT,
@@ -110,6 +120,16 @@ export class GrpcFront {
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
+/** RepositoryModelLoadRequest and RepositoryModelUnloadRequest, as proto-loader decodes them (oneofs named). */
+interface RepositoryChangeRequest {
+  readonly repository_name: string;
+  readonly model_name: string;
+  readonly parameters?: Record<
+    string,
+    { parameter_choice?: 'bool_param' | 'int64_param' | 'string_param' | 'bytes_param' } & Record<string, unknown>
+  >;
+}
+
 function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImplementation {
   const sig = d.model.signature;
   const model = (name: string, version: string): void => {
@@ -136,7 +156,7 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     model(req.name, req.version);
     return { ready: d.ready() };
   });
-  const ServerMetadata = unary(() => ({ name: 'cleave', version: d.serverVersion, extensions: EXTENSIONS }));
+  const ServerMetadata = unary(() => ({ name: 'cleave', version: d.serverVersion, extensions: extensions(d) }));
   const ModelMetadata = unary((req: { name: string; version: string }) => {
     model(req.name, req.version);
     return modelMetadata(sig);
@@ -162,10 +182,22 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     if (req.name !== '') model(req.name, req.version);
     return modelStats(sig, stats);
   });
-  const RepositoryIndex = unary((req: { repository_name: string; ready: boolean }) => {
-    const models = repositoryIndex(sig, d.ready());
-    return { models: req.ready ? models.filter((m) => m.state === 'READY') : models };
-  });
+  const RepositoryIndex = unary((req: { repository_name: string; ready: boolean }) => ({
+    models: repositoryIndex(sig, servedUnavailable(d), d.repository?.models() ?? [], req.ready),
+  }));
+  /** Load and unload: the control token in the `authorization` metadata, as HTTP's header. */
+  const change = (op: 'load' | 'unload') =>
+    unary(async (req: RepositoryChangeRequest, call) => {
+      const auth = call.metadata.get('authorization');
+      if (auth.length > 1) throw new CleaveError('E_UNAUTHORIZED', 'more than one authorization metadata entry');
+      if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
+      d.repository.authorize(auth.length ? String(auth[0]) : undefined, `${op} of model '${req.model_name}'`);
+      const params = Object.fromEntries(
+        Object.entries(req.parameters ?? {}).map(([k, v]) => [k, v[v.parameter_choice ?? 'string_param']]),
+      );
+      await changeRepository(d, op, req.model_name, params);
+      return {};
+    });
   const ModelConfig = unary((req: { name: string; version: string }) => {
     model(req.name, req.version);
     const p = d.plan();
@@ -193,6 +225,8 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     ModelInfer,
     ModelStatistics,
     RepositoryIndex,
+    RepositoryModelLoad: change('load'),
+    RepositoryModelUnload: change('unload'),
     ModelConfig,
   };
 }

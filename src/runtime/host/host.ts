@@ -15,7 +15,7 @@ import type { IncomingFrame } from '../../transport/incoming.js';
 import { PeerServer } from '../../transport/peer-server.js';
 import { controlToken, parseListen, type DeploymentConfig, type HostConfig } from '../config.js';
 import { peerCredentials } from './credentials.js';
-import type { AccessPolicy } from '../http/access.js';
+import { checkHeader, type AccessPolicy } from '../http/access.js';
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
@@ -25,7 +25,7 @@ import { GrpcFront } from '../grpc/server.js';
 import { analyze, modelFrameBytes, type Analysis } from '../local/analysis.js';
 import { cachedProfile } from '../local/profile-cache.js';
 import type { ProfileDoc } from '../local/profiler.js';
-import { loadRepoModel } from '../model-repo.js';
+import { listModels, loadRepoModel } from '../model-repo.js';
 import { ownCpu } from '../process/cgroup.js';
 import { heapFlags } from '../process/node-flags.js';
 import type { Heartbeat, HostStatus } from '../plan/cluster-view.js';
@@ -273,6 +273,11 @@ export class Host {
           peerPath: peerServer.options.path,
           access,
           prepare: prepareOn,
+          release: async (name) => {
+            if (name === self.name) (host as Host).releaseLocal();
+            else await client.request(name, 'DELETE', '/v1/segments');
+          },
+          inFlight: () => pipeline.inFlight,
           takeHeartbeat,
           logger: log,
         })
@@ -351,6 +356,13 @@ export class Host {
           answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
           log,
           stats,
+          repository: {
+            models: () => listModels(o.modelsDir).map((m) => ({ name: m.name, version: m.version })),
+            unavailable: () => origin.lifecycle.unavailable(),
+            load: () => origin.lifecycle.load(),
+            unload: () => origin.lifecycle.unload(),
+            authorize: (header, what) => checkHeader(header, access, what),
+          },
         }
       : undefined;
     server.on(
@@ -366,6 +378,7 @@ export class Host {
           profile: () => profile,
           links: () => mesh.reports(),
           prepareSegment: (from, to, route) => h.prepareLocal(from, to, route),
+          releaseSegments: () => h.releaseLocal(),
           hasLink: (to) => mesh.has(to),
           setLinkEmulation: (to, settings) => {
             const now = mesh.setEmulation(to, settings);
@@ -438,14 +451,15 @@ export class Host {
 
   /**
    * Live: the process serves. Ready: the origin has a committed plan whose every host is up (the deployment
-   * can answer: between losing a host and re-planning around it, it cannot); others have their segment warm.
+   * can answer: between losing a host and re-planning around it, it cannot) and its model is loaded; others
+   * have their segment warm.
    */
   get ready(): boolean {
     if (this.closed) return false;
     const c = this.coordinator;
     if (c) {
       const cur = c.current;
-      return cur !== null && (this.p.origin?.runnable(cur.route) ?? true);
+      return cur !== null && c.loaded && (this.p.origin?.runnable(cur.route) ?? true);
     }
     return this.current === null || this.p.segments.isWarm(this.current);
   }
@@ -517,6 +531,14 @@ export class Host {
     await this.p.segments.prepare({ start, end });
     if (route) this.p.planned.add(route);
     this.current = { start, end };
+  }
+
+  /** Releases every segment session here (the model is unloaded); readiness no longer waits for one. */
+  releaseLocal(): number {
+    this.current = null;
+    const n = this.p.segments.releaseAll();
+    this.p.log.info({ sessions: n }, 'segments released: the model is unloaded');
+    return n;
   }
 
   async close(): Promise<void> {

@@ -15,6 +15,7 @@ import type { Heartbeat, LinkView } from '../plan/cluster-view.js';
 import { Coordinator } from '../plan/coordinator.js';
 import { EventBus } from '../plan/events.js';
 import { LatencyWindow } from '../plan/latency-window.js';
+import { ModelLifecycle } from '../plan/lifecycle.js';
 import { LiveState } from '../plan/live-state.js';
 import { describeRoute } from '../plan/route.js';
 import type { Cluster } from './cluster.js';
@@ -28,6 +29,8 @@ export interface OriginParts {
   readonly loop: AdaptiveLoop;
   readonly events: EventBus;
   readonly latency: LatencyWindow;
+  /** Unloading and loading the model (the repository extension). */
+  readonly lifecycle: ModelLifecycle;
   /** Whether every host on `route` is up now (a plan through a lost host cannot answer). */
   runnable(route: readonly { readonly host: string }[]): boolean;
   close(): void;
@@ -48,6 +51,10 @@ export interface OriginOptions {
   /** The control API's access policy (the events stream is a read). */
   readonly access: AccessPolicy;
   prepare(host: string, from: number, to: number, route: RouteStage[]): Promise<void>;
+  /** Has `host` release every segment session it holds (the model is unloaded). */
+  release(host: string): Promise<void>;
+  /** Requests this origin has in flight. */
+  inFlight(): number;
   /** The origin's own heartbeat: taken before every controller round too, so its own links are fresh. */
   takeHeartbeat(): Heartbeat;
   readonly logger: Logger;
@@ -135,6 +142,15 @@ export function startOrigin(o: OriginOptions): OriginParts {
     },
     logger: log,
   }));
+  const lifecycle = new ModelLifecycle({
+    coordinator: c,
+    hosts: config.hosts.map((h) => h.name),
+    release: o.release,
+    inFlight: o.inFlight,
+    drainMs: limits.deadlineMs,
+    events,
+    logger: log,
+  });
   const snapshotTimer = setInterval(() => {
     void cluster.profiles().then((profiles) => {
       const now = Date.now();
@@ -178,6 +194,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
     loop,
     events,
     latency,
+    lifecycle,
     runnable(route) {
       const down = new Set(liveState.down(Date.now()));
       return route.every((s) => !down.has(s.host));

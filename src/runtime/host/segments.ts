@@ -75,6 +75,20 @@ export class SegmentSessions implements StageRunner {
     }
   }
 
+  /**
+   * Drops every segment from the executor's cache (the model is unloaded); each session is released once the
+   * runs already sent to it finish. Returns how many there were.
+   */
+  releaseAll(): number {
+    let n = 0;
+    for (const key of this.ranges.keys()) {
+      if (this.executor.has(key)) n++;
+      this.executor.release(key);
+    }
+    this.ranges.clear();
+    return n;
+  }
+
   run(r: SegmentRange, feeds: Record<string, TensorLike>): Promise<RunResult> {
     const key = this.key(r);
     // A cached session is run at once: the executor waits for it if it is not warm yet. A warm one is

@@ -52,7 +52,8 @@ export function checkCredential(req: IncomingMessage, p: AccessPolicy, what: str
   checkHeader(authorization(req), p, what);
 }
 
-function checkHeader(header: string | undefined, p: AccessPolicy, what: string): void {
+/** The same for a credential that came another way than an HTTP request (gRPC metadata, a checked header). */
+export function checkHeader(header: string | undefined, p: AccessPolicy, what: string): void {
   if (header === undefined)
     throw new CleaveError(
       'E_UNAUTHORIZED',

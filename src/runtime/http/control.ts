@@ -34,6 +34,8 @@ export interface ControlDeps {
    * host then accepts in infer frames (it must have this host's stage `[from, to)` on it).
    */
   prepareSegment(from: number, to: number, route?: RouteStage[]): Promise<void>;
+  /** Releases every segment session here (the model is unloaded); returns how many there were. */
+  releaseSegments(): number;
   /** Whether this host has a link to `to`. */
   hasLink(to: string): boolean;
   /** Sets (null: removes) the emulation of this host's link to `to`; returns what is in force. */
@@ -96,6 +98,14 @@ export function controlRoutes(d: ControlDeps): Router {
       const t0 = performance.now();
       await d.prepareSegment(from as number, to as number, route === undefined ? undefined : routeBody(route));
       res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
+    }),
+  );
+  // The origin unloading the model: every session here goes (each once the runs sent to it finish).
+  r.delete(
+    '/v1/segments',
+    internal,
+    handle((_req, res) => {
+      res.json({ host: d.self, released: d.releaseSegments() });
     }),
   );
   // Emulated link settings. Any host accepts the call and forwards it to the link's sending host, where the

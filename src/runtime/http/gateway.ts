@@ -14,7 +14,17 @@ import type { HostMetrics } from '../host/metrics.js';
 import type { Routed } from '../host/pipeline.js';
 import { describeRoute } from '../plan/route.js';
 import { inferBody } from './body.js';
-import { InferenceStats, modelConfig, modelStats, repositoryIndex } from './triton.js';
+import type { UnloadResult } from '../plan/lifecycle.js';
+import { singleAuthorization } from '../../transport/handshake.js';
+import { verifyJsonDepth } from './json-depth.js';
+import {
+  checkRepositoryChange,
+  InferenceStats,
+  modelConfig,
+  modelStats,
+  repositoryIndex,
+  type RepoEntry,
+} from './triton.js';
 import {
   encodeInferResponse,
   modelMetadata,
@@ -38,7 +48,43 @@ export interface GatewayDeps {
   answered?(epoch: number, ms: number, ok: boolean): void;
   /** Triton's per-model statistics, shared by every front end (HTTP and gRPC); one of its own without. */
   readonly stats?: InferenceStats;
+  /** The model repository extension; without it, the index lists the served model alone and load and unload are refused. */
+  readonly repository?: RepositoryDeps;
   readonly log: Logger;
+}
+
+/** The model repository extension: the folder's models, and unloading and loading the one served. */
+export interface RepositoryDeps {
+  models(): readonly RepoEntry[];
+  /** Why the served model cannot answer now ('unloading', 'unloaded', 'loading'); null when loaded. */
+  unavailable(): string | null;
+  load(): Promise<unknown>;
+  unload(): Promise<UnloadResult>;
+  /** Throws E_UNAUTHORIZED or E_FORBIDDEN unless `authorization` (the one header) is a control credential. */
+  authorize(authorization: string | undefined, what: string): void;
+}
+
+/** Why the served model cannot answer, for the repository index: its load state, else readiness. */
+export function servedUnavailable(d: GatewayDeps): string | null {
+  return d.repository?.unavailable() ?? (d.ready() ? null : 'not ready: no plan yet, or a host of the plan is down');
+}
+
+/** Unloads or loads the served model after checking the request (the front ends' shared step). */
+export async function changeRepository(
+  d: GatewayDeps,
+  op: 'load' | 'unload',
+  name: string,
+  parameters: Readonly<Record<string, unknown>>,
+): Promise<{ name: string; state: string; leftInFlight?: number; failed?: UnloadResult['failed'] }> {
+  const repo = d.repository;
+  checkRepositoryChange(op, name, d.model.name, repo?.models() ?? [{ ...d.model }], parameters);
+  if (!repo) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
+  if (op === 'load') {
+    await repo.load();
+    return { name, state: 'READY' };
+  }
+  const r = await repo.unload();
+  return { name, state: 'UNAVAILABLE', ...r };
 }
 
 /**
@@ -60,6 +106,14 @@ export async function serveInference<R>(
   let epoch: number | null = null;
   try {
     check();
+    const why = d.repository?.unavailable();
+    if (why)
+      throw new CleaveError(
+        'E_NOT_READY',
+        why === 'loading'
+          ? `model '${d.model.name}' is loading; retry when /v2/models/${d.model.name}/ready answers 200`
+          : `model '${d.model.name}' is ${why}: POST /v2/repository/models/${d.model.name}/load loads it`,
+      );
     const plan = d.plan();
     if (!plan)
       throw new CleaveError('E_NOT_READY', 'the deployment has no plan yet; retry when /v2/health/ready answers 200');
@@ -121,21 +175,57 @@ export function gatewayRoutes(d: GatewayDeps): Router {
 
   const stats = d.stats ?? new InferenceStats();
   app.get('/v2', (_req, res) => {
-    // Triton's names for what is here; not model_repository: its load and unload are not.
+    // Triton's names for what is here.
     res.json({
       name: 'cleave',
       version: d.serverVersion,
-      extensions: ['binary_tensor_data', 'model_configuration', 'statistics'],
+      extensions: [
+        'binary_tensor_data',
+        'model_configuration',
+        'statistics',
+        ...(d.repository ? ['model_repository'] : []),
+      ],
     });
   });
   // Before the per-model routes, which would take 'stats' for a model name.
   app.get('/v2/models/stats', (_req, res) => {
     res.json(modelStats(sig, stats));
   });
-  app.post('/v2/repository/index', (req, res) => {
-    req.resume(); // an optional {"ready": bool} body: the index lists the one model either way
-    res.json(repositoryIndex(sig, d.ready()));
+  const repoBody = express.json({ limit: 64 * 1024, verify: verifyJsonDepth });
+  app.post('/v2/repository/index', repoBody, (req, res) => {
+    const body = objectBody(req.body, '{"repository_name"?: string, "ready"?: bool}');
+    if (body.ready !== undefined && typeof body.ready !== 'boolean')
+      throw new CleaveError('E_BAD_INPUT', `ready: expected a boolean, got ${JSON.stringify(body.ready)}`);
+    res.json(repositoryIndex(sig, servedUnavailable(d), d.repository?.models() ?? [], body.ready === true));
   });
+  for (const op of ['load', 'unload'] as const) {
+    app.post(
+      `/v2/repository/models/:model/${op}`,
+      (req, _res, next) => {
+        // The credential before the body is read: a stranger's upload is not parsed.
+        try {
+          const auth = singleAuthorization(req);
+          if (auth === null) throw new CleaveError('E_UNAUTHORIZED', 'more than one Authorization header');
+          if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
+          d.repository.authorize(auth, `${op} of model '${req.params.model}'`);
+          next();
+        } catch (e) {
+          req.resume();
+          next(e);
+        }
+      },
+      repoBody,
+      (req, res, next) => {
+        const body = objectBody(req.body, '{"parameters"?: {...}}');
+        const params = body.parameters ?? {};
+        if (typeof params !== 'object' || params === null || Array.isArray(params))
+          return next(new CleaveError('E_BAD_INPUT', 'parameters: expected an object'));
+        changeRepository(d, op, String(req.params.model), params as Record<string, unknown>)
+          .then((r) => res.json(r))
+          .catch(next);
+      },
+    );
+  }
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
     app.get(base, (req, res, next) => {
       try {
@@ -215,6 +305,14 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     );
   }
   return app;
+}
+
+/** A JSON body that must be an object (absent: empty); `shape` names what was expected. */
+function objectBody(body: unknown, shape: string): Record<string, unknown> {
+  if (body === undefined) return {};
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new CleaveError('E_BAD_INPUT', `body: expected ${shape}`);
+  return body as Record<string, unknown>;
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
  * What Triton's clients (`tritonclient`) call beyond the Open Inference Protocol core, in Triton's JSON
  * shapes: the model configuration (`GET /v2/models/{m}/config`), inference statistics (`GET
- * /v2/models[/{m}]/stats`) and the repository index (`POST /v2/repository/index`). Pure: the gateway
- * passes what it knows.
+ * /v2/models[/{m}]/stats`), the repository index (`POST /v2/repository/index`) and the checks of its load and
+ * unload. Pure: the gateway passes what it knows.
  */
+import { CleaveError } from '../../errors.js';
 import type { ModelSignature } from './oip.js';
 
 /** Triton's `data_type` name of an OIP datatype (its model config spells types TYPE_...). */
@@ -101,12 +102,72 @@ export function modelStats(sig: ModelSignature, s: InferenceStats): { model_stat
   };
 }
 
-/** `POST /v2/repository/index`: the one model this deployment serves. */
-export function repositoryIndex(sig: ModelSignature, ready: boolean): Record<string, string>[] {
-  return sig.versions.map((version) => ({
+/** A model of the repository folder. */
+export interface RepoEntry {
+  readonly name: string;
+  readonly version: string;
+}
+
+/**
+ * `POST /v2/repository/index` (and gRPC's RepositoryIndex): every model in the repository folder, Triton's
+ * way. The one this deployment serves is READY, or UNAVAILABLE with `unavailable` as the reason; the others
+ * are UNAVAILABLE, not served (a deployment serves one model). `readyOnly`: only READY ones.
+ */
+export function repositoryIndex(
+  sig: ModelSignature,
+  unavailable: string | null,
+  models: readonly RepoEntry[],
+  readyOnly = false,
+): Record<string, string>[] {
+  const served = sig.versions.map((version) => ({
     name: sig.name,
     version,
-    state: ready ? 'READY' : 'UNAVAILABLE',
-    ...(ready ? {} : { reason: 'the deployment has no plan yet' }),
+    state: unavailable === null ? 'READY' : 'UNAVAILABLE',
+    ...(unavailable === null ? {} : { reason: unavailable }),
   }));
+  const others = models
+    .filter((m) => m.name !== sig.name)
+    .map((m) => ({
+      name: m.name,
+      version: m.version,
+      state: 'UNAVAILABLE',
+      reason: `not served: this deployment serves '${sig.name}' (one model per deployment)`,
+    }));
+  const all = [...served, ...others].sort((x, y) => x.name.localeCompare(y.name));
+  return readyOnly ? all.filter((m) => m.state === 'READY') : all;
+}
+
+/**
+ * Checks a repository `load` or `unload` of `name`: the deployment's own model, with parameters Cleave
+ * takes (none for load: it loads the repository's files as they are; `unload_dependents` for unload, which
+ * has nothing to do with no ensembles). Throws E_UNKNOWN_MODEL for a model not in the repository,
+ * E_UNSUPPORTED for another model of it or a parameter Cleave does not take.
+ */
+export function checkRepositoryChange(
+  op: 'load' | 'unload',
+  name: string,
+  served: string,
+  models: readonly RepoEntry[],
+  parameters: Readonly<Record<string, unknown>>,
+): void {
+  if (name !== served) {
+    if (!models.some((m) => m.name === name))
+      throw new CleaveError(
+        'E_UNKNOWN_MODEL',
+        `model '${name}' is not in the repository (has: ${models.map((m) => m.name).join(', ') || 'nothing'})`,
+      );
+    throw new CleaveError(
+      'E_UNSUPPORTED',
+      `cannot ${op} '${name}': this deployment serves '${served}', one model per deployment (start a deployment with --model ${name})`,
+    );
+  }
+  for (const [k, v] of Object.entries(parameters)) {
+    if (op === 'unload' && k === 'unload_dependents' && typeof v === 'boolean') continue;
+    throw new CleaveError(
+      'E_UNSUPPORTED',
+      op === 'load'
+        ? `parameters.${k}: load takes no parameters (the model loads from the repository's files as they are)`
+        : `parameters.${k}: unload takes only unload_dependents (a boolean)`,
+    );
+  }
 }

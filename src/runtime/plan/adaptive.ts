@@ -26,7 +26,8 @@ export interface AdaptiveMetrics {
 }
 
 export interface AdaptiveOptions {
-  readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt' | 'warm'>;
+  readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt' | 'warm'> &
+    Partial<Pick<Coordinator, 'loaded'>>;
   readonly live: Pick<LiveState, 'down' | 'slowdowns'>;
   profiles(): Promise<Profile[]>;
   /** Called first in every round (the origin refreshes its own measurements there). */
@@ -154,6 +155,19 @@ export class AdaptiveLoop {
   private async runRound(): Promise<void> {
     const t0 = performance.now();
     const at = this.now();
+    // An unloaded model has nothing to plan: its hosts hold no segment, and none is prepared until it loads.
+    if (this.o.coordinator.loaded === false) {
+      this.last = {
+        kind: 'keep',
+        reason: 'the model is unloaded',
+        at,
+        ms: 0,
+        concurrency: null,
+        currentPredicted: null,
+        calibration: {},
+      };
+      return;
+    }
     try {
       this.o.beforeRound?.();
       const [input, profiles] = await Promise.all([this.o.coordinator.planInput([], 1), this.o.profiles()]);

@@ -83,10 +83,36 @@ export class Coordinator {
   private epoch = 0;
   private switching: Promise<ActivePlan> | null = null;
   private readonly warming = new Map<string, Promise<void>>();
+  /** The model is unloaded (lifecycle.ts): no host prepares a segment until it is loaded again. */
+  private unloaded = false;
 
   constructor(private readonly o: CoordinatorOptions) {}
 
   get current(): ActivePlan | null {
+    return this.active;
+  }
+
+  /** False between `markUnloaded` and `reload`. */
+  get loaded(): boolean {
+    return !this.unloaded;
+  }
+
+  /**
+   * From now on nothing is prepared (a pin, a re-plan, a warm-up fails with E_NOT_READY); resolves once the
+   * switch and the warm-ups under way have settled, so none of them prepares a segment after this. The plan
+   * in force stays, for `reload`.
+   */
+  async markUnloaded(): Promise<void> {
+    this.unloaded = true;
+    while (this.switching || this.warming.size > 0)
+      await Promise.allSettled([this.switching, ...this.warming.values()]);
+  }
+
+  /** Allows preparing again and has every host of the plan in force build and warm its segment again. */
+  async reload(): Promise<ActivePlan> {
+    this.unloaded = false;
+    if (!this.active) return this.replan('model loaded');
+    await this.prepareRoute(this.active.route);
     return this.active;
   }
 
@@ -202,6 +228,10 @@ export class Coordinator {
 
   /** Every computing stage of `route` built and warm on its host; a preparation of it in progress is joined. */
   private prepareRoute(route: RouteStage[]): Promise<void> {
+    if (this.unloaded)
+      return Promise.reject(
+        new CleaveError('E_NOT_READY', 'the model is unloaded: no segment is prepared until it is loaded again'),
+      );
     const key = describeRoute(route);
     const running = this.warming.get(key);
     if (running) return running;

@@ -3,7 +3,15 @@
  * live state) call `emit`; subscribers (each events connection) get every event after they subscribed.
  */
 export type EventType =
-  'plan-proposed' | 'plan-adopted' | 'link-changed' | 'host-up' | 'host-down' | 'controller-changed' | 'snapshot';
+  | 'plan-proposed'
+  | 'plan-adopted'
+  | 'link-changed'
+  | 'host-up'
+  | 'host-down'
+  | 'controller-changed'
+  | 'model-unloaded'
+  | 'model-loaded'
+  | 'snapshot';
 
 export interface CleaveEvent {
   readonly type: EventType;

@@ -447,6 +447,8 @@ function connect() {
     else if (e.type === 'controller-changed') renderController(e.after);
     else if (e.type === 'host-down' || e.type === 'host-up')
       timelineEntry(e.at, `${e.host} ${e.type === 'host-down' ? 'down' : 'back up'}`);
+    else if (e.type === 'model-unloaded') timelineEntry(e.at, 'model unloaded: requests refused until loaded');
+    else if (e.type === 'model-loaded') timelineEntry(e.at, `model loaded (${e.ms} ms)`);
     else if (e.type === 'hello') renderController(e.controller);
   };
   ws.onclose = (c) => {
