@@ -151,6 +151,11 @@ export class Pipeline {
         (f.via as { close?(code: number, reason: string): void }).close?.(e.closeCode, e.message);
         return;
       }
+      if (this.o.logger.isLevelEnabled('trace'))
+        this.o.logger.trace(
+          { id: h.id, stage: h.stage, at: performance.timeOrigin + f.receivedAt, bytes: f.byteLength },
+          'frame arrived',
+        );
       // The frame carries the time left when it was sent, not a clock reading: hosts' clocks may disagree.
       const deadline = h.deadline > 0 ? Date.now() + h.deadline : 0;
       this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline }, byName(f.tensors)).catch(
