@@ -9,7 +9,8 @@ import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
 import { CleaveError } from '../src/errors.js';
-import { grpcError, OIP_PROTO, PROTO_OPTIONS } from '../src/runtime/grpc/server.js';
+import http2 from 'node:http2';
+import { GRPC_RECEIVE_WINDOW, grpcError, OIP_PROTO, PROTO_OPTIONS } from '../src/runtime/grpc/server.js';
 import { inferBinary, putJson, startDeployment, deleteWith, type Deployment } from './helpers/deployment.js';
 
 type Callback = (err: grpc.ServiceError | null, res: any) => void;
@@ -241,6 +242,28 @@ describe('OIP over gRPC (real hosts on loopback)', () => {
     expect((await status('ModelStatistics', { name: 'other' })).code).toBe(grpc.status.NOT_FOUND);
     const index = await rpc('RepositoryIndex', { ready: true });
     expect(index.models).toEqual([{ name: 'mnv2', version: '1', state: 'READY', reason: '' }]);
+  });
+
+  it("advertises a receive window of GRPC_RECEIVE_WINDOW, not Node's 64 KiB: a big request needs no WINDOW_UPDATE round trips", async () => {
+    const session = http2.connect(`http://127.0.0.1:${d.device.grpcPort}`);
+    try {
+      // The server's first SETTINGS may still carry Node's default; its update follows at once.
+      const seen: (number | undefined)[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, 2000);
+        session.on('remoteSettings', (st) => {
+          seen.push(st.initialWindowSize);
+          if (st.initialWindowSize === GRPC_RECEIVE_WINDOW) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        session.once('error', reject);
+      });
+      expect(seen.at(-1)).toBe(GRPC_RECEIVE_WINDOW);
+    } finally {
+      session.destroy();
+    }
   });
 
   it("answers Triton's ModelConfig as HTTP's /config, with the plan in its parameters", async () => {

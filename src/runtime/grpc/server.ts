@@ -6,6 +6,7 @@
  * gRPC deadline is the request's deadline (capped by `deadlineMs`). Errors carry gRPC status codes mapped
  * from Cleave's error codes (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED).
  */
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -99,6 +100,7 @@ export class GrpcFront {
     ).catch((e: unknown) => {
       throw new CleaveError('E_BAD_INPUT', `grpc ${o.listen}: ${errorMessage(e)}`);
     });
+    widenReceiveWindows(server);
     return new GrpcFront(server, port);
   }
 
@@ -116,6 +118,25 @@ export class GrpcFront {
       });
     });
   }
+}
+
+/** The HTTP/2 receive window each connection and call of the gRPC front gets (Node's default is 64 KiB). */
+export const GRPC_RECEIVE_WINDOW = 8 * 1024 * 1024;
+
+/**
+ * grpc-js 1.14's server leaves its HTTP/2 receive windows at Node's 64 KiB and has no option to raise them
+ * (grpc/grpc-node#3058 would add `grpc-node.flow_control_window`): a 600 KB request then crosses in ~10
+ * windows, each waiting for a WINDOW_UPDATE round trip. Every session of the server's HTTP/2 listeners gets
+ * GRPC_RECEIVE_WINDOW for the connection and for each stream instead. The listeners are grpc-js's own
+ * (`http2Servers`, private): without them (a grpc-js that renamed it) the windows stay as they are.
+ */
+function widenReceiveWindows(server: grpc.Server): void {
+  const listeners = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+  for (const h of listeners?.keys() ?? [])
+    h.on('session', (session: ServerHttp2Session) => {
+      session.setLocalWindowSize(GRPC_RECEIVE_WINDOW);
+      session.settings({ initialWindowSize: GRPC_RECEIVE_WINDOW });
+    });
 }
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
