@@ -4,6 +4,8 @@
  * sessions), what is refused meanwhile, and loading it again (every host of the plan warms its segment, the
  * answers are bit-identical). Over HTTP and over gRPC with a client generated from the same proto.
  */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,4 +192,36 @@ describe('model repository: unload and load (real hosts on loopback)', () => {
     expect(await rpc('ModelReady', { name: 'mnv2' })).toEqual({ ready: true });
     expect((await rpc('ModelInfer', infer)).raw_output_contents).toEqual(y);
   }, 60_000);
+
+  it('the CLI: cleave model list, unload and load; a wrong name or no token is a one-line error and exit 1', async () => {
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [join(import.meta.dirname, '..', 'bin', 'cleave.mjs'), 'model', ...args, '--url', d.url],
+          { env: { ...process.env, CLEAVE_CONTROL_TOKEN: '' }, timeout: 60_000 },
+          (e, out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+        );
+      });
+    const token = ['--token', TEST_CONTROL_TOKEN];
+    const list = await cli('list');
+    expect(list.code, list.err).toBe(0);
+    expect(list.out).toMatch(/mnv2\s+1\s+READY/);
+    const down = await cli('unload', 'mnv2', ...token);
+    expect(down.code, down.err).toBe(0);
+    expect(down.out).toMatch(/^mnv2: unloaded in \d+ ms, every host freed its sessions$/m);
+    expect(sessions()).toEqual([0, 0, 0]);
+    expect((await cli('list')).out).toMatch(/mnv2\s+1\s+UNAVAILABLE\s+unloaded/);
+    const stranger = await cli('load', 'mnv2');
+    expect(stranger.code).toBe(1);
+    expect(stranger.err).toMatch(/401 load of model 'mnv2' needs the control token/);
+    const other = await cli('load', 'resnet', ...token);
+    expect(other.code).toBe(1);
+    expect(other.err).toMatch(/404 model 'resnet' is not in the repository \(has: mnv2\)/);
+    const up = await cli('load', 'mnv2', ...token);
+    expect(up.code, up.err).toBe(0);
+    expect(up.out).toMatch(/^mnv2: loaded in \d+ ms, READY$/m);
+    expect(sessions().every((n) => n > 0)).toBe(true);
+    expect((await cli('list', 'mnv2')).code).toBe(1);
+  }, 120_000);
 });

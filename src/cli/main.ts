@@ -39,6 +39,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'change or show emulated links of a running deployment',
     load: async () => (await import('./commands/link.js')).linkCommand,
   },
+  model: {
+    summary: "list, unload or load a running deployment's model (the repository)",
+    load: async () => (await import('./commands/model.js')).modelCommand,
+  },
   watch: {
     summary: 'live view of a deployment: route, links, hosts, events',
     load: async () => (await import('./commands/watch.js')).watchCommand,

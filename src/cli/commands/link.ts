@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
-import { CleaveError, errorMessage } from '../../errors.js';
+import { CleaveError } from '../../errors.js';
 import { parseFloatFlag } from '../args.js';
-import { controlHeaders, controlTokenFor } from '../control-token.js';
+import { controlCall as call } from '../control-call.js';
+import { controlTokenFor } from '../control-token.js';
 import { table } from '../format.js';
 
 const linkHelp = `cleave link set FROM TO [--mbps N] [--delay MS] [--off] [--url URL] [--token T]
@@ -73,25 +74,4 @@ export async function linkCommand(argv: string[]): Promise<number> {
   const r = await call(`${url}/v1/links/${encodeURIComponent(from)}/${encodeURIComponent(to)}`, 'PUT', token, body);
   process.stdout.write(`${JSON.stringify(r)}\n`);
   return 0;
-}
-
-async function call(url: string, method: string, token: string | undefined, body?: unknown): Promise<unknown> {
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method,
-      headers: controlHeaders(token),
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    // fetch() says only 'fetch failed'; the reason (refused, a certificate not trusted) is its cause.
-    const why = errorMessage((e as { cause?: unknown }).cause ?? e);
-    const hint = /certificate|self.signed/i.test(why)
-      ? '(a deployment with its own CA: run with NODE_EXTRA_CA_CERTS=CA.pem)'
-      : "(is 'cleave up' running?)";
-    throw new CleaveError('E_PEER_GONE', `${method} ${url}: ${why} ${hint}`);
-  }
-  const json = (await res.json().catch(() => ({}))) as { error?: string };
-  if (!res.ok) throw new CleaveError('E_BAD_INPUT', `${method} ${url}: ${res.status} ${json.error ?? ''}`);
-  return json;
 }
