@@ -13,23 +13,33 @@ import { quantile } from '../src/runtime/local/profiler.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Half the median of `n` round trips `echo` makes, each after `idleMs` of sleep (3 more, untimed, first). */
+async function oneWayMs(idleMs: number, n: number, echo: () => Promise<void>): Promise<number> {
+  const rts: number[] = [];
+  for (let i = 0; i < n + 3; i++) {
+    await sleep(idleMs);
+    const t0 = performance.now();
+    await echo();
+    if (i >= 3) rts.push(performance.now() - t0);
+  }
+  return quantile(rts, 0.5) / 2;
+}
+
 export async function threadWakeMs(idleMs: number, n: number): Promise<number> {
   const w = new Worker(
     `require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m));`,
     { eval: true },
   );
   try {
-    const rts: number[] = [];
-    for (let i = 0; i < n + 3; i++) {
-      await sleep(idleMs);
-      const t0 = performance.now();
-      await new Promise<void>((resolve) => {
-        w.once('message', () => resolve());
-        w.postMessage(i);
-      });
-      if (i >= 3) rts.push(performance.now() - t0);
-    }
-    return quantile(rts, 0.5) / 2;
+    return await oneWayMs(
+      idleMs,
+      n,
+      () =>
+        new Promise<void>((resolve) => {
+          w.once('message', () => resolve());
+          w.postMessage(0);
+        }),
+    );
   } finally {
     await w.terminate();
   }
@@ -48,19 +58,18 @@ export async function processWakeMs(idleMs: number, n: number): Promise<number> 
     const sock = connect(port, '127.0.0.1');
     sock.setNoDelay(true);
     await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
-    const rts: number[] = [];
     const byte = Buffer.from([1]);
-    for (let i = 0; i < n + 3; i++) {
-      await sleep(idleMs);
-      const t0 = performance.now();
-      await new Promise<void>((resolve) => {
-        sock.once('data', () => resolve());
-        sock.write(byte);
-      });
-      if (i >= 3) rts.push(performance.now() - t0);
-    }
+    const ms = await oneWayMs(
+      idleMs,
+      n,
+      () =>
+        new Promise<void>((resolve) => {
+          sock.once('data', () => resolve());
+          sock.write(byte);
+        }),
+    );
     sock.destroy();
-    return quantile(rts, 0.5) / 2;
+    return ms;
   } finally {
     child.kill();
   }

@@ -5,12 +5,12 @@
  * gateway's bit for bit; bad input gets the gRPC status that names it; the deployment keeps serving.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
+import { oipClient } from './helpers/grpc.js';
 import { CleaveError } from '../src/errors.js';
 import http2 from 'node:http2';
-import { GRPC_RECEIVE_WINDOW, grpcError, OIP_PROTO, PROTO_OPTIONS } from '../src/runtime/grpc/server.js';
+import { GRPC_RECEIVE_WINDOW, grpcError } from '../src/runtime/grpc/server.js';
 import { inferBinary, putJson, startDeployment, deleteWith, type Deployment } from './helpers/deployment.js';
 
 type Callback = (err: grpc.ServiceError | null, res: any) => void;
@@ -28,10 +28,7 @@ beforeAll(async () => {
   d = await startDeployment({ modelName: 'mnv2', modelBytes: bytes, grpc: true, limits: { maxBodyBytes: 1_000_000 } });
   inputName = d.device.analysis.model.inputs[0].name;
   outputNames = d.device.analysis.model.outputs.map((o) => o.name);
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(OIP_PROTO, PROTO_OPTIONS)) as any;
-  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${d.device.grpcPort}`, grpc.credentials.createInsecure(), {
-    'grpc.max_receive_message_length': -1,
-  }) as Client;
+  client = oipClient(d.device.grpcPort as number) as Client;
 }, 120_000);
 
 afterAll(async () => {

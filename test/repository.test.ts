@@ -7,10 +7,9 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zooEntry } from '../src/graph/zoo/index.js';
-import { OIP_PROTO, PROTO_OPTIONS } from '../src/runtime/grpc/server.js';
+import { oipClient } from './helpers/grpc.js';
 import {
   inferBinary,
   putJson,
@@ -37,10 +36,7 @@ beforeAll(async () => {
     dims: [1, 3, 64, 64],
     data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => ((i * 31) % 89) / 89),
   };
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(OIP_PROTO, PROTO_OPTIONS)) as any;
-  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${d.device.grpcPort}`, grpc.credentials.createInsecure(), {
-    'grpc.max_receive_message_length': -1,
-  }) as Client;
+  client = oipClient(d.device.grpcPort as number) as Client;
 }, 120_000);
 
 afterAll(async () => {
@@ -193,7 +189,7 @@ describe('model repository: unload and load (real hosts on loopback)', () => {
     expect((await rpc('ModelInfer', infer)).raw_output_contents).toEqual(y);
   }, 60_000);
 
-  it('the CLI: cleave model list, unload and load; a wrong name or no token is a one-line error and exit 1', async () => {
+  it('the CLI: cleave model list, unload and load; a wrong name or no token is a one-line error and exit 2', async () => {
     const cli = (...args: string[]) =>
       new Promise<{ code: number; out: string; err: string }>((resolve) => {
         execFile(
@@ -213,15 +209,15 @@ describe('model repository: unload and load (real hosts on loopback)', () => {
     expect(sessions()).toEqual([0, 0, 0]);
     expect((await cli('list')).out).toMatch(/mnv2\s+1\s+UNAVAILABLE\s+unloaded/);
     const stranger = await cli('load', 'mnv2');
-    expect(stranger.code).toBe(1);
+    expect(stranger.code).toBe(2);
     expect(stranger.err).toMatch(/401 load of model 'mnv2' needs the control token/);
     const other = await cli('load', 'resnet', ...token);
-    expect(other.code).toBe(1);
+    expect(other.code).toBe(2);
     expect(other.err).toMatch(/404 model 'resnet' is not in the repository \(has: mnv2\)/);
     const up = await cli('load', 'mnv2', ...token);
     expect(up.code, up.err).toBe(0);
     expect(up.out).toMatch(/^mnv2: loaded in \d+ ms, READY$/m);
     expect(sessions().every((n) => n > 0)).toBe(true);
-    expect((await cli('list', 'mnv2')).code).toBe(1);
+    expect((await cli('list', 'mnv2')).code).toBe(2);
   }, 120_000);
 });
