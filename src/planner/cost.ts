@@ -57,7 +57,7 @@ export function hopChoice(p: Prepared, from: number, to: number): HopChoice | un
     for (let c = 0; c <= p.n; c++) {
       const raw = p.bytesOut[c];
       const rawAtoms = raw > cap ? Infinity : Math.round(raw * k);
-      // A codec must come in under this to be chosen over raw.
+      // A codec must come in under this to be chosen over raw (any finite cost, where raw is over the cap).
       let best = rawAtoms * (1 - CODEC_MIN_GAIN);
       let bestK = 0;
       let bestBytes = raw;
@@ -65,7 +65,7 @@ export function hopChoice(p: Prepared, from: number, to: number): HopChoice | un
         if (!usable[j][c]) continue;
         const hop = codedHop(p, from, to, j, c);
         if (!hop || hop.bytes > cap) continue;
-        if (hop.atoms < best || (bestK === 0 && rawAtoms === Infinity && hop.atoms < Infinity)) {
+        if (hop.atoms < best) {
           best = hop.atoms;
           bestK = j;
           bestBytes = hop.bytes;

@@ -13,15 +13,16 @@ import * as protoLoader from '@grpc/proto-loader';
 import { CleaveError, errorMessage, isCleaveError, type ErrorCode } from '../../errors.js';
 import type { TlsMaterial } from '../tls.js';
 import {
+  authorizeChange,
   changeRepository,
+  repositoryIndexOf,
   requestDeadlineMs,
-  servedUnavailable,
   serveInference,
   type GatewayDeps,
 } from '../http/gateway.js';
 import { modelMetadata } from '../http/oip.js';
 import { describeRoute } from '../plan/route.js';
-import { modelConfig, modelStats, repositoryIndex, type InferenceStats } from '../http/triton.js';
+import { modelConfig, modelStats, type InferenceStats } from '../http/triton.js';
 import { inferInputs, inferResponse, type ModelInferRequest } from './codec.js';
 
 /** The service definition clients and tests load too: names and numbers are KServe's. */
@@ -204,19 +205,22 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     return modelStats(sig, stats);
   });
   const RepositoryIndex = unary((req: { repository_name: string; ready: boolean }) => ({
-    models: repositoryIndex(sig, servedUnavailable(d), d.repository?.models() ?? [], req.ready),
+    models: repositoryIndexOf(d, req.ready),
   }));
   /** Load and unload: the control token in the `authorization` metadata, as HTTP's header. */
   const change = (op: 'load' | 'unload') =>
     unary(async (req: RepositoryChangeRequest, call) => {
       const auth = call.metadata.get('authorization');
-      if (auth.length > 1) throw new CleaveError('E_UNAUTHORIZED', 'more than one authorization metadata entry');
-      if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
-      d.repository.authorize(auth.length ? String(auth[0]) : undefined, `${op} of model '${req.model_name}'`);
+      const repo = authorizeChange(
+        d,
+        op,
+        req.model_name,
+        auth.length > 1 ? null : auth.length ? String(auth[0]) : undefined,
+      );
       const params = Object.fromEntries(
         Object.entries(req.parameters ?? {}).map(([k, v]) => [k, v[v.parameter_choice ?? 'string_param']]),
       );
-      await changeRepository(d, op, req.model_name, params);
+      await changeRepository(d, repo, op, req.model_name, params);
       return {};
     });
   const ModelConfig = unary((req: { name: string; version: string }) => {

@@ -69,16 +69,36 @@ export function servedUnavailable(d: GatewayDeps): string | null {
   return d.repository?.unavailable() ?? (d.ready() ? null : 'not ready: no plan yet, or a host of the plan is down');
 }
 
-/** Unloads or loads the served model after checking the request (the front ends' shared step). */
+/** The repository index both front ends answer (`readyOnly`: the READY entries only). */
+export function repositoryIndexOf(d: GatewayDeps, readyOnly: boolean): Record<string, string>[] {
+  return repositoryIndex(d.model.signature, servedUnavailable(d), d.repository?.models() ?? [], readyOnly);
+}
+
+/**
+ * Who may unload or load (the front ends' shared check, before any body is read): `authorization` is the
+ * request's one credential (null: it sent several). Returns the repository deps to change it through.
+ */
+export function authorizeChange(
+  d: GatewayDeps,
+  op: 'load' | 'unload',
+  name: string,
+  authorization: string | undefined | null,
+): RepositoryDeps {
+  if (authorization === null) throw new CleaveError('E_UNAUTHORIZED', 'more than one authorization credential');
+  if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
+  d.repository.authorize(authorization, `${op} of model '${name}'`);
+  return d.repository;
+}
+
+/** Unloads or loads the served model after checking which model and parameters (the front ends' shared step). */
 export async function changeRepository(
   d: GatewayDeps,
+  repo: RepositoryDeps,
   op: 'load' | 'unload',
   name: string,
   parameters: Readonly<Record<string, unknown>>,
 ): Promise<{ name: string; state: string; leftInFlight?: number; failed?: UnloadResult['failed'] }> {
-  const repo = d.repository;
-  checkRepositoryChange(op, name, d.model.name, repo?.models() ?? [{ ...d.model }], parameters);
-  if (!repo) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
+  checkRepositoryChange(op, name, d.model.name, repo.models(), parameters);
   if (op === 'load') {
     await repo.load();
     return { name, state: 'READY' };
@@ -196,18 +216,15 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     const body = objectBody(req.body, '{"repository_name"?: string, "ready"?: bool}');
     if (body.ready !== undefined && typeof body.ready !== 'boolean')
       throw new CleaveError('E_BAD_INPUT', `ready: expected a boolean, got ${JSON.stringify(body.ready)}`);
-    res.json(repositoryIndex(sig, servedUnavailable(d), d.repository?.models() ?? [], body.ready === true));
+    res.json(repositoryIndexOf(d, body.ready === true));
   });
   for (const op of ['load', 'unload'] as const) {
     app.post(
       `/v2/repository/models/:model/${op}`,
-      (req, _res, next) => {
+      (req, res, next) => {
         // The credential before the body is read: a stranger's upload is not parsed.
         try {
-          const auth = singleAuthorization(req);
-          if (auth === null) throw new CleaveError('E_UNAUTHORIZED', 'more than one Authorization header');
-          if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
-          d.repository.authorize(auth, `${op} of model '${req.params.model}'`);
+          res.locals.repository = authorizeChange(d, op, String(req.params.model), singleAuthorization(req));
           next();
         } catch (e) {
           req.resume();
@@ -220,7 +237,8 @@ export function gatewayRoutes(d: GatewayDeps): Router {
         const params = body.parameters ?? {};
         if (typeof params !== 'object' || params === null || Array.isArray(params))
           return next(new CleaveError('E_BAD_INPUT', 'parameters: expected an object'));
-        changeRepository(d, op, String(req.params.model), params as Record<string, unknown>)
+        const repo = res.locals.repository as RepositoryDeps;
+        changeRepository(d, repo, op, String(req.params.model), params as Record<string, unknown>)
           .then((r) => res.json(r))
           .catch(next);
       },
