@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- adapt [--model mobilenetv2] [--phase-seconds 15] [--steady-seconds 60] [--clients 2]`
+ * `npm run bench -- adapt [--model mobilenetv2] [--phase-seconds 15] [--steady-seconds 60] [--clients 2]
+ *   [--phases base,edge-cpu,edge-back]`
  *
  * The adaptive loop against every static plan it used, on one deployment: the default three hosts (device
  * 0.25 CPU, edge 1 CPU, cloud 2 threads, as `npm start`), real processes, CPU quotas through cgroups, links
@@ -28,6 +29,9 @@
  * alike (they last the same): a closed loop sends fewer requests while a plan is slow, so a mean over
  * requests would hide what a bad plan costs; that one is reported too (`requestMeanMs`).
  *
+ * `--phases` runs a subset of the schedule, in its order (for working on one part of it: the goals are
+ * then the goals of that part only, and its JSON line says `phases`).
+ *
  * Goals: adaptive mean over the schedule <= 0.8 x the best static plan's; in each phase, after the reaction,
  * adaptive within 15 % of the best static plan for that phase; reaction <= 2 s for bandwidth steps and
  * <= 3 s for the CPU change; 0 failed requests; 0 plan changes in the steady phase; predicted vs measured
@@ -47,6 +51,7 @@ const { values } = parseArgs({
     'phase-seconds': { type: 'string', default: '15' },
     'steady-seconds': { type: 'string', default: '60' },
     clients: { type: 'string', default: '2' },
+    phases: { type: 'string' },
   },
 });
 const PHASE_MS = Number(values['phase-seconds']) * 1000;
@@ -84,7 +89,6 @@ interface Phase {
   apply(): Promise<void>;
 }
 
-const { d, dir, specs, api } = await launchDefault(NAME, 'cleave-bench-adapt-');
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 const link = (from: string, to: string, mbps: number, delayMs: number): Promise<unknown> =>
   api('PUT', `/v1/links/${from}/${to}`, { mbps, delayMs });
@@ -94,7 +98,7 @@ const both = async (a: string, b: string, mbps: number, delayMs: number): Promis
 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-const PHASES: Phase[] = [
+const SCHEDULE: Phase[] = [
   { name: 'base', kind: 'base', apply: async () => {} },
   { name: 'de-5', kind: 'bandwidth', apply: () => both('device', 'edge', 5, 1) },
   { name: 'de-200', kind: 'bandwidth', apply: () => both('device', 'edge', 200, 1) },
@@ -117,7 +121,18 @@ const PHASES: Phase[] = [
   { name: 'edge-cpu', kind: 'cpu', apply: async () => void d.setCpuQuota('edge', 0.15) },
   { name: 'edge-back', kind: 'cpu', apply: async () => void d.setCpuQuota('edge', 1) },
 ];
+const PHASES: Phase[] = ((): Phase[] => {
+  if (values.phases === undefined) return SCHEDULE;
+  const names = values.phases.split(',').map((x) => x.trim());
+  for (const n of names)
+    if (!SCHEDULE.some((p) => p.name === n))
+      throw new Error(`--phases: no phase '${n}' (the schedule: ${SCHEDULE.map((p) => p.name).join(', ')})`);
+  return SCHEDULE.filter((p) => names.includes(p.name));
+})();
 const STEADY: Phase = { name: 'steady', kind: 'steady', apply: async () => {} };
+
+// Launched once the flags are known to be good.
+const { d, dir, specs, api } = await launchDefault(NAME, 'cleave-bench-adapt-');
 
 /** The default conditions, as phase `base` expects them. */
 async function reset(): Promise<void> {
@@ -376,6 +391,7 @@ try {
       name: 'adapt',
       model: NAME,
       clients: CLIENTS,
+      ...(PHASES !== SCHEDULE ? { phases: PHASES.map((p) => p.name) } : {}),
       phaseSeconds: PHASE_MS / 1000,
       steadySeconds: STEADY_MS / 1000,
       adaptive: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ESTIMATE_DEFAULTS, WindowExtreme, slowdownOf } from '../src/planner/index.js';
+import { ESTIMATE_DEFAULTS, RecentMedian, WindowExtreme, slowdownOf } from '../src/planner/index.js';
 import { expectError } from './helpers/errors.js';
 
 describe('slowdownOf', () => {
@@ -126,5 +126,37 @@ describe('slowdownOf dampMs', () => {
       6,
     );
     expect(() => slowdownOf([], blockMs, { dampMs: -1 })).toThrow(/dampMs/);
+  });
+});
+
+describe('RecentMedian', () => {
+  it('is null before a sample, then the median of the latest samples', () => {
+    const m = new RecentMedian(5);
+    expect(m.value).toBeNull();
+    m.add(10);
+    expect(m.value).toBe(10);
+    m.add(30);
+    expect(m.value).toBe(20);
+    for (const x of [20, 40, 50]) m.add(x);
+    expect(m.value).toBe(30);
+    expect(m.runs).toBe(5);
+  });
+
+  it('follows a step once most kept samples are new, and ignores a single outlier', () => {
+    const m = new RecentMedian(5);
+    for (let i = 0; i < 10; i++) m.add(10);
+    m.add(500);
+    expect(m.value).toBe(10);
+    m.add(100);
+    expect(m.value).toBe(10);
+    m.add(100);
+    // Three of the five kept are now from after the step.
+    expect(m.value).toBe(100);
+    expect(m.runs).toBe(13);
+  });
+
+  it('refuses a bad size or sample', () => {
+    expect(() => new RecentMedian(0)).toThrow(/^size: must be an integer >= 1/);
+    expect(() => new RecentMedian(5).add(Number.NaN)).toThrow(/^value: must be a finite number/);
   });
 });

@@ -258,13 +258,20 @@ describe('LinkMeter', () => {
       m.sent(i, `r${i}`, 1_000_000, i * 1000); // 10 MB/s, timed
       m.acked(i, i * 1000 + 102);
     }
-    // The link drops to 0.1 MB/s; only 4 kB frames cross it, 42 ms each, from 4 s on (past 500 ms of staleness).
+    // 4 kB frames, each acked 60 ms late, from 4 s on (past 500 ms of staleness): as late as a host under a
+    // CPU quota reads an ack, so no evidence of a slower link; the estimate holds.
     for (let i = 4; i <= 9; i++) {
       m.sent(i, `r${i}`, 4000, i * 1000, false);
-      m.acked(i, i * 1000 + 42);
+      m.acked(i, i * 1000 + 62);
     }
-    expect(m.stats().throughputBps).toBeCloseTo(1e5, -3);
-    expect(m.stats().throughputRecentBps).toBeCloseTo(1e5, -3);
+    expect(m.stats().throughputRecentBps).toBeCloseTo(1e7, -4);
+    // The link drops to 0.025 MB/s: 160 ms each, more than any stall explains.
+    for (let i = 10; i <= 15; i++) {
+      m.sent(i, `r${i}`, 4000, i * 1000, false);
+      m.acked(i, i * 1000 + 162);
+    }
+    expect(m.stats().throughputBps).toBeCloseTo(2.5e4, -3);
+    expect(m.stats().throughputRecentBps).toBeCloseTo(2.5e4, -3);
   });
 
   it('an RTT estimate inflated by a stalled receiver does not turn a frame into a huge lower bound', () => {
@@ -426,6 +433,53 @@ describe('LinkMeter', () => {
     });
     expect(m.stats().throughputRecentBps).toBeCloseTo(10e6, -5);
     expect(m.probeRateBps).toBeCloseTo(25e6, -5);
+  });
+
+  // Probes as PeerLink sizes them (LinkMeter.probeBytes: 10 ms, within [4 kB, 256 kB]) over a link of
+  // `realBps`, every 250 ms, each ack read `stallMs` late (a host under a CPU quota), and a ping between every
+  // two probes that the same stall delays by up to twice as much.
+  const probeRounds = (m: LinkMeter, seq0: number, n: number, realBps: number, stallMs: number): number => {
+    for (let i = 0; i < n; i++) {
+      const seq = seq0 + i;
+      const t = seq * 250;
+      if (seq % 2 === 0) m.rttSample(2 + ((seq * 7) % 10) * 0.2 * stallMs);
+      const bytes = m.probeBytes(10, 4096, 256 * 1024, t);
+      m.sent(seq, `p${seq}`, bytes, t);
+      m.acked(seq, t + 2 + (bytes * 1000) / realBps + stallMs);
+    }
+    return seq0 + n;
+  };
+
+  it('probes that stalls make look slow neither shrink nor collapse the estimate of an idle link', () => {
+    for (const stallMs of [9, 20]) {
+      const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+      for (let i = 0; i < 4; i++) m.rttSample(2);
+      // 50 Mbit/s, timed right by three probes; then every ack late. Sized by the estimate alone, each probe
+      // came out smaller than the last and the estimate settled at a tenth of the link (0.2-0.4 MB/s here,
+      // at a 20 ms stall); sized by the recent best and stretched by the stall, they stay big.
+      let seq = probeRounds(m, 1, 3, 6.25e6, 0);
+      expect(m.stats().throughputRecentBps).toBeCloseTo(6.25e6, -5);
+      const after: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        seq = probeRounds(m, seq, 1, 6.25e6, stallMs);
+        after.push(m.stats().throughputRecentBps as number);
+      }
+      expect(Math.min(...after.slice(10))).toBeGreaterThan(0.4 * 6.25e6);
+      expect(m.probeBytes(10, 4096, 256 * 1024, seq * 250)).toBeGreaterThan(100_000);
+    }
+  });
+
+  it('a real drop on an idle link still shows through stalls: 10x within a probe or two, 2x within a few', () => {
+    for (const [realBps, within] of [
+      [0.625e6, 2],
+      [3.125e6, 6],
+    ] as const) {
+      const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+      for (let i = 0; i < 4; i++) m.rttSample(2);
+      const seq = probeRounds(m, 1, 3, 6.25e6, 0);
+      probeRounds(m, seq, within, realBps, 9);
+      expect(m.stats().throughputRecentBps).toBeLessThan(1.3 * realBps);
+    }
   });
 
   it('returns the ids of unacknowledged frames when the connection drops', () => {

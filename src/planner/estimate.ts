@@ -15,6 +15,8 @@ export const ESTIMATE_DEFAULTS = {
   /** slowdownOf: the result is clamped to [minSlowdown, maxSlowdown]; beyond it the measurement is suspect. */
   minSlowdown: 0.25,
   maxSlowdown: 50,
+  /** RecentMedian: how many of the latest samples the median is taken over. */
+  recentSamples: 5,
 } as const;
 
 function bad(msg: string): never {
@@ -130,5 +132,41 @@ export class WindowExtreme {
     // Everything is older than the window: the latest sample is what is known.
     if (this.samples[0].at < nowMs - this.windowMs) return this.samples[this.samples.length - 1].value;
     return v;
+  }
+}
+
+/**
+ * The median of the last `size` samples: a step shows in full once more than half of them are new (3 of 5),
+ * and a single outlier never moves it. For segment run times, which the controller turns into a host's
+ * slowdown: a smoothed mean (an EWMA of weight 0.2 was used before) still showed a third of the old figure
+ * after five runs, and a host under a small CPU quota runs a segment only every few hundred ms, so its
+ * estimate lagged a quota change by seconds and froze half-way once work moved off it.
+ */
+export class RecentMedian {
+  private readonly samples: number[] = [];
+  private count = 0;
+
+  constructor(private readonly size: number = ESTIMATE_DEFAULTS.recentSamples) {
+    if (!(Number.isInteger(size) && size >= 1)) bad(`size: must be an integer >= 1 (got ${String(size)})`);
+  }
+
+  add(value: number): void {
+    if (!Number.isFinite(value)) bad(`value: must be a finite number (got ${String(value)})`);
+    this.samples.push(value);
+    if (this.samples.length > this.size) this.samples.shift();
+    this.count++;
+  }
+
+  /** Samples added in all (not only those kept). */
+  get runs(): number {
+    return this.count;
+  }
+
+  /** Null before the first sample; with an even number kept, the mean of the middle two. */
+  get value(): number | null {
+    const n = this.samples.length;
+    if (n === 0) return null;
+    const s = [...this.samples].sort((a, b) => a - b);
+    return n % 2 ? s[n >> 1] : (s[n / 2 - 1] + s[n / 2]) / 2;
   }
 }

@@ -25,6 +25,7 @@ export { bottleneckFactor, Calibration, CALIBRATION_LIMITS, type Measured } from
 export { evaluateStages, liveInput, routeOf, type CurrentPlan, type LiveSnapshot } from './live-input.js';
 export {
   WindowExtreme,
+  RecentMedian,
   slowdownOf,
   ESTIMATE_DEFAULTS,
   type ObservedSegment,

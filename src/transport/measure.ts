@@ -106,6 +106,19 @@ const SHIFT_RUN = 3;
  */
 const CEILING_MARGIN_MS = 100;
 
+/**
+ * Probe sizing (LinkMeter.probeBytes). A probe is sized by the best timed sample of the last PEAK_MS, not by
+ * the estimate alone, and lasts longer, up to PROBE_STALL_FACTOR times the link's recent stall (the recent
+ * RTT over the least RTT seen), at most PROBE_MAX_STRETCH times the target: a host that stalls (a CPU quota
+ * period, a GC pause) adds its stall to every probe's transfer, and a probe sized by the lowered estimate came
+ * out smaller and looked slower still, so the estimate of an idle 50 Mbit/s link whose sender ran under a
+ * 0.25-CPU quota settled at 0.74 MB/s, an eighth of the link (`npm run bench -- adapt`: the planner then kept
+ * work off that link). A real drop still shows: the big probe is slow too, and the peak ages out.
+ */
+const PEAK_MS = 10_000;
+const PROBE_STALL_FACTOR = 3;
+const PROBE_MAX_STRETCH = 4;
+
 /** At most this many probes in a row are sent at once on request (`onProbeWanted`); then the interval rules. */
 const QUICK_PROBES = 4;
 
@@ -198,6 +211,8 @@ export class LinkMeter {
   /** Set when a sample asks for a quick probe; the next probe clears it. */
   probeWanted = false;
   private quickProbes = 0;
+  /** Timed samples of the last PEAK_MS (monotonic time, bytes/s), for sizing probes. */
+  private readonly peaks: { at: number; bps: number }[] = [];
 
   constructor(private readonly options: MeterOptions) {}
 
@@ -282,11 +297,21 @@ export class LinkMeter {
     const transferMs = at - start - rtt;
     this.lastAckAt = at;
     if (f.bytes === 0) return;
-    // Small frames count only while nothing better has been timed lately (see MeterOptions.probeIntervalMs).
-    const timed = f.timed || at - this.lastResolvedAt > (this.options.probeIntervalMs ?? Infinity);
+    // Small frames count only while nothing better has been timed lately (see MeterOptions.probeIntervalMs),
+    // and then, where they say the link is slower, only when no stall explains it: overdue by the ceiling's
+    // rule. A 4 kB result read 60 ms late by a host under a CPU quota said 0.066 MB/s of a 25 MB/s link, and
+    // the planner priced every result's return at 60 ms (`npm run bench -- adapt`); probes in the link's gaps
+    // time it properly, and a drop too deep for any stall still shows here.
+    let timed = f.timed || at - this.lastResolvedAt > (this.options.probeIntervalMs ?? Infinity);
+    if (timed && !f.timed) {
+      const est = this.recentBps();
+      if (est !== null && (f.bytes * 1000) / transferMs < est && !this.overdue(f.bytes, transferMs)) timed = false;
+    }
     if (transferMs >= this.options.minSampleMs && timed) {
       const bps = (f.bytes * 1000) / transferMs;
       const est = this.recentBps();
+      this.peaks.push({ at, bps });
+      if (this.peaks.length > 64) this.peaks.shift();
       this.rateSample(bps, true, at);
       this.slowSample = wasOverdue ? bps : null;
       const off = est !== null && (bps > est * SHIFT_FACTOR || bps * SHIFT_FACTOR < est);
@@ -360,6 +385,20 @@ export class LinkMeter {
   get probeRateBps(): number | null {
     const xs = [this.rateFilter.max(), this.rate, this.lowerBoundBps].filter((x): x is number => x !== null);
     return xs.length === 0 ? null : Math.max(...xs);
+  }
+
+  /**
+   * How big the next probe should be (bytes): `targetMs` at the greater of probeRateBps and the best timed
+   * sample of the last PEAK_MS, stretched to PROBE_STALL_FACTOR times the link's recent stall (at most
+   * PROBE_MAX_STRETCH x `targetMs`), clamped to [minBytes, maxBytes]. `now`: monotonic ms.
+   */
+  probeBytes(targetMs: number, minBytes: number, maxBytes: number, now: number = performance.now()): number {
+    while (this.peaks.length && this.peaks[0].at < now - PEAK_MS) this.peaks.shift();
+    let rate = this.probeRateBps ?? 0;
+    for (const p of this.peaks) rate = Math.max(rate, p.bps);
+    const stallMs = this.rttRecent === null ? 0 : Math.max(0, this.rttRecent - this.rttFloor());
+    const ms = Math.min(PROBE_MAX_STRETCH * targetMs, Math.max(targetMs, PROBE_STALL_FACTOR * stallMs));
+    return Math.min(maxBytes, Math.max(minBytes, Math.round((rate * ms) / 1000)));
   }
 
   /** `now`: monotonic ms (performance.now()), for the ceiling. */

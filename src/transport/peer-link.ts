@@ -327,9 +327,14 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     // sample, the estimate, or the lower bound left by a probe that was too quick to time, which grows the next
     // one by probeTargetMs / minSampleMs, at least 2x), so that probing ends in a timed sample rather than in
     // lower bounds forever, and a receiver's stalls do not shrink the probes until they are all it measures.
-    const rate = this.meter.probeRateBps ?? 0;
-    const ms = Math.max(o.probeTargetMs, 2 * o.minSampleMs);
-    const bytes = Math.min(o.probeMaxBytes, Math.max(o.probeMinBytes, Math.round((rate * ms) / 1000)));
+    // It is also sized by the best sample of the last seconds and stretched by the link's stalls
+    // (LinkMeter.probeBytes), so that a stalling host does not shrink it either.
+    const bytes = this.meter.probeBytes(
+      Math.max(o.probeTargetMs, 2 * o.minSampleMs),
+      o.probeMinBytes,
+      o.probeMaxBytes,
+      now,
+    );
     this.lastProbeAt = now;
     this.probesSent++;
     this.meter.probed();

@@ -11,6 +11,7 @@ import { frameCodec, type HeaderInput, type Tensor, type RouteStage } from '../.
 import { encodeTensorAsync, usesBrotli } from '../../transport/codec.js';
 import { tensorBytes } from '../../transport/dtype.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
+import { RecentMedian } from '../../planner/estimate.js';
 import type { RunResult, TensorLike } from '../executor/executor.js';
 import { SendGate, type LinkPort } from './backpressure.js';
 import type { HostMetrics } from './metrics.js';
@@ -66,11 +67,8 @@ export class Pipeline {
   private readonly pending = new Map<string, Pending>();
   /** Stage work in progress on this host (requests passing through, not only those it originated). */
   private working = 0;
-  /** Smoothed compute time of each segment run here, by node range. */
-  private readonly computeMs = new Map<
-    string,
-    { from: number; to: number; meanMs: number; runs: number; lastAt: number }
-  >();
+  /** Recent compute times of each segment run here (their median is what heartbeats report), by block range. */
+  private readonly computeMs = new Map<string, { from: number; to: number; times: RecentMedian; lastAt: number }>();
   private readonly gate: SendGate;
 
   constructor(private readonly o: PipelineOptions) {
@@ -85,14 +83,17 @@ export class Pipeline {
     return this.working;
   }
 
-  /** Smoothed compute time (ms), run count and time since the last run (ms) of each segment run here. */
+  /**
+   * Each segment run here: its recent compute time (ms; the median of the latest runs, RecentMedian), how
+   * many times it ran, and the time since its last run (ms).
+   */
   computeTimes(): { from: number; to: number; meanMs: number; runs: number; ageMs: number }[] {
     const now = Date.now();
     return [...this.computeMs.values()].map((v) => ({
       from: v.from,
       to: v.to,
-      meanMs: Math.round(v.meanMs * 1000) / 1000,
-      runs: v.runs,
+      meanMs: Math.round((v.times.value ?? 0) * 1000) / 1000,
+      runs: v.times.runs,
       ageMs: now - v.lastAt,
     }));
   }
@@ -300,14 +301,13 @@ export class Pipeline {
   private observe(stage: RouteStage, computeMs: number): void {
     this.o.metrics.stageCompute.observe({ segment: `${stage.from}-${stage.to}` }, computeMs * 1000);
     const key = `${stage.from}:${stage.to}`;
-    const prev = this.computeMs.get(key);
-    if (prev === undefined)
-      this.computeMs.set(key, { from: stage.from, to: stage.to, meanMs: computeMs, runs: 1, lastAt: Date.now() });
-    else {
-      prev.meanMs += 0.2 * (computeMs - prev.meanMs);
-      prev.runs++;
-      prev.lastAt = Date.now();
+    let seen = this.computeMs.get(key);
+    if (seen === undefined) {
+      seen = { from: stage.from, to: stage.to, times: new RecentMedian(), lastAt: 0 };
+      this.computeMs.set(key, seen);
     }
+    seen.times.add(computeMs);
+    seen.lastAt = Date.now();
   }
 
   /**
