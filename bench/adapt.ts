@@ -195,9 +195,12 @@ const inWindow = (reqs: Req[], a: number, b: number): Req[] => reqs.filter((q) =
 try {
   await d.ready(300_000);
   const adopted: Adopted[] = [];
+  const proposedAt: number[] = [];
   const ws = new WebSocket(`ws://${d.origin.listen}/v1/events`, { perMessageDeflate: false });
   ws.on('message', (m) => {
     const e = JSON.parse(String(m));
+    // A proposal warms its candidate's segments while it is confirmed: each one not adopted is work for nothing.
+    if (e.type === 'plan-proposed') proposedAt.push(e.at);
     if (e.type !== 'plan-adopted') return;
     adopted.push({
       at: e.at,
@@ -319,6 +322,8 @@ try {
         reactionMsAgain: second.reactionMs,
         routeAgain: second.route,
       },
+      // Rounds that proposed a plan, in both adaptive passes.
+      proposals: passes.reduce((n, r) => n + proposedAt.filter((t) => t >= r.starts[i] && t < r.ends[i]).length, 0),
       statics: st.map((s) => ({ route: s.route, meanMs: r2(s.meanMs), p99Ms: r2(s.p99Ms) })),
       bestStatic: best ? { route: best.route, meanMs: r2(best.meanMs) } : null,
       ratioToBest: adMean !== null && best?.meanMs ? r2(adMean / best.meanMs) : null,
@@ -403,6 +408,7 @@ try {
         failed,
         plans: distinct.size,
         steadyPhaseChanges: steadyChanges,
+        steadyPhaseProposals: proposedAt.filter((t) => t >= steadyStart && t < steadyEnd).length,
       },
       statics: staticAll,
       phases,

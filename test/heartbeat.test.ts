@@ -46,6 +46,10 @@ describe('checkHeartbeat', () => {
       /links\[0\]\.from is 'device': a host reports its own links only/,
     ],
     [{ ...good, links: [{ ...good.links[0], rttRecentMs: 'x' }] }, /links\[0\]\.rttRecentMs is not a number or null/],
+    [
+      { ...good, links: [{ ...good.links[0], rttLeastRecentMs: 'x' }] },
+      /links\[0\]\.rttLeastRecentMs is not a number or null/,
+    ],
     [[], /body is not a map/],
   ])('refuses %j with E_BAD_FRAME naming the field', (body, message) => {
     expect(() => checkHeartbeat(body, 'edge')).toThrow(message);

@@ -76,6 +76,17 @@ describe('LiveState', () => {
     expect(events.find((e) => e.type === 'link-changed')).toMatchObject({ from: 'dev', to: 'edg', throughputBps: 6e5 });
   });
 
+  it("takes a report's least recent RTT over its median: late pongs of a stalled host are not the link's delay", () => {
+    const { s } = state();
+    // The median of the last three pings says 120 ms (two of them read late); the least says 5 ms.
+    for (let t = 0; t <= 1000; t += 500)
+      s.onHeartbeat(beat('dev', { links: [{ ...link('dev', 'edg', 120, 25e6), rttLeastRecentMs: 5 }] }), t);
+    expect(s.linkViews(1000)[0]).toMatchObject({ rttMs: 5 });
+    // A report without it (an older host) still counts by its median.
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'cld', 30, 6e6)] }), 1000);
+    expect(s.linkViews(1000).find((l) => l.to === 'cld')).toMatchObject({ rttMs: 30 });
+  });
+
   it("a link's ceiling caps the window's greatest throughput at once, and lapses with the next report without one", () => {
     const { s } = state();
     s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 25e6)] }), 0);

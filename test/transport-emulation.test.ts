@@ -438,20 +438,24 @@ describe('LinkMeter', () => {
   // Probes as PeerLink sizes them (LinkMeter.probeBytes: 10 ms, within [4 kB, 256 kB]) over a link of
   // `realBps`, every 250 ms, each ack read `stallMs` late (a host under a CPU quota), and a ping between every
   // two probes that the same stall delays by up to twice as much.
+  // (A probe is never sent while one is in flight: one that is still out at its tick waits for its ack.)
+  let lastAck = 0;
   const probeRounds = (m: LinkMeter, seq0: number, n: number, realBps: number, stallMs: number): number => {
     for (let i = 0; i < n; i++) {
       const seq = seq0 + i;
-      const t = seq * 250;
+      const t = Math.max(seq * 250, lastAck + 1);
       if (seq % 2 === 0) m.rttSample(2 + ((seq * 7) % 10) * 0.2 * stallMs);
       const bytes = m.probeBytes(10, 4096, 256 * 1024, t);
       m.sent(seq, `p${seq}`, bytes, t);
-      m.acked(seq, t + 2 + (bytes * 1000) / realBps + stallMs);
+      lastAck = t + 2 + (bytes * 1000) / realBps + stallMs;
+      m.acked(seq, lastAck);
     }
     return seq0 + n;
   };
 
   it('probes that stalls make look slow neither shrink nor collapse the estimate of an idle link', () => {
     for (const stallMs of [9, 20]) {
+      lastAck = 0;
       const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
       for (let i = 0; i < 4; i++) m.rttSample(2);
       // 50 Mbit/s, timed right by three probes; then every ack late. Sized by the estimate alone, each probe
@@ -469,17 +473,32 @@ describe('LinkMeter', () => {
     }
   });
 
-  it('a real drop on an idle link still shows through stalls: 10x within a probe or two, 2x within a few', () => {
+  it('a real drop on an idle link still shows through stalls: 10x within a probe or two, 2x within a few; probes shrink to it', () => {
     for (const [realBps, within] of [
       [0.625e6, 2],
       [3.125e6, 6],
     ] as const) {
+      lastAck = 0;
       const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
       for (let i = 0; i < 4; i++) m.rttSample(2);
       const seq = probeRounds(m, 1, 3, 6.25e6, 0);
-      probeRounds(m, seq, within, realBps, 9);
+      const next = probeRounds(m, seq, within, realBps, 9);
       expect(m.stats().throughputRecentBps).toBeLessThan(1.3 * realBps);
+      // Once the recent median is down, the old best no longer sizes probes: they are sized for the slower link.
+      probeRounds(m, next, 1, realBps, 9);
+      expect(m.probeBytes(10, 4096, 256 * 1024, lastAck + 1)).toBeLessThan(((4 * 10 * 1.3 * realBps) / 1000) | 0);
     }
+  });
+
+  it('reports the least of the last three RTTs: two late pongs are ignored, a rise shows on the third', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
+    for (const r of [5, 120, 90]) m.rttSample(r);
+    expect(m.stats().rttRecentMs).toBe(90);
+    expect(m.stats().rttLeastRecentMs).toBe(5);
+    m.rttSample(40);
+    expect(m.stats().rttLeastRecentMs).toBe(40);
+    m.rttSample(2);
+    expect(m.stats().rttLeastRecentMs).toBe(2);
   });
 
   it('returns the ids of unacknowledged frames when the connection drops', () => {

@@ -41,6 +41,13 @@ export interface LinkStats {
   rttLastMs: number | null;
   /** Median of the last three RTT samples (ms): follows a step within two samples, ignores one outlier. */
   rttRecentMs: number | null;
+  /**
+   * The least of the last three RTT samples (ms): a rise shows after three samples, a fall at once, and up to
+   * two late pongs (a host stalled by its CPU quota answers or reads them late; at 1 CPU, an edge running ORT
+   * flat out read 5 ms pongs at 120 ms) are ignored. What an adaptive planner wants: a stall is the host's,
+   * not the link's, and it goes away with the load that caused it.
+   */
+  rttLeastRecentMs: number | null;
   /** Smoothed throughput in bytes per second, or null before the first sample. */
   throughputBps: number | null;
   /**
@@ -113,7 +120,8 @@ const CEILING_MARGIN_MS = 100;
  * period, a GC pause) adds its stall to every probe's transfer, and a probe sized by the lowered estimate came
  * out smaller and looked slower still, so the estimate of an idle 50 Mbit/s link whose sender ran under a
  * 0.25-CPU quota settled at 0.74 MB/s, an eighth of the link (`npm run bench -- adapt`: the planner then kept
- * work off that link). A real drop still shows: the big probe is slow too, and the peak ages out.
+ * work off that link). A real drop still shows: the big probe is slow too, and once the recent median is
+ * more than SHIFT_FACTOR below a peak, that peak no longer sizes probes.
  */
 const PEAK_MS = 10_000;
 const PROBE_STALL_FACTOR = 3;
@@ -156,6 +164,11 @@ class Median3 {
   /** The greatest of the last three values, or null before the first. */
   max(): number | null {
     return this.last.length === 0 ? null : Math.max(...this.last);
+  }
+
+  /** The least of the last three values, or null before the first. */
+  min(): number | null {
+    return this.last.length === 0 ? null : Math.min(...this.last);
   }
 
   /** The lesser of the last two values, or null before the first. */
@@ -388,14 +401,19 @@ export class LinkMeter {
   }
 
   /**
-   * How big the next probe should be (bytes): `targetMs` at the greater of probeRateBps and the best timed
-   * sample of the last PEAK_MS, stretched to PROBE_STALL_FACTOR times the link's recent stall (at most
+   * How big the next probe should be (bytes): `targetMs` at the best timed sample of the last PEAK_MS (of those
+   * within SHIFT_FACTOR of the recent median; probeRateBps when there is none), stretched to PROBE_STALL_FACTOR times the link's recent stall (at most
    * PROBE_MAX_STRETCH x `targetMs`), clamped to [minBytes, maxBytes]. `now`: monotonic ms.
    */
   probeBytes(targetMs: number, minBytes: number, maxBytes: number, now: number = performance.now()): number {
     while (this.peaks.length && this.peaks[0].at < now - PEAK_MS) this.peaks.shift();
-    let rate = this.probeRateBps ?? 0;
-    for (const p of this.peaks) rate = Math.max(rate, p.bps);
+    // A peak more than SHIFT_FACTOR above the recent median is from before a real drop (a stall costs a
+    // probe less than that, the stretch sees to it): sized by it, a probe would hold the slower link for
+    // hundreds of ms. Without a peak left, probeRateBps (the estimate, the last three samples).
+    const recent = this.rateRecent;
+    const peaks = recent === null ? this.peaks : this.peaks.filter((p) => p.bps <= SHIFT_FACTOR * recent);
+    let rate = peaks.length ? (this.lowerBoundBps ?? 0) : (this.probeRateBps ?? 0);
+    for (const p of peaks) rate = Math.max(rate, p.bps);
     const stallMs = this.rttRecent === null ? 0 : Math.max(0, this.rttRecent - this.rttFloor());
     const ms = Math.min(PROBE_MAX_STRETCH * targetMs, Math.max(targetMs, PROBE_STALL_FACTOR * stallMs));
     return Math.min(maxBytes, Math.max(minBytes, Math.round((rate * ms) / 1000)));
@@ -407,6 +425,7 @@ export class LinkMeter {
       rttMs: this.rtt,
       rttLastMs: this.rttLast,
       rttRecentMs: this.rttRecent,
+      rttLeastRecentMs: this.rttFilter.min(),
       throughputBps: this.rate,
       throughputCeilingBps: this.ceilingBps(now),
       throughputLastBps: this.rateLast,

@@ -124,6 +124,7 @@ export class PeerMesh implements LinkPort {
         rttMs: s.rttMs,
         throughputBps: s.throughputBps,
         rttRecentMs: s.rttRecentMs,
+        rttLeastRecentMs: s.rttLeastRecentMs,
         throughputRecentBps: s.throughputRecentBps,
         throughputCeilingBps: s.throughputCeilingBps,
         throughputSamples: s.throughputSamples,

@@ -19,6 +19,8 @@ export interface LinkView {
 export interface LinkReport extends LinkView {
   /** Median of the last three RTT samples: follows a step within two pings (the EWMA lags). */
   readonly rttRecentMs?: number | null;
+  /** The least of the last three RTT samples: what the live estimates take (LinkStats.rttLeastRecentMs). */
+  readonly rttLeastRecentMs?: number | null;
   /** Median of the last three timed throughput samples. */
   readonly throughputRecentBps?: number | null;
   /** An upper bound on the throughput now, when the link has shown it is much slower than estimated. */
@@ -37,7 +39,7 @@ export interface SegmentStat {
   readonly from: number;
   readonly to: number;
   readonly warm: boolean;
-  /** Smoothed compute time (ms) of the runs here, null before the first. */
+  /** Recent compute time (ms) of the runs here (the median of the last 5), null before the first. */
   readonly meanMs: number | null;
   readonly runs: number;
 }

@@ -92,7 +92,8 @@ export class LiveState {
         };
         this.links.set(key, e);
       }
-      const rtt = l.rttRecentMs ?? l.rttMs;
+      // The least of the latest pings: a stalled host's late pongs are its own delay, not the link's.
+      const rtt = l.rttLeastRecentMs ?? l.rttRecentMs ?? l.rttMs;
       const bps = l.throughputRecentBps ?? l.throughputBps;
       if (rtt !== null && rtt !== undefined && rtt >= 0) e.rtt.add(now, rtt);
       if (bps !== null && bps !== undefined && bps > 0) e.throughput.add(now, bps);
