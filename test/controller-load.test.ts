@@ -92,6 +92,46 @@ describe('controller: latency under load', () => {
     expect(off.step(snap(2000, 1), st(s2.plan, 1000)).kind).toBe('adopt');
   });
 
+  it('flap damping by host: work moved off a host comes back by another route only past the same bar', () => {
+    const slow = (now: number, edge: number): LiveSnapshot => ({ ...snap(now, 2), slowdown: { edge } });
+    const st = (p: { stages: readonly { host: string; start: number; end: number }[] }, at: number) => ({
+      stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
+      pinned: false,
+      adoptedAt: at,
+    });
+    const run = (flapHalfLifeMs?: number) => {
+      const c = new Controller({
+        minDwellMs: 0,
+        confirmRounds: 1,
+        ...(flapHalfLifeMs !== undefined ? { flapHalfLifeMs } : {}),
+      });
+      const split = c.step(slow(0, 1), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+      expect(stagesOf(split)).toBe('device[0:4) edge[4:8)');
+      c.adopted(0, slow(0, 1), split.plan, null);
+      // The edge turns 10x slower: everything moves to the device, off the edge.
+      const off = c.step(slow(1000, 10), st(split.plan, 0)) as Extract<
+        ReturnType<Controller['step']>,
+        { kind: 'adopt' }
+      >;
+      expect(stagesOf(off)).toBe('device[0:8)');
+      c.adopted(1000, slow(1000, 10), off.plan, split.plan);
+      return { c, current: st(off.plan, 1000) };
+    };
+    // Idle, the edge looks only 2.8x slow: giving it two blocks saves 17 %, over the hysteresis, by a route
+    // never adopted; but blocks went off the edge a second ago (penalty 0.98): the bar is 20 %.
+    const { c, current } = run();
+    const back = c.step(slow(2000, 2.8), current);
+    expect(back.kind).toBe('keep');
+    expect(back.reason).toMatch(
+      /device\[0:6\) -> edge\[6:8\) saves 17%.*below the 20% it needs \(flap penalty 0\.98 from work moved off edge lately\)/,
+    );
+    // A minute on, the penalty has halved twice: 17 % is enough.
+    expect(c.step(slow(62_000, 2.8), current).kind).toBe('adopt');
+    // Without damping it comes back at once.
+    const undamped = run(0);
+    expect(undamped.c.step(slow(2000, 2.8), undamped.current).kind).toBe('adopt');
+  });
+
   it('decisiveGain: a candidate saving at least that share is adopted on its first round', () => {
     const confirm = new Controller({ minDwellMs: 0, confirmRounds: 2 });
     const decisive = new Controller({ minDwellMs: 0, confirmRounds: 2, decisiveGain: 0.4 });

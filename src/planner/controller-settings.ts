@@ -17,10 +17,12 @@ export interface ControllerSettings {
   /** No non-urgent change sooner than this after the last one, in ms. Default 3000. */
   readonly minDwellMs: number;
   /**
-   * Flap damping (as BGP damps routes): each adoption of a plan adds 1 to that plan's penalty, which halves
-   * every `flapHalfLifeMs`; to be adopted again it must beat the current plan by hysteresis x 2^penalty. Two
-   * near-equal plans whose estimates cross back and forth soon stop taking turns, while a real change (a
-   * link or host several times slower) clears the bar at once. 0 turns it off. Default 30 000.
+   * Flap damping (as BGP damps routes): each adoption of a plan adds 1 to that plan's penalty, and 1 to the
+   * penalty of each host it took blocks off; both halve every `flapHalfLifeMs`. To be adopted, a plan must
+   * beat the current one by hysteresis x 2^penalty, its penalty being the greater of its own and those of
+   * the hosts it gives more blocks. Two near-equal plans whose estimates cross back and forth soon stop
+   * taking turns, and so does work moved off a host and back by ever different routes, while a real change
+   * (a link or host several times slower) clears the bar at once. 0 turns it off. Default 30 000.
    */
   readonly flapHalfLifeMs: number;
   /**

@@ -47,8 +47,8 @@ export class Controller {
   #set: ControllerSettings;
   #base: Baseline | null = null;
   #lastAdopt = -Infinity;
-  /** Routes the controller adopted, and when: what flap damping counts. */
-  #adoptions: { route: string; at: number }[] = [];
+  /** Routes the controller adopted, and when, and the hosts each took blocks off: what flap damping counts. */
+  #adoptions: { route: string; at: number; offloaded: readonly string[] }[] = [];
   #pending: { candidate: string; current: string; rounds: number } | null = null;
   readonly #cal = new Calibration();
   /** The last step's snapshot and the calibrated one it was priced on: what `adopted` keeps as the baseline. */
@@ -138,25 +138,50 @@ export class Controller {
    * After a plan is committed: starts the dwell, `s` becomes the baseline reasons compare with, and `plan`
    * (the one adopted) counts for flap damping.
    */
-  adopted(at: number, raw: LiveSnapshot, plan?: Plan): void {
+  adopted(at: number, raw: LiveSnapshot, plan?: Plan, previous?: Plan | null): void {
     const s = this.#lastSnap?.raw === raw ? this.#lastSnap.used : raw;
     this.#lastAdopt = at;
     if (plan) {
       // Past ten half-lives an adoption adds under 0.1 % to a penalty: forget it.
       this.#adoptions = this.#adoptions.filter((a) => at - a.at < 10 * this.#set.flapHalfLifeMs);
-      this.#adoptions.push({ route: routeOf(plan), at });
+      const before = previous ? blocksByHost(previous) : new Map<string, number>();
+      const after = blocksByHost(plan);
+      const offloaded = [...before].filter(([h, n]) => (after.get(h) ?? 0) < n).map(([h]) => h);
+      this.#adoptions.push({ route: routeOf(plan), at, offloaded });
     }
     this.#base = { at, snap: s, ...this.#wire() };
     this.#pending = null;
   }
 
-  /** Flap penalty of `route` at `now`: 1 per adoption, halving every flapHalfLifeMs (0 when damping is off). */
-  private penalty(route: string, now: number): number {
+  /**
+   * Flap penalty of moving from `cur` to `best` at `now` (0 when damping is off), the greater of two counts
+   * that each add 1 per adoption and halve every flapHalfLifeMs: adoptions of `best`'s very route, and, for
+   * each host `best` gives more blocks than `cur` does, adoptions that took blocks off that host. The second
+   * damps a host whose figures depend on the work it carries (under a CPU quota it is fast idle and slow
+   * loaded, and so are its links' measurements): moved off, then back onto with a few blocks, then off again
+   * (`npm run bench -- adapt`, the edge at 0.15 CPU), each time by another route, which the first never saw.
+   */
+  private penalty(cur: Plan, best: Plan, now: number): { value: number; host: string | null } {
     const h = this.#set.flapHalfLifeMs;
-    if (!(h > 0)) return 0;
-    let p = 0;
-    for (const a of this.#adoptions) if (a.route === route && now >= a.at) p += 0.5 ** ((now - a.at) / h);
-    return p;
+    if (!(h > 0)) return { value: 0, host: null };
+    const route = routeOf(best);
+    const had = blocksByHost(cur);
+    const gaining = [...blocksByHost(best)].filter(([x, n]) => n > (had.get(x) ?? 0)).map(([x]) => x);
+    let value = 0;
+    const byHost = new Map<string, number>();
+    for (const a of this.#adoptions) {
+      if (now < a.at) continue;
+      const w = 0.5 ** ((now - a.at) / h);
+      if (a.route === route) value += w;
+      for (const x of a.offloaded) if (gaining.includes(x)) byHost.set(x, (byHost.get(x) ?? 0) + w);
+    }
+    let host: string | null = null;
+    for (const [x, p] of byHost)
+      if (p > value) {
+        value = p;
+        host = x;
+      }
+    return { value, host };
   }
 
   /**
@@ -236,12 +261,13 @@ export class Controller {
     if (route === curRoute)
       return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';
-    const penalty = this.penalty(route, s.now);
+    const { value: penalty, host: penalised } = this.penalty(cur.plan, best, s.now);
     const need = Math.min(1, set.hysteresis * 2 ** penalty);
     if (!broken && !(gain >= need && gain > 0)) {
+      const from = penalised ? `work moved off ${penalised} lately` : 'its recent adoptions';
       const bar =
         penalty >= 0.05
-          ? `the ${Math.round(need * 100)}% it needs (flap penalty ${penalty.toFixed(2)} from its recent adoptions)`
+          ? `the ${Math.round(need * 100)}% it needs (flap penalty ${penalty.toFixed(2)} from ${from})`
           : `the ${Math.round(set.hysteresis * 100)}% hysteresis`;
       return keep(
         `keeping ${curRoute}: the best alternative ${route} saves ${Math.round(gain * 100)}% (${predicted(sc, cur.plan, best)}), below ${bar}; ${moved}`,
@@ -283,4 +309,11 @@ export class Controller {
       rounds: set.confirmRounds,
     };
   }
+}
+
+/** Blocks per host in `p`. */
+function blocksByHost(p: Pick<Plan, 'stages'>): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const st of p.stages) m.set(st.host, (m.get(st.host) ?? 0) + (st.end - st.start));
+  return m;
 }

@@ -237,7 +237,7 @@ export class AdaptiveLoop {
       urgent: d.urgent,
       gain: d.gain,
     });
-    this.controller.adopted(this.now(), snapshot, d.plan);
+    this.controller.adopted(this.now(), snapshot, d.plan, d.current);
     if (!before || next.epoch !== before.epoch) this.o.metrics?.changed(d.urgent ? 'urgent' : 'better');
   }
 }
