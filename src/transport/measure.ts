@@ -124,6 +124,8 @@ const CEILING_MARGIN_MS = 100;
  * more than SHIFT_FACTOR below a peak, that peak no longer sizes probes.
  */
 const PEAK_MS = 10_000;
+/** Timed samples kept for PEAK_MS at most, however fast they come. */
+const PEAK_SAMPLES = 64;
 const PROBE_STALL_FACTOR = 3;
 const PROBE_MAX_STRETCH = 4;
 
@@ -310,21 +312,19 @@ export class LinkMeter {
     const transferMs = at - start - rtt;
     this.lastAckAt = at;
     if (f.bytes === 0) return;
+    const est = this.recentBps();
     // Small frames count only while nothing better has been timed lately (see MeterOptions.probeIntervalMs),
     // and then, where they say the link is slower, only when no stall explains it: overdue by the ceiling's
     // rule. A 4 kB result read 60 ms late by a host under a CPU quota said 0.066 MB/s of a 25 MB/s link, and
     // the planner priced every result's return at 60 ms (`npm run bench -- adapt`); probes in the link's gaps
     // time it properly, and a drop too deep for any stall still shows here.
     let timed = f.timed || at - this.lastResolvedAt > (this.options.probeIntervalMs ?? Infinity);
-    if (timed && !f.timed) {
-      const est = this.recentBps();
-      if (est !== null && (f.bytes * 1000) / transferMs < est && !this.overdue(f.bytes, transferMs)) timed = false;
-    }
+    if (timed && !f.timed && est !== null && (f.bytes * 1000) / transferMs < est && !this.overdue(f.bytes, transferMs))
+      timed = false;
     if (transferMs >= this.options.minSampleMs && timed) {
       const bps = (f.bytes * 1000) / transferMs;
-      const est = this.recentBps();
       this.peaks.push({ at, bps });
-      if (this.peaks.length > 64) this.peaks.shift();
+      if (this.peaks.length > PEAK_SAMPLES) this.peaks.shift();
       this.rateSample(bps, true, at);
       this.slowSample = wasOverdue ? bps : null;
       const off = est !== null && (bps > est * SHIFT_FACTOR || bps * SHIFT_FACTOR < est);
@@ -338,7 +338,6 @@ export class LinkMeter {
       const floorRtt = this.rttFloor();
       const upper = roundTrip < floorRtt ? roundTrip : roundTrip - floorRtt;
       const floor = (f.bytes * 1000) / Math.max(this.options.minSampleMs, upper);
-      const est = this.recentBps();
       this.lowerBoundBps = Math.max(this.lowerBoundBps ?? 0, floor);
       if (this.rate === null || floor > this.rate) this.rateSample(floor, false, at);
       // Far faster than thought: time it with a probe sized to the new bound.
@@ -401,9 +400,10 @@ export class LinkMeter {
   }
 
   /**
-   * How big the next probe should be (bytes): `targetMs` at the best timed sample of the last PEAK_MS (of those
-   * within SHIFT_FACTOR of the recent median; probeRateBps when there is none), stretched to PROBE_STALL_FACTOR times the link's recent stall (at most
-   * PROBE_MAX_STRETCH x `targetMs`), clamped to [minBytes, maxBytes]. `now`: monotonic ms.
+   * How big the next probe should be (bytes): `targetMs` at the best timed sample of the last PEAK_MS (of
+   * those within SHIFT_FACTOR of the recent median; probeRateBps when there is none), stretched to
+   * PROBE_STALL_FACTOR times the link's recent stall (at most PROBE_MAX_STRETCH x `targetMs`), clamped to
+   * [minBytes, maxBytes]. `now`: monotonic ms.
    */
   probeBytes(targetMs: number, minBytes: number, maxBytes: number, now: number = performance.now()): number {
     while (this.peaks.length && this.peaks[0].at < now - PEAK_MS) this.peaks.shift();

@@ -323,12 +323,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
     if (!quick && (now - this.meter.lastResolvedAt < o.probeIntervalMs || now - this.lastProbeAt < o.probeIntervalMs))
       return;
     if (channel.queuedBytes > 0 || this.meter.inFlightFrames > 0) return;
-    // Size the probe to take probeTargetMs at what we know of the link (LinkMeter.probeRateBps: the best recent
-    // sample, the estimate, or the lower bound left by a probe that was too quick to time, which grows the next
-    // one by probeTargetMs / minSampleMs, at least 2x), so that probing ends in a timed sample rather than in
-    // lower bounds forever, and a receiver's stalls do not shrink the probes until they are all it measures.
-    // It is also sized by the best sample of the last seconds and stretched by the link's stalls
-    // (LinkMeter.probeBytes), so that a stalling host does not shrink it either.
+    // Size the probe to take probeTargetMs at what the link has shown lately (LinkMeter.probeBytes: its best
+    // recent sample, or the lower bound left by a probe too quick to time, which grows the next one by
+    // probeTargetMs / minSampleMs, at least 2x), stretched by the link's stalls: probing ends in a timed sample
+    // rather than in lower bounds forever, and a host's stalls do not shrink the probes until they are all it
+    // measures.
     const bytes = this.meter.probeBytes(
       Math.max(o.probeTargetMs, 2 * o.minSampleMs),
       o.probeMinBytes,
