@@ -244,6 +244,34 @@ describe('Coordinator.pin and unpin', () => {
     });
   }
 
+  it('waits for a link the pinned route needs to be measured, and names it when it never is', async () => {
+    const r = rig({ pinLinkWaitMs: 300 });
+    const before = await r.c.replan('start-up');
+    const stages = [
+      { host: 'edge', blocks: [0, 2] as [number, number] },
+      { host: 'cloud', blocks: [2, 4] as [number, number] },
+    ];
+    // edge -> cloud not measured yet (no throughput): the pin waits, and plans once the figure arrives.
+    r.cluster.links = [LINKS[0], LINKS[1], link('edge', 'cloud', 20, null)];
+    const pinning = r.c.pin(stages);
+    await new Promise((res) => setTimeout(res, 120));
+    expect(r.c.current).toBe(before);
+    r.cluster.links = [...LINKS];
+    const pinned = await pinning;
+    expect(route(pinned)).toBe('device[0:0) edge[0:20) cloud[20:40)');
+    // Never measured: E_NOT_READY naming the link, and the plan in force stays.
+    r.cluster.links = [LINKS[0], LINKS[1]];
+    const e = await rejection(
+      r.c.pin([
+        { host: 'device', blocks: [0, 1] },
+        ...stages.map((s, i) => (i === 0 ? { ...s, blocks: [1, 2] as [number, number] } : s)),
+      ]),
+    );
+    expect(e.code).toBe('E_NOT_READY');
+    expect(e.message).toMatch(/link edge -> cloud has no measurement yet/);
+    expect(r.c.current).toBe(pinned);
+  });
+
   it('pins a plan, which replan keeps, until unpin re-plans', async () => {
     const r = rig();
     await r.c.replan('start-up');

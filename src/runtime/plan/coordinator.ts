@@ -59,6 +59,11 @@ export interface CoordinatorOptions {
   };
   /** Adopted plans kept in `plans`. */
   readonly historyLength: number;
+  /**
+   * How long a pin waits for the links its route needs to be measured (default 5000 ms): right after start-up,
+   * or after a reconnect, a link can still be without a figure for a moment; past this, E_NOT_READY names it.
+   */
+  readonly pinLinkWaitMs?: number;
   /** Told of every committed plan (metrics, events). */
   onAdopt?(p: ActivePlan, previous: ActivePlan | null): void;
   readonly logger: Logger;
@@ -157,8 +162,36 @@ export class Coordinator {
       throw new CleaveError('E_BAD_INPUT', `stages cover blocks [0, ${next}) but the model has ${n} blocks`);
     for (const t of this.o.tiers)
       if (!used.has(t) && t !== this.o.self.tier) constraints.push({ kind: 'noTier', tier: t, source: 'pin' });
+    await this.awaitLinks(stages.map((s) => s.host));
     const [best] = await this.search(constraints, 1, false);
     return this.adopt(best, { pinned: true, reason: 'pinned by PUT /v1/plan' });
+  }
+
+  /**
+   * Waits (up to `pinLinkWaitMs`) until every hop of the route origin -> `hosts` has a measured link: the
+   * planner cannot price a hop without one, and would otherwise answer that the stages cannot all be met.
+   */
+  private async awaitLinks(hosts: readonly string[]): Promise<void> {
+    const chain = hosts[0] === this.o.self.name ? hosts : [this.o.self.name, ...hosts];
+    const hops = chain.slice(1).map((to, i) => [chain[i], to] as const);
+    const until = Date.now() + (this.o.pinLinkWaitMs ?? 5000);
+    for (;;) {
+      const links = await this.o.cluster.links();
+      const missing = hops.filter(
+        ([from, to]) =>
+          !links.some((l) => l.from === from && l.to === to && l.rttMs !== null && (l.throughputBps ?? 0) > 0),
+      );
+      if (missing.length === 0) return;
+      if (Date.now() >= until) {
+        const names = missing.map(([a, b]) => `${a} -> ${b}`).join(', ');
+        throw new CleaveError(
+          'E_NOT_READY',
+          `the pinned route's link ${names} has no measurement yet (links are measured within seconds of ` +
+            'opening); retry, and see GET /v1/links',
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   async unpin(): Promise<ActivePlan> {
