@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkConfig, readConfig } from '../src/runtime/config.js';
+import { checkConfig, readConfig, servedModels } from '../src/runtime/config.js';
 import { DEFAULT_TRANSPORT_OPTIONS, resolveTransportOptions } from '../src/transport/options.js';
 
 const good = {
@@ -91,8 +91,30 @@ describe('checkConfig', () => {
       /transport\.reconnect\.maxMs: must be >= reconnect\.initialMs \(500\)/,
     ],
     [{ ...good, transport: { pingIntervalMs: -5 } }, /transport\.pingIntervalMs: must be a positive number/],
+    [{ ...good, models: [] }, /config: models must be a non-empty list of model names/],
+    [{ ...good, models: ['a', 'a'] }, /config: models\[1\]\.name 'a' is listed twice/],
+    [{ ...good, models: ['a', { name: 'b', shape: {} }] }, /models\[1\]\.shape is not a field of a model/],
+    [{ ...good, models: [{ name: 'b/c' }] }, /models\[0\]\.name must be a model name/],
+    [
+      { ...good, models: [{ name: 'b', shapes: { x: [0] } }] },
+      /models\[0\]\.shapes\.x must be a list of positive integers/,
+    ],
+    [{ ...good, models: [7] }, /models\[0\] must be a model name or/],
   ])('refuses %#, naming the field', (raw, message) => {
     expect(() => checkConfig(raw, 'config')).toThrow(message);
+  });
+
+  it('serves the models of `models`, the default (`model`, or the first of them) first with the top-level shapes', () => {
+    const two = checkConfig({ ...good, model: undefined, models: ['a', { name: 'b', shapes: { x: [1, 3] } }] });
+    expect(two.model).toBe('a');
+    expect(servedModels(two).map((m) => m.name)).toEqual(['a', 'b']);
+    expect(servedModels(two)[1].shapes).toEqual({ x: [1, 3] });
+    const withDefault = checkConfig({ ...good, model: 'b', shapes: { y: [2] }, models: ['a', 'b'] });
+    expect(servedModels(withDefault)).toEqual([
+      { name: 'b', shapes: { y: [2] }, values: undefined, granularity: undefined },
+      { name: 'a' },
+    ]);
+    expect(servedModels(checkConfig(good)).map((m) => m.name)).toEqual(['resnet50']);
   });
 });
 

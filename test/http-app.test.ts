@@ -13,7 +13,8 @@ import { HostMetrics } from '../src/runtime/host/metrics.js';
 import type { Routed } from '../src/runtime/host/pipeline.js';
 import { buildApp } from '../src/runtime/http/app.js';
 import type { ControlDeps, PlanDeps } from '../src/runtime/http/control.js';
-import type { GatewayDeps } from '../src/runtime/http/gateway.js';
+import type { GatewayDeps, ServedModel } from '../src/runtime/http/gateway.js';
+import { InferenceStats } from '../src/runtime/http/triton.js';
 import { signatureOf } from '../src/runtime/http/oip.js';
 import type { ActivePlan } from '../src/runtime/plan/coordinator.js';
 import type { HostStatus, LinkReport } from '../src/runtime/plan/cluster-view.js';
@@ -126,10 +127,18 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
     ...(o.plan !== false && { plan: { tiers: ['device', 'edge', 'cloud'], coordinator, cluster } }),
   } satisfies ControlDeps;
   const metrics = new HostMetrics('device', 'device');
-  const gateway = {
+  const lifecycle = {
+    unavailable: () => repo.unavailable,
+    load: vi.fn(async () => {
+      repo.unavailable = null;
+    }),
+    unload: vi.fn(async () => {
+      repo.unavailable = 'unloaded';
+      return { leftInFlight: 0, failed: [] };
+    }),
+  };
+  const served = {
     model: { name: 'tiny', version: '1', signature: SIG },
-    serverVersion: '9.9.9-test',
-    limits: { maxBodyBytes: 64 * 1024, deadlineMs: 5000 },
     ready: () => state.ready,
     plan: () => state.plan,
     infer: vi.fn(
@@ -139,6 +148,14 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
         _deadlineMs: number,
       ): Promise<Record<string, TensorLike>> => ({ y: f32([0.5, 1.5], [1, 2]) }),
     ),
+    stats: new InferenceStats(),
+    lifecycle,
+  } satisfies ServedModel;
+  const deps = {
+    models: [served],
+    serverVersion: '9.9.9-test',
+    limits: { maxBodyBytes: 64 * 1024, deadlineMs: 5000 },
+    ready: () => state.ready,
     metrics,
     log: silent,
     repository: {
@@ -146,25 +163,19 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
         { name: 'other', version: '3' },
         { name: 'tiny', version: '1' },
       ],
-      unavailable: () => repo.unavailable,
-      load: vi.fn(async () => {
-        repo.unavailable = null;
-      }),
-      unload: vi.fn(async () => {
-        repo.unavailable = 'unloaded';
-        return { leftInFlight: 0, failed: [] };
-      }),
       authorize: (header: string | undefined, what: string) => {
         if (header === undefined) throw new CleaveError('E_UNAUTHORIZED', `${what} needs the control token`);
         if (header !== `Bearer ${CONTROL}`) throw new CleaveError('E_FORBIDDEN', `${what}: the token is wrong`);
       },
     },
   } satisfies GatewayDeps;
+  // What the tests look at: the model's infer, and its unload and load.
+  const gateway = { infer: served.infer, repository: lifecycle };
   const app = buildApp({
     ready: () => state.ready,
     metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'cleave_test 1\n' }),
     control,
-    ...(o.gateway !== false && { gateway }),
+    ...(o.gateway !== false && { gateway: deps }),
     log: silent,
   });
   return { app, state, repo, control, coordinator, cluster, gateway, metrics };
@@ -414,7 +425,7 @@ describe("gateway: what Triton's and KServe's clients call", () => {
       name: 'other',
       version: '3',
       state: 'UNAVAILABLE',
-      reason: "not served: this deployment serves 'tiny' (one model per deployment)",
+      reason: "not served: this deployment serves 'tiny' (the config's models list what it serves)",
     };
     state.ready = false;
     expect((await call(app, 'POST', '/v2/repository/index')).body).toEqual([
@@ -463,7 +474,7 @@ describe("gateway: what Triton's and KServe's clients call", () => {
     // What cannot be done is named, and changes nothing.
     expect(await op('other', 'load')).toMatchObject({ status: 400, body: { code: 'E_UNSUPPORTED' } });
     expect((await op('other', 'load')).body.error).toBe(
-      "cannot load 'other': this deployment serves 'tiny', one model per deployment (start a deployment with --model other)",
+      "cannot load 'other': this deployment serves 'tiny'; add 'other' to the config's models (every host then profiles it at start) to serve it",
     );
     expect(await op('nothing', 'unload')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
     expect((await op('tiny', 'load', { parameters: { config: '{}' } })).body.error).toBe(
@@ -556,9 +567,17 @@ describe('control: segments and links', () => {
     ];
     expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20, route }, auth)).toMatchObject({ status: 200 });
     expect(control.prepareSegment.mock.calls).toEqual([
-      [0, 20, undefined],
-      [0, 20, route],
+      [0, 20, undefined, undefined],
+      [0, 20, route, undefined],
     ]);
+    // A model named: passed on; a model that is not a name is refused.
+    expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20, route, model: 'other' }, auth)).toMatchObject({
+      status: 200,
+    });
+    expect(control.prepareSegment.mock.calls[2]).toEqual([0, 20, route, 'other']);
+    const bad = await call(app, 'POST', '/v1/segments', { from: 0, to: 20, model: 7 }, auth);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatch(/^model: expected a model name/);
   });
 
   it('a bad segments body is 400, and a failing prepare keeps its code', async () => {

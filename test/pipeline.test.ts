@@ -21,7 +21,7 @@ function rig(self = 'device', maxInFlight = 8) {
   const links = new FakeLinks();
   const segments = new FakeSegments();
   const metrics = new HostMetrics(self, self);
-  const p = new Pipeline({ self, segments, links, metrics, logger: silent, outputs: ['t40'], maxInFlight });
+  const p = new Pipeline({ self, model: 'm', segments, links, metrics, logger: silent, outputs: ['t40'], maxInFlight });
   return { p, links, segments, metrics };
 }
 
@@ -223,6 +223,7 @@ describe('Pipeline stages for other origins', () => {
     const segments = new FakeSegments();
     const p = new Pipeline({
       self: 'edge',
+      model: 'm',
       segments,
       links,
       metrics: new HostMetrics('edge', 'edge'),

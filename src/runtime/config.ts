@@ -40,9 +40,26 @@ export interface LinkConfig {
 
 export type ReadAccess = 'loopback' | 'token' | 'open';
 
+/** One more model the deployment serves beside `model`, with its own input shapes, values and granularity. */
+export interface ModelConfig {
+  readonly name: string;
+  readonly shapes?: Readonly<Record<string, number[]>>;
+  readonly values?: Readonly<Record<string, number>>;
+  readonly granularity?: Granularity;
+}
+
 export interface DeploymentConfig {
-  /** Model name in the repository; for `cleave up`, a zoo name is built into the repository if missing. */
+  /**
+   * Model name in the repository; for `cleave up`, a zoo name is built into the repository if missing. With
+   * `models`, the default model (what control calls without `?model=` mean); absent there: the first of them.
+   */
   readonly model: string;
+  /**
+   * Every model the deployment serves, when it serves several: names, or `{name, shapes?, values?,
+   * granularity?}` for a model with its own (the top-level `shapes`, `values` and `granularity` are
+   * `model`'s). Each has its own plan and controller; their segments share each host's session cache.
+   */
+  readonly models?: readonly (string | ModelConfig)[];
   /** Shared peer token; the CLEAVE_TOKEN environment variable overrides it. */
   readonly token?: string;
   /**
@@ -125,11 +142,15 @@ export function withTlsPathsFrom(cfg: DeploymentConfig, dir: string): Deployment
   };
 }
 
-export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
+export function checkConfig(input: unknown, where = 'config'): DeploymentConfig {
   const bad = (field: string, what: string): never => {
     throw new CleaveError('E_BAD_INPUT', `${where}: ${field} ${what}`);
   };
-  if (!isObject(raw)) return bad('(top level)', 'must be a JSON object');
+  if (!isObject(input)) return bad('(top level)', 'must be a JSON object');
+  const served = checkModels(input.models, bad);
+  // With `models` and no `model`, the first of them is the default.
+  const raw: Record<string, unknown> =
+    input.model === undefined && served.length > 0 ? { ...input, model: served[0].name } : input;
   if (typeof raw.model !== 'string' || raw.model === '') bad('model', 'must be a model name');
   if (raw.token !== undefined && typeof raw.token !== 'string') bad('token', 'must be a string');
   if (raw.controlToken !== undefined && (typeof raw.controlToken !== 'string' || raw.controlToken.length < 8))
@@ -182,17 +203,7 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     if (l.delayMs !== undefined && !(typeof l.delayMs === 'number' && l.delayMs >= 0))
       bad(`${f}.delayMs`, 'must be a number >= 0');
   });
-  if (raw.shapes !== undefined) {
-    if (!isObject(raw.shapes)) bad('shapes', 'must map input names to dimension lists');
-    for (const [k, v] of Object.entries(raw.shapes as object))
-      if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0))
-        bad(`shapes.${k}`, 'must be a list of positive integers');
-  }
-  if (raw.values !== undefined) {
-    if (!isObject(raw.values)) bad('values', 'must map input names to numbers');
-    for (const [k, v] of Object.entries(raw.values as object))
-      if (typeof v !== 'number' || !Number.isFinite(v)) bad(`values.${k}`, 'must be a finite number');
-  }
+  checkInputSettings(raw, '', bad);
   if (raw.limits !== undefined) {
     if (!isObject(raw.limits)) bad('limits', 'must be an object of named limits');
     try {
@@ -218,6 +229,58 @@ export function checkConfig(raw: unknown, where = 'config'): DeploymentConfig {
     }
   }
   return { ...(raw as unknown as DeploymentConfig), tiers: tiers as string[] };
+}
+
+/** `shapes` and `values` of the config or of one `models` entry (`at` prefixes the field names). */
+function checkInputSettings(o: Record<string, unknown>, at: string, bad: (field: string, what: string) => never): void {
+  if (o.shapes !== undefined) {
+    if (!isObject(o.shapes)) bad(`${at}shapes`, 'must map input names to dimension lists');
+    for (const [k, v] of Object.entries(o.shapes as object))
+      if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0))
+        bad(`${at}shapes.${k}`, 'must be a list of positive integers');
+  }
+  if (o.values !== undefined) {
+    if (!isObject(o.values)) bad(`${at}values`, 'must map input names to numbers');
+    for (const [k, v] of Object.entries(o.values as object))
+      if (typeof v !== 'number' || !Number.isFinite(v)) bad(`${at}values.${k}`, 'must be a finite number');
+  }
+  if (o.granularity !== undefined && !isObject(o.granularity)) bad(`${at}granularity`, 'must be an object');
+}
+
+/** The `models` list, each entry checked (names unique); [] without it. */
+function checkModels(raw: unknown, bad: (field: string, what: string) => never): ModelConfig[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw) || raw.length === 0) return bad('models', 'must be a non-empty list of model names');
+  const seen = new Set<string>();
+  return raw.map((m: unknown, i) => {
+    const f = `models[${i}]`;
+    const entry = typeof m === 'string' ? { name: m } : m;
+    if (!isObject(entry)) return bad(f, 'must be a model name or {"name", "shapes"?, "values"?, "granularity"?}');
+    const extra = Object.keys(entry).find((k) => !['name', 'shapes', 'values', 'granularity'].includes(k));
+    if (extra !== undefined) bad(`${f}.${extra}`, 'is not a field of a model (name, shapes, values, granularity)');
+    if (typeof entry.name !== 'string' || !/^[\w.-]+$/.test(entry.name))
+      bad(`${f}.name`, 'must be a model name (letters, digits, . _ -)');
+    if (seen.has(entry.name as string)) bad(`${f}.name`, `'${String(entry.name)}' is listed twice`);
+    seen.add(entry.name as string);
+    checkInputSettings(entry, `${f}.`, bad);
+    return entry as unknown as ModelConfig;
+  });
+}
+
+/**
+ * The models a deployment serves, the default (`model`, with the top-level shapes, values and granularity)
+ * first, then the rest of `models` in their order.
+ */
+export function servedModels(cfg: DeploymentConfig): ModelConfig[] {
+  const listed = (cfg.models ?? []).map((m) => (typeof m === 'string' ? { name: m } : m));
+  const own = listed.find((m) => m.name === cfg.model);
+  const first: ModelConfig = {
+    name: cfg.model,
+    shapes: own?.shapes ?? cfg.shapes,
+    values: own?.values ?? cfg.values,
+    granularity: own?.granularity ?? cfg.granularity,
+  };
+  return [first, ...listed.filter((m) => m.name !== cfg.model)];
 }
 
 export function parseListen(s: string, where: string): { host: string; port: number } {

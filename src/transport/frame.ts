@@ -99,6 +99,8 @@ export interface FrameHeader {
   /** Per-connection sequence number, set by the connection; an ack carries the seq it acknowledges. */
   seq: number;
   tensors: TensorDesc[];
+  /** Which of the deployment's models an infer, result or error frame belongs to; absent: its default model. */
+  model?: string;
   error?: FrameError;
   /** Opaque msgpack-able data of `message` and `hello` frames; on an ack, the ms the receiver held the frame
    * (its handler ran) before acking, which the sender does not count as transfer time. */
@@ -221,6 +223,7 @@ export function encodeFrame(
     seq: input.seq ?? 0,
     tensors: descs,
   };
+  if (input.model !== undefined) header.model = input.model;
   if (input.error !== undefined) header.error = input.error;
   if (input.body !== undefined) header.body = input.body;
 
@@ -320,6 +323,8 @@ function checkHeader(raw: unknown, maxTensors: number): FrameHeader {
     if (s.codec !== undefined && !isCodec(s.codec))
       throw bad(`route[${i}].codec`, `'${String(s.codec)}' is not one of ${CODECS.join(', ')}`);
   });
+  if (h.model !== undefined && (typeof h.model !== 'string' || h.model === ''))
+    throw bad('model', 'is not a non-empty string');
   if (h.error !== undefined) {
     if (!isObject(h.error)) throw bad('error', 'is not a map');
     if (typeof h.error.code !== 'string') throw bad('error.code', 'is not a string');

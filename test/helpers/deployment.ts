@@ -76,17 +76,26 @@ export async function startDeployment(o: {
   tls?: DeploymentConfig['tls'];
   /** The origin serves OIP over gRPC too, on a free port (`device.grpcPort`). */
   grpc?: boolean;
+  /** More models the deployment serves beside `modelName` (the config's `models`). */
+  more?: readonly { name: string; bytes: Uint8Array; shapes?: Record<string, number[]> }[];
 }): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
   const repo = join(dir, 'models');
   mkdirSync(join(repo, o.modelName, '1'), { recursive: true });
   writeFileSync(join(repo, o.modelName, '1', 'model.onnx'), o.modelBytes);
+  for (const m of o.more ?? []) {
+    mkdirSync(join(repo, m.name, '1'), { recursive: true });
+    writeFileSync(join(repo, m.name, '1', 'model.onnx'), m.bytes);
+  }
   const free = await loopbackHosts(['dev', 'edg', 'cld'], o.threads);
   const placed = o.listen ? free.map((h, i) => ({ ...h, listen: o.listen![i] })) : free;
   const hosts = o.grpc ? [{ ...placed[0], grpc: `127.0.0.1:${await freePort()}` }, ...placed.slice(1)] : placed;
   const token = 'test-token-123';
   const config: DeploymentConfig = {
     model: o.modelName,
+    ...(o.more
+      ? { models: [o.modelName, ...o.more.map((m) => (m.shapes ? { name: m.name, shapes: m.shapes } : m.name))] }
+      : {}),
     token,
     controlToken: TEST_CONTROL_TOKEN,
     hosts,

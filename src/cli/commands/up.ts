@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CleaveError, errorMessage } from '../../errors.js';
-import { checkConfig, defaultConfig, readConfig, type DeploymentConfig } from '../../runtime/config.js';
+import { checkConfig, defaultConfig, readConfig, servedModels, type DeploymentConfig } from '../../runtime/config.js';
 import { DEFAULT_RESTART, launchDeployment } from '../../runtime/process/launcher.js';
 import { requestHost } from '../../runtime/http-client.js';
 import { listModels } from '../../runtime/model-repo.js';
@@ -47,7 +47,8 @@ export async function upCommand(argv: string[]): Promise<number> {
   const base: DeploymentConfig = values.config ? readConfig(values.config) : defaultConfig();
   const config = checkConfig({ ...base, model: values.model ?? base.model }, values.config ?? 'built-in config');
   const modelsDir = values.models ?? join(cacheDir(), 'models');
-  ensureModel(modelsDir, config.model);
+  const served = servedModels(config).map((m) => m.name);
+  for (const m of served) ensureModel(modelsDir, m);
 
   const started = Date.now();
   const d = launchDeployment({
@@ -104,15 +105,15 @@ export async function upCommand(argv: string[]): Promise<number> {
   process.stdout.write(
     [
       '',
-      `cleave up: serving '${config.model}' after ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      `cleave up: serving ${served.map((m) => `'${m}'`).join(', ')} after ${((Date.now() - started) / 1000).toFixed(1)} s`,
       `  plan:     ${plan.route ?? '?'} (predicted ${plan.predicted?.latencyMs?.toFixed(2) ?? '?'} ms)`,
       `  dashboard: ${url}/   (open it in a browser: the split, links, hosts and plan changes, live)`,
-      `  infer:    POST ${url}/v2/models/${config.model}/infer`,
+      ...served.map((m) => `  infer:    POST ${url}/v2/models/${m}/infer`),
       ...(origin?.grpc
         ? [`  gRPC:     ${origin.grpc} (inference.GRPCInferenceService, src/runtime/grpc/grpc_predict_v2.proto)`]
         : []),
       `  model:    GET  ${url}/v2/models/${config.model}`,
-      `  plan:     GET  ${url}/v1/plan     topology: GET ${url}/v1/topology     metrics: GET ${url}/metrics`,
+      `  plan:     GET  ${url}/v1/plan${served.length > 1 ? '[?model=NAME]' : ''}     topology: GET ${url}/v1/topology     metrics: GET ${url}/metrics`,
       `  links:    cleave link set device edge --mbps 10 --delay 5 --url ${url}`,
       `  control:  changes (PUT/DELETE /v1/plan, PUT /v1/links, PUT /v1/controller) need the control token in`,
       `            ${d.controlTokenFile} (the CLI reads it from there)`,

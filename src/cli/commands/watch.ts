@@ -286,6 +286,8 @@ class Watcher {
   private stopped = false;
   private lastFrame = '';
   private lastComplaint = '';
+  /** The model this view follows: the default one, which the stream's hello names. */
+  private model: string | null = null;
   private readonly tty = process.stdout.isTTY === true;
   private readonly onSignal = (): void => this.finish(0);
   /** A resized terminal reflows what is on it: draw again even when the frame is the same. */
@@ -382,7 +384,11 @@ class Watcher {
 
   private onEvent(e: CleaveEvent): void {
     if (typeof e?.type !== 'string') return;
+    // Events of the deployment's other models are not this view's (it shows what /v1/plan answers for).
+    if ((e.type as string) !== 'hello' && typeof e.model === 'string' && this.model !== null && e.model !== this.model)
+      return;
     if ((e.type as string) === 'hello') {
+      this.model = typeof e.model === 'string' ? e.model : null;
       const epoch = num(e.epoch);
       const origin = typeof e.host === 'string' ? e.host : null;
       const plan =

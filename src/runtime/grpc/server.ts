@@ -18,11 +18,13 @@ import {
   repositoryIndexOf,
   requestDeadlineMs,
   serveInference,
+  servedModel,
   type GatewayDeps,
+  type ServedModel,
 } from '../http/gateway.js';
 import { modelMetadata } from '../http/oip.js';
 import { describeRoute } from '../plan/route.js';
-import { modelConfig, modelStats, type InferenceStats } from '../http/triton.js';
+import { modelConfig, modelStats } from '../http/triton.js';
 import { inferInputs, inferResponse, type ModelInferRequest } from './codec.js';
 
 /** The service definition clients and tests load too: names and numbers are KServe's. */
@@ -73,7 +75,6 @@ export interface GrpcFrontOptions {
   readonly listen: string;
   /** The deployment's TLS: the same certificate as HTTPS. */
   readonly tls?: TlsMaterial | null;
-  readonly stats: InferenceStats;
 }
 
 export class GrpcFront {
@@ -92,7 +93,7 @@ export class GrpcFront {
       'grpc.max_receive_message_length': d.limits.maxBodyBytes + 1024 * 1024,
       'grpc.max_send_message_length': -1,
     });
-    server.addService(pkg.inference.GRPCInferenceService.service, handlers(d, o.stats));
+    server.addService(pkg.inference.GRPCInferenceService.service, handlers(d));
     const creds = o.tls
       ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: o.tls.cert, private_key: o.tls.key }], false)
       : grpc.ServerCredentials.createInsecure();
@@ -152,14 +153,8 @@ interface RepositoryChangeRequest {
   >;
 }
 
-function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImplementation {
-  const sig = d.model.signature;
-  const model = (name: string, version: string): void => {
-    if (name !== sig.name)
-      throw new CleaveError('E_UNKNOWN_MODEL', `unknown model '${name}' (this deployment serves '${sig.name}')`);
-    if (version !== '' && version !== d.model.version)
-      throw new CleaveError('E_UNKNOWN_MODEL', `model '${name}' has no version '${version}' (has ${d.model.version})`);
-  };
+function handlers(d: GatewayDeps): grpc.UntypedServiceImplementation {
+  const model = (name: string, version: string): ServedModel => servedModel(d, name, version);
   /** A handler whose throw (or rejection) is the call's error status. */
   const unary =
     <Req, Res>(fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> =>
@@ -174,24 +169,22 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
 
   const ServerLive = unary(() => ({ live: true }));
   const ServerReady = unary(() => ({ ready: d.ready() }));
-  const ModelReady = unary((req: { name: string; version: string }) => {
-    model(req.name, req.version);
-    return { ready: d.ready() };
-  });
+  const ModelReady = unary((req: { name: string; version: string }) => ({
+    ready: model(req.name, req.version).ready(),
+  }));
   const ServerMetadata = unary(() => ({ name: 'cleave', version: d.serverVersion, extensions: extensions(d) }));
-  const ModelMetadata = unary((req: { name: string; version: string }) => {
-    model(req.name, req.version);
-    return modelMetadata(sig);
-  });
+  const ModelMetadata = unary((req: { name: string; version: string }) =>
+    modelMetadata(model(req.name, req.version).model.signature),
+  );
   const ModelInfer = unary((req: ModelInferRequest, call) =>
     serveInference(
       d,
-      stats,
       () => model(req.model_name, req.model_version),
-      async (plan, run) => {
+      async (m, plan, run) => {
+        const sig = m.model.signature;
         const parsed = inferInputs(req, sig, d.limits.maxBodyBytes);
         const outputs = await run(parsed.inputs, requestDeadlineMs(callDeadlineMs(call), d.limits));
-        const res = inferResponse(sig, { ...parsed, modelVersion: d.model.version }, outputs);
+        const res = inferResponse(sig, { ...parsed, modelVersion: m.model.version }, outputs);
         // The epoch that served it, as HTTP's x-cleave-epoch header.
         const md = new grpc.Metadata();
         md.set('cleave-epoch', String(plan.epoch));
@@ -201,8 +194,8 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
     ),
   );
   const ModelStatistics = unary((req: { name: string; version: string }) => {
-    if (req.name !== '') model(req.name, req.version);
-    return modelStats(sig, stats);
+    const ms = req.name !== '' ? [model(req.name, req.version)] : d.models;
+    return { model_stats: ms.flatMap((m) => modelStats(m.model.signature, m.stats).model_stats) };
   });
   const RepositoryIndex = unary((req: { repository_name: string; ready: boolean }) => ({
     models: repositoryIndexOf(d, req.ready),
@@ -224,9 +217,9 @@ function handlers(d: GatewayDeps, stats: InferenceStats): grpc.UntypedServiceImp
       return {};
     });
   const ModelConfig = unary((req: { name: string; version: string }) => {
-    model(req.name, req.version);
-    const p = d.plan();
-    const c = modelConfig(sig, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null);
+    const m = model(req.name, req.version);
+    const p = m.plan();
+    const c = modelConfig(m.model.signature, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null);
     return {
       config: {
         name: c.name,

@@ -16,6 +16,8 @@ export interface ClusterOptions {
   /** Whether this host's link to `host` is open now. */
   isOpen(host: string): boolean;
   readonly client: PeerClient;
+  /** The model whose profiles these are (a deployment serving several has one Cluster per model). */
+  readonly model: string;
   readonly profile: Profile;
   status(): HostStatus;
   links(): LinkReport[];
@@ -38,7 +40,8 @@ export class Cluster implements ClusterView {
         const cached = this.peerProfiles.get(h.name);
         if (cached) return cached;
         try {
-          const p = (await this.o.client.request(h.name, 'GET', '/v1/profile')) as Profile;
+          const path = `/v1/profile?model=${encodeURIComponent(this.o.model)}`;
+          const p = (await this.o.client.request(h.name, 'GET', path)) as Profile;
           this.peerProfiles.set(h.name, p);
           return p;
         } catch (e) {

@@ -69,6 +69,7 @@ export function checkHeartbeat(body: unknown, peer: string): Heartbeat {
   if (!Array.isArray(body.segments)) bad('segments', 'is not a list');
   (body.segments as unknown[]).forEach((s, i) => {
     if (!isObj(s)) return bad(`segments[${i}]`, 'is not a map');
+    if (s.model !== undefined && typeof s.model !== 'string') bad(`segments[${i}].model`, 'is not a string');
     for (const f of ['from', 'to', 'runs'] as const)
       if (!Number.isInteger(s[f]) || (s[f] as number) < 0) bad(`segments[${i}].${f}`, 'is not an integer >= 0');
     for (const f of ['meanMs', 'ageMs'] as const)

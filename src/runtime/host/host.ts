@@ -4,6 +4,7 @@
  * profile), starts the executor, builds and wires the parts, listens, and dials the peers. The origin (the
  * first tier's host) also answers inference requests and plans.
  */
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -13,13 +14,18 @@ import { resolveInputs } from '../../graph/shapes.js';
 import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
 import { PeerServer } from '../../transport/peer-server.js';
-import { controlToken, parseListen, type DeploymentConfig, type HostConfig } from '../config.js';
+import { controlToken, parseListen, servedModels, type DeploymentConfig, type HostConfig } from '../config.js';
 import { peerCredentials } from './credentials.js';
 import { checkHeader, type AccessPolicy } from '../http/access.js';
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
 import { Executor } from '../executor/executor.js';
 import { buildApp } from '../http/app.js';
-import { modelSignature, type GatewayDeps } from '../http/gateway.js';
+import { modelSignature, type GatewayDeps, type ServedModel } from '../http/gateway.js';
+import type { PlanDeps } from '../http/control.js';
+import { mountEvents, type EventsEndpoint } from '../http/events.js';
+import { EventBus } from '../plan/events.js';
+import { describeRoute } from '../plan/route.js';
+import type { OnnxModel } from '../../graph/model.js';
 import { InferenceStats } from '../http/triton.js';
 import { GrpcFront } from '../grpc/server.js';
 import { analyze, modelFrameBytes, type Analysis } from '../local/analysis.js';
@@ -30,7 +36,6 @@ import { ownCpu } from '../process/cgroup.js';
 import { heapFlags } from '../process/node-flags.js';
 import type { Heartbeat, HostStatus } from '../plan/cluster-view.js';
 import type { Coordinator } from '../plan/coordinator.js';
-import type { LiveState } from '../plan/live-state.js';
 import { SERVER_VERSION } from '../version.js';
 import { loadTls } from '../tls.js';
 import { Cluster } from './cluster.js';
@@ -57,34 +62,56 @@ export interface HostStartOptions {
   readonly logger?: Logger;
 }
 
-/** The parts a started host is made of. */
+/**
+ * One model this host serves: its analysis and profile, its segment sessions (in the host's one executor,
+ * whose cache budget every model shares), the routes the origin planned for it, and its pipeline. On the
+ * origin, also its planning parts (coordinator, live state, controller, lifecycle) and Triton statistics.
+ */
+interface ModelPart {
+  readonly name: string;
+  readonly version: string;
+  readonly model: OnnxModel;
+  readonly analysis: Analysis;
+  readonly profile: ProfileDoc;
+  readonly segments: SegmentSessions;
+  readonly planned: PlannedRoutes;
+  readonly pipeline: Pipeline;
+  readonly cluster: Cluster;
+  readonly origin: OriginParts | null;
+  readonly stats: InferenceStats;
+  /** Segment `[start, end)` this host was last asked to prepare: readiness means it is warm. */
+  current: { start: number; end: number } | null;
+}
+
+/** What the models share in a started host. */
 interface HostParts {
   readonly config: DeploymentConfig;
   readonly self: HostConfig;
   readonly limits: RuntimeLimits;
-  readonly analysis: Analysis;
-  readonly profile: ProfileDoc;
+  /** The served models, the default first. */
+  readonly models: readonly ModelPart[];
   readonly executor: Executor;
-  readonly segments: SegmentSessions;
-  /** The route shape rules, and the routes the origin prepared here (what infer frames are checked against). */
+  /** The route shape rules (what infer frames are checked against, with each model's planned routes). */
   readonly shapeRules: RouteRules;
-  readonly planned: PlannedRoutes;
   readonly mesh: PeerMesh;
-  readonly pipeline: Pipeline;
   readonly metrics: HostMetrics;
   readonly load: LoadSampler;
-  readonly cluster: Cluster;
-  /** The origin's adaptive parts; null elsewhere. */
-  readonly origin: OriginParts | null;
   readonly heartbeat: HeartbeatSender;
   readonly server: http.Server;
   readonly peerServer: PeerServer;
+  readonly events: EventsEndpoint | null;
   readonly log: Logger;
 }
 
+/** What a handshake compares: the model's sha256, or for several models one digest of all of theirs. */
+function modelsDigest(models: readonly { readonly model: OnnxModel }[]): string {
+  if (models.length === 1) return models[0].model.sha256;
+  const h = createHash('sha256');
+  for (const m of models) h.update(`${m.model.sha256}\n`);
+  return h.digest('hex');
+}
+
 export class Host {
-  /** Segment `[start, end)` this host was last asked to prepare: readiness means it is warm. */
-  private current: { start: number; end: number } | null = null;
   private closed = false;
   /** The OIP gRPC front (the origin, when its config has `grpc`). */
   private grpc: GrpcFront | null = null;
@@ -106,20 +133,33 @@ export class Host {
     // Read first: a certificate that cannot be read stops the host before it loads anything.
     const tls = loadTls(o.config.tls, self.tls);
     const tiers = o.config.tiers ?? DEFAULT_TIERS;
-    const { entry, model } = loadRepoModel(o.modelsDir, o.config.model);
-    const shapes = new Map(Object.entries(o.config.shapes ?? {}));
-    const values = new Map(Object.entries(o.config.values ?? {}));
-    const analysis = await analyze(model, resolveInputs(model, shapes, values), o.config.granularity ?? {});
-    log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
     const threads = self.threads ?? 1;
-    const profile = await cachedProfile(o.cacheDir, analysis, self, threads, o.config, log, ownCpu().cpus);
+    // Every model is loaded, analysed and profiled (or its cached profile read) before the host serves.
+    const loaded: {
+      entry: { name: string; version: string };
+      model: OnnxModel;
+      analysis: Analysis;
+      profile: ProfileDoc;
+    }[] = [];
+    for (const spec of servedModels(o.config)) {
+      const { entry, model } = loadRepoModel(o.modelsDir, spec.name);
+      const shapes = new Map(Object.entries(spec.shapes ?? {}));
+      const values = new Map(Object.entries(spec.values ?? {}));
+      const analysis = await analyze(model, resolveInputs(model, shapes, values), spec.granularity ?? {});
+      log.info(
+        { model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length },
+        'model loaded',
+      );
+      const cfg = { ...o.config, granularity: spec.granularity };
+      const profile = await cachedProfile(o.cacheDir, analysis, self, threads, cfg, log, ownCpu().cpus);
+      loaded.push({ entry, model, analysis, profile });
+    }
     const executor = await Executor.create({
       intraOpThreads: threads,
       maxCachedSessions: limits.sessionCache,
       maxCachedBytes: limits.sessionCacheBytes,
       logger: log,
     });
-    const segments = new SegmentSessions(analysis, executor, limits.warmupRuns);
     const metrics = new HostMetrics(self.name, self.tier);
     const creds = peerCredentials(o.config, self.name);
     if (creds.fromDefault) log.warn('no peer token in CLEAVE_TOKEN or the config: using the development token');
@@ -134,7 +174,9 @@ export class Host {
     if (access.controlToken === null)
       log.warn('no control token in CLEAVE_CONTROL_TOKEN or the config: the control API refuses every change');
 
-    const frameBytes = modelFrameBytes(analysis);
+    // The largest frame any model's frontiers need (a model with unknown sizes: the transport's default).
+    const sizes = loaded.map((m) => modelFrameBytes(m.analysis));
+    const frameBytes = sizes.some((x) => x === undefined) ? undefined : Math.max(...(sizes as number[]));
     const transport = {
       ...HOST_TRANSPORT_DEFAULTS,
       ...(frameBytes !== undefined ? { maxFrameBytes: frameBytes } : {}),
@@ -142,33 +184,39 @@ export class Host {
     };
     const isOrigin = self.tier === tiers[0];
     const shapeRules: RouteRules = { tierOf: new Map(o.config.hosts.map((h) => [h.name, h.tier])), tiers };
-    const planned = new PlannedRoutes();
-    const routeRules: RouteRules = { ...shapeRules, planned: (r) => planned.has(r) };
+    const defaultModel = loaded[0].entry.name;
+    const digest = modelsDigest(loaded);
 
-    // Frames reach the pipeline (and heartbeats the live state) through the mesh (replies) and the peer
+    // Frames reach the pipelines (and heartbeats the live states) through the mesh (replies) and the peer
     // server (requests); both open only after the parts exist, so the late bindings are set before a frame.
-    let pipeline: Pipeline | null = null;
-    let live: LiveState | null = null;
-    // Set once the origin's parts exist: a lost or returning host is news to its controller at once.
+    const parts = new Map<string, ModelPart>();
+    const partOf = (name: string | undefined): ModelPart | undefined => parts.get(name ?? defaultModel);
+    // Set once the origin's parts exist: a lost or returning host is news to its controllers at once.
     let onHostLost: ((host: string) => void) | null = null;
     let onHostRejoin: ((host: string) => void) | null = null;
-    let originCoordinator: Coordinator | null = null;
     const onFrame = (f: IncomingFrame): void => {
-      if (f.header.kind !== 'message') return pipeline?.onFrame(f);
-      const body = f.header.body as { type?: unknown } | undefined;
+      if (f.header.kind !== 'message') {
+        const m = partOf(f.header.model);
+        if (m) return m.pipeline.onFrame(f);
+        return log.warn({ peer: f.peer.host, model: f.header.model }, 'frame for a model not served here: dropped');
+      }
+      const body = f.header.body as { type?: unknown; model?: unknown } | undefined;
       if (body?.type === PLANNED_ROUTES) {
         // Only the origin plans: what another host says it planned is not taken.
         if (f.peer.host !== originName) return log.warn({ peer: f.peer.host }, 'planned routes not from the origin');
+        const m = partOf(typeof body.model === 'string' ? body.model : undefined);
+        if (!m) return log.warn({ peer: f.peer.host, model: body.model }, 'planned routes of a model not served here');
         try {
-          for (const r of plannedRoutesOf(body, self.name, shapeRules)) planned.add(r);
+          for (const r of plannedRoutesOf(body, self.name, shapeRules)) m.planned.add(r);
         } catch (e) {
           log.warn({ peer: f.peer.host, err: (e as Error).message }, 'planned routes refused');
         }
         return;
       }
-      if (body?.type !== HEARTBEAT || !live) return;
+      if (body?.type !== HEARTBEAT) return;
       try {
-        live.onHeartbeat(checkHeartbeat(body, f.peer.host), Date.now());
+        const beat = checkHeartbeat(body, f.peer.host);
+        for (const m of parts.values()) m.origin?.live.onHeartbeat(beat, Date.now());
       } catch (e) {
         log.warn({ peer: f.peer.host, err: (e as Error).message }, 'heartbeat refused');
       }
@@ -177,40 +225,33 @@ export class Host {
       self,
       peers: o.config.hosts.filter((h) => h.name !== self.name),
       token,
-      modelSha256: model.sha256,
+      modelSha256: digest,
       links: o.config.links ?? [],
       tls,
       onFrame,
       onLost: (peer, ids) => {
-        pipeline?.failLost(peer, ids);
+        for (const m of parts.values()) m.pipeline.failLost(peer, ids);
         onHostLost?.(peer);
       },
       onRejoin: (peer) => onHostRejoin?.(peer),
       // The origin tells a host that (re)joins which adopted routes pass through it, ahead of any of their
       // frames on this link: a host that restarted accepts the plan in force without being prepared again.
       onOpen: (peer) => {
-        const through = (originCoordinator?.plans ?? [])
-          .map((a) => a.route)
-          .filter((r) => r.some((s) => s.host === peer));
-        if (!through.length) return;
-        try {
-          mesh.send(peer, { kind: 'message', body: { type: PLANNED_ROUTES, routes: through } }, []);
-        } catch (e) {
-          log.warn({ peer, err: (e as Error).message }, 'could not hand the planned routes to a host that joined');
+        for (const m of parts.values()) {
+          const through = (m.origin?.coordinator.plans ?? [])
+            .map((a) => a.route)
+            .filter((r) => r.some((x) => x.host === peer));
+          if (!through.length) continue;
+          try {
+            const body = { type: PLANNED_ROUTES, model: m.name, routes: through };
+            mesh.send(peer, { kind: 'message', body }, []);
+          } catch (e) {
+            log.warn({ peer, err: (e as Error).message }, 'could not hand the planned routes to a host that joined');
+          }
         }
       },
       logger: log,
       transport,
-    });
-    pipeline = new Pipeline({
-      self: self.name,
-      segments,
-      links: mesh,
-      metrics,
-      logger: log,
-      outputs: model.outputs.map((x) => x.name),
-      maxInFlight: limits.maxInFlight,
-      checkRoute: (route, stage, sender) => routeProblem(route, stage, sender, routeRules),
     });
     metrics.observeLinks(() => mesh.reports());
     const client = new PeerClient({ hosts: o.config.hosts, token, timeoutMs: limits.peerRequestTimeoutMs, tls });
@@ -218,7 +259,7 @@ export class Host {
     const server: http.Server = tls ? https.createServer({ cert: tls.cert, key: tls.key }) : http.createServer();
     const peerServer = await PeerServer.listen({
       self: { host: self.name, tier: self.tier },
-      modelSha256: model.sha256,
+      modelSha256: digest,
       identify: creds.identify,
       onFrame,
       server,
@@ -228,23 +269,9 @@ export class Host {
 
     let host: Host | null = null;
     const status = (): HostStatus => (host as Host).status();
-    const cluster = new Cluster({
-      self: self.name,
-      hosts: o.config.hosts,
-      isOpen: (h) => mesh.isOpen(h),
-      client,
-      profile,
-      status,
-      links: () => mesh.reports(),
-      logger: log,
-    });
-    const prepareOn = (name: string, from: number, to: number, route: RouteStage[]): Promise<void> =>
-      name === self.name
-        ? (host as Host).prepareLocal(from, to, route)
-        : client.request(name, 'POST', '/v1/segments', { from, to, route }).then(() => undefined);
-    const p = pipeline;
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
+      const ms = [...parts.values()];
       return {
         host: self.name,
         tier: self.tier,
@@ -253,132 +280,233 @@ export class Host {
         throttledMs: cpu.throttledMs,
         threads,
         queueDepth: executor.queued,
-        inFlight: p.inFlight,
-        busy: p.busy,
-        segments: p.computeTimes(),
+        inFlight: ms.reduce((a, m) => a + m.pipeline.inFlight, 0),
+        busy: ms.reduce((a, m) => a + m.pipeline.busy, 0),
+        segments: ms.flatMap((m) => m.pipeline.computeTimes().map((t) => ({ model: m.name, ...t }))),
         links: mesh.reports(),
       };
     };
-    const origin = isOrigin
-      ? startOrigin({
-          config: o.config,
-          self,
-          tiers,
-          limits,
-          analysis,
-          mesh,
-          cluster,
-          metrics,
-          server,
-          peerPath: peerServer.options.path,
-          access,
-          prepare: prepareOn,
-          release: async (name) => {
-            if (name === self.name) (host as Host).releaseLocal();
-            else await client.request(name, 'DELETE', '/v1/segments');
-          },
-          inFlight: () => pipeline.inFlight,
-          takeHeartbeat,
-          logger: log,
-        })
-      : null;
-    live = origin?.live ?? null;
-    originCoordinator = origin?.coordinator ?? null;
-    if (origin) {
-      // A host lost: the controller's next round, now, sees it down and moves the plan around it (urgent,
-      // past hysteresis and dwell). A host back: its profile is fetched again (it may have restarted
+    const bus = isOrigin ? new EventBus() : null;
+    for (const l of loaded) {
+      const name = l.entry.name;
+      const planned = new PlannedRoutes();
+      const routeRules: RouteRules = { ...shapeRules, planned: (r) => planned.has(r) };
+      const segments = new SegmentSessions(l.analysis, executor, limits.warmupRuns);
+      const pipeline = new Pipeline({
+        self: self.name,
+        model: name,
+        segments,
+        links: mesh,
+        metrics,
+        logger: log,
+        outputs: l.model.outputs.map((x) => x.name),
+        maxInFlight: limits.maxInFlight,
+        checkRoute: (route, stage, sender) => routeProblem(route, stage, sender, routeRules),
+      });
+      const cluster = new Cluster({
+        self: self.name,
+        hosts: o.config.hosts,
+        isOpen: (h) => mesh.isOpen(h),
+        client,
+        model: name,
+        profile: l.profile,
+        status,
+        links: () => mesh.reports(),
+        logger: log,
+      });
+      const part: ModelPart = {
+        name,
+        version: l.entry.version,
+        model: l.model,
+        analysis: l.analysis,
+        profile: l.profile,
+        segments,
+        planned,
+        pipeline,
+        cluster,
+        origin: null,
+        stats: new InferenceStats(),
+        current: null,
+      };
+      const origin =
+        isOrigin && bus
+          ? startOrigin({
+              model: name,
+              config: o.config,
+              self,
+              tiers,
+              limits,
+              analysis: l.analysis,
+              mesh,
+              cluster,
+              metrics,
+              events: bus.tagged({ model: name }),
+              prepare: (host, from, to, route) =>
+                host === self.name
+                  ? (h() as Host).prepareLocal(from, to, route, name)
+                  : client
+                      .request(host, 'POST', '/v1/segments', { from, to, route, model: name })
+                      .then(() => undefined),
+              release: async (host) => {
+                if (host === self.name) (h() as Host).releaseLocal(name);
+                else await client.request(host, 'DELETE', `/v1/segments?model=${encodeURIComponent(name)}`);
+              },
+              inFlight: () => pipeline.inFlight,
+              takeHeartbeat,
+              logger: log.child({ model: name }),
+            })
+          : null;
+      parts.set(name, { ...part, origin });
+    }
+    const h = (): Host | null => host;
+    const models = [...parts.values()];
+    const origins = models.filter((m) => m.origin !== null);
+    if (origins.length > 0) {
+      // A host lost: each controller's next round, now, sees it down and moves the plan around it (urgent,
+      // past hysteresis and dwell). A host back: its profiles are fetched again (it may have restarted
       // elsewhere or under another quota) and the usual rounds may move work back to it.
-      // Before the loop starts (start-up: peers still dialing, links not measured) planAtStartup plans.
+      // Before the loops start (start-up: peers still dialing, links not measured) planAtStartup plans.
       onHostLost = (peer) => {
-        if (!origin.loop.started) return;
-        log.warn({ peer }, 'host lost: re-planning now');
-        void origin.loop.round();
+        for (const m of origins) {
+          const loop = (m.origin as OriginParts).loop;
+          if (!loop.started) continue;
+          log.warn({ peer, model: m.name }, 'host lost: re-planning now');
+          void loop.round();
+        }
       };
       onHostRejoin = (peer) => {
-        cluster.forget(peer);
-        if (!origin.loop.started) return;
-        log.info({ peer }, 'host back: its profile is read again');
-        void origin.loop.round();
+        for (const m of origins) {
+          m.cluster.forget(peer);
+          const loop = (m.origin as OriginParts).loop;
+          if (!loop.started) continue;
+          log.info({ peer, model: m.name }, 'host back: its profile is read again');
+          void loop.round();
+        }
       };
     }
     const heartbeat = new HeartbeatSender({
       intervalMs: limits.heartbeatMs,
       take: takeHeartbeat,
       // The origin takes its own; the others send theirs over their link to it.
-      deliver: origin
-        ? (b) => origin.live.onHeartbeat(b, Date.now())
+      deliver: isOrigin
+        ? (b) => {
+            for (const m of origins) (m.origin as OriginParts).live.onHeartbeat(b, Date.now());
+          }
         : (b) => {
             if (mesh.isOpen(originName))
               mesh.send(originName, { kind: 'message', body: { type: HEARTBEAT, ...b } }, []);
           },
       logger: log,
     });
+    const first = models[0];
+    const events =
+      bus && first.origin
+        ? mountEvents(server, bus, {
+            maxBufferedBytes: limits.eventBufferBytes,
+            peerPath: peerServer.options.path,
+            access,
+            models: models.map((m) => m.name),
+            hello: (asked) => {
+              const m = parts.get(asked ?? defaultModel) as ModelPart;
+              const c = (m.origin as OriginParts).coordinator;
+              return {
+                host: self.name,
+                model: m.name,
+                models: models.map((x) => x.name),
+                epoch: c.current?.epoch ?? null,
+                route: c.current ? describeRoute(c.current.route) : null,
+                controller: (m.origin as OriginParts).loop.controller.settings,
+              };
+            },
+            logger: log,
+          })
+        : null;
     host = new Host({
       config: o.config,
       self,
       limits,
-      analysis,
-      profile,
+      models,
       executor,
-      segments,
       shapeRules,
-      planned,
       mesh,
-      pipeline,
       metrics,
       load,
-      cluster,
-      origin,
       heartbeat,
       server,
       peerServer,
+      events,
       log,
     });
-    const h = host;
-    const version = { name: entry.name, version: entry.version };
-    // Triton's statistics, one set for the HTTP and the gRPC front ends.
-    const stats = new InferenceStats();
-    const gateway: GatewayDeps | undefined = origin
-      ? {
-          model: { ...version, signature: modelSignature(version, model.inputs, model.outputs, analysis.types) },
-          serverVersion: SERVER_VERSION,
-          limits,
-          ready: () => h.ready,
-          plan: () => origin.coordinator.current,
-          infer: retrying({
-            infer: (plan, inputs, ms) => p.infer(plan, inputs, ms),
-            current: () => origin.coordinator.current,
-            runnable: (plan) => origin.runnable(plan.route),
-            retryWaitMs: limits.retryWaitMs,
+    const hostRef = host;
+    const served = (m: ModelPart, origin: OriginParts): ServedModel => ({
+      model: {
+        name: m.name,
+        version: m.version,
+        signature: modelSignature(
+          { name: m.name, version: m.version },
+          m.model.inputs,
+          m.model.outputs,
+          m.analysis.types,
+        ),
+      },
+      ready: () => hostRef.modelReady(m),
+      plan: () => origin.coordinator.current,
+      infer: retrying({
+        infer: (plan, inputs, ms) => m.pipeline.infer(plan, inputs, ms),
+        current: () => origin.coordinator.current,
+        runnable: (plan) => origin.runnable(plan.route),
+        retryWaitMs: limits.retryWaitMs,
+        log,
+      }),
+      answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
+      stats: m.stats,
+      lifecycle: {
+        unavailable: () => origin.lifecycle.unavailable(),
+        load: () => origin.lifecycle.load(),
+        unload: () => origin.lifecycle.unload(),
+      },
+    });
+    const gateway: GatewayDeps | undefined =
+      origins.length > 0
+        ? {
+            models: origins.map((m) => served(m, m.origin as OriginParts)),
+            serverVersion: SERVER_VERSION,
+            limits,
+            ready: () => hostRef.ready,
+            metrics,
             log,
-          }),
-          metrics,
-          answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
-          log,
-          stats,
-          repository: {
-            models: () => listModels(o.modelsDir).map((m) => ({ name: m.name, version: m.version })),
-            unavailable: () => origin.lifecycle.unavailable(),
-            load: () => origin.lifecycle.load(),
-            unload: () => origin.lifecycle.unload(),
-            authorize: (header, what) => checkHeader(header, access, what),
-          },
-        }
-      : undefined;
+            repository: {
+              models: () => listModels(o.modelsDir).map((m) => ({ name: m.name, version: m.version })),
+              authorize: (header, what) => checkHeader(header, access, what),
+            },
+          }
+        : undefined;
+    const planDeps = (m: ModelPart): PlanDeps => {
+      const origin = m.origin as OriginParts;
+      return {
+        model: m.name,
+        tiers,
+        coordinator: origin.coordinator,
+        cluster: m.cluster,
+        adaptive: origin.loop,
+        measured: (epoch) => origin.latency.stats(Date.now(), epoch),
+      };
+    };
+    const part = (name: string | undefined): ModelPart => hostRef.part(name);
     server.on(
       'request',
       buildApp({
-        ready: () => h.ready,
+        ready: () => hostRef.ready,
         metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
         control: {
           self: self.name,
           access,
           limits,
           status,
-          profile: () => profile,
+          profile: (name) => part(name).profile,
           links: () => mesh.reports(),
-          prepareSegment: (from, to, route) => h.prepareLocal(from, to, route),
-          releaseSegments: () => h.releaseLocal(),
+          prepareSegment: (from, to, route, name) => hostRef.prepareLocal(from, to, route, name),
+          releaseSegments: (name) => hostRef.releaseLocal(name),
           hasLink: (to) => mesh.has(to),
           setLinkEmulation: (to, settings) => {
             const now = mesh.setEmulation(to, settings);
@@ -386,15 +514,8 @@ export class Host {
             return now;
           },
           forward: (name, method, path, body) => client.request(name, method, path, body),
-          plan: origin
-            ? {
-                tiers,
-                coordinator: origin.coordinator,
-                cluster,
-                adaptive: origin.loop,
-                measured: (epoch) => origin.latency.stats(Date.now(), epoch),
-              }
-            : undefined,
+          plan: first.origin ? planDeps(first) : undefined,
+          planFor: first.origin ? (name) => planDeps(part(name)) : undefined,
         },
         gateway,
         log,
@@ -410,17 +531,37 @@ export class Host {
     });
     if (gateway && self.grpc) {
       try {
-        h.grpc = await GrpcFront.start(gateway, { listen: self.grpc, tls, stats });
+        hostRef.grpc = await GrpcFront.start(gateway, { listen: self.grpc, tls });
       } catch (e) {
-        await h.close();
+        await hostRef.close();
         throw e;
       }
-      log.info({ grpc: self.grpc, port: h.grpc.port }, 'gRPC listening');
+      log.info({ grpc: self.grpc, port: hostRef.grpc.port }, 'gRPC listening');
     }
     load.start();
     heartbeat.start();
-    log.info({ listen: `${addr}:${(server.address() as AddressInfo).port}` }, 'listening');
+    log.info(
+      { listen: `${addr}:${(server.address() as AddressInfo).port}`, models: models.map((m) => m.name) },
+      'listening',
+    );
     return host;
+  }
+
+  /** The served model `name` (absent: the default); E_UNKNOWN_MODEL naming the models served. */
+  private part(name: string | undefined): ModelPart {
+    if (name === undefined) return this.p.models[0];
+    const m = this.p.models.find((x) => x.name === name);
+    if (!m)
+      throw new CleaveError(
+        'E_UNKNOWN_MODEL',
+        `model '${name}' is not served here (models: ${this.p.models.map((x) => x.name).join(', ')})`,
+      );
+    return m;
+  }
+
+  /** The names of the models served, the default first. */
+  get models(): string[] {
+    return this.p.models.map((m) => m.name);
   }
 
   get self(): HostConfig {
@@ -431,13 +572,22 @@ export class Host {
     return this.p.limits;
   }
 
+  /** The default model's analysis (`analysisOf` for another). */
   get analysis(): Analysis {
-    return this.p.analysis;
+    return this.p.models[0].analysis;
   }
 
-  /** The origin's coordinator; null on the other hosts. */
+  analysisOf(model: string): Analysis {
+    return this.part(model).analysis;
+  }
+
+  /** The origin's coordinator of the default model (`coordinatorOf` for another); null on the other hosts. */
   get coordinator(): Coordinator | null {
-    return this.p.origin?.coordinator ?? null;
+    return this.p.models[0].origin?.coordinator ?? null;
+  }
+
+  coordinatorOf(model: string): Coordinator | null {
+    return this.part(model).origin?.coordinator ?? null;
   }
 
   get port(): number {
@@ -450,51 +600,65 @@ export class Host {
   }
 
   /**
-   * Live: the process serves. Ready: the origin has a committed plan whose every host is up (the deployment
-   * can answer: between losing a host and re-planning around it, it cannot) and its model is loaded; others
-   * have their segment warm.
+   * Live: the process serves. Ready: every model served is (`modelReady`): on the origin, it has a committed
+   * plan whose every host is up (between losing a host and re-planning around it, it cannot answer) and it
+   * is loaded; on the others, the segment last prepared for it is warm.
    */
   get ready(): boolean {
+    return this.p.models.every((m) => this.modelReady(m));
+  }
+
+  private modelReady(m: ModelPart): boolean {
     if (this.closed) return false;
-    const c = this.coordinator;
+    const c = m.origin?.coordinator;
     if (c) {
       const cur = c.current;
-      return cur !== null && c.loaded && (this.p.origin?.runnable(cur.route) ?? true);
+      return cur !== null && c.loaded && (m.origin?.runnable(cur.route) ?? true);
     }
-    return this.current === null || this.p.segments.isWarm(this.current);
+    return m.current === null || m.segments.isWarm(m.current);
   }
 
   status(): HostStatus {
-    const times = this.p.pipeline.computeTimes();
+    const many = this.p.models.length > 1;
     return {
       host: this.p.self.name,
       tier: this.p.self.tier,
       ready: this.ready,
       cpuPercent: this.p.load.cpuPercent,
-      inFlight: this.p.pipeline.inFlight,
-      busy: this.p.pipeline.busy,
+      inFlight: this.p.models.reduce((a, m) => a + m.pipeline.inFlight, 0),
+      busy: this.p.models.reduce((a, m) => a + m.pipeline.busy, 0),
       threads: this.p.self.threads ?? 1,
       heapFlags: heapFlags(),
-      segments: this.p.segments.held().map(({ range, warm }) => {
-        const t = times.find((x) => x.from === range.start && x.to === range.end);
-        return { from: range.start, to: range.end, warm, meanMs: t?.meanMs ?? null, runs: t?.runs ?? 0 };
+      segments: this.p.models.flatMap((m) => {
+        const times = m.pipeline.computeTimes();
+        return m.segments.held().map(({ range, warm }) => {
+          const t = times.find((x) => x.from === range.start && x.to === range.end);
+          return {
+            ...(many ? { model: m.name } : {}),
+            from: range.start,
+            to: range.end,
+            warm,
+            meanMs: t?.meanMs ?? null,
+            runs: t?.runs ?? 0,
+          };
+        });
       }),
     };
   }
 
   /**
    * The origin's start-up planning: wait for every link to open and be measured (RTT and throughput from
-   * real traffic and probes), then plan and commit the first epoch.
+   * real traffic and probes), then plan and commit each model's first epoch.
    */
   async planAtStartup(): Promise<void> {
-    const c = this.coordinator;
-    if (!c) return;
+    const origins = this.p.models.filter((m) => m.origin !== null);
+    if (origins.length === 0) return;
     const { startupTimeoutMs, startupSamples } = this.p.limits;
     const until = Date.now() + startupTimeoutMs;
     await this.p.mesh.whenAllOpen(startupTimeoutMs).catch(() => undefined);
     const wanted = this.p.config.hosts.length * (this.p.config.hosts.length - 1);
     for (;;) {
-      const links = await this.p.cluster.links().catch(() => []);
+      const links = await origins[0].cluster.links().catch(() => []);
       const measured = links.filter(
         (l) => l.rttMs !== null && l.throughputBps !== null && (l.throughputSamples ?? 0) >= startupSamples,
       ).length;
@@ -503,19 +667,22 @@ export class Host {
     }
     // The first plan is the controller's, on the live estimates (hosts' quotas and link figures), like every
     // later one; the plain search on the profiles is the fallback if that round could not plan.
-    const loop = this.p.origin?.loop;
-    if (loop) await loop.round();
-    if (!c.current) await c.replan('start-up');
-    loop?.start();
+    for (const m of origins) {
+      const { loop, coordinator: c } = m.origin as OriginParts;
+      await loop.round();
+      if (!c.current) await c.replan('start-up');
+      loop.start();
+    }
   }
 
-  /** Prepare (build and warm) a segment here; once it is warm, it is the one readiness depends on. */
   /**
-   * Builds and warms `[start, end)` here. With `route` (the origin always sends it), the plan's route must
-   * have this host's stage as `[start, end)` and be one the origin could plan; infer frames of that route
-   * are accepted from then on.
+   * Builds and warms `[start, end)` of `model` (absent: the default) here; once it is warm, it is the one
+   * readiness depends on. With `route` (the origin always sends it), the plan's route must have this host's
+   * stage as `[start, end)` and be one the origin could plan; infer frames of that route are accepted from
+   * then on.
    */
-  async prepareLocal(start: number, end: number, route?: RouteStage[]): Promise<void> {
+  async prepareLocal(start: number, end: number, route?: RouteStage[], model?: string): Promise<void> {
+    const m = this.part(model);
     if (route) {
       const i = route.findIndex((s) => s.host === this.p.self.name);
       const why =
@@ -528,16 +695,17 @@ export class Host {
               : routeProblem(route, i, route[i - 1].host, this.p.shapeRules);
       if (why !== null) throw new CleaveError('E_BAD_INPUT', `route: ${why}`);
     }
-    await this.p.segments.prepare({ start, end });
-    if (route) this.p.planned.add(route);
-    this.current = { start, end };
+    await m.segments.prepare({ start, end });
+    if (route) m.planned.add(route);
+    m.current = { start, end };
   }
 
-  /** Releases every segment session here (the model is unloaded); readiness no longer waits for one. */
-  releaseLocal(): number {
-    this.current = null;
-    const n = this.p.segments.releaseAll();
-    this.p.log.info({ sessions: n }, 'segments released: the model is unloaded');
+  /** Releases every segment session of `model` here (it is unloaded); readiness no longer waits for one. */
+  releaseLocal(model?: string): number {
+    const m = this.part(model);
+    m.current = null;
+    const n = m.segments.releaseAll();
+    this.p.log.info({ model: m.name, sessions: n }, 'segments released: the model is unloaded');
     return n;
   }
 
@@ -548,8 +716,11 @@ export class Host {
     await this.grpc?.close();
     p.load.stop();
     p.heartbeat.stop();
-    p.origin?.close();
-    p.pipeline.failAll(`${p.self.name} is shutting down`);
+    p.events?.close();
+    for (const m of p.models) {
+      m.origin?.close();
+      m.pipeline.failAll(`${p.self.name} is shutting down`);
+    }
     await p.mesh.close();
     await p.peerServer.close();
     await new Promise<void>((resolve) => {

@@ -16,17 +16,17 @@ export class HostMetrics {
   readonly requestSuccess: Counter<'model'>;
   readonly requestFailure: Counter<'model' | 'code'>;
   readonly requestDuration: Histogram<'model'>;
-  readonly stageCompute: Histogram<'segment'>;
+  readonly stageCompute: Histogram<'model' | 'segment'>;
   readonly linkBytes: Gauge<'from' | 'to'>;
   readonly linkUncodedBytes: Gauge<'from' | 'to'>;
   readonly linkRtt: Gauge<'from' | 'to'>;
   readonly linkThroughput: Gauge<'from' | 'to'>;
-  readonly queueDepth: Gauge<'host'>;
-  readonly planEpoch: Gauge<'host'>;
-  readonly planChanges: Counter<'reason'>;
-  readonly predictedLatency: Gauge;
-  readonly measuredLatency: Gauge<'quantile'>;
-  readonly controllerRound: Histogram;
+  readonly queueDepth: Gauge<'host' | 'model'>;
+  readonly planEpoch: Gauge<'host' | 'model'>;
+  readonly planChanges: Counter<'model' | 'reason'>;
+  readonly predictedLatency: Gauge<'model'>;
+  readonly measuredLatency: Gauge<'model' | 'quantile'>;
+  readonly controllerRound: Histogram<'model'>;
   private links: () => readonly LinkReport[] = () => [];
 
   constructor(host: string, tier: string) {
@@ -55,7 +55,7 @@ export class HostMetrics {
     this.stageCompute = new Histogram({
       name: 'cleave_compute_infer_duration_us',
       help: 'Segment compute time on this host (inside the ORT worker), microseconds',
-      labelNames: ['segment'],
+      labelNames: ['model', 'segment'],
       buckets: LATENCY_BUCKETS_US,
       registers: r,
     });
@@ -90,35 +90,37 @@ export class HostMetrics {
     this.queueDepth = new Gauge({
       name: 'cleave_queue_depth',
       help: 'Requests in flight at this host',
-      labelNames: ['host'],
+      labelNames: ['host', 'model'],
       registers: r,
     });
     this.planEpoch = new Gauge({
       name: 'cleave_plan_epoch',
       help: 'Epoch of the plan new requests take',
-      labelNames: ['host'],
+      labelNames: ['host', 'model'],
       registers: r,
     });
     this.planChanges = new Counter({
       name: 'cleave_plan_changes_total',
       help: 'Plans adopted by the adaptive controller, by reason (urgent: the current plan could not run; better: it beat the current one by the hysteresis)',
-      labelNames: ['reason'],
+      labelNames: ['model', 'reason'],
       registers: r,
     });
     this.predictedLatency = new Gauge({
       name: 'cleave_plan_predicted_latency_ms',
       help: "The current plan's predicted latency on the live estimates, ms",
+      labelNames: ['model'],
       registers: r,
     });
     this.measuredLatency = new Gauge({
       name: 'cleave_plan_measured_latency_ms',
       help: "The current plan's measured end-to-end latency over the latency window, ms",
-      labelNames: ['quantile'],
+      labelNames: ['model', 'quantile'],
       registers: r,
     });
     this.controllerRound = new Histogram({
       name: 'cleave_controller_round_duration_us',
       help: 'One adaptive controller round (snapshot, search, decision), microseconds',
+      labelNames: ['model'],
       buckets: LATENCY_BUCKETS_US,
       registers: r,
     });

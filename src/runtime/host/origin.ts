@@ -3,17 +3,14 @@
  * feed, the coordinator that prepares and commits plans, the adaptive loop that drives the controller, the
  * event stream with its periodic snapshot, and the window of answered requests behind "measured".
  */
-import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { DeploymentConfig, HostConfig } from '../config.js';
 import type { RuntimeLimits } from '../defaults.js';
-import type { AccessPolicy } from '../http/access.js';
-import { mountEvents } from '../http/events.js';
 import type { Analysis } from '../local/analysis.js';
 import { AdaptiveLoop } from '../plan/adaptive.js';
 import type { Heartbeat, LinkView } from '../plan/cluster-view.js';
 import { Coordinator } from '../plan/coordinator.js';
-import { EventBus } from '../plan/events.js';
+import type { EventBus } from '../plan/events.js';
 import { LatencyWindow } from '../plan/latency-window.js';
 import { ModelLifecycle } from '../plan/lifecycle.js';
 import { LiveState } from '../plan/live-state.js';
@@ -37,6 +34,8 @@ export interface OriginParts {
 }
 
 export interface OriginOptions {
+  /** The model these parts plan (a deployment serving several has one set of origin parts for each). */
+  readonly model: string;
   readonly config: DeploymentConfig;
   readonly self: HostConfig;
   readonly tiers: readonly string[];
@@ -45,11 +44,8 @@ export interface OriginOptions {
   readonly mesh: PeerMesh;
   readonly cluster: Cluster;
   readonly metrics: HostMetrics;
-  readonly server: http.Server;
-  /** The peer endpoint's path on the same server (its upgrades are not the events endpoint's). */
-  readonly peerPath: string;
-  /** The control API's access policy (the events stream is a read). */
-  readonly access: AccessPolicy;
+  /** The deployment's event stream, tagged with this model. */
+  readonly events: EventBus;
   prepare(host: string, from: number, to: number, route: RouteStage[]): Promise<void>;
   /** Has `host` release every segment session it holds (the model is unloaded). */
   release(host: string): Promise<void>;
@@ -61,10 +57,9 @@ export interface OriginOptions {
 }
 
 export function startOrigin(o: OriginOptions): OriginParts {
-  const { config, self, tiers, limits, analysis, mesh, cluster, metrics, server } = o;
+  const { config, self, tiers, limits, analysis, mesh, cluster, metrics, events, model } = o;
   const log = o.logger;
   const prepareOn = o.prepare;
-  const events = new EventBus();
   const latency = new LatencyWindow(limits.latencyWindowMs);
   const liveState = new LiveState({
     self: self.name,
@@ -73,6 +68,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
     heartbeatTimeoutMs: limits.heartbeatTimeoutMs,
     observedFreshMs: limits.observedFreshMs,
     isOpen: (h) => mesh.isOpen(h),
+    model,
     events,
   });
   // Planning reads live link estimates (from heartbeats) where a host has reported, and the hosts' own
@@ -98,8 +94,8 @@ export function startOrigin(o: OriginOptions): OriginParts {
     settings: () => loopRef?.state().settings ?? config.controller ?? {},
     historyLength: limits.planHistory,
     onAdopt: (a, before) => {
-      metrics.planEpoch.set({ host: self.name }, a.epoch);
-      metrics.predictedLatency.set(a.predicted.latencyMs);
+      metrics.planEpoch.set({ host: self.name, model }, a.epoch);
+      metrics.predictedLatency.set({ model }, a.predicted.latencyMs);
       events.emit('plan-adopted', {
         epoch: a.epoch,
         old: before
@@ -137,8 +133,8 @@ export function startOrigin(o: OriginOptions): OriginParts {
     settings: config.controller,
     events,
     metrics: {
-      round: (ms) => metrics.controllerRound.observe(ms * 1000),
-      changed: (reason) => metrics.planChanges.inc({ reason }),
+      round: (ms) => metrics.controllerRound.observe({ model }, ms * 1000),
+      changed: (reason) => metrics.planChanges.inc({ model, reason }),
     },
     logger: log,
   }));
@@ -157,8 +153,8 @@ export function startOrigin(o: OriginOptions): OriginParts {
       const a = c.current;
       const all = latency.stats(now);
       const mine = a ? latency.stats(now, a.epoch) : null;
-      metrics.measuredLatency.set({ quantile: '0.5' }, mine?.p50Ms ?? 0);
-      metrics.measuredLatency.set({ quantile: '0.99' }, mine?.p99Ms ?? 0);
+      metrics.measuredLatency.set({ model, quantile: '0.5' }, mine?.p50Ms ?? 0);
+      metrics.measuredLatency.set({ model, quantile: '0.99' }, mine?.p99Ms ?? 0);
       const hosts = liveState.hosts(profiles, now);
       if (events.size === 0) return;
       events.emit('snapshot', {
@@ -176,18 +172,6 @@ export function startOrigin(o: OriginOptions): OriginParts {
     });
   }, limits.snapshotMs);
   snapshotTimer.unref();
-  const eventsEndpoint = mountEvents(server, events, {
-    maxBufferedBytes: limits.eventBufferBytes,
-    peerPath: o.peerPath,
-    access: o.access,
-    hello: () => ({
-      host: self.name,
-      epoch: c.current?.epoch ?? null,
-      route: c.current ? describeRoute(c.current.route) : null,
-      controller: loop.controller.settings,
-    }),
-    logger: log,
-  });
   return {
     coordinator: c,
     live: liveState,
@@ -202,7 +186,6 @@ export function startOrigin(o: OriginOptions): OriginParts {
     close() {
       loop.stop();
       clearInterval(snapshotTimer);
-      eventsEndpoint.close();
     },
   };
 }

@@ -31,6 +31,8 @@ export interface StageRunner {
 
 export interface PipelineOptions {
   readonly self: string;
+  /** The model this pipeline runs: every frame it sends carries it, and its metrics are labelled with it. */
+  readonly model: string;
   readonly segments: StageRunner;
   /** Frames to other hosts go out here, through a SendGate that honours backpressure. */
   readonly links: LinkPort;
@@ -127,7 +129,7 @@ export class Pipeline {
       const through = new Set(plan.route.map((s) => s.host).filter((h) => h !== this.o.self));
       this.pending.set(id, { through, resolve, reject, timer });
     });
-    this.o.metrics.queueDepth.set({ host: this.o.self }, this.pending.size);
+    this.o.metrics.queueDepth.set({ host: this.o.self, model: this.o.model }, this.pending.size);
     // The origin's own stage runs here; any failure settles the pending request.
     void this.runStage({ id, epoch: plan.epoch, route: [...plan.route], stage: 0, deadline }, inputs);
     return done;
@@ -299,7 +301,10 @@ export class Pipeline {
   }
 
   private observe(stage: RouteStage, computeMs: number): void {
-    this.o.metrics.stageCompute.observe({ segment: `${stage.from}-${stage.to}` }, computeMs * 1000);
+    this.o.metrics.stageCompute.observe(
+      { model: this.o.model, segment: `${stage.from}-${stage.to}` },
+      computeMs * 1000,
+    );
     const key = `${stage.from}:${stage.to}`;
     let seen = this.computeMs.get(key);
     if (seen === undefined) {
@@ -355,7 +360,7 @@ export class Pipeline {
           coded: { codec, ...(await encodeTensorAsync(codec, t.dtype, tensorBytes(t.data))) },
         })),
       );
-    await this.gate.send(host, header, list, deadline);
+    await this.gate.send(host, { ...header, model: this.o.model }, list, deadline);
   }
 
   private settle(id: string, result: Record<string, TensorLike> | CleaveError): void {
@@ -363,7 +368,7 @@ export class Pipeline {
     if (!p) return; // Already answered (e.g. deadline passed before the result came back).
     this.pending.delete(id);
     clearTimeout(p.timer);
-    this.o.metrics.queueDepth.set({ host: this.o.self }, this.pending.size);
+    this.o.metrics.queueDepth.set({ host: this.o.self, model: this.o.model }, this.pending.size);
     if (result instanceof CleaveError) p.reject(result);
     else p.resolve(result);
   }

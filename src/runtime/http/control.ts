@@ -26,28 +26,33 @@ export interface ControlDeps {
   readonly access: AccessPolicy;
   readonly limits: Pick<RuntimeLimits, 'maxControlBodyBytes'>;
   status(): HostStatus;
-  profile(): Profile;
+  /** This host's profile of `model` (absent: the default model); E_UNKNOWN_MODEL for a model not served. */
+  profile(model?: string): Profile;
   /** This host's outgoing links. */
   links(): LinkReport[];
   /**
    * Builds and warms node range `[from, to)` here; `route`, when given, is the plan's whole route, which the
    * host then accepts in infer frames (it must have this host's stage `[from, to)` on it).
    */
-  prepareSegment(from: number, to: number, route?: RouteStage[]): Promise<void>;
-  /** Releases every segment session here (the model is unloaded); returns how many there were. */
-  releaseSegments(): number;
+  prepareSegment(from: number, to: number, route?: RouteStage[], model?: string): Promise<void>;
+  /** Releases every segment session of `model` here (it is unloaded); returns how many there were. */
+  releaseSegments(model?: string): number;
   /** Whether this host has a link to `to`. */
   hasLink(to: string): boolean;
   /** Sets (null: removes) the emulation of this host's link to `to`; returns what is in force. */
   setLinkEmulation(to: string, settings: EmulationSettings | null): EmulationSettings | null;
   /** A control call to another host's API (authenticated). */
   forward(host: string, method: string, path: string, body?: unknown): Promise<unknown>;
-  /** Present on the origin only. */
+  /** Present on the origin only: the default model's plan endpoints. */
   readonly plan?: PlanDeps;
+  /** Another served model's (`?model=NAME`); E_UNKNOWN_MODEL for a model not served. Absent: only the default's. */
+  planFor?(model: string): PlanDeps;
 }
 
 /** What the plan endpoints need (the origin only). */
 export interface PlanDeps {
+  /** The model these endpoints plan. */
+  readonly model?: string;
   readonly tiers: readonly string[];
   readonly coordinator: Pick<Coordinator, 'current' | 'plans' | 'pin' | 'unpin'>;
   readonly cluster: ClusterView;
@@ -80,8 +85,8 @@ export function controlRoutes(d: ControlDeps): Router {
   r.get('/v1/status', (_req, res) => {
     res.json(d.status());
   });
-  r.get('/v1/profile', (_req, res) => {
-    res.json(d.profile());
+  r.get('/v1/profile', (req, res) => {
+    res.json(d.profile(modelQuery(req)));
   });
   r.get('/v1/links', (_req, res) => {
     res.json(d.links());
@@ -91,12 +96,23 @@ export function controlRoutes(d: ControlDeps): Router {
     internal,
     json,
     handle(async (req, res) => {
-      const { from, to, route } = (req.body ?? {}) as { from?: unknown; to?: unknown; route?: unknown };
+      const b = (req.body ?? {}) as { from?: unknown; to?: unknown; route?: unknown; model?: unknown };
+      const { from, to, route, model } = b;
       if (!Number.isInteger(from) || !Number.isInteger(to))
-        throw new CleaveError('E_BAD_INPUT', 'body must be {"from": int, "to": int, "route"?: [stage...]}');
-      onlyFields(req.body as Record<string, unknown>, ['from', 'to', 'route'], '');
+        throw new CleaveError(
+          'E_BAD_INPUT',
+          'body must be {"from": int, "to": int, "route"?: [stage...], "model"?: NAME}',
+        );
+      onlyFields(req.body as Record<string, unknown>, ['from', 'to', 'route', 'model'], '');
+      if (model !== undefined && typeof model !== 'string')
+        throw new CleaveError('E_BAD_INPUT', 'model: expected a model name');
       const t0 = performance.now();
-      await d.prepareSegment(from as number, to as number, route === undefined ? undefined : routeBody(route));
+      await d.prepareSegment(
+        from as number,
+        to as number,
+        route === undefined ? undefined : routeBody(route),
+        model as string | undefined,
+      );
       res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
     }),
   );
@@ -104,8 +120,8 @@ export function controlRoutes(d: ControlDeps): Router {
   r.delete(
     '/v1/segments',
     internal,
-    handle((_req, res) => {
-      res.json({ host: d.self, released: d.releaseSegments() });
+    handle((req, res) => {
+      res.json({ host: d.self, released: d.releaseSegments(modelQuery(req)) });
     }),
   );
   // Emulated link settings. Any host accepts the call and forwards it to the link's sending host, where the
@@ -128,8 +144,26 @@ export function controlRoutes(d: ControlDeps): Router {
       res.json({ from, to, emulation: d.setLinkEmulation(to, settings) });
     }),
   );
-  if (d.plan) mountPlan(r, d.plan, json, operator);
+  const plan = d.plan;
+  if (plan) {
+    const pick = (req: Request): PlanDeps => {
+      const m = modelQuery(req);
+      if (m === undefined) return plan;
+      if (!d.planFor) throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}': this host serves one model only`);
+      return d.planFor(m);
+    };
+    mountPlan(r, plan, pick, json, operator);
+  }
   return r;
+}
+
+/** The `?model=NAME` of a control call (absent: the default model); a repeated or empty one is refused. */
+function modelQuery(req: Request): string | undefined {
+  const m = req.query.model;
+  if (m === undefined) return undefined;
+  if (typeof m !== 'string' || m === '')
+    throw new CleaveError('E_BAD_INPUT', 'model: expected ?model=NAME once, with a model name');
+  return m;
 }
 
 /** A route as `POST /v1/segments` carries it: stages of `{host, tier, from, to}`, each field checked. */
@@ -182,8 +216,13 @@ function guard(check: (req: Request, what: string) => void): RequestHandler {
   };
 }
 
-function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: RequestHandler): void {
-  const c = p.coordinator;
+function mountPlan(
+  r: Router,
+  defaults: PlanDeps,
+  pick: (req: Request) => PlanDeps,
+  json: RequestHandler,
+  operator: RequestHandler,
+): void {
   const brief = (a: ActivePlan, pinned: boolean): object => ({
     epoch: a.epoch,
     route: describeRoute(a.route),
@@ -192,34 +231,40 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: Reque
   });
   r.get(
     '/v1/plan',
-    handle(async (_req, res) => {
-      const a = c.current;
+    handle(async (req, res) => {
+      const p = pick(req);
+      const a = p.coordinator.current;
       if (!a) throw new CleaveError('E_NOT_READY', 'no plan yet: the deployment is starting');
       const [statuses, links] = await Promise.all([p.cluster.statuses(), p.cluster.links().catch(() => [])]);
       res.json({
+        ...(p.model !== undefined ? { model: p.model } : {}),
         ...planView(a, statuses, links),
         measured: p.measured?.(a.epoch) ?? null,
         controller: p.adaptive?.state() ?? null,
       });
     }),
   );
-  r.get('/v1/plans', (_req, res) => {
-    res.json(
-      c.plans.map((a) => ({
-        epoch: a.epoch,
-        route: describeRoute(a.route),
-        pinned: a.pinned,
-        adoptedAt: a.adoptedAt,
-        reason: a.reason,
-        predictedLatencyMs: a.predicted.latencyMs,
-      })),
-    );
-  });
+  r.get(
+    '/v1/plans',
+    handle((req, res) => {
+      res.json(
+        pick(req).coordinator.plans.map((a) => ({
+          epoch: a.epoch,
+          route: describeRoute(a.route),
+          pinned: a.pinned,
+          adoptedAt: a.adoptedAt,
+          reason: a.reason,
+          predictedLatencyMs: a.predicted.latencyMs,
+        })),
+      );
+    }),
+  );
   r.put(
     '/v1/plan',
     operator,
     json,
     handle(async (req, res) => {
+      const c = pick(req).coordinator;
       const body = req.body as Record<string, unknown> | null;
       const stages = body?.stages;
       if (!Array.isArray(stages))
@@ -247,20 +292,28 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: Reque
   r.delete(
     '/v1/plan',
     operator,
-    handle(async (_req, res) => {
-      res.json(brief(await c.unpin(), false));
+    handle(async (req, res) => {
+      res.json(brief(await pick(req).coordinator.unpin(), false));
     }),
   );
-  const adaptive = p.adaptive;
-  if (adaptive) {
-    r.get('/v1/controller', (_req, res) => {
-      res.json(adaptive.state());
-    });
+  if (defaults.adaptive) {
+    const adaptiveOf = (req: Request): NonNullable<PlanDeps['adaptive']> => {
+      const a = pick(req).adaptive;
+      if (!a) throw new CleaveError('E_UNSUPPORTED', 'this model has no adaptive controller');
+      return a;
+    };
+    r.get(
+      '/v1/controller',
+      handle((req, res) => {
+        res.json(adaptiveOf(req).state());
+      }),
+    );
     r.put(
       '/v1/controller',
       operator,
       json,
       handle((req, res) => {
+        const adaptive = adaptiveOf(req);
         const problem = codecListProblem((req.body as { codecs?: unknown } | null)?.codecs);
         if (problem) throw new CleaveError('E_BAD_INPUT', problem);
         adaptive.update(req.body);
@@ -271,8 +324,8 @@ function mountPlan(r: Router, p: PlanDeps, json: RequestHandler, operator: Reque
   r.get(
     '/v1/topology',
     handle(async (_req, res) => {
-      const [hosts, links] = await Promise.all([p.cluster.statuses(), p.cluster.links()]);
-      res.json({ tiers: p.tiers, hosts, links });
+      const [hosts, links] = await Promise.all([defaults.cluster.statuses(), defaults.cluster.links()]);
+      res.json({ tiers: defaults.tiers, hosts, links });
     }),
   );
 }

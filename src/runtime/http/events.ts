@@ -31,7 +31,10 @@ export function mountEvents(
   bus: EventBus,
   o: {
     maxBufferedBytes: number;
-    hello(): Record<string, unknown>;
+    /** The first message's fields, for the model a client asked for (`?model=`; null: it named none). */
+    hello(model: string | null): Record<string, unknown>;
+    /** The models served: `?model=NAME` keeps one model's events (and those of no model); another name is a 404. */
+    models?: readonly string[];
     logger: Logger;
     /** The peer endpoint's path, whose upgrades are not ours. */ peerPath: string;
     /** The control API's read policy: the stream is a read. */
@@ -53,9 +56,16 @@ export function mountEvents(
     );
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query] = (req.url ?? '/').split('?');
     if (path === o.peerPath) return; // the peer server's
     if (path !== EVENTS_PATH) return refuse(socket, '404 Not Found', `no WebSocket endpoint at ${path}`);
+    const model = new URLSearchParams(query ?? '').get('model');
+    if (model !== null && !(o.models ?? []).includes(model))
+      return refuse(
+        socket,
+        '404 Not Found',
+        `model '${model}' is not served here (models: ${(o.models ?? []).join(', ') || 'none'})`,
+      );
     if (o.access) {
       try {
         const protocols = String(req.headers['sec-websocket-protocol'] ?? '')
@@ -68,11 +78,12 @@ export function mountEvents(
         return refuse(socket, err.status === 403 ? '403 Forbidden' : '401 Unauthorized', err.message);
       }
     }
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws));
+    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, model));
   };
-  const serve = (ws: WebSocket): void => {
+  const serve = (ws: WebSocket, model: string | null): void => {
     const send = (e: CleaveEvent | Record<string, unknown>): void => {
       if (ws.readyState !== ws.OPEN) return;
+      if (model !== null && e.model !== undefined && e.model !== model) return;
       if (ws.bufferedAmount > o.maxBufferedBytes) {
         o.logger.warn({ buffered: ws.bufferedAmount }, 'events client too slow: dropped');
         ws.close(CLOSE_TOO_SLOW, 'too slow: events backlog over eventBufferBytes');
@@ -86,7 +97,7 @@ export function mountEvents(
     const off = bus.subscribe(send);
     ws.on('close', off);
     ws.on('error', off);
-    send({ ...o.hello(), type: 'hello', at: Date.now() });
+    send({ ...o.hello(model), type: 'hello', at: Date.now() });
   };
   server.on('upgrade', onUpgrade);
   return {

@@ -34,44 +34,75 @@ import {
   type ModelSignature,
 } from './oip.js';
 
-/** What the gateway needs: the model it serves, the plan new requests take, and a way to run one. */
-export interface GatewayDeps {
+/** One model the gateway serves: its signature, the plan its requests take, and a way to run one. */
+export interface ServedModel {
   readonly model: { readonly name: string; readonly version: string; readonly signature: ModelSignature };
-  readonly serverVersion: string;
-  readonly limits: Pick<RuntimeLimits, 'maxBodyBytes' | 'deadlineMs'>;
+  /** The model can answer: it has a plan whose every host is up, and it is loaded. */
   ready(): boolean;
   /** The plan new requests are stamped with; null before the first. */
   plan(): Routed | null;
   infer(plan: Routed, inputs: Record<string, TensorLike>, deadlineMs: number): Promise<Record<string, TensorLike>>;
-  readonly metrics: Pick<HostMetrics, 'requestSuccess' | 'requestFailure' | 'requestDuration'>;
   /** Told of every request that was stamped with a plan, answered or failed, and its latency. */
   answered?(epoch: number, ms: number, ok: boolean): void;
-  /** Triton's per-model statistics, shared by every front end (HTTP and gRPC); one of its own without. */
-  readonly stats?: InferenceStats;
-  /** The model repository extension; without it, the index lists the served model alone and load and unload are refused. */
+  /** Triton's statistics of this model, shared by every front end (HTTP and gRPC). */
+  readonly stats: InferenceStats;
+  /** Unloading and loading it (the repository extension); absent: refused. */
+  readonly lifecycle?: ModelLifecycleDeps;
+}
+
+/** Unloading and loading one served model. */
+export interface ModelLifecycleDeps {
+  /** Why the model cannot answer now ('unloading', 'unloaded', 'loading'); null when loaded. */
+  unavailable(): string | null;
+  load(): Promise<unknown>;
+  unload(): Promise<UnloadResult>;
+}
+
+/** What the gateway needs: the models it serves (the default first), and the server's own parts. */
+export interface GatewayDeps {
+  readonly models: readonly ServedModel[];
+  readonly serverVersion: string;
+  readonly limits: Pick<RuntimeLimits, 'maxBodyBytes' | 'deadlineMs'>;
+  /** Every served model is ready (Triton's server readiness). */
+  ready(): boolean;
+  readonly metrics: Pick<HostMetrics, 'requestSuccess' | 'requestFailure' | 'requestDuration'>;
+  /** The model repository extension; without it, the index lists the served models alone and load and unload are refused. */
   readonly repository?: RepositoryDeps;
   readonly log: Logger;
 }
 
-/** The model repository extension: the folder's models, and unloading and loading the one served. */
+/** The model repository extension: the folder's models, and who may unload and load. */
 export interface RepositoryDeps {
   models(): readonly RepoEntry[];
-  /** Why the served model cannot answer now ('unloading', 'unloaded', 'loading'); null when loaded. */
-  unavailable(): string | null;
-  load(): Promise<unknown>;
-  unload(): Promise<UnloadResult>;
   /** Throws E_UNAUTHORIZED or E_FORBIDDEN unless `authorization` (the one header) is a control credential. */
   authorize(authorization: string | undefined, what: string): void;
 }
 
-/** Why the served model cannot answer, for the repository index: its load state, else readiness. */
-export function servedUnavailable(d: GatewayDeps): string | null {
-  return d.repository?.unavailable() ?? (d.ready() ? null : 'not ready: no plan yet, or a host of the plan is down');
+/** The served model `name` (and `version`, when given and not ''); E_UNKNOWN_MODEL naming what is served. */
+export function servedModel(d: GatewayDeps, name: string, version?: string): ServedModel {
+  const m = d.models.find((x) => x.model.name === name);
+  if (!m)
+    throw new CleaveError(
+      'E_UNKNOWN_MODEL',
+      `unknown model '${name}' (this deployment serves ${d.models.map((x) => `'${x.model.name}'`).join(', ')})`,
+    );
+  if (version !== undefined && version !== '' && version !== m.model.version)
+    throw new CleaveError('E_UNKNOWN_MODEL', `model '${name}' has no version '${version}' (has ${m.model.version})`);
+  return m;
+}
+
+/** Why a served model cannot answer, for the repository index: its load state, else readiness. */
+export function servedUnavailable(m: ServedModel): string | null {
+  return m.lifecycle?.unavailable() ?? (m.ready() ? null : 'not ready: no plan yet, or a host of the plan is down');
 }
 
 /** The repository index both front ends answer (`readyOnly`: the READY entries only). */
 export function repositoryIndexOf(d: GatewayDeps, readyOnly: boolean): Record<string, string>[] {
-  return repositoryIndex(d.model.signature, servedUnavailable(d), d.repository?.models() ?? [], readyOnly);
+  return repositoryIndex(
+    d.models.map((m) => ({ signature: m.model.signature, unavailable: servedUnavailable(m) })),
+    d.repository?.models() ?? [],
+    readyOnly,
+  );
 }
 
 /**
@@ -85,12 +116,12 @@ export function authorizeChange(
   authorization: string | undefined | null,
 ): RepositoryDeps {
   if (authorization === null) throw new CleaveError('E_UNAUTHORIZED', 'more than one authorization credential');
-  if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its model`);
+  if (!d.repository) throw new CleaveError('E_UNSUPPORTED', `this deployment cannot ${op} its models`);
   d.repository.authorize(authorization, `${op} of model '${name}'`);
   return d.repository;
 }
 
-/** Unloads or loads the served model after checking which model and parameters (the front ends' shared step). */
+/** Unloads or loads a served model after checking which model and parameters (the front ends' shared step). */
 export async function changeRepository(
   d: GatewayDeps,
   repo: RepositoryDeps,
@@ -98,59 +129,76 @@ export async function changeRepository(
   name: string,
   parameters: Readonly<Record<string, unknown>>,
 ): Promise<{ name: string; state: string; leftInFlight?: number; failed?: UnloadResult['failed'] }> {
-  checkRepositoryChange(op, name, d.model.name, repo.models(), parameters);
+  checkRepositoryChange(
+    op,
+    name,
+    d.models.map((m) => m.model.name),
+    repo.models(),
+    parameters,
+  );
+  const life = servedModel(d, name).lifecycle;
+  if (!life) throw new CleaveError('E_UNSUPPORTED', `model '${name}' cannot be ${op}ed here`);
   if (op === 'load') {
-    await repo.load();
+    await life.load();
     return { name, state: 'READY' };
   }
-  const r = await repo.unload();
+  const r = await life.unload();
   return { name, state: 'UNAVAILABLE', ...r };
 }
 
 /**
- * One inference request as every front end serves it, counted once: `check` first (which model), then the
+ * One inference request as every front end serves it, counted once: `pick` first (which model), then the
  * plan new requests take (503 E_NOT_READY before the first), then `work`, which parses the request, calls
  * `run` (stamping it with the plan's epoch) and answers. Success and failure reach the request metrics,
  * Triton's statistics and, once stamped, the latency window the controller reads.
  */
 export async function serveInference<R>(
   d: GatewayDeps,
-  stats: InferenceStats,
-  check: () => void,
+  pick: () => ServedModel,
   work: (
+    m: ServedModel,
     plan: Routed,
     run: (inputs: Record<string, TensorLike>, deadlineMs: number) => Promise<Record<string, TensorLike>>,
   ) => Promise<R>,
 ): Promise<R> {
   const t0 = performance.now();
   let epoch: number | null = null;
+  let m: ServedModel | null = null;
   try {
-    check();
-    const why = d.repository?.unavailable();
+    m = pick();
+    const served = m;
+    const name = served.model.name;
+    const why = served.lifecycle?.unavailable();
     if (why)
       throw new CleaveError(
         'E_NOT_READY',
         why === 'loading'
-          ? `model '${d.model.name}' is loading; retry when /v2/models/${d.model.name}/ready answers 200`
-          : `model '${d.model.name}' is ${why}: POST /v2/repository/models/${d.model.name}/load loads it`,
+          ? `model '${name}' is loading; retry when /v2/models/${name}/ready answers 200`
+          : `model '${name}' is ${why}: POST /v2/repository/models/${name}/load loads it`,
       );
-    const plan = d.plan();
+    const plan = served.plan();
     if (!plan)
-      throw new CleaveError('E_NOT_READY', 'the deployment has no plan yet; retry when /v2/health/ready answers 200');
-    const r = await work(plan, (inputs, deadlineMs) => {
+      throw new CleaveError(
+        'E_NOT_READY',
+        `model '${name}' has no plan yet; retry when /v2/models/${name}/ready answers 200`,
+      );
+    const r = await work(served, plan, (inputs, deadlineMs) => {
       epoch = plan.epoch;
-      return d.infer(plan, inputs, deadlineMs);
+      return served.infer(plan, inputs, deadlineMs);
     });
     const ms = performance.now() - t0;
-    d.metrics.requestSuccess.inc({ model: d.model.name });
-    stats.record(true, ms);
-    d.metrics.requestDuration.observe({ model: d.model.name }, ms * 1000);
-    if (epoch !== null) d.answered?.(epoch, ms, true);
+    d.metrics.requestSuccess.inc({ model: name });
+    served.stats.record(true, ms);
+    d.metrics.requestDuration.observe({ model: name }, ms * 1000);
+    if (epoch !== null) served.answered?.(epoch, ms, true);
     return r;
   } catch (e) {
-    d.metrics.requestFailure.inc({ model: d.model.name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
-    stats.record(false, performance.now() - t0);
-    if (epoch !== null) d.answered?.(epoch, performance.now() - t0, false);
+    // A request for a model not served is counted under the name it asked for.
+    if (m) {
+      d.metrics.requestFailure.inc({ model: m.model.name, code: isCleaveError(e) ? e.code : 'E_INTERNAL' });
+      m.stats.record(false, performance.now() - t0);
+      if (epoch !== null) m.answered?.(epoch, performance.now() - t0, false);
+    }
     throw e;
   }
 }
@@ -183,17 +231,9 @@ export function modelSignature(
 
 export function gatewayRoutes(d: GatewayDeps): Router {
   const app = express.Router();
-  const sig = d.model.signature;
-  const name = d.model.name;
-  const model = (req: Request): void => {
-    const m = req.params.model;
-    if (m !== name) throw new CleaveError('E_UNKNOWN_MODEL', `unknown model '${m}' (this deployment serves '${name}')`);
-    const v = req.params.version;
-    if (v !== undefined && v !== d.model.version)
-      throw new CleaveError('E_UNKNOWN_MODEL', `model '${m}' has no version '${v}' (has ${d.model.version})`);
-  };
+  const pick = (req: Request): ServedModel =>
+    servedModel(d, String(req.params.model), req.params.version === undefined ? undefined : String(req.params.version));
 
-  const stats = d.stats ?? new InferenceStats();
   app.get('/v2', (_req, res) => {
     // Triton's names for what is here.
     res.json({
@@ -209,7 +249,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
   });
   // Before the per-model routes, which would take 'stats' for a model name.
   app.get('/v2/models/stats', (_req, res) => {
-    res.json(modelStats(sig, stats));
+    res.json({ model_stats: d.models.flatMap((m) => modelStats(m.model.signature, m.stats).model_stats) });
   });
   const repoBody = express.json({ limit: 64 * 1024, verify: verifyJsonDepth });
   app.post('/v2/repository/index', repoBody, (req, res) => {
@@ -247,34 +287,33 @@ export function gatewayRoutes(d: GatewayDeps): Router {
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
     app.get(base, (req, res, next) => {
       try {
-        model(req);
-        res.json(modelMetadata(sig));
+        res.json(modelMetadata(pick(req).model.signature));
       } catch (e) {
         next(e);
       }
     });
     app.get(`${base}/config`, (req, res, next) => {
       try {
-        model(req);
-        const p = d.plan();
-        res.json(modelConfig(sig, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null));
+        const m = pick(req);
+        const p = m.plan();
+        res.json(modelConfig(m.model.signature, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null));
       } catch (e) {
         next(e);
       }
     });
     app.get(`${base}/stats`, (req, res, next) => {
       try {
-        model(req);
-        res.json(modelStats(sig, stats));
+        const m = pick(req);
+        res.json(modelStats(m.model.signature, m.stats));
       } catch (e) {
         next(e);
       }
     });
     app.get(`${base}/ready`, (req, res, next) => {
       try {
-        model(req);
-        const ready = d.ready();
-        res.status(ready ? 200 : 503).json({ name, ready });
+        const m = pick(req);
+        const ready = m.ready();
+        res.status(ready ? 200 : 503).json({ name: m.model.name, ready });
       } catch (e) {
         next(e);
       }
@@ -288,9 +327,9 @@ export function gatewayRoutes(d: GatewayDeps): Router {
         if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'request received');
         serveInference(
           d,
-          stats,
-          () => model(req),
-          async (plan, run) => {
+          () => pick(req),
+          async (m, plan, run) => {
+            const sig = m.model.signature;
             const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
             const parsed = parseInferRequest(body, req.get(INFERENCE_HEADER), sig, {
               maxBodyBytes: d.limits.maxBodyBytes,
@@ -311,7 +350,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
                 id: parsed.id,
                 outputs: parsed.outputs,
                 binaryOutputs: parsed.binaryOutputs,
-                modelVersion: d.model.version,
+                modelVersion: m.model.version,
               },
               outputs,
             );

@@ -110,47 +110,52 @@ export interface RepoEntry {
 
 /**
  * `POST /v2/repository/index` (and gRPC's RepositoryIndex): every model in the repository folder, Triton's
- * way. The one this deployment serves is READY, or UNAVAILABLE with `unavailable` as the reason; the others
- * are UNAVAILABLE, not served (a deployment serves one model). `readyOnly`: only READY ones.
+ * way. Those this deployment serves are READY, or UNAVAILABLE with their `unavailable` as the reason; the
+ * others are UNAVAILABLE, not served (the config's `models` lists what a deployment serves). `readyOnly`:
+ * only READY ones.
  */
 export function repositoryIndex(
-  sig: ModelSignature,
-  unavailable: string | null,
+  served: readonly { readonly signature: ModelSignature; readonly unavailable: string | null }[],
   models: readonly RepoEntry[],
   readyOnly = false,
 ): Record<string, string>[] {
-  const served = sig.versions.map((version) => ({
-    name: sig.name,
-    version,
-    state: unavailable === null ? 'READY' : 'UNAVAILABLE',
-    ...(unavailable === null ? {} : { reason: unavailable }),
-  }));
+  const names = served.map((m) => m.signature.name);
+  const mine = served.flatMap(({ signature: sig, unavailable }) =>
+    sig.versions.map((version) => ({
+      name: sig.name,
+      version,
+      state: unavailable === null ? 'READY' : 'UNAVAILABLE',
+      ...(unavailable === null ? {} : { reason: unavailable }),
+    })),
+  );
   const others = models
-    .filter((m) => m.name !== sig.name)
+    .filter((m) => !names.includes(m.name))
     .map((m) => ({
       name: m.name,
       version: m.version,
       state: 'UNAVAILABLE',
-      reason: `not served: this deployment serves '${sig.name}' (one model per deployment)`,
+      reason: `not served: this deployment serves ${quoted(names)} (the config's models list what it serves)`,
     }));
-  const all = [...served, ...others].sort((x, y) => x.name.localeCompare(y.name));
+  const all = [...mine, ...others].sort((x, y) => x.name.localeCompare(y.name));
   return readyOnly ? all.filter((m) => m.state === 'READY') : all;
 }
 
+const quoted = (names: readonly string[]): string => names.map((n) => `'${n}'`).join(', ');
+
 /**
- * Checks a repository `load` or `unload` of `name`: the deployment's own model, with parameters Cleave
+ * Checks a repository `load` or `unload` of `name`: one of the deployment's models, with parameters Cleave
  * takes (none for load: it loads the repository's files as they are; `unload_dependents` for unload, which
  * has nothing to do with no ensembles). Throws E_UNKNOWN_MODEL for a model not in the repository,
- * E_UNSUPPORTED for another model of it or a parameter Cleave does not take.
+ * E_UNSUPPORTED for a model of it the deployment does not serve or a parameter Cleave does not take.
  */
 export function checkRepositoryChange(
   op: 'load' | 'unload',
   name: string,
-  served: string,
+  served: readonly string[],
   models: readonly RepoEntry[],
   parameters: Readonly<Record<string, unknown>>,
 ): void {
-  if (name !== served) {
+  if (!served.includes(name)) {
     if (!models.some((m) => m.name === name))
       throw new CleaveError(
         'E_UNKNOWN_MODEL',
@@ -158,7 +163,7 @@ export function checkRepositoryChange(
       );
     throw new CleaveError(
       'E_UNSUPPORTED',
-      `cannot ${op} '${name}': this deployment serves '${served}', one model per deployment (start a deployment with --model ${name})`,
+      `cannot ${op} '${name}': this deployment serves ${quoted(served)}; add '${name}' to the config's models (every host then profiles it at start) to serve it`,
     );
   }
   for (const [k, v] of Object.entries(parameters)) {

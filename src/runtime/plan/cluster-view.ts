@@ -54,7 +54,7 @@ export interface HostStatus {
   readonly busy: number;
   readonly threads: number;
   readonly heapFlags: readonly string[];
-  readonly segments: readonly SegmentStat[];
+  readonly segments: readonly (SegmentStat & { readonly model?: string })[];
 }
 
 /** A host whose status could not be had, and why. */
@@ -83,6 +83,8 @@ export interface Heartbeat {
   readonly busy: number;
   /** Segment compute times observed here; `ageMs` since the segment last ran. */
   readonly segments: readonly {
+    /** The model the segment belongs to (absent: the deployment's default model). */
+    readonly model?: string;
     readonly from: number;
     readonly to: number;
     readonly meanMs: number;

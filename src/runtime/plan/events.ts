@@ -21,23 +21,40 @@ export interface CleaveEvent {
   readonly [field: string]: unknown;
 }
 
+interface Hub {
+  readonly subscribers: Set<(e: CleaveEvent) => void>;
+  seq: number;
+}
+
 export class EventBus {
-  private readonly subscribers = new Set<(e: CleaveEvent) => void>();
-  private seq = 0;
+  private readonly hub: Hub;
+
+  /** `tags`: fields every event emitted through this bus carries (a model's bus: `{model}`). */
+  constructor(
+    private readonly tags: Readonly<Record<string, unknown>> = {},
+    hub?: Hub,
+  ) {
+    this.hub = hub ?? { subscribers: new Set(), seq: 0 };
+  }
+
+  /** A bus onto the same stream (same subscribers, one sequence) whose events also carry `tags`. */
+  tagged(tags: Readonly<Record<string, unknown>>): EventBus {
+    return new EventBus({ ...this.tags, ...tags }, this.hub);
+  }
 
   emit(type: EventType, fields: Record<string, unknown>): CleaveEvent {
-    const e: CleaveEvent = { ...fields, type, at: Date.now(), seq: ++this.seq };
-    for (const s of this.subscribers) s(e);
+    const e: CleaveEvent = { ...this.tags, ...fields, type, at: Date.now(), seq: ++this.hub.seq };
+    for (const s of this.hub.subscribers) s(e);
     return e;
   }
 
   /** Returns the unsubscribe function. */
   subscribe(fn: (e: CleaveEvent) => void): () => void {
-    this.subscribers.add(fn);
-    return () => this.subscribers.delete(fn);
+    this.hub.subscribers.add(fn);
+    return () => this.hub.subscribers.delete(fn);
   }
 
   get size(): number {
-    return this.subscribers.size;
+    return this.hub.subscribers.size;
   }
 }

@@ -22,6 +22,8 @@ export interface LiveStateOptions {
   readonly observedFreshMs: number;
   /** Whether the origin's link to `host` is open now (a dropped link marks a host down at once). */
   isOpen(host: string): boolean;
+  /** The model whose segment times count toward the hosts' slowdowns (absent: every segment reported). */
+  readonly model?: string;
   readonly events?: EventBus;
 }
 
@@ -192,6 +194,7 @@ export class LiveState {
     const observed = [];
     for (const s of b.beat.segments) {
       if (s.ageMs + age > this.o.observedFreshMs) continue;
+      if (this.o.model !== undefined && s.model !== undefined && s.model !== this.o.model) continue;
       const start = this.o.blocks.findIndex((x) => x.start === s.from);
       const endIdx = this.o.blocks.findIndex((x) => x.end === s.to);
       if (start < 0 || endIdx < start) continue;

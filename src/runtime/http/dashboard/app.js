@@ -14,6 +14,7 @@ const TOKEN_KEY = 'cleave-control-token';
 
 const state = {
   profile: null,
+  model: null,
   topology: null,
   plan: null,
   controller: null,
@@ -439,6 +440,10 @@ function connect() {
     } catch {
       return;
     }
+    // The page shows the default model (the one /v1/plan answers for): the hello names it, and events of
+    // the deployment's other models are not this page's.
+    if (e.type === 'hello') state.model = typeof e.model === 'string' ? e.model : null;
+    else if (typeof e.model === 'string' && state.model && e.model !== state.model) return;
     if (e.type === 'snapshot') onSnapshot(e);
     else if (e.type === 'plan-adopted') {
       onAdopted(e);
