@@ -1,5 +1,5 @@
 /**
- * A host's segment sessions: `[start, end)` node ranges of the deployment's model, extracted on demand,
+ * A host's segment sessions: `[start, end)` node ranges of one of the deployment's models, extracted on demand,
  * created and warmed in the executor's worker, kept in its bounded LRU cache (so swapping back to a
  * recently used split is instant), and run with the frontier tensors a stage receives.
  */

@@ -1,5 +1,5 @@
 /**
- * Unloading and loading the deployment's model (Triton's model repository extension, `POST
+ * Unloading and loading one of the deployment's models (Triton's model repository extension, `POST
  * /v2/repository/models/{m}/unload` and `.../load`), on the origin.
  *
  * Unload: new requests are refused at once (503 E_NOT_READY naming the state); the switch and warm-ups under
