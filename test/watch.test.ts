@@ -252,6 +252,15 @@ describe('cleave watch against a deployment', () => {
     expect(r.stdout.match(/^cleave watch /gm)).toHaveLength(1);
   });
 
+  it('--model names the model it follows; one the deployment does not serve is exit 2 naming those it does', async () => {
+    const r = await cleave(['watch', '--url', d.url, '--model', 'mnv2', '--once']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^epoch \d+ {2}route .*dev/m);
+    const bad = await cleave(['watch', '--url', d.url, '--model', 'nope', '--once']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("cleave watch: --model nope: model 'nope' is not served here (models: mnv2)");
+  });
+
   it('pointed at a host that is not the origin, says so on stderr and keeps retrying (--once)', async () => {
     const edge = `http://${d.hosts[1].self.listen}`;
     const c = spawn(process.execPath, [BIN, 'watch', '--url', edge, '--once'], {

@@ -28,7 +28,7 @@ const WATCH = {
   requestTimeoutMs: 5000,
 } as const;
 
-const watchHelp = `cleave watch [--url URL] [--token T] [--once] [--events N]
+const watchHelp = `cleave watch [--url URL] [--model NAME] [--token T] [--once] [--events N]
 
 A live view of a running deployment: the epoch and route, predicted against measured latency (p50, p99)
 and request rate, every link's RTT and throughput, every host's CPU, quota, slowdown and queue, and the
@@ -37,6 +37,8 @@ proposals, controller changes. Reads GET /v1/plan and WS /v1/events of the devic
 ${DEFAULT_URL}) and redraws on each snapshot (about once a second). While the deployment is down or not
 up yet it says so and reconnects every second, until Ctrl-C. --once prints one frame after the first
 snapshot and exits. When stdout is not a terminal, frames are printed one after another, blank-line separated.
+--model follows one of a deployment's several models (default: its default model); one it does not serve
+is an error naming those it does.
 --token (else CLEAVE_CONTROL_TOKEN, else the file 'cleave up' wrote for that URL) is sent when there is one:
 a deployment whose readAccess is 'token', or one watched from another machine, needs it.`;
 
@@ -233,6 +235,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
     options: {
       url: { type: 'string' },
       token: { type: 'string' },
+      model: { type: 'string' },
       once: { type: 'boolean' },
       events: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -246,7 +249,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
   const maxEvents = values.events === undefined ? 10 : parseIntFlag('--events', values.events, 0);
   return new Promise<number>((resolve) => {
     const token = controlTokenFor(base.href, values.token);
-    const w = new Watcher({ base, token, maxEvents, once: values.once === true, done: resolve });
+    const w = new Watcher({ base, token, model: values.model, maxEvents, once: values.once === true, done: resolve });
     w.start();
   });
 }
@@ -297,7 +300,15 @@ class Watcher {
   };
 
   constructor(
-    private readonly o: { base: URL; token?: string; maxEvents: number; once: boolean; done(code: number): void },
+    private readonly o: {
+      base: URL;
+      token?: string;
+      /** --model: the model to follow (absent: the deployment's default). */
+      model?: string;
+      maxEvents: number;
+      once: boolean;
+      done(code: number): void;
+    },
   ) {
     this.state = {
       url: endpoint(o.base, '', false).replace(/\/$/, ''),
@@ -326,10 +337,16 @@ class Watcher {
 
   private async connect(): Promise<void> {
     this.retry = null;
-    const planUrl = endpoint(this.o.base, '/v1/plan', false);
+    const query = this.o.model === undefined ? '' : `?model=${encodeURIComponent(this.o.model)}`;
+    const planUrl = endpoint(this.o.base, '/v1/plan', false) + query;
     try {
       const res = await fetch(planUrl, { headers: this.auth(), signal: AbortSignal.timeout(WATCH.requestTimeoutMs) });
-      const body = (await res.json().catch(() => null)) as { epoch?: unknown; route?: unknown } | null;
+      const body = (await res.json().catch(() => null)) as { epoch?: unknown; route?: unknown; error?: unknown } | null;
+      // A model the deployment does not serve: said once, and the view ends (waiting would not change it).
+      if (this.o.model !== undefined && res.status === 404 && typeof body?.error === 'string') {
+        process.stderr.write(`cleave watch: --model ${this.o.model ?? ''}: ${body.error}\n`);
+        return this.finish(2);
+      }
       // 503 while the deployment plans its first epoch: the stream still answers, and its snapshots will carry the route.
       if (res.ok && typeof body?.epoch === 'number' && typeof body.route === 'string')
         this.state = { ...this.state, plan: { epoch: body.epoch, route: body.route } };
@@ -337,7 +354,7 @@ class Watcher {
       return this.down(`GET ${planUrl}: ${causeOf(e)}`);
     }
     if (this.stopped) return;
-    const url = endpoint(this.o.base, EVENTS_PATH, true);
+    const url = endpoint(this.o.base, EVENTS_PATH, true) + query;
     const ws = new WebSocket(url, {
       perMessageDeflate: false,
       handshakeTimeout: WATCH.requestTimeoutMs,
