@@ -223,6 +223,38 @@ describe('several models in one deployment (real hosts on loopback)', () => {
     }
   });
 
+  it("?model= on the events stream keeps that model's events: a pin of the other model is not among them", async () => {
+    const wsUrl = d.url.replace(/^http/, 'ws');
+    const seen: Record<string, unknown>[] = [];
+    const ws = new WebSocket(`${wsUrl}/v1/events?model=${B}`);
+    await new Promise<void>((resolve, reject) => {
+      ws.on('message', (m) => {
+        seen.push(JSON.parse(String(m)));
+        if (seen.length === 1) resolve();
+      });
+      ws.on('error', reject);
+    });
+    try {
+      const nA = d.device.analysis.blocks.length;
+      const nB = d.device.analysisOf(B).blocks.length;
+      expect((await putJson(`${d.url}/v1/plan`, { stages: [{ host: 'edg', blocks: [0, nA] }] })).status).toBe(200);
+      expect(
+        (await putJson(`${d.url}/v1/plan?model=${B}`, { stages: [{ host: 'cld', blocks: [0, nB] }] })).status,
+      ).toBe(200);
+      const t0 = Date.now();
+      while (!seen.some((e) => e.type === 'plan-adopted') && Date.now() - t0 < 10_000)
+        await new Promise((r) => setTimeout(r, 50));
+      const adopted = seen.filter((e) => e.type === 'plan-adopted');
+      expect(adopted.length).toBe(1);
+      expect(adopted[0].model).toBe(B);
+      expect(seen.every((e) => e.type === 'hello' || e.model === B)).toBe(true);
+    } finally {
+      ws.close();
+      await deleteWith(`${d.url}/v1/plan`);
+      await deleteWith(`${d.url}/v1/plan?model=${B}`);
+    }
+  });
+
   it("takes each model's controller settings on its own", async () => {
     const put = await putJson(`${d.url}/v1/controller?model=${B}`, { hysteresis: 0.3 });
     expect(put.status, await put.clone().text()).toBe(200);
