@@ -24,6 +24,9 @@ import {
 
 const A = 'mnv2';
 const B = 'rn50';
+/** In the repository, not in the config: loaded at run time. */
+const C = 'mnv1';
+let c: Uint8Array;
 
 let d: Deployment;
 const inputs: Record<string, OipTensor> = {};
@@ -48,10 +51,12 @@ function post(path: string): Promise<Response> {
 beforeAll(async () => {
   const a = zooEntry('mobilenetv2')!.build({ small: true }).toBytes();
   const b = zooEntry('resnet50')!.build({ small: true }).toBytes();
+  c = zooEntry('mobilenet')!.build({ small: true }).toBytes();
   d = await startDeployment({
     modelName: A,
     modelBytes: a,
     more: [{ name: B, bytes: b }],
+    repoOnly: [{ name: C, bytes: c }],
     controller: { paused: true },
     grpc: true,
   });
@@ -92,6 +97,7 @@ describe('several models in one deployment (real hosts on loopback)', () => {
     expect(a.stages.at(-1).blocks[1]).toBe(d.device.analysis.blocks.length);
     const index = await (await fetch(`${d.url}/v2/repository/index`, { method: 'POST' })).json();
     expect(index.map((m: { name: string; state: string }) => `${m.name}:${m.state}`).sort()).toEqual([
+      `${C}:UNAVAILABLE`,
       `${A}:READY`,
       `${B}:READY`,
     ]);
@@ -253,6 +259,57 @@ describe('several models in one deployment (real hosts on loopback)', () => {
       await deleteWith(`${d.url}/v1/plan`);
       await deleteWith(`${d.url}/v1/plan?model=${B}`);
     }
+  });
+
+  it('loads a model of the repository the config does not list: every host profiles it off its event loop, then it is planned and served', async () => {
+    expect((await inferBinary(d.url, C, [inputs[A]])).status).toBe(404);
+    // Every host's event loop keeps turning while it reads, analyses and profiles the model.
+    let worstGapMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      worstGapMs = Math.max(worstGapMs, now - last);
+      last = now;
+    }, 10);
+    const t0 = Date.now();
+    const load = await post(`/v2/repository/models/${C}/load`);
+    clearInterval(ticker);
+    expect(load.status, await load.clone().text()).toBe(200);
+    expect(await load.json()).toEqual({ name: C, state: 'READY' });
+    const loadMs = Date.now() - t0;
+    expect(d.device.models).toEqual([A, B, C]);
+    for (const host of d.hosts) expect(host.models).toContain(C);
+    // The profile ran in a worker: the loop never stalled for the length of the load.
+    expect(worstGapMs).toBeLessThan(loadMs / 2);
+    const spec = d.device.analysisOf(C).inputs[0];
+    inputs[C] = input(spec.name, [...spec.dims], 7);
+    const s = await createSession(c);
+    const out = await s.run({ [spec.name]: new ort.Tensor('float32', inputs[C].data, inputs[C].dims) });
+    await s.release();
+    want[C] = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+    await expectRight(C);
+    await expectRight(A);
+    const plan = await (await fetch(`${d.url}/v1/plan?model=${C}`)).json();
+    expect(plan.model).toBe(C);
+    // It plans over every host like the others: a pin through the edge and the cloud answers right.
+    const n = d.device.analysisOf(C).blocks.length;
+    const pin = await putJson(`${d.url}/v1/plan?model=${C}`, {
+      stages: [
+        { host: 'edg', blocks: [0, 2] },
+        { host: 'cld', blocks: [2, n] },
+      ],
+    });
+    expect(pin.status, await pin.clone().text()).toBe(200);
+    await expectRight(C);
+    expect((await deleteWith(`${d.url}/v1/plan?model=${C}`)).status).toBe(200);
+    const index = await (await fetch(`${d.url}/v2/repository/index`, { method: 'POST' })).json();
+    expect(index.find((m: { name: string }) => m.name === C).state).toBe('READY');
+    // Loading it again does nothing; unloading it works as for the others.
+    expect((await post(`/v2/repository/models/${C}/load`)).status).toBe(200);
+    expect((await post(`/v2/repository/models/${C}/unload`)).status).toBe(200);
+    expect((await inferBinary(d.url, C, [inputs[C]])).status).toBe(503);
+    expect((await post(`/v2/repository/models/${C}/load`)).status).toBe(200);
+    await expectRight(C);
   });
 
   it("takes each model's controller settings on its own", async () => {

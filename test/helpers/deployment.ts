@@ -78,12 +78,14 @@ export async function startDeployment(o: {
   grpc?: boolean;
   /** More models the deployment serves beside `modelName` (the config's `models`). */
   more?: readonly { name: string; bytes: Uint8Array; shapes?: Record<string, number[]> }[];
+  /** Models in the repository that the config does not list (a load adds them at run time). */
+  repoOnly?: readonly { name: string; bytes: Uint8Array }[];
 }): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'cleave-deploy-'));
   const repo = join(dir, 'models');
   mkdirSync(join(repo, o.modelName, '1'), { recursive: true });
   writeFileSync(join(repo, o.modelName, '1', 'model.onnx'), o.modelBytes);
-  for (const m of o.more ?? []) {
+  for (const m of [...(o.more ?? []), ...(o.repoOnly ?? [])]) {
     mkdirSync(join(repo, m.name, '1'), { recursive: true });
     writeFileSync(join(repo, m.name, '1', 'model.onnx'), m.bytes);
   }

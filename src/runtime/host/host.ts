@@ -9,12 +9,20 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { CleaveError } from '../../errors.js';
+import { CleaveError, errorMessage } from '../../errors.js';
 import { resolveInputs } from '../../graph/shapes.js';
 import { DEFAULT_TIERS } from '../../planner/criteria.js';
 import type { IncomingFrame } from '../../transport/incoming.js';
 import { PeerServer } from '../../transport/peer-server.js';
-import { controlToken, parseListen, servedModels, type DeploymentConfig, type HostConfig } from '../config.js';
+import {
+  controlToken,
+  parseListen,
+  servedModels,
+  type DeploymentConfig,
+  type HostConfig,
+  type ModelConfig,
+} from '../config.js';
+import { profileOffThread } from '../local/profile-thread.js';
 import { peerCredentials } from './credentials.js';
 import { checkHeader, type AccessPolicy } from '../http/access.js';
 import { HOST_TRANSPORT_DEFAULTS, resolveLimits, type RuntimeLimits } from '../defaults.js';
@@ -83,13 +91,44 @@ interface ModelPart {
   current: { start: number; end: number } | null;
 }
 
+/** A model read from the repository, analysed and profiled: what a ModelPart is built from. */
+interface LoadedModel {
+  readonly entry: { readonly name: string; readonly version: string };
+  readonly model: OnnxModel;
+  readonly analysis: Analysis;
+  readonly profile: ProfileDoc;
+}
+
+/** Reads `spec`'s model from the repository and analyses it at its input shapes and values. */
+async function loadAndAnalyze(
+  modelsDir: string,
+  spec: ModelConfig,
+  log: Logger,
+): Promise<Omit<LoadedModel, 'profile'>> {
+  const { entry, model } = loadRepoModel(modelsDir, spec.name);
+  const shapes = new Map(Object.entries(spec.shapes ?? {}));
+  const values = new Map(Object.entries(spec.values ?? {}));
+  const analysis = await analyze(model, resolveInputs(model, shapes, values), spec.granularity ?? {});
+  log.info({ model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length }, 'model loaded');
+  return { entry, model, analysis };
+}
+
 /** What the models share in a started host. */
 interface HostParts {
   readonly config: DeploymentConfig;
   readonly self: HostConfig;
   readonly limits: RuntimeLimits;
-  /** The served models, the default first. */
-  readonly models: readonly ModelPart[];
+  /** The served models by name, the default first (in insertion order); one loaded at run time joins. */
+  readonly parts: Map<string, ModelPart>;
+  /** Builds a model's part (and on the origin its planning parts), as at start. */
+  readonly build: (l: LoadedModel) => ModelPart;
+  /** Models being added at run time (addModel), so that two loads of one model share the work. */
+  readonly adding: Map<string, Promise<ModelPart>>;
+  /** Where models loaded at run time are read from and their profiles cached. */
+  readonly loadFrom: { readonly modelsDir: string; readonly cacheDir: string; readonly logLevel: string };
+  readonly client: PeerClient;
+  /** The origin: a model added at run time, once planned, is served (the gateway's and events' lists). */
+  readonly publish: (m: ModelPart) => void;
   readonly executor: Executor;
   /** The route shape rules (what infer frames are checked against, with each model's planned routes). */
   readonly shapeRules: RouteRules;
@@ -135,21 +174,9 @@ export class Host {
     const tiers = o.config.tiers ?? DEFAULT_TIERS;
     const threads = self.threads ?? 1;
     // Every model is loaded, analysed and profiled (or its cached profile read) before the host serves.
-    const loaded: {
-      entry: { name: string; version: string };
-      model: OnnxModel;
-      analysis: Analysis;
-      profile: ProfileDoc;
-    }[] = [];
+    const loaded: LoadedModel[] = [];
     for (const spec of servedModels(o.config)) {
-      const { entry, model } = loadRepoModel(o.modelsDir, spec.name);
-      const shapes = new Map(Object.entries(spec.shapes ?? {}));
-      const values = new Map(Object.entries(spec.values ?? {}));
-      const analysis = await analyze(model, resolveInputs(model, shapes, values), spec.granularity ?? {});
-      log.info(
-        { model: entry.name, sha256: model.sha256.slice(0, 16), blocks: analysis.blocks.length },
-        'model loaded',
-      );
+      const { entry, model, analysis } = await loadAndAnalyze(o.modelsDir, spec, log);
       const cfg = { ...o.config, granularity: spec.granularity };
       const profile = await cachedProfile(o.cacheDir, analysis, self, threads, cfg, log, ownCpu().cpus);
       loaded.push({ entry, model, analysis, profile });
@@ -267,7 +294,6 @@ export class Host {
       options: transport,
     });
 
-    let host: Host | null = null;
     const status = (): HostStatus => (host as Host).status();
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
@@ -287,7 +313,15 @@ export class Host {
       };
     };
     const bus = isOrigin ? new EventBus() : null;
-    for (const l of loaded) {
+    let host: Host | null = null;
+    const h = (): Host | null => host;
+    /** The served models of the gateway and gRPC front (a model loaded at run time joins it once planned). */
+    const servedList: ServedModel[] = [];
+    /** The models the events stream knows (`?model=`). */
+    const eventModels: string[] = [];
+    const originsNow = (): ModelPart[] => [...parts.values()].filter((m) => m.origin !== null);
+    /** One model's part: its sessions, pipeline and cluster view, and on the origin its planning parts. */
+    const build = (l: LoadedModel): ModelPart => {
       const name = l.entry.name;
       const planned = new PlannedRoutes();
       const routeRules: RouteRules = { ...shapeRules, planned: (r) => planned.has(r) };
@@ -356,18 +390,18 @@ export class Host {
               logger: log.child({ model: name }),
             })
           : null;
-      parts.set(name, { ...part, origin });
-    }
-    const h = (): Host | null => host;
+      return { ...part, origin };
+    };
+    for (const l of loaded) parts.set(l.entry.name, build(l));
     const models = [...parts.values()];
-    const origins = models.filter((m) => m.origin !== null);
-    if (origins.length > 0) {
+    if (isOrigin) {
       // A host lost: each controller's next round, now, sees it down and moves the plan around it (urgent,
-      // past hysteresis and dwell). A host back: its profiles are fetched again (it may have restarted
-      // elsewhere or under another quota) and the usual rounds may move work back to it.
-      // Before the loops start (start-up: peers still dialing, links not measured) planAtStartup plans.
+      // past hysteresis and dwell). A host back: it is given the models loaded since it started, its profiles
+      // are fetched again (it may have restarted elsewhere or under another quota) and the usual rounds may
+      // move work back to it. Before the loops start (start-up: peers still dialing, links not measured)
+      // planAtStartup plans.
       onHostLost = (peer) => {
-        for (const m of origins) {
+        for (const m of originsNow()) {
           const loop = (m.origin as OriginParts).loop;
           if (!loop.started) continue;
           log.warn({ peer, model: m.name }, 'host lost: re-planning now');
@@ -375,13 +409,7 @@ export class Host {
         }
       };
       onHostRejoin = (peer) => {
-        for (const m of origins) {
-          m.cluster.forget(peer);
-          const loop = (m.origin as OriginParts).loop;
-          if (!loop.started) continue;
-          log.info({ peer, model: m.name }, 'host back: its profile is read again');
-          void loop.round();
-        }
+        void (h() as Host).rejoined(peer);
       };
     }
     const heartbeat = new HeartbeatSender({
@@ -390,7 +418,7 @@ export class Host {
       // The origin takes its own; the others send theirs over their link to it.
       deliver: isOrigin
         ? (b) => {
-            for (const m of origins) (m.origin as OriginParts).live.onHeartbeat(b, Date.now());
+            for (const m of originsNow()) (m.origin as OriginParts).live.onHeartbeat(b, Date.now());
           }
         : (b) => {
             if (mesh.isOpen(originName))
@@ -399,20 +427,21 @@ export class Host {
       logger: log,
     });
     const first = models[0];
+    eventModels.push(...models.map((m) => m.name));
     const events =
       bus && first.origin
         ? mountEvents(server, bus, {
             maxBufferedBytes: limits.eventBufferBytes,
             peerPath: peerServer.options.path,
             access,
-            models: models.map((m) => m.name),
+            models: eventModels,
             hello: (asked) => {
               const m = parts.get(asked ?? defaultModel) as ModelPart;
               const c = (m.origin as OriginParts).coordinator;
               return {
                 host: self.name,
                 model: m.name,
-                models: models.map((x) => x.name),
+                models: [...eventModels],
                 epoch: c.current?.epoch ?? null,
                 route: c.current ? describeRoute(c.current.route) : null,
                 controller: (m.origin as OriginParts).loop.controller.settings,
@@ -421,23 +450,6 @@ export class Host {
             logger: log,
           })
         : null;
-    host = new Host({
-      config: o.config,
-      self,
-      limits,
-      models,
-      executor,
-      shapeRules,
-      mesh,
-      metrics,
-      load,
-      heartbeat,
-      server,
-      peerServer,
-      events,
-      log,
-    });
-    const hostRef = host;
     const served = (m: ModelPart, origin: OriginParts): ServedModel => ({
       model: {
         name: m.name,
@@ -449,7 +461,7 @@ export class Host {
           m.analysis.types,
         ),
       },
-      ready: () => hostRef.modelReady(m),
+      ready: () => (h() as Host).modelReady(m),
       plan: () => origin.coordinator.current,
       infer: retrying({
         infer: (plan, inputs, ms) => m.pipeline.infer(plan, inputs, ms),
@@ -466,21 +478,47 @@ export class Host {
         unload: () => origin.lifecycle.unload(),
       },
     });
-    const gateway: GatewayDeps | undefined =
-      origins.length > 0
-        ? {
-            models: origins.map((m) => served(m, m.origin as OriginParts)),
-            serverVersion: SERVER_VERSION,
-            limits,
-            ready: () => hostRef.ready,
-            metrics,
-            log,
-            repository: {
-              models: () => listModels(o.modelsDir).map((m) => ({ name: m.name, version: m.version })),
-              authorize: (header, what) => checkHeader(header, access, what),
-            },
-          }
-        : undefined;
+    servedList.push(...models.filter((m) => m.origin).map((m) => served(m, m.origin as OriginParts)));
+    host = new Host({
+      config: o.config,
+      self,
+      limits,
+      parts,
+      build,
+      adding: new Map(),
+      loadFrom: { modelsDir: o.modelsDir, cacheDir: o.cacheDir, logLevel: log.level },
+      client,
+      publish: (m) => {
+        servedList.push(served(m, m.origin as OriginParts));
+        eventModels.push(m.name);
+      },
+      executor,
+      shapeRules,
+      mesh,
+      metrics,
+      load,
+      heartbeat,
+      server,
+      peerServer,
+      events,
+      log,
+    });
+    const hostRef = host;
+    const gateway: GatewayDeps | undefined = isOrigin
+      ? {
+          models: servedList,
+          serverVersion: SERVER_VERSION,
+          limits,
+          ready: () => hostRef.ready,
+          metrics,
+          log,
+          repository: {
+            models: () => listModels(o.modelsDir).map((m) => ({ name: m.name, version: m.version })),
+            authorize: (header, what) => checkHeader(header, access, what),
+            add: (name) => hostRef.loadModel(name),
+          },
+        }
+      : undefined;
     const planDeps = (m: ModelPart): PlanDeps => {
       const origin = m.origin as OriginParts;
       return {
@@ -507,6 +545,7 @@ export class Host {
           links: () => mesh.reports(),
           prepareSegment: (from, to, route, name) => hostRef.prepareLocal(from, to, route, name),
           releaseSegments: (name) => hostRef.releaseLocal(name),
+          addModel: (name) => hostRef.addModel(name),
           hasLink: (to) => mesh.has(to),
           setLinkEmulation: (to, settings) => {
             const now = mesh.setEmulation(to, settings);
@@ -549,19 +588,135 @@ export class Host {
 
   /** The served model `name` (absent: the default); E_UNKNOWN_MODEL naming the models served. */
   private part(name: string | undefined): ModelPart {
-    if (name === undefined) return this.p.models[0];
-    const m = this.p.models.find((x) => x.name === name);
+    if (name === undefined) return this.all[0];
+    const m = this.all.find((x) => x.name === name);
     if (!m)
       throw new CleaveError(
         'E_UNKNOWN_MODEL',
-        `model '${name}' is not served here (models: ${this.p.models.map((x) => x.name).join(', ')})`,
+        `model '${name}' is not served here (models: ${this.all.map((x) => x.name).join(', ')})`,
       );
     return m;
   }
 
+  private get all(): ModelPart[] {
+    return [...this.p.parts.values()];
+  }
+
+  /**
+   * Loads `name` from the repository here while the host serves: reads and analyses it, profiles it in a
+   * worker thread (or reads its cached profile), and builds its part (sessions, pipeline, and on the origin
+   * its planning parts, which do not plan yet). Every host does this when the origin loads a model the config
+   * does not list (`loadModel`). A model already served: nothing to do.
+   */
+  async addModel(name: string): Promise<{ name: string; sha256: string; blocks: number }> {
+    const done = (m: ModelPart): { name: string; sha256: string; blocks: number } => ({
+      name: m.name,
+      sha256: m.model.sha256,
+      blocks: m.analysis.blocks.length,
+    });
+    const have = this.p.parts.get(name);
+    if (have) return done(have);
+    let adding = this.p.adding.get(name);
+    if (!adding) {
+      adding = this.build(name).finally(() => this.p.adding.delete(name));
+      this.p.adding.set(name, adding);
+    }
+    return done(await adding);
+  }
+
+  private async build(name: string): Promise<ModelPart> {
+    const { modelsDir, cacheDir, logLevel } = this.p.loadFrom;
+    const spec: ModelConfig = { name };
+    const log = this.p.log.child({ model: name });
+    const t0 = Date.now();
+    const { entry, model, analysis } = await loadAndAnalyze(modelsDir, spec, log);
+    const threads = this.p.self.threads ?? 1;
+    const profile = await profileOffThread({
+      modelsDir,
+      cacheDir,
+      spec,
+      self: this.p.self,
+      threads,
+      config: this.p.config,
+      quotaCpus: ownCpu().cpus,
+      logLevel,
+    });
+    if (profile.model.sha256 !== model.sha256)
+      throw new CleaveError('E_INTERNAL', `model '${name}' changed in the repository while it was profiled`);
+    if (this.closed) throw new CleaveError('E_NOT_READY', `${this.p.self.name} is shutting down`);
+    const part = this.p.build({ entry, model, analysis, profile });
+    this.p.parts.set(name, part);
+    log.info({ ms: Date.now() - t0 }, 'model added');
+    return part;
+  }
+
+  /**
+   * The origin: loads a repository model the deployment does not serve yet on every host (each reads,
+   * analyses and profiles it: `POST /v1/models` on the others), then plans it as at start-up and serves it.
+   * A host that cannot be told (down, or failing) is left out of its plans and is given the model when it
+   * rejoins. A host whose file differs from the origin's (its sha256) fails the load.
+   */
+  async loadModel(name: string): Promise<{ failed: { host: string; error: string }[] }> {
+    if (!this.p.parts.get(this.all[0].name)?.origin)
+      throw new CleaveError('E_UNSUPPORTED', 'only the origin loads a model for the deployment');
+    const served = this.p.parts.get(name);
+    if (served?.origin?.coordinator.current) return { failed: [] };
+    const peers = this.p.config.hosts.filter((x) => x.name !== this.p.self.name).map((x) => x.name);
+    const [mine, ...theirs] = await Promise.allSettled([
+      this.addModel(name),
+      ...peers.map(
+        (peer) => this.p.client.request(peer, 'POST', '/v1/models', { name }) as Promise<{ sha256?: string }>,
+      ),
+    ]);
+    if (mine.status === 'rejected') throw mine.reason;
+    const failed: { host: string; error: string }[] = [];
+    theirs.forEach((r, i) => {
+      if (r.status === 'rejected') failed.push({ host: peers[i], error: errorMessage(r.reason) });
+      else if (r.value.sha256 !== mine.value.sha256)
+        throw new CleaveError(
+          'E_BAD_INPUT',
+          `model '${name}': ${peers[i]} holds sha256 ${String(r.value.sha256).slice(0, 12)}..., ` +
+            `this host ${mine.value.sha256.slice(0, 12)}... (every host must hold the same file)`,
+        );
+    });
+    for (const f of failed)
+      this.p.log.warn({ model: name, ...f }, 'a host could not load the model: planning without it');
+    const m = this.part(name);
+    const { loop, coordinator: c } = m.origin as OriginParts;
+    await loop.round();
+    if (!c.current) await c.replan('model loaded');
+    loop.start();
+    this.p.publish(m);
+    return { failed };
+  }
+
+  /**
+   * The origin, when a host comes back: it is given every model loaded since the deployment started (a
+   * restarted host holds only its config's), then each model's view forgets its profile (fetched again) and
+   * the controllers plan with it again.
+   */
+  async rejoined(peer: string): Promise<void> {
+    const listed = new Set(servedModels(this.p.config).map((x) => x.name));
+    for (const m of this.all) {
+      if (!m.origin) continue;
+      if (!listed.has(m.name)) {
+        try {
+          await this.p.client.request(peer, 'POST', '/v1/models', { name: m.name });
+        } catch (e) {
+          this.p.log.warn({ peer, model: m.name, err: errorMessage(e) }, 'a host back could not load the model');
+        }
+      }
+      m.cluster.forget(peer);
+      const loop = m.origin.loop;
+      if (!loop.started) continue;
+      this.p.log.info({ peer, model: m.name }, 'host back: its profile is read again');
+      void loop.round();
+    }
+  }
+
   /** The names of the models served, the default first. */
   get models(): string[] {
-    return this.p.models.map((m) => m.name);
+    return this.all.map((m) => m.name);
   }
 
   get self(): HostConfig {
@@ -574,7 +729,7 @@ export class Host {
 
   /** The default model's analysis (`analysisOf` for another). */
   get analysis(): Analysis {
-    return this.p.models[0].analysis;
+    return this.all[0].analysis;
   }
 
   analysisOf(model: string): Analysis {
@@ -583,7 +738,7 @@ export class Host {
 
   /** The origin's coordinator of the default model (`coordinatorOf` for another); null on the other hosts. */
   get coordinator(): Coordinator | null {
-    return this.p.models[0].origin?.coordinator ?? null;
+    return this.all[0].origin?.coordinator ?? null;
   }
 
   coordinatorOf(model: string): Coordinator | null {
@@ -605,10 +760,19 @@ export class Host {
    * is loaded; on the others, the segment last prepared for it is warm.
    */
   get ready(): boolean {
-    return this.p.models.every((m) => this.modelReady(m));
+    // A model being loaded at run time is not served yet: readiness is that of those served.
+    return this.all.every(
+      (m) => (m.origin !== null && m.origin.coordinator.current === null && !this.listed(m)) || this.modelReady(m),
+    );
   }
 
-  private modelReady(m: ModelPart): boolean {
+  /** Whether `m` is one of the config's models (loaded at start), not one loaded at run time. */
+  private listed(m: ModelPart): boolean {
+    return servedModels(this.p.config).some((x) => x.name === m.name);
+  }
+
+  /** One model: see `ready`. */
+  modelReady(m: ModelPart): boolean {
     if (this.closed) return false;
     const c = m.origin?.coordinator;
     if (c) {
@@ -619,17 +783,17 @@ export class Host {
   }
 
   status(): HostStatus {
-    const many = this.p.models.length > 1;
+    const many = this.all.length > 1;
     return {
       host: this.p.self.name,
       tier: this.p.self.tier,
       ready: this.ready,
       cpuPercent: this.p.load.cpuPercent,
-      inFlight: this.p.models.reduce((a, m) => a + m.pipeline.inFlight, 0),
-      busy: this.p.models.reduce((a, m) => a + m.pipeline.busy, 0),
+      inFlight: this.all.reduce((a, m) => a + m.pipeline.inFlight, 0),
+      busy: this.all.reduce((a, m) => a + m.pipeline.busy, 0),
       threads: this.p.self.threads ?? 1,
       heapFlags: heapFlags(),
-      segments: this.p.models.flatMap((m) => {
+      segments: this.all.flatMap((m) => {
         const times = m.pipeline.computeTimes();
         return m.segments.held().map(({ range, warm }) => {
           const t = times.find((x) => x.from === range.start && x.to === range.end);
@@ -651,7 +815,7 @@ export class Host {
    * real traffic and probes), then plan and commit each model's first epoch.
    */
   async planAtStartup(): Promise<void> {
-    const origins = this.p.models.filter((m) => m.origin !== null);
+    const origins = this.all.filter((m) => m.origin !== null);
     if (origins.length === 0) return;
     const { startupTimeoutMs, startupSamples } = this.p.limits;
     const until = Date.now() + startupTimeoutMs;
@@ -717,7 +881,7 @@ export class Host {
     p.load.stop();
     p.heartbeat.stop();
     p.events?.close();
-    for (const m of p.models) {
+    for (const m of this.all) {
       m.origin?.close();
       m.pipeline.failAll(`${p.self.name} is shutting down`);
     }

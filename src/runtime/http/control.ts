@@ -37,6 +37,11 @@ export interface ControlDeps {
   prepareSegment(from: number, to: number, route?: RouteStage[], model?: string): Promise<void>;
   /** Releases every segment session of `model` here (it is unloaded); returns how many there were. */
   releaseSegments(model?: string): number;
+  /**
+   * Loads repository model `name` here while serving (the origin loading a model the config does not list):
+   * analysed and profiled off the event loop; resolves with its sha256 and block count. Absent: refused.
+   */
+  addModel?(name: string): Promise<{ name: string; sha256: string; blocks: number }>;
   /** Whether this host has a link to `to`. */
   hasLink(to: string): boolean;
   /** Sets (null: removes) the emulation of this host's link to `to`; returns what is in force. */
@@ -114,6 +119,22 @@ export function controlRoutes(d: ControlDeps): Router {
         model as string | undefined,
       );
       res.json({ host: d.self, from, to, warm: true, ms: Math.round(performance.now() - t0) });
+    }),
+  );
+  // The origin loading a repository model the deployment did not serve: this host reads and profiles it.
+  r.post(
+    '/v1/models',
+    internal,
+    json,
+    handle(async (req, res) => {
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      if (typeof body !== 'object' || Array.isArray(body) || typeof body.name !== 'string' || body.name === '')
+        throw new CleaveError('E_BAD_INPUT', 'body must be {"name": MODEL}');
+      onlyFields(body, ['name'], '');
+      if (!d.addModel) throw new CleaveError('E_UNSUPPORTED', 'this host cannot load a model while it serves');
+      const t0 = performance.now();
+      const m = await d.addModel(body.name);
+      res.json({ host: d.self, ...m, ms: Math.round(performance.now() - t0) });
     }),
   );
   // The origin unloading the model: every session here goes (each once the runs sent to it finish).

@@ -76,6 +76,11 @@ export interface RepositoryDeps {
   models(): readonly RepoEntry[];
   /** Throws E_UNAUTHORIZED or E_FORBIDDEN unless `authorization` (the one header) is a control credential. */
   authorize(authorization: string | undefined, what: string): void;
+  /**
+   * Loads a model of the repository the deployment does not serve yet (every host reads and profiles it,
+   * then it is planned and served); the hosts that could not be told. Absent: such a load is refused.
+   */
+  add?(name: string): Promise<{ failed: UnloadResult['failed'] }>;
 }
 
 /** The served model `name` (and `version`, when given and not ''); E_UNKNOWN_MODEL naming what is served. */
@@ -129,13 +134,12 @@ export async function changeRepository(
   name: string,
   parameters: Readonly<Record<string, unknown>>,
 ): Promise<{ name: string; state: string; leftInFlight?: number; failed?: UnloadResult['failed'] }> {
-  checkRepositoryChange(
-    op,
-    name,
-    d.models.map((m) => m.model.name),
-    repo.models(),
-    parameters,
-  );
+  const served = d.models.map((m) => m.model.name);
+  checkRepositoryChange(op, name, served, repo.models(), parameters, op === 'load' && repo.add !== undefined);
+  if (!served.includes(name) && repo.add) {
+    const r = await repo.add(name);
+    return { name, state: 'READY', ...(r.failed.length ? { failed: r.failed } : {}) };
+  }
   const life = servedModel(d, name).lifecycle;
   if (!life) throw new CleaveError('E_UNSUPPORTED', `model '${name}' cannot be ${op}ed here`);
   if (op === 'load') {

@@ -154,6 +154,8 @@ export function checkRepositoryChange(
   served: readonly string[],
   models: readonly RepoEntry[],
   parameters: Readonly<Record<string, unknown>>,
+  /** A model of the repository not served yet may be loaded (the deployment can add one at run time). */
+  canAdd = false,
 ): void {
   if (!served.includes(name)) {
     if (!models.some((m) => m.name === name))
@@ -161,10 +163,16 @@ export function checkRepositoryChange(
         'E_UNKNOWN_MODEL',
         `model '${name}' is not in the repository (has: ${models.map((m) => m.name).join(', ') || 'nothing'})`,
       );
-    throw new CleaveError(
-      'E_UNSUPPORTED',
-      `cannot ${op} '${name}': this deployment serves ${quoted(served)}; add '${name}' to the config's models (every host then profiles it at start) to serve it`,
-    );
+    if (op === 'unload')
+      throw new CleaveError(
+        'E_UNSUPPORTED',
+        `cannot unload '${name}': it is not loaded (this deployment serves ${quoted(served)})`,
+      );
+    if (!canAdd)
+      throw new CleaveError(
+        'E_UNSUPPORTED',
+        `cannot ${op} '${name}': this deployment serves ${quoted(served)}; add '${name}' to the config's models (every host then profiles it at start) to serve it`,
+      );
   }
   for (const [k, v] of Object.entries(parameters)) {
     if (op === 'unload' && k === 'unload_dependents' && typeof v === 'boolean') continue;
