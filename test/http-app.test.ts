@@ -81,7 +81,7 @@ const LINK: LinkReport = {
   emulation: null,
 };
 
-function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | 'token' | 'open' } = {}) {
+function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | 'token' | 'open'; add?: boolean } = {}) {
   const state = { ready: true, plan: { epoch: 7, route: active(7).route } as Routed | null };
   const repo = { unavailable: null as string | null };
   const coordinator = {
@@ -117,6 +117,7 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
     links: () => [LINK],
     prepareSegment: vi.fn(async (_from: number, _to: number) => undefined),
     releaseSegments: vi.fn(() => 2),
+    addModel: vi.fn(async (name: string) => ({ name, sha256: 'ab'.repeat(32), blocks: 7 })),
     hasLink: (to: string) => to === 'edge',
     setLinkEmulation: vi.fn((_to: string, s: unknown) => s as never),
     forward: vi.fn(async (host: string, method: string, path: string, _body?: unknown): Promise<unknown> => ({
@@ -151,6 +152,7 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
     stats: new InferenceStats(),
     lifecycle,
   } satisfies ServedModel;
+  const add = vi.fn(async (_name: string) => ({ failed: [{ host: 'cloud', error: 'timed out' }] }));
   const deps = {
     models: [served],
     serverVersion: '9.9.9-test',
@@ -167,10 +169,11 @@ function rig(o: { gateway?: boolean; plan?: boolean; readAccess?: 'loopback' | '
         if (header === undefined) throw new CleaveError('E_UNAUTHORIZED', `${what} needs the control token`);
         if (header !== `Bearer ${CONTROL}`) throw new CleaveError('E_FORBIDDEN', `${what}: the token is wrong`);
       },
+      ...(o.add && { add }),
     },
   } satisfies GatewayDeps;
   // What the tests look at: the model's infer, and its unload and load.
-  const gateway = { infer: served.infer, repository: lifecycle };
+  const gateway = { infer: served.infer, repository: lifecycle, add };
   const app = buildApp({
     ready: () => state.ready,
     metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'cleave_test 1\n' }),
@@ -425,7 +428,7 @@ describe("gateway: what Triton's and KServe's clients call", () => {
       name: 'other',
       version: '3',
       state: 'UNAVAILABLE',
-      reason: "not served: this deployment serves 'tiny' (the config's models list what it serves)",
+      reason: "not loaded (this deployment serves 'tiny')",
     };
     state.ready = false;
     expect((await call(app, 'POST', '/v2/repository/index')).body).toEqual([
@@ -474,7 +477,7 @@ describe("gateway: what Triton's and KServe's clients call", () => {
     // What cannot be done is named, and changes nothing.
     expect(await op('other', 'load')).toMatchObject({ status: 400, body: { code: 'E_UNSUPPORTED' } });
     expect((await op('other', 'load')).body.error).toBe(
-      "cannot load 'other': this deployment serves 'tiny'; add 'other' to the config's models (every host then profiles it at start) to serve it",
+      "cannot load 'other': this deployment serves 'tiny' and cannot load another while it runs; add 'other' to the config's models to serve it",
     );
     expect(await op('nothing', 'unload')).toMatchObject({ status: 404, body: { code: 'E_UNKNOWN_MODEL' } });
     expect((await op('tiny', 'load', { parameters: { config: '{}' } })).body.error).toBe(
@@ -485,6 +488,24 @@ describe("gateway: what Triton's and KServe's clients call", () => {
     expect(gateway.repository.unload).toHaveBeenCalledTimes(1);
     expect(gateway.repository.load).toHaveBeenCalledTimes(1);
     expect((await call(app, 'POST', '/v2/models/tiny/infer', X)).status).toBe(200);
+  });
+
+  it('with run-time loading, a load of a repository model not served adds it; its unload, or a load with parameters, is refused', async () => {
+    const { app, gateway } = rig({ add: true });
+    const op = (name: string, what: string, body?: unknown) =>
+      call(app, 'POST', `/v2/repository/models/${name}/${what}`, body, { authorization: `Bearer ${CONTROL}` });
+    expect(await op('other', 'load')).toMatchObject({
+      status: 200,
+      body: { name: 'other', state: 'READY', failed: [{ host: 'cloud', error: 'timed out' }] },
+    });
+    expect(gateway.add.mock.calls).toEqual([['other']]);
+    const un = await op('other', 'unload');
+    expect(un.status).toBe(400);
+    expect(un.body.error).toBe("cannot unload 'other': it is not loaded (this deployment serves 'tiny')");
+    expect((await op('other', 'load', { parameters: { config: '{}' } })).status).toBe(400);
+    expect((await op('missing', 'load')).status).toBe(404);
+    expect(gateway.add).toHaveBeenCalledTimes(1);
+    expect((await call(app, 'POST', '/v2/repository/models/other/load')).status).toBe(401);
   });
 
   it('errors are Content-Type application/json exactly (KServe reads an error body only then)', async () => {
@@ -535,6 +556,28 @@ describe("gateway: what Triton's and KServe's clients call", () => {
 });
 
 describe('control: segments and links', () => {
+  it("POST /v1/models (the origin loading a model here) needs the origin's credential and a {name} body", async () => {
+    const { app, control } = rig();
+    expect((await call(app, 'POST', '/v1/models', { name: 'other' })).status).toBe(401);
+    const edge = { authorization: `Bearer ${EDGE_TOKEN}` };
+    expect((await call(app, 'POST', '/v1/models', { name: 'other' }, edge)).status).toBe(403);
+    const ok = await call(app, 'POST', '/v1/models', { name: 'other' }, auth);
+    expect(ok).toMatchObject({ status: 200, body: { host: 'device', name: 'other', blocks: 7 } });
+    expect(control.addModel.mock.calls).toEqual([['other']]);
+    for (const [body, why] of [
+      [{}, /^body must be \{"name": MODEL\}/],
+      [{ name: 3 }, /^body must be \{"name": MODEL\}/],
+      [{ name: 'x', shapes: {} }, /^shapes: unknown field \(expected name\)/],
+    ] as const) {
+      const r = await call(app, 'POST', '/v1/models', body, auth);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error).toMatch(why);
+    }
+    control.addModel.mockRejectedValueOnce(new CleaveError('E_UNKNOWN_MODEL', "model 'nope' is not in the repository"));
+    expect(await call(app, 'POST', '/v1/models', { name: 'nope' }, auth)).toMatchObject({ status: 404 });
+    expect(control.addModel).toHaveBeenCalledTimes(2);
+  });
+
   it('POST /v1/segments needs the peer token, then prepares the range', async () => {
     const { app, control } = rig();
     expect(await call(app, 'POST', '/v1/segments', { from: 0, to: 20 })).toMatchObject({

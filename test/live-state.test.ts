@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Heartbeat, LinkReport } from '../src/runtime/plan/cluster-view.js';
 import { EventBus, type CleaveEvent } from '../src/runtime/plan/events.js';
 import { LiveState } from '../src/runtime/plan/live-state.js';
+import { StallWatch } from '../src/runtime/host/stall-watch.js';
 import { blockRanges, profile } from './helpers/fakes.js';
 
 const BLOCKS = blockRanges(4); // node ranges [0,10) [10,20) [20,30) [30,40)
@@ -48,7 +49,10 @@ function beat(host: string, o: Partial<Heartbeat> = {}): Heartbeat {
   };
 }
 
-function state(open: Set<string> = new Set(['edg', 'cld'])): { s: LiveState; events: CleaveEvent[] } {
+function state(
+  open: Set<string> = new Set(['edg', 'cld']),
+  stalled?: () => boolean,
+): { s: LiveState; events: CleaveEvent[] } {
   const bus = new EventBus();
   const events: CleaveEvent[] = [];
   bus.subscribe((e) => events.push(e));
@@ -59,6 +63,7 @@ function state(open: Set<string> = new Set(['edg', 'cld'])): { s: LiveState; eve
     heartbeatTimeoutMs: 2000,
     observedFreshMs: 5000,
     isOpen: (h) => open.has(h),
+    stalled,
     events: bus,
   });
   return { s, events };
@@ -163,5 +168,38 @@ describe('LiveState', () => {
     expect(
       events.filter((e) => e.type === 'host-down' || e.type === 'host-up').map((e) => `${e.type} ${String(e.host)}`),
     ).toEqual(['host-down cld', 'host-up cld']);
+  });
+
+  it("down: silence is not held against a host while the origin's own loop was stalled; a dropped link still is", () => {
+    let stalled = true;
+    const open = new Set(['edg', 'cld']);
+    const { s } = state(open, () => stalled);
+    s.onHeartbeat(beat('edg'), 0);
+    s.onHeartbeat(beat('cld'), 0);
+    expect(s.down(5000)).toEqual([]); // silent for 5 s, but the origin was not listening
+    open.delete('cld');
+    expect(s.down(5000)).toEqual(['cld']);
+    stalled = false;
+    expect(s.down(5000)).toEqual(['edg', 'cld']);
+  });
+});
+
+describe('StallWatch', () => {
+  it('says the loop is stalled while its tick is overdue and for the grace after, then not', async () => {
+    const w = new StallWatch(300);
+    try {
+      await new Promise((r) => setTimeout(r, 250));
+      const t0 = performance.now();
+      while (performance.now() - t0 < 500); // the loop held for 500 ms
+      expect(w.stalled()).toBe(true); // its tick is overdue now
+      await new Promise((r) => setTimeout(r, 150));
+      expect(w.stalled()).toBe(true); // the tick came late: within the grace
+      const t1 = performance.now();
+      while (w.stalled() && performance.now() - t1 < 5000) await new Promise((r) => setTimeout(r, 50));
+      expect(w.stalled()).toBe(false);
+      expect(performance.now() - t1).toBeGreaterThanOrEqual(100);
+    } finally {
+      w.close();
+    }
   });
 });

@@ -312,6 +312,21 @@ describe('several models in one deployment (real hosts on loopback)', () => {
     await expectRight(C);
   });
 
+  it('a host that restarts is given the model loaded at run time when it rejoins, and serves it again', async () => {
+    const edge = await d.restart(1);
+    expect(edge.models).toEqual([A, B]); // its config's only
+    const t0 = Date.now();
+    while (!edge.models.includes(C) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 100));
+    expect(edge.models).toEqual([A, B, C]);
+    const n = d.device.analysisOf(C).blocks.length;
+    // The pin waits for the edge's links to be measured again.
+    const pin = await putJson(`${d.url}/v1/plan?model=${C}`, { stages: [{ host: 'edg', blocks: [0, n] }] });
+    expect(pin.status, await pin.clone().text()).toBe(200);
+    await expectRight(C);
+    await expectRight(A);
+    expect((await deleteWith(`${d.url}/v1/plan?model=${C}`)).status).toBe(200);
+  });
+
   it("takes each model's controller settings on its own", async () => {
     const put = await putJson(`${d.url}/v1/controller?model=${B}`, { hysteresis: 0.3 });
     expect(put.status, await put.clone().text()).toBe(200);

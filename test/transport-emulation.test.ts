@@ -557,11 +557,16 @@ describe('emulated links', () => {
     expect(link.probes).toBeGreaterThanOrEqual(1);
     expect(link.probes).toBeLessThanOrEqual(5);
     expect(link.stats().rttMs).not.toBeNull();
-    await until(() => link.stats().throughputSamples >= 3, 10_000);
-    const st = link.stats();
-    expect(st.throughputBps).toBeGreaterThan(rate * 0.5);
-    expect(st.throughputBps).toBeLessThan(rate * 2);
-    expect(st.queuedBytes).toBe(0); // pings and acks in transit are not queued data
+    // Then the estimate is right within a dozen probes. A sample that a stall of this (busy, shared) test
+    // process stretched may read low at first (0.38 of 2 MB/s was seen in a full parallel run): the next
+    // probes correct it.
+    const near = (): boolean => {
+      const bps = link.stats().throughputBps ?? 0;
+      return link.stats().throughputSamples >= 3 && bps > rate * 0.5 && bps < rate * 2;
+    };
+    await until(near, 10_000);
+    expect(link.probes).toBeLessThanOrEqual(12);
+    expect(link.stats().queuedBytes).toBe(0); // pings and acks in transit are not queued data
   });
 
   it('follows a bandwidth change on an idle link within a few probe intervals, growing probes until they can be timed', async () => {

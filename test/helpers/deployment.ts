@@ -59,6 +59,8 @@ export interface Deployment {
   readonly url: string;
   readonly model: string;
   readonly token: string;
+  /** Stops host `i` (not the origin) and starts it again on its address, as a restarted process would. */
+  restart(i: number): Promise<Host>;
   close(): Promise<void>;
 }
 
@@ -126,6 +128,18 @@ export async function startDeployment(o: {
     url: `${o.tls ? 'https' : 'http'}://${hosts[0].listen}`,
     model: o.modelName,
     token,
+    async restart(i: number) {
+      if (i === 0) throw new Error('restart: not the origin');
+      await started[i].close();
+      started[i] = await Host.start({
+        config,
+        name: hosts[i].name,
+        modelsDir: repo,
+        cacheDir: join(dir, 'cache'),
+        logger,
+      });
+      return started[i];
+    },
     async close() {
       await Promise.all(started.map((h) => h.close()));
       rmSync(dir, { recursive: true, force: true });

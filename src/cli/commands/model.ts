@@ -9,10 +9,11 @@ cleave model unload NAME [--url URL] [--token T]
 cleave model load NAME [--url URL] [--token T]
 
 The model repository of a running deployment (Triton's repository extension on the device host at --url,
-default http://127.0.0.1:8000). list: every model in the repository and its state (the one served READY,
-or UNAVAILABLE with the reason; the others are not served). unload: new requests are refused at once, those
-in flight finish, then every host frees its segment sessions. load: every host of the plan in force warms
-its segment again, then the model answers. A change needs the deployment's control token: --token, else
+default http://127.0.0.1:8000). list: every model in the repository and its state (those served READY, or
+UNAVAILABLE with the reason; the others are not loaded). unload: new requests are refused at once, those
+in flight finish, then every host frees its segment sessions; the other models keep serving. load: every host
+of the plan in force warms its segment again, then the model answers; a model not loaded yet is read and
+profiled by every host (while they serve), then planned and served. A change needs the deployment's control token: --token, else
 CLEAVE_CONTROL_TOKEN, else the file 'cleave up' wrote for that URL (~/.cache/cleave/run/control-HOST_PORT.token).`;
 
 export async function modelCommand(argv: string[]): Promise<number> {

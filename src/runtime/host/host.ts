@@ -57,6 +57,7 @@ import { retrying } from './retry.js';
 import { PLANNED_ROUTES, PlannedRoutes, plannedRoutesOf, routeProblem, type RouteRules } from './route-check.js';
 import type { RouteStage } from '../../transport/frame.js';
 import { Pipeline } from './pipeline.js';
+import { StallWatch } from './stall-watch.js';
 import { SegmentSessions } from './segments.js';
 
 export interface HostStartOptions {
@@ -139,6 +140,8 @@ interface HostParts {
   readonly server: http.Server;
   readonly peerServer: PeerServer;
   readonly events: EventsEndpoint | null;
+  /** The origin's watch on its own event loop (its live states do not take silence for down meanwhile). */
+  readonly stalls: StallWatch | null;
   readonly log: Logger;
 }
 
@@ -313,6 +316,7 @@ export class Host {
       };
     };
     const bus = isOrigin ? new EventBus() : null;
+    const stalls = isOrigin ? new StallWatch(limits.heartbeatTimeoutMs, log) : null;
     let host: Host | null = null;
     const h = (): Host | null => host;
     /** The served models of the gateway and gRPC front (a model loaded at run time joins it once planned). */
@@ -375,6 +379,7 @@ export class Host {
               cluster,
               metrics,
               events: bus.tagged({ model: name }),
+              stalled: () => stalls?.stalled() ?? false,
               prepare: (host, from, to, route) =>
                 host === self.name
                   ? (h() as Host).prepareLocal(from, to, route, name)
@@ -501,6 +506,7 @@ export class Host {
       server,
       peerServer,
       events,
+      stalls,
       log,
     });
     const hostRef = host;
@@ -881,6 +887,7 @@ export class Host {
     p.load.stop();
     p.heartbeat.stop();
     p.events?.close();
+    p.stalls?.close();
     for (const m of this.all) {
       m.origin?.close();
       m.pipeline.failAll(`${p.self.name} is shutting down`);

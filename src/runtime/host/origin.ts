@@ -46,6 +46,8 @@ export interface OriginOptions {
   readonly metrics: HostMetrics;
   /** The deployment's event stream, tagged with this model. */
   readonly events: EventBus;
+  /** Whether this host's own loop was stalled lately (its peers' silence is then not held against them). */
+  stalled?(): boolean;
   prepare(host: string, from: number, to: number, route: RouteStage[]): Promise<void>;
   /** Has `host` release every segment session it holds (the model is unloaded). */
   release(host: string): Promise<void>;
@@ -68,6 +70,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
     heartbeatTimeoutMs: limits.heartbeatTimeoutMs,
     observedFreshMs: limits.observedFreshMs,
     isOpen: (h) => mesh.isOpen(h),
+    stalled: o.stalled,
     model,
     events,
   });

@@ -111,8 +111,7 @@ export interface RepoEntry {
 /**
  * `POST /v2/repository/index` (and gRPC's RepositoryIndex): every model in the repository folder, Triton's
  * way. Those this deployment serves are READY, or UNAVAILABLE with their `unavailable` as the reason; the
- * others are UNAVAILABLE, not served (the config's `models` lists what a deployment serves). `readyOnly`:
- * only READY ones.
+ * others are UNAVAILABLE, not loaded (a load adds one). `readyOnly`: only READY ones.
  */
 export function repositoryIndex(
   served: readonly { readonly signature: ModelSignature; readonly unavailable: string | null }[],
@@ -134,7 +133,7 @@ export function repositoryIndex(
       name: m.name,
       version: m.version,
       state: 'UNAVAILABLE',
-      reason: `not served: this deployment serves ${quoted(names)} (the config's models list what it serves)`,
+      reason: `not loaded (this deployment serves ${quoted(names)})`,
     }));
   const all = [...mine, ...others].sort((x, y) => x.name.localeCompare(y.name));
   return readyOnly ? all.filter((m) => m.state === 'READY') : all;
@@ -171,7 +170,7 @@ export function checkRepositoryChange(
     if (!canAdd)
       throw new CleaveError(
         'E_UNSUPPORTED',
-        `cannot ${op} '${name}': this deployment serves ${quoted(served)}; add '${name}' to the config's models (every host then profiles it at start) to serve it`,
+        `cannot ${op} '${name}': this deployment serves ${quoted(served)} and cannot load another while it runs; add '${name}' to the config's models to serve it`,
       );
   }
   for (const [k, v] of Object.entries(parameters)) {

@@ -22,6 +22,11 @@ export interface LiveStateOptions {
   readonly observedFreshMs: number;
   /** Whether the origin's link to `host` is open now (a dropped link marks a host down at once). */
   isOpen(host: string): boolean;
+  /**
+   * Whether this host's own loop was stalled lately (StallWatch): then a host's silence is this host's not
+   * listening, and it is not taken for down by it. Absent: never.
+   */
+  stalled?(): boolean;
   /** The model whose segment times count toward the hosts' slowdowns (absent: every segment reported). */
   readonly model?: string;
   readonly events?: EventBus;
@@ -169,7 +174,7 @@ export class LiveState {
 
   private fresh(host: string, now: number): boolean {
     const b = this.beats.get(host);
-    return b !== undefined && now - b.at <= this.o.heartbeatTimeoutMs;
+    return b !== undefined && (now - b.at <= this.o.heartbeatTimeoutMs || (this.o.stalled?.() ?? false));
   }
 
   /**
