@@ -4,7 +4,9 @@
  * leaves the other serving, the hosts' one session cache holds both models' segments, and unknown models are
  * refused by name everywhere (HTTP, control API, events stream, frames of a model a host does not serve).
  */
+import { existsSync } from 'node:fs';
 import ort from 'onnxruntime-node';
+import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as grpc from '@grpc/grpc-js';
@@ -22,6 +24,7 @@ import {
   type OipTensor,
 } from './helpers/deployment.js';
 
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const A = 'mnv2';
 const B = 'rn50';
 /** In the repository, not in the config: loaded at run time. */
@@ -140,6 +143,42 @@ describe('several models in one deployment (real hosts on loopback)', () => {
     expect(history.at(-1).reason).toBe('pinned by PUT /v1/plan');
     expect((await deleteWith(`${d.url}/v1/plan?model=${B}`)).status).toBe(200);
   });
+
+  it.skipIf(!existsSync(CHROMIUM))(
+    'the dashboard in Chromium follows the model its URL names, and its header switches between the models',
+    async () => {
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+      });
+      const errors: string[] = [];
+      try {
+        const page = await browser.newPage();
+        page.on('pageerror', (e) => errors.push(String(e)));
+        const routeOf = async (m: string): Promise<string> =>
+          (await (await fetch(`${d.url}/v1/plan?model=${m}`)).json()).route as string;
+        const shows = (route: string) =>
+          page.waitForFunction((r) => (document.getElementById('route')?.textContent ?? '').includes(r), route, {
+            timeout: 30_000,
+          });
+        await page.goto(`${d.url}/?model=${B}`);
+        await shows(await routeOf(B));
+        await page.waitForFunction(() => !(document.getElementById('model-select') as HTMLSelectElement).hidden);
+        expect(await page.$eval('#model-select', (x) => (x as HTMLSelectElement).value)).toBe(B);
+        const options = await page.$$eval('#model-select option', (os) => os.map((o) => o.textContent));
+        expect(options).toEqual([A, B]);
+        expect(await page.textContent('#model')).toMatch(new RegExp(`^${B} `));
+        await page.selectOption('#model-select', A);
+        await page.waitForURL(new RegExp(`\\?model=${A}$`));
+        await shows(await routeOf(A));
+        expect(await page.textContent('#model')).toMatch(new RegExp(`^${A} `));
+        expect(errors).toEqual([]);
+      } finally {
+        await browser.close();
+      }
+    },
+    60_000,
+  );
 
   it('unloads one model while the other keeps serving, and loads it again', async () => {
     const un = await post(`/v2/repository/models/${B}/unload`);

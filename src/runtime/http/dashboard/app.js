@@ -37,7 +37,13 @@ class ApiError extends Error {
   }
 }
 
+// The model this page follows: `?model=NAME` in its own URL (a deployment serving several picks one in the
+// header), else the deployment's default. The control calls about one model carry it.
+const PAGE_MODEL = new URLSearchParams(location.search).get('model');
+const MODEL_PATH = /^\/v1\/(plan|plans|controller|profile)$/;
+
 async function api(method, path, body) {
+  if (PAGE_MODEL && MODEL_PATH.test(path)) path = `${path}?model=${encodeURIComponent(PAGE_MODEL)}`;
   const headers = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (state.token) headers.authorization = `Bearer ${state.token}`;
@@ -56,6 +62,18 @@ async function api(method, path, body) {
   }
   if (!r.ok) throw new ApiError(r.status, json?.error ?? `${r.status} ${r.statusText}`);
   return json;
+}
+
+/** The header's model choice: shown when the deployment serves several; choosing one reloads the page for it. */
+function renderModels(models, current) {
+  const select = $('model-select');
+  if (models.length < 2) {
+    select.hidden = true;
+    return;
+  }
+  select.replaceChildren(...models.map((m) => new Option(m, m)));
+  select.value = current ?? models[0];
+  select.hidden = false;
 }
 
 // --- formatting -------------------------------------------------------------------------------------------
@@ -381,7 +399,7 @@ async function loadAll() {
     for (const h of topology.hosts) colorOf(h.host ?? h.name);
     // The name the deployment serves the model under (what an infer URL needs), beside the file's own.
     const served = await api('POST', '/v2/repository/index').catch(() => null);
-    const name = served?.[0]?.name;
+    const name = PAGE_MODEL ?? state.plan?.model ?? served?.[0]?.name;
     $('model').textContent =
       `${name && name !== profile.model.name ? `${name} (${profile.model.name})` : profile.model.name}, ${profile.model.blocks.length} blocks`;
     const select = $('link-select');
@@ -414,7 +432,8 @@ function setConn(s, text) {
 }
 
 function connect() {
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/events`;
+  const query = PAGE_MODEL ? `?model=${encodeURIComponent(PAGE_MODEL)}` : '';
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/events${query}`;
   setConn('connecting', 'connecting');
   // A browser's WebSocket cannot send an Authorization header: the token, when the page has one, goes as a
   // subprotocol (the events stream takes `bearer.TOKEN` beside `cleave.events`).
@@ -442,8 +461,10 @@ function connect() {
     }
     // The page shows the default model (the one /v1/plan answers for): the hello names it, and events of
     // the deployment's other models are not this page's.
-    if (e.type === 'hello') state.model = typeof e.model === 'string' ? e.model : null;
-    else if (typeof e.model === 'string' && state.model && e.model !== state.model) return;
+    if (e.type === 'hello') {
+      state.model = typeof e.model === 'string' ? e.model : null;
+      renderModels(Array.isArray(e.models) ? e.models : [], state.model);
+    } else if (typeof e.model === 'string' && state.model && e.model !== state.model) return;
     if (e.type === 'snapshot') onSnapshot(e);
     else if (e.type === 'plan-adopted') {
       onAdopted(e);
@@ -532,6 +553,11 @@ $('pin').addEventListener('click', () => {
   if (!p) return say('no plan to pin yet', false);
   const stages = p.stages.filter((s) => s.blocks).map((s) => ({ host: s.host, blocks: s.blocks }));
   void control(`pin ${p.route}`, 'PUT', '/v1/plan', { stages }).then(() => refreshPlan());
+});
+$('model-select').addEventListener('change', () => {
+  const u = new URL(location.href);
+  u.searchParams.set('model', $('model-select').value);
+  location.assign(u.href);
 });
 $('unpin').addEventListener('click', () => void control('unpin', 'DELETE', '/v1/plan').then(() => refreshPlan()));
 $('objective').addEventListener(
