@@ -90,6 +90,12 @@ export interface MeterOptions {
   probeIntervalMs?: number;
   /** Told when a sample says the estimate is off (see the file comment): the link should probe now. */
   onProbeWanted?: () => void;
+  /**
+   * The longest stall of this process's event loop since `at` (loop-lag.ts; ms, in the clock `sent` and
+   * `acked` are given in). A frame whose measured transfer such a stall could have moved by a quarter or more
+   * (its ack read late, in a burst with others) bounds the link from below only. Absent: no stall is known.
+   */
+  longestStallSince?: (at: number) => number;
 }
 
 interface InFlight {
@@ -101,6 +107,8 @@ interface InFlight {
   timed: boolean;
 }
 
+/** A transfer is timed only if no stall of this process while it was out was over 1/STALL_SHARE of it. */
+const STALL_SHARE = 4;
 /** A timed throughput sample more than this factor above or below the estimate counts toward a level shift. */
 const SHIFT_FACTOR = 2;
 /** This many such samples in a row, all on one side, restart the throughput estimate from their median. */
@@ -319,6 +327,10 @@ export class LinkMeter {
     // the planner priced every result's return at 60 ms (`npm run bench -- adapt`); probes in the link's gaps
     // time it properly, and a drop too deep for any stall still shows here.
     let timed = f.timed || at - this.lastResolvedAt > (this.options.probeIntervalMs ?? Infinity);
+    // This process stalled while the frame was out, for a quarter of the transfer measured or more: the ack
+    // was read late (the transfer looks longer by up to the stall), perhaps in a burst with others that then
+    // seem to have taken no time (shorter by up to it).
+    if (timed && (this.options.longestStallSince?.(f.sentAt) ?? 0) * STALL_SHARE >= transferMs) timed = false;
     if (timed && !f.timed && est !== null && (f.bytes * 1000) / transferMs < est && !this.overdue(f.bytes, transferMs))
       timed = false;
     if (transferMs >= this.options.minSampleMs && timed) {

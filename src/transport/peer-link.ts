@@ -34,6 +34,7 @@ import {
   type FrameHandler,
   type FrameSource,
 } from './incoming.js';
+import { longestStallSince } from './loop-lag.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 
@@ -121,6 +122,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> implements FrameSourc
       ...this.options,
       // A sample that says the estimate is off asks for the next probe now, not a probe interval later.
       onProbeWanted: () => setImmediate(() => this.probe()),
+      longestStallSince,
     });
   }
 

@@ -6,6 +6,7 @@
  *
  * Events: 'connection' (PeerConnection) after a successful hello; 'disconnect' (PeerConnection, error).
  */
+import { longestStallSince } from './loop-lag.js';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type https from 'node:https';
@@ -216,7 +217,7 @@ export class PeerConnection implements FrameSource {
     this.id = id;
     this.remoteAddress = remote;
     this.log = parentLog.child({ conn: id });
-    this.meter = new LinkMeter(options);
+    this.meter = new LinkMeter({ ...options, longestStallSince });
     this.channel = new Channel({
       ws,
       socket,
