@@ -311,10 +311,15 @@ describe('several models in one deployment (real hosts on loopback)', () => {
       last = now;
     }, 10);
     const t0 = Date.now();
-    const load = await post(`/v2/repository/models/${C}/load`);
+    // Two loads at once: one load, served once.
+    const [load, again] = await Promise.all([
+      post(`/v2/repository/models/${C}/load`),
+      post(`/v2/repository/models/${C}/load`),
+    ]);
     clearInterval(ticker);
     expect(load.status, await load.clone().text()).toBe(200);
     expect(await load.json()).toEqual({ name: C, state: 'READY' });
+    expect(await again.json()).toEqual({ name: C, state: 'READY' });
     const loadMs = Date.now() - t0;
     expect(d.device.models).toEqual([A, B, C]);
     for (const host of d.hosts) expect(host.models).toContain(C);
@@ -342,7 +347,11 @@ describe('several models in one deployment (real hosts on loopback)', () => {
     await expectRight(C);
     expect((await deleteWith(`${d.url}/v1/plan?model=${C}`)).status).toBe(200);
     const index = await (await fetch(`${d.url}/v2/repository/index`, { method: 'POST' })).json();
-    expect(index.find((m: { name: string }) => m.name === C).state).toBe('READY');
+    expect(index.filter((m: { name: string }) => m.name === C).map((m: { state: string }) => m.state)).toEqual([
+      'READY',
+    ]);
+    const stats = await (await fetch(`${d.url}/v2/models/stats`)).json();
+    expect(stats.model_stats.map((x: { name: string }) => x.name)).toEqual([A, B, C]);
     // Loading it again does nothing; unloading it works as for the others.
     expect((await post(`/v2/repository/models/${C}/load`)).status).toBe(200);
     expect((await post(`/v2/repository/models/${C}/unload`)).status).toBe(200);

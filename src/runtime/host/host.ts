@@ -155,6 +155,8 @@ function modelsDigest(models: readonly { readonly model: OnnxModel }[]): string 
 
 export class Host {
   private closed = false;
+  /** Loads of a model the deployment did not serve, under way (loadModel). */
+  private readonly loads = new Map<string, Promise<{ failed: { host: string; error: string }[] }>>();
   /** The OIP gRPC front (the origin, when its config has `grpc`). */
   private grpc: GrpcFront | null = null;
 
@@ -662,7 +664,17 @@ export class Host {
    * A host that cannot be told (down, or failing) is left out of its plans and is given the model when it
    * rejoins. A host whose file differs from the origin's (its sha256) fails the load.
    */
-  async loadModel(name: string): Promise<{ failed: { host: string; error: string }[] }> {
+  loadModel(name: string): Promise<{ failed: { host: string; error: string }[] }> {
+    // Two loads of one model at once share the one load (and publish it once).
+    let load = this.loads.get(name);
+    if (!load) {
+      load = this.loadEverywhere(name).finally(() => this.loads.delete(name));
+      this.loads.set(name, load);
+    }
+    return load;
+  }
+
+  private async loadEverywhere(name: string): Promise<{ failed: { host: string; error: string }[] }> {
     if (!this.p.parts.get(this.all[0].name)?.origin)
       throw new CleaveError('E_UNSUPPORTED', 'only the origin loads a model for the deployment');
     const served = this.p.parts.get(name);
