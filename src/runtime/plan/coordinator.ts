@@ -24,6 +24,11 @@ import { CODECS, LOSSLESS_CODECS } from '../../transport/codec.js';
 /** The wire's codecs, for the planner: only these are offered, and a lossy one only where it was measured. */
 const WIRE_CODECS = { known: CODECS, lossless: LOSSLESS_CODECS };
 
+/** A link the planner can price: measured in both RTT and throughput. */
+function measured(l: LinkView): l is LinkView & { rttMs: number; throughputBps: number } {
+  return l.rttMs !== null && l.throughputBps !== null && l.throughputBps > 0;
+}
+
 export interface CoordinatorOptions {
   /** The origin: this host. */
   readonly self: HostView;
@@ -177,10 +182,7 @@ export class Coordinator {
     const until = Date.now() + (this.o.pinLinkWaitMs ?? 5000);
     for (;;) {
       const links = await this.o.cluster.links();
-      const missing = hops.filter(
-        ([from, to]) =>
-          !links.some((l) => l.from === from && l.to === to && l.rttMs !== null && (l.throughputBps ?? 0) > 0),
-      );
+      const missing = hops.filter(([from, to]) => !links.some((l) => l.from === from && l.to === to && measured(l)));
       if (missing.length === 0) return;
       if (Date.now() >= until) {
         const names = missing.map(([a, b]) => `${a} -> ${b}`).join(', ');
@@ -215,21 +217,14 @@ export class Coordinator {
     // Only hosts that answered take part, and only links measured in both RTT and throughput between them:
     // the others cannot be planned over yet.
     const known = new Set(profiles.map((p) => p.host.name));
-    const measured: PlanLink[] = [];
+    const planned: PlanLink[] = [];
     for (const l of links) {
-      if (
-        !known.has(l.from) ||
-        !known.has(l.to) ||
-        l.rttMs === null ||
-        l.throughputBps === null ||
-        !(l.throughputBps > 0)
-      )
-        continue;
-      measured.push({ from: l.from, to: l.to, rttMs: l.rttMs, bytesPerSecond: l.throughputBps });
+      if (!known.has(l.from) || !known.has(l.to) || !measured(l)) continue;
+      planned.push({ from: l.from, to: l.to, rttMs: l.rttMs, bytesPerSecond: l.throughputBps });
     }
     return profilesToInput(
       profiles.map((p) => ({ profile: p, source: `host ${p.host.name}'s profile` })),
-      measured,
+      planned,
       {
         tiers: this.o.tiers,
         objective: this.o.objective ?? 'latency',
