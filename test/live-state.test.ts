@@ -187,19 +187,15 @@ describe('LiveState', () => {
 describe('StallWatch', () => {
   it('says the loop is stalled while its tick is overdue and for the grace after, then not', async () => {
     const w = new StallWatch(300);
-    try {
-      await new Promise((r) => setTimeout(r, 250));
-      const t0 = performance.now();
-      while (performance.now() - t0 < 500); // the loop held for 500 ms
-      expect(w.stalled()).toBe(true); // its tick is overdue now
-      await new Promise((r) => setTimeout(r, 150));
-      expect(w.stalled()).toBe(true); // the tick came late: within the grace
-      const t1 = performance.now();
-      while (w.stalled() && performance.now() - t1 < 5000) await new Promise((r) => setTimeout(r, 50));
-      expect(w.stalled()).toBe(false);
-      expect(performance.now() - t1).toBeGreaterThanOrEqual(100);
-    } finally {
-      w.close();
-    }
+    await new Promise((r) => setTimeout(r, 250));
+    const t0 = performance.now();
+    while (performance.now() - t0 < 500); // the loop held for 500 ms
+    expect(w.stalled()).toBe(true); // its tick is overdue now
+    await new Promise((r) => setTimeout(r, 150));
+    expect(w.stalled()).toBe(true); // the tick came late: within the grace
+    const t1 = performance.now();
+    while (w.stalled() && performance.now() - t1 < 5000) await new Promise((r) => setTimeout(r, 50));
+    expect(w.stalled()).toBe(false);
+    expect(performance.now() - t1).toBeGreaterThanOrEqual(100);
   });
 });

@@ -123,6 +123,8 @@ interface HostParts {
   readonly parts: Map<string, ModelPart>;
   /** Builds a model's part (and on the origin its planning parts), as at start. */
   readonly build: (l: LoadedModel) => ModelPart;
+  /** The config's models (loaded at start), as against those loaded at run time. */
+  readonly listed: ReadonlySet<string>;
   /** Models being added at run time (addModel), so that two loads of one model share the work. */
   readonly adding: Map<string, Promise<ModelPart>>;
   /** Where models loaded at run time are read from and their profiles cached. */
@@ -140,8 +142,6 @@ interface HostParts {
   readonly server: http.Server;
   readonly peerServer: PeerServer;
   readonly events: EventsEndpoint | null;
-  /** The origin's watch on its own event loop (its live states do not take silence for down meanwhile). */
-  readonly stalls: StallWatch | null;
   readonly log: Logger;
 }
 
@@ -354,20 +354,6 @@ export class Host {
         links: () => mesh.reports(),
         logger: log,
       });
-      const part: ModelPart = {
-        name,
-        version: l.entry.version,
-        model: l.model,
-        analysis: l.analysis,
-        profile: l.profile,
-        segments,
-        planned,
-        pipeline,
-        cluster,
-        origin: null,
-        stats: new InferenceStats(),
-        current: null,
-      };
       const origin =
         isOrigin && bus
           ? startOrigin({
@@ -397,7 +383,20 @@ export class Host {
               logger: log.child({ model: name }),
             })
           : null;
-      return { ...part, origin };
+      return {
+        name,
+        version: l.entry.version,
+        model: l.model,
+        analysis: l.analysis,
+        profile: l.profile,
+        segments,
+        planned,
+        pipeline,
+        cluster,
+        origin,
+        stats: new InferenceStats(),
+        current: null,
+      };
     };
     for (const l of loaded) parts.set(l.entry.name, build(l));
     const models = [...parts.values()];
@@ -491,6 +490,7 @@ export class Host {
       self,
       limits,
       parts,
+      listed: new Set(loaded.map((l) => l.entry.name)),
       build,
       adding: new Map(),
       loadFrom: { modelsDir: o.modelsDir, cacheDir: o.cacheDir, logLevel: log.level },
@@ -508,7 +508,6 @@ export class Host {
       server,
       peerServer,
       events,
-      stalls,
       log,
     });
     const hostRef = host;
@@ -675,8 +674,7 @@ export class Host {
   }
 
   private async loadEverywhere(name: string): Promise<{ failed: { host: string; error: string }[] }> {
-    if (!this.p.parts.get(this.all[0].name)?.origin)
-      throw new CleaveError('E_UNSUPPORTED', 'only the origin loads a model for the deployment');
+    if (!this.all[0].origin) throw new CleaveError('E_UNSUPPORTED', 'only the origin loads a model for the deployment');
     const served = this.p.parts.get(name);
     if (served?.origin?.coordinator.current) return { failed: [] };
     const peers = this.p.config.hosts.filter((x) => x.name !== this.p.self.name).map((x) => x.name);
@@ -714,10 +712,9 @@ export class Host {
    * the controllers plan with it again.
    */
   async rejoined(peer: string): Promise<void> {
-    const listed = new Set(servedModels(this.p.config).map((x) => x.name));
     for (const m of this.all) {
       if (!m.origin) continue;
-      if (!listed.has(m.name)) {
+      if (!this.p.listed.has(m.name)) {
         try {
           await this.p.client.request(peer, 'POST', '/v1/models', { name: m.name });
         } catch (e) {
@@ -780,13 +777,10 @@ export class Host {
   get ready(): boolean {
     // A model being loaded at run time is not served yet: readiness is that of those served.
     return this.all.every(
-      (m) => (m.origin !== null && m.origin.coordinator.current === null && !this.listed(m)) || this.modelReady(m),
+      (m) =>
+        (m.origin !== null && m.origin.coordinator.current === null && !this.p.listed.has(m.name)) ||
+        this.modelReady(m),
     );
-  }
-
-  /** Whether `m` is one of the config's models (loaded at start), not one loaded at run time. */
-  private listed(m: ModelPart): boolean {
-    return servedModels(this.p.config).some((x) => x.name === m.name);
   }
 
   /** One model: see `ready`. */
@@ -899,7 +893,6 @@ export class Host {
     p.load.stop();
     p.heartbeat.stop();
     p.events?.close();
-    p.stalls?.close();
     for (const m of this.all) {
       m.origin?.close();
       m.pipeline.failAll(`${p.self.name} is shutting down`);

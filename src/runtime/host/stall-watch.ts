@@ -4,49 +4,41 @@
  * reads its peers' heartbeats late, and a staleness check that ran first would take every peer for down and
  * move every plan off them, for the origin's own fault. So the origin does not judge a host down by silence
  * while it was itself stalled, nor for one heartbeat timeout after (its peers get that long to be heard
- * again); a dropped link still marks a host down at once.
+ * again); a dropped link still marks a host down at once. The stalls are the transport's record of this
+ * process's loop (transport/loop-lag.ts), which its links' senders read too.
  */
 import type { Logger } from 'pino';
+import { longestStallSince, watchLoop } from '../../transport/loop-lag.js';
 
-/** The ticks' period (ms). */
-const TICK_MS = 100;
-/** A tick this late (ms) is a stall. */
+/** A stall this long (ms) or longer is one the origin's silence checks allow for. */
 const STALL_MS = 300;
 
 export class StallWatch {
-  private last = performance.now();
-  private graceUntil = 0;
-  private readonly timer: NodeJS.Timeout;
+  private warnedAt = -Infinity;
 
   constructor(
     /** How long after a stall silence is not held against a peer (the heartbeat timeout). */
     private readonly graceMs: number,
     private readonly log?: Logger,
   ) {
-    this.timer = setInterval(() => this.tick(), TICK_MS);
-    this.timer.unref();
+    watchLoop();
   }
 
-  /** True while the loop is stalled (its tick is overdue) or within `graceMs` after a stall. */
+  /**
+   * True while the loop is stalled for STALL_MS or more, or within `graceMs` after such a stall. Asked when a
+   * peer has been silent past the timeout: the answer that spares it is logged, once per `graceMs`.
+   */
   stalled(): boolean {
     const now = performance.now();
-    return now - this.last > STALL_MS || now < this.graceUntil;
-  }
-
-  close(): void {
-    clearInterval(this.timer);
-  }
-
-  private tick(): void {
-    const now = performance.now();
-    const late = now - this.last - TICK_MS;
-    this.last = now;
-    if (late <= STALL_MS - TICK_MS) return;
-    if (now >= this.graceUntil)
+    const longest = longestStallSince(now - this.graceMs);
+    if (longest < STALL_MS) return false;
+    if (now - this.warnedAt > this.graceMs) {
+      this.warnedAt = now;
       this.log?.warn(
-        { stalledMs: Math.round(late) },
+        { stalledMs: Math.round(longest) },
         'event loop stalled: no host is taken for down by silence meanwhile',
       );
-    this.graceUntil = now + this.graceMs;
+    }
+    return true;
   }
 }
