@@ -101,10 +101,25 @@ describe('LiveState', () => {
     // The next report has none (the frame was acknowledged, and what it timed is in the median now).
     s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 25e6)] }), 600);
     expect(s.linkViews(600)[0]).toMatchObject({ throughputBps: 25e6 });
-    // A ceiling from a host that stopped reporting does not hold past the window.
+    // A host that stopped reporting: past the window, its last report is what is known, its ceiling included.
     s.onHeartbeat(beat('dev', { links: [{ ...link('dev', 'edg', 2, 25e6), throughputCeilingBps: 1e5 }] }), 700);
     expect(s.linkViews(1000)[0].throughputBps).toBe(1e5);
-    expect(s.linkViews(1700)[0].throughputBps).toBe(25e6);
+    expect(s.linkViews(1700)[0].throughputBps).toBe(1e5);
+  });
+
+  it('figures reported under a ceiling stay capped in the window when the ceiling lifts', () => {
+    const { s } = state();
+    // Before the drop: 125 MB/s. Then a 256 kB probe is 4 s overdue: the meter's median still says 125 MB/s
+    // (one slow sample of three), its ceiling 62.5 kB/s.
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 0.2, 125e6)] }), 0);
+    for (let t = 1000; t <= 4000; t += 500)
+      s.onHeartbeat(beat('dev', { links: [{ ...link('dev', 'edg', 0.2, 125e6), throughputCeilingBps: 62_500 }] }), t);
+    expect(s.linkViews(4000)[0].throughputBps).toBe(62_500);
+    // The next timed sample lifts the ceiling, and the median falls to it: the window's older reports said
+    // at most 62.5 kB/s, not 125 MB/s.
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 0.2, 61_000)] }), 4200);
+    expect(s.linkViews(4200)[0].throughputBps).toBe(62_500);
+    expect(s.linkViews(5000)[0].throughputBps).toBe(61_000);
   });
 
   it('slowdown: observed segment times over the profile, kept while the host idles, dropped when its quota changes', () => {

@@ -310,6 +310,50 @@ describe('LinkMeter', () => {
     expect(m.stats().throughputRecentBps).toBeCloseTo(2.5e4, -3);
   });
 
+  it('back-to-back small frames on a busy link show a drop no probe can (the link is never idle), and stalls do not', () => {
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1, probeIntervalMs: 200, minTimedBytes: 16_384 });
+    for (let i = 0; i < 3; i++) m.rttSample(0.2);
+    for (let i = 1; i <= 3; i++) {
+      m.sent(i, `p${i}`, 262_144, i * 1000); // 262 MB/s, timed
+      m.acked(i, i * 1000 + 1.2);
+    }
+    expect(m.stats().throughputRecentBps!).toBeGreaterThan(1e8);
+    // Two clients' 2 kB frames, each queued behind the other: 2 kB per 25 ms of ack spacing (a receiver
+    // stall of that size would explain one frame, not a train), 80 kB/s.
+    let seq = 4;
+    let t = 4000;
+    m.sent(seq, `r${seq}`, 2048, t, false);
+    const frames = (count: number): void => {
+      for (let k = 0; k < count; k++) {
+        m.sent(seq + 1, `r${seq + 1}`, 2048, t + 1, false); // the other client's frame, queued behind
+        t += 25;
+        m.acked(seq, t);
+        seq++;
+      }
+    };
+    frames(7);
+    expect(m.stats().throughputCeilingBps).toBeNull(); // 14 kB: too few bytes to time yet
+    frames(2);
+    // 16 kB in 200 ms: a ceiling at once, the median (one sample of three) at the third train.
+    expect(m.stats().throughputCeilingBps!).toBeLessThan(1e5);
+    frames(16);
+    expect(m.stats().throughputRecentBps!).toBeLessThan(1e5);
+    expect(m.stats().throughputRecentBps!).toBeGreaterThan(7e4);
+    // The same frames one at a time, each 60 ms late (a stalled receiver): each starts a train of its own,
+    // and the estimate is the lower bound they leave.
+    const n = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1, probeIntervalMs: 200, minTimedBytes: 16_384 });
+    for (let i = 0; i < 3; i++) n.rttSample(0.2);
+    for (let i = 1; i <= 3; i++) {
+      n.sent(i, `p${i}`, 262_144, i * 1000);
+      n.acked(i, i * 1000 + 1.2);
+    }
+    for (let i = 4; i <= 30; i++) {
+      n.sent(i, `r${i}`, 2048, i * 1000, false);
+      n.acked(i, i * 1000 + 60);
+    }
+    expect(n.stats().throughputRecentBps!).toBeGreaterThan(1e8);
+  });
+
   it('an RTT estimate inflated by a stalled receiver does not turn a frame into a huge lower bound', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
     // Propagation 2 ms; the last pings were held up by the receiver (40 ms), so the frame below looks "too quick".

@@ -31,6 +31,9 @@
  * `throughputCeilingBps`, and so is the frame's timed sample once it is acknowledged, until the next sample;
  * so a planner sees a 40x drop a few hundred ms after it happens instead of after the two slow samples the
  * median needs (on a slow link, seconds).
+ * Frames too small to time alone (MeterOptions.minTimedBytes) that go back to back, each queued behind the one
+ * before, are summed into a train, which the same rule may take as a timed sample and a ceiling: a busy link
+ * that carries only small frames leaves no gap for a probe, and must still show a drop (extendTrain).
  * Such a sample, or a timed sample far from the estimate either way, also asks for a probe at once
  * (`onProbeWanted`): an idle link's next sample then comes in milliseconds, not a probe interval later.
  */
@@ -96,6 +99,18 @@ export interface MeterOptions {
    * (its ack read late, in a burst with others) bounds the link from below only. Absent: no stall is known.
    */
   longestStallSince?: (at: number) => number;
+  /**
+   * Bytes of back-to-back untimed frames that, together, may time the link when they show it slower (see
+   * extendTrain): on a busy link that carries only small frames no probe finds a gap. Default: never.
+   */
+  minTimedBytes?: number;
+}
+
+/** Back-to-back untimed frames, timed together: their bytes, the sum of their transfers, when the first was sent. */
+interface Train {
+  bytes: number;
+  ms: number;
+  sentAt: number;
 }
 
 interface InFlight {
@@ -234,6 +249,8 @@ export class LinkMeter {
   /** Set when a sample asks for a quick probe; the next probe clears it. */
   probeWanted = false;
   private quickProbes = 0;
+  /** The current train of back-to-back untimed frames (see extendTrain), or null. */
+  private train: Train | null = null;
   /** Timed samples of the last PEAK_MS (monotonic time, bytes/s), for sizing probes. */
   private readonly peaks: { at: number; bps: number }[] = [];
 
@@ -321,6 +338,11 @@ export class LinkMeter {
     this.lastAckAt = at;
     if (f.bytes === 0) return;
     const est = this.recentBps();
+    const train = this.extendTrain(f, start > f.sentAt, transferMs, est);
+    if (train) {
+      this.slowTrain(train, at);
+      return;
+    }
     // Small frames count only while nothing better has been timed lately (see MeterOptions.probeIntervalMs),
     // and then, where they say the link is slower, only when no stall explains it: overdue by the ceiling's
     // rule. A 4 kB result read 60 ms late by a host under a CPU quota said 0.066 MB/s of a 25 MB/s link, and
@@ -357,6 +379,39 @@ export class LinkMeter {
     }
   }
 
+  /**
+   * Adds an untimed frame to the train of back-to-back untimed frames (`queued`: it started to move only when
+   * the one before it finished, so its transfer is the ack spacing), or starts a new train with it. Returns the
+   * train when it is evidence of a slower link: at least minTimedBytes, and overdue as a whole by the ceiling's
+   * rule against the estimate `est` (which no receiver stall of a few tens of ms explains), with no stall of
+   * this process over a quarter of it. A timed frame ends any train.
+   */
+  private extendTrain(f: InFlight, queued: boolean, transferMs: number, est: number | null): Train | null {
+    if (f.timed) {
+      this.train = null;
+      return null;
+    }
+    const t = this.train;
+    if (t && queued) {
+      t.bytes += f.bytes;
+      t.ms += transferMs;
+    } else this.train = { bytes: f.bytes, ms: Math.max(0, transferMs), sentAt: f.sentAt };
+    const train = this.train!;
+    if (est === null || train.bytes < (this.options.minTimedBytes ?? Infinity) || !this.overdue(train.bytes, train.ms))
+      return null;
+    this.train = null;
+    if ((this.options.longestStallSince?.(train.sentAt) ?? 0) * STALL_SHARE >= train.ms) return null;
+    return train;
+  }
+
+  /** A train of small frames showed the link slower (see extendTrain): a timed sample, and a ceiling till the next. */
+  private slowTrain(train: Train, at: number): void {
+    const bps = (train.bytes * 1000) / train.ms;
+    this.rateSample(bps, true, at);
+    this.slowSample = bps;
+    this.wantProbe();
+  }
+
   /** The least of the last RTT_TIMED_SAMPLES round trips (0 before the first). */
   private recentRttFloor(): number {
     const h = this.rttHistory;
@@ -388,6 +443,7 @@ export class LinkMeter {
     this.inFlight.length = 0;
     this.lastAckAt = -Infinity;
     this.slowSample = null;
+    this.train = null;
     this.heardAt = -Infinity;
     return ids;
   }

@@ -102,11 +102,16 @@ export class LiveState {
       // The least of the latest pings: a stalled host's late pongs are its own delay, not the link's.
       const rtt = l.rttLeastRecentMs ?? l.rttRecentMs ?? l.rttMs;
       const bps = l.throughputRecentBps ?? l.throughputBps;
-      if (rtt !== null && rtt !== undefined && rtt >= 0) e.rtt.add(now, rtt);
-      if (bps !== null && bps !== undefined && bps > 0) e.throughput.add(now, bps);
-      e.samples = l.throughputSamples ?? e.samples;
       const c = l.throughputCeilingBps;
       e.ceiling = c !== null && c !== undefined && c > 0 ? { at: now, bps: c } : null;
+      if (rtt !== null && rtt !== undefined && rtt >= 0) e.rtt.add(now, rtt);
+      // The window keeps what the report meant, its figure under its ceiling: when the ceiling lifts (the next
+      // timed sample), the faster figures reported under it must not come back as the window's greatest. A
+      // 256 kB probe took 4.2 s on a link that had just dropped to 0.5 Mbit/s, the next sample lifted the
+      // ceiling, and the window's 125 MB/s (the meter's median still held two samples from before the drop)
+      // moved the plan back onto the slow link.
+      if (bps !== null && bps !== undefined && bps > 0) e.throughput.add(now, Math.min(bps, e.ceiling?.bps ?? bps));
+      e.samples = l.throughputSamples ?? e.samples;
       this.announce(e, now);
     }
   }
