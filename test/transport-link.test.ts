@@ -19,6 +19,8 @@ import {
 const SHA = 'ab'.repeat(32);
 const TOKEN = 'secret-token';
 const FAST = { reconnect: { initialMs: 20, maxMs: 200 }, helloTimeoutMs: 2000 };
+/** FAST without idle-link probes, for tests that count frames: a probe is a data frame too, acked like one. */
+const NO_PROBES = { ...FAST, probeIntervalMs: 3_600_000 };
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -104,7 +106,7 @@ describe('PeerServer and PeerLink', () => {
       },
     });
     const replies: IncomingFrame[] = [];
-    const l = link(s.url, { onFrame: (f) => replies.push(f) });
+    const l = link(s.url, { onFrame: (f) => replies.push(f), options: NO_PROBES });
     const peer = await l.whenOpen();
     expect(peer).toEqual({ host: 'edge', tier: 'edge', modelSha256: SHA });
     expect(l.name).toBe('device->edge');
@@ -240,7 +242,8 @@ describe('PeerServer and PeerLink', () => {
         throw new Error('handler bug');
       },
     });
-    const l = link(s.url);
+    // No probes: on a loaded machine one went between the two frames, and the count went from 1 to 3.
+    const l = link(s.url, { options: NO_PROBES });
     await l.whenOpen();
     l.send({ kind: 'infer', id: '1' });
     l.send({ kind: 'infer', id: '2' });
