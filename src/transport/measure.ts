@@ -76,6 +76,8 @@ export interface LinkStats {
   inFlightFrames: number;
   rttSamples: number;
   throughputSamples: number;
+  /** Acknowledged frames left untimed because this process stalled across their transfer (see STALL_SHARE). */
+  stalledSamples: number;
   /** Date.now() of the latest RTT or throughput sample, or null. */
   lastSampleAt: number | null;
   /** Date.now() of the latest timed (not lower-bound) throughput sample, or null. */
@@ -228,6 +230,7 @@ export class LinkMeter {
   private framesAcked = 0;
   private rttSamples = 0;
   private rateSamples = 0;
+  private stalledSamples = 0;
   private resolvedSamples = 0;
   /** Consecutive timed samples beyond SHIFT_FACTOR of the estimate, and on which side (1 above, -1 below). */
   private shiftRun = 0;
@@ -352,7 +355,10 @@ export class LinkMeter {
     // This process stalled while the frame was out, for a quarter of the transfer measured or more: the ack
     // was read late (the transfer looks longer by up to the stall), perhaps in a burst with others that then
     // seem to have taken no time (shorter by up to it).
-    if (timed && (this.options.longestStallSince?.(f.sentAt) ?? 0) * STALL_SHARE >= transferMs) timed = false;
+    if (timed && (this.options.longestStallSince?.(f.sentAt) ?? 0) * STALL_SHARE >= transferMs) {
+      timed = false;
+      this.stalledSamples++;
+    }
     if (timed && !f.timed && est !== null && (f.bytes * 1000) / transferMs < est && !this.overdue(f.bytes, transferMs))
       timed = false;
     if (transferMs >= this.options.minSampleMs && timed) {
@@ -506,6 +512,7 @@ export class LinkMeter {
       inFlightFrames: this.inFlight.length,
       rttSamples: this.rttSamples,
       throughputSamples: this.rateSamples,
+      stalledSamples: this.stalledSamples,
       lastSampleAt: this.lastSampleAt,
       lastThroughputSampleAt: this.lastRateAt,
     };
