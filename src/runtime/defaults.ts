@@ -87,7 +87,7 @@ export const LIMITS = {
     default: 1000,
     unit: 'ms',
     min: 10,
-    doc: 'How often a host samples its CPU load (systeminformation).',
+    doc: "How often a host samples its machine's CPU load (one read of /proc/stat on Linux; systeminformation elsewhere).",
   },
   planHistory: { default: 50, unit: 'count', min: 1, doc: 'Adopted plans kept for `GET /v1/plans`.' },
   heartbeatMs: {
