@@ -71,7 +71,7 @@ export function isReachable(s: HostStatus | HostUnreachable): s is HostStatus {
 export interface Heartbeat {
   readonly host: string;
   readonly tier: string;
-  /** The machine's CPU load in percent (systeminformation): the same for hosts sharing a machine. */
+  /** The machine's CPU load in percent (/proc/stat on Linux, systeminformation elsewhere; host/load.ts): the same for hosts sharing a machine. */
   readonly cpuPercent: number | null;
   /** This host's own CPU quota (its cgroup) in CPUs, and how long it has been throttled in total (ms). */
   readonly quotaCpus: number | null;
