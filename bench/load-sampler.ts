@@ -14,6 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import { LoadSampler } from '../src/runtime/host/load.js';
+import { quantile } from '../src/runtime/local/profiler.js';
 import { applyCpuQuota, hostQuotaPeriodUs, leaveCgroup } from '../src/runtime/process/cgroup.js';
 
 const { values } = parseArgs({
@@ -51,12 +52,14 @@ interface Lag {
   samples: number;
 }
 
-/** Runs the sampler (systeminformation or /proc/stat; `none`: not started) for SECONDS while a 1 ms timer chain measures the loop's lateness. */
-async function measure(si: boolean, none = false): Promise<Lag> {
-  const sampler = new LoadSampler(INTERVAL_MS, { source: si ? 'systeminformation' : 'proc' });
+type Mode = 'systeminformation' | 'proc' | 'none';
+
+/** Runs the sampler from `mode`'s source (`none`: no sampler) for SECONDS while a 1 ms timer chain measures the loop's lateness. */
+async function measure(mode: Mode): Promise<Lag> {
+  const sampler = new LoadSampler(INTERVAL_MS, { source: mode === 'systeminformation' ? mode : 'proc' });
   let samples = 0;
   let last: number | null = null;
-  if (!none) sampler.start();
+  if (mode !== 'none') sampler.start();
   const delays: number[] = [];
   const t0 = performance.now();
   await new Promise<void>((resolve) => {
@@ -75,54 +78,67 @@ async function measure(si: boolean, none = false): Promise<Lag> {
     setTimeout(tick, 1);
   });
   sampler.stop();
-  const sorted = [...delays].sort((a, b) => a - b);
-  const stalled = delays.filter((d) => d > STALL_MS).reduce((a, b) => a + b, 0);
+  const stalled = delays.filter((d) => d > STALL_MS).reduce((x, y) => x + y, 0);
   return {
-    stallMaxMs: sorted[sorted.length - 1],
-    p99Ms: sorted[Math.floor(0.99 * (sorted.length - 1))],
+    stallMaxMs: delays.reduce((m, d) => Math.max(m, d), 0),
+    p99Ms: quantile(delays, 0.99),
     stalledMsPerS: stalled / SECONDS,
     samples,
   };
 }
+
+const said = (lag: Lag): string =>
+  `stall max ${lag.stallMaxMs.toFixed(1)} ms, p99 ${lag.p99Ms.toFixed(2)} ms, ` +
+  `${lag.stalledMsPerS.toFixed(1)} ms/s in stalls over ${STALL_MS} ms, ${lag.samples} load figures`;
 
 const quota =
   CPUS === null
     ? null
     : applyCpuQuota(process.pid, `bench-load-${process.pid}`, CPUS, undefined, hostQuotaPeriodUs(CPUS));
 if (quota && !quota.applied) console.log(`no CPU quota: ${quota.detail}`);
-let floor: Lag = { stallMaxMs: 0, p99Ms: 0, stalledMsPerS: 0, samples: 0 };
-const viaSi: Lag[] = [];
-const viaProc: Lag[] = [];
+const runs: Record<Mode, Lag[]> = { systeminformation: [], proc: [], none: [] };
 try {
-  await measure(true); // warm-up: systeminformation's first calls load its modules
-  floor = await measure(false, true);
-  console.log(
-    `no sampler: stall max ${floor.stallMaxMs.toFixed(1)} ms, p99 ${floor.p99Ms.toFixed(2)} ms, ${floor.stalledMsPerS.toFixed(1)} ms/s in stalls over ${STALL_MS} ms`,
-  );
+  await measure('systeminformation'); // warm-up: systeminformation's first calls load its modules
+  runs.none.push(await measure('none'));
+  console.log(`no sampler: ${said(runs.none[0])}`);
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? [true, false] : [false, true];
-    for (const which of order) {
-      const lag = await measure(which);
-      (which ? viaSi : viaProc).push(lag);
-      console.log(
-        `round ${r + 1} ${which ? 'systeminformation' : '/proc/stat'}: stall max ${lag.stallMaxMs.toFixed(1)} ms, p99 ${lag.p99Ms.toFixed(2)} ms, ` +
-          `${lag.stalledMsPerS.toFixed(1)} ms/s in stalls over ${STALL_MS} ms, ${lag.samples} load figures`,
-      );
+    const order: Mode[] = r % 2 === 0 ? ['systeminformation', 'proc'] : ['proc', 'systeminformation'];
+    for (const mode of order) {
+      const lag = await measure(mode);
+      runs[mode].push(lag);
+      console.log(`round ${r + 1} ${mode === 'proc' ? '/proc/stat' : mode}: ${said(lag)}`);
     }
   }
 } finally {
   if (quota?.applied) leaveCgroup(quota.dir);
 }
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 const fig = (xs: Lag[]) => ({
-  stallMaxMs: r2(median(xs.map((x) => x.stallMaxMs))),
-  p99Ms: r2(median(xs.map((x) => x.p99Ms))),
-  stalledMsPerS: r2(median(xs.map((x) => x.stalledMsPerS))),
-  loadFigures: median(xs.map((x) => x.samples)),
+  stallMaxMs: r2(
+    quantile(
+      xs.map((x) => x.stallMaxMs),
+      0.5,
+    ),
+  ),
+  p99Ms: r2(
+    quantile(
+      xs.map((x) => x.p99Ms),
+      0.5,
+    ),
+  ),
+  stalledMsPerS: r2(
+    quantile(
+      xs.map((x) => x.stalledMsPerS),
+      0.5,
+    ),
+  ),
+  loadFigures: quantile(
+    xs.map((x) => x.samples),
+    0.5,
+  ),
 });
-const a = fig(viaSi);
-const b = fig(viaProc);
+const a = fig(runs.systeminformation);
+const b = fig(runs.proc);
 const ratio = a.stalledMsPerS > 0 ? r2(b.stalledMsPerS / a.stalledMsPerS) : b.stalledMsPerS > 0 ? Infinity : 0;
 console.log(
   JSON.stringify({
@@ -135,7 +151,7 @@ console.log(
       quota: quota?.detail ?? null,
       systeminformation: a,
       procStat: b,
-      noSampler: { stallMaxMs: r2(floor.stallMaxMs), p99Ms: r2(floor.p99Ms), stalledMsPerS: r2(floor.stalledMsPerS) },
+      noSampler: fig(runs.none),
     },
     ratio,
     goal: `time the event loop spends in stalls over ${STALL_MS} ms with the load sampler reading /proc/stat <= ${GOAL} x with systeminformation's currentLoad (medians over rounds; ratio = /proc/stat / systeminformation), both delivering load figures`,

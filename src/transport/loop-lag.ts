@@ -49,8 +49,8 @@ export function watchLoop(): void {
  */
 export function longestStallSince(since: number): number {
   watchLoop();
-  const now = performance.now();
-  let most = now - last - TICK_MS >= LATE_MS ? now - last - TICK_MS : 0;
+  const overdue = performance.now() - last - TICK_MS;
+  let most = overdue >= LATE_MS ? overdue : 0;
   for (let i = 0; i < KEEP; i++) if (ends[i] > since && lengths[i] > most) most = lengths[i];
   return most;
 }

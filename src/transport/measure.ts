@@ -355,7 +355,7 @@ export class LinkMeter {
     // This process stalled while the frame was out, for a quarter of the transfer measured or more: the ack
     // was read late (the transfer looks longer by up to the stall), perhaps in a burst with others that then
     // seem to have taken no time (shorter by up to it).
-    if (timed && (this.options.longestStallSince?.(f.sentAt) ?? 0) * STALL_SHARE >= transferMs) {
+    if (timed && this.stalledAcross(f.sentAt, transferMs)) {
       timed = false;
       this.stalledSamples++;
     }
@@ -397,17 +397,20 @@ export class LinkMeter {
       this.train = null;
       return null;
     }
-    const t = this.train;
-    if (t && queued) {
-      t.bytes += f.bytes;
-      t.ms += transferMs;
-    } else this.train = { bytes: f.bytes, ms: Math.max(0, transferMs), sentAt: f.sentAt };
-    const train = this.train!;
+    let train = this.train;
+    if (train && queued) {
+      train.bytes += f.bytes;
+      train.ms += transferMs;
+    } else train = this.train = { bytes: f.bytes, ms: Math.max(0, transferMs), sentAt: f.sentAt };
     if (est === null || train.bytes < (this.options.minTimedBytes ?? Infinity) || !this.overdue(train.bytes, train.ms))
       return null;
     this.train = null;
-    if ((this.options.longestStallSince?.(train.sentAt) ?? 0) * STALL_SHARE >= train.ms) return null;
-    return train;
+    return this.stalledAcross(train.sentAt, train.ms) ? null : train;
+  }
+
+  /** Whether a stall of this process since `sentAt` was a quarter of `transferMs` or more (see STALL_SHARE). */
+  private stalledAcross(sentAt: number, transferMs: number): boolean {
+    return (this.options.longestStallSince?.(sentAt) ?? 0) * STALL_SHARE >= transferMs;
   }
 
   /** A train of small frames showed the link slower (see extendTrain): a timed sample, and a ceiling till the next. */

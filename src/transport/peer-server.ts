@@ -6,7 +6,6 @@
  *
  * Events: 'connection' (PeerConnection) after a successful hello; 'disconnect' (PeerConnection, error).
  */
-import { longestStallSince } from './loop-lag.js';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type https from 'node:https';
@@ -37,6 +36,7 @@ import {
   type FrameSource,
 } from './incoming.js';
 import type { Identify } from './identity.js';
+import { longestStallSince } from './loop-lag.js';
 import { LinkMeter } from './measure.js';
 import { resolveTransportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 

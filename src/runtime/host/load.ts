@@ -95,14 +95,17 @@ export class LoadSampler {
     if (!now) return;
     const load = this.last ? loadBetween(this.last, now) : null;
     this.last = now;
-    if (load !== null) this.cpuPercent = Math.round(load * 10) / 10;
+    if (load !== null) this.take(load);
   }
 
   private sampleSi(): void {
     si.currentLoad()
-      .then((l) => {
-        if (Number.isFinite(l.currentLoad)) this.cpuPercent = Math.round(l.currentLoad * 10) / 10;
-      })
+      .then((l) => this.take(l.currentLoad))
       .catch(() => undefined);
+  }
+
+  /** A new figure (percent), kept to one decimal. */
+  private take(load: number): void {
+    if (Number.isFinite(load)) this.cpuPercent = Math.round(load * 10) / 10;
   }
 }
