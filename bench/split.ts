@@ -19,7 +19,7 @@
  * Major GCs per three-host request come from the hosts' own /metrics; `--heap-flags off` starts the hosts
  * without HOST_NODE_FLAGS (runtime/node-flags.ts) to show what those flags are for.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,7 @@ import { ensureModel } from '../src/cli/commands/up.js';
 import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 import { binaryBody, postInfer } from './_oip.js';
 import { processWakeMs, threadWakeMs } from './_wake.js';
+import { startBareRoute, type BareRoute } from './_bare-route.js';
 
 const { values } = parseArgs({
   options: {
@@ -155,6 +156,7 @@ for (const name of values.models.split(',')) {
     const fronts = a.cuts.map((c) => [...c.tensors]);
     const nodeAt = (b: number): number => (b === n ? a.blocks[n - 1].end : a.blocks[b].start);
     const chain: ort.InferenceSession[] = [];
+    const segmentFiles: string[] = [];
     for (const [from, to] of [
       [0, c1],
       [c1, c2],
@@ -162,6 +164,8 @@ for (const name of values.models.split(',')) {
     ]) {
       const seg = extractSegment(a.model, nodeAt(from), nodeAt(to), { fronts, types: a.types });
       chain.push(await createSession(seg.bytes, { intraOpThreads: 1 }));
+      segmentFiles.push(join(dir, `segment-${from}-${to}.onnx`));
+      writeFileSync(segmentFiles.at(-1)!, seg.bytes);
     }
     const runWhole = async (): Promise<void> => {
       await whole.run({ [specs[0].name]: new ort.Tensor('float32', xData, specs[0].dims) });
@@ -175,7 +179,30 @@ for (const name of values.models.split(',')) {
       }
     };
 
+    // The floor: the same segments on three bare processes (bench/_bare-host.ts), each segment's input dims
+    // from one run of the chain.
+    const segmentDims: (readonly number[])[] = [specs[0].dims];
+    {
+      let cur: Record<string, ort.Tensor> = { [specs[0].name]: new ort.Tensor('float32', xData, specs[0].dims) };
+      for (const s of chain) {
+        if (s.inputNames.length !== 1 || s.outputNames.length !== 1) throw new Error('bare route: one tensor a cut');
+        cur = await s.run({ [s.inputNames[0]]: cur[s.inputNames[0]] });
+        segmentDims.push(cur[s.outputNames[0]].dims);
+      }
+    }
+    const bareSegments = chain.map((s, i) => ({ file: segmentFiles[i], input: s.inputNames[0], dims: segmentDims[i] }));
+    // ORT on the main thread (the floor) and in a worker thread (as Cleave's hosts run it).
+    const bares = [await startBareRoute(bareSegments, FLAGS), await startBareRoute(bareSegments, FLAGS, true)];
+    const xBytes = new Uint8Array(xData.buffer, xData.byteOffset, xData.byteLength);
+    const bareInfer = (bare: BareRoute, route: 0 | 1) => async (): Promise<void> => {
+      if ((await bare.infer(route, xBytes)) !== a.outputBytes) throw new Error('bare route: wrong answer size');
+    };
+
     const t = {
+      bareSplit: [] as number[],
+      bareSingle: [] as number[],
+      bareWorkerSplit: [] as number[],
+      bareWorkerSingle: [] as number[],
       baseline: [] as number[],
       baselineIdle: [] as number[],
       chain: [] as number[],
@@ -211,7 +238,12 @@ for (const name of values.models.split(',')) {
       await pin(allDevice);
       await timeBlock(per, infer, t.single);
       singleCompute = await stageCompute();
+      await timeBlock(per, bareInfer(bares[0], 0), t.bareSplit);
+      await timeBlock(per, bareInfer(bares[0], 1), t.bareSingle);
+      await timeBlock(per, bareInfer(bares[1], 0), t.bareWorkerSplit);
+      await timeBlock(per, bareInfer(bares[1], 1), t.bareWorkerSingle);
     }
+    for (const b of bares) await b.stop();
     await whole.release();
     for (const s of chain) await s.release();
 
@@ -243,6 +275,12 @@ for (const name of values.models.split(',')) {
     const split = med(t.split);
     const frontier = (i: number): number => a.blocks[i - 1].after.bytes ?? 0;
     const hops = split - single - (inProcessChain - baseline);
+    const bareSplit = med(t.bareSplit);
+    const bareSingle = med(t.bareSingle);
+    const bareHops = bareSplit - bareSingle - (inProcessChain - baseline);
+    const bareWorkerSplit = med(t.bareWorkerSplit);
+    const bareWorkerSingle = med(t.bareWorkerSingle);
+    const bareWorkerHops = bareWorkerSplit - bareWorkerSingle - (inProcessChain - baseline);
     const slowdown = splitCompute.reduce((x, y) => x + y, 0) - (singleCompute[0] ?? 0);
     // The bytes' own cost at 1 GB/s, the transport bench's budget rate (loopback copies run faster; the links'
     // throughput estimates include each hop's fixed cost, so they cannot take it out).
@@ -272,6 +310,27 @@ for (const name of values.models.split(',')) {
       beyondBytesPerHopMs: round((hops - bytesMs) / 3),
       // The same, less the compute slowdown: what the hops themselves cost beyond their bytes.
       beyondBytesAndComputePerHopMs: round((hops - bytesMs - slowdown) / 3),
+      // The floor (bench/_bare-host.ts): the same segments and processes with raw bytes over one WebSocket per
+      // hop and ORT on the main thread, and the client's input over a WebSocket instead of HTTP.
+      bare: {
+        threeHostMs: round(bareSplit),
+        allDeviceMs: round(bareSingle),
+        ratio: round(bareSplit / baseline),
+        allDeviceRatio: round(bareSingle / baseline),
+        hopsMs: round(bareHops),
+        beyondBytesPerHopMs: round((bareHops - bytesMs) / 3),
+        // The same with ORT in a worker thread on each host, as Cleave runs it.
+        worker: {
+          threeHostMs: round(bareWorkerSplit),
+          allDeviceMs: round(bareWorkerSingle),
+          ratio: round(bareWorkerSplit / baseline),
+          hopsMs: round(bareWorkerHops),
+          beyondBytesPerHopMs: round((bareWorkerHops - bytesMs) / 3),
+        },
+      },
+      // What Cleave adds over the floor, three-host route and hops alike.
+      overBareMs: round(split - bareSplit),
+      hopsOverBareMs: round(hops - bareHops),
       ratio: round(split / baseline),
       chainRatio: round(inProcessChain / baseline),
       gatewayRatio: round(single / baseline),
