@@ -15,6 +15,10 @@
  *   compute is `computeSlowdownMs`), and the one-process run after 10 ms of sleep (`baselineAfterIdleMs`), as
  *   each host of the split sleeps while the others compute;
  * - the machine's floor under a hop (`wakeFloor`): waking an idle worker thread and an idle process;
+ * - the floor of the whole route (`bare`, bench/_bare-host.ts): the same segments on three bare processes,
+ *   raw tensor bytes over one WebSocket connection per hop, the input sent over a WebSocket, ORT on the main
+ *   thread, and (`bare.worker`) in a worker thread as Cleave's hosts run it: what any implementation with
+ *   three processes pays on this machine, and what Cleave adds to it (`overBareMs`, `hopsOverBareMs`);
  * and, for contrast, requests per second with 4 clients in a closed loop on each route (not part of the goal).
  * Major GCs per three-host request come from the hosts' own /metrics; `--heap-flags off` starts the hosts
  * without HOST_NODE_FLAGS (runtime/node-flags.ts) to show what those flags are for.
