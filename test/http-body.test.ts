@@ -31,6 +31,15 @@ beforeAll(async () => {
       .status(e.code === 'E_TOO_LARGE' || (err as { type?: string }).type === 'entity.too.large' ? 413 : e.status)
       .json({ error: e.message });
   });
+  // The reader's own listeners, counted before it runs and once the body is in: none may be left behind.
+  const read = inferBody(LIMIT, FIELD);
+  app.post('/listeners', (req: Request, res: Response, next: NextFunction) => {
+    const before = { end: req.listenerCount('end'), close: req.listenerCount('close') };
+    read(req, res, (e?: unknown) => {
+      if (e) return next(e);
+      res.json({ before, after: { end: req.listenerCount('end'), close: req.listenerCount('close') } });
+    });
+  });
   await new Promise<void>((r) => {
     server = app.listen(0, '127.0.0.1', () => r());
   });
@@ -44,9 +53,10 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 function post(
   body: Buffer,
   headers: Record<string, string | number>,
+  path = '/x',
 ): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/x', method: 'POST', agent, headers }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString()) }));
@@ -79,6 +89,12 @@ describe('inferBody', () => {
     r = await post(body, { 'transfer-encoding': 'chunked' });
     expect(r.status).toBe(200);
     expect(r.json.length).toBe(body.length);
+  });
+
+  it("leaves none of its listeners on a request it read whole (its 'close' would build an error for nothing)", async () => {
+    const r = await post(bytes(5000, 3), { 'content-length': 5000, [FIELD]: 3 }, '/listeners');
+    expect(r.status).toBe(200);
+    expect(r.json.after).toEqual(r.json.before);
   });
 
   it('refuses a body over the limit with 413 and serves the next request on the same connection', async () => {
