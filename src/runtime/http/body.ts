@@ -58,9 +58,9 @@ export function inferBody(limit: number, headerLengthField: string): RequestHand
     const onError = (e: Error): void => {
       if (!done) finish(new CleaveError('E_BAD_INPUT', `request body could not be read: ${e.message}`));
     };
-    const onClose = (): void => {
-      if (!done) finish(new CleaveError('E_BAD_INPUT', `request closed after ${at} of ${length} body bytes`));
-    };
+    // Removed by finish, so it only runs while the body is unread.
+    const onClose = (): void =>
+      finish(new CleaveError('E_BAD_INPUT', `request closed after ${at} of ${length} body bytes`));
     req.on('data', onData);
     req.once('end', onEnd);
     req.once('error', onError);
