@@ -132,6 +132,33 @@ describe('controller: latency under load', () => {
     expect(undamped.c.step(slow(2000, 2.8), undamped.current).kind).toBe('adopt');
   });
 
+  it('flap damping by host forgets what was moved off a host under another CPU quota than its current one', () => {
+    // As above, the edge 10x slow at 0.15 CPU: everything moves to the device. Then its quota is back at 1
+    // CPU and it looks 2.8x: the move off it answered a quota that is gone, so 17 % clears the hysteresis.
+    const slow = (now: number, edge: number, quota: number): LiveSnapshot => ({
+      ...snap(now, 2),
+      slowdown: { edge },
+      quotaCpus: { edge: quota, device: 0.25 },
+    });
+    const st = (p: { stages: readonly { host: string; start: number; end: number }[] }, at: number) => ({
+      stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
+      pinned: false,
+      adoptedAt: at,
+    });
+    const c = new Controller({ minDwellMs: 0, confirmRounds: 1 });
+    const split = c.step(slow(0, 1, 1), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+    c.adopted(0, slow(0, 1, 1), split.plan, null);
+    const low = slow(1000, 10, 0.15);
+    const off = c.step(low, st(split.plan, 0)) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+    expect(stagesOf(off)).toBe('device[0:8)');
+    c.adopted(1000, low, off.plan, split.plan);
+    // Still at 0.15 CPU, the same 2.8x would be damped (the case above); at 1 CPU it is not.
+    expect(c.step(slow(2000, 2.8, 0.15), st(off.plan, 1000)).kind).toBe('keep');
+    const back = c.step(slow(2000, 2.8, 1), st(off.plan, 1000));
+    expect(back.kind).toBe('adopt');
+    expect(stagesOf(back as never)).toBe('device[0:6) edge[6:8)');
+  });
+
   it('decisiveGain: a candidate saving at least that share is adopted on its first round', () => {
     const confirm = new Controller({ minDwellMs: 0, confirmRounds: 2 });
     const decisive = new Controller({ minDwellMs: 0, confirmRounds: 2, decisiveGain: 0.4 });

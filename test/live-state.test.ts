@@ -165,6 +165,35 @@ describe('LiveState', () => {
     expect(fresh.slowdowns(PROFILES, 0).cld).toBe(1);
   });
 
+  it('slowdown by work: each segment run at its own ratio, under the quota, floored by it, forgotten when it changes or ages', () => {
+    const { s } = state();
+    const seg = (from: number, to: number, meanMs: number, ageMs = 0) => ({ from, to, meanMs, runs: 10, ageMs });
+    // At half a CPU (floor 2x): blocks [1, 4) (15 ms profiled) ran at 45 ms, damped 46 / 16.
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.5, segments: [seg(10, 40, 45)] }), 0);
+    expect(s.slowdownsByWork(PROFILES, 0)).toEqual({ edg: [{ workMs: 15, factor: 46 / 16 }] });
+    // Then the whole model (20 ms) at 100 ms, and the first segment still fresh: both are kept, by work.
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.5, segments: [seg(10, 40, 45, 1000), seg(0, 40, 100)] }), 1000);
+    const both = s.slowdownsByWork(PROFILES, 1000).edg;
+    expect([...both].sort((a, b) => a.workMs - b.workMs)).toEqual([
+      { workMs: 15, factor: 46 / 16 },
+      { workMs: 20, factor: 101 / 21 },
+    ]);
+    // The one figure is their pooled ratio, which prices neither alone.
+    expect(s.slowdowns(PROFILES, 1000).edg).toBeCloseTo((46 + 101) / (16 + 21), 9);
+    // A short segment that ran fast is never reported under the quota's floor.
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.5, segments: [seg(0, 10, 5)] }), 2000);
+    expect(s.slowdownsByWork(PROFILES, 2000).edg).toContainEqual({ workMs: 5, factor: 2 });
+    // 30 s without a run: the observations are gone.
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.5 }), 33_000);
+    expect(s.slowdownsByWork(PROFILES, 33_000)).toEqual({});
+    // A new quota starts afresh: what ran under the old one is not kept.
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.5, segments: [seg(10, 40, 45)] }), 34_000);
+    expect(s.slowdownsByWork(PROFILES, 34_000).edg).toHaveLength(1);
+    s.onHeartbeat(beat('edg', { quotaCpus: 1, segments: [seg(0, 10, 20)] }), 35_000);
+    expect(s.slowdownsByWork(PROFILES, 35_000)).toEqual({ edg: [{ workMs: 5, factor: 21 / 6 }] });
+    expect(s.quotas()).toEqual({ edg: 1 });
+  });
+
   it('down: a dropped link at once, silent heartbeats after the timeout; host-down and host-up events', () => {
     const open = new Set(['edg', 'cld']);
     const { s, events } = state(open);

@@ -32,6 +32,23 @@ export interface LiveSnapshot {
    * over the last `spanMs`. The controller calibrates on it (calibration.ts); absent, it does not.
    */
   readonly measured?: Measured;
+  /**
+   * Per host, what it ran at lately by the work it carried, under its current CPU quota (work-slowdown.ts):
+   * a plan's stage on the host is priced at the figure observed for about its work, not at `slowdown`.
+   * Absent, or a host missing: `slowdown` alone.
+   */
+  readonly slowdownByWork?: Readonly<Record<string, readonly WorkSlowdown[]>>;
+  /**
+   * Each host's CPU quota as its heartbeats report it (null: none). Flap damping forgets what was moved off
+   * a host under another quota than its current one: that was a reaction to conditions that are gone.
+   */
+  readonly quotaCpus?: Readonly<Record<string, number | null>>;
+}
+
+/** One observation of a host: it ran a segment profiled at `workMs` at `factor` times its profile. */
+export interface WorkSlowdown {
+  readonly workMs: number;
+  readonly factor: number;
 }
 
 export interface CurrentPlan {
@@ -137,6 +154,25 @@ export function routeOf(p: {
     const c = codecs[i - 1];
     return `${out} ${c && c !== 'raw' ? `-${c}->` : '->'} ${part}`;
   }, '');
+}
+
+/**
+ * The codec of the hop into each stage of `p` (undefined for the origin's own stage, which nothing sends
+ * to), from its forward hops in order.
+ */
+export function stageCodecs(p: Plan, origin: string): (string | undefined)[] {
+  const forward = p.hops.filter((h) => h.kind === 'forward');
+  const originRuns = p.stages[0]?.host === origin;
+  return p.stages.map((_, i) => (originRuns ? (i === 0 ? undefined : forward[i - 1]?.codec) : forward[i]?.codec));
+}
+
+/** A plan's stages as `priceOn` takes them, each with the codec of the hop into it. */
+export function stagesOf(p: Plan): CurrentPlan['stages'] {
+  const codecs = stageCodecs(p, p.origin);
+  return p.stages.map((s, i) => {
+    const codec = codecs[i];
+    return { host: s.host, start: s.start, end: s.end, ...(codec !== undefined ? { codec } : {}) };
+  });
 }
 
 export type Priced = { readonly plan: Plan; readonly broken: Constraint | undefined };

@@ -11,11 +11,10 @@ import { Controller, type Decision } from '../../planner/controller.js';
 import { CONTROLLER_DEFAULTS, type ControllerSettings } from '../../planner/controller-settings.js';
 import { loadedLatencyMs } from '../../planner/explain.js';
 import type { Measured } from '../../planner/calibration.js';
-import type { CurrentPlan, LiveSnapshot } from '../../planner/live-input.js';
+import { stagesOf, type CurrentPlan, type LiveSnapshot } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
 import type { ActivePlan, Coordinator } from './coordinator.js';
-import { stageCodecs } from './route.js';
 import type { EventBus } from './events.js';
 import type { LiveState } from './live-state.js';
 
@@ -28,7 +27,7 @@ export interface AdaptiveMetrics {
 export interface AdaptiveOptions {
   readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt' | 'warm'> &
     Partial<Pick<Coordinator, 'loaded'>>;
-  readonly live: Pick<LiveState, 'down' | 'slowdowns'>;
+  readonly live: Pick<LiveState, 'down' | 'slowdowns' | 'slowdownsByWork' | 'quotas'>;
   profiles(): Promise<Profile[]>;
   /** Called first in every round (the origin refreshes its own measurements there). */
   beforeRound?(): void;
@@ -175,6 +174,8 @@ export class AdaptiveLoop {
         now: at,
         input,
         slowdown: this.o.live.slowdowns(profiles, at),
+        slowdownByWork: this.o.live.slowdownsByWork(profiles, at),
+        quotaCpus: this.o.live.quotas(),
         down: this.o.live.down(at),
         concurrency: this.o.concurrency?.(at) ?? 1,
         measured: this.o.measured?.(at),
@@ -245,12 +246,8 @@ export class AdaptiveLoop {
 /** The coordinator's plan as the controller sees it: stages in blocks. */
 function currentOf(a: ActivePlan): CurrentPlan {
   // The codecs the plan runs with, so that it is priced as it runs (a better codec is a better plan).
-  const codecs = stageCodecs(a.predicted, a.predicted.origin);
   return {
-    stages: a.predicted.stages.map((s, i) => {
-      const codec = codecs[i];
-      return { host: s.host, start: s.start, end: s.end, ...(codec !== undefined ? { codec } : {}) };
-    }),
+    stages: stagesOf(a.predicted),
     origin: a.predicted.origin,
     pinned: a.pinned,
     adoptedAt: Date.parse(a.adoptedAt),

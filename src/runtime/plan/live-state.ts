@@ -6,6 +6,7 @@
  * measurement source; it never sees the emulator's settings, only what the links measured.
  */
 import { slowdownOf, WindowExtreme } from '../../planner/estimate.js';
+import type { WorkSlowdown } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Heartbeat, LinkView } from './cluster-view.js';
 import type { EventBus } from './events.js';
@@ -43,6 +44,14 @@ const SLOWDOWN_MIN_RUNS = 3;
 /** What a segment's slowdown ratio is damped by (estimate.ts `dampMs`): per-run costs of ~0.1-0.5 ms here. */
 const SLOWDOWN_DAMP_MS = 1;
 
+/**
+ * How long what a host was observed at for a given amount of work (a segment it ran) prices that much work
+ * there (work-slowdown.ts), under the same CPU quota: about the flap damping's and the calibration's half-life.
+ */
+const WORK_POINT_FRESH_MS = 30_000;
+/** Observations kept per host at most (the latest). */
+const WORK_POINTS_MAX = 16;
+
 /** A link estimate moving by this share since it was last announced is a `link-changed` event. */
 const LINK_EVENT_SHARE = 0.25;
 
@@ -77,6 +86,11 @@ export class LiveState {
   /** Each host's last observed slowdown and the CPU quota it had then: what an idle host is still taken to be. */
   private readonly observed = new Map<string, { factor: number; quotaCpus: number | null }>();
   private readonly links = new Map<string, LinkEstimate>();
+  /** Per host: its CPU quota and, by segment, what each segment it ran under that quota was observed at. */
+  private readonly byWork = new Map<
+    string,
+    { quotaCpus: number | null; points: Map<string, WorkSlowdown & { at: number }> }
+  >();
   private wasDown = new Set<string>();
 
   constructor(private readonly o: LiveStateOptions) {}
@@ -151,6 +165,38 @@ export class LiveState {
     return out;
   }
 
+  /**
+   * Per host, what it ran at lately by the work it carried, under its current CPU quota (never under the
+   * floor its quota implies): the controller prices each plan's stage at the figure for its work. Each
+   * segment a heartbeat reports is taken in when figures are asked for (every round and snapshot); a
+   * heartbeat goes on reporting a segment's recent runs until they are `observedFreshMs` old.
+   */
+  slowdownsByWork(profiles: readonly Profile[], now: number): Record<string, WorkSlowdown[]> {
+    const out: Record<string, WorkSlowdown[]> = {};
+    for (const p of profiles) {
+      const name = p.host.name;
+      this.slowdownOf(p, now);
+      const w = this.byWork.get(name);
+      const b = this.beats.get(name);
+      if (!w || !b || w.quotaCpus !== b.beat.quotaCpus) continue;
+      const q = b.beat.quotaCpus;
+      const floor = q !== null && q < b.beat.threads ? b.beat.threads / q : 1;
+      const pts: WorkSlowdown[] = [];
+      for (const [k, x] of w.points)
+        if (now - x.at > WORK_POINT_FRESH_MS) w.points.delete(k);
+        else pts.push({ workMs: x.workMs, factor: Math.max(floor, x.factor) });
+      if (pts.length > 0) out[name] = pts;
+    }
+    return out;
+  }
+
+  /** Each host's CPU quota as its last heartbeat reported it (null: none). */
+  quotas(): Record<string, number | null> {
+    const out: Record<string, number | null> = {};
+    for (const [h, b] of this.beats) out[h] = b.beat.quotaCpus;
+    return out;
+  }
+
   /** Per host, for snapshots and `GET /v1/plan`. Emits host-up / host-down on changes. */
   hosts(profiles: readonly Profile[], now: number): HostLive[] {
     const down = new Set(this.down(now));
@@ -212,14 +258,12 @@ export class LiveState {
     }
     const blockMs = p.timings.blocks.map((x) => x.medianMs);
     let seen: number | null = null;
+    const opts = { stageOverheadMs: p.timings.runOverheadMs, minRuns: SLOWDOWN_MIN_RUNS, dampMs: SLOWDOWN_DAMP_MS };
     // slowdownOf answers 1 when no segment has enough runs to count.
     if (observed.some((x) => x.count >= SLOWDOWN_MIN_RUNS)) {
-      seen = slowdownOf(observed, blockMs, {
-        stageOverheadMs: p.timings.runOverheadMs,
-        minRuns: SLOWDOWN_MIN_RUNS,
-        dampMs: SLOWDOWN_DAMP_MS,
-      });
+      seen = slowdownOf(observed, blockMs, opts);
       this.observed.set(name, { factor: seen, quotaCpus: q });
+      this.record(name, q, observed, blockMs, opts, now - age);
     } else {
       // Not scaled by the quota's move: a host's slowdown is far from proportional to its quota (one at 0.15
       // CPU was observed 15-20x slower, not 6.7x, as what is not ORT takes its share), so after a change only
@@ -230,6 +274,35 @@ export class LiveState {
     if (seen !== null && seen >= floor) return { factor: seen, from: 'observed' };
     if (floor > 1) return { factor: floor, from: 'quota' };
     return { factor: seen ?? 1, from: seen === null ? 'none' : 'observed' };
+  }
+
+  /** Each segment `host` ran enough times, as a point of its slowdown by work, under quota `q`, at `at`. */
+  private record(
+    host: string,
+    q: number | null,
+    observed: readonly { start: number; end: number; meanMs: number; count: number }[],
+    blockMs: readonly number[],
+    opts: { stageOverheadMs?: number; minRuns: number; dampMs: number },
+    at: number,
+  ): void {
+    let w = this.byWork.get(host);
+    if (!w || w.quotaCpus !== q) {
+      w = { quotaCpus: q, points: new Map() };
+      this.byWork.set(host, w);
+    }
+    for (const o of observed) {
+      if (o.count < opts.minRuns) continue;
+      let workMs = o.start > 0 ? (opts.stageOverheadMs ?? 0) : 0;
+      for (let k = o.start; k < o.end; k++) workMs += blockMs[k];
+      if (!(workMs > 0)) continue;
+      const key = `${o.start}:${o.end}`;
+      w.points.delete(key);
+      w.points.set(key, { workMs, factor: slowdownOf([o], blockMs, opts), at });
+    }
+    for (const k of w.points.keys()) {
+      if (w.points.size <= WORK_POINTS_MAX) break;
+      w.points.delete(k);
+    }
   }
 
   private announce(e: LinkEstimate, now: number): void {

@@ -2,6 +2,7 @@
  * Plans as routes: the stages a request is stamped with, in tier order, the origin first (running nothing
  * when the plan gives it no blocks). Blocks are the planner's unit; a route carries node ranges.
  */
+import { stageCodecs } from '../../planner/live-input.js';
 import type { Plan } from '../../planner/types.js';
 import type { RouteStage } from '../../transport/frame.js';
 
@@ -14,16 +15,6 @@ export interface HostView {
 export interface BlockRange {
   readonly start: number;
   readonly end: number;
-}
-
-/**
- * The codec of the hop into each stage of `p` (undefined for the origin's own stage, which nothing sends
- * to), from its forward hops in order.
- */
-export function stageCodecs(p: Plan, origin: string): (string | undefined)[] {
-  const forward = p.hops.filter((h) => h.kind === 'forward');
-  const originRuns = p.stages[0]?.host === origin;
-  return p.stages.map((_, i) => (originRuns ? (i === 0 ? undefined : forward[i - 1]?.codec) : forward[i]?.codec));
 }
 
 export function routeOf(p: Plan, origin: HostView, blocks: readonly BlockRange[]): RouteStage[] {
