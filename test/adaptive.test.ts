@@ -2,11 +2,19 @@
  * The adaptive loop end to end: three real hosts on loopback under a concurrent request loop. A link change
  * measured by the transport makes the controller move the split off that link and keep it off, with no
  * request failing across the swaps; the link's fall is published on the events stream, the plans in the history.
+ * Each plan in force has its contingency plans warmed on their hosts, so that moving to one builds nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { zooEntry } from '../src/graph/zoo/index.js';
-import { inferBinary, putJson, startDeployment, type Deployment, type OipTensor } from './helpers/deployment.js';
+import {
+  deleteWith,
+  inferBinary,
+  putJson,
+  startDeployment,
+  type Deployment,
+  type OipTensor,
+} from './helpers/deployment.js';
 
 const input: OipTensor = {
   name: 'input',
@@ -149,5 +157,32 @@ describe('adaptive loop', () => {
       return s.last?.reason?.startsWith('paused') ? s : undefined;
     });
     expect(events.some((e) => e.type === 'controller-changed')).toBe(true);
+  });
+
+  it('warms the contingency plans of the plan in force: pinning any of them builds no new session', async () => {
+    // Paused by the test before: the plan holds still, and paused rounds still warm its contingencies.
+    const p = await (await fetch(`${d.url}/v1/plan`)).json();
+    const warmed = await until(d.url, `contingency plans for epoch ${p.epoch}`, 30_000, async () =>
+      events.find((e) => e.type === 'contingency-warmed' && e.epoch === p.epoch),
+    );
+    expect(warmed.plans.length).toBeGreaterThan(0);
+    const held = (): string[] =>
+      d.hosts
+        .flatMap((h) => h.status().segments.map((g) => `${h.status().host}[${g.from}:${g.to})${g.warm ? '' : ' cold'}`))
+        .sort();
+    const before = held();
+    for (const c of warmed.plans as {
+      scenario: string;
+      route: string;
+      stages: { host: string; blocks: number[] }[];
+    }[]) {
+      expect(c.route).not.toBe(p.route);
+      expect(c.scenario).toMatch(/^\w+ \d+x slower$|^\w+<->\w+ at [\d.]+% throughput$/);
+      const r = await putJson(`${d.url}/v1/plan`, { stages: c.stages });
+      expect(r.status, c.scenario).toBe(200);
+      // Every segment it needed was warm already: no host holds anything it did not hold before.
+      expect(held(), c.scenario).toEqual(before);
+    }
+    expect((await deleteWith(`${d.url}/v1/plan`)).status).toBe(200);
   });
 });

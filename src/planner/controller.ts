@@ -31,7 +31,7 @@ import {
   type Scoring,
 } from './explain.js';
 import { liveInput, priceOn, routeOf, stagesOf, type CurrentPlan, type LiveSnapshot } from './live-input.js';
-import { loadedBest, plan as planFull, search } from './plan.js';
+import { bestFor, plan as planFull } from './plan.js';
 import { describeConstraint, prepare, type Prepared } from './prepare.js';
 import type { Plan } from './types.js';
 import { settled, slowdownsFor, WORK_SLOWDOWN_LIMITS } from './work-slowdown.js';
@@ -128,10 +128,7 @@ export class Controller {
     const set = this.#set;
     const prepared = (slowdown: LiveSnapshot['slowdown']): Prepared =>
       prepare(liveInput(slowdown === s.slowdown ? s : { ...s, slowdown }, set.objective, set.constraints, set));
-    const searchOn = (p: Prepared): Plan | null =>
-      sc.objective === 'latency' && sc.concurrency > 1 && p.shares.length === 0
-        ? loadedBest(p, sc.concurrency)
-        : (search(p).plans[0] ?? null);
+    const searchOn = (p: Prepared): Plan | null => bestFor(p, sc.objective, sc.concurrency);
     let p: Prepared | null = null;
     let best: Plan | null = null;
     let failure = '';

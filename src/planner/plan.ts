@@ -54,6 +54,16 @@ export function search(p: Prepared): PlanResult {
 export const LOADED_SEARCH_STEPS = 12;
 
 /**
+ * The best plan on prepared input for an objective: for latency with more than one request in flight (and
+ * no shared hosts), the best under that load (`loadedBest`); otherwise the search's first. Null when none.
+ */
+export function bestFor(p: Prepared, objective: 'latency' | 'throughput', concurrency: number): Plan | null {
+  return objective === 'latency' && concurrency > 1 && p.shares.length === 0
+    ? loadedBest(p, concurrency)
+    : (search(p).plans[0] ?? null);
+}
+
+/**
  * The plan that minimises its latency under load: with `concurrency` requests in flight, a request also
  * waits behind the others at the slowest stage or link, and a closed system's asymptotic bound gives
  * R = max(latency, N x bottleneck) (Lazowska et al., "Quantitative System Performance", ch. 5).

@@ -53,6 +53,12 @@ export const LIMITS = {
     min: 1,
     doc: 'Model bytes the cached segment sessions of a host may add up to; the least recently used go first (the one in use always stays).',
   },
+  contingencyWarmups: {
+    default: 4,
+    unit: 'count',
+    min: 0,
+    doc: "Contingency plans (the best if one host got 4x or 16x slower, or two hosts' links 10x or 50x slower) whose segments the origin has warmed after each plan change, so that a move answering such a change waits for no session; 0: none.",
+  },
   warmupRuns: {
     default: 2,
     unit: 'count',

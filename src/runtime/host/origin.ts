@@ -134,6 +134,7 @@ export function startOrigin(o: OriginOptions): OriginParts {
       return a ? latency.recent(now, a.epoch, limits.concurrencySpanMs) : undefined;
     },
     settings: config.controller,
+    contingencies: limits.contingencyWarmups,
     events,
     metrics: {
       round: (ms) => metrics.controllerRound.observe({ model }, ms * 1000),

@@ -11,7 +11,8 @@ import { Controller, type Decision } from '../../planner/controller.js';
 import { CONTROLLER_DEFAULTS, type ControllerSettings } from '../../planner/controller-settings.js';
 import { loadedLatencyMs } from '../../planner/explain.js';
 import type { Measured } from '../../planner/calibration.js';
-import { stagesOf, type CurrentPlan, type LiveSnapshot } from '../../planner/live-input.js';
+import { contingencyPlans } from '../../planner/contingency.js';
+import { routeOf, stagesOf, type CurrentPlan, type LiveSnapshot } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Plan } from '../../planner/types.js';
 import type { ActivePlan, Coordinator } from './coordinator.js';
@@ -36,6 +37,11 @@ export interface AdaptiveOptions {
   /** The current plan's recent requests (LiveSnapshot `measured`), for calibration; none when not given. */
   measured?(now: number): Measured | undefined;
   readonly settings?: Partial<ControllerSettings>;
+  /**
+   * Contingency plans (planner/contingency.ts) warmed in the background once per plan in force, after the
+   * first round that keeps it; 0 or absent: none.
+   */
+  readonly contingencies?: number;
   readonly events?: EventBus;
   readonly metrics?: AdaptiveMetrics;
   readonly logger: Logger;
@@ -95,6 +101,10 @@ export class AdaptiveLoop {
   private rounds = 0;
   private last: AdaptiveState['last'] = null;
   private stopped = true;
+  /** The epoch whose contingency plans were warmed (or are being warmed). */
+  private contingencyEpoch = -1;
+  /** The contingency warm-up under way, if any (tests wait for it). */
+  contingencyWarming: Promise<void> | null = null;
 
   constructor(private readonly o: AdaptiveOptions) {
     this.controller = new Controller({ ...CONTROLLER_DEFAULTS, ...o.settings });
@@ -211,6 +221,11 @@ export class AdaptiveLoop {
         });
       } else if (d.kind === 'adopt') {
         await this.adopt(d, snapshot, active);
+      } else if (active && !active.pinned && d.kind === 'keep' && active.epoch !== this.contingencyEpoch) {
+        this.contingencyEpoch = active.epoch;
+        this.contingencyWarming = this.warmContingencies(snapshot, active).catch((e) =>
+          this.o.logger.warn({ err: errorMessage(e) }, 'contingency plans failed'),
+        );
       }
     } catch (e) {
       this.last = {
@@ -224,6 +239,35 @@ export class AdaptiveLoop {
       };
       this.o.logger.warn({ err: errorMessage(e) }, 'controller round failed');
     }
+  }
+
+  /**
+   * Warms, one after the other, the plans the controller would move to if a host or a pair of hosts' links
+   * got several times slower, while `active` stays in force and the loop runs: the commit answering such a
+   * change then waits for no session. Each segment a host already holds is not built again.
+   */
+  private async warmContingencies(s: LiveSnapshot, active: ActivePlan): Promise<void> {
+    const n = this.o.contingencies ?? 0;
+    if (n <= 0) return;
+    const t0 = performance.now();
+    const plans = contingencyPlans(s, this.controller.settings, routeOf(active.predicted), n);
+    const searchMs = performance.now() - t0;
+    for (const c of plans) {
+      if (this.stopped || this.o.coordinator.current?.epoch !== active.epoch) return;
+      try {
+        await this.o.coordinator.warm(c.plan);
+      } catch (e) {
+        this.o.logger.warn({ err: errorMessage(e), scenario: c.scenario }, 'warming a contingency plan failed');
+      }
+    }
+    const warmed = plans.map((c) => ({
+      scenario: c.scenario,
+      route: routeOf(c.plan),
+      stages: c.plan.stages.map((x) => ({ host: x.host, blocks: [x.start, x.end] })),
+    }));
+    const ms = performance.now() - t0;
+    this.o.logger.info({ epoch: active.epoch, searchMs, ms, plans: warmed }, 'contingency plans warmed');
+    this.o.events?.emit('contingency-warmed', { epoch: active.epoch, plans: warmed, searchMs, ms });
   }
 
   private async adopt(

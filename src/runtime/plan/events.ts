@@ -5,6 +5,7 @@
 export type EventType =
   | 'plan-proposed'
   | 'plan-adopted'
+  | 'contingency-warmed'
   | 'link-changed'
   | 'host-up'
   | 'host-down'
