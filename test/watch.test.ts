@@ -116,6 +116,12 @@ function state(over: Partial<WatchState> = {}): WatchState {
         before: { rttMs: 0.3, throughputBps: 2e7 },
       }),
       ev('host-down', 3, { host: 'cld' }),
+      ev('contingency-warmed', 3, {
+        epoch: 3,
+        plans: [{ scenario: 'edg 4x slower', route: 'dev[0:40) -> cld[40:120)', stages: [] }],
+        searchMs: 2,
+        ms: 812.4,
+      }),
       ev('plan-proposed', 4, {
         candidate: {
           stages: [
@@ -164,6 +170,9 @@ describe('renderWatch', () => {
       /plan-proposed\s+candidate dev\[0:40\) \+ edg\[40:120\) blocks \(~9\.5 ms, 23% better\), round 1\/2: faster via edg$/m,
     );
     expect(frame).toMatch(/controller-changed\s+objective "latency" -> "throughput"$/m);
+    expect(frame).toMatch(
+      /contingency-warmed\s+1 warm for epoch 3 in 812\.4 ms \(edg 4x slower: dev\[0:40\) -> cld\[40:120\)\)$/m,
+    );
   });
 
   it('keeps only the last N events, and none with N = 0', () => {
@@ -171,7 +180,7 @@ describe('renderWatch', () => {
     expect(two).toMatch(/^events \(last 2\)$/m);
     expect(two).toMatch(/plan-proposed/);
     expect(two).toMatch(/controller-changed/);
-    expect(two).not.toMatch(/plan-adopted|link-changed|host-down/);
+    expect(two).not.toMatch(/plan-adopted|link-changed|host-down|contingency-warmed/);
     const none = renderWatch(state({ maxEvents: 0 }));
     expect(none).not.toMatch(/^events/m);
     expect(none).not.toMatch(/plan-adopted/);

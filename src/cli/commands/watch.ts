@@ -184,6 +184,11 @@ function eventText(e: CleaveEvent): string {
       const gain = num(e.gain);
       return `candidate ${stages} blocks (~${ms(num(c.latencyMs))} ms, ${gain === null ? '-' : `${Math.round(gain * 100)}%`} better), round ${str(e.round)}/${str(e.rounds)}: ${str(e.reason)}`;
     }
+    case 'contingency-warmed': {
+      const plans = Array.isArray(e.plans) ? (e.plans as { scenario?: unknown; route?: unknown }[]) : [];
+      const each = plans.map((c) => `${str(c?.scenario)}: ${str(c?.route)}`).join('; ');
+      return `${plans.length} warm for epoch ${str(e.epoch)} in ${ms(num(e.ms))} ms${each ? ` (${each})` : ''}`;
+    }
     case 'controller-changed': {
       const before = (e.before ?? {}) as Record<string, unknown>;
       const after = (e.after ?? {}) as Record<string, unknown>;
