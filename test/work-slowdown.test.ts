@@ -16,17 +16,21 @@ describe('factorAt', () => {
     { workMs: 10, factor: 2 },
     { workMs: 100, factor: 8 },
   ];
-  it('takes the nearest observation within 1.25x of the work', () => {
+  it('between observations, interpolates their factors on the log of the work, whatever the one figure', () => {
     expect(factorAt(pts, 10, 5)).toBe(2);
-    expect(factorAt(pts, 12, 5)).toBe(2);
-    expect(factorAt(pts, 85, 1)).toBe(8);
-    expect(factorAt(pts, 124, 1)).toBe(8);
+    expect(factorAt(pts, 100, 1)).toBe(8);
+    // sqrt(10 x 100) is half-way on the log scale.
+    expect(factorAt(pts, Math.sqrt(1000), 1)).toBeCloseTo(5, 9);
+    expect(factorAt(pts, Math.sqrt(1000), 50)).toBeCloseTo(5, 9);
+    expect(factorAt(pts, 90, 1)).toBeCloseTo(2 + 6 * (Math.log(9) / Math.log(10)), 9);
+    // Several: the two that bracket the work.
+    expect(factorAt([...pts, { workMs: 50, factor: 3 }], 60, 1)).toBeCloseTo(3 + 5 * (Math.log(1.2) / Math.log(2)), 9);
   });
-  it('between observations: the one figure, bounded by what less and more work ran at', () => {
-    expect(factorAt(pts, 40, 5)).toBe(5);
-    expect(factorAt(pts, 40, 1)).toBe(2);
-    expect(factorAt(pts, 40, 20)).toBe(8);
-    // More work than any observation: no faster than the most work seen; less: no slower than the least.
+  it('within 1.25x beyond the least or the most work seen, that observation', () => {
+    expect(factorAt(pts, 124, 1)).toBe(8);
+    expect(factorAt(pts, 8.1, 5)).toBe(2);
+  });
+  it('further beyond: the one figure, no faster than the most work seen and no slower than the least', () => {
     expect(factorAt(pts, 500, 3)).toBe(8);
     expect(factorAt(pts, 500, 9)).toBe(9);
     expect(factorAt(pts, 2, 3)).toBe(2);
