@@ -51,13 +51,6 @@ const SLOWDOWN_DAMP_MS = 1;
 const WORK_POINT_FRESH_MS = 30_000;
 /** Observations kept per host at most (the latest). */
 const WORK_POINTS_MAX = 16;
-/**
- * A host's observations under a CPU quota it no longer has are set aside for this long: when the quota comes
- * back, they come back with the age they had, and price its work at once, before it has run enough under it
- * again (a quota cut, read at its floor, prices the throttled host at 6.7x for the 2-3 s its runs take to show
- * 15-20x; what it ran at under that quota the last time is the better guess).
- */
-const WORK_DORMANT_MS = 15 * 60_000;
 
 /** A link estimate moving by this share since it was last announced is a `link-changed` event. */
 const LINK_EVENT_SHARE = 0.25;
@@ -71,11 +64,6 @@ interface LinkEstimate {
   /** The latest report's ceiling (bytes/s) and when it came: it holds until the next report of the link. */
   ceiling: { at: number; bps: number } | null;
   announced: { rttMs: number; throughputBps: number } | null;
-}
-
-interface WorkRecord {
-  readonly quotaCpus: number | null;
-  readonly points: Map<string, WorkSlowdown & { at: number }>;
 }
 
 export interface HostLive {
@@ -99,9 +87,10 @@ export class LiveState {
   private readonly observed = new Map<string, { factor: number; quotaCpus: number | null }>();
   private readonly links = new Map<string, LinkEstimate>();
   /** Per host: its CPU quota and, by segment, what each segment it ran under that quota was observed at. */
-  private readonly byWork = new Map<string, WorkRecord>();
-  /** Per host and former quota (`host\0quota`): its record then, and when it was set aside. */
-  private readonly dormant = new Map<string, { record: WorkRecord; since: number }>();
+  private readonly byWork = new Map<
+    string,
+    { quotaCpus: number | null; points: Map<string, WorkSlowdown & { at: number }> }
+  >();
   private wasDown = new Set<string>();
 
   constructor(private readonly o: LiveStateOptions) {}
@@ -187,10 +176,10 @@ export class LiveState {
     for (const p of profiles) {
       const name = p.host.name;
       this.slowdownOf(p, now);
+      const w = this.byWork.get(name);
       const b = this.beats.get(name);
-      if (!b) continue;
+      if (!w || !b || w.quotaCpus !== b.beat.quotaCpus) continue;
       const q = b.beat.quotaCpus;
-      const w = this.workRecord(name, q, now);
       const floor = q !== null && q < b.beat.threads ? b.beat.threads / q : 1;
       const pts: WorkSlowdown[] = [];
       for (const [k, x] of w.points)
@@ -296,7 +285,11 @@ export class LiveState {
     opts: { stageOverheadMs?: number; minRuns: number; dampMs: number },
     at: number,
   ): void {
-    const w = this.workRecord(host, q, at);
+    let w = this.byWork.get(host);
+    if (!w || w.quotaCpus !== q) {
+      w = { quotaCpus: q, points: new Map() };
+      this.byWork.set(host, w);
+    }
     for (const o of observed) {
       if (o.count < opts.minRuns) continue;
       let workMs = o.start > 0 ? (opts.stageOverheadMs ?? 0) : 0;
@@ -310,26 +303,6 @@ export class LiveState {
       if (w.points.size <= WORK_POINTS_MAX) break;
       w.points.delete(k);
     }
-  }
-
-  /**
-   * `host`'s record for quota `q` at `now`: the one in use if it is for `q`; otherwise that one is set aside
-   * and the one set aside for `q` (within WORK_DORMANT_MS) comes back, its points as old as they were then.
-   */
-  private workRecord(host: string, q: number | null, now: number): WorkRecord {
-    const cur = this.byWork.get(host);
-    if (cur && cur.quotaCpus === q) return cur;
-    if (cur) this.dormant.set(`${host}\u0000${cur.quotaCpus}`, { record: cur, since: now });
-    const key = `${host}\u0000${q}`;
-    const back = this.dormant.get(key);
-    this.dormant.delete(key);
-    let w: WorkRecord = { quotaCpus: q, points: new Map() };
-    if (back && now - back.since <= WORK_DORMANT_MS) {
-      w = back.record;
-      for (const x of w.points.values()) x.at += now - back.since;
-    }
-    this.byWork.set(host, w);
-    return w;
   }
 
   private announce(e: LinkEstimate, now: number): void {
