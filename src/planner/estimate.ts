@@ -49,6 +49,16 @@ export interface SlowdownOptions {
 }
 
 /**
+ * A segment's profiled time, as the planner prices a stage: its blocks' times, plus one run's overhead
+ * (`stageOverheadMs`) when it starts after block 0.
+ */
+export function segmentWorkMs(blockMs: readonly number[], start: number, end: number, stageOverheadMs = 0): number {
+  let ms = start > 0 ? stageOverheadMs : 0;
+  for (let k = start; k < end; k++) ms += blockMs[k] ?? 0;
+  return ms;
+}
+
+/**
  * A host's slowdown against its profile: the sum of the observed mean times of the segments it ran (each
  * with at least `minRuns` runs) over the sum of their profiled times (`blockMs`, plus `stageOverheadMs`
  * for a segment that starts after block 0). One factor for the whole host: the controller scales all the
@@ -89,10 +99,8 @@ export function slowdownOf(
     if (!isNonNeg(o.meanMs)) bad(`${at}.meanMs: must be a number >= 0 (got ${String(o.meanMs)})`);
     if (!Number.isInteger(o.count) || o.count < 0) bad(`${at}.count: must be an integer >= 0 (got ${String(o.count)})`);
     if (o.count < minRuns) return;
-    let p = (o.start > 0 ? ovh : 0) + damp;
-    for (let k = o.start; k < o.end; k++) p += blockMs[k];
     seen += o.meanMs + damp;
-    predicted += p;
+    predicted += segmentWorkMs(blockMs, o.start, o.end, ovh) + damp;
   });
   if (predicted <= 0) return 1;
   return Math.min(hi, Math.max(lo, seen / predicted));

@@ -11,6 +11,7 @@
  * at (its profiled work and the ratio), and the controller prices a plan's stage on a host at the figure
  * observed for about that much work there. Pure.
  */
+import { segmentWorkMs } from './estimate.js';
 import type { CurrentPlan, LiveSnapshot, WorkSlowdown } from './live-input.js';
 
 export const WORK_SLOWDOWN_LIMITS = {
@@ -56,9 +57,7 @@ export function workByHost(input: LiveSnapshot['input'], stages: CurrentPlan['st
   for (const st of stages) {
     const h = input.hosts.find((x) => x.name === st.host);
     if (!h) continue;
-    let ms = st.start > 0 ? (h.stageOverheadMs ?? 0) : 0;
-    for (let k = st.start; k < st.end; k++) ms += h.blockMs[k] ?? 0;
-    out.set(st.host, (out.get(st.host) ?? 0) + ms);
+    out.set(st.host, (out.get(st.host) ?? 0) + segmentWorkMs(h.blockMs, st.start, st.end, h.stageOverheadMs));
   }
   return out;
 }

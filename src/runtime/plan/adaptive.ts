@@ -103,8 +103,6 @@ export class AdaptiveLoop {
   private stopped = true;
   /** The epoch whose contingency plans were warmed (or are being warmed). */
   private contingencyEpoch = -1;
-  /** The contingency warm-up under way, if any (tests wait for it). */
-  contingencyWarming: Promise<void> | null = null;
 
   constructor(private readonly o: AdaptiveOptions) {
     this.controller = new Controller({ ...CONTROLLER_DEFAULTS, ...o.settings });
@@ -223,7 +221,7 @@ export class AdaptiveLoop {
         await this.adopt(d, snapshot, active);
       } else if (active && !active.pinned && d.kind === 'keep' && active.epoch !== this.contingencyEpoch) {
         this.contingencyEpoch = active.epoch;
-        this.contingencyWarming = this.warmContingencies(snapshot, active).catch((e) =>
+        void this.warmContingencies(snapshot, active).catch((e) =>
           this.o.logger.warn({ err: errorMessage(e) }, 'contingency plans failed'),
         );
       }

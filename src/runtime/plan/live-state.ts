@@ -5,7 +5,7 @@
  * host's slowdown, its CPU, queue and quota, and which hosts are down. This is the adaptive loop's
  * measurement source; it never sees the emulator's settings, only what the links measured.
  */
-import { slowdownOf, WindowExtreme } from '../../planner/estimate.js';
+import { segmentWorkMs, slowdownOf, WindowExtreme } from '../../planner/estimate.js';
 import type { WorkSlowdown } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Heartbeat, LinkView } from './cluster-view.js';
@@ -292,8 +292,7 @@ export class LiveState {
     }
     for (const o of observed) {
       if (o.count < opts.minRuns) continue;
-      let workMs = o.start > 0 ? (opts.stageOverheadMs ?? 0) : 0;
-      for (let k = o.start; k < o.end; k++) workMs += blockMs[k];
+      const workMs = segmentWorkMs(blockMs, o.start, o.end, opts.stageOverheadMs);
       if (!(workMs > 0)) continue;
       const key = `${o.start}:${o.end}`;
       w.points.delete(key);
