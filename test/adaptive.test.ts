@@ -78,6 +78,20 @@ describe('adaptive loop', () => {
         else failures.push({ status: r.status, json: r.json });
       }
     };
+    // "Measured slow" is the controller's live estimate, as the events stream publishes it (a link-changed
+    // event or a snapshot's links), not the meter's median in /v1/topology: once the plan is off the link only
+    // probes cross it, and that median took over 30 s to fall on a loaded CI machine.
+    const measuredSlow = (): boolean =>
+      events.some(
+        (e) =>
+          (e.type === 'link-changed' && e.from === 'dev' && e.to === 'edg' && e.throughputBps < 1e6) ||
+          (e.type === 'snapshot' &&
+            Array.isArray(e.links) &&
+            e.links.some(
+              (l: { from: string; to: string; throughputBps: number }) =>
+                l.from === 'dev' && l.to === 'edg' && l.throughputBps < 1e6,
+            )),
+      );
     const clients = [loop(), loop()];
     try {
       // The controller first finds a split that uses the device -> edge link.
@@ -95,12 +109,10 @@ describe('adaptive loop', () => {
         fetch(`${d.url}/v1/plan`)
           .then((r) => r.json())
           .then((p) => !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg'));
-      const moved = await until(d.url, 'a plan off device -> edge, with the link measured slow', 30_000, async () => {
+      const moved = await until(d.url, 'a plan off device -> edge, with the link measured slow', 45_000, async () => {
         const p = await (await fetch(`${d.url}/v1/plan`)).json();
-        const links = await (await fetch(`${d.url}/v1/topology`)).json();
-        const de = links.links.find((l: { from: string; to: string }) => l.from === 'dev' && l.to === 'edg');
         const off = !p.hops.some((h: { from: string; to: string }) => h.from === 'dev' && h.to === 'edg');
-        return p.epoch > viaEdge.epoch && off && de && de.throughputBps < 1e6 ? p : undefined;
+        return p.epoch > viaEdge.epoch && off && measuredSlow() ? p : undefined;
       });
       expect(moved.controller.settings.objective).toBe('throughput');
       // While the link stays slow, no plan goes back over it.
@@ -126,10 +138,8 @@ describe('adaptive loop', () => {
     const adopted = events.filter((e) => e.type === 'plan-adopted');
     expect(adopted.length).toBeGreaterThanOrEqual(1); // the start-up plan was adopted before the stream opened
     expect(adopted.at(-1)).toMatchObject({ old: { route: expect.any(String) }, new: { route: expect.any(String) } });
-    // The stream announced the link's fall (the explanation's wording is the controller tests' business).
-    expect(
-      events.some((e) => e.type === 'link-changed' && e.from === 'dev' && e.to === 'edg' && e.throughputBps < 1e6),
-    ).toBe(true);
+    // The stream published the link's fall (the explanation's wording is the controller tests' business).
+    expect(measuredSlow()).toBe(true);
     expect(events.some((e) => e.type === 'snapshot' && Array.isArray(e.hosts) && e.hosts.length === 3)).toBe(true);
     const history = await (await fetch(`${d.url}/v1/plans`)).json();
     expect(history.length).toBeGreaterThanOrEqual(2);
