@@ -85,6 +85,7 @@ async function heapOf(listen: string): Promise<{ heap: number | null; external: 
   }
 }
 
+let lastLine: string | null = null;
 try {
   await d.ready(300_000);
   const plan = (await api('GET', '/v1/plan')) as { stages: { blocks: [number, number] | null }[] };
@@ -163,24 +164,24 @@ try {
   });
   const worst = Math.max(...perHost.map((h) => h.finalMb / h.baselineMb));
   const pass = failed === 0 && perHost.every((h) => h.growthMb <= BOUND_MB);
-  console.log(
-    JSON.stringify({
-      name: 'soak',
-      model: NAME,
-      minutes: RUN_MS / 60_000,
-      warmupMinutes: WARM_MS / 60_000,
-      clients: CLIENTS,
-      nodeFlags: nodeFlags ?? 'default',
-      mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
-      requests: ok + failed,
-      failed,
-      hosts: perHost,
-      ratio: r2(worst),
-      goal: `no host's RSS grows more than ${BOUND_MB} MB after the warm-up; 0 failed`,
-      pass,
-    }),
-  );
+  // Printed after the deployment stops: a host's last log lines (links closing) must not follow it.
+  lastLine = JSON.stringify({
+    name: 'soak',
+    model: NAME,
+    minutes: RUN_MS / 60_000,
+    warmupMinutes: WARM_MS / 60_000,
+    clients: CLIENTS,
+    nodeFlags: nodeFlags ?? 'default',
+    mallocArenaMax: process.env.MALLOC_ARENA_MAX ?? null,
+    requests: ok + failed,
+    failed,
+    hosts: perHost,
+    ratio: r2(worst),
+    goal: `no host's RSS grows more than ${BOUND_MB} MB after the warm-up; 0 failed`,
+    pass,
+  });
 } finally {
   await d.stop();
   rmSync(dir, { recursive: true, force: true });
 }
+if (lastLine !== null) console.log(lastLine);

@@ -153,6 +153,15 @@ describe('adaptive loop', () => {
     const p = await (await fetch(`${d.url}/v1/plan`)).json();
     expect(p.measured).toMatchObject({ count: expect.any(Number), p50Ms: expect.any(Number) });
     expect(p.controller.rounds).toBeGreaterThan(0);
+    // A round's wall time and the part of it that held the loop: the one within the other, both exported.
+    expect(p.controller.last.computeMs).toBeGreaterThan(0);
+    expect(p.controller.last.computeMs).toBeLessThanOrEqual(p.controller.last.ms);
+    const metrics = await (await fetch(`${d.url}/metrics`)).text();
+    const figure = (name: string): number =>
+      Number(new RegExp(`^cleave_controller_${name}\\{[^}]*\\} (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN);
+    expect(figure('compute_duration_us_count')).toBe(figure('round_duration_us_count'));
+    expect(figure('compute_duration_us_count')).toBeGreaterThan(0);
+    expect(figure('compute_duration_us_sum')).toBeLessThanOrEqual(figure('round_duration_us_sum'));
     let r = await putJson(`${d.url}/v1/controller`, { paused: true, objective: 'latency' });
     expect(r.status).toBe(200);
     expect((await r.json()).settings).toMatchObject({ paused: true, objective: 'latency' });

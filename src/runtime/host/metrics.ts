@@ -27,6 +27,7 @@ export class HostMetrics {
   readonly predictedLatency: Gauge<'model'>;
   readonly measuredLatency: Gauge<'model' | 'quantile'>;
   readonly controllerRound: Histogram<'model'>;
+  readonly controllerCompute: Histogram<'model'>;
   private links: () => readonly LinkReport[] = () => [];
 
   constructor(host: string, tier: string) {
@@ -119,7 +120,14 @@ export class HostMetrics {
     });
     this.controllerRound = new Histogram({
       name: 'cleave_controller_round_duration_us',
-      help: 'One adaptive controller round (snapshot, search, decision), microseconds',
+      help: "One adaptive controller round's wall time (the hosts' profiles and plan input, snapshot, search, decision), microseconds",
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS_US,
+      registers: r,
+    });
+    this.controllerCompute = new Histogram({
+      name: 'cleave_controller_compute_duration_us',
+      help: 'The part of a controller round that holds the event loop (snapshot, search, decision), microseconds',
       labelNames: ['model'],
       buckets: LATENCY_BUCKETS_US,
       registers: r,

@@ -137,7 +137,10 @@ export function startOrigin(o: OriginOptions): OriginParts {
     contingencies: limits.contingencyWarmups,
     events,
     metrics: {
-      round: (ms) => metrics.controllerRound.observe({ model }, ms * 1000),
+      round: (ms, computeMs) => {
+        metrics.controllerRound.observe({ model }, ms * 1000);
+        metrics.controllerCompute.observe({ model }, computeMs * 1000);
+      },
       changed: (reason) => metrics.planChanges.inc({ model, reason }),
     },
     logger: log,

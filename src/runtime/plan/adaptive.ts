@@ -21,7 +21,8 @@ import type { LiveState } from './live-state.js';
 
 /** What the loop reports about each round and change (metrics). */
 export interface AdaptiveMetrics {
-  round(ms: number): void;
+  /** A round's wall time, and the part of it that ran on the loop without a break (snapshot and step). */
+  round(ms: number, computeMs: number): void;
   changed(reason: 'urgent' | 'better'): void;
 }
 
@@ -57,7 +58,10 @@ export interface AdaptiveState {
     readonly kind: Decision['kind'] | 'error';
     readonly reason: string;
     readonly at: number;
+    /** Wall time, from the round's start to its decision: it includes waiting for the hosts' profiles and plan input. */
     readonly ms: number;
+    /** The part of `ms` that ran without a break on the event loop (the snapshot and the controller's step). */
+    readonly computeMs: number;
     /** Requests in flight on average when the round ran (the load the latency objective plans for). */
     readonly concurrency: number | null;
     /** The current plan priced on this round's live estimates (what "predicted" means now), if it can run. */
@@ -169,6 +173,7 @@ export class AdaptiveLoop {
         reason: 'the model is unloaded',
         at,
         ms: 0,
+        computeMs: 0,
         concurrency: null,
         currentPredicted: null,
         calibration: {},
@@ -178,6 +183,7 @@ export class AdaptiveLoop {
     try {
       this.o.beforeRound?.();
       const [input, profiles] = await Promise.all([this.o.coordinator.planInput([], 1), this.o.profiles()]);
+      const t1 = performance.now();
       const snapshot: LiveSnapshot = {
         now: at,
         input,
@@ -190,7 +196,9 @@ export class AdaptiveLoop {
       };
       const active = this.o.coordinator.current;
       const d = this.controller.step(snapshot, active ? currentOf(active) : null);
-      const ms = performance.now() - t0;
+      const t2 = performance.now();
+      const ms = t2 - t0;
+      const computeMs = t2 - t1;
       this.rounds++;
       const cur = d.kind === 'propose' || d.kind === 'adopt' || d.kind === 'keep' ? d.current : null;
       const n = snapshot.concurrency ?? 1;
@@ -199,11 +207,12 @@ export class AdaptiveLoop {
         reason: d.reason,
         at,
         ms,
+        computeMs,
         concurrency: n,
         currentPredicted: cur ? livePrice(cur, n) : null,
         calibration: this.controller.calibration(snapshot),
       };
-      this.o.metrics?.round(ms);
+      this.o.metrics?.round(ms, computeMs);
       if (d.kind === 'propose') {
         // Warm it while it is being confirmed: if it is adopted, the commit waits for nothing.
         this.o.coordinator
@@ -231,6 +240,7 @@ export class AdaptiveLoop {
         reason: errorMessage(e),
         at,
         ms: performance.now() - t0,
+        computeMs: 0,
         concurrency: null,
         currentPredicted: null,
         calibration: {},
