@@ -126,15 +126,15 @@ describe('adaptive loop', () => {
         }
         await new Promise((r) => setTimeout(r, 300));
       }
-      // Requests keep flowing on the new plan.
+      // Requests keep flowing on the new plan: ten more answered (the count before the move depends on how
+      // long the slow link held the route, which on a loaded machine can be only a few requests).
       const before = answered;
-      await until(d.url, 'requests on the new plan', 10_000, async () => (answered > before + 5 ? true : undefined));
+      await until(d.url, 'requests on the new plan', 20_000, async () => (answered >= before + 10 ? true : undefined));
     } finally {
       stop = true;
       await Promise.all(clients);
     }
     expect(failures).toEqual([]);
-    expect(answered).toBeGreaterThan(10);
     const adopted = events.filter((e) => e.type === 'plan-adopted');
     expect(adopted.length).toBeGreaterThanOrEqual(1); // the start-up plan was adopted before the stream opened
     expect(adopted.at(-1)).toMatchObject({ old: { route: expect.any(String) }, new: { route: expect.any(String) } });
@@ -179,17 +179,34 @@ describe('adaptive loop', () => {
   });
 
   it('warms the contingency plans of the plan in force: pinning any of them builds no new session', async () => {
-    // Paused by the test before: the plan holds still, and paused rounds still warm its contingencies.
-    const p = await (await fetch(`${d.url}/v1/plan`)).json();
-    const warmed = await until(d.url, `contingency plans for epoch ${p.epoch}`, 30_000, async () =>
-      events.find((e) => e.type === 'contingency-warmed' && e.epoch === p.epoch),
-    );
-    expect(warmed.plans.length).toBeGreaterThan(0);
+    // The plan the first test left sits behind two slow device links: no scenario can move it anywhere
+    // (its contingency set is rightly empty). With those links back to full speed, a slower host or link has
+    // somewhere to go. Let the controller run until the plan in force has warmed a non-empty set, then pause it
+    // on exactly that epoch.
+    for (const link of ['dev/edg', 'dev/cld'])
+      expect((await putJson(`${d.url}/v1/links/${link}`, { off: true })).status).toBe(200);
+    const { p, warmed } = await until(d.url, 'a plan in force with warmed contingency plans', 60_000, async () => {
+      expect((await putJson(`${d.url}/v1/controller`, { paused: false })).status).toBe(200);
+      const q = await (await fetch(`${d.url}/v1/plan`)).json();
+      const w = events.find((e) => e.type === 'contingency-warmed' && e.epoch === q.epoch && e.plans.length > 0);
+      if (!w) return undefined;
+      expect((await putJson(`${d.url}/v1/controller`, { paused: true })).status).toBe(200);
+      const still = await (await fetch(`${d.url}/v1/plan`)).json();
+      return still.epoch === q.epoch ? { p: q, warmed: w } : undefined;
+    });
     const held = (): string[] =>
       d.hosts
         .flatMap((h) => h.status().segments.map((g) => `${h.status().host}[${g.from}:${g.to})${g.warm ? '' : ' cold'}`))
         .sort();
-    const before = held();
+    // A proposed plan's warm-up may still be finishing as the pause lands: wait until the hosts' segments hold
+    // still for a second before taking the set that pinning must not grow.
+    let before = held();
+    for (let still = 0; still < 10; still++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const now = held();
+      if (JSON.stringify(now) !== JSON.stringify(before)) [before, still] = [now, -1];
+      else if (still >= 4) break;
+    }
     for (const c of warmed.plans as {
       scenario: string;
       route: string;

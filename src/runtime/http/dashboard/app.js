@@ -25,6 +25,8 @@ const state = {
   ws: null,
   retryMs: 500,
   pendingControl: null,
+  /** Timeline events received while loadAll() is in flight (null when it is not): replayed after its rebuild. */
+  duringLoad: null,
   lastSnapshotAt: 0,
 };
 
@@ -387,6 +389,9 @@ async function refreshPlan() {
 }
 
 async function loadAll() {
+  // The history may be read before a plan change that the stream delivers while the other fetches run:
+  // rebuilding the timeline from it alone would drop that change, so events seen meanwhile are replayed.
+  state.duringLoad = [];
   try {
     const [profile, topology, plans, controller] = await Promise.all([
       api('GET', '/v1/profile'),
@@ -418,12 +423,26 @@ async function loadAll() {
       onAdopted({ at: Date.parse(p.adoptedAt), old: prev, new: p, reason: p.reason, pinned: p.pinned });
       prev = p;
     }
+    const lastEpoch = plans.at(-1)?.epoch ?? -1;
+    for (const e of state.duringLoad) {
+      if (e.type !== 'plan-adopted') onTimelineEvent(e);
+      else if ((e.new?.epoch ?? -1) > lastEpoch) onAdopted(e);
+    }
     renderController(controller?.settings);
     await refreshPlan();
   } catch (e) {
     if (e.status === 401 || e.status === 403) askToken(e.message);
     else throw e;
+  } finally {
+    state.duringLoad = null;
   }
+}
+
+function onTimelineEvent(e) {
+  if (e.type === 'host-down' || e.type === 'host-up')
+    timelineEntry(e.at, `${e.host} ${e.type === 'host-down' ? 'down' : 'back up'}`);
+  else if (e.type === 'model-unloaded') timelineEntry(e.at, 'model unloaded: requests refused until loaded');
+  else if (e.type === 'model-loaded') timelineEntry(e.at, `model loaded (${e.ms} ms)`);
 }
 
 function setConn(s, text) {
@@ -465,16 +484,15 @@ function connect() {
       state.model = typeof e.model === 'string' ? e.model : null;
       renderModels(Array.isArray(e.models) ? e.models : [], state.model);
     } else if (typeof e.model === 'string' && state.model && e.model !== state.model) return;
+    const onTimeline = ['plan-adopted', 'host-down', 'host-up', 'model-unloaded', 'model-loaded'].includes(e.type);
+    if (onTimeline && state.duringLoad) state.duringLoad.push(e);
     if (e.type === 'snapshot') onSnapshot(e);
     else if (e.type === 'plan-adopted') {
       onAdopted(e);
       void refreshPlan();
     } else if (e.type === 'plan-proposed') $('decision').textContent = `proposed: ${e.reason}`;
     else if (e.type === 'controller-changed') renderController(e.after);
-    else if (e.type === 'host-down' || e.type === 'host-up')
-      timelineEntry(e.at, `${e.host} ${e.type === 'host-down' ? 'down' : 'back up'}`);
-    else if (e.type === 'model-unloaded') timelineEntry(e.at, 'model unloaded: requests refused until loaded');
-    else if (e.type === 'model-loaded') timelineEntry(e.at, `model loaded (${e.ms} ms)`);
+    else if (onTimeline) onTimelineEvent(e);
     else if (e.type === 'hello') renderController(e.controller);
   };
   ws.onclose = (c) => {
