@@ -37,6 +37,13 @@ interface Ranked {
   readonly latency: number;
 }
 
+/**
+ * Which scan a host with cut costs gets under a finite compute limit when K = 1: `min`, a running minimum
+ * (the default), or `merge`, the general K-best merge every K uses. Both give the same answer bit for bit; the
+ * switch exists so that the tests and the `controller` bench can compare them in one run.
+ */
+export const DP_SCAN: { k1: 'min' | 'merge' } = { k1: 'min' };
+
 export class LatencyDP {
   private readonly p: Prepared;
   private readonly K: number;
@@ -337,6 +344,7 @@ export class LatencyDP {
     stageWindows(p, q, g, limit, lo, hi);
     if (p.hasCut[g] && limit < Infinity) {
       // Cut costs make the allowed ends no window (window.ts): each start scans its ends, O(n) each.
+      if (this.K === 1 && DP_SCAN.k1 === 'min') return this.scanMin(base, g, PE, PS, ovh, limit);
       for (let b = n - 1; b >= 0; b--) {
         if (lo[b] > hi[b]) continue;
         const sub = PS[b] - (b > 0 ? ovh : 0);
@@ -397,6 +405,88 @@ export class LatencyDP {
       for (let c = lo[0]; c <= hi[0]; c++) this.mergeInto(res, c, PE[c]);
       this.emitS(base, res, PS[0]);
     }
+  }
+
+  /**
+   * The cut-cost scan for K = 1. Every host with a profile has cut costs, and the latency-under-load search
+   * (plan.ts, loadedBest) runs a dozen K = 1 DPs under finite thresholds each controller round: merging each
+   * end's one-item list into a one-item result, for every start and end, made this scan most of a round
+   * (measured: 50 % of the controller's step on MobileNetV2 over three hosts). The merge keeps the least
+   * (w, c); so does this, in O(n) amortised plus a short tail per start.
+   *
+   * Start b allows end c when PE[c] - sub(b) <= limit. Since PE[c] <= P[c] + maxX and sub(b) >= P[b] - maxX -
+   * ovh, every end with P[c] <= limit + P[b] - ovh - 2 maxX passes for sure: with b falling, those ends are a
+   * window whose both edges only fall, and a deque keeps its least (w, c) (ends enter at the low edge, the
+   * high edge drops the largest). The ends above it, whose P lies within 2 maxX of the limit, are tested one
+   * by one. Costs are integer atoms (prepare.ts), so the bound is exact, not a rounding risk.
+   */
+  private scanMin(base: number, g: number, PE: Float64Array, PS: Float64Array, ovh: number, limit: number): void {
+    const { lo, hi, eCnt, eV, eS, sV, sC, sE, sCnt } = this;
+    const n = this.n;
+    const P = this.p.prefix[g];
+    let maxX = 0;
+    for (let c = 0; c <= n; c++) maxX = Math.max(maxX, PE[c] - P[c]);
+    // The deque: ends by falling c from head to tail, w rising strictly (an end that enters drops every end of
+    // larger c whose w is no smaller, so a tie goes to the smaller c): the head is the least (w, c).
+    const dq = this.inC;
+    let head = 0;
+    let tail = 0;
+    let next = n + 1; // the next end to enter is next - 1
+    let sure = n; // ends <= sure pass for sure (before the cap by hi[b])
+    for (let b = n - 1; b >= 1; b--) {
+      const node = base + b;
+      sCnt[node] = 0;
+      if (lo[b] > hi[b]) continue;
+      const sub = PS[b] - ovh;
+      const bound = limit + P[b] - ovh - 2 * maxX;
+      while (sure >= 0 && P[sure] > bound) sure--;
+      const top = Math.min(sure, hi[b]);
+      while (next - 1 >= lo[b]) {
+        const c = --next;
+        if (eCnt[base + c] === 0) continue;
+        const w = eV[base + c] + PE[c];
+        while (tail > head && eV[base + dq[tail - 1]] + PE[dq[tail - 1]] >= w) tail--;
+        dq[tail++] = c;
+      }
+      while (tail > head && dq[head] > top) head++;
+      let bestW = Infinity;
+      let bestC = -1;
+      if (tail > head) {
+        bestC = dq[head];
+        bestW = eV[base + bestC] + PE[bestC];
+      }
+      for (let c = Math.max(lo[b], top + 1); c <= hi[b]; c++) {
+        if (PE[c] - sub > limit || eCnt[base + c] === 0) continue;
+        const w = eV[base + c] + PE[c];
+        if (w < bestW) {
+          bestW = w;
+          bestC = c;
+        }
+      }
+      if (bestC < 0) continue;
+      sV[node] = bestW - sub;
+      sC[node] = bestC;
+      sE[node] = eS[base + bestC];
+      sCnt[node] = 1;
+    }
+    // b = 0 (only after an origin that ran no block): no run overhead, its own window, each end tested.
+    sCnt[base] = 0;
+    if (lo[0] > hi[0]) return;
+    let bestW = Infinity;
+    let bestC = -1;
+    for (let c = lo[0]; c <= hi[0]; c++) {
+      if (PE[c] - PS[0] > limit || eCnt[base + c] === 0) continue;
+      const w = eV[base + c] + PE[c];
+      if (w < bestW) {
+        bestW = w;
+        bestC = c;
+      }
+    }
+    if (bestC < 0) return;
+    sV[base] = bestW - PS[0];
+    sC[base] = bestC;
+    sE[base] = eS[base + bestC];
+    sCnt[base] = 1;
   }
 
   private emitS(node: number, res: KList, sub: number): void {
