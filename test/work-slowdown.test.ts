@@ -117,5 +117,9 @@ describe('controller: each plan priced at the slowdown of its own work', () => {
     expect(d.kind).toBe('adopt');
     expect(d.current?.latencyMs).toBeCloseTo(82, 6);
     expect(routeOf((d as Extract<typeof d, { kind: 'adopt' }>).plan)).toBe('device[0:8)');
+    // The reason names the figures that decided: the edge at 3x for its two blocks, not its one figure 0.4.
+    expect(d.reason).toMatch(/; priced at device\[0:6\) 1\.00x, edge\[6:8\) 3\.00x against device\[0:8\) 1\.00x;/);
+    // With one figure per host there is nothing more to say than the measurements.
+    expect(decide().reason).not.toMatch(/priced at/);
   });
 });

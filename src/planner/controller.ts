@@ -319,7 +319,13 @@ export class Controller {
       };
     }
     const gain = gainOf(sc, cur.plan, best);
-    const moved = `${calibrated ? `${calibrated}; ` : ''}${moves(this.#base, s, set, [cur.plan, best])}`;
+    // Where hosts are priced by the work a plan gives them, the figures each plan was priced at: the host's one
+    // figure in the measurements above is then not what decided.
+    const pricing =
+      s.slowdownByWork && Object.keys(s.slowdownByWork).length > 0 && route !== curRoute
+        ? `; priced at ${pricedAt(s, cur.plan, scale)} against ${pricedAt(s, best, scale)}`
+        : '';
+    const moved = `${calibrated ? `${calibrated}; ` : ''}${moves(this.#base, s, set, [cur.plan, best])}${pricing}`;
     if (route === curRoute)
       return keep(`current plan ${curRoute} is still the best (${priceText(sc, best)}); ${moved}`);
     const broken = cur.broken ? ` current plan breaks ${cur.broken.source ?? describeConstraint(cur.broken)};` : '';
@@ -371,6 +377,14 @@ export class Controller {
       rounds: set.confirmRounds,
     };
   }
+}
+
+/** Each stage of `p` with the slowdown its host was priced at for that plan's work: `edge[0:157) 15.3x`. */
+function pricedAt(s: LiveSnapshot, p: Plan, scale: Readonly<Record<string, number>>): string {
+  const f = slowdownsFor(s, stagesOf(p), scale);
+  const stages = p.stages.filter((st) => st.end > st.start);
+  if (stages.length === 0) return 'no stage';
+  return stages.map((st) => `${st.host}[${st.start}:${st.end}) ${num(f[st.host] ?? 1)}x`).join(', ');
 }
 
 /** Blocks per host in `p`. */
