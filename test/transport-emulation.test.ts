@@ -262,41 +262,6 @@ describe('LinkMeter', () => {
     expect(known).toBeLessThan(30e6);
   });
 
-  it("pongs read late after the sender's own stall leave its RTT alone; a real rise still shows (an edge at 0.15 CPU read its 20 ms link at 100 ms)", () => {
-    const run = (stalls: boolean): { m: LinkMeter; seen: [number, number][]; least: () => number } => {
-      const seen: [number, number][] = [];
-      const m = new LinkMeter({
-        ewmaAlpha: 0.2,
-        minSampleMs: 1,
-        longestStallSince: stalls
-          ? (at) => Math.max(0, ...seen.filter(([end]) => end > at).map(([, ms]) => ms))
-          : undefined,
-      });
-      let t = 0;
-      for (let i = 0; i < 3; i++, t += 1000) m.rttSample(20, t);
-      // The link is still 20 ms, but each pong waits in the socket while this process is stopped for 20-60 ms.
-      for (const stall of [20, 60, 40, 60, 30, 60]) {
-        seen.push([t + 20 + stall, stall]);
-        m.rttSample(20 + stall, t);
-        t += 1000;
-      }
-      return { m, seen, least: () => m.stats().rttLeastRecentMs ?? NaN };
-    };
-    const blind = run(false);
-    expect(blind.least()).toBeGreaterThanOrEqual(50);
-    const known = run(true);
-    expect(known.least()).toBe(20);
-    expect(known.m.stats().rttStalledSamples).toBe(6);
-    // The link itself slows to 120 ms while the process still stops for 25 ms: under a quarter of a sample.
-    for (let i = 0; i < 3; i++) {
-      const t = 100_000 + i * 1000;
-      known.seen.push([t + 145, 25]);
-      known.m.rttSample(145, t);
-    }
-    expect(known.least()).toBe(145);
-    expect(known.m.stats().rttStalledSamples).toBe(6);
-  });
-
   it('a small frame acked late (a stalled receiver) never lowers the estimate; a frame sent as timed does', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1 });
     for (let i = 0; i < 3; i++) m.rttSample(2);

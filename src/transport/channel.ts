@@ -267,7 +267,7 @@ export class Channel {
   private onPong(data: Buffer): void {
     if (!this.pingOut || data.length !== 4 || data.readUInt32LE(0) !== this.pingOut.id) return;
     const now = performance.now();
-    this.cfg.meter.rttSample(now - this.pingOut.at, this.pingOut.at);
+    this.cfg.meter.rttSample(now - this.pingOut.at);
     this.cfg.meter.heard(now);
     this.pingOut = null;
     // Three pings back to back when the connection opens, so the first estimate is a median, not one sample.

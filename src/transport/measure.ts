@@ -78,8 +78,6 @@ export interface LinkStats {
   throughputSamples: number;
   /** Acknowledged frames left untimed because this process stalled across their transfer (see STALL_SHARE). */
   stalledSamples: number;
-  /** Pongs left out of the RTT estimates because this process stalled while waiting for them (see rttSample). */
-  rttStalledSamples: number;
   /** Date.now() of the latest RTT or throughput sample, or null. */
   lastSampleAt: number | null;
   /** Date.now() of the latest timed (not lower-bound) throughput sample, or null. */
@@ -233,7 +231,6 @@ export class LinkMeter {
   private rttSamples = 0;
   private rateSamples = 0;
   private stalledSamples = 0;
-  private rttStalledSamples = 0;
   private resolvedSamples = 0;
   /** Consecutive timed samples beyond SHIFT_FACTOR of the estimate, and on which side (1 above, -1 below). */
   private shiftRun = 0;
@@ -438,19 +435,7 @@ export class LinkMeter {
   }
 
   /** A round trip of `ms` was measured. */
-  /**
-   * A ping's round trip, `ms`, for a ping sent at `sentAt` (the clock of `longestStallSince`). Once the first
-   * three samples have made an estimate, a sample that a stall of this process since the ping could have moved
-   * by a quarter or more (STALL_SHARE, as for throughput) is left out: the pong waited in the socket while the
-   * loop was stopped. Measured here: an edge at 0.15 CPU read its 20 ms link to the cloud at 100 ms, and the
-   * controller priced every route over that link accordingly (`npm run bench -- adapt`). A real rise of the
-   * link's RTT still shows, since a stall is then a small share of the sample.
-   */
-  rttSample(ms: number, sentAt?: number): void {
-    if (sentAt !== undefined && this.rttSamples >= 3 && this.stalledAcross(sentAt, ms)) {
-      this.rttStalledSamples++;
-      return;
-    }
+  rttSample(ms: number): void {
     this.rttLast = ms;
     this.rttHistory.push(ms);
     if (this.rttHistory.length > RTT_FLOOR_SAMPLES) this.rttHistory.shift();
@@ -531,7 +516,6 @@ export class LinkMeter {
       rttSamples: this.rttSamples,
       throughputSamples: this.rateSamples,
       stalledSamples: this.stalledSamples,
-      rttStalledSamples: this.rttStalledSamples,
       lastSampleAt: this.lastSampleAt,
       lastThroughputSampleAt: this.lastRateAt,
     };
