@@ -334,7 +334,9 @@ describe('PeerServer and PeerLink', () => {
     // A loopback round trip: milliseconds, though a loaded machine can stretch it to tens (81 ms seen in a
     // full run). The bound catches a figure in the wrong unit or timed from the wrong moment, not slowness.
     expect(st.rttMs).toBeLessThan(1000);
-    expect(st.throughputBps).toBeGreaterThan(10e6);
+    // Bytes per second over loopback: tens to hundreds of MB/s idle, 8.6 MB/s seen in a loaded full run. The
+    // bound catches a figure per ms or per bit, not slowness.
+    expect(st.throughputBps).toBeGreaterThan(1e6);
     expect(st.lastSampleAt).toBeGreaterThan(Date.now() - 5000);
   });
 });

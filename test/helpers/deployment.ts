@@ -3,7 +3,7 @@
  * free ports, real hosts (ORT worker threads, WebSocket links, HTTP gateway), and helpers to send Open
  * Inference Protocol requests over HTTP in JSON and binary form.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,15 +13,46 @@ import { Host } from '../../src/runtime/host/host.js';
 import { launchDeployment, type Launched, type LaunchOptions } from '../../src/runtime/process/launcher.js';
 import type { RuntimeLimits } from '../../src/runtime/defaults.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Whether a listener can take `port` on loopback now (0: any port; resolves with the port taken, or null). */
+function bindable(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => {
+      const got = (s.address() as { port: number }).port;
+      s.close(() => resolve(got));
     });
   });
+}
+
+/** The lowest port the kernel hands out by itself (to client sockets and port-0 listeners). */
+function ephemeralLow(): number {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(lo) && lo > 0) return lo;
+  } catch {
+    // not Linux: the IANA default
+  }
+  return 49152;
+}
+
+const PORT_FLOOR = 20_000;
+
+/**
+ * A loopback port that is free now, for a host to listen on by number a moment later. Chosen at random below
+ * the kernel's ephemeral range: a port the kernel picked (port 0) could be handed to another test file's
+ * client socket in between, and was (EADDRINUSE in a full run); below that range only a listener asking for
+ * that very number can take it.
+ */
+export async function freePort(): Promise<number> {
+  const top = ephemeralLow();
+  for (let i = 0; top > PORT_FLOOR && i < 50; i++) {
+    const port = await bindable(PORT_FLOOR + Math.floor(Math.random() * (top - PORT_FLOOR)));
+    if (port !== null) return port;
+  }
+  const port = await bindable(0);
+  if (port === null) throw new Error('freePort: no loopback port could be bound');
+  return port;
 }
 
 /** A device, an edge and a cloud host named `names`, each on a free loopback port, with `threads` ORT threads. */
