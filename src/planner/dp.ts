@@ -421,11 +421,10 @@ export class LatencyDP {
    * by one. Costs are integer atoms (prepare.ts), so the bound is exact, not a rounding risk.
    */
   private scanMin(base: number, g: number, PE: Float64Array, PS: Float64Array, ovh: number, limit: number): void {
-    const { lo, hi, eCnt, eV, eS, sV, sC, sE, sCnt } = this;
+    const { lo, hi, eCnt, eV } = this;
     const n = this.n;
     const P = this.p.prefix[g];
-    let maxX = 0;
-    for (let c = 0; c <= n; c++) maxX = Math.max(maxX, PE[c] - P[c]);
+    const maxX = this.p.maxCut[g];
     // The deque: ends by falling c from head to tail, w rising strictly (an end that enters drops every end of
     // larger c whose w is no smaller, so a tie goes to the smaller c): the head is the least (w, c).
     const dq = this.inC;
@@ -434,9 +433,10 @@ export class LatencyDP {
     let next = n + 1; // the next end to enter is next - 1
     let sure = n; // ends <= sure pass for sure (before the cap by hi[b])
     for (let b = n - 1; b >= 1; b--) {
-      const node = base + b;
-      sCnt[node] = 0;
-      if (lo[b] > hi[b]) continue;
+      if (lo[b] > hi[b]) {
+        this.sCnt[base + b] = 0;
+        continue;
+      }
       const sub = PS[b] - ovh;
       const bound = limit + P[b] - ovh - 2 * maxX;
       while (sure >= 0 && P[sure] > bound) sure--;
@@ -449,44 +449,48 @@ export class LatencyDP {
         dq[tail++] = c;
       }
       while (tail > head && dq[head] > top) head++;
-      let bestW = Infinity;
-      let bestC = -1;
-      if (tail > head) {
-        bestC = dq[head];
-        bestW = eV[base + bestC] + PE[bestC];
-      }
-      for (let c = Math.max(lo[b], top + 1); c <= hi[b]; c++) {
-        if (PE[c] - sub > limit || eCnt[base + c] === 0) continue;
-        const w = eV[base + c] + PE[c];
-        if (w < bestW) {
-          bestW = w;
-          bestC = c;
-        }
-      }
-      if (bestC < 0) continue;
-      sV[node] = bestW - sub;
-      sC[node] = bestC;
-      sE[node] = eS[base + bestC];
-      sCnt[node] = 1;
+      const fromDeque = tail > head ? dq[head] : -1;
+      this.emitOne(base, b, PE, sub, this.leastEnd(base, PE, sub, limit, Math.max(lo[b], top + 1), hi[b], fromDeque));
     }
     // b = 0 (only after an origin that ran no block): no run overhead, its own window, each end tested.
-    sCnt[base] = 0;
-    if (lo[0] > hi[0]) return;
-    let bestW = Infinity;
-    let bestC = -1;
-    for (let c = lo[0]; c <= hi[0]; c++) {
-      if (PE[c] - PS[0] > limit || eCnt[base + c] === 0) continue;
+    this.emitOne(base, 0, PE, PS[0], this.leastEnd(base, PE, PS[0], limit, lo[0], hi[0], -1));
+  }
+
+  /**
+   * Of the ends c in [from, to] that a start with term `sub` allows under `limit` and that finish somewhere, the
+   * one of least w = E(c) + PE[c], the smaller c on ties, if it beats `best` (an end below `from`, or -1);
+   * else `best`.
+   */
+  private leastEnd(
+    base: number,
+    PE: Float64Array,
+    sub: number,
+    limit: number,
+    from: number,
+    to: number,
+    best: number,
+  ): number {
+    const { eCnt, eV } = this;
+    let bestW = best < 0 ? Infinity : eV[base + best] + PE[best];
+    for (let c = from; c <= to; c++) {
+      if (PE[c] - sub > limit || eCnt[base + c] === 0) continue;
       const w = eV[base + c] + PE[c];
       if (w < bestW) {
         bestW = w;
-        bestC = c;
+        best = c;
       }
     }
-    if (bestC < 0) return;
-    sV[base] = bestW - PS[0];
-    sC[base] = bestC;
-    sE[base] = eS[base + bestC];
-    sCnt[base] = 1;
+    return best;
+  }
+
+  /** S(start b) of a K = 1 DP: the stage ending at c (-1: none allowed) and the suffix E(c) holds. */
+  private emitOne(base: number, b: number, PE: Float64Array, sub: number, c: number): void {
+    const node = base + b;
+    this.sCnt[node] = c < 0 ? 0 : 1;
+    if (c < 0) return;
+    this.sV[node] = this.eV[base + c] + PE[c] - sub;
+    this.sC[node] = c;
+    this.sE[node] = this.eS[base + c];
   }
 
   private emitS(node: number, res: KList, sub: number): void {

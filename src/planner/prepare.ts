@@ -63,6 +63,8 @@ export interface Prepared {
   readonly cut: readonly Float64Array[];
   /** Per host: whether any cut atom is nonzero (then compute-limited windows are only a superset, window.ts). */
   readonly hasCut: Uint8Array;
+  /** Per host: its largest cut atom (0 without cut costs). */
+  readonly maxCut: Float64Array;
   /**
    * Per host, n + 1 entries: prefix[c] + cut[c] (a stage's end term) and prefix[b] - cut[b] (its start term):
    * stage [b, c) computes endPrefix[c] - startPrefix[b] (+ stageOvh when b > 0). The same arrays as
@@ -198,6 +200,7 @@ export function prepare(input: PlanInput): Prepared {
   const stageOvh = new Float64Array(H);
   const cut: Float64Array[] = [];
   const hasCut = new Uint8Array(H);
+  const maxCut = new Float64Array(H);
   const endPrefix: Float64Array[] = [];
   const startPrefix: Float64Array[] = [];
   const limit = Math.floor(MAX_ATOMS / (2 * T + 2));
@@ -239,6 +242,7 @@ export function prepare(input: PlanInput): Prepared {
     atoms.push(A);
     prefix.push(P);
     cut.push(X);
+    maxCut[i] = maxX;
     if (maxX > 0) {
       hasCut[i] = 1;
       const PE = new Float64Array(n + 1);
@@ -450,6 +454,7 @@ export function prepare(input: PlanInput): Prepared {
     stageOvh,
     cut,
     hasCut,
+    maxCut,
     endPrefix,
     startPrefix,
     weights,
