@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { CleaveError, isCleaveError, errorMessage } from '../../errors.js';
 import { controlRoutes, type ControlDeps } from './control.js';
 import { dashboardRoutes } from './dashboard.js';
-import { gatewayRoutes, type GatewayDeps } from './gateway.js';
+import { gatewayRoutes, inferHandlers, INFER_PATHS, type GatewayDeps } from './gateway.js';
 
 export interface AppDeps {
   /** Live: the process serves. Ready: the origin has a committed plan; others have their segment warm. */
@@ -25,6 +25,8 @@ export function buildApp(d: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // First: the endpoint every request takes is matched before any other route is tried.
+  if (d.gateway) app.post(INFER_PATHS, ...inferHandlers(d.gateway));
 
   app.get('/v2/health/live', (_req, res) => {
     res.status(200).json({ live: true });
