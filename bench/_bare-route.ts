@@ -24,6 +24,8 @@ const ROUTES: readonly (readonly BareHop[])[] = [
 export interface BareRoute {
   /** Sends `x` along route 0 (three hosts) or 1 (all on the device) and resolves with the answer's bytes. */
   infer(route: 0 | 1, x: Uint8Array): Promise<number>;
+  /** The hosts' process ids, by name. */
+  readonly pids: Readonly<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -72,7 +74,9 @@ export async function startBareRoute(
       ws.once('error', reject);
     });
   const sockets = [await open(0), await open(1)];
+  const pids = Object.fromEntries(HOSTS.map((h, i) => [h, children[i].pid ?? -1]));
   return {
+    pids,
     infer: (route, x) =>
       new Promise((resolve) => {
         sockets[route].once('message', (d: Buffer) => resolve(d.byteLength));

@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2] [--heap-flags on|off|FLAGS]`
+ * `npm run bench -- split [--requests N] [--rounds K] [--models resnet50,mobilenetv2] [--heap-flags on|off|FLAGS]
+ *   [--cpu-requests N]`
  *
  * End-to-end latency of a three-host route (device -> edge -> cloud, three OS processes on loopback, no
  * link emulation, no CPU quotas, one ORT thread each) measured at an HTTP client sending binary Open
@@ -19,6 +20,10 @@
  *   raw tensor bytes over one WebSocket connection per hop, the input sent over a WebSocket, ORT on the main
  *   thread, and (`bare.worker`) in a worker thread as Cleave's hosts run it: what any implementation with
  *   three processes pays on this machine, and what Cleave adds to it (`overBareMs`, `hopsOverBareMs`);
+ * - the CPU time each host spends per three-host request (`cpuMsPerRequest`, from /proc over `--cpu-requests`
+ *   sequential requests, default 300), its main thread apart from its other threads, Cleave's and the bare
+ *   worker route's: CPU is steadier than latency on a shared machine, and it is what a host under a CPU quota
+ *   pays in wall time;
  * and, for contrast, requests per second with 4 clients in a closed loop on each route (not part of the goal).
  * Major GCs per three-host request come from the hosts' own /metrics; `--heap-flags off` starts the hosts
  * without HOST_NODE_FLAGS (runtime/node-flags.ts) to show what those flags are for.
@@ -43,6 +48,7 @@ import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 import { binaryBody, postInfer } from './_oip.js';
 import { processWakeMs, threadWakeMs } from './_wake.js';
 import { startBareRoute, type BareRoute } from './_bare-route.js';
+import { cpuPerCall } from './_cpu.js';
 
 const { values } = parseArgs({
   options: {
@@ -50,6 +56,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     models: { type: 'string', default: 'resnet50,mobilenetv2' },
     'heap-flags': { type: 'string', default: 'on' },
+    'cpu-requests': { type: 'string', default: '300' },
   },
 });
 // on: HOST_NODE_FLAGS; off: V8's defaults; anything else: those flags (space-separated), to compare settings.
@@ -64,6 +71,9 @@ if (!FLAGS.every((f) => f.startsWith('--')))
 const HEAP_FLAGS = FLAGS.length > 0;
 const N = Number(values.requests);
 const ROUNDS = Number(values.rounds);
+const CPU_REQUESTS = Number(values['cpu-requests']);
+if (!Number.isInteger(CPU_REQUESTS) || CPU_REQUESTS < 1)
+  throw new Error(`--cpu-requests: a positive integer, got '${values['cpu-requests']}'`);
 const CONCURRENCY = 4;
 const LOAD_SECONDS = 5;
 const BYTES_PER_S = 1e9;
@@ -247,6 +257,13 @@ for (const name of values.models.split(',')) {
       await timeBlock(per, bareInfer(bares[1], 0), t.bareWorkerSplit);
       await timeBlock(per, bareInfer(bares[1], 1), t.bareWorkerSingle);
     }
+    // CPU per request on each host, Cleave's three-host route and the bare worker route's, one after the
+    // other (after the latency rounds, so their warm-up is long done).
+    await pin(threeHost);
+    for (let i = 0; i < 3; i++) await infer();
+    const hostPids = Object.fromEntries(config.hosts.map((h) => [h.name, d.pid(h.name)]));
+    const cpuCleave = await cpuPerCall(hostPids, CPU_REQUESTS, infer);
+    const cpuBare = await cpuPerCall(bares[1].pids, CPU_REQUESTS, bareInfer(bares[1], 0));
     for (const b of bares) await b.stop();
     await whole.release();
     for (const s of chain) await s.release();
@@ -332,6 +349,21 @@ for (const name of values.models.split(',')) {
           beyondBytesPerHopMs: round((bareWorkerHops - bytesMs) / 3),
         },
       },
+      // CPU per three-host request on each host (ms, /proc; null off Linux): main thread and the other
+      // threads (the ORT worker with its stage's compute, V8's GC helpers), Cleave and the bare worker route;
+      // mainOverBareMs is what Cleave's event loops spend beyond the floor's (HTTP, framing, checks,
+      // measurement, acks, GC), which a host under a CPU quota pays in wall time at 1 / quota.
+      cpuMsPerRequest:
+        cpuCleave && cpuBare
+          ? {
+              requests: CPU_REQUESTS,
+              cleave: cpuCleave,
+              bareWorker: cpuBare,
+              mainOverBareMs: Object.fromEntries(
+                Object.keys(cpuCleave).map((h) => [h, round(cpuCleave[h].mainMs - (cpuBare[h]?.mainMs ?? 0))]),
+              ),
+            }
+          : null,
       // What Cleave adds over the floor, three-host route and hops alike.
       overBareMs: round(split - bareSplit),
       hopsOverBareMs: round(hops - bareHops),
