@@ -96,6 +96,15 @@ export function servedModel(d: GatewayDeps, name: string, version?: string): Ser
   return m;
 }
 
+/** The served model a request's `:model` (and `:version`) path parameters name. */
+function pickModel(d: GatewayDeps, req: Request): ServedModel {
+  return servedModel(
+    d,
+    String(req.params.model),
+    req.params.version === undefined ? undefined : String(req.params.version),
+  );
+}
+
 /** Why a served model cannot answer, for the repository index: its load state, else readiness. */
 export function servedUnavailable(m: ServedModel): string | null {
   return m.lifecycle?.unavailable() ?? (m.ready() ? null : 'not ready: no plan yet, or a host of the plan is down');
@@ -235,9 +244,6 @@ export function modelSignature(
 
 export function gatewayRoutes(d: GatewayDeps): Router {
   const app = express.Router();
-  const pick = (req: Request): ServedModel =>
-    servedModel(d, String(req.params.model), req.params.version === undefined ? undefined : String(req.params.version));
-
   app.get('/v2', (_req, res) => {
     // Triton's names for what is here.
     res.json({
@@ -291,14 +297,14 @@ export function gatewayRoutes(d: GatewayDeps): Router {
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
     app.get(base, (req, res, next) => {
       try {
-        res.json(modelMetadata(pick(req).model.signature));
+        res.json(modelMetadata(pickModel(d, req).model.signature));
       } catch (e) {
         next(e);
       }
     });
     app.get(`${base}/config`, (req, res, next) => {
       try {
-        const m = pick(req);
+        const m = pickModel(d, req);
         const p = m.plan();
         res.json(modelConfig(m.model.signature, p ? { epoch: p.epoch, route: describeRoute(p.route) } : null));
       } catch (e) {
@@ -307,7 +313,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     });
     app.get(`${base}/stats`, (req, res, next) => {
       try {
-        const m = pick(req);
+        const m = pickModel(d, req);
         res.json(modelStats(m.model.signature, m.stats));
       } catch (e) {
         next(e);
@@ -315,7 +321,7 @@ export function gatewayRoutes(d: GatewayDeps): Router {
     });
     app.get(`${base}/ready`, (req, res, next) => {
       try {
-        const m = pick(req);
+        const m = pickModel(d, req);
         const ready = m.ready();
         res.status(ready ? 200 : 503).json({ name: m.model.name, ready });
       } catch (e) {
@@ -336,8 +342,6 @@ export const INFER_PATHS = ['/v2/models/:model/infer', '/v2/models/:model/versio
  * MobileNetV2 origin), which on a quarter of a CPU is over a millisecond.
  */
 export function inferHandlers(d: GatewayDeps): RequestHandler[] {
-  const pick = (req: Request): ServedModel =>
-    servedModel(d, String(req.params.model), req.params.version === undefined ? undefined : String(req.params.version));
   return [
     checkContentType,
     inferBody(d.limits.maxBodyBytes, INFERENCE_HEADER),
@@ -346,7 +350,7 @@ export function inferHandlers(d: GatewayDeps): RequestHandler[] {
       if (trace) d.log.trace({ at: performance.timeOrigin + performance.now() }, 'request received');
       serveInference(
         d,
-        () => pick(req),
+        () => pickModel(d, req),
         async (m, plan, run) => {
           const sig = m.model.signature;
           const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
