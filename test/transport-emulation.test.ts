@@ -364,6 +364,43 @@ describe('LinkMeter', () => {
     expect(m.stats().throughputBps).toBeCloseTo(25.6e6, -5);
   });
 
+  it("takes this host's own stall out of an RTT sample, down to the floor, and times frames against that", () => {
+    // Stalls of this process (the loop-lag record): when each ended and how long it was.
+    const stalls: { end: number; ms: number }[] = [];
+    const longestStallSince = (since: number): number =>
+      Math.max(0, ...stalls.filter((s) => s.end > since).map((s) => s.ms));
+    const m = new LinkMeter({ ewmaAlpha: 0.2, minSampleMs: 1, longestStallSince });
+    // A 30 ms link, idle host.
+    for (const at of [1000, 1500, 2000]) m.rttSample(30, at);
+    // Under load: every pong read late, each time just after a 12 ms stall (as the 0.25-CPU device at work).
+    for (const at of [2500, 3000, 3500, 4000]) {
+      stalls.push({ end: at - 1, ms: 12 });
+      m.rttSample(39, at);
+    }
+    let s = m.stats();
+    expect(s.rttLastMs).toBe(39);
+    expect(s.rttLeastRecentMs).toBe(30);
+    expect(s.rttRecentMs).toBe(30);
+    expect(s.rttStalledSamples).toBe(4);
+    // A 50 kB frame on a 6.25 MB/s link: 8 ms on the wire, back in 38 ms (read 2 ms late). Against the
+    // stalled RTTs (39 ms) it said 50 kB in under 1 ms; against 30 ms it is 50 kB / 8 ms.
+    m.sent(1, 'r1', 50_000, 5000);
+    m.acked(1, 5040);
+    expect(m.stats().throughputLastBps).toBeGreaterThan(4.5e6);
+    expect(m.stats().throughputLastBps).toBeLessThan(6.5e6);
+    // A stall takes out no more than its own length: a real rise to 80 ms shows through 12 ms stalls.
+    for (const at of [6000, 6500, 7000]) {
+      stalls.push({ end: at - 1, ms: 12 });
+      m.rttSample(80, at);
+    }
+    expect(m.stats().rttLeastRecentMs).toBe(68);
+    // And with no stall at all, as read.
+    for (const at of [9000, 9500, 10_000]) m.rttSample(80, at);
+    s = m.stats();
+    expect(s.rttLeastRecentMs).toBe(80);
+    expect(s.rttStalledSamples).toBe(7);
+  });
+
   it('measures back-to-back frames from the ack spacing, whatever the RTT estimate', () => {
     const m = new LinkMeter({ ewmaAlpha: 0.5, minSampleMs: 1 });
     m.rttSample(30); // wrong on purpose: the real RTT is 20 ms
