@@ -71,10 +71,17 @@ interface SnapOpts {
   slowdown?: Record<string, number>;
   down?: string[];
   input?: PlanInput;
+  frameMs?: Record<string, number>;
 }
 
 function snap(now: number, o: SnapOpts = {}): LiveSnapshot {
-  return { now, input: o.input ?? fixture(), slowdown: o.slowdown ?? {}, down: o.down ?? [] };
+  return {
+    now,
+    input: o.input ?? fixture(),
+    slowdown: o.slowdown ?? {},
+    down: o.down ?? [],
+    ...(o.frameMs ? { frameMs: o.frameMs } : {}),
+  };
 }
 
 const EDGE_ALL = [{ host: 'edge', start: 0, end: 8 }];
@@ -168,6 +175,16 @@ describe('liveInput, evaluateStages, routeOf', () => {
     expect(edge?.blockMs).toEqual(new Array<number>(8).fill(25));
     expect(edge?.stageOverheadMs).toBe(5);
     expect(edge?.cutMsPerByte).toBeCloseTo(2.5e-6, 15);
+    expect(edge?.frameMs).toBeUndefined();
+    // The live frame cost (the loop's CPU per stage) is the host's own, scaled by its slowdown like its compute.
+    const framed = liveInput(
+      snap(0, { input, slowdown: { edge: 2.5 }, frameMs: { edge: 1.2, cloud: 0.8 } }),
+      'latency',
+      [],
+    );
+    expect(framed.hosts.find((h) => h.name === 'edge')?.frameMs).toBeCloseTo(3, 12);
+    expect(framed.hosts.find((h) => h.name === 'cloud')?.frameMs).toBe(0.8);
+    expect(framed.hosts.find((h) => h.name === 'device')?.frameMs).toBeUndefined();
     expect(live.hosts.find((h) => h.name === 'cloud')?.blockMs).toEqual(new Array<number>(8).fill(8));
     expect(live).toMatchObject({
       objective: 'throughput',

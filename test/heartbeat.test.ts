@@ -32,12 +32,16 @@ const good = {
 describe('checkHeartbeat', () => {
   it('takes a well-formed heartbeat from the host it names', () => {
     expect(checkHeartbeat(good, 'edge')).toMatchObject({ host: 'edge', segments: [{ meanMs: 3.2 }] });
+    expect(checkHeartbeat({ ...good, frameCpuMs: 1.25 }, 'edge').frameCpuMs).toBe(1.25);
+    expect(checkHeartbeat({ ...good, frameCpuMs: null }, 'edge').frameCpuMs).toBeNull();
   });
 
   it.each([
     [{ ...good, host: 'cloud' }, /heartbeat from edge: host is 'cloud', not the sender/],
     [{ ...good, cpuPercent: '12' }, /cpuPercent is not a number or null/],
     [{ ...good, queueDepth: -1 }, /queueDepth is not a number >= 0/],
+    [{ ...good, frameCpuMs: -0.5 }, /frameCpuMs is not a number >= 0 or null/],
+    [{ ...good, frameCpuMs: '1' }, /frameCpuMs is not a number >= 0 or null/],
     [{ ...good, segments: {} }, /segments is not a list/],
     [{ ...good, segments: [{ ...good.segments[0], from: 1.5 }] }, /segments\[0\]\.from is not an integer >= 0/],
     [{ ...good, segments: [{ ...good.segments[0], meanMs: Infinity }] }, /segments\[0\]\.meanMs is not a number >= 0/],

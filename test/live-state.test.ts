@@ -194,6 +194,20 @@ describe('LiveState', () => {
     expect(s.quotas()).toEqual({ edg: 1 });
   });
 
+  it("frame costs: each host's latest figure, kept while it runs nothing; the others' median for a host with none", () => {
+    const { s } = state();
+    const all = ['dev', 'edg', 'cld'];
+    expect(s.frameCosts(all)).toEqual({});
+    s.onHeartbeat(beat('edg', { frameCpuMs: 1.5 }), 0);
+    expect(s.frameCosts(all)).toEqual({ dev: 1.5, edg: 1.5, cld: 1.5 });
+    s.onHeartbeat(beat('cld', { frameCpuMs: 2.5 }), 100);
+    s.onHeartbeat(beat('dev', { frameCpuMs: 0.5 }), 100);
+    // An idle beat (null: too few stages lately) keeps the last figure.
+    s.onHeartbeat(beat('edg', { frameCpuMs: null }), 600);
+    expect(s.frameCosts(all)).toEqual({ dev: 0.5, edg: 1.5, cld: 2.5 });
+    expect(s.frameCosts(['edg', 'other'])).toEqual({ edg: 1.5, other: 1.5 });
+  });
+
   it('down: a dropped link at once, silent heartbeats after the timeout; host-down and host-up events', () => {
     const open = new Set(['edg', 'cld']);
     const { s, events } = state(open);

@@ -149,6 +149,7 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
       .record({
         times: fc.array(fc.array(time, { minLength: s.n, maxLength: s.n }), { minLength: H, maxLength: H }),
         ovh: fc.array(fc.constantFrom(0, 0, 1.5), { minLength: H, maxLength: H }),
+        frame: fc.array(fc.constantFrom(0, 0, 2.5), { minLength: H, maxLength: H }),
         cut: fc.array(cutArb, { minLength: H, maxLength: H }),
         links: fc.array(fc.record({ rtt: time, bw: fc.constantFrom(1e3, 2e3, 1e4, 5e5), keep: fc.boolean() }), {
           minLength: pairs.length,
@@ -172,6 +173,7 @@ function instanceArb(o: Opts): fc.Arbitrary<PlanInput> {
           ...h,
           blockMs: r.times[i],
           stageOverheadMs: r.ovh[i],
+          frameMs: r.frame[i],
           cutMsPerByte: r.cut[i],
           ...(r.wire
             ? {

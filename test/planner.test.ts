@@ -207,6 +207,42 @@ describe('cleave cost model', () => {
     expect((withOvh.plans.find((p) => stagesOf(p) === '6700k(GPU):0-3') as Plan).latencyMs).toBeCloseTo(882.5, 9);
   });
 
+  it("adds a host's frame cost to every hop into a stage on it, outside the origin tier, in latency only", () => {
+    const input = handInput({ options: { hopOverheadMs: 0.25 } });
+    const frameMs: Record<string, number> = { raspi4: 100, vm2Core: 7, '6700k(GPU)': 3 };
+    const base = enumeratePlans({ ...input, topN: 100 });
+    const withFrame = enumeratePlans({
+      ...input,
+      topN: 100,
+      hosts: input.hosts.map((h) => ({ ...h, frameMs: frameMs[h.name] })),
+    });
+    expect(withFrame.plans.length).toBe(base.plans.length);
+    for (const p of base.plans) {
+      const q = withFrame.plans.find((x) => stagesOf(x) === stagesOf(p)) as Plan;
+      // Each stage on a host past the origin tier was reached by a hop that now carries its host's frame cost.
+      const extra = p.stages.filter((st) => st.host !== p.origin).reduce((a, st) => a + frameMs[st.host], 0);
+      expect(q.latencyMs).toBeCloseTo(p.latencyMs + extra, 9);
+      expect(q.bottleneckMs).toBeCloseTo(p.bottleneckMs, 9);
+      // The result's return to the origin takes none (here it rides on the forward rows: no reverse link given).
+      expect(q.hops.filter((h) => h.kind === 'return').map((h) => h.ms)).toEqual(
+        p.hops.filter((h) => h.kind === 'return').map((h) => h.ms),
+      );
+    }
+    expect(withFrame.plans.some((p) => p.stages.some((st) => st.host !== p.origin))).toBe(true);
+    // Under Scission's model it is not counted.
+    const sc = enumeratePlans({
+      ...input,
+      costModel: 'scission',
+      topN: 100,
+      hosts: input.hosts.map((h) => ({ ...h, frameMs: frameMs[h.name] })),
+    });
+    const sc0 = enumeratePlans({ ...input, costModel: 'scission', topN: 100 });
+    expect(sc.plans.map((p) => p.latencyMs)).toEqual(sc0.plans.map((p) => p.latencyMs));
+    expect(() => enumeratePlans({ ...input, hosts: input.hosts.map((h) => ({ ...h, frameMs: -1 })) })).toThrow(
+      /frameMs -1: expected ms >= 0/,
+    );
+  });
+
   it("adds each stage's cut cost (cutMsPerByte x edge bytes / 2 per side, none at the model's input and output) to its compute", () => {
     // Interior cuts: after block 0 200 kB, after block 1 100 kB; the model's input and output are no cut.
     const cutMsPerByte = { raspi4: 1e-5, vm2Core: 1e-4, '6700k(GPU)': 2e-5 } as Record<string, number>;

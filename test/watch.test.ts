@@ -81,6 +81,7 @@ function state(over: Partial<WatchState> = {}): WatchState {
           inFlight: 1,
           slowdown: 4,
           slowdownFrom: 'quota',
+          frameCpuMs: 1.234,
           lastHeartbeatMs: 100,
         },
         {
@@ -94,6 +95,7 @@ function state(over: Partial<WatchState> = {}): WatchState {
           inFlight: 0,
           slowdown: 1.37,
           slowdownFrom: 'observed',
+          frameCpuMs: null,
           lastHeartbeatMs: 4000,
         },
       ],
@@ -159,8 +161,8 @@ describe('renderWatch', () => {
     expect(frame).toMatch(/^edg->cld\s+1\.50\s+20\.0$/m);
     expect(frame).toMatch(/^dev->cld\s+-\s+-$/m);
     expect(frame.indexOf('dev->cld')).toBeLessThan(frame.indexOf('dev->edg'));
-    expect(frame).toMatch(/^dev\s+device\s+up\s+12\s+0\.25\s+4\.00x \(quota\)\s+2$/m);
-    expect(frame).toMatch(/^cld\s+cloud\s+DOWN\s+-\s+none\s+1\.37x \(observed\)\s+0$/m);
+    expect(frame).toMatch(/^dev\s+device\s+up\s+12\s+0\.25\s+4\.00x \(quota\)\s+2\s+1\.23$/m);
+    expect(frame).toMatch(/^cld\s+cloud\s+DOWN\s+-\s+none\s+1\.37x \(observed\)\s+0\s+-$/m);
     expect(frame).toMatch(
       /^12:34:57  plan-adopted\s+epoch 3: dev\[0:120\) => dev\(input\) -> cld\[0:120\) \(~12\.3 ms\) \[urgent\]: dev->edg slowed to 0\.5 Mbit\/s$/m,
     );

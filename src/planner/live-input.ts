@@ -43,6 +43,11 @@ export interface LiveSnapshot {
    * a host under another quota than its current one: that was a reaction to conditions that are gone.
    */
   readonly quotaCpus?: Readonly<Record<string, number | null>>;
+  /**
+   * Per host, its event loop's CPU (ms) per stage it runs from a frame, as measured live (runtime
+   * host/frame-cpu.ts): the host's `frameMs`, before its slowdown. Absent, or a host missing: the input's own.
+   */
+  readonly frameMs?: Readonly<Record<string, number>>;
 }
 
 /** One observation of a host: it ran a segment profiled at `workMs` at `factor` times its profile. */
@@ -66,8 +71,8 @@ export interface CurrentPlan {
 }
 
 /**
- * The input the controller plans on: each up host's block times, stage overhead, cut and codec costs scaled by its
- * slowdown; the codecs `wire` allows, with its error budget; down hosts and their links removed (and constraints naming them adjusted); links not measured
+ * The input the controller plans on: each up host's block times, stage overhead, frame cost (the live one where
+ * measured), cut and codec costs scaled by its slowdown; the codecs `wire` allows, with its error budget; down hosts and their links removed (and constraints naming them adjusted); links not measured
  * yet make a pair unusable instead of an error; top 1, no Pareto set. Throws E_NO_PLAN when every origin
  * host is down or a `useHost` names only down hosts.
  */
@@ -87,9 +92,11 @@ export function liveInput(
     .filter((h) => !down.has(h.name))
     .map((h) => {
       const f = s.slowdown[h.name] ?? 1;
-      if (f === 1) return h;
+      const frame = s.frameMs?.[h.name] ?? h.frameMs;
+      if (f === 1) return frame === h.frameMs ? h : { ...h, frameMs: frame };
       return {
         ...h,
+        frameMs: frame === undefined ? undefined : frame * f,
         blockMs: h.blockMs.map((ms) => ms * f),
         stageOverheadMs: h.stageOverheadMs === undefined ? undefined : h.stageOverheadMs * f,
         cutMsPerByte: h.cutMsPerByte === undefined ? undefined : h.cutMsPerByte * f,

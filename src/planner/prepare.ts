@@ -198,6 +198,8 @@ export function prepare(input: PlanInput): Prepared {
   const atoms: Float64Array[] = [];
   const prefix: Float64Array[] = [];
   const stageOvh = new Float64Array(H);
+  /** Atoms a hop into each host adds for the host's own handling of the frame (cleave's `frameMs`; 0 in the origin tier). */
+  const frameIn = new Float64Array(H);
   const cut: Float64Array[] = [];
   const hasCut = new Uint8Array(H);
   const maxCut = new Float64Array(H);
@@ -223,6 +225,9 @@ export function prepare(input: PlanInput): Prepared {
     if (P[n] > limit) bad(`host '${h.name}': block times sum to ${P[n] / ATOMS_PER_MS} ms, beyond the planner's range`);
     const ovh = h.stageOverheadMs ?? 0;
     if (!isNonNeg(ovh)) bad(`host '${h.name}' stageOverheadMs ${ovh}: expected ms >= 0`);
+    const frame = h.frameMs ?? 0;
+    if (!isNonNeg(frame)) bad(`host '${h.name}' frameMs ${frame}: expected ms >= 0`);
+    frameIn[i] = costModel === 'cleave' && q > 0 ? toAtoms(frame) : 0;
     stageOvh[i] = costModel === 'cleave' ? toAtoms(ovh) : 0;
     const perByte = h.cutMsPerByte ?? 0;
     if (!isNonNeg(perByte)) bad(`host '${h.name}' cutMsPerByte ${perByte}: expected ms per byte >= 0`);
@@ -284,7 +289,7 @@ export function prepare(input: PlanInput): Prepared {
     if (seen.has(key)) throw new CleaveError('E_BAD_NETWORK', `link ${l.from} -> ${l.to} is given twice`);
     seen.add(key);
     const i = a * H + b;
-    linkFixed[i] = (costModel === 'cleave' ? toAtoms(l.rttMs / 2) : toAtoms(l.rttMs)) + hopOvh;
+    linkFixed[i] = (costModel === 'cleave' ? toAtoms(l.rttMs / 2) : toAtoms(l.rttMs)) + hopOvh + frameIn[b];
     linkK[i] = (1000 * ATOMS_PER_MS) / l.bytesPerSecond;
   }
   const maxBytes = Math.max(input.inputBytes, input.outputBytes, ...input.frontierBytes);
@@ -324,7 +329,8 @@ export function prepare(input: PlanInput): Prepared {
         const back = g * H + o;
         const fwd = o * H + g;
         const src = !Number.isNaN(linkK[back]) ? back : fwd;
-        retFixed[back] = linkFixed[src];
+        // The result goes to the origin, which takes no frame cost: the forward row's, when used, comes off.
+        retFixed[back] = linkFixed[src] - (src === fwd ? frameIn[g] : 0);
         retK[back] = linkK[src];
       }
     }

@@ -32,6 +32,14 @@ export interface PlanHost {
    * figure for is not used on a hop this host sends or receives.
    */
   readonly codecMsPerByte?: Readonly<Record<string, { readonly encode: number; readonly decode: number }>>;
+  /**
+   * Cleave cost model only: what a stage on this host costs it beyond its compute, in ms: taking in the frame
+   * that starts the stage and sending its output on (the runtime measures its event loop's CPU per stage and
+   * scales it by the host's slowdown). Added to every hop into a stage on this host when it is not in the
+   * origin tier (the origin's own first stage starts from the request, not from a frame); latency only, like
+   * the link's propagation delay. Default 0.
+   */
+  readonly frameMs?: number;
 }
 
 /**
@@ -175,7 +183,7 @@ export interface Hop {
   readonly rawBytes: number;
   /** The wire codec chosen for the hop ('raw' unless `PlanInput.codecs` offered a faster one). */
   readonly codec: string;
-  /** What the hop adds to the latency under the cost model. */
+  /** What the hop adds to the latency under the cost model (under cleave, with its receiver's `frameMs`). */
   readonly ms: number;
   /** How long the hop occupies the link (bytes / bandwidth, + the hop overhead under cleave). */
   readonly busyMs: number;

@@ -122,7 +122,7 @@ export function renderWatch(s: WatchState): string {
     lines.push('', 'hosts');
     lines.push(
       table(
-        ['host', 'tier', 'state', 'cpu %', 'quota cpus', 'slowdown', 'queue'],
+        ['host', 'tier', 'state', 'cpu %', 'quota cpus', 'slowdown', 'queue', 'frame cpu ms'],
         snap.hosts.map((h) => [
           h.host,
           h.tier || '-',
@@ -131,6 +131,7 @@ export function renderWatch(s: WatchState): string {
           h.quotaCpus === null ? 'none' : fixed(h.quotaCpus, 2),
           `${fixed(h.slowdown, 2)}x (${h.slowdownFrom})`,
           h.queueDepth,
+          fixed(h.frameCpuMs ?? null, 2),
         ]),
       ),
     );

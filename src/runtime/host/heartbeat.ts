@@ -64,6 +64,8 @@ export function checkHeartbeat(body: unknown, peer: string): Heartbeat {
   if (typeof body.tier !== 'string') bad('tier', 'is not a string');
   for (const f of ['cpuPercent', 'quotaCpus', 'throttledMs'] as const)
     if (!numOrNull(body[f])) bad(f, 'is not a number or null');
+  if (body.frameCpuMs !== undefined && !(body.frameCpuMs === null || (num(body.frameCpuMs) && body.frameCpuMs >= 0)))
+    bad('frameCpuMs', 'is not a number >= 0 or null');
   for (const f of ['threads', 'queueDepth', 'inFlight', 'busy'] as const)
     if (!num(body[f]) || (body[f] as number) < 0) bad(f, 'is not a number >= 0');
   if (!Array.isArray(body.segments)) bad('segments', 'is not a list');

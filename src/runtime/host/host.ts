@@ -48,6 +48,7 @@ import { SERVER_VERSION } from '../version.js';
 import { loadTls } from '../tls.js';
 import { Cluster } from './cluster.js';
 import { startOrigin, type OriginParts } from './origin.js';
+import { FrameCpu } from './frame-cpu.js';
 import { checkHeartbeat, HEARTBEAT, HeartbeatSender } from './heartbeat.js';
 import { LoadSampler } from './load.js';
 import { HostMetrics } from './metrics.js';
@@ -300,6 +301,7 @@ export class Host {
     });
 
     const status = (): HostStatus => (host as Host).status();
+    const frameCpu = new FrameCpu();
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
       const ms = [...parts.values()];
@@ -315,6 +317,10 @@ export class Host {
         busy: ms.reduce((a, m) => a + m.pipeline.busy, 0),
         segments: ms.flatMap((m) => m.pipeline.computeTimes().map((t) => ({ model: m.name, ...t }))),
         links: mesh.reports(),
+        frameCpuMs: frameCpu.beat(
+          performance.now(),
+          ms.reduce((a, m) => a + m.pipeline.stagesFromFrames, 0),
+        ),
       };
     };
     const bus = isOrigin ? new EventBus() : null;

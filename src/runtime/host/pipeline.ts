@@ -69,6 +69,8 @@ export class Pipeline {
   private readonly pending = new Map<string, Pending>();
   /** Stage work in progress on this host (requests passing through, not only those it originated). */
   private working = 0;
+  /** Stages run here from a peer's frame, since start (host/frame-cpu.ts prices what each cost the loop). */
+  private fromFrames = 0;
   /** Recent compute times of each segment run here (their median is what heartbeats report), by block range. */
   private readonly computeMs = new Map<string, { from: number; to: number; times: RecentMedian; lastAt: number }>();
   private readonly gate: SendGate;
@@ -83,6 +85,11 @@ export class Pipeline {
 
   get busy(): number {
     return this.working;
+  }
+
+  /** Stages this host has run from a peer's frame (not those it originated), since start. */
+  get stagesFromFrames(): number {
+    return this.fromFrames;
   }
 
   /**
@@ -161,6 +168,7 @@ export class Pipeline {
         );
       // The frame carries the time left when it was sent, not a clock reading: hosts' clocks may disagree.
       const deadline = h.deadline > 0 ? Date.now() + h.deadline : 0;
+      this.fromFrames++;
       this.runStage({ id: h.id, epoch: h.epoch, route: h.route, stage: h.stage, deadline }, byName(f.tensors)).catch(
         (e: unknown) =>
           this.o.logger.error({ id: h.id, err: errorMessage(e) }, 'stage failed outside its error handling'),

@@ -29,7 +29,7 @@ export interface AdaptiveMetrics {
 export interface AdaptiveOptions {
   readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt' | 'warm'> &
     Partial<Pick<Coordinator, 'loaded'>>;
-  readonly live: Pick<LiveState, 'down' | 'slowdowns' | 'slowdownsByWork' | 'quotas'>;
+  readonly live: Pick<LiveState, 'down' | 'slowdowns' | 'slowdownsByWork' | 'quotas' | 'frameCosts'>;
   profiles(): Promise<Profile[]>;
   /** Called first in every round (the origin refreshes its own measurements there). */
   beforeRound?(): void;
@@ -190,6 +190,7 @@ export class AdaptiveLoop {
         slowdown: this.o.live.slowdowns(profiles, at),
         slowdownByWork: this.o.live.slowdownsByWork(profiles, at),
         quotaCpus: this.o.live.quotas(),
+        frameMs: this.o.live.frameCosts(input.hosts.map((h) => h.name)),
         down: this.o.live.down(at),
         concurrency: this.o.concurrency?.(at) ?? 1,
         measured: this.o.measured?.(at),

@@ -93,6 +93,11 @@ export interface Heartbeat {
   }[];
   /** This host's outgoing links. */
   readonly links: readonly LinkReport[];
+  /**
+   * Its event loop's CPU time (ms) per stage it ran from a peer's frame, over the last few seconds
+   * (host/frame-cpu.ts); null before enough stages ran or where it cannot be read; absent from older hosts.
+   */
+  readonly frameCpuMs?: number | null;
 }
 
 export interface ClusterView {

@@ -78,6 +78,8 @@ export interface HostLive {
   readonly slowdown: number;
   /** 'observed' (its own recent segment times), 'quota' (its CPU quota, when idle) or 'none'. */
   readonly slowdownFrom: 'observed' | 'quota' | 'none';
+  /** Its event loop's CPU per stage from a frame (ms, its latest figure; Heartbeat.frameCpuMs), or null. */
+  readonly frameCpuMs: number | null;
   readonly lastHeartbeatMs: number | null;
 }
 
@@ -92,12 +94,15 @@ export class LiveState {
     { quotaCpus: number | null; points: Map<string, WorkSlowdown & { at: number }> }
   >();
   private wasDown = new Set<string>();
+  /** Each host's latest figure of its loop's CPU per stage from a frame (Heartbeat.frameCpuMs): kept while it is idle. */
+  private readonly frameCpu = new Map<string, number>();
 
   constructor(private readonly o: LiveStateOptions) {}
 
   /** A heartbeat arrived (or the origin's own was taken) at `now`. */
   onHeartbeat(b: Heartbeat, now: number): void {
     this.beats.set(b.host, { beat: b, at: now });
+    if (typeof b.frameCpuMs === 'number') this.frameCpu.set(b.host, b.frameCpuMs);
     for (const l of b.links) {
       const key = `${l.from}\u0000${l.to}`;
       let e = this.links.get(key);
@@ -190,6 +195,19 @@ export class LiveState {
     return out;
   }
 
+  /**
+   * Per host of `hosts`, its event loop's CPU per stage from a frame (ms; what the planner's `frameMs` takes
+   * before the host's slowdown): its latest figure, kept while it runs nothing; a host with none yet is taken
+   * at the median of the others' (the same code handles the frames). Empty while no host has a figure.
+   */
+  frameCosts(hosts: readonly string[]): Record<string, number> {
+    const known = [...this.frameCpu.values()].sort((a, b) => a - b);
+    if (known.length === 0) return {};
+    const mid =
+      known.length % 2 ? known[(known.length - 1) / 2] : (known[known.length / 2 - 1] + known[known.length / 2]) / 2;
+    return Object.fromEntries(hosts.map((h) => [h, this.frameCpu.get(h) ?? mid]));
+  }
+
   /** Each host's CPU quota as its last heartbeat reported it (null: none). */
   quotas(): Record<string, number | null> {
     const out: Record<string, number | null> = {};
@@ -218,6 +236,7 @@ export class LiveState {
         inFlight: b?.beat.inFlight ?? 0,
         slowdown: s.factor,
         slowdownFrom: s.from,
+        frameCpuMs: this.frameCpu.get(name) ?? null,
         lastHeartbeatMs: b ? now - b.at : null,
       };
     });
