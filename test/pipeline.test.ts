@@ -315,6 +315,19 @@ describe('Pipeline.computeTimes', () => {
     const text = await metrics.registry.getSingleMetricAsString('cleave_compute_infer_duration_us');
     expect(text).toMatch(/cleave_compute_infer_duration_us_count\{[^}]*segment="0-40"\} 5/);
   });
+
+  it('after a restart (a new CPU quota) reports nothing until the segment runs again, then that run alone', async () => {
+    const { p, segments } = rig();
+    segments.computeMs = [10, 10, 10, 10, 150, 160];
+    for (let i = 0; i < 4; i++) await p.infer(LOCAL, { t0: f32([1]) }, 1000);
+    p.restartComputeTimes();
+    expect(p.computeTimes()).toEqual([]);
+    await p.infer(LOCAL, { t0: f32([1]) }, 1000);
+    // The run count goes on (the origin's minimum of runs stays met); the median starts over.
+    expect(p.computeTimes()).toEqual([expect.objectContaining({ meanMs: 150, runs: 5 })]);
+    await p.infer(LOCAL, { t0: f32([1]) }, 1000);
+    expect(p.computeTimes()).toEqual([expect.objectContaining({ meanMs: 155, runs: 6 })]);
+  });
 });
 
 describe('routeProblem', () => {

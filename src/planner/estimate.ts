@@ -165,6 +165,14 @@ export class RecentMedian {
     this.count++;
   }
 
+  /**
+   * Forgets the samples kept, not how many were added: what runs next is measured under new conditions (a new
+   * CPU quota), and its first sample is the value at once instead of after most of `size` more.
+   */
+  restart(): void {
+    this.samples.length = 0;
+  }
+
   /** Samples added in all (not only those kept). */
   get runs(): number {
     return this.count;

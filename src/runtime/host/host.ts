@@ -302,9 +302,13 @@ export class Host {
 
     const status = (): HostStatus => (host as Host).status();
     const frameCpu = new FrameCpu();
+    let quotaSeen: number | null | undefined;
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
       const ms = [...parts.values()];
+      // A new CPU quota: what ran under the old one no longer says how fast this host is.
+      if (quotaSeen !== undefined && cpu.cpus !== quotaSeen) for (const m of ms) m.pipeline.restartComputeTimes();
+      quotaSeen = cpu.cpus;
       return {
         host: self.name,
         tier: self.tier,
