@@ -159,6 +159,33 @@ describe('controller: latency under load', () => {
     expect(stagesOf(back as never)).toBe('device[0:6) edge[6:8)');
   });
 
+  it("flap damping forgets a move made under another host's CPU quota: conditions elsewhere changed", () => {
+    // Work moves off the device while the edge has 1 CPU. Then the edge's quota is cut and it looks slower:
+    // the move back onto the device is damped while the edge's quota is unchanged, not once it changed.
+    const at = (now: number, edge: number, quota: number): LiveSnapshot => ({
+      ...snap(now, 2),
+      slowdown: { edge },
+      quotaCpus: { edge: quota, device: 0.25 },
+    });
+    const st = (p: { stages: readonly { host: string; start: number; end: number }[] }, t: number) => ({
+      stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
+      pinned: false,
+      adoptedAt: t,
+    });
+    const c = new Controller({ minDwellMs: 0, confirmRounds: 1 });
+    const first = c.step(at(0, 10, 1), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+    c.adopted(0, at(0, 10, 1), first.plan, null);
+    const off = c.step(at(1000, 1, 1), st(first.plan, 0)) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
+    expect(off.kind).toBe('adopt');
+    c.adopted(1000, at(1000, 1, 1), off.plan, first.plan);
+    const same = c.step(at(2000, 1.25, 1), st(off.plan, 1000));
+    expect(same.kind).toBe('keep');
+    expect(same.reason).toMatch(/saves 14%.*flap penalty [0-9.]+ from work moved off device lately/);
+    const cut = c.step(at(2000, 1.25, 0.15), st(off.plan, 1000));
+    expect(cut.kind).toBe('adopt');
+    expect(stagesOf(cut as never)).toBe('device[0:5) edge[5:8)');
+  });
+
   it('decisiveGain: a candidate saving at least that share is adopted on its first round', () => {
     const confirm = new Controller({ minDwellMs: 0, confirmRounds: 2 });
     const decisive = new Controller({ minDwellMs: 0, confirmRounds: 2, decisiveGain: 0.4 });

@@ -45,6 +45,26 @@ describe('FrameCpu: the event loop CPU per stage run from a frame', () => {
       last = f.beat(t, stages);
     }
     expect(last).toBeCloseTo(4, 9);
+    // A beat with no new stage but one running (a slow stage under a quota) is not idle: its CPU is the stage's.
+    const g = new FrameCpu(() => cpu);
+    cpu = 0;
+    t = 0;
+    expect(g.beat(0, 0, 0)).toBeNull();
+    t += 500;
+    cpu += 2; // idle: 2 ms per beat
+    g.beat(t, 0, 0);
+    let n = 0;
+    let fig: number | null = null;
+    for (let i = 0; i < 10; i++) {
+      t += 500;
+      // A stage's 3 ms spread over two beats, still running at the first (counted as idle, it would raise
+      // the idle rate to 3.5 ms a beat and take the stage's own CPU out).
+      cpu += 2 + 1.5;
+      n += i % 2;
+      fig = g.beat(t, n * 2, i % 2 ? 0 : 1);
+    }
+    // 10 stages counted (2 per completion, to pass the minimum), 15 ms of stage CPU: 1.5 ms each.
+    expect(fig).toBeCloseTo(1.5, 9);
     // Unreadable: no figure.
     expect(new FrameCpu(() => null).beat(0, 100)).toBeNull();
   });

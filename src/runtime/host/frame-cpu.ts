@@ -32,25 +32,26 @@ export function mainThreadCpuMs(file = `/proc/self/task/${process.pid}/schedstat
 }
 
 export class FrameCpu {
-  private readonly beats: { at: number; cpuMs: number; stages: number }[] = [];
+  private readonly beats: { at: number; cpuMs: number; stages: number; busy: number }[] = [];
   /** The loop's CPU rate (ms per ms) with no stage running, or null before a beat with none. */
   private idleRate: number | null = null;
 
   constructor(private readonly read: () => number | null = mainThreadCpuMs) {}
 
   /**
-   * A heartbeat is taken at `at` (ms), after `stages` stages in total ran from frames: returns the loop's CPU
-   * per stage (ms) over the window, or null.
+   * A heartbeat is taken at `at` (ms), after `stages` stages in total ran from frames, `busy` stages running
+   * now: returns the loop's CPU per stage (ms) over the window, or null. A beat is idle when no stage came
+   * and none was running at either end (under a quota a stage can outlast a beat: its frames are work too).
    */
-  beat(at: number, stages: number): number | null {
+  beat(at: number, stages: number, busy = 0): number | null {
     const cpuMs = this.read();
     if (cpuMs === null) return null;
     const prev = this.beats.at(-1);
-    if (prev && stages === prev.stages && at > prev.at) {
+    if (prev && stages === prev.stages && busy === 0 && prev.busy === 0 && at > prev.at) {
       const rate = (cpuMs - prev.cpuMs) / (at - prev.at);
       this.idleRate = this.idleRate === null ? rate : this.idleRate + IDLE_ALPHA * (rate - this.idleRate);
     }
-    this.beats.push({ at, cpuMs, stages });
+    this.beats.push({ at, cpuMs, stages, busy });
     if (this.beats.length > WINDOW_BEATS + 1) this.beats.shift();
     const first = this.beats[0];
     const n = stages - first.stages;

@@ -324,6 +324,7 @@ export class Host {
         frameCpuMs: frameCpu.beat(
           performance.now(),
           ms.reduce((a, m) => a + m.pipeline.stagesFromFrames, 0),
+          ms.reduce((a, m) => a + m.pipeline.busy, 0),
         ),
       };
     };
