@@ -18,6 +18,18 @@ const snap = (now: number, concurrency?: number): LiveSnapshot => ({
   down: [],
   concurrency,
 });
+/** Two requests in flight, the edge `edge` times slow under `quota` CPUs (the device at 0.25). */
+const underQuota = (now: number, edge: number, quota: number): LiveSnapshot => ({
+  ...snap(now, 2),
+  slowdown: { edge },
+  quotaCpus: { edge: quota, device: 0.25 },
+});
+/** A plan as the current plan, adopted at `at`. */
+const st = (p: { stages: readonly { host: string; start: number; end: number }[] }, at: number) => ({
+  stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
+  pinned: false,
+  adoptedAt: at,
+});
 const stagesOf = (d: { plan?: { stages: readonly { host: string; start: number; end: number }[] } }): string =>
   (d.plan?.stages ?? []).map((s) => `${s.host}[${s.start}:${s.end})`).join(' ');
 
@@ -135,16 +147,7 @@ describe('controller: latency under load', () => {
   it('flap damping by host forgets what was moved off a host under another CPU quota than its current one', () => {
     // As above, the edge 10x slow at 0.15 CPU: everything moves to the device. Then its quota is back at 1
     // CPU and it looks 2.8x: the move off it answered a quota that is gone, so 17 % clears the hysteresis.
-    const slow = (now: number, edge: number, quota: number): LiveSnapshot => ({
-      ...snap(now, 2),
-      slowdown: { edge },
-      quotaCpus: { edge: quota, device: 0.25 },
-    });
-    const st = (p: { stages: readonly { host: string; start: number; end: number }[] }, at: number) => ({
-      stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
-      pinned: false,
-      adoptedAt: at,
-    });
+    const slow = underQuota;
     const c = new Controller({ minDwellMs: 0, confirmRounds: 1 });
     const split = c.step(slow(0, 1, 1), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
     c.adopted(0, slow(0, 1, 1), split.plan, null);
@@ -162,16 +165,7 @@ describe('controller: latency under load', () => {
   it("flap damping forgets a move made under another host's CPU quota: conditions elsewhere changed", () => {
     // Work moves off the device while the edge has 1 CPU. Then the edge's quota is cut and it looks slower:
     // the move back onto the device is damped while the edge's quota is unchanged, not once it changed.
-    const at = (now: number, edge: number, quota: number): LiveSnapshot => ({
-      ...snap(now, 2),
-      slowdown: { edge },
-      quotaCpus: { edge: quota, device: 0.25 },
-    });
-    const st = (p: { stages: readonly { host: string; start: number; end: number }[] }, t: number) => ({
-      stages: p.stages.map((x) => ({ host: x.host, start: x.start, end: x.end })),
-      pinned: false,
-      adoptedAt: t,
-    });
+    const at = underQuota;
     const c = new Controller({ minDwellMs: 0, confirmRounds: 1 });
     const first = c.step(at(0, 10, 1), null) as Extract<ReturnType<Controller['step']>, { kind: 'adopt' }>;
     c.adopted(0, at(0, 10, 1), first.plan, null);
