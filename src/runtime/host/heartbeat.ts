@@ -84,7 +84,13 @@ export function checkHeartbeat(body: unknown, peer: string): Heartbeat {
     if (typeof l.to !== 'string') bad(`links[${i}].to`, 'is not a string');
     for (const f of ['rttMs', 'throughputBps'] as const)
       if (!numOrNull(l[f])) bad(`links[${i}].${f}`, 'is not a number or null');
-    for (const f of ['rttRecentMs', 'rttLeastRecentMs', 'throughputRecentBps', 'throughputCeilingBps'] as const)
+    for (const f of [
+      'rttLastMs',
+      'rttRecentMs',
+      'rttLeastRecentMs',
+      'throughputRecentBps',
+      'throughputCeilingBps',
+    ] as const)
       if (l[f] !== undefined && !numOrNull(l[f])) bad(`links[${i}].${f}`, 'is not a number or null');
   });
   return body as unknown as Heartbeat;

@@ -17,6 +17,10 @@ export interface LinkView {
 
 /** A link as `GET /v1/links` reports it: its measurements, connection state, traffic and emulation. */
 export interface LinkReport extends LinkView {
+  /** The latest RTT sample as read, this host's own stall and all (the other RTT figures leave it out). */
+  readonly rttLastMs?: number | null;
+  /** RTT samples taken with this host's own stall taken out (LinkStats.rttStalledSamples). */
+  readonly rttStalledSamples?: number;
   /** Median of the last three RTT samples: follows a step within two pings (the EWMA lags). */
   readonly rttRecentMs?: number | null;
   /** The least of the last three RTT samples: what the live estimates take (LinkStats.rttLeastRecentMs). */
