@@ -462,8 +462,9 @@ export class LinkMeter {
     if (this.rttHistory.length > RTT_FLOOR_SAMPLES) this.rttHistory.shift();
     this.rawRttFilter.push(ms);
     const stall = this.options.longestStallSince?.(at - ms) ?? 0;
-    if (stall > 0 && ms > this.rttFloor()) {
-      ms = Math.max(this.rttFloor(), ms - stall);
+    const floor = stall > 0 ? this.rttFloor() : ms;
+    if (ms > floor) {
+      ms = Math.max(floor, ms - stall);
       this.rttStalledSamples++;
     }
     this.rttTimed.push(ms);

@@ -99,15 +99,13 @@ export class Pipeline {
   computeTimes(): { from: number; to: number; meanMs: number; runs: number; ageMs: number }[] {
     const now = Date.now();
     // A segment not run since the times restarted has nothing to say about the host now.
-    return [...this.computeMs.values()]
-      .filter((v) => v.times.value !== null)
-      .map((v) => ({
-        from: v.from,
-        to: v.to,
-        meanMs: Math.round((v.times.value ?? 0) * 1000) / 1000,
-        runs: v.times.runs,
-        ageMs: now - v.lastAt,
-      }));
+    return [...this.computeMs.values()].flatMap((v) => {
+      const ms = v.times.value;
+      if (ms === null) return [];
+      return [
+        { from: v.from, to: v.to, meanMs: Math.round(ms * 1000) / 1000, runs: v.times.runs, ageMs: now - v.lastAt },
+      ];
+    });
   }
 
   /**
