@@ -208,6 +208,33 @@ describe('LiveState', () => {
     expect(s.frameCosts(['edg', 'other'])).toEqual({ edg: 1.5, other: 1.5 });
   });
 
+  it("throttled shares: each quota'd host's throttled time over the wall time of its last few seconds of beats", () => {
+    const { s } = state();
+    const q = { quotaCpus: 0.25 };
+    // Not before two beats 0.9 s apart; no figure for a host without a quota.
+    s.onHeartbeat(beat('edg', { ...q, throttledMs: 1000 }), 0);
+    s.onHeartbeat(beat('cld', { throttledMs: 0 }), 0);
+    s.onHeartbeat(beat('edg', { ...q, throttledMs: 1100 }), 500);
+    expect(s.throttledShares(500)).toEqual({});
+    s.onHeartbeat(beat('edg', { ...q, throttledMs: 1400 }), 1000);
+    s.onHeartbeat(beat('cld', { throttledMs: 50 }), 1000);
+    expect(s.throttledShares(1000)).toEqual({ edg: 0.4 });
+    // Only the last 3 s count: the burst at the start has left the span.
+    for (let t = 1500; t <= 5000; t += 500) s.onHeartbeat(beat('edg', { ...q, throttledMs: 1400 + (t - 1000) * 0.02 }), t);
+    expect(s.throttledShares(5000).edg).toBeCloseTo(0.02, 6);
+    // A restarted host's counter starts again from its next beats; a quota lifted drops the figure.
+    s.onHeartbeat(beat('edg', { ...q, throttledMs: 10 }), 5500);
+    expect(s.throttledShares(5500)).toEqual({});
+    s.onHeartbeat(beat('edg', { ...q, throttledMs: 510 }), 6500);
+    expect(s.throttledShares(6500).edg).toBeCloseTo(0.5, 6);
+    // A new quota starts the figure over: the edge back at 1 CPU is not taken for throttled by what 0.25 did.
+    s.onHeartbeat(beat('edg', { quotaCpus: 1, throttledMs: 1500 }), 7000);
+    s.onHeartbeat(beat('edg', { quotaCpus: 1, throttledMs: 1500 }), 8000);
+    expect(s.throttledShares(8000)).toEqual({ edg: 0 });
+    s.onHeartbeat(beat('edg', { quotaCpus: null, throttledMs: 1600 }), 8500);
+    expect(s.throttledShares(8500)).toEqual({});
+  });
+
   it('down: a dropped link at once, silent heartbeats after the timeout; host-down and host-up events', () => {
     const open = new Set(['edg', 'cld']);
     const { s, events } = state(open);

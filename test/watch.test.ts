@@ -121,6 +121,7 @@ function state(over: Partial<WatchState> = {}): WatchState {
       ev('contingency-warmed', 3, {
         epoch: 3,
         plans: [{ scenario: 'edg 4x slower', route: 'dev[0:40) -> cld[40:120)', stages: [] }],
+        deferred: [{ scenario: 'dev 4x slower', route: 'dev[0:10) -> edg[10:120)', stages: [], host: 'edg', reason: '' }],
         searchMs: 2,
         ms: 812.4,
       }),
@@ -173,7 +174,7 @@ describe('renderWatch', () => {
     );
     expect(frame).toMatch(/controller-changed\s+objective "latency" -> "throughput"$/m);
     expect(frame).toMatch(
-      /contingency-warmed\s+1 warm for epoch 3 in 812\.4 ms \(edg 4x slower: dev\[0:40\) -> cld\[40:120\)\)$/m,
+      /contingency-warmed\s+1 warm for epoch 3 in 812\.4 ms \(edg 4x slower: dev\[0:40\) -> cld\[40:120\)\); 1 deferred \(edg throttled\)$/m,
     );
   });
 

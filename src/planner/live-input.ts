@@ -48,6 +48,13 @@ export interface LiveSnapshot {
    * host/frame-cpu.ts): the host's `frameMs`, before its slowdown. Absent, or a host missing: the input's own.
    */
   readonly frameMs?: Readonly<Record<string, number>>;
+  /**
+   * Per host under a CPU quota, the share of the last few seconds its cgroup spent throttled (its quota used
+   * up; the kernel counts a throttled period once per CPU waited on, so up to about the machine's CPU count).
+   * Contingency warming (contingency.ts) builds nothing on a host that runs a stage of the plan in force and
+   * is throttled. Absent, or a host missing: not throttled.
+   */
+  readonly throttledShare?: Readonly<Record<string, number>>;
 }
 
 /** One observation of a host: it ran a segment profiled at `workMs` at `factor` times its profile. */

@@ -57,7 +57,7 @@ export const LIMITS = {
     default: 4,
     unit: 'count',
     min: 0,
-    doc: "Contingency plans (the best if one host got 4x or 16x slower, or two hosts' links 10x or 50x slower) whose segments the origin has warmed after each plan change, so that a move answering such a change waits for no session; 0: none.",
+    doc: "Contingency plans (the best if one host got 4x or 16x slower, or two hosts' links 10x or 50x slower) whose segments the origin has warmed after each plan change, so that a move answering such a change waits for no session (none is built on a host whose quota is used up while it runs a stage of the plan in force); 0: none.",
   },
   warmupRuns: {
     default: 2,

@@ -188,7 +188,11 @@ function eventText(e: CleaveEvent): string {
     case 'contingency-warmed': {
       const plans = Array.isArray(e.plans) ? (e.plans as { scenario?: unknown; route?: unknown }[]) : [];
       const each = plans.map((c) => `${str(c?.scenario)}: ${str(c?.route)}`).join('; ');
-      return `${plans.length} warm for epoch ${str(e.epoch)} in ${ms(num(e.ms))} ms${each ? ` (${each})` : ''}`;
+      const deferred = Array.isArray(e.deferred) ? (e.deferred as { host?: unknown }[]) : [];
+      const held = deferred.length
+        ? `; ${deferred.length} deferred (${[...new Set(deferred.map((c) => str(c?.host ?? null)))].join(', ')} throttled)`
+        : '';
+      return `${plans.length} warm for epoch ${str(e.epoch)} in ${ms(num(e.ms))} ms${each ? ` (${each})` : ''}${held}`;
     }
     case 'controller-changed': {
       const before = (e.before ?? {}) as Record<string, unknown>;

@@ -29,7 +29,8 @@ export interface AdaptiveMetrics {
 export interface AdaptiveOptions {
   readonly coordinator: Pick<Coordinator, 'current' | 'planInput' | 'adopt' | 'warm'> &
     Partial<Pick<Coordinator, 'loaded'>>;
-  readonly live: Pick<LiveState, 'down' | 'slowdowns' | 'slowdownsByWork' | 'quotas' | 'frameCosts'>;
+  readonly live: Pick<LiveState, 'down' | 'slowdowns' | 'slowdownsByWork' | 'quotas' | 'frameCosts'> &
+    Partial<Pick<LiveState, 'throttledShares'>>;
   profiles(): Promise<Profile[]>;
   /** Called first in every round (the origin refreshes its own measurements there). */
   beforeRound?(): void;
@@ -191,6 +192,7 @@ export class AdaptiveLoop {
         slowdownByWork: this.o.live.slowdownsByWork(profiles, at),
         quotaCpus: this.o.live.quotas(),
         frameMs: this.o.live.frameCosts(input.hosts.map((h) => h.name)),
+        throttledShare: this.o.live.throttledShares?.(at),
         down: this.o.live.down(at),
         concurrency: this.o.concurrency?.(at) ?? 1,
         measured: this.o.measured?.(at),
@@ -259,8 +261,9 @@ export class AdaptiveLoop {
     const n = this.o.contingencies ?? 0;
     if (n <= 0) return;
     const t0 = performance.now();
-    const plans = contingencyPlans(s, this.controller.settings, routeOf(active.predicted), n);
+    const all = contingencyPlans(s, this.controller.settings, active.predicted, n);
     const searchMs = performance.now() - t0;
+    const plans = all.filter((c) => !c.deferred);
     for (const c of plans) {
       if (this.stopped || this.o.coordinator.current?.epoch !== active.epoch) return;
       try {
@@ -269,14 +272,16 @@ export class AdaptiveLoop {
         this.o.logger.warn({ err: errorMessage(e), scenario: c.scenario }, 'warming a contingency plan failed');
       }
     }
-    const warmed = plans.map((c) => ({
+    const brief = (c: (typeof all)[number]) => ({
       scenario: c.scenario,
       route: routeOf(c.plan),
       stages: c.plan.stages.map((x) => ({ host: x.host, blocks: [x.start, x.end] })),
-    }));
+    });
+    const warmed = plans.map(brief);
+    const deferred = all.filter((c) => c.deferred).map((c) => ({ ...brief(c), host: c.deferred?.host, reason: c.deferred?.reason }));
     const ms = performance.now() - t0;
-    this.o.logger.info({ epoch: active.epoch, searchMs, ms, plans: warmed }, 'contingency plans warmed');
-    this.o.events?.emit('contingency-warmed', { epoch: active.epoch, plans: warmed, searchMs, ms });
+    this.o.logger.info({ epoch: active.epoch, searchMs, ms, plans: warmed, deferred }, 'contingency plans warmed');
+    this.o.events?.emit('contingency-warmed', { epoch: active.epoch, plans: warmed, deferred, searchMs, ms });
   }
 
   private async adopt(

@@ -52,6 +52,12 @@ const WORK_POINT_FRESH_MS = 30_000;
 /** Observations kept per host at most (the latest). */
 const WORK_POINTS_MAX = 16;
 
+/**
+ * Span over which a host's throttled share is taken (`throttledShares`): a few heartbeats, so that one beat
+ * taken across a build or a burst does not decide alone.
+ */
+const THROTTLED_SPAN_MS = 3000;
+
 /** A link estimate moving by this share since it was last announced is a `link-changed` event. */
 const LINK_EVENT_SHARE = 0.25;
 
@@ -96,6 +102,8 @@ export class LiveState {
   private wasDown = new Set<string>();
   /** Each host's latest figure of its loop's CPU per stage from a frame (Heartbeat.frameCpuMs): kept while it is idle. */
   private readonly frameCpu = new Map<string, number>();
+  /** Per host, its cgroup's cumulative throttled time (ms) at each heartbeat of about the last THROTTLED_SPAN_MS. */
+  private readonly throttled = new Map<string, { at: number; ms: number; quotaCpus: number }[]>();
 
   constructor(private readonly o: LiveStateOptions) {}
 
@@ -103,6 +111,7 @@ export class LiveState {
   onHeartbeat(b: Heartbeat, now: number): void {
     this.beats.set(b.host, { beat: b, at: now });
     if (typeof b.frameCpuMs === 'number') this.frameCpu.set(b.host, b.frameCpuMs);
+    this.noteThrottled(b, now);
     for (const l of b.links) {
       const key = `${l.from}\u0000${l.to}`;
       let e = this.links.get(key);
@@ -206,6 +215,42 @@ export class LiveState {
     const mid =
       known.length % 2 ? known[(known.length - 1) / 2] : (known[known.length / 2 - 1] + known[known.length / 2]) / 2;
     return Object.fromEntries(hosts.map((h) => [h, this.frameCpu.get(h) ?? mid]));
+  }
+
+  /**
+   * Per host under a CPU quota, how much of the last few seconds its cgroup spent throttled: the growth of its
+   * cumulative throttled time over the wall time between its oldest and newest heartbeat of the span (at
+   * least 0.9 s apart). The kernel adds a throttled period once per CPU the cgroup's threads were waiting on,
+   * so on a machine of n CPUs this is at most about n. Its own signal that the host uses all its quota, where
+   * the machine's load would speak for every host on the machine. Hosts without a quota, or without two beats
+   * far enough apart under their current quota, are missing.
+   */
+  throttledShares(now: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [host, xs] of this.throttled) {
+      const live = xs.filter((x) => now - x.at <= THROTTLED_SPAN_MS);
+      if (live.length < 2) continue;
+      const a = live[0];
+      const b = live[live.length - 1];
+      if (b.at - a.at >= 900) out[host] = Math.max(0, b.ms - a.ms) / (b.at - a.at);
+    }
+    return out;
+  }
+
+  private noteThrottled(b: Heartbeat, now: number): void {
+    const ms = b.throttledMs;
+    if (typeof ms !== 'number' || b.quotaCpus === null) {
+      this.throttled.delete(b.host);
+      return;
+    }
+    const xs = this.throttled.get(b.host) ?? [];
+    // A restarted host (its counter went back) starts over, and so does one under a new quota: what it was
+    // throttled under the old one says nothing of the new.
+    const last = xs[xs.length - 1];
+    if (last && (ms < last.ms || last.quotaCpus !== b.quotaCpus)) xs.length = 0;
+    xs.push({ at: now, ms, quotaCpus: b.quotaCpus });
+    while (xs.length > 2 && now - xs[1].at > THROTTLED_SPAN_MS) xs.shift();
+    this.throttled.set(b.host, xs);
   }
 
   /** Each host's CPU quota as its last heartbeat reported it (null: none). */
