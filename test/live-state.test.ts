@@ -235,6 +235,29 @@ describe('LiveState', () => {
     expect(s.throttledShares(8500)).toEqual({});
   });
 
+  it('says a measurement moved (a link-changed event, a new CPU quota), and nothing else', () => {
+    const moved: string[] = [];
+    const s = new LiveState({
+      self: 'dev',
+      hosts: ['dev', 'edg', 'cld'],
+      blocks: BLOCKS,
+      heartbeatTimeoutMs: 2000,
+      observedFreshMs: 5000,
+      isOpen: () => true,
+      onMoved: (why) => moved.push(why),
+    });
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 25e6)] }), 0);
+    s.onHeartbeat(beat('edg', { quotaCpus: 1 }), 0);
+    // The first figures, the same ones again, and a move under 25 %: nothing.
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 25e6)] }), 500);
+    s.onHeartbeat(beat('edg', { quotaCpus: 1, cpuPercent: 90 }), 500);
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 24e6)] }), 2000);
+    expect(moved).toEqual([]);
+    s.onHeartbeat(beat('edg', { quotaCpus: 0.15 }), 2500);
+    s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 6e5)] }), 4000);
+    expect(moved).toEqual(["edg's CPU quota 1 -> 0.15", 'link dev->edg moved']);
+  });
+
   it('down: a dropped link at once, silent heartbeats after the timeout; host-down and host-up events', () => {
     const open = new Set(['edg', 'cld']);
     const { s, events } = state(open);

@@ -73,6 +73,8 @@ export function startOrigin(o: OriginOptions): OriginParts {
     stalled: o.stalled,
     model,
     events,
+    // A moved link or quota starts a round at once (the loop leaves it be while a plan is being confirmed).
+    onMoved: (why) => setImmediate(() => loopRef?.nudge(why)),
   });
   // Planning reads live link estimates (from heartbeats) where a host has reported, and the hosts' own
   // smoothed figures otherwise (before the first heartbeat of a peer).

@@ -99,6 +99,12 @@ export function livePrice(p: Plan, concurrency: number): LivePrice {
   };
 }
 
+/**
+ * Nudged rounds (`AdaptiveLoop.nudge`) start no sooner than this after the last round's start: a burst of
+ * moved measurements (both directions of a link, several links on one heartbeat) is one round.
+ */
+const NUDGE_GAP_MS = 250;
+
 export class AdaptiveLoop {
   readonly controller: Controller;
   private timer: NodeJS.Timeout | null = null;
@@ -108,6 +114,8 @@ export class AdaptiveLoop {
   private stopped = true;
   /** The epoch whose contingency plans were warmed (or are being warmed). */
   private contingencyEpoch = -1;
+  /** When the last round started (performance.now()). */
+  private lastStart = -Infinity;
 
   constructor(private readonly o: AdaptiveOptions) {
     this.controller = new Controller({ ...CONTROLLER_DEFAULTS, ...o.settings });
@@ -148,6 +156,26 @@ export class AdaptiveLoop {
     return after;
   }
 
+  /**
+   * A measurement moved (a link estimate by 25 %, a host's CPU quota): run a round now rather than at the
+   * timer's next tick, and count the interval to the round after from this one. Ignored while a round runs,
+   * within NUDGE_GAP_MS of the last round's start, and while a plan is proposed: the round confirming a
+   * proposal comes a whole interval after the one that proposed it, so confirmation still spans
+   * `replanIntervalMs` and a nudge only saves the wait for the first round. Returns whether a round started.
+   */
+  nudge(why: string): boolean {
+    if (this.stopped || this.running || this.controller.settings.paused) return false;
+    if (this.last?.kind === 'propose') return false;
+    if (performance.now() - this.lastStart < NUDGE_GAP_MS) return false;
+    this.o.logger.debug({ why }, 'controller round nudged');
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    void this.round().finally(() => {
+      if (!this.stopped) this.schedule();
+    });
+    return true;
+  }
+
   /** One round now (a round in progress is joined, not doubled). */
   round(): Promise<void> {
     if (!this.running) this.running = this.runRound().finally(() => (this.running = null));
@@ -166,6 +194,7 @@ export class AdaptiveLoop {
 
   private async runRound(): Promise<void> {
     const t0 = performance.now();
+    this.lastStart = t0;
     const at = this.now();
     // An unloaded model has nothing to plan: its hosts hold no segment, and none is prepared until it loads.
     if (this.o.coordinator.loaded === false) {

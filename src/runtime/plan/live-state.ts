@@ -31,6 +31,11 @@ export interface LiveStateOptions {
   /** The model whose segment times count toward the hosts' slowdowns (absent: every segment reported). */
   readonly model?: string;
   readonly events?: EventBus;
+  /**
+   * A measurement moved enough to be worth a controller round now: a link estimate by LINK_EVENT_SHARE (the
+   * `link-changed` event) or a host's CPU quota (its heartbeat says another than its last one).
+   */
+  onMoved?(why: string): void;
 }
 
 /**
@@ -109,7 +114,10 @@ export class LiveState {
 
   /** A heartbeat arrived (or the origin's own was taken) at `now`. */
   onHeartbeat(b: Heartbeat, now: number): void {
+    const before = this.beats.get(b.host);
     this.beats.set(b.host, { beat: b, at: now });
+    if (before && before.beat.quotaCpus !== b.quotaCpus)
+      this.o.onMoved?.(`${b.host}'s CPU quota ${before.beat.quotaCpus ?? 'none'} -> ${b.quotaCpus ?? 'none'}`);
     if (typeof b.frameCpuMs === 'number') this.frameCpu.set(b.host, b.frameCpuMs);
     this.noteThrottled(b, now);
     for (const l of b.links) {
@@ -376,7 +384,9 @@ export class LiveState {
     const moved = (x: number, y: number): boolean => Math.abs(x - y) > LINK_EVENT_SHARE * Math.max(Math.abs(y), 1e-9);
     if (a && !moved(throughputBps, a.throughputBps) && !(moved(rttMs, a.rttMs) && Math.abs(rttMs - a.rttMs) > 1))
       return;
-    if (a) this.o.events?.emit('link-changed', { from: e.from, to: e.to, rttMs, throughputBps, before: a });
     e.announced = { rttMs, throughputBps };
+    if (!a) return;
+    this.o.events?.emit('link-changed', { from: e.from, to: e.to, rttMs, throughputBps, before: a });
+    this.o.onMoved?.(`link ${e.from}->${e.to} moved`);
   }
 }
