@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { quantile } from '../src/runtime/local/profiler.js';
+import { quantile } from '../src/planner/estimate.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { ensureModel } from '../src/cli/commands/up.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
 import { launchDeployment } from '../src/runtime/process/launcher.js';
-import { quantile } from '../src/runtime/local/profiler.js';
+import { quantile } from '../src/planner/estimate.js';
 import { OnnxModel } from '../src/graph/model.js';
 import { resolveInputs } from '../src/graph/shapes.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';

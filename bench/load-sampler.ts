@@ -14,7 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import { LoadSampler } from '../src/runtime/host/load.js';
-import { quantile } from '../src/runtime/local/profiler.js';
+import { quantile } from '../src/planner/estimate.js';
 import { applyCpuQuota, hostQuotaPeriodUs, leaveCgroup } from '../src/runtime/process/cgroup.js';
 
 const { values } = parseArgs({

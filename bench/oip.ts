@@ -23,7 +23,7 @@ import { resolveInputs } from '../src/graph/shapes.js';
 import type { DeploymentConfig } from '../src/runtime/config.js';
 import { OIP_PROTO, PROTO_OPTIONS } from '../src/runtime/grpc/server.js';
 import { makeFeeds } from '../src/runtime/local/ort-local.js';
-import { quantile } from '../src/runtime/local/profiler.js';
+import { quantile } from '../src/planner/estimate.js';
 import { launchDeployment } from '../src/runtime/process/launcher.js';
 import { freePort, loopbackHosts, putJson } from '../test/helpers/deployment.js';
 import { binaryBody } from './_oip.js';

@@ -42,7 +42,7 @@ import { launchDeployment } from '../src/runtime/process/launcher.js';
 import { HOST_NODE_FLAGS } from '../src/runtime/process/node-flags.js';
 import { createSession, makeFeeds } from '../src/runtime/local/ort-local.js';
 import { extractSegment } from '../src/graph/segment.js';
-import { quantile } from '../src/runtime/local/profiler.js';
+import { quantile } from '../src/planner/estimate.js';
 import { ensureModel } from '../src/cli/commands/up.js';
 import { loopbackHosts, putJson } from '../test/helpers/deployment.js';
 import { binaryBody, postInfer } from './_oip.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ESTIMATE_DEFAULTS, RecentMedian, WindowExtreme, slowdownOf } from '../src/planner/index.js';
+import { quantile } from '../src/planner/estimate.js';
 import { expectError } from './helpers/errors.js';
 
 describe('slowdownOf', () => {
@@ -158,5 +159,20 @@ describe('RecentMedian', () => {
   it('refuses a bad size or sample', () => {
     expect(() => new RecentMedian(0)).toThrow(/^size: must be an integer >= 1/);
     expect(() => new RecentMedian(5).add(Number.NaN)).toThrow(/^value: must be a finite number/);
+  });
+});
+
+describe('quantile', () => {
+  it('interpolates between the nearest samples, whatever their order, and is 0 for none', () => {
+    expect(quantile([], 0.5)).toBe(0);
+    expect(quantile([7], 0.9)).toBe(7);
+    expect(quantile([3, 1, 2], 0.5)).toBe(2);
+    expect(quantile([4, 1, 3, 2], 0.5)).toBe(2.5);
+    expect(quantile([10, 0], 0.9)).toBeCloseTo(9, 12);
+    expect(quantile([5, 1, 9], 0)).toBe(1);
+    expect(quantile([5, 1, 9], 1)).toBe(9);
+    const xs = [3, 1, 2];
+    quantile(xs, 0.5);
+    expect(xs).toEqual([3, 1, 2]);
   });
 });

@@ -186,3 +186,16 @@ export class RecentMedian {
     return n % 2 ? s[n >> 1] : (s[n / 2 - 1] + s[n / 2]) / 2;
   }
 }
+
+/**
+ * The `q` quantile of `xs` (0..1), interpolated linearly between the two nearest samples (so the median of an
+ * even count is the mean of the middle two); 0 for no samples.
+ */
+export function quantile(xs: readonly number[], q: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}

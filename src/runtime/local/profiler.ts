@@ -20,6 +20,7 @@ import { createSession, makeFeeds, runAllTensors, runSession, type Feeds } from 
 import { profileCodecs } from './codec-profile.js';
 import { onnx } from '../../graph/onnx.js';
 import { PROFILE_FORMAT, type Profile } from '../../planner/profile.js';
+import { quantile } from '../../planner/estimate.js';
 
 /** The profile format is the planner's (src/planner/profile.ts): it reads what this writes. */
 export type ProfileDoc = Profile;
@@ -350,15 +351,6 @@ async function runOverhead(repeats: number, warmup: number, threads: number): Pr
     threads,
   );
   return r.median;
-}
-
-export function quantile(xs: readonly number[], q: number): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
 }
 
 function round(x: number): number {

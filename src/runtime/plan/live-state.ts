@@ -5,7 +5,7 @@
  * host's slowdown, its CPU, queue and quota, and which hosts are down. This is the adaptive loop's
  * measurement source; it never sees the emulator's settings, only what the links measured.
  */
-import { segmentWorkMs, slowdownOf, WindowExtreme } from '../../planner/estimate.js';
+import { quantile, segmentWorkMs, slowdownOf, WindowExtreme } from '../../planner/estimate.js';
 import type { WorkSlowdown } from '../../planner/live-input.js';
 import type { Profile } from '../../planner/profile.js';
 import type { Heartbeat, LinkView } from './cluster-view.js';
@@ -218,10 +218,9 @@ export class LiveState {
    * at the median of the others' (the same code handles the frames). Empty while no host has a figure.
    */
   frameCosts(hosts: readonly string[]): Record<string, number> {
-    const known = [...this.frameCpu.values()].sort((a, b) => a - b);
+    const known = [...this.frameCpu.values()];
     if (known.length === 0) return {};
-    const mid =
-      known.length % 2 ? known[(known.length - 1) / 2] : (known[known.length / 2 - 1] + known[known.length / 2]) / 2;
+    const mid = quantile(known, 0.5);
     return Object.fromEntries(hosts.map((h) => [h, this.frameCpu.get(h) ?? mid]));
   }
 
