@@ -52,6 +52,7 @@ function beat(host: string, o: Partial<Heartbeat> = {}): Heartbeat {
 function state(
   open: Set<string> = new Set(['edg', 'cld']),
   stalled?: () => boolean,
+  onMoved?: (why: string) => void,
 ): { s: LiveState; events: CleaveEvent[] } {
   const bus = new EventBus();
   const events: CleaveEvent[] = [];
@@ -65,6 +66,7 @@ function state(
     isOpen: (h) => open.has(h),
     stalled,
     events: bus,
+    onMoved,
   });
   return { s, events };
 }
@@ -237,15 +239,7 @@ describe('LiveState', () => {
 
   it('says a measurement moved (a link-changed event, a new CPU quota), and nothing else', () => {
     const moved: string[] = [];
-    const s = new LiveState({
-      self: 'dev',
-      hosts: ['dev', 'edg', 'cld'],
-      blocks: BLOCKS,
-      heartbeatTimeoutMs: 2000,
-      observedFreshMs: 5000,
-      isOpen: () => true,
-      onMoved: (why) => moved.push(why),
-    });
+    const { s } = state(undefined, undefined, (why) => moved.push(why));
     s.onHeartbeat(beat('dev', { links: [link('dev', 'edg', 2, 25e6)] }), 0);
     s.onHeartbeat(beat('edg', { quotaCpus: 1 }), 0);
     // The first figures, the same ones again, and a move under 25 %: nothing.
