@@ -222,7 +222,8 @@ describe('LiveState', () => {
     s.onHeartbeat(beat('cld', { throttledMs: 50 }), 1000);
     expect(s.throttledShares(1000)).toEqual({ edg: 0.4 });
     // Only the last 3 s count: the burst at the start has left the span.
-    for (let t = 1500; t <= 5000; t += 500) s.onHeartbeat(beat('edg', { ...q, throttledMs: 1400 + (t - 1000) * 0.02 }), t);
+    for (let t = 1500; t <= 5000; t += 500)
+      s.onHeartbeat(beat('edg', { ...q, throttledMs: 1400 + (t - 1000) * 0.02 }), t);
     expect(s.throttledShares(5000).edg).toBeCloseTo(0.02, 6);
     // A restarted host's counter starts again from its next beats; a quota lifted drops the figure.
     s.onHeartbeat(beat('edg', { ...q, throttledMs: 10 }), 5500);

@@ -121,7 +121,9 @@ function state(over: Partial<WatchState> = {}): WatchState {
       ev('contingency-warmed', 3, {
         epoch: 3,
         plans: [{ scenario: 'edg 4x slower', route: 'dev[0:40) -> cld[40:120)', stages: [] }],
-        deferred: [{ scenario: 'dev 4x slower', route: 'dev[0:10) -> edg[10:120)', stages: [], host: 'edg', reason: '' }],
+        deferred: [
+          { scenario: 'dev 4x slower', route: 'dev[0:10) -> edg[10:120)', stages: [], host: 'edg', reason: '' },
+        ],
         searchMs: 2,
         ms: 812.4,
       }),

@@ -121,7 +121,11 @@ export function contingencyPlans(
  * Why `plan` is not to be warmed now (see the module's note), or null: the first host on which it would
  * build a segment while that host runs another segment of the plan in force and is throttled.
  */
-export function deferral(s: LiveSnapshot, current: InForce, plan: Pick<Plan, 'stages'>): Contingency['deferred'] | null {
+export function deferral(
+  s: LiveSnapshot,
+  current: InForce,
+  plan: Pick<Plan, 'stages'>,
+): Contingency['deferred'] | null {
   const running = new Map<string, Set<string>>();
   for (const st of current.stages)
     if (st.end > st.start) running.set(st.host, (running.get(st.host) ?? new Set()).add(`${st.start}:${st.end}`));

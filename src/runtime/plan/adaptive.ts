@@ -307,7 +307,9 @@ export class AdaptiveLoop {
       stages: c.plan.stages.map((x) => ({ host: x.host, blocks: [x.start, x.end] })),
     });
     const warmed = plans.map(brief);
-    const deferred = all.filter((c) => c.deferred).map((c) => ({ ...brief(c), host: c.deferred?.host, reason: c.deferred?.reason }));
+    const deferred = all
+      .filter((c) => c.deferred)
+      .map((c) => ({ ...brief(c), host: c.deferred?.host, reason: c.deferred?.reason }));
     const ms = performance.now() - t0;
     this.o.logger.info({ epoch: active.epoch, searchMs, ms, plans: warmed, deferred }, 'contingency plans warmed');
     this.o.events?.emit('contingency-warmed', { epoch: active.epoch, plans: warmed, deferred, searchMs, ms });
