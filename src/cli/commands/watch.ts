@@ -190,7 +190,7 @@ function eventText(e: CleaveEvent): string {
       const each = plans.map((c) => `${str(c?.scenario)}: ${str(c?.route)}`).join('; ');
       const deferred = Array.isArray(e.deferred) ? (e.deferred as { host?: unknown }[]) : [];
       const held = deferred.length
-        ? `; ${deferred.length} deferred (${[...new Set(deferred.map((c) => str(c?.host ?? null)))].join(', ')} throttled)`
+        ? `; ${deferred.length} deferred (${[...new Set(deferred.map((c) => str(c?.host)))].join(', ')} throttled)`
         : '';
       return `${plans.length} warm for epoch ${str(e.epoch)} in ${ms(num(e.ms))} ms${each ? ` (${each})` : ''}${held}`;
     }

@@ -306,6 +306,7 @@ export class Host {
     const takeHeartbeat = (): Heartbeat => {
       const cpu = ownCpu();
       const ms = [...parts.values()];
+      const busy = ms.reduce((a, m) => a + m.pipeline.busy, 0);
       // A new CPU quota: what ran under the old one no longer says how fast this host is.
       if (quotaSeen !== undefined && cpu.cpus !== quotaSeen) for (const m of ms) m.pipeline.restartComputeTimes();
       quotaSeen = cpu.cpus;
@@ -318,13 +319,13 @@ export class Host {
         threads,
         queueDepth: executor.queued,
         inFlight: ms.reduce((a, m) => a + m.pipeline.inFlight, 0),
-        busy: ms.reduce((a, m) => a + m.pipeline.busy, 0),
+        busy,
         segments: ms.flatMap((m) => m.pipeline.computeTimes().map((t) => ({ model: m.name, ...t }))),
         links: mesh.reports(),
         frameCpuMs: frameCpu.beat(
           performance.now(),
           ms.reduce((a, m) => a + m.pipeline.stagesFromFrames, 0),
-          ms.reduce((a, m) => a + m.pipeline.busy, 0),
+          busy,
         ),
       };
     };

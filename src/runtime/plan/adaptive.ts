@@ -170,10 +170,15 @@ export class AdaptiveLoop {
     this.o.logger.debug({ why }, 'controller round nudged');
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.roundThenSchedule();
+    return true;
+  }
+
+  /** A round, and the next one `replanIntervalMs` after it ends (unless the loop stopped meanwhile). */
+  private roundThenSchedule(): void {
     void this.round().finally(() => {
       if (!this.stopped) this.schedule();
     });
-    return true;
   }
 
   /** One round now (a round in progress is joined, not doubled). */
@@ -184,11 +189,7 @@ export class AdaptiveLoop {
 
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      void this.round().finally(() => {
-        if (!this.stopped) this.schedule();
-      });
-    }, this.controller.settings.replanIntervalMs);
+    this.timer = setTimeout(() => this.roundThenSchedule(), this.controller.settings.replanIntervalMs);
     this.timer.unref();
   }
 

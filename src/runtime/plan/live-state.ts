@@ -108,7 +108,7 @@ export class LiveState {
   /** Each host's latest figure of its loop's CPU per stage from a frame (Heartbeat.frameCpuMs): kept while it is idle. */
   private readonly frameCpu = new Map<string, number>();
   /** Per host, its cgroup's cumulative throttled time (ms) at each heartbeat of about the last THROTTLED_SPAN_MS. */
-  private readonly throttled = new Map<string, { at: number; ms: number; quotaCpus: number }[]>();
+  private readonly throttled = new Map<string, { at: number; ms: number }[]>();
 
   constructor(private readonly o: LiveStateOptions) {}
 
@@ -116,10 +116,11 @@ export class LiveState {
   onHeartbeat(b: Heartbeat, now: number): void {
     const before = this.beats.get(b.host);
     this.beats.set(b.host, { beat: b, at: now });
-    if (before && before.beat.quotaCpus !== b.quotaCpus)
+    const quotaMoved = before !== undefined && before.beat.quotaCpus !== b.quotaCpus;
+    if (quotaMoved)
       this.o.onMoved?.(`${b.host}'s CPU quota ${before.beat.quotaCpus ?? 'none'} -> ${b.quotaCpus ?? 'none'}`);
     if (typeof b.frameCpuMs === 'number') this.frameCpu.set(b.host, b.frameCpuMs);
-    this.noteThrottled(b, now);
+    this.noteThrottled(b, now, quotaMoved);
     for (const l of b.links) {
       const key = `${l.from}\u0000${l.to}`;
       let e = this.links.get(key);
@@ -244,7 +245,7 @@ export class LiveState {
     return out;
   }
 
-  private noteThrottled(b: Heartbeat, now: number): void {
+  private noteThrottled(b: Heartbeat, now: number, quotaMoved: boolean): void {
     const ms = b.throttledMs;
     if (typeof ms !== 'number' || b.quotaCpus === null) {
       this.throttled.delete(b.host);
@@ -253,9 +254,8 @@ export class LiveState {
     const xs = this.throttled.get(b.host) ?? [];
     // A restarted host (its counter went back) starts over, and so does one under a new quota: what it was
     // throttled under the old one says nothing of the new.
-    const last = xs[xs.length - 1];
-    if (last && (ms < last.ms || last.quotaCpus !== b.quotaCpus)) xs.length = 0;
-    xs.push({ at: now, ms, quotaCpus: b.quotaCpus });
+    if (quotaMoved || (xs.length > 0 && ms < xs[xs.length - 1].ms)) xs.length = 0;
+    xs.push({ at: now, ms });
     while (xs.length > 2 && now - xs[1].at > THROTTLED_SPAN_MS) xs.shift();
     this.throttled.set(b.host, xs);
   }
