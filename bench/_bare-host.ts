@@ -4,9 +4,14 @@
  * and nothing else: no frame header, no msgpack, no route check, no worker (ORT runs on the main thread), no
  * logging, no measurement. Run as `node --import tsx bench/_bare-host.ts CONFIG_JSON`; it prints `port N`,
  * reads one JSON line of every host's port on stdin, connects its outgoing hops and prints `ready`.
+ *
+ * `worker: true` runs ORT in a worker thread as Cleave's hosts do (the sockets on the main thread, the bytes
+ * posted across); `worker: 'io'` runs the whole host (its sockets and ORT) in one worker thread, the main
+ * thread only relaying the start-up lines: the floor of a data plane in the ORT worker, where a frame reaches
+ * the thread that computes on it, and leaves from it, without a hop between threads.
  */
 import { createInterface } from 'node:readline';
-import { Worker } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ortSessionOptions } from '../src/runtime/executor/ort-options.js';
@@ -25,14 +30,19 @@ export interface BareHostConfig {
   readonly name: string;
   readonly segments: readonly BareSegment[];
   readonly routes: readonly (readonly BareHop[])[];
-  /** Run ORT in one worker thread, as Cleave's hosts do (the bytes copied to it, the answer transferred back). */
-  readonly worker?: boolean;
+  /**
+   * true: run ORT in one worker thread, as Cleave's hosts do (the message's buffer and the answer
+   * transferred, not copied); 'io': run the sockets and ORT together in one worker thread.
+   */
+  readonly worker?: boolean | 'io';
 }
 
-const config = JSON.parse(process.argv[2]) as BareHostConfig;
+const config = (isMainThread ? JSON.parse(process.argv[2]) : workerData) as BareHostConfig;
+/** This thread only relays for the worker that is the host (`worker: 'io'`). */
+const relay = isMainThread && config.worker === 'io';
 const mine = new Set(config.routes.flatMap((r) => r.filter((h) => h.host === config.name).flatMap((h) => h.run)));
 const sessions = new Map<number, ort.InferenceSession>();
-if (!config.worker)
+if (!config.worker || !isMainThread)
   for (const i of mine)
     sessions.set(i, await ort.InferenceSession.create(config.segments[i].file, ortSessionOptions(1)));
 
@@ -42,7 +52,7 @@ async function runHere(i: number, bytes: Uint8Array): Promise<Uint8Array> {
   const f32 =
     bytes.byteOffset % 4 === 0
       ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
-      : new Float32Array(bytes.slice().buffer);
+      : new Float32Array(Uint8Array.prototype.slice.call(bytes).buffer); // a copy (a Buffer's own slice is a view)
   const r = await sessions.get(i)!.run({ [seg.input]: new ort.Tensor('float32', f32, seg.dims) });
   const t = r[sessions.get(i)!.outputNames[0]].data as Float32Array;
   return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
@@ -64,17 +74,33 @@ parentPort.on('message', async ({ i, bytes }) => {
   parentPort.postMessage(new Uint8Array(own.buffer), [own.buffer]);
 });`;
 
-await main();
+if (relay) await relayFor(new Worker(new URL('./_bare-io-worker.mjs', import.meta.url), { workerData: config }));
+else await main();
+
+/** `worker: 'io'`: the host is `host`, a worker thread; this thread passes the start-up lines both ways. */
+async function relayFor(host: Worker): Promise<void> {
+  host.on('message', (line: string) => console.log(line));
+  host.once('error', (e) => {
+    console.error(e);
+    process.exit(1);
+  });
+  const lines = createInterface({ input: process.stdin });
+  host.postMessage(await new Promise<string>((r) => lines.once('line', r)));
+  lines.on('close', () => process.exit(0));
+}
 
 async function main(): Promise<void> {
-  const workerData = { segments: config.segments, run: [...mine], options: ortSessionOptions(1) };
-  const worker = config.worker ? new Worker(WORKER, { eval: true, workerData }) : undefined;
+  const say = (line: string): void => (isMainThread ? console.log(line) : parentPort!.postMessage(line));
+  const data = { segments: config.segments, run: [...mine], options: ortSessionOptions(1) };
+  const worker =
+    config.worker === true && isMainThread ? new Worker(WORKER, { eval: true, workerData: data }) : undefined;
   const run = (i: number, bytes: Uint8Array): Promise<Uint8Array> => {
     if (!worker) return runHere(i, bytes);
-    const copy = bytes.slice();
+    // Buffer#slice is a view: the message's own buffer (ws's, not shared with other data) moves to the worker.
+    const moved = bytes.slice();
     return new Promise((resolve) => {
       worker.once('message', resolve);
-      worker.postMessage({ i, bytes: copy }, [copy.buffer]);
+      worker.postMessage({ i, bytes: moved }, [moved.buffer]);
     });
   };
 
@@ -97,10 +123,11 @@ async function main(): Promise<void> {
     ws.on('message', (data: Buffer) => void handle(route, hop, data));
   });
   await new Promise<void>((r) => server.once('listening', () => r()));
-  console.log(`port ${(server.address() as { port: number }).port}`);
+  say(`port ${(server.address() as { port: number }).port}`);
 
-  const lines = createInterface({ input: process.stdin });
-  const ports = JSON.parse(await new Promise<string>((r) => lines.once('line', r))) as Record<string, number>;
+  const lines = isMainThread ? createInterface({ input: process.stdin }) : undefined;
+  const portsLine = await new Promise<string>((r) => (lines ? lines.once('line', r) : parentPort!.once('message', r)));
+  const ports = JSON.parse(portsLine) as Record<string, number>;
   const opening: Promise<void>[] = [];
   config.routes.forEach((r, route) =>
     r.forEach((h, hop) => {
@@ -114,6 +141,6 @@ async function main(): Promise<void> {
     }),
   );
   await Promise.all(opening);
-  console.log('ready');
-  lines.on('close', () => process.exit(0));
+  say('ready');
+  lines?.on('close', () => process.exit(0));
 }

@@ -3,7 +3,7 @@
  * between them (bench/_bare-host.ts: raw tensor bytes over one WebSocket connection per hop, ORT on the main
  * thread). Two routes, as the bench times them: 0 = device -> edge -> cloud -> device (the three-host route),
  * 1 = the three segments on the device. The client sends the input over a WebSocket instead of HTTP. With
- * `worker`, each host runs ORT in a worker thread as Cleave's do.
+ * `worker: true`, each host runs ORT in a worker thread as Cleave's do; with `'io'`, its sockets too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -32,7 +32,7 @@ export interface BareRoute {
 export async function startBareRoute(
   segments: readonly BareSegment[],
   nodeFlags: readonly string[] = [],
-  worker = false,
+  worker: boolean | 'io' = false,
 ): Promise<BareRoute> {
   const children: ChildProcess[] = [];
   const ports: Record<string, number> = {};

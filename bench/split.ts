@@ -205,8 +205,13 @@ for (const name of values.models.split(',')) {
       }
     }
     const bareSegments = chain.map((s, i) => ({ file: segmentFiles[i], input: s.inputNames[0], dims: segmentDims[i] }));
-    // ORT on the main thread (the floor) and in a worker thread (as Cleave's hosts run it).
-    const bares = [await startBareRoute(bareSegments, FLAGS), await startBareRoute(bareSegments, FLAGS, true)];
+    // ORT on the main thread (the floor), in a worker thread (as Cleave's hosts run it), and in a worker thread
+    // that owns the sockets too (a data plane in the ORT worker: no hop between threads at either end).
+    const bares = [
+      await startBareRoute(bareSegments, FLAGS),
+      await startBareRoute(bareSegments, FLAGS, true),
+      await startBareRoute(bareSegments, FLAGS, 'io'),
+    ];
     const xBytes = new Uint8Array(xData.buffer, xData.byteOffset, xData.byteLength);
     const bareInfer = (bare: BareRoute, route: 0 | 1) => async (): Promise<void> => {
       if ((await bare.infer(route, xBytes)) !== a.outputBytes) throw new Error('bare route: wrong answer size');
@@ -217,6 +222,8 @@ for (const name of values.models.split(',')) {
       bareSingle: [] as number[],
       bareWorkerSplit: [] as number[],
       bareWorkerSingle: [] as number[],
+      bareIoSplit: [] as number[],
+      bareIoSingle: [] as number[],
       baseline: [] as number[],
       baselineIdle: [] as number[],
       chain: [] as number[],
@@ -256,6 +263,8 @@ for (const name of values.models.split(',')) {
       await timeBlock(per, bareInfer(bares[0], 1), t.bareSingle);
       await timeBlock(per, bareInfer(bares[1], 0), t.bareWorkerSplit);
       await timeBlock(per, bareInfer(bares[1], 1), t.bareWorkerSingle);
+      await timeBlock(per, bareInfer(bares[2], 0), t.bareIoSplit);
+      await timeBlock(per, bareInfer(bares[2], 1), t.bareIoSingle);
     }
     // CPU per request on each host, Cleave's three-host route and the bare worker route's, one after the
     // other (after the latency rounds, so their warm-up is long done).
@@ -302,6 +311,9 @@ for (const name of values.models.split(',')) {
     const bareWorkerSplit = med(t.bareWorkerSplit);
     const bareWorkerSingle = med(t.bareWorkerSingle);
     const bareWorkerHops = bareWorkerSplit - bareWorkerSingle - (inProcessChain - baseline);
+    const bareIoSplit = med(t.bareIoSplit);
+    const bareIoSingle = med(t.bareIoSingle);
+    const bareIoHops = bareIoSplit - bareIoSingle - (inProcessChain - baseline);
     const slowdown = splitCompute.reduce((x, y) => x + y, 0) - (singleCompute[0] ?? 0);
     // The bytes' own cost at 1 GB/s, the transport bench's budget rate (loopback copies run faster; the links'
     // throughput estimates include each hop's fixed cost, so they cannot take it out).
@@ -347,6 +359,15 @@ for (const name of values.models.split(',')) {
           ratio: round(bareWorkerSplit / baseline),
           hopsMs: round(bareWorkerHops),
           beyondBytesPerHopMs: round((bareWorkerHops - bytesMs) / 3),
+        },
+        // The same with each host's sockets and ORT in one worker thread: the floor of a data plane in the
+        // ORT worker (a frame arrives at, and leaves from, the thread that computes on it).
+        workerIo: {
+          threeHostMs: round(bareIoSplit),
+          allDeviceMs: round(bareIoSingle),
+          ratio: round(bareIoSplit / baseline),
+          hopsMs: round(bareIoHops),
+          beyondBytesPerHopMs: round((bareIoHops - bytesMs) / 3),
         },
       },
       // CPU per three-host request on each host (ms, /proc; null off Linux): main thread and the other
