@@ -18,8 +18,10 @@
  * - the machine's floor under a hop (`wakeFloor`): waking an idle worker thread and an idle process;
  * - the floor of the whole route (`bare`, bench/_bare-host.ts): the same segments on three bare processes,
  *   raw tensor bytes over one WebSocket connection per hop, the input sent over a WebSocket, ORT on the main
- *   thread, and (`bare.worker`) in a worker thread as Cleave's hosts run it: what any implementation with
- *   three processes pays on this machine, and what Cleave adds to it (`overBareMs`, `hopsOverBareMs`);
+ *   thread, (`bare.worker`) in a worker thread as Cleave's hosts run it, and (`bare.workerIo`) with each host's
+ *   sockets and ORT together in one worker thread (the ceiling of a data plane in the ORT worker): what any
+ *   implementation with three processes pays on this machine, and what Cleave adds to it (`overBareMs`,
+ *   `hopsOverBareMs`);
  * - the CPU time each host spends per three-host request (`cpuMsPerRequest`, from /proc over `--cpu-requests`
  *   sequential requests, default 300), its main thread apart from its other threads, Cleave's and the bare
  *   worker route's: CPU is steadier than latency on a shared machine, and it is what a host under a CPU quota
