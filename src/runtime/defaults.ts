@@ -89,6 +89,12 @@ export const LIMITS = {
     min: 0,
     doc: 'A request whose route lost a host is run again once, on the plan adopted around it, if one is committed within this (and its deadline); 0: never retried.',
   },
+  hedgeAfterMs: {
+    default: 1000,
+    unit: 'ms',
+    min: 0,
+    doc: 'A request still unanswered this long, on a plan since replaced by one that sends over none of its links, also runs on the plan in force; the first answer wins (at most 8 such at once); 0: never.',
+  },
   loadSampleMs: {
     default: 1000,
     unit: 'ms',

@@ -486,6 +486,7 @@ export class Host {
         current: () => origin.coordinator.current,
         runnable: (plan) => origin.runnable(plan.route),
         retryWaitMs: limits.retryWaitMs,
+        hedgeAfterMs: limits.hedgeAfterMs,
         log,
       }),
       answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),
