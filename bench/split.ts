@@ -310,16 +310,24 @@ for (const name of values.models.split(',')) {
     const bareSplit = med(t.bareSplit);
     const bareSingle = med(t.bareSingle);
     const bareHops = bareSplit - bareSingle - (inProcessChain - baseline);
-    const bareWorkerSplit = med(t.bareWorkerSplit);
-    const bareWorkerSingle = med(t.bareWorkerSingle);
-    const bareWorkerHops = bareWorkerSplit - bareWorkerSingle - (inProcessChain - baseline);
-    const bareIoSplit = med(t.bareIoSplit);
-    const bareIoSingle = med(t.bareIoSingle);
-    const bareIoHops = bareIoSplit - bareIoSingle - (inProcessChain - baseline);
     const slowdown = splitCompute.reduce((x, y) => x + y, 0) - (singleCompute[0] ?? 0);
     // The bytes' own cost at 1 GB/s, the transport bench's budget rate (loopback copies run faster; the links'
     // throughput estimates include each hop's fixed cost, so they cannot take it out).
     const bytesMs = ((frontier(c1) + frontier(c2) + a.outputBytes) / BYTES_PER_S) * 1000;
+    // A bare route's figures from its medians: the three-host route, all on the device, and its hops (the one
+    // less the other and ORT's cost of cutting), in all and beyond their bytes, per hop.
+    const bareFigures = (threeHost: number[], allDevice: number[]) => {
+      const [three, all] = [med(threeHost), med(allDevice)];
+      const hopsMs = three - all - (inProcessChain - baseline);
+      return {
+        threeHostMs: round(three),
+        allDeviceMs: round(all),
+        ratio: round(three / baseline),
+        allDeviceRatio: round(all / baseline),
+        hopsMs: round(hopsMs),
+        beyondBytesPerHopMs: round((hopsMs - bytesMs) / 3),
+      };
+    };
     results.push({
       model: name,
       blocks: n,
@@ -348,29 +356,12 @@ for (const name of values.models.split(',')) {
       // The floor (bench/_bare-host.ts): the same segments and processes with raw bytes over one WebSocket per
       // hop and ORT on the main thread, and the client's input over a WebSocket instead of HTTP.
       bare: {
-        threeHostMs: round(bareSplit),
-        allDeviceMs: round(bareSingle),
-        ratio: round(bareSplit / baseline),
-        allDeviceRatio: round(bareSingle / baseline),
-        hopsMs: round(bareHops),
-        beyondBytesPerHopMs: round((bareHops - bytesMs) / 3),
+        ...bareFigures(t.bareSplit, t.bareSingle),
         // The same with ORT in a worker thread on each host, as Cleave runs it.
-        worker: {
-          threeHostMs: round(bareWorkerSplit),
-          allDeviceMs: round(bareWorkerSingle),
-          ratio: round(bareWorkerSplit / baseline),
-          hopsMs: round(bareWorkerHops),
-          beyondBytesPerHopMs: round((bareWorkerHops - bytesMs) / 3),
-        },
+        worker: bareFigures(t.bareWorkerSplit, t.bareWorkerSingle),
         // The same with each host's sockets and ORT in one worker thread: the floor of a data plane in the
         // ORT worker (a frame arrives at, and leaves from, the thread that computes on it).
-        workerIo: {
-          threeHostMs: round(bareIoSplit),
-          allDeviceMs: round(bareIoSingle),
-          ratio: round(bareIoSplit / baseline),
-          hopsMs: round(bareIoHops),
-          beyondBytesPerHopMs: round((bareIoHops - bytesMs) / 3),
-        },
+        workerIo: bareFigures(t.bareIoSplit, t.bareIoSingle),
       },
       // CPU per three-host request on each host (ms, /proc; null off Linux): main thread and the other
       // threads (the ORT worker with its stage's compute, V8's GC helpers), Cleave and the bare worker route;
