@@ -31,13 +31,20 @@ describe('inferRetrying', () => {
       return OUT;
     });
     setTimeout(() => (current = plan(4, 'device', 'cloud')), 60);
+    const kinds: string[] = [];
     const out = await inferRetrying(
-      deps({ infer, current: () => current, runnable: (p) => p.route.every((s) => s.host !== 'edge') }),
+      deps({
+        infer,
+        current: () => current,
+        runnable: (p) => p.route.every((s) => s.host !== 'edge'),
+        onSecondAttempt: (k) => kinds.push(k),
+      }),
       first,
       {},
       5000,
     );
     expect(out).toBe(OUT);
+    expect(kinds).toEqual(['retry']);
     expect(infer.mock.calls.map((c) => c[0].epoch)).toEqual([3, 4]);
     expect(infer.mock.calls[1][2]).toBeLessThan(5000);
     expect(infer.mock.calls[1][2]).toBeGreaterThan(4000);
@@ -121,8 +128,15 @@ describe('hedging a request stranded on a replaced plan', () => {
     );
     setTimeout(() => (current = plan(4, 'device', 'cloud')), 20);
     const t0 = Date.now();
-    const out = await inferRetrying(deps({ infer, current: () => current, hedgeAfterMs: 60 }), first, {}, 5000);
+    const kinds: string[] = [];
+    const out = await inferRetrying(
+      deps({ infer, current: () => current, hedgeAfterMs: 60, onSecondAttempt: (k) => kinds.push(k) }),
+      first,
+      {},
+      5000,
+    );
     expect(out).toBe(HEDGED);
+    expect(kinds).toEqual(['hedge']);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(55);
     expect(infer.mock.calls.map((c) => c[0].epoch)).toEqual([3, 4]);
     // The hedge has what is left of the request's deadline.

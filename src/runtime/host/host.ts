@@ -487,6 +487,7 @@ export class Host {
         runnable: (plan) => origin.runnable(plan.route),
         retryWaitMs: limits.retryWaitMs,
         hedgeAfterMs: limits.hedgeAfterMs,
+        onSecondAttempt: (kind) => metrics.secondAttempts.inc({ model: m.name, kind }),
         log,
       }),
       answered: (epoch, ms, ok) => origin.latency.record(Date.now(), epoch, ms, ok),

@@ -16,6 +16,7 @@ export class HostMetrics {
   readonly requestSuccess: Counter<'model'>;
   readonly requestFailure: Counter<'model' | 'code'>;
   readonly requestDuration: Histogram<'model'>;
+  readonly secondAttempts: Counter<'model' | 'kind'>;
   readonly stageCompute: Histogram<'model' | 'segment'>;
   readonly linkBytes: Gauge<'from' | 'to'>;
   readonly linkUncodedBytes: Gauge<'from' | 'to'>;
@@ -44,6 +45,12 @@ export class HostMetrics {
       name: 'cleave_request_failure',
       help: 'Inference requests that failed, by error code',
       labelNames: ['model', 'code'],
+      registers: r,
+    });
+    this.secondAttempts = new Counter({
+      name: 'cleave_request_second_attempts_total',
+      help: "Requests run a second time at the origin: 'retry' (a host on the route was lost), 'hedge' (stranded on a replaced plan)",
+      labelNames: ['model', 'kind'],
       registers: r,
     });
     this.requestDuration = new Histogram({

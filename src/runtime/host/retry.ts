@@ -30,6 +30,8 @@ export interface RetryDeps {
   readonly retryWaitMs: number;
   /** How long a request runs on a plan no longer in force before it is hedged on the one in force; 0: never. */
   readonly hedgeAfterMs?: number;
+  /** Called as a request starts its second attempt (for the metrics). */
+  onSecondAttempt?(kind: 'retry' | 'hedge'): void;
   readonly log: Logger;
 }
 
@@ -72,6 +74,7 @@ export async function inferRetrying(
     const left = deadlineMs - (Date.now() - t0);
     if (!next || left <= 0) throw e;
     d.log.info({ from: plan.epoch, to: next.epoch, err: e.message }, 'request retried on the new plan');
+    d.onSecondAttempt?.('retry');
     return d.infer(next, inputs, left);
   }
 }
@@ -148,6 +151,7 @@ function hedged(
           { from: plan.epoch, to: cur.epoch, waitedMs: Date.now() - t0 },
           'request hedged on the plan in force (its own plan was replaced while it waited)',
         );
+        d.onSecondAttempt?.('hedge');
         attempt(d.infer(cur, inputs, left), false);
         return;
       }
