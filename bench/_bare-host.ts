@@ -96,7 +96,8 @@ async function main(): Promise<void> {
     config.worker === true && isMainThread ? new Worker(WORKER, { eval: true, workerData: data }) : undefined;
   const run = (i: number, bytes: Uint8Array): Promise<Uint8Array> => {
     if (!worker) return runHere(i, bytes);
-    // Buffer#slice is a view: the message's own buffer (ws's, not shared with other data) moves to the worker.
+    // A ws message's Buffer#slice is a view: its own buffer (not shared with other data) moves to the worker.
+    // A Uint8Array the worker answered with (the next segment on this host) is copied by its slice.
     const moved = bytes.slice();
     return new Promise((resolve) => {
       worker.once('message', resolve);

@@ -306,19 +306,22 @@ for (const name of values.models.split(',')) {
     const single = med(t.single);
     const split = med(t.split);
     const frontier = (i: number): number => a.blocks[i - 1].after.bytes ?? 0;
-    const hops = split - single - (inProcessChain - baseline);
+    // A route's hops: its three-host time less its all-on-the-device time and ORT's own cost of cutting.
+    const hopsOf = (threeHost: number, allDevice: number): number =>
+      threeHost - allDevice - (inProcessChain - baseline);
+    const hops = hopsOf(split, single);
     const bareSplit = med(t.bareSplit);
     const bareSingle = med(t.bareSingle);
-    const bareHops = bareSplit - bareSingle - (inProcessChain - baseline);
+    const bareHops = hopsOf(bareSplit, bareSingle);
     const slowdown = splitCompute.reduce((x, y) => x + y, 0) - (singleCompute[0] ?? 0);
     // The bytes' own cost at 1 GB/s, the transport bench's budget rate (loopback copies run faster; the links'
     // throughput estimates include each hop's fixed cost, so they cannot take it out).
     const bytesMs = ((frontier(c1) + frontier(c2) + a.outputBytes) / BYTES_PER_S) * 1000;
-    // A bare route's figures from its medians: the three-host route, all on the device, and its hops (the one
-    // less the other and ORT's cost of cutting), in all and beyond their bytes, per hop.
+    // A bare route's figures from its medians: the three-host route, all on the device, and its hops, in all and
+    // beyond their bytes, per hop.
     const bareFigures = (threeHost: number[], allDevice: number[]) => {
       const [three, all] = [med(threeHost), med(allDevice)];
-      const hopsMs = three - all - (inProcessChain - baseline);
+      const hopsMs = hopsOf(three, all);
       return {
         threeHostMs: round(three),
         allDeviceMs: round(all),

@@ -8,7 +8,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { CleaveError } from '../src/errors.js';
 import type { TensorLike } from '../src/runtime/executor/tensors.js';
 import type { Routed } from '../src/runtime/host/pipeline.js';
-import { forwardLinks, inferRetrying, MAX_HEDGES, retrying, type RetryDeps } from '../src/runtime/host/retry.js';
+import { MAX_HEDGES } from '../src/runtime/defaults.js';
+import { forwardLinks, inferRetrying, retrying, type RetryDeps } from '../src/runtime/host/retry.js';
 
 const log = pino({ level: 'silent' });
 const OUT: Record<string, TensorLike> = { y: { dtype: 'float32', dims: [1], data: new Float32Array([1]) } };
@@ -107,7 +108,7 @@ describe('inferRetrying', () => {
   });
 });
 
-/** A promise settled by hand, and whether it has been. */
+/** A promise settled by hand. */
 function later<T>(): { promise: Promise<T>; resolve(v: T): void; reject(e: unknown): void } {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;

@@ -16,6 +16,9 @@ interface LimitSpec {
 
 const MiB = 1024 * 1024;
 
+/** Requests an origin hedges at once, at most (host/retry.ts): a plan change under overload must not double the load. */
+export const MAX_HEDGES = 8;
+
 export const LIMITS = {
   maxBodyBytes: {
     default: 64 * MiB,
@@ -93,7 +96,7 @@ export const LIMITS = {
     default: 1000,
     unit: 'ms',
     min: 0,
-    doc: 'A request still unanswered this long, on a plan since replaced by one that sends over none of its links, also runs on the plan in force; the first answer wins (at most 8 such at once); 0: never.',
+    doc: `A request still unanswered this long, on a plan since replaced by one that sends over none of its links, also runs on the plan in force; the first answer wins (at most ${MAX_HEDGES} such at once); 0: never.`,
   },
   loadSampleMs: {
     default: 1000,

@@ -18,6 +18,7 @@
  */
 import type { Logger } from 'pino';
 import { isCleaveError } from '../../errors.js';
+import { MAX_HEDGES } from '../defaults.js';
 import type { TensorLike } from '../executor/tensors.js';
 import type { Routed } from './pipeline.js';
 
@@ -34,9 +35,6 @@ export interface RetryDeps {
   onSecondAttempt?(kind: 'retry' | 'hedge'): void;
   readonly log: Logger;
 }
-
-/** Hedges running at once per origin, at most (see the header). */
-export const MAX_HEDGES = 8;
 
 /** What the requests of one origin share: the hedges running now. */
 interface HedgeCount {
